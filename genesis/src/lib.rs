@@ -1,0 +1,16 @@
+//! Consortium definition for xinlian: who the members are, what each may do, the
+//! policy they agreed, and the canonical encoding and hashing that make a genesis
+//! (and everything built on it) identifiable by one hash.
+//!
+//! This crate knows nothing of records, blocks, storage or networks.
+
+pub mod bytes;
+pub mod canonical;
+pub mod keys;
+pub mod model;
+pub mod scaffold;
+pub mod validators;
+
+pub use bytes::{Hash32, PublicKey};
+pub use model::{Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem, Role, Tier};
+pub use validators::{Validator, ValidatorSet};
