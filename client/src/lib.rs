@@ -1,1 +1,20 @@
-//! placeholder
+//! Everything an enterprise's, agency's or inspector's program needs to speak to the
+//! ledger without trusting a node: record types and their canonical encoding, signing
+//! and the one signature rule, stateless validation, RFC 9162 Merkle proofs, block
+//! headers and commit certificates, and the JSON shapes of the node's HTTP API.
+//!
+//! Architecture invariant: this crate never depends on `xinlian-node`.
+
+pub mod api;
+pub mod block;
+pub mod checks;
+pub mod crypto;
+pub mod ids;
+pub mod merkle;
+pub mod record;
+pub mod state;
+#[doc(hidden)]
+pub mod vectors;
+pub mod when;
+
+pub use xinlian_genesis as genesis;

@@ -27,9 +27,15 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes `bytes` (at most `max` of them) and insists they are the canonical encoding.
-pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, CanonicalError> {
+pub fn decode<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, CanonicalError> {
     if bytes.len() > max {
-        return Err(CanonicalError::Oversize { len: bytes.len(), max });
+        return Err(CanonicalError::Oversize {
+            len: bytes.len(),
+            max,
+        });
     }
     let (value, rest): (T, &[u8]) =
         postcard::take_from_bytes(bytes).map_err(|e| CanonicalError::Malformed(e.to_string()))?;
@@ -66,13 +72,22 @@ mod tests {
     fn overlong_varint_is_rejected() {
         // 1 as a one-byte varint is canonical; 0x81 0x00 also decodes to 1 in postcard.
         assert_eq!(decode::<u32>(&[1], 16), Ok(1));
-        assert_eq!(decode::<u32>(&[0x81, 0x00], 16), Err(CanonicalError::NonCanonical));
+        assert_eq!(
+            decode::<u32>(&[0x81, 0x00], 16),
+            Err(CanonicalError::NonCanonical)
+        );
     }
 
     #[test]
     fn trailing_and_oversize_are_rejected() {
         assert_eq!(decode::<u32>(&[1, 2], 16), Err(CanonicalError::Trailing(1)));
-        assert_eq!(decode::<u32>(&[1, 2], 1), Err(CanonicalError::Oversize { len: 2, max: 1 }));
-        assert!(matches!(decode::<bool>(&[2], 16), Err(CanonicalError::Malformed(_))));
+        assert_eq!(
+            decode::<u32>(&[1, 2], 1),
+            Err(CanonicalError::Oversize { len: 2, max: 1 })
+        );
+        assert!(matches!(
+            decode::<bool>(&[2], 16),
+            Err(CanonicalError::Malformed(_))
+        ));
     }
 }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 pub use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 
 use crate::bytes::PublicKey;
 
@@ -12,9 +12,15 @@ use crate::bytes::PublicKey;
 #[non_exhaustive]
 pub enum KeyError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a PKCS#8 PEM ed25519 private key: {reason}")]
     Parse { path: String, reason: String },
     #[error("no operating-system randomness: {0}")]
@@ -36,24 +42,33 @@ pub fn public_key(key: &SigningKey) -> PublicKey {
 }
 
 pub fn to_pem(key: &SigningKey) -> String {
-    key.to_pkcs8_pem(LineEnding::LF).expect("ed25519 keys always encode as PKCS#8").to_string()
+    key.to_pkcs8_pem(LineEnding::LF)
+        .expect("ed25519 keys always encode as PKCS#8")
+        .to_string()
 }
 
 pub fn from_pem(pem: &str, origin: &str) -> Result<SigningKey, KeyError> {
-    SigningKey::from_pkcs8_pem(pem.trim())
-        .map_err(|e| KeyError::Parse { path: origin.to_string(), reason: e.to_string() })
+    SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| KeyError::Parse {
+        path: origin.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 pub fn read_pem(path: &Path) -> Result<SigningKey, KeyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     from_pem(&text, &path.display().to_string())
 }
 
 /// Writes a private key readable by its owner only.
 pub fn write_pem(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
     use std::io::Write;
-    let err = |source| KeyError::Write { path: path.display().to_string(), source };
+    let err = |source| KeyError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -70,7 +85,8 @@ pub fn write_pem(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
 /// ZIP-215, which tolerates such keys; refusing to bind them keeps every bound key
 /// one that only its holder can sign for.
 pub fn check_bindable(key: &PublicKey) -> Result<(), KeyError> {
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.0).map_err(|_| KeyError::NotCanonical(*key))?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.0)
+        .map_err(|_| KeyError::NotCanonical(*key))?;
     if vk.to_bytes() != key.0 {
         return Err(KeyError::NotCanonical(*key));
     }
@@ -108,7 +124,10 @@ mod tests {
         // The identity point (small order) and y = p (non-canonical encoding of 0).
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert!(matches!(check_bindable(&PublicKey(identity)), Err(KeyError::Weak(_))));
+        assert!(matches!(
+            check_bindable(&PublicKey(identity)),
+            Err(KeyError::Weak(_))
+        ));
         let mut p = [0xffu8; 32];
         p[0] = 0xed;
         p[31] = 0x7f;

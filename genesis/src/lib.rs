@@ -12,5 +12,7 @@ pub mod scaffold;
 pub mod validators;
 
 pub use bytes::{Hash32, PublicKey};
-pub use model::{Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem, Role, Tier};
+pub use model::{
+    Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem, Role, Tier,
+};
 pub use validators::{Validator, ValidatorSet};

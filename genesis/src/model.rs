@@ -68,7 +68,9 @@ impl Role {
 
     pub fn parse(s: &str) -> Result<Role, String> {
         let domain = |d: &str| -> Result<String, String> {
-            check_slug(d, 32).map(|_| d.to_string()).map_err(|e| format!("domain '{d}' {e}"))
+            check_slug(d, 32)
+                .map(|_| d.to_string())
+                .map_err(|e| format!("domain '{d}' {e}"))
         };
         match s.split_once(':') {
             None if s == "validator" => Ok(Role::Validator),
@@ -76,7 +78,10 @@ impl Role {
             None if s == "registrar" => Ok(Role::Registrar),
             Some(("credit-authority", d)) => Ok(Role::CreditAuthority(domain(d)?)),
             Some(("trace-authority", d)) => Ok(Role::TraceAuthority(domain(d)?)),
-            _ => Err(format!("unknown role '{s}' (expected one of: {})", Role::FORMS)),
+            _ => Err(format!(
+                "unknown role '{s}' (expected one of: {})",
+                Role::FORMS
+            )),
         }
     }
 }
@@ -123,9 +128,21 @@ impl Default for Policy {
             record_bytes_max: 16 << 10,
             block_time_drift_ms_max: 2_000,
             publication: Publication {
-                minor: Tier { min_days: 0, max_days: 90, repairable: true },
-                general: Tier { min_days: 90, max_days: 365, repairable: true },
-                serious: Tier { min_days: 365, max_days: 1095, repairable: true },
+                minor: Tier {
+                    min_days: 0,
+                    max_days: 90,
+                    repairable: true,
+                },
+                general: Tier {
+                    min_days: 90,
+                    max_days: 365,
+                    repairable: true,
+                },
+                serious: Tier {
+                    min_days: 365,
+                    max_days: 1095,
+                    repairable: true,
+                },
             },
         }
     }
@@ -173,7 +190,11 @@ pub enum Problem {
     #[error("{0} members exceed the bound of {MEMBERS_MAX}")]
     TooManyMembers(usize),
     #[error("member #{index}: id '{id}' {reason}")]
-    BadId { index: usize, id: String, reason: String },
+    BadId {
+        index: usize,
+        id: String,
+        reason: String,
+    },
     #[error("member '{0}' appears more than once")]
     DuplicateMember(String),
     #[error("member '{member}': {field} is longer than {TEXT_BYTES_MAX} bytes or empty")]
@@ -183,9 +204,17 @@ pub enum Problem {
     #[error("member '{member}': role '{role}' is listed twice")]
     DuplicateRole { member: String, role: String },
     #[error("member '{member}': {field} is not a usable ed25519 public key: {reason}")]
-    BadKey { member: String, field: &'static str, reason: String },
+    BadKey {
+        member: String,
+        field: &'static str,
+        reason: String,
+    },
     #[error("key {key} is used by both '{first}' and '{second}'")]
-    DuplicateKey { key: PublicKey, first: String, second: String },
+    DuplicateKey {
+        key: PublicKey,
+        first: String,
+        second: String,
+    },
     #[error("member '{0}' is a validator with zero voting power")]
     ZeroVotingPower(String),
     #[error("member '{0}' has voting power but is not a validator")]
@@ -206,7 +235,10 @@ pub enum Problem {
 #[non_exhaustive]
 pub enum GenesisError {
     #[error("cannot read genesis {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid genesis:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
@@ -224,14 +256,26 @@ pub(crate) fn check_slug(s: &str, max: usize) -> Result<(), String> {
     if s.is_empty() || s.len() > max {
         return Err(format!("must be 1 to {max} characters"));
     }
-    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
         return Err("may contain only a-z, 0-9, '-' and '.'".into());
     }
     Ok(())
 }
 
-fn parse_key(member: &str, field: &'static str, text: &str, problems: &mut Vec<Problem>) -> Option<PublicKey> {
-    let bad = |reason: String| Problem::BadKey { member: member.to_string(), field, reason };
+fn parse_key(
+    member: &str,
+    field: &'static str,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<PublicKey> {
+    let bad = |reason: String| Problem::BadKey {
+        member: member.to_string(),
+        field,
+        reason,
+    };
     match PublicKey::from_hex(text.trim()) {
         Err(e) => {
             problems.push(bad(format!("expected 64 hex digits ({e})")));
@@ -248,14 +292,18 @@ fn parse_key(member: &str, field: &'static str, text: &str, problems: &mut Vec<P
 }
 
 pub fn parse_time_ms(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 pub fn format_time_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
@@ -263,13 +311,19 @@ impl Policy {
     fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !(10..=60_000).contains(&self.block_interval_ms) {
-            out.push(format!("block_interval_ms {} is outside 10..=60000", self.block_interval_ms));
+            out.push(format!(
+                "block_interval_ms {} is outside 10..=60000",
+                self.block_interval_ms
+            ));
         }
         if self.block_records_max == 0 {
             out.push("block_records_max must be at least 1".into());
         }
         if !(256..=(64 << 20)).contains(&self.block_bytes_max) {
-            out.push(format!("block_bytes_max {} is outside 256..=67108864", self.block_bytes_max));
+            out.push(format!(
+                "block_bytes_max {} is outside 256..=67108864",
+                self.block_bytes_max
+            ));
         }
         if self.record_bytes_max < 256 || self.record_bytes_max > self.block_bytes_max {
             out.push(format!(
@@ -280,11 +334,16 @@ impl Policy {
         if self.block_time_drift_ms_max == 0 {
             out.push("block_time_drift_ms_max must be positive".into());
         }
-        for (name, t) in
-            [("minor", &self.publication.minor), ("general", &self.publication.general), ("serious", &self.publication.serious)]
-        {
+        for (name, t) in [
+            ("minor", &self.publication.minor),
+            ("general", &self.publication.general),
+            ("serious", &self.publication.serious),
+        ] {
             if t.min_days > t.max_days {
-                out.push(format!("publication.{name}: min_days {} exceeds max_days {}", t.min_days, t.max_days));
+                out.push(format!(
+                    "publication.{name}: min_days {} exceeds max_days {}",
+                    t.min_days, t.max_days
+                ));
             }
         }
         out
@@ -316,14 +375,21 @@ impl GenesisFile {
         let mut total_power: u64 = 0;
         for (index, m) in self.members.iter().enumerate() {
             if let Err(reason) = check_slug(&m.id, ID_BYTES_MAX) {
-                problems.push(Problem::BadId { index, id: m.id.clone(), reason });
+                problems.push(Problem::BadId {
+                    index,
+                    id: m.id.clone(),
+                    reason,
+                });
             }
             if !ids.insert(m.id.clone()) {
                 problems.push(Problem::DuplicateMember(m.id.clone()));
             }
             for (field, text) in [("name", &m.name), ("region", &m.region)] {
                 if text.is_empty() || text.len() > TEXT_BYTES_MAX {
-                    problems.push(Problem::BadText { member: m.id.clone(), field });
+                    problems.push(Problem::BadText {
+                        member: m.id.clone(),
+                        field,
+                    });
                 }
             }
             let mut roles = BTreeSet::new();
@@ -331,10 +397,16 @@ impl GenesisFile {
                 match Role::parse(r) {
                     Ok(role) => {
                         if !roles.insert(role) {
-                            problems.push(Problem::DuplicateRole { member: m.id.clone(), role: r.clone() });
+                            problems.push(Problem::DuplicateRole {
+                                member: m.id.clone(),
+                                role: r.clone(),
+                            });
                         }
                     }
-                    Err(reason) => problems.push(Problem::UnknownRole { member: m.id.clone(), reason }),
+                    Err(reason) => problems.push(Problem::UnknownRole {
+                        member: m.id.clone(),
+                        reason,
+                    }),
                 }
             }
             let validator = roles.contains(&Role::Validator);
@@ -352,7 +424,10 @@ impl GenesisFile {
                 Some(t) => total_power = t,
                 None => problems.push(Problem::PowerOverflow),
             }
-            let node_key = m.node_key.as_deref().and_then(|t| parse_key(&m.id, "node_key", t, &mut problems));
+            let node_key = m
+                .node_key
+                .as_deref()
+                .and_then(|t| parse_key(&m.id, "node_key", t, &mut problems));
             if (validator || observer) && m.node_key.is_none() {
                 problems.push(Problem::MissingNodeKey(m.id.clone()));
             }
@@ -362,7 +437,11 @@ impl GenesisFile {
             let signing_key = parse_key(&m.id, "signing_key", &m.signing_key, &mut problems);
             for k in node_key.iter().chain(signing_key.iter()) {
                 if let Some(first) = keys.insert(*k, m.id.clone()) {
-                    problems.push(Problem::DuplicateKey { key: *k, first, second: m.id.clone() });
+                    problems.push(Problem::DuplicateKey {
+                        key: *k,
+                        first,
+                        second: m.id.clone(),
+                    });
                 }
             }
             members.push(Member {
@@ -381,20 +460,27 @@ impl GenesisFile {
         if !problems.is_empty() {
             return Err(GenesisError::Invalid(problems));
         }
-        Ok(Genesis { chain_id: self.chain_id.clone(), genesis_time_ms, policy: self.policy.clone(), members })
+        Ok(Genesis {
+            chain_id: self.chain_id.clone(),
+            genesis_time_ms,
+            policy: self.policy.clone(),
+            members,
+        })
     }
 }
 
 impl Genesis {
     pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
-        let file: GenesisFile =
-            toml::from_str(text).map_err(|e| GenesisError::Invalid(vec![Problem::Syntax(e.to_string())]))?;
+        let file: GenesisFile = toml::from_str(text)
+            .map_err(|e| GenesisError::Invalid(vec![Problem::Syntax(e.to_string())]))?;
         file.validate()
     }
 
     pub fn load(path: &std::path::Path) -> Result<Genesis, GenesisError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| GenesisError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Genesis::from_toml(&text)
     }
 
@@ -437,7 +523,9 @@ impl Genesis {
     }
 
     pub fn member_by_node_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members.iter().find(|m| m.node_key.as_ref() == Some(key))
+        self.members
+            .iter()
+            .find(|m| m.node_key.as_ref() == Some(key))
     }
 
     /// The validators in genesis order, which is also their index in certificates.
@@ -461,9 +549,13 @@ impl Member {
         self.roles.contains(role)
     }
     pub fn is_credit_authority(&self, domain: &str) -> bool {
-        self.roles.iter().any(|r| matches!(r, Role::CreditAuthority(d) if d == domain))
+        self.roles
+            .iter()
+            .any(|r| matches!(r, Role::CreditAuthority(d) if d == domain))
     }
     pub fn is_trace_authority(&self, domain: &str) -> bool {
-        self.roles.iter().any(|r| matches!(r, Role::TraceAuthority(d) if d == domain))
+        self.roles
+            .iter()
+            .any(|r| matches!(r, Role::TraceAuthority(d) if d == domain))
     }
 }

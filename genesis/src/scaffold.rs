@@ -22,7 +22,10 @@ pub enum ScaffoldError {
     #[error(transparent)]
     Genesis(#[from] GenesisError),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0} already exists; refusing to overwrite a consortium's keys")]
     Exists(String),
 }
@@ -59,7 +62,10 @@ pub fn scaffold(
     std::fs::create_dir_all(dir.join("keys")).map_err(io(dir))?;
     let mut members = Vec::new();
     for s in specs {
-        let runs_node = s.roles.iter().any(|r| matches!(r, Role::Validator | Role::Observer));
+        let runs_node = s
+            .roles
+            .iter()
+            .any(|r| matches!(r, Role::Validator | Role::Observer));
         let node_key = if runs_node {
             let k = keys::generate()?;
             keys::write_pem(&node_key_path(dir, &s.id), &k)?;
@@ -79,7 +85,12 @@ pub fn scaffold(
             signing_key: keys::public_key(&sk),
         });
     }
-    let genesis = Genesis { chain_id: chain_id.to_string(), genesis_time_ms, policy, members };
+    let genesis = Genesis {
+        chain_id: chain_id.to_string(),
+        genesis_time_ms,
+        policy,
+        members,
+    };
     let text = genesis.to_toml();
     // Validate before writing: a scaffold never leaves an unusable genesis behind.
     let back = Genesis::from_toml(&text)?;

@@ -21,7 +21,10 @@ pub struct ValidatorSet {
 impl ValidatorSet {
     pub fn new(validators: Vec<Validator>) -> Self {
         assert!(!validators.is_empty(), "a validator set is never empty");
-        assert!(validators.iter().all(|v| v.power > 0), "validators have positive power");
+        assert!(
+            validators.iter().all(|v| v.power > 0),
+            "validators have positive power"
+        );
         ValidatorSet { validators }
     }
 

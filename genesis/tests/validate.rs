@@ -31,12 +31,22 @@ fn file(members: Vec<MemberFile>) -> GenesisFile {
 }
 
 fn problems(f: &GenesisFile) -> Vec<Problem> {
-    f.validate().expect_err("expected invalid").problems().to_vec()
+    f.validate()
+        .expect_err("expected invalid")
+        .problems()
+        .to_vec()
 }
 
 #[test]
 fn valid_file_round_trips_to_the_same_hash() {
-    let f = file(vec![member("a", &["validator", "registrar", "credit-authority:market"], 2), member("b", &["observer"], 0)]);
+    let f = file(vec![
+        member(
+            "a",
+            &["validator", "registrar", "credit-authority:market"],
+            2,
+        ),
+        member("b", &["observer"], 0),
+    ]);
     let g = f.validate().unwrap();
     let back = Genesis::from_toml(&g.to_toml()).unwrap();
     assert_eq!(g, back);
@@ -47,7 +57,9 @@ fn valid_file_round_trips_to_the_same_hash() {
 
 #[test]
 fn hash_changes_with_any_field() {
-    let g = file(vec![member("a", &["validator"], 1)]).validate().unwrap();
+    let g = file(vec![member("a", &["validator"], 1)])
+        .validate()
+        .unwrap();
     let mut g2 = g.clone();
     g2.policy.block_interval_ms += 1;
     assert_ne!(g.hash(), g2.hash());
@@ -58,7 +70,10 @@ fn hash_changes_with_any_field() {
 
 #[test]
 fn duplicate_ids_are_named() {
-    let p = problems(&file(vec![member("a", &["validator"], 1), member("a", &["observer"], 0)]));
+    let p = problems(&file(vec![
+        member("a", &["validator"], 1),
+        member("a", &["observer"], 0),
+    ]));
     assert!(p.contains(&Problem::DuplicateMember("a".into())), "{p:?}");
 }
 
@@ -68,7 +83,10 @@ fn unknown_roles_are_named_with_the_accepted_forms() {
     match &p[..] {
         [Problem::UnknownRole { member, reason }] => {
             assert_eq!(member, "a");
-            assert!(reason.contains("'auditor'") && reason.contains("credit-authority:DOMAIN"), "{reason}");
+            assert!(
+                reason.contains("'auditor'") && reason.contains("credit-authority:DOMAIN"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -82,7 +100,12 @@ fn bad_keys_are_named_by_member_and_field() {
     // The identity point: a small-order key anyone can sign for.
     n.signing_key = format!("01{}", "00".repeat(31));
     let p = problems(&file(vec![m, n]));
-    assert!(p.iter().any(|x| matches!(x, Problem::BadKey { member, field: "node_key", .. } if member == "a")), "{p:?}");
+    assert!(
+        p.iter().any(
+            |x| matches!(x, Problem::BadKey { member, field: "node_key", .. } if member == "a")
+        ),
+        "{p:?}"
+    );
     assert!(
         p.iter().any(|x| matches!(x, Problem::BadKey { member, field: "signing_key", reason } if member == "b" && reason.contains("small order"))),
         "{p:?}"
@@ -100,10 +123,16 @@ fn shared_keys_are_refused() {
 
 #[test]
 fn voting_power_rules() {
-    let p = problems(&file(vec![member("a", &["validator"], 0), member("b", &["observer"], 3)]));
+    let p = problems(&file(vec![
+        member("a", &["validator"], 0),
+        member("b", &["observer"], 3),
+    ]));
     assert!(p.contains(&Problem::ZeroVotingPower("a".into())), "{p:?}");
     assert!(p.contains(&Problem::PowerWithoutVote("b".into())), "{p:?}");
-    assert!(!p.contains(&Problem::NoValidators), "a holds the role, even if with no power");
+    assert!(
+        !p.contains(&Problem::NoValidators),
+        "a holds the role, even if with no power"
+    );
     let p = problems(&file(vec![member("r", &["observer", "registrar"], 0)]));
     assert_eq!(p, vec![Problem::NoValidators]);
 }
@@ -126,16 +155,29 @@ fn policy_and_time_problems() {
     f.policy.publication.general.min_days = 400;
     let p = problems(&f);
     assert!(p.contains(&Problem::Time("yesterday".into())), "{p:?}");
-    assert!(p.iter().any(|x| matches!(x, Problem::Policy(s) if s.contains("block_interval_ms"))), "{p:?}");
-    assert!(p.iter().any(|x| matches!(x, Problem::Policy(s) if s.contains("publication.general"))), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Problem::Policy(s) if s.contains("block_interval_ms"))),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| matches!(x, Problem::Policy(s) if s.contains("publication.general"))),
+        "{p:?}"
+    );
 }
 
 #[test]
 fn unknown_fields_and_bad_syntax_are_syntax_problems() {
-    let g = file(vec![member("a", &["validator"], 1)]).validate().unwrap();
+    let g = file(vec![member("a", &["validator"], 1)])
+        .validate()
+        .unwrap();
     let text = g.to_toml().replace("chain_id", "chain_idd");
     let e = Genesis::from_toml(&text).unwrap_err();
-    assert!(matches!(&e.problems()[0], Problem::Syntax(s) if s.contains("chain_idd")), "{e}");
+    assert!(
+        matches!(&e.problems()[0], Problem::Syntax(s) if s.contains("chain_idd")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -151,7 +193,14 @@ fn scaffold_writes_loadable_keys() {
     let g = scaffold(dir.path(), "t", 0, Policy::default(), &specs).unwrap();
     let loaded = Genesis::load(&dir.path().join("genesis.toml")).unwrap();
     assert_eq!(g.hash(), loaded.hash());
-    let sk = xinlian_genesis::keys::read_pem(&xinlian_genesis::scaffold::signing_key_path(dir.path(), "v0")).unwrap();
+    let sk = xinlian_genesis::keys::read_pem(&xinlian_genesis::scaffold::signing_key_path(
+        dir.path(),
+        "v0",
+    ))
+    .unwrap();
     assert_eq!(public_key(&sk), g.members[0].signing_key);
-    assert!(scaffold(dir.path(), "t", 0, Policy::default(), &specs).is_err(), "must not overwrite");
+    assert!(
+        scaffold(dir.path(), "t", 0, Policy::default(), &specs).is_err(),
+        "must not overwrite"
+    );
 }

@@ -8,7 +8,10 @@ use xinlian_genesis::scaffold::{MemberSpec, scaffold};
 use xinlian_genesis::{Genesis, Policy, Role, model::format_time_ms};
 
 #[derive(Parser)]
-#[command(version, about = "Create and validate xinlian consortium genesis files")]
+#[command(
+    version,
+    about = "Create and validate xinlian consortium genesis files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,11 +36,20 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::New { validators, observers, chain_id, out } => {
+        Command::New {
+            validators,
+            observers,
+            chain_id,
+            out,
+        } => {
             anyhow::ensure!(validators >= 1, "a consortium needs at least one validator");
             let mut specs = Vec::new();
             for i in 0..validators + observers {
-                let mut roles = vec![if i < validators { Role::Validator } else { Role::Observer }];
+                let mut roles = vec![if i < validators {
+                    Role::Validator
+                } else {
+                    Role::Observer
+                }];
                 if i == 0 {
                     roles.push(Role::Registrar);
                     roles.push(Role::CreditAuthority("general".into()));
@@ -56,7 +68,8 @@ fn main() -> Result<()> {
                 .context("clock before 1970")?
                 .as_millis() as i64;
             let g = scaffold(&out, &chain_id, now_ms, Policy::default(), &specs)?;
-            let key_files = g.members.len() + g.members.iter().filter(|m| m.node_key.is_some()).count();
+            let key_files =
+                g.members.len() + g.members.iter().filter(|m| m.node_key.is_some()).count();
             println!(
                 "wrote {} (chain {}) and {key_files} key files under {}",
                 out.join("genesis.toml").display(),
@@ -70,10 +83,20 @@ fn main() -> Result<()> {
             let vs = g.validator_set();
             println!("valid genesis: chain_id {} hash {}", g.chain_id, g.hash());
             println!("genesis time {}", format_time_ms(g.genesis_time_ms));
-            println!("{} members, {} validators, total voting power {}", g.members.len(), vs.len(), vs.total_power());
+            println!(
+                "{} members, {} validators, total voting power {}",
+                g.members.len(),
+                vs.len(),
+                vs.total_power()
+            );
             for m in &g.members {
                 let roles: Vec<String> = m.roles.iter().map(Role::to_string).collect();
-                println!("  {:<24} power {:<3} {}", m.id, m.voting_power, roles.join(", "));
+                println!(
+                    "  {:<24} power {:<3} {}",
+                    m.id,
+                    m.voting_power,
+                    roles.join(", ")
+                );
             }
             Ok(())
         }

@@ -1,0 +1,98 @@
+//! The JSON shapes of the node's HTTP API (`/v1/...`), shared by the node that writes
+//! them and the clients that read them.
+
+use serde::{Deserialize, Serialize};
+use xinlian_genesis::Hash32;
+
+use crate::block::{Certificate, Header};
+use crate::ids::Uscc;
+use crate::record::{Kind, RecordId, SignedRecord};
+use crate::state::{
+    BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState, Shipment,
+};
+
+/// Every error answer: a stable machine code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub chain_id: String,
+    pub genesis_hash: Hash32,
+    /// Height of the last finalized block (0 before the first).
+    pub height: u64,
+    pub tip_hash: Hash32,
+    pub tip_time_ms: i64,
+    pub ledger_size: u64,
+    pub ledger_root: Hash32,
+    pub state_hash: Hash32,
+    /// Member id of the consortium member running this node.
+    pub node: String,
+    pub validator: bool,
+    pub mempool_records: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: RecordId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Accepted into the mempool, not yet in a finalized block.
+    Pending,
+    Final,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordView {
+    pub id: RecordId,
+    pub kind: Kind,
+    pub status: RecordStatus,
+    pub height: Option<u64>,
+    /// Position in the ledger-wide Merkle tree.
+    pub ledger_index: Option<u64>,
+    pub record: SignedRecord,
+    /// Canonical bytes, hex: what the Merkle leaf and the signature cover.
+    pub canonical_hex: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockView {
+    pub hash: Hash32,
+    pub header: Header,
+    pub certificate: Certificate,
+    pub records: Vec<RecordId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnterpriseView {
+    pub entity: Entity,
+    pub profile: Profile,
+    pub commitments: Vec<CommitmentState>,
+    pub repairs: Vec<RepairState>,
+    pub lists: Vec<ListEntry>,
+    /// Every record concerning the enterprise, in ledger order.
+    pub records: Vec<RecordId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Holding {
+    pub holder: Uscc,
+    pub amount: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchView {
+    pub batch: BatchState,
+    pub holders: Vec<Holding>,
+    pub in_transit: Vec<Shipment>,
+    /// The batch's events in order (its event chain).
+    pub events: Vec<RecordId>,
+    /// Batches made from this one.
+    pub children: Vec<String>,
+}

@@ -1,0 +1,357 @@
+//! Stateless validation: everything about a record that can be decided from its bytes
+//! and the chain id alone — bounds, identifiers, chain binding, signature. The same
+//! checks run in the node's mempool, in block execution and in any verifier.
+
+use std::collections::BTreeSet;
+
+use xinlian_genesis::Hash32;
+use xinlian_genesis::keys::check_bindable;
+
+use crate::crypto::SignatureError;
+use crate::ids::{IdError, Uscc, check_drug_code, check_gtin};
+use crate::record::*;
+
+/// Names, matters, reasons, standards.
+pub const TEXT_BYTES_MAX: usize = 256;
+/// Free-text commitment content (longer documents go by hash).
+pub const CONTENT_BYTES_MAX: usize = 4096;
+/// Batch ids, lots, location ids, document numbers.
+pub const ID_BYTES_MAX: usize = 128;
+/// Lists of references: basis, evidence, agencies.
+pub const REFS_MAX: usize = 32;
+/// Inputs or outputs of one transform.
+pub const TRANSFORM_SIDES_MAX: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatelessError {
+    #[error("record is for chain {got}, this is chain {expected}")]
+    WrongChain { expected: Hash32, got: Hash32 },
+    #[error("{field}: {reason}")]
+    Field { field: &'static str, reason: String },
+    #[error("{field}: {source}")]
+    Identifier {
+        field: &'static str,
+        source: IdError,
+    },
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+}
+
+type R = Result<(), StatelessError>;
+
+fn field(field: &'static str, reason: impl Into<String>) -> StatelessError {
+    StatelessError::Field {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn text(name: &'static str, s: &str) -> R {
+    if s.trim().is_empty() || s.len() > TEXT_BYTES_MAX {
+        return Err(field(
+            name,
+            format!(
+                "must be non-blank and at most {TEXT_BYTES_MAX} bytes (is {})",
+                s.len()
+            ),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(field(name, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// Ids are printable ASCII without spaces, so they survive URLs, CSV and EPCIS URNs.
+fn ident(name: &'static str, s: &str) -> R {
+    if s.is_empty() || s.len() > ID_BYTES_MAX || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(field(
+            name,
+            format!("must be 1 to {ID_BYTES_MAX} printable ASCII characters without spaces: '{s}'"),
+        ));
+    }
+    Ok(())
+}
+
+fn document_number(name: &'static str, s: &str) -> R {
+    // Chinese document numbers (沪市监罚〔2026〕12号) are not ASCII: bounded text instead.
+    if s.len() > ID_BYTES_MAX {
+        return Err(field(name, format!("at most {ID_BYTES_MAX} bytes")));
+    }
+    text(name, s)
+}
+
+fn uscc(name: &'static str, u: &Uscc) -> R {
+    u.check_format()
+        .map_err(|source| StatelessError::Identifier {
+            field: name,
+            source,
+        })
+}
+
+fn domain(name: &'static str, d: &str) -> R {
+    if d.is_empty()
+        || d.len() > 32
+        || !d
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(field(
+            name,
+            format!("domain '{d}' must be 1 to 32 characters of a-z, 0-9, '-'"),
+        ));
+    }
+    Ok(())
+}
+
+fn refs<T>(name: &'static str, v: &[T], min: usize) -> R {
+    if v.len() < min || v.len() > REFS_MAX {
+        return Err(field(
+            name,
+            format!("needs {min} to {REFS_MAX} entries (has {})", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn unique<T: Ord>(name: &'static str, items: impl IntoIterator<Item = T>) -> R {
+    let mut seen = BTreeSet::new();
+    if !items.into_iter().all(|x| seen.insert(x)) {
+        return Err(field(name, "lists the same entry twice"));
+    }
+    Ok(())
+}
+
+fn content(name: &'static str, c: &Content) -> R {
+    match c {
+        Content::Text(t) if t.trim().is_empty() || t.len() > CONTENT_BYTES_MAX => Err(field(
+            name,
+            format!(
+                "text must be non-blank and at most {CONTENT_BYTES_MAX} bytes; larger documents go by hash"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn quantity(name: &'static str, q: &Quantity) -> R {
+    if q.amount == 0 {
+        return Err(field(name, "amount must be positive"));
+    }
+    if q.uom.is_empty()
+        || q.uom.len() > 3
+        || !q
+            .uom
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Err(field(
+            name,
+            format!(
+                "unit '{}' is not a UNECE Rec 20 code (1-3 of A-Z, 0-9)",
+                q.uom
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn product(p: &Product) -> R {
+    text("product.name", &p.name)?;
+    if let Some(g) = &p.gtin {
+        check_gtin(g).map_err(|source| StatelessError::Identifier {
+            field: "product.gtin",
+            source,
+        })?;
+    }
+    if let Some(d) = &p.drug_code {
+        check_drug_code(d).map_err(|source| StatelessError::Identifier {
+            field: "product.drug_code",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn event_time(name: &'static str, t: &crate::when::EventTime) -> R {
+    if !t.is_plausible() {
+        return Err(field(
+            name,
+            "time or offset out of range (offset within ±14 h)",
+        ));
+    }
+    Ok(())
+}
+
+fn date(name: &'static str, d: crate::when::Date) -> R {
+    if !d.is_plausible() {
+        return Err(field(name, "date outside the years 1970 to 9999"));
+    }
+    Ok(())
+}
+
+fn key(name: &'static str, k: &xinlian_genesis::PublicKey) -> R {
+    check_bindable(k).map_err(|e| field(name, e.to_string()))
+}
+
+/// Field rules of every record kind.
+pub fn check_body(body: &Body) -> R {
+    match body {
+        Body::RegisterEntity(b) => {
+            text("name", &b.name)?;
+            key("key", &b.key)?;
+            match &b.check_override {
+                None => b.uscc.check().map_err(|source| StatelessError::Identifier {
+                    field: "uscc",
+                    source,
+                }),
+                Some(reason) => {
+                    text("check_override", reason)?;
+                    uscc("uscc", &b.uscc)
+                }
+            }
+        }
+        Body::RotateEntityKey(b) => {
+            uscc("uscc", &b.uscc)?;
+            key("new_key", &b.new_key)
+        }
+        Body::RevokeEntityKey(b) => {
+            uscc("uscc", &b.uscc)?;
+            text("reason", &b.reason)
+        }
+        Body::Commitment(b) => {
+            uscc("subject", &b.subject)?;
+            text("matter", &b.matter)?;
+            text("legal_basis", &b.legal_basis)?;
+            text("template_version", &b.template_version)?;
+            text("accepting_agency", &b.accepting_agency)?;
+            domain("domain", &b.domain)?;
+            content("content", &b.content)?;
+            date("date", b.date)?;
+            date("deadline", b.deadline)?;
+            if b.deadline < b.date {
+                return Err(field(
+                    "deadline",
+                    format!("{} is before the commitment date {}", b.deadline, b.date),
+                ));
+            }
+            if let Disclosure::Agencies(a) = &b.disclosure {
+                refs("disclosure.agencies", a, 1)?;
+                unique("disclosure.agencies", a)?;
+            }
+            Ok(())
+        }
+        Body::Outcome(b) => {
+            text("method", &b.method)?;
+            date("date", b.date)?;
+            document_number("document", &b.document)
+        }
+        Body::ListMeasure(b) => {
+            uscc("subject", &b.subject)?;
+            domain("domain", &b.domain)?;
+            text("reason", &b.reason)?;
+            date("date", b.date)?;
+            let min = usize::from(b.action == ListAction::Add);
+            refs("basis", &b.basis, min)?;
+            unique("basis", &b.basis)
+        }
+        Body::RepairApplication(b) => {
+            content("pledge", &b.pledge)?;
+            date("date", b.date)?;
+            refs("evidence", &b.evidence, 0)
+        }
+        Body::RepairDecision(b) => {
+            date("date", b.date)?;
+            text("reason", &b.reason)
+        }
+        Body::Commission(b) => {
+            ident("batch", &b.batch)?;
+            domain("domain", &b.domain)?;
+            product(&b.product)?;
+            ident("lot", &b.lot)?;
+            quantity("quantity", &b.quantity)?;
+            ident("origin", &b.origin)?;
+            event_time("time", &b.time)
+        }
+        Body::Ship(b) => {
+            ident("batch", &b.batch)?;
+            quantity("quantity", &b.quantity)?;
+            uscc("to", &b.to)?;
+            ident("from_location", &b.from_location)?;
+            ident("to_location", &b.to_location)?;
+            event_time("time", &b.time)
+        }
+        Body::Receive(b) => {
+            ident("location", &b.location)?;
+            event_time("time", &b.time)
+        }
+        Body::Transform(b) => {
+            for (name, n) in [("inputs", b.inputs.len()), ("outputs", b.outputs.len())] {
+                if n == 0 || n > TRANSFORM_SIDES_MAX {
+                    return Err(field(
+                        name,
+                        format!("needs 1 to {TRANSFORM_SIDES_MAX} entries (has {n})"),
+                    ));
+                }
+            }
+            for i in &b.inputs {
+                ident("inputs.batch", &i.batch)?;
+                quantity("inputs.quantity", &i.quantity)?;
+            }
+            for o in &b.outputs {
+                ident("outputs.batch", &o.batch)?;
+                domain("outputs.domain", &o.domain)?;
+                product(&o.product)?;
+                ident("outputs.lot", &o.lot)?;
+                quantity("outputs.quantity", &o.quantity)?;
+            }
+            unique("inputs", b.inputs.iter().map(|i| &i.batch))?;
+            unique("outputs", b.outputs.iter().map(|o| &o.batch))?;
+            if b.outputs
+                .iter()
+                .any(|o| b.inputs.iter().any(|i| i.batch == o.batch))
+            {
+                return Err(field("outputs", "an output batch cannot also be an input"));
+            }
+            ident("location", &b.location)?;
+            event_time("time", &b.time)
+        }
+        Body::Inspect(b) => {
+            ident("batch", &b.batch)?;
+            text("standard", &b.standard)?;
+            ident("location", &b.location)?;
+            event_time("time", &b.time)
+        }
+        Body::Recall(b) => {
+            ident("batch", &b.batch)?;
+            text("reason", &b.reason)?;
+            event_time("time", &b.time)
+        }
+        Body::Sell(b) => {
+            ident("batch", &b.batch)?;
+            quantity("quantity", &b.quantity)?;
+            ident("location", &b.location)?;
+            event_time("time", &b.time)
+        }
+    }
+}
+
+/// Chain binding and field rules; the signature is checked separately so that block
+/// execution can verify a whole block's signatures in one batch.
+pub fn check_unsigned(record: &SignedRecord, chain: &Hash32) -> R {
+    if record.envelope.chain != *chain {
+        return Err(StatelessError::WrongChain {
+            expected: *chain,
+            got: record.envelope.chain,
+        });
+    }
+    check_body(&record.envelope.body)
+}
+
+/// Everything stateless, signature last (the most expensive check).
+pub fn check_stateless(record: &SignedRecord, chain: &Hash32) -> R {
+    check_unsigned(record, chain)?;
+    record.verify_signature()?;
+    Ok(())
+}

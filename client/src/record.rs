@@ -1,0 +1,424 @@
+//! Signed records: the envelope every statement travels in, and the body of each
+//! record kind. The canonical encoding (postcard, shortest form only) of an envelope is
+//! what the signer signs, and its SHA-256 is the record id.
+//!
+//! Wire stability: the order of enum variants and struct fields *is* the encoding.
+//! New kinds are appended at the end of [`Body`]; nothing is reordered or removed.
+
+use serde::{Deserialize, Serialize};
+use xinlian_genesis::canonical::{self, CanonicalError};
+use xinlian_genesis::keys::{SigningKey, public_key};
+use xinlian_genesis::{Hash32, PublicKey, fixed_bytes};
+
+use crate::crypto::{self, Domain, Signature, SignatureError};
+use crate::ids::Uscc;
+use crate::when::{Date, EventTime};
+
+fixed_bytes!(
+    /// SHA-256 of a record's canonical envelope bytes.
+    RecordId,
+    32
+);
+
+/// What the signer states, for which chain, with a nonce that makes two otherwise equal
+/// statements distinct. Replays are detected by id: an id is accepted once per chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The genesis hash of the chain this statement is for.
+    pub chain: Hash32,
+    pub signer: PublicKey,
+    pub nonce: u64,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRecord {
+    pub envelope: Envelope,
+    pub signature: Signature,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("record is not canonical: {0}")]
+    Canonical(#[from] CanonicalError),
+}
+
+impl Envelope {
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        canonical::encode(self)
+    }
+
+    pub fn id(&self) -> RecordId {
+        RecordId(canonical::sha256(&self.canonical_bytes()).0)
+    }
+
+    pub fn sign(self, key: &SigningKey) -> SignedRecord {
+        assert_eq!(
+            public_key(key),
+            self.signer,
+            "envelope signer must be the signing key"
+        );
+        let signature = crypto::sign(key, Domain::Record, &self.canonical_bytes());
+        SignedRecord {
+            envelope: self,
+            signature,
+        }
+    }
+}
+
+impl SignedRecord {
+    pub fn id(&self) -> RecordId {
+        self.envelope.id()
+    }
+
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        canonical::encode(self)
+    }
+
+    /// Decodes at most `max` bytes, accepting only the canonical encoding.
+    pub fn decode(bytes: &[u8], max: usize) -> Result<SignedRecord, DecodeError> {
+        Ok(canonical::decode(bytes, max)?)
+    }
+
+    pub fn verify_signature(&self) -> Result<(), SignatureError> {
+        crypto::verify(
+            &self.envelope.signer,
+            Domain::Record,
+            &self.envelope.canonical_bytes(),
+            &self.signature,
+        )
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.envelope.body.kind()
+    }
+}
+
+macro_rules! bodies {
+    ($($(#[$m:meta])* $variant:ident($ty:ident) = $name:literal,)*) => {
+        /// The statement a record makes. See `docs/records.md` for who may sign each kind
+        /// and what it changes.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Body { $($(#[$m])* $variant($ty),)* }
+
+        /// The kind of a record, without its content.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind { $($variant,)* }
+
+        impl Body {
+            pub fn kind(&self) -> Kind {
+                match self { $(Body::$variant(_) => Kind::$variant,)* }
+            }
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(Kind::$variant => $name,)* }
+            }
+            pub fn from_name(s: &str) -> Option<Kind> {
+                match s { $($name => Some(Kind::$variant),)* _ => None }
+            }
+        }
+
+        $(impl From<$ty> for Body {
+            fn from(b: $ty) -> Body { Body::$variant(b) }
+        })*
+    };
+}
+
+bodies! {
+    /// Registrar binds an enterprise's USCC to its first key.
+    RegisterEntity(RegisterEntity) = "register_entity",
+    /// Registrar or the enterprise replaces its key; the old key stops being accepted.
+    RotateEntityKey(RotateEntityKey) = "rotate_entity_key",
+    /// Registrar or the enterprise revokes its key (lost or compromised).
+    RevokeEntityKey(RevokeEntityKey) = "revoke_entity_key",
+    /// An enterprise's credit commitment (信用承诺).
+    Commitment(Commitment) = "commitment",
+    /// The accepting agency's verification of a commitment (履约核查).
+    Outcome(Outcome) = "outcome",
+    /// A credit authority puts a subject on, or takes it off, a list.
+    ListMeasure(ListMeasure) = "list_measure",
+    /// An enterprise applies for credit repair of a breach (信用修复申请).
+    RepairApplication(RepairApplication) = "repair_application",
+    /// The determining agency approves or rejects a repair application.
+    RepairDecision(RepairDecision) = "repair_decision",
+    /// A producer creates a batch (EPCIS bizStep `commissioning`).
+    Commission(Commission) = "commission",
+    /// The holder sends part or all of a batch to another enterprise (`shipping`).
+    Ship(Ship) = "ship",
+    /// The receiver acknowledges a shipment; custody passes only now (`receiving`).
+    Receive(Receive) = "receive",
+    /// Input batches become output batches (processing, packing).
+    Transform(Transform) = "transform",
+    /// An authorised inspector records a test result (`inspecting`).
+    Inspect(Inspect) = "inspect",
+    /// A trace authority or the producer recalls a batch (disposition `recalled`).
+    Recall(Recall) = "recall",
+    /// The holder sells or dispenses part of a batch, ending its chain there.
+    Sell(Sell) = "sell",
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterEntity {
+    pub uscc: Uscc,
+    pub name: String,
+    pub key: PublicKey,
+    /// Set only for a genuine code that fails the GB 32100 check (early pilot regions):
+    /// the registrar's recorded reason for accepting it anyway.
+    pub check_override: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateEntityKey {
+    pub uscc: Uscc,
+    pub new_key: PublicKey,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeEntityKey {
+    pub uscc: Uscc,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitmentKind {
+    /// 审批替代型: the notification-commitment that stands in for an approval.
+    ApprovalSubstitute,
+    /// 自主公示型.
+    VoluntaryPublic,
+    /// 行业自律型.
+    IndustrySelfDiscipline,
+    /// 信用修复型: made as part of a repair application.
+    CreditRepair,
+    /// Commitments on investment projects (企业投资项目承诺制).
+    InvestmentProject,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    Text(String),
+    /// SHA-256 of a document kept in the agency's or enterprise's own system.
+    Document(Hash32),
+}
+
+/// Who may read a record once graded disclosure is enforced by the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disclosure {
+    Public,
+    Consortium,
+    Agencies(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitment {
+    pub subject: Uscc,
+    pub kind: CommitmentKind,
+    /// The matter committed to, e.g. the licence applied for.
+    pub matter: String,
+    pub legal_basis: String,
+    pub template_version: String,
+    /// Member id of the agency that accepts the commitment and will verify it.
+    pub accepting_agency: String,
+    /// The credit domain (e.g. `market`, `investment`) the agency acts in.
+    pub domain: String,
+    pub content: Content,
+    pub date: Date,
+    pub deadline: Date,
+    pub disclosure: Disclosure,
+    pub publication_consent: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Minor,
+    General,
+    Serious,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Fulfilled,
+    Breached(Severity),
+    NotVerifiable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub commitment: RecordId,
+    pub verdict: Verdict,
+    /// How it was verified (on-site inspection, document review…).
+    pub method: String,
+    pub evidence: Option<Hash32>,
+    /// The determining document's number, e.g. 沪市监罚〔2026〕12号.
+    pub document: String,
+    /// The determining date; publication periods count from it.
+    pub date: Date,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListKind {
+    /// 守信激励: the list of subjects rewarded for keeping faith.
+    Reward,
+    /// 严重失信主体名单.
+    SeriousDishonesty,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListAction {
+    Add,
+    Remove,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListMeasure {
+    pub subject: Uscc,
+    pub list: ListKind,
+    pub action: ListAction,
+    pub domain: String,
+    /// Records that justify the measure (outcomes, repair decisions).
+    pub basis: Vec<RecordId>,
+    pub reason: String,
+    pub date: Date,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairApplication {
+    /// The breach outcome to be repaired.
+    pub outcome: RecordId,
+    /// The new repair commitment (信用修复承诺).
+    pub pledge: Content,
+    pub evidence: Vec<Hash32>,
+    pub date: Date,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairDecision {
+    pub application: RecordId,
+    pub approved: bool,
+    pub reason: String,
+    pub date: Date,
+}
+
+/// An amount in a UNECE Rec 20 unit (`KGM`, `H87` piece, `BX` box…). Integers only:
+/// pick a unit small enough (`GRM` rather than 2.5 `KGM`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quantity {
+    pub amount: u64,
+    pub uom: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub name: String,
+    pub gtin: Option<String>,
+    pub drug_code: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commission {
+    pub batch: String,
+    /// The trace domain (`food`, `drug`, …) whose authorities may inspect and recall it.
+    pub domain: String,
+    pub product: Product,
+    pub lot: String,
+    pub quantity: Quantity,
+    /// Location id (GLN or URN) of the origin.
+    pub origin: String,
+    pub time: EventTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ship {
+    pub batch: String,
+    pub quantity: Quantity,
+    pub to: Uscc,
+    pub from_location: String,
+    pub to_location: String,
+    pub time: EventTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receive {
+    /// The ship record being acknowledged.
+    pub shipment: RecordId,
+    pub location: String,
+    pub time: EventTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAmount {
+    pub batch: String,
+    pub quantity: Quantity,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBatch {
+    pub batch: String,
+    pub domain: String,
+    pub product: Product,
+    pub lot: String,
+    pub quantity: Quantity,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transform {
+    pub inputs: Vec<BatchAmount>,
+    pub outputs: Vec<NewBatch>,
+    pub location: String,
+    pub time: EventTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionResult {
+    Pass,
+    Fail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inspect {
+    pub batch: String,
+    pub result: InspectionResult,
+    /// The standard or method tested against, e.g. GB 2763-2021.
+    pub standard: String,
+    pub report: Option<Hash32>,
+    pub location: String,
+    pub time: EventTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recall {
+    pub batch: String,
+    pub reason: String,
+    pub time: EventTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleKind {
+    /// CBV disposition `retail_sold`.
+    RetailSold,
+    /// Dispensed to a patient (bizStep `dispensing`).
+    Dispensed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sell {
+    pub batch: String,
+    pub quantity: Quantity,
+    pub kind: SaleKind,
+    pub location: String,
+    pub time: EventTime,
+}

@@ -1,0 +1,239 @@
+//! Derived state: what block execution computes from records and nodes keep beside
+//! them, under the keys defined here. Never a source of truth (records are); always
+//! re-derivable by replaying the chain. Defined in the client so that answers, and
+//! later proofs of current state, can be decoded without the node.
+
+use serde::{Deserialize, Serialize};
+use xinlian_genesis::PublicKey;
+
+use crate::ids::Uscc;
+use crate::record::{CommitmentKind, ListKind, RecordId, Severity};
+use crate::when::Date;
+
+/// Key layout: a one-byte table tag, then components separated by 0x00 (no component
+/// contains 0x00: ids are printable ASCII, USCCs are alphanumeric).
+pub mod key {
+    use super::*;
+
+    pub const ENTITY: u8 = b'e';
+    pub const KEY_BINDING: u8 = b'k';
+    pub const COMMITMENT: u8 = b'c';
+    pub const OUTCOME: u8 = b'o';
+    pub const REPAIR: u8 = b'r';
+    pub const PROFILE: u8 = b'p';
+    pub const LIST: u8 = b'l';
+    pub const SUBJECT_RECORD: u8 = b's';
+    pub const BATCH: u8 = b'b';
+    pub const HOLDING: u8 = b'h';
+    pub const SHIPMENT: u8 = b't';
+    pub const BATCH_EVENT: u8 = b'v';
+    pub const DOWNSTREAM: u8 = b'd';
+    pub const SEEN: u8 = b'x';
+
+    fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+        let mut k = vec![tag];
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                k.push(0);
+            }
+            debug_assert!(
+                !p.contains(&0) || p.len() == 32 || p.len() == 8 || p.len() == 4,
+                "separator inside a text component"
+            );
+            k.extend_from_slice(p);
+        }
+        k
+    }
+
+    pub fn entity(u: &Uscc) -> Vec<u8> {
+        join(ENTITY, &[u.as_str().as_bytes()])
+    }
+    pub fn key_binding(k: &PublicKey) -> Vec<u8> {
+        join(KEY_BINDING, &[&k.0])
+    }
+    pub fn commitment(id: &RecordId) -> Vec<u8> {
+        join(COMMITMENT, &[&id.0])
+    }
+    /// Outcome record id → the commitment it decided.
+    pub fn outcome(id: &RecordId) -> Vec<u8> {
+        join(OUTCOME, &[&id.0])
+    }
+    pub fn repair(application: &RecordId) -> Vec<u8> {
+        join(REPAIR, &[&application.0])
+    }
+    pub fn profile(u: &Uscc) -> Vec<u8> {
+        join(PROFILE, &[u.as_str().as_bytes()])
+    }
+    pub fn list(kind: ListKind, u: &Uscc) -> Vec<u8> {
+        join(LIST, &[&[kind as u8], u.as_str().as_bytes()])
+    }
+    /// Records concerning an enterprise, in ledger order.
+    pub fn subject_record(u: &Uscc, ledger_index: u64) -> Vec<u8> {
+        join(
+            SUBJECT_RECORD,
+            &[u.as_str().as_bytes(), &ledger_index.to_be_bytes()],
+        )
+    }
+    pub fn subject_records_prefix(u: &Uscc) -> Vec<u8> {
+        let mut k = join(SUBJECT_RECORD, &[u.as_str().as_bytes()]);
+        k.push(0);
+        k
+    }
+    pub fn batch(b: &str) -> Vec<u8> {
+        join(BATCH, &[b.as_bytes()])
+    }
+    pub fn holding(b: &str, holder: &Uscc) -> Vec<u8> {
+        join(HOLDING, &[b.as_bytes(), holder.as_str().as_bytes()])
+    }
+    pub fn holdings_prefix(b: &str) -> Vec<u8> {
+        let mut k = join(HOLDING, &[b.as_bytes()]);
+        k.push(0);
+        k
+    }
+    pub fn shipment(ship: &RecordId) -> Vec<u8> {
+        join(SHIPMENT, &[&ship.0])
+    }
+    /// The `seq`-th event of a batch (0 = its commissioning or transform).
+    pub fn batch_event(b: &str, seq: u32) -> Vec<u8> {
+        join(BATCH_EVENT, &[b.as_bytes(), &seq.to_be_bytes()])
+    }
+    pub fn batch_events_prefix(b: &str) -> Vec<u8> {
+        let mut k = join(BATCH_EVENT, &[b.as_bytes()]);
+        k.push(0);
+        k
+    }
+    /// An edge from an input batch to a batch made from it.
+    pub fn downstream(parent: &str, child: &str) -> Vec<u8> {
+        join(DOWNSTREAM, &[parent.as_bytes(), child.as_bytes()])
+    }
+    pub fn downstream_prefix(parent: &str) -> Vec<u8> {
+        let mut k = join(DOWNSTREAM, &[parent.as_bytes()]);
+        k.push(0);
+        k
+    }
+    /// Record ids already on the ledger (replay protection) → ledger index.
+    pub fn seen(id: &RecordId) -> Vec<u8> {
+        join(SEEN, &[&id.0])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entity {
+    pub uscc: Uscc,
+    pub name: String,
+    /// The key now accepted for this enterprise; none after a revocation.
+    pub key: Option<PublicKey>,
+    pub registered_by: String,
+    pub registered_at: u64,
+    pub check_override: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyBinding {
+    pub uscc: Uscc,
+    pub bound_at: u64,
+    /// From this height on, records signed with the key are refused; earlier ones stay valid.
+    pub revoked_at: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitmentStatus {
+    Pending,
+    Fulfilled,
+    Breached(Severity),
+    NotVerifiable,
+    /// A breach whose repair was approved: the breach stays in history.
+    Repaired(Severity),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentState {
+    pub id: RecordId,
+    pub subject: Uscc,
+    pub kind: CommitmentKind,
+    pub accepting_agency: String,
+    pub domain: String,
+    pub deadline: Date,
+    pub status: CommitmentStatus,
+    pub outcome: Option<RecordId>,
+    /// The determining date of the outcome; publication periods count from it.
+    pub outcome_date: Option<Date>,
+    /// An open repair application, if any.
+    pub open_repair: Option<RecordId>,
+    pub repaired_by: Option<RecordId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairState {
+    pub application: RecordId,
+    pub commitment: RecordId,
+    pub outcome: RecordId,
+    pub subject: Uscc,
+    pub status: RepairStatus,
+    pub decision: Option<RecordId>,
+}
+
+/// Counts of an enterprise's commitments by status, and its list memberships.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub commitments: u32,
+    pub pending: u32,
+    pub fulfilled: u32,
+    pub not_verifiable: u32,
+    pub breached_minor: u32,
+    pub breached_general: u32,
+    pub breached_serious: u32,
+    pub repaired: u32,
+    /// Breached, unrepaired notification-commitments (审批替代型): an earlier false
+    /// commitment bars the notification route until repaired.
+    pub breached_notification: u32,
+    pub on_reward_list: bool,
+    pub on_serious_dishonesty_list: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    pub list: ListKind,
+    pub subject: Uscc,
+    pub domain: String,
+    pub measure: RecordId,
+    pub date: Date,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchState {
+    pub batch: String,
+    pub domain: String,
+    pub product: crate::record::Product,
+    pub lot: String,
+    pub uom: String,
+    pub created_amount: u64,
+    pub created_by: Uscc,
+    /// The commission or transform record that created the batch.
+    pub origin: RecordId,
+    /// Input batches it was made from (empty for a commissioned batch).
+    pub parents: Vec<String>,
+    pub recalled: Option<RecordId>,
+    /// Number of events recorded for the batch (its event chain's length).
+    pub events: u32,
+    pub last_event: RecordId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub ship: RecordId,
+    pub batch: String,
+    pub from: Uscc,
+    pub to: Uscc,
+    pub amount: u64,
+    pub received: Option<RecordId>,
+}
