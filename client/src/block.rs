@@ -168,3 +168,10 @@ pub fn verify_certificate(
     }
     Ok(())
 }
+
+/// A block as proposed and as served: header and records in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub header: Header,
+    pub records: Vec<SignedRecord>,
+}

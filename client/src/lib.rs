@@ -9,6 +9,7 @@ pub mod api;
 pub mod block;
 pub mod checks;
 pub mod crypto;
+pub mod http;
 pub mod ids;
 pub mod merkle;
 pub mod record;

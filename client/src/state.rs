@@ -65,7 +65,11 @@ pub mod key {
         join(PROFILE, &[u.as_str().as_bytes()])
     }
     pub fn list(kind: ListKind, u: &Uscc) -> Vec<u8> {
-        join(LIST, &[&[kind as u8], u.as_str().as_bytes()])
+        let tag: &[u8] = match kind {
+            ListKind::Reward => b"reward",
+            ListKind::SeriousDishonesty => b"serious",
+        };
+        join(LIST, &[tag, u.as_str().as_bytes()])
     }
     /// Records concerning an enterprise, in ledger order.
     pub fn subject_record(u: &Uscc, ledger_index: u64) -> Vec<u8> {

@@ -1,0 +1,428 @@
+//! The HTTP API: the only module that knows HTTP and JSON. Reads come from the store
+//! directly; submissions go to the host's event loop. Every error is JSON with a stable
+//! `code` and a `message`; bodies and answers are bounded.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+use xinlian_client::api::*;
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_client::state::{self as st, key};
+
+use crate::execute::Rejection;
+use crate::host::{Command, Shared};
+use crate::store::StoreError;
+
+/// Longest a request may wait for finality.
+const WAIT_MS_MAX: u64 = 30_000;
+/// Most items in one list answer.
+const LIST_ITEMS_MAX: usize = 1_000;
+
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/records", axum::routing::post(submit))
+        .route("/v1/records/{id}", get(record))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/enterprises/{uscc}", get(enterprise))
+        .route("/v1/batches/{batch}", get(batch))
+        .fallback(|| async {
+            err(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "no such endpoint; see docs/api.md",
+            )
+        })
+        .with_state(shared)
+}
+
+pub struct ApiFailure(StatusCode, ApiError);
+
+fn err(status: StatusCode, code: &str, message: impl Into<String>) -> ApiFailure {
+    ApiFailure(
+        status,
+        ApiError {
+            code: code.to_string(),
+            message: message.into(),
+        },
+    )
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiFailure {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error while answering");
+        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+    }
+}
+
+impl From<Rejection> for ApiFailure {
+    fn from(r: Rejection) -> Self {
+        let status = match &r {
+            Rejection::MempoolFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Duplicate(_)
+            | Rejection::DuplicatePending(_)
+            | Rejection::AlreadyExists { .. } => StatusCode::CONFLICT,
+            Rejection::UnknownSigner(_)
+            | Rejection::KeyRevoked { .. }
+            | Rejection::Unauthorised { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        err(status, r.code(), r.to_string())
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiFailure>;
+
+async fn status(State(s): State<Shared>) -> ApiResult<Status> {
+    let tip = s.tip.borrow().clone();
+    let (tx, rx) = oneshot::channel();
+    let mempool_records = match s.commands.send(Command::MempoolLen { reply: tx }).await {
+        Ok(()) => rx.await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    Ok(Json(Status {
+        chain_id: s.consortium.genesis.chain_id.clone(),
+        genesis_hash: s.consortium.chain,
+        height: tip.height,
+        tip_hash: tip.hash,
+        tip_time_ms: tip.time_ms,
+        ledger_size: tip.frontier.size(),
+        ledger_root: tip.frontier.root(),
+        state_hash: tip.state_hash,
+        node: s.member.clone(),
+        validator: s.validator,
+        mempool_records,
+    }))
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait_ms: Option<u64>,
+}
+
+fn parse_id(text: &str) -> Result<RecordId, ApiFailure> {
+    RecordId::from_hex(text).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!("record id must be 64 hex digits: {e}"),
+        )
+    })
+}
+
+/// Decodes a submission: canonical postcard bytes, or the JSON form of a signed record.
+fn decode_submission(
+    content_type: &str,
+    body: &[u8],
+    max: usize,
+) -> Result<SignedRecord, ApiFailure> {
+    let rec = if content_type.starts_with("application/json") {
+        serde_json::from_slice::<SignedRecord>(body).map_err(|e| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("not a signed record: {e}"),
+            )
+        })?
+    } else if content_type.starts_with("application/octet-stream") {
+        SignedRecord::decode(body, max).map_err(|e| {
+            let code = match &e {
+                xinlian_client::record::DecodeError::Canonical(
+                    xinlian_genesis::canonical::CanonicalError::Oversize { .. },
+                ) => "oversize",
+                xinlian_client::record::DecodeError::Canonical(
+                    xinlian_genesis::canonical::CanonicalError::NonCanonical,
+                ) => "non_canonical",
+                _ => "malformed",
+            };
+            err(StatusCode::BAD_REQUEST, code, e.to_string())
+        })?
+    } else {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            "send application/octet-stream (canonical bytes) or application/json",
+        ));
+    };
+    let len = rec.canonical_bytes().len();
+    if len > max {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "oversize",
+            format!("record is {len} bytes, over the bound of {max} bytes"),
+        ));
+    }
+    Ok(rec)
+}
+
+async fn submit(
+    State(s): State<Shared>,
+    Query(q): Query<WaitQuery>,
+    req: Request,
+) -> Result<Response, ApiFailure> {
+    let max = s.consortium.genesis.policy.record_bytes_max as usize;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    // JSON spells bytes as hex, so allow it a few times the binary bound.
+    let body = axum::body::to_bytes(req.into_body(), 4 * max + 4096)
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "oversize",
+                format!("request body over {} bytes", 4 * max + 4096),
+            )
+        })?;
+    let rec = decode_submission(&content_type, &body, max)?;
+    let (tx, rx) = oneshot::channel();
+    s.commands
+        .send(Command::Submit {
+            record: rec,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "node is stopping",
+            )
+        })?;
+    let id = rx.await.map_err(|_| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "node is stopping",
+        )
+    })??;
+    match q.wait_ms {
+        None | Some(0) => Ok((StatusCode::ACCEPTED, Json(Submitted { id })).into_response()),
+        Some(ms) => Ok(Json(wait_for_record(&s, id, ms).await?).into_response()),
+    }
+}
+
+async fn wait_for_record(s: &Shared, id: RecordId, wait_ms: u64) -> Result<RecordView, ApiFailure> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(WAIT_MS_MAX));
+    let mut tip = s.tip.clone();
+    loop {
+        tip.borrow_and_update();
+        if let Some(v) = final_view(s, &id)? {
+            return Ok(v);
+        }
+        match tokio::time::timeout_at(deadline, tip.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return pending_view(s, id).await,
+        }
+    }
+}
+
+fn final_view(s: &Shared, id: &RecordId) -> Result<Option<RecordView>, ApiFailure> {
+    let Some((height, index)) = s.store.locate(id)? else {
+        return Ok(None);
+    };
+    let rec = s.store.record_at(index)?.ok_or_else(|| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            format!("record {index} missing"),
+        )
+    })?;
+    Ok(Some(RecordView {
+        id: *id,
+        kind: rec.kind(),
+        status: RecordStatus::Final,
+        height: Some(height),
+        ledger_index: Some(index),
+        canonical_hex: hex::encode(rec.canonical_bytes()),
+        record: rec,
+    }))
+}
+
+async fn pending_view(s: &Shared, id: RecordId) -> Result<RecordView, ApiFailure> {
+    let (tx, rx) = oneshot::channel();
+    let _ = s.commands.send(Command::Pending { id, reply: tx }).await;
+    match rx.await.ok().flatten() {
+        Some(rec) => Ok(RecordView {
+            id,
+            kind: rec.kind(),
+            status: RecordStatus::Pending,
+            height: None,
+            ledger_index: None,
+            canonical_hex: hex::encode(rec.canonical_bytes()),
+            record: rec,
+        }),
+        None => Err(err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("record {id} is neither final nor pending"),
+        )),
+    }
+}
+
+async fn record(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<RecordView> {
+    let id = parse_id(&id)?;
+    match q.wait_ms {
+        Some(ms) if ms > 0 => Ok(Json(wait_for_record(&s, id, ms).await?)),
+        _ => match final_view(&s, &id)? {
+            Some(v) => Ok(Json(v)),
+            None => Ok(Json(pending_view(&s, id).await?)),
+        },
+    }
+}
+
+async fn block(State(s): State<Shared>, Path(height): Path<String>) -> ApiResult<BlockView> {
+    let height: u64 = height.parse().map_err(|_| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_height",
+            "height must be a number",
+        )
+    })?;
+    let not_found = || {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no finalized block at height {height}"),
+        )
+    };
+    let block = s.store.block(height)?.ok_or_else(not_found)?;
+    let certificate = s.store.certificate(height)?.ok_or_else(not_found)?;
+    Ok(Json(BlockView {
+        hash: block.header.hash(),
+        records: block.records.iter().map(SignedRecord::id).collect(),
+        header: block.header,
+        certificate,
+    }))
+}
+
+fn decode<T: serde::Serialize + serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, ApiFailure> {
+    xinlian_genesis::canonical::decode(bytes, usize::MAX).map_err(|e| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            format!("state value: {e}"),
+        )
+    })
+}
+
+async fn enterprise(
+    State(s): State<Shared>,
+    Path(uscc): Path<String>,
+) -> ApiResult<EnterpriseView> {
+    let u = Uscc(uscc);
+    u.check_format()
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_identifier", e.to_string()))?;
+    let entity: st::Entity = s.store.state_value(&key::entity(&u))?.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("enterprise {u} is not registered"),
+        )
+    })?;
+    let profile: st::Profile = s.store.state_value(&key::profile(&u))?.unwrap_or_default();
+    let mut records = Vec::new();
+    let (mut commitments, mut repairs) = (Vec::new(), Vec::new());
+    for (_, v) in s
+        .store
+        .state_scan(&key::subject_records_prefix(&u), LIST_ITEMS_MAX)?
+    {
+        let id: RecordId = decode(&v)?;
+        if let Some(c) = s
+            .store
+            .state_value::<st::CommitmentState>(&key::commitment(&id))?
+        {
+            commitments.push(c);
+        }
+        if let Some(r) = s.store.state_value::<st::RepairState>(&key::repair(&id))? {
+            repairs.push(r);
+        }
+        records.push(id);
+    }
+    let mut lists = Vec::new();
+    for kind in [
+        xinlian_client::record::ListKind::Reward,
+        xinlian_client::record::ListKind::SeriousDishonesty,
+    ] {
+        if let Some(e) = s.store.state_value::<st::ListEntry>(&key::list(kind, &u))? {
+            lists.push(e);
+        }
+    }
+    Ok(Json(EnterpriseView {
+        entity,
+        profile,
+        commitments,
+        repairs,
+        lists,
+        records,
+    }))
+}
+
+async fn batch(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<BatchView> {
+    let batch: st::BatchState = s.store.state_value(&key::batch(&name))?.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("batch {name} is not on the ledger"),
+        )
+    })?;
+    let mut holders = Vec::new();
+    let prefix = key::holdings_prefix(&name);
+    for (k, v) in s.store.state_scan(&prefix, LIST_ITEMS_MAX)? {
+        let holder = Uscc(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        holders.push(Holding {
+            holder,
+            amount: decode(&v)?,
+        });
+    }
+    let mut events = Vec::new();
+    let mut in_transit = Vec::new();
+    for (_, v) in s
+        .store
+        .state_scan(&key::batch_events_prefix(&name), LIST_ITEMS_MAX)?
+    {
+        let id: RecordId = decode(&v)?;
+        if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(&id))? {
+            if sh.received.is_none() {
+                in_transit.push(sh);
+            }
+        }
+        events.push(id);
+    }
+    let prefix = key::downstream_prefix(&name);
+    let children = s
+        .store
+        .state_scan(&prefix, LIST_ITEMS_MAX)?
+        .into_iter()
+        .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+        .collect();
+    Ok(Json(BatchView {
+        batch,
+        holders,
+        in_transit,
+        events,
+        children,
+    }))
+}

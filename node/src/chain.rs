@@ -1,0 +1,303 @@
+//! Building a block from candidate records and re-executing a received one: pure
+//! functions of (state, consortium, tip, time, records). The proposer's clock enters as
+//! `time_ms`; nothing here reads a clock or touches storage.
+
+use xinlian_client::block::{Block, Header, records_root};
+use xinlian_client::crypto::{self, Domain};
+use xinlian_client::merkle::{Frontier, leaf_hash};
+use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_genesis::canonical::tagged_hash;
+use xinlian_genesis::{Hash32, PublicKey};
+
+use crate::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
+use crate::overlay::{Overlay, StateError, StateRead, Writes};
+
+/// What a node knows about the last finalized block.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tip {
+    pub height: u64,
+    pub hash: Hash32,
+    pub time_ms: i64,
+    pub state_hash: Hash32,
+    pub frontier: Frontier,
+}
+
+impl Tip {
+    pub fn genesis(c: &Consortium) -> Tip {
+        Tip {
+            height: 0,
+            hash: c.chain,
+            time_ms: c.genesis.genesis_time_ms,
+            state_hash: tagged_hash("xinlian/state/genesis", &c.chain),
+            frontier: Frontier::default(),
+        }
+    }
+}
+
+/// A block with everything needed to store it atomically.
+pub struct Executed {
+    pub block: Block,
+    pub writes: Writes,
+    /// Perfect subtrees of the ledger-wide tree completed by this block.
+    pub merkle_nodes: Vec<(u32, u64, Hash32)>,
+    pub tip: Tip,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError {
+    #[error("block is for chain {got}, expected {expected}")]
+    Chain { expected: Hash32, got: Hash32 },
+    #[error("block height {got} does not follow {tip}")]
+    Height { tip: u64, got: u64 },
+    #[error("block parent {got} is not the tip {expected}")]
+    Parent { expected: Hash32, got: Hash32 },
+    #[error("block time {got} ms is not after the parent's {parent} ms")]
+    Time { parent: i64, got: i64 },
+    #[error("block has {count} records ({bytes} bytes), over the bounds {count_max} / {bytes_max}")]
+    TooLarge {
+        count: usize,
+        bytes: usize,
+        count_max: u32,
+        bytes_max: u32,
+    },
+    #[error("record #{index} ({id}) is invalid: {rejection}")]
+    Record {
+        index: usize,
+        id: RecordId,
+        rejection: Rejection,
+    },
+    #[error("header field {field} does not match re-execution")]
+    HeaderMismatch { field: &'static str },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+fn state_hash(prev: &Hash32, writes: &Writes) -> Hash32 {
+    let list: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = writes.iter().collect();
+    tagged_hash("xinlian/state/v1", &(prev, list))
+}
+
+fn finish(
+    c: &Consortium,
+    tip: &Tip,
+    proposer: PublicKey,
+    time_ms: i64,
+    records: Vec<SignedRecord>,
+    writes: Writes,
+) -> Executed {
+    let mut frontier = tip.frontier.clone();
+    let mut merkle_nodes = Vec::new();
+    for r in &records {
+        merkle_nodes.extend(frontier.append(leaf_hash(&r.canonical_bytes())));
+    }
+    let state_hash = state_hash(&tip.state_hash, &writes);
+    let vhash = c.validators.hash();
+    let header = Header {
+        chain: c.chain,
+        height: tip.height + 1,
+        parent: tip.hash,
+        time_ms,
+        proposer,
+        records_root: records_root(&records),
+        records_count: records.len() as u32,
+        ledger_root: frontier.root(),
+        ledger_size: frontier.size(),
+        state_hash,
+        validators_hash: vhash,
+        next_validators_hash: vhash,
+    };
+    let tip = Tip {
+        height: header.height,
+        hash: header.hash(),
+        time_ms,
+        state_hash,
+        frontier,
+    };
+    Executed {
+        block: Block { header, records },
+        writes,
+        merkle_nodes,
+        tip,
+    }
+}
+
+/// The proposer's side: executes candidates in order, skipping any that fail (they are
+/// returned with the reason), until the genesis bounds on count and bytes are reached.
+/// Candidates must already have passed stateless checks (the mempool does that).
+pub fn build_block<'r>(
+    base: &dyn StateRead,
+    c: &Consortium,
+    tip: &Tip,
+    proposer: PublicKey,
+    time_ms: i64,
+    candidates: impl IntoIterator<Item = &'r SignedRecord>,
+) -> Result<(Executed, Vec<(RecordId, Rejection)>), StateError> {
+    assert!(
+        time_ms > tip.time_ms,
+        "the host gives block times after the parent's"
+    );
+    let policy = &c.genesis.policy;
+    let ctx = BlockContext {
+        height: tip.height + 1,
+        time_ms,
+    };
+    let mut overlay = Overlay::new(base);
+    let mut records = Vec::new();
+    let mut rejected = Vec::new();
+    let mut bytes = 0usize;
+    for rec in candidates {
+        if records.len() >= policy.block_records_max as usize {
+            break;
+        }
+        let len = rec.canonical_bytes().len();
+        if bytes + len > policy.block_bytes_max as usize {
+            break;
+        }
+        match execute_record(
+            &mut overlay,
+            c,
+            &ctx,
+            rec,
+            tip.frontier.size() + records.len() as u64,
+        ) {
+            Ok(()) => {
+                bytes += len;
+                records.push(rec.clone());
+            }
+            Err(ExecError::Rejected(r)) => rejected.push((rec.id(), r)),
+            Err(ExecError::State(e)) => return Err(e),
+        }
+    }
+    Ok((
+        finish(c, tip, proposer, time_ms, records, overlay.into_writes()),
+        rejected,
+    ))
+}
+
+/// A validator's or syncing node's side: every record must be valid (signatures
+/// verified in one batch, same rule as single checks), and every header field must
+/// equal what re-execution gives.
+pub fn execute_block(
+    base: &dyn StateRead,
+    c: &Consortium,
+    tip: &Tip,
+    block: &Block,
+) -> Result<Executed, BlockError> {
+    let h = &block.header;
+    if h.chain != c.chain {
+        return Err(BlockError::Chain {
+            expected: c.chain,
+            got: h.chain,
+        });
+    }
+    if h.height != tip.height + 1 {
+        return Err(BlockError::Height {
+            tip: tip.height,
+            got: h.height,
+        });
+    }
+    if h.parent != tip.hash {
+        return Err(BlockError::Parent {
+            expected: tip.hash,
+            got: h.parent,
+        });
+    }
+    if h.time_ms <= tip.time_ms {
+        return Err(BlockError::Time {
+            parent: tip.time_ms,
+            got: h.time_ms,
+        });
+    }
+    let policy = &c.genesis.policy;
+    let encoded: Vec<Vec<u8>> = block
+        .records
+        .iter()
+        .map(|r| r.envelope.canonical_bytes())
+        .collect();
+    let total: usize = block
+        .records
+        .iter()
+        .map(|r| r.canonical_bytes().len())
+        .sum();
+    if block.records.len() > policy.block_records_max as usize
+        || total > policy.block_bytes_max as usize
+    {
+        return Err(BlockError::TooLarge {
+            count: block.records.len(),
+            bytes: total,
+            count_max: policy.block_records_max,
+            bytes_max: policy.block_bytes_max,
+        });
+    }
+    for (index, r) in block.records.iter().enumerate() {
+        if let Err(e) = xinlian_client::checks::check_unsigned(r, &c.chain) {
+            return Err(BlockError::Record {
+                index,
+                id: r.id(),
+                rejection: e.into(),
+            });
+        }
+    }
+    let batch = block
+        .records
+        .iter()
+        .zip(&encoded)
+        .map(|(r, m)| (&r.envelope.signer, Domain::Record.message(m), &r.signature));
+    if let Err(bad) = crypto::verify_batch(batch) {
+        let r = &block.records[bad[0]];
+        let e = r
+            .verify_signature()
+            .expect_err("batch blamed it, the same rule singly must too");
+        return Err(BlockError::Record {
+            index: bad[0],
+            id: r.id(),
+            rejection: Rejection::Stateless(e.into()),
+        });
+    }
+    let ctx = BlockContext {
+        height: h.height,
+        time_ms: h.time_ms,
+    };
+    let mut overlay = Overlay::new(base);
+    for (index, r) in block.records.iter().enumerate() {
+        match execute_record(&mut overlay, c, &ctx, r, tip.frontier.size() + index as u64) {
+            Ok(()) => {}
+            Err(ExecError::Rejected(rejection)) => {
+                return Err(BlockError::Record {
+                    index,
+                    id: r.id(),
+                    rejection,
+                });
+            }
+            Err(ExecError::State(e)) => return Err(e.into()),
+        }
+    }
+    let ex = finish(
+        c,
+        tip,
+        h.proposer,
+        h.time_ms,
+        block.records.clone(),
+        overlay.into_writes(),
+    );
+    let e = &ex.block.header;
+    for (field, same) in [
+        ("records_root", e.records_root == h.records_root),
+        ("records_count", e.records_count == h.records_count),
+        ("ledger_root", e.ledger_root == h.ledger_root),
+        ("ledger_size", e.ledger_size == h.ledger_size),
+        ("state_hash", e.state_hash == h.state_hash),
+        ("validators_hash", e.validators_hash == h.validators_hash),
+        (
+            "next_validators_hash",
+            e.next_validators_hash == h.next_validators_hash,
+        ),
+    ] {
+        if !same {
+            return Err(BlockError::HeaderMismatch { field });
+        }
+    }
+    debug_assert_eq!(e, h);
+    Ok(ex)
+}

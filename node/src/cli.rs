@@ -1,0 +1,137 @@
+//! The `xinlian-node` command line: `run`, `devnet` and `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use xinlian_genesis::Genesis;
+
+use crate::host::{NodeConfig, run};
+
+#[derive(Parser)]
+#[command(
+    name = "xinlian-node",
+    version,
+    about = "xinlian consortium ledger node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node of a consortium.
+    Run {
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The node's PKCS#8 PEM key (its node_key in genesis).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: SocketAddr,
+    },
+    /// Create (first time) and start a local consortium with sample data.
+    Devnet {
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Port of node 0's API.
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+        /// Do not load the sample enterprises, commitments and supply chains.
+        #[arg(long)]
+        no_sample: bool,
+    },
+    /// Re-verify a stopped node's whole store: every header link, certificate and
+    /// record, re-executing every block and comparing the derived state.
+    Check {
+        #[arg(long)]
+        genesis: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sled=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting tokio")
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            genesis,
+            key,
+            data,
+            listen,
+        } => {
+            let genesis = Genesis::load(&genesis)?;
+            let key = xinlian_genesis::keys::read_pem(&key)?;
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
+                let addr = listener.local_addr()?;
+                // Tests and scripts wait for this line (or poll /v1/status).
+                println!("xinlian-node: API listening on http://{addr}");
+                run(
+                    NodeConfig::new(genesis, data, key),
+                    listener,
+                    shutdown_signal(),
+                )
+                .await
+            })
+        }
+        Command::Devnet {
+            dir,
+            port,
+            no_sample,
+        } => crate::devnet::devnet(&dir, port, !no_sample),
+        Command::Check { genesis, data } => {
+            let genesis = Genesis::load(&genesis)?;
+            let report = crate::check::check_store(genesis, &data.join("ledger"))?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
