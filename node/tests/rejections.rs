@@ -1,0 +1,737 @@
+//! One test per rejection reason: each asserts the specific error and that the state
+//! is exactly as before. Execution is pure, so these run in memory, through the same
+//! `execute_record` the mempool and block execution use.
+
+use std::collections::BTreeMap;
+
+use xinlian_client::checks::StatelessError;
+use xinlian_client::http::RecordSigner;
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::*;
+use xinlian_client::state::{self as st, key};
+use xinlian_client::when::{Date, EventTime};
+use xinlian_genesis::keys::{self, SigningKey, public_key};
+use xinlian_genesis::{Genesis, Member, Policy, Role};
+use xinlian_node::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
+use xinlian_node::overlay::Overlay;
+
+struct World {
+    c: Consortium,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    height: u64,
+    next_index: u64,
+    registrar: RecordSigner,
+    market: RecordSigner,
+    drug: RecordSigner,
+}
+
+const DAY_MS: i64 = 86_400_000;
+/// 2026-11-29 00:00 Beijing time.
+const NOW_MS: i64 = 1_795_881_600_000 - 8 * 3_600_000;
+
+fn member(id: &str, roles: Vec<Role>, key: &SigningKey, node: Option<&SigningKey>) -> Member {
+    Member {
+        id: id.into(),
+        name: id.into(),
+        region: "310000".into(),
+        voting_power: u64::from(roles.contains(&Role::Validator)),
+        roles,
+        node_key: node.map(public_key),
+        signing_key: public_key(key),
+    }
+}
+
+impl World {
+    fn new() -> World {
+        let k = || keys::generate().unwrap();
+        let (v, vn, reg, mkt, drg) = (k(), k(), k(), k(), k());
+        let genesis = Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: 0,
+            policy: Policy::default(),
+            members: vec![
+                member("validator", vec![Role::Validator], &v, Some(&vn)),
+                member("registrar", vec![Role::Registrar], &reg, None),
+                member(
+                    "market",
+                    vec![
+                        Role::CreditAuthority("market".into()),
+                        Role::TraceAuthority("food".into()),
+                    ],
+                    &mkt,
+                    None,
+                ),
+                member(
+                    "drug",
+                    vec![
+                        Role::CreditAuthority("drug".into()),
+                        Role::TraceAuthority("drug".into()),
+                    ],
+                    &drg,
+                    None,
+                ),
+            ],
+        };
+        let c = Consortium::new(genesis);
+        let chain = c.chain;
+        let s = |key| RecordSigner { key, chain };
+        World {
+            c,
+            state: BTreeMap::new(),
+            height: 1,
+            next_index: 0,
+            registrar: s(reg),
+            market: s(mkt),
+            drug: s(drg),
+        }
+    }
+
+    fn signer(&self, key: SigningKey) -> RecordSigner {
+        RecordSigner {
+            key,
+            chain: self.c.chain,
+        }
+    }
+
+    fn ctx(&self, days_from_now: i64) -> BlockContext {
+        BlockContext {
+            height: self.height,
+            time_ms: NOW_MS + days_from_now * DAY_MS,
+        }
+    }
+
+    fn try_at(&mut self, days: i64, rec: &SignedRecord) -> Result<(), Rejection> {
+        xinlian_client::checks::check_stateless(rec, &self.c.chain).map_err(Rejection::from)?;
+        let ctx = self.ctx(days);
+        let mut o = Overlay::new(&self.state);
+        let out = execute_record(&mut o, &self.c, &ctx, rec, self.next_index);
+        let writes = o.into_writes();
+        match out {
+            Ok(()) => {
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => self.state.insert(k, v),
+                        None => self.state.remove(&k),
+                    };
+                }
+                self.next_index += 1;
+                self.height += 1;
+                Ok(())
+            }
+            Err(ExecError::Rejected(r)) => {
+                assert!(
+                    writes.is_empty(),
+                    "a rejected record left writes behind: {r}"
+                );
+                Err(r)
+            }
+            Err(ExecError::State(e)) => panic!("state error {e}"),
+        }
+    }
+
+    fn ok(&mut self, rec: SignedRecord) -> RecordId {
+        let id = rec.id();
+        self.try_at(0, &rec)
+            .unwrap_or_else(|e| panic!("expected acceptance: {e}"));
+        id
+    }
+
+    /// Asserts a rejection and that state is byte-for-byte unchanged.
+    fn refuse_at(&mut self, days: i64, rec: SignedRecord) -> Rejection {
+        let before = self.state.clone();
+        let r = self.try_at(days, &rec).expect_err("expected a rejection");
+        assert_eq!(
+            before, self.state,
+            "state changed by a rejected record ({r})"
+        );
+        r
+    }
+
+    fn refuse(&mut self, rec: SignedRecord) -> Rejection {
+        self.refuse_at(0, rec)
+    }
+
+    fn enterprise(&mut self, payload: &str) -> (Uscc, RecordSigner) {
+        let u = Uscc::with_check(payload).unwrap();
+        let key = keys::generate().unwrap();
+        let rec = self.registrar.sign(RegisterEntity {
+            uscc: u.clone(),
+            name: payload.into(),
+            key: public_key(&key),
+            check_override: None,
+        });
+        self.ok(rec);
+        (u, self.signer(key))
+    }
+
+    fn get<T: serde::Serialize + serde::de::DeserializeOwned>(&self, k: &[u8]) -> Option<T> {
+        self.state
+            .get(k)
+            .map(|v| xinlian_genesis::canonical::decode(v, usize::MAX).unwrap())
+    }
+}
+
+fn commitment(u: &Uscc, kind: CommitmentKind, agency: &str, domain: &str) -> Commitment {
+    Commitment {
+        subject: u.clone(),
+        kind,
+        matter: "licence".into(),
+        legal_basis: "art. 31".into(),
+        template_version: "v1".into(),
+        accepting_agency: agency.into(),
+        domain: domain.into(),
+        content: Content::Text("true materials".into()),
+        date: Date::parse("2026-01-01").unwrap(),
+        deadline: Date::parse("2026-06-01").unwrap(),
+        disclosure: Disclosure::Public,
+        publication_consent: true,
+    }
+}
+
+fn outcome(c: RecordId, verdict: Verdict, date: &str) -> Outcome {
+    Outcome {
+        commitment: c,
+        verdict,
+        method: "review".into(),
+        evidence: None,
+        document: "doc-1".into(),
+        date: Date::parse(date).unwrap(),
+    }
+}
+
+fn t() -> EventTime {
+    EventTime {
+        unix_ms: NOW_MS,
+        offset_minutes: 480,
+    }
+}
+
+fn kg(amount: u64) -> Quantity {
+    Quantity {
+        amount,
+        uom: "KGM".into(),
+    }
+}
+
+fn commission(batch: &str, amount: u64) -> Commission {
+    Commission {
+        batch: batch.into(),
+        domain: "food".into(),
+        product: Product {
+            name: "rice".into(),
+            gtin: None,
+            drug_code: None,
+        },
+        lot: "L1".into(),
+        quantity: kg(amount),
+        origin: "farm".into(),
+        time: t(),
+    }
+}
+
+fn ship(batch: &str, amount: u64, to: &Uscc) -> Ship {
+    Ship {
+        batch: batch.into(),
+        quantity: kg(amount),
+        to: to.clone(),
+        from_location: "a".into(),
+        to_location: "b".into(),
+        time: t(),
+    }
+}
+
+#[test]
+fn wrong_chain() {
+    let mut w = World::new();
+    let other = RecordSigner {
+        key: w.registrar.key.clone(),
+        chain: xinlian_genesis::Hash32([7; 32]),
+    };
+    let u = Uscc::with_check("91310000MA1FL8TQ3").unwrap();
+    let r = w.refuse(other.sign(RegisterEntity {
+        uscc: u,
+        name: "x".into(),
+        key: public_key(&keys::generate().unwrap()),
+        check_override: None,
+    }));
+    assert!(
+        matches!(r, Rejection::Stateless(StatelessError::WrongChain { .. })),
+        "{r}"
+    );
+    assert_eq!(r.code(), "wrong_chain");
+}
+
+#[test]
+fn bad_signature() {
+    let mut w = World::new();
+    let u = Uscc::with_check("91310000MA1FL8TQ3").unwrap();
+    let mut rec = w.registrar.sign(RegisterEntity {
+        uscc: u,
+        name: "x".into(),
+        key: public_key(&keys::generate().unwrap()),
+        check_override: None,
+    });
+    rec.signature.0[10] ^= 1;
+    let r = w.refuse(rec);
+    assert_eq!(r.code(), "bad_signature", "{r}");
+}
+
+#[test]
+fn bad_identifiers_and_fields() {
+    let mut w = World::new();
+    let key = public_key(&keys::generate().unwrap());
+    let r = w.refuse(w.registrar.sign(RegisterEntity {
+        uscc: Uscc("91310000MA1FL8TQ3X".into()),
+        name: "x".into(),
+        key,
+        check_override: None,
+    }));
+    assert!(r.to_string().contains("should be '6'"), "{r}");
+    assert_eq!(r.code(), "invalid_identifier");
+    // A recorded override accepts a genuine code that fails the check.
+    w.ok(w.registrar.sign(RegisterEntity {
+        uscc: Uscc("91310000MA1FL8TQ3X".into()),
+        name: "x".into(),
+        key,
+        check_override: Some("pilot-era code, verified on paper".into()),
+    }));
+    let (_, farm) = w.enterprise("91310117MA1G0A1B2");
+    let mut c = commission("b1", 10);
+    c.product.gtin = Some("4006381333932".into());
+    let r = w.refuse(farm.sign(c));
+    assert!(
+        r.to_string().contains("product.gtin") && r.to_string().contains("should be 1"),
+        "{r}"
+    );
+    let r = w.refuse(farm.sign(commission("b 1", 10)));
+    assert!(r.to_string().starts_with("batch:"), "{r}");
+    let mut c = commission("b1", 10);
+    c.quantity.amount = 0;
+    assert!(
+        w.refuse(farm.sign(c))
+            .to_string()
+            .contains("amount must be positive")
+    );
+}
+
+#[test]
+fn unknown_signer_and_unauthorised_signer() {
+    let mut w = World::new();
+    let stranger = w.signer(keys::generate().unwrap());
+    let u = Uscc::with_check("91310000MA1FL8TQ3").unwrap();
+    let reg = RegisterEntity {
+        uscc: u.clone(),
+        name: "x".into(),
+        key: public_key(&keys::generate().unwrap()),
+        check_override: None,
+    };
+    assert!(matches!(
+        w.refuse(stranger.sign(reg.clone())),
+        Rejection::UnknownSigner(_)
+    ));
+    let r = w.refuse(w.market.sign(reg));
+    assert!(
+        matches!(&r, Rejection::Unauthorised { reason, .. } if reason.contains("not a registrar")),
+        "{r}"
+    );
+    let (a, a_key) = w.enterprise("91310115MA1H0C3D4");
+    let (_, b_key) = w.enterprise("91310104MA1J0E5F6");
+    // An enterprise cannot commit on another's behalf.
+    let r = w.refuse(b_key.sign(commitment(
+        &a,
+        CommitmentKind::VoluntaryPublic,
+        "market",
+        "market",
+    )));
+    assert!(
+        matches!(
+            &r,
+            Rejection::Unauthorised {
+                kind: "commitment",
+                ..
+            }
+        ),
+        "{r}"
+    );
+    // The accepting agency must be a credit authority for the domain.
+    let r = w.refuse(a_key.sign(commitment(
+        &a,
+        CommitmentKind::VoluntaryPublic,
+        "drug",
+        "market",
+    )));
+    assert!(
+        r.to_string()
+            .contains("not a credit authority for domain 'market'"),
+        "{r}"
+    );
+}
+
+#[test]
+fn only_the_accepting_agency_records_an_outcome_and_only_once() {
+    let mut w = World::new();
+    let (u, k) = w.enterprise("91310115MA1H0C3D4");
+    let c = w.ok(k.sign(commitment(
+        &u,
+        CommitmentKind::ApprovalSubstitute,
+        "market",
+        "market",
+    )));
+    let r = w.refuse(w.drug.sign(outcome(c, Verdict::Fulfilled, "2026-07-01")));
+    assert!(
+        r.to_string().contains("only the accepting agency 'market'"),
+        "{r}"
+    );
+    let r = w.refuse(
+        w.market
+            .sign(outcome(RecordId([9; 32]), Verdict::Fulfilled, "2026-07-01")),
+    );
+    assert!(
+        matches!(
+            r,
+            Rejection::NotFound {
+                what: "commitment",
+                ..
+            }
+        ),
+        "{r}"
+    );
+    let r = w.refuse(w.market.sign(outcome(c, Verdict::Fulfilled, "2027-07-01")));
+    assert!(matches!(r, Rejection::FutureDate { .. }), "{r}");
+    w.ok(w.market.sign(outcome(c, Verdict::Fulfilled, "2026-07-01")));
+    let r = w.refuse(w.market.sign(outcome(
+        c,
+        Verdict::Breached(Severity::General),
+        "2026-07-02",
+    )));
+    assert!(
+        matches!(
+            &r,
+            Rejection::WrongState {
+                what: "commitment",
+                ..
+            }
+        ),
+        "{r}"
+    );
+    let cs: st::CommitmentState = w.get(&key::commitment(&c)).unwrap();
+    assert_eq!(cs.status, st::CommitmentStatus::Fulfilled);
+}
+
+#[test]
+fn repair_needs_a_breach_the_minimum_period_and_the_determining_agency() {
+    let mut w = World::new();
+    let (u, k) = w.enterprise("91310104MA1J0E5F6");
+    let c1 = w.ok(k.sign(commitment(
+        &u,
+        CommitmentKind::ApprovalSubstitute,
+        "market",
+        "market",
+    )));
+    let fulfilled = w.ok(w.market.sign(outcome(c1, Verdict::Fulfilled, "2026-07-01")));
+    let pledge = |o| RepairApplication {
+        outcome: o,
+        pledge: Content::Text("will comply".into()),
+        evidence: vec![],
+        date: Date::parse("2026-11-28").unwrap(),
+    };
+    let r = w.refuse(k.sign(pledge(fulfilled)));
+    assert!(
+        r.to_string().contains("only a breach can be repaired"),
+        "{r}"
+    );
+    let c2 = w.ok(k.sign(commitment(
+        &u,
+        CommitmentKind::IndustrySelfDiscipline,
+        "market",
+        "market",
+    )));
+    // General breach determined 2026-10-01: repair allowed from 90 days later.
+    let breach = w.ok(w.market.sign(outcome(
+        c2,
+        Verdict::Breached(Severity::General),
+        "2026-10-01",
+    )));
+    let r = w.refuse(k.sign(pledge(breach)));
+    assert!(
+        matches!(&r, Rejection::TooEarly { earliest, .. } if earliest.to_string() == "2026-12-30"),
+        "{r}"
+    );
+    let app = k.sign(pledge(breach));
+    let app_id = app.id();
+    w.try_at(40, &app).unwrap();
+    let r = w.refuse_at(41, k.sign(pledge(breach)));
+    assert!(r.to_string().contains("still open"), "{r}");
+    let decision = RepairDecision {
+        application: app_id,
+        approved: true,
+        reason: "rectified".into(),
+        date: Date::parse("2027-01-10").unwrap(),
+    };
+    let r = w.refuse_at(41, w.drug.sign(decision.clone()));
+    assert!(r.to_string().contains("determining agency 'market'"), "{r}");
+    w.try_at(41, &w.market.sign(decision)).unwrap();
+    let cs: st::CommitmentState = w.get(&key::commitment(&c2)).unwrap();
+    assert_eq!(cs.status, st::CommitmentStatus::Repaired(Severity::General));
+    let p: st::Profile = w.get(&key::profile(&u)).unwrap();
+    assert_eq!((p.breached_general, p.repaired, p.fulfilled), (0, 1, 1));
+}
+
+#[test]
+fn serious_breach_bars_notification_commitments_until_repaired() {
+    let mut w = World::new();
+    let (u, k) = w.enterprise("91310115MA1H0C3D4");
+    let c = w.ok(k.sign(commitment(
+        &u,
+        CommitmentKind::ApprovalSubstitute,
+        "market",
+        "market",
+    )));
+    let o = w.ok(w.market.sign(outcome(
+        c,
+        Verdict::Breached(Severity::Serious),
+        "2026-11-01",
+    )));
+    let r = w.refuse(k.sign(commitment(
+        &u,
+        CommitmentKind::ApprovalSubstitute,
+        "market",
+        "market",
+    )));
+    assert!(
+        matches!(&r, Rejection::NotEligible { reason, .. } if reason.contains("serious breach")),
+        "{r}"
+    );
+    // Other kinds stay open to it.
+    w.ok(k.sign(commitment(
+        &u,
+        CommitmentKind::VoluntaryPublic,
+        "market",
+        "market",
+    )));
+    // The serious list needs a serious breach in its basis, about this subject.
+    let list = |basis| ListMeasure {
+        subject: u.clone(),
+        list: ListKind::SeriousDishonesty,
+        action: ListAction::Add,
+        domain: "market".into(),
+        basis,
+        reason: "false commitment".into(),
+        date: Date::parse("2026-11-02").unwrap(),
+    };
+    w.ok(w.market.sign(list(vec![o])));
+    let r = w.refuse(w.market.sign(list(vec![o])));
+    assert!(r.to_string().contains("already on"), "{r}");
+    let r = w.refuse(w.drug.sign(list(vec![o])));
+    assert!(
+        r.to_string()
+            .contains("not a credit authority for domain 'market'"),
+        "{r}"
+    );
+}
+
+#[test]
+fn replay_is_refused() {
+    let mut w = World::new();
+    let (_, farm) = w.enterprise("91310117MA1G0A1B2");
+    let rec = farm.sign(commission("b1", 10));
+    w.ok(rec.clone());
+    let r = w.refuse(rec.clone());
+    assert_eq!(r, Rejection::Duplicate(rec.id()));
+    // The id covers the envelope, not the signature: re-signing the same envelope
+    // cannot mint a second id. A new nonce makes a distinct statement.
+    assert_eq!(rec.envelope.clone().sign(&farm.key).id(), rec.id());
+    let mut env = rec.envelope.clone();
+    env.nonce = env.nonce.wrapping_add(1);
+    let r = w.refuse(env.sign(&farm.key));
+    assert!(
+        matches!(r, Rejection::AlreadyExists { what: "batch", .. }),
+        "same batch id again: {r}"
+    );
+}
+
+#[test]
+fn custody_rules() {
+    let mut w = World::new();
+    let (farm_u, farm) = w.enterprise("91310117MA1G0A1B2");
+    let (proc_u, processor) = w.enterprise("91310115MA1H0C3D4");
+    let (_, shop) = w.enterprise("91310104MA1J0E5F6");
+    w.ok(farm.sign(commission("rice", 100)));
+    let r = w.refuse(farm.sign(commission("rice", 5)));
+    assert!(
+        matches!(r, Rejection::AlreadyExists { what: "batch", .. }),
+        "{r}"
+    );
+    // Only the holder ships; nobody ships more than they hold; units must match.
+    let r = w.refuse(processor.sign(ship("rice", 1, &farm_u)));
+    assert!(matches!(&r, Rejection::Insufficient { held: 0, .. }), "{r}");
+    let r = w.refuse(farm.sign(ship("rice", 101, &proc_u)));
+    assert!(
+        matches!(
+            &r,
+            Rejection::Insufficient {
+                held: 100,
+                wanted: 101,
+                ..
+            }
+        ),
+        "{r}"
+    );
+    let mut s = ship("rice", 10, &proc_u);
+    s.quantity.uom = "GRM".into();
+    assert!(matches!(
+        w.refuse(farm.sign(s)),
+        Rejection::UnitMismatch { .. }
+    ));
+    let s = w.ok(farm.sign(ship("rice", 60, &proc_u)));
+    // Only the addressee acknowledges, and only once.
+    let recv = Receive {
+        shipment: s,
+        location: "plant".into(),
+        time: t(),
+    };
+    let r = w.refuse(shop.sign(recv.clone()));
+    assert!(
+        matches!(
+            &r,
+            Rejection::Unauthorised {
+                kind: "receive",
+                ..
+            }
+        ),
+        "{r}"
+    );
+    w.ok(processor.sign(recv.clone()));
+    let again = Receive {
+        location: "plant-2".into(),
+        ..recv
+    };
+    assert!(matches!(
+        w.refuse(processor.sign(again)),
+        Rejection::WrongState {
+            what: "shipment",
+            ..
+        }
+    ));
+    assert_eq!(w.get::<u64>(&key::holding("rice", &farm_u)), Some(40));
+    assert_eq!(w.get::<u64>(&key::holding("rice", &proc_u)), Some(60));
+    // Inspections only by the domain's trace authority; recalls by it or the maker.
+    let insp = Inspect {
+        batch: "rice".into(),
+        result: InspectionResult::Pass,
+        standard: "GB".into(),
+        report: None,
+        location: "lab".into(),
+        time: t(),
+    };
+    let r = w.refuse(w.drug.sign(insp.clone()));
+    assert!(
+        r.to_string()
+            .contains("not a trace authority for domain 'food'"),
+        "{r}"
+    );
+    w.ok(w.market.sign(insp));
+    let recall = Recall {
+        batch: "rice".into(),
+        reason: "residue".into(),
+        time: t(),
+    };
+    assert!(matches!(
+        w.refuse(processor.sign(recall.clone())),
+        Rejection::Unauthorised { .. }
+    ));
+    w.ok(farm.sign(recall.clone()));
+    let again = Recall {
+        reason: "again".into(),
+        ..recall
+    };
+    assert!(matches!(
+        w.refuse(w.market.sign(again)),
+        Rejection::WrongState { .. }
+    ));
+    let b: st::BatchState = w.get(&key::batch("rice")).unwrap();
+    assert_eq!(b.events, 5, "commission, ship, receive, inspect, recall");
+}
+
+#[test]
+fn transform_consumes_inputs_and_links_outputs() {
+    let mut w = World::new();
+    let (u, maker) = w.enterprise("91310115MA1H0C3D4");
+    w.ok(maker.sign(commission("wheat", 50)));
+    let tf = |amount| Transform {
+        inputs: vec![BatchAmount {
+            batch: "wheat".into(),
+            quantity: kg(amount),
+        }],
+        outputs: vec![NewBatch {
+            batch: "flour".into(),
+            domain: "food".into(),
+            product: Product {
+                name: "flour".into(),
+                gtin: None,
+                drug_code: None,
+            },
+            lot: "F1".into(),
+            quantity: kg(40),
+        }],
+        location: "mill".into(),
+        time: t(),
+    };
+    assert!(matches!(
+        w.refuse(maker.sign(tf(51))),
+        Rejection::Insufficient { .. }
+    ));
+    w.ok(maker.sign(tf(50)));
+    assert_eq!(
+        w.get::<u64>(&key::holding("wheat", &u)),
+        None,
+        "fully consumed"
+    );
+    assert_eq!(w.get::<u64>(&key::holding("flour", &u)), Some(40));
+    assert!(w.state.contains_key(&key::downstream("wheat", "flour")));
+    let flour: st::BatchState = w.get(&key::batch("flour")).unwrap();
+    assert_eq!(flour.parents, vec!["wheat".to_string()]);
+}
+
+#[test]
+fn revoked_key_is_refused_from_then_on_and_rotation_moves_the_binding() {
+    let mut w = World::new();
+    let (u, old) = w.enterprise("91310117MA1G0A1B2");
+    w.ok(old.sign(commission("b1", 10)));
+    let new_key = keys::generate().unwrap();
+    w.ok(old.sign(RotateEntityKey {
+        uscc: u.clone(),
+        new_key: public_key(&new_key),
+    }));
+    let r = w.refuse(old.sign(commission("b2", 10)));
+    assert!(matches!(&r, Rejection::KeyRevoked { .. }), "{r}");
+    assert_eq!(r.code(), "key_revoked");
+    let new = w.signer(new_key);
+    w.ok(new.sign(commission("b2", 10)));
+    // Registrar revokes; now no key of the enterprise is accepted.
+    w.ok(w.registrar.sign(RevokeEntityKey {
+        uscc: u.clone(),
+        reason: "key lost".into(),
+    }));
+    assert!(matches!(
+        w.refuse(new.sign(commission("b3", 10))),
+        Rejection::KeyRevoked { .. }
+    ));
+    let r = w.refuse(w.registrar.sign(RevokeEntityKey {
+        uscc: u,
+        reason: "again".into(),
+    }));
+    assert!(r.to_string().contains("no key to revoke"), "{r}");
+    // A member's key can never be bound to an enterprise.
+    let other = Uscc::with_check("91310115MA1H0C3D4").unwrap();
+    let r = w.refuse(w.registrar.sign(RegisterEntity {
+        uscc: other,
+        name: "x".into(),
+        key: public_key(&w.market.key),
+        check_override: None,
+    }));
+    assert!(
+        r.to_string().contains("belongs to a consortium member"),
+        "{r}"
+    );
+}
