@@ -176,7 +176,7 @@ pub fn devnet(dir: &Path, port: u16, sample: bool) -> Result<()> {
     rt.block_on(async move {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (is a devnet already running? try --port)"))?;
-        let api = format!("http://{addr}");
+        let api = format!("http://{}", listener.local_addr()?);
         let mut node = tokio::spawn(run(NodeConfig::new(genesis.clone(), data, node_key), listener, crate::cli::shutdown_signal()));
         let dir2 = dir.to_path_buf();
         let api2 = api.clone();
