@@ -165,7 +165,7 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(Uscc("9131000０MA1FL8TQ3".into()).check(), Err(_)));
+        assert!(Uscc("9131000０MA1FL8TQ3".into()).check().is_err());
         assert_eq!(
             Uscc::with_check("91310000MA1FL8TQ3").unwrap().as_str(),
             "91310000MA1FL8TQ36"

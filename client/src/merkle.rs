@@ -58,7 +58,7 @@ impl Subtrees for Leaves<'_> {
 pub fn range_hash<S: Subtrees>(s: &S, start: u64, end: u64) -> Result<Hash32, S::Error> {
     let n = end - start;
     debug_assert!(n > 0);
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return s.perfect(n.trailing_zeros(), start / n);
     }
     let k = split(n);

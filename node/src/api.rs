@@ -194,7 +194,7 @@ async fn submit(
     let (tx, rx) = oneshot::channel();
     s.commands
         .send(Command::Submit {
-            record: rec,
+            record: Box::new(rec),
             reply: tx,
         })
         .await
@@ -404,10 +404,10 @@ async fn batch(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<B
         .state_scan(&key::batch_events_prefix(&name), LIST_ITEMS_MAX)?
     {
         let id: RecordId = decode(&v)?;
-        if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(&id))? {
-            if sh.received.is_none() {
-                in_transit.push(sh);
-            }
+        if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(&id))?
+            && sh.received.is_none()
+        {
+            in_transit.push(sh);
         }
         events.push(id);
     }

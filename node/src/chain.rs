@@ -65,7 +65,7 @@ pub enum BlockError {
     Record {
         index: usize,
         id: RecordId,
-        rejection: Rejection,
+        rejection: Box<Rejection>,
     },
     #[error("header field {field} does not match re-execution")]
     HeaderMismatch { field: &'static str },
@@ -235,7 +235,7 @@ pub fn execute_block(
             return Err(BlockError::Record {
                 index,
                 id: r.id(),
-                rejection: e.into(),
+                rejection: Box::new(e.into()),
             });
         }
     }
@@ -252,7 +252,7 @@ pub fn execute_block(
         return Err(BlockError::Record {
             index: bad[0],
             id: r.id(),
-            rejection: Rejection::Stateless(e.into()),
+            rejection: Box::new(Rejection::Stateless(e.into())),
         });
     }
     let ctx = BlockContext {
@@ -267,7 +267,7 @@ pub fn execute_block(
                 return Err(BlockError::Record {
                     index,
                     id: r.id(),
-                    rejection,
+                    rejection: Box::new(rejection),
                 });
             }
             Err(ExecError::State(e)) => return Err(e.into()),

@@ -177,6 +177,8 @@ pub fn devnet(dir: &Path, port: u16, sample: bool) -> Result<()> {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (is a devnet already running? try --port)"))?;
         let api = format!("http://{}", listener.local_addr()?);
+        // The same announcement as `xinlian-node run`, for scripts and tests.
+        println!("xinlian-node: API listening on {api}");
         let mut node = tokio::spawn(run(NodeConfig::new(genesis.clone(), data, node_key), listener, crate::cli::shutdown_signal()));
         let dir2 = dir.to_path_buf();
         let api2 = api.clone();
@@ -794,6 +796,9 @@ fn load_sample(dir: &Path, api: &str, genesis: &Genesis) -> Result<SampleManifes
         batches: vec![rice.into(), pack.into(), lot1.into(), lot2.into()],
         records: l.records,
     };
-    std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest)?)?;
+    // Write then rename: readers never see a half-written manifest.
+    let tmp = manifest_path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)?;
+    std::fs::rename(&tmp, &manifest_path)?;
     Ok(manifest)
 }

@@ -48,7 +48,7 @@ impl NodeConfig {
 
 pub enum Command {
     Submit {
-        record: SignedRecord,
+        record: Box<SignedRecord>,
         reply: oneshot::Sender<Result<RecordId, Rejection>>,
     },
     Pending {
@@ -154,10 +154,8 @@ pub async fn run(
             _ = &mut shutdown => break Ok(()),
             Some(cmd) = cmd_rx.recv() => host.command(cmd),
             _ = ticker.tick() => {
-                if !host.mempool.is_empty() {
-                    if let Err(e) = host.produce_block() {
-                        break Err(e);
-                    }
+                if !host.mempool.is_empty() && let Err(e) = host.produce_block() {
+                    break Err(e);
                 }
             }
         }
@@ -186,7 +184,7 @@ impl Host {
                     &self.consortium,
                     &self.tip,
                     now_ms(),
-                    record,
+                    *record,
                 ) {
                     Ok(id) => Ok(id),
                     Err(ExecError::Rejected(r)) => Err(r),

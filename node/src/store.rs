@@ -68,6 +68,9 @@ fn state_key_of(key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A derived-state key (without the store's prefix) and its encoded value.
+pub type StateEntry = (Vec<u8>, Vec<u8>);
+
 pub struct Store {
     db: sled::Db,
 }
@@ -85,7 +88,7 @@ impl Store {
         let store = Store { db };
         match store.db.get(META_GENESIS)? {
             None => {
-                if store.db.len() != 0 {
+                if !store.db.is_empty() {
                     return Err(damaged("data present but no genesis marker"));
                 }
                 let mut b = sled::Batch::default();
@@ -293,11 +296,7 @@ impl Store {
     }
 
     /// Derived-state entries under a prefix, in key order, at most `limit`.
-    pub fn state_scan(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn state_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, StoreError> {
         let mut out = Vec::new();
         for kv in self.db.scan_prefix(state_key_of(prefix)).take(limit) {
             let (k, v) = kv?;

@@ -123,6 +123,18 @@ impl Consortium {
     }
 }
 
+/// `xinlian-node devnet` in `dir` on a port the OS picks.
+pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
+    let mut cmd = Command::new(node_bin);
+    cmd.arg("devnet")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--port")
+        .arg("0")
+        .env("RUST_LOG", "warn");
+    Node::start(cmd)
+}
+
 pub struct Node {
     child: Child,
     pub client: NodeClient,
