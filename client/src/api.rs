@@ -61,6 +61,25 @@ pub struct RecordView {
     pub canonical_hex: String,
 }
 
+impl RecordView {
+    /// `location` is `(height, ledger_index)` for a final record, `None` while pending.
+    pub fn new(record: SignedRecord, location: Option<(u64, u64)>) -> RecordView {
+        RecordView {
+            id: record.id(),
+            kind: record.kind(),
+            status: if location.is_some() {
+                RecordStatus::Final
+            } else {
+                RecordStatus::Pending
+            },
+            height: location.map(|l| l.0),
+            ledger_index: location.map(|l| l.1),
+            canonical_hex: hex::encode(record.canonical_bytes()),
+            record,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BlockView {
     pub hash: Hash32,

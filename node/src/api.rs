@@ -244,30 +244,14 @@ fn final_view(s: &Shared, id: &RecordId) -> Result<Option<RecordView>, ApiFailur
             format!("record {index} missing"),
         )
     })?;
-    Ok(Some(RecordView {
-        id: *id,
-        kind: rec.kind(),
-        status: RecordStatus::Final,
-        height: Some(height),
-        ledger_index: Some(index),
-        canonical_hex: hex::encode(rec.canonical_bytes()),
-        record: rec,
-    }))
+    Ok(Some(RecordView::new(rec, Some((height, index)))))
 }
 
 async fn pending_view(s: &Shared, id: RecordId) -> Result<RecordView, ApiFailure> {
     let (tx, rx) = oneshot::channel();
     let _ = s.commands.send(Command::Pending { id, reply: tx }).await;
     match rx.await.ok().flatten() {
-        Some(rec) => Ok(RecordView {
-            id,
-            kind: rec.kind(),
-            status: RecordStatus::Pending,
-            height: None,
-            ledger_index: None,
-            canonical_hex: hex::encode(rec.canonical_bytes()),
-            record: rec,
-        }),
+        Some(rec) => Ok(RecordView::new(rec, None)),
         None => Err(err(
             StatusCode::NOT_FOUND,
             "not_found",

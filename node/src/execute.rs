@@ -494,21 +494,8 @@ fn apply(
             vec![subject]
         }
         Body::Outcome(b) => {
-            let mut cm: st::CommitmentState = need(
-                s.get(&key::commitment(&b.commitment))?,
-                "commitment",
-                b.commitment,
-            )?;
-            let m = member_signer(kind, &signer)?;
-            if m.id != cm.accepting_agency {
-                return unauthorised(
-                    kind,
-                    format!(
-                        "only the accepting agency '{}' verifies this commitment, not '{}'",
-                        cm.accepting_agency, m.id
-                    ),
-                );
-            }
+            let mut cm = commitment(s, &b.commitment)?;
+            accepting_agency_only(kind, &signer, &cm, "verifies this commitment")?;
             if cm.status != st::CommitmentStatus::Pending {
                 return reject(Rejection::WrongState {
                     what: "commitment",
@@ -679,21 +666,8 @@ fn apply(
                 "repair application",
                 b.application,
             )?;
-            let mut cm: st::CommitmentState = need(
-                s.get(&key::commitment(&r.commitment))?,
-                "commitment",
-                r.commitment,
-            )?;
-            let m = member_signer(kind, &signer)?;
-            if m.id != cm.accepting_agency {
-                return unauthorised(
-                    kind,
-                    format!(
-                        "only the determining agency '{}' decides this repair, not '{}'",
-                        cm.accepting_agency, m.id
-                    ),
-                );
-            }
+            let mut cm = commitment(s, &r.commitment)?;
+            accepting_agency_only(kind, &signer, &cm, "decides this repair")?;
             if r.status != st::RepairStatus::Pending {
                 return reject(Rejection::WrongState {
                     what: "repair application",
@@ -919,6 +893,26 @@ fn authorise_registrar_or_self(kind: Kind, signer: &Signer, u: &Uscc) -> Ex {
         Signer::Member(m) => unauthorised(kind, format!("member '{}' is not a registrar", m.id)),
         Signer::Enterprise(e) => unauthorised(kind, format!("{e} cannot change the keys of {u}")),
     }
+}
+
+fn commitment(s: &Overlay, id: &RecordId) -> Ex<st::CommitmentState> {
+    need(s.get(&key::commitment(id))?, "commitment", id)
+}
+
+/// Outcomes and repair decisions belong to the agency that accepted the commitment:
+/// it verified it and it determined any breach.
+fn accepting_agency_only(kind: Kind, signer: &Signer, cm: &st::CommitmentState, act: &str) -> Ex {
+    let m = member_signer(kind, signer)?;
+    if m.id != cm.accepting_agency {
+        return unauthorised(
+            kind,
+            format!(
+                "only the accepting agency '{}' {act}, not '{}'",
+                cm.accepting_agency, m.id
+            ),
+        );
+    }
+    Ok(())
 }
 
 fn revoke(s: &mut Overlay, k: &PublicKey, height: u64) -> Ex {

@@ -469,7 +469,11 @@ fn repair_needs_a_breach_the_minimum_period_and_the_determining_agency() {
         date: Date::parse("2027-01-10").unwrap(),
     };
     let r = w.refuse_at(41, w.drug.sign(decision.clone()));
-    assert!(r.to_string().contains("determining agency 'market'"), "{r}");
+    assert!(
+        r.to_string()
+            .contains("accepting agency 'market' decides this repair"),
+        "{r}"
+    );
     w.try_at(41, &w.market.sign(decision)).unwrap();
     let cs: st::CommitmentState = w.get(&key::commitment(&c2)).unwrap();
     assert_eq!(cs.status, st::CommitmentStatus::Repaired(Severity::General));

@@ -125,14 +125,14 @@ fn main() -> ExitCode {
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("API types serialise")
-        );
+    use std::io::Write;
+    let out = if json {
+        serde_json::to_string_pretty(value).expect("API types serialise")
     } else {
-        println!("{}", text());
-    }
+        text()
+    };
+    // A closed pipe (`xinlian … | head`) is the reader's choice, not an error.
+    let _ = writeln!(std::io::stdout().lock(), "{out}");
 }
 
 fn read_body(kind: Kind, path: &Path) -> Result<Body, Failure> {
