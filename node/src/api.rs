@@ -72,6 +72,7 @@ impl From<Rejection> for ApiFailure {
     fn from(r: Rejection) -> Self {
         let status = match &r {
             Rejection::MempoolFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Rejection::Duplicate(_)
             | Rejection::DuplicatePending(_)
             | Rejection::AlreadyExists { .. } => StatusCode::CONFLICT,

@@ -121,6 +121,9 @@ pub enum Rejection {
     },
     #[error("mempool is full ({0})")]
     MempoolFull(String),
+    /// The node could not read its own state; the record itself may be fine.
+    #[error("node storage error, try again or another node: {0}")]
+    Storage(String),
 }
 
 impl Rejection {
@@ -144,6 +147,7 @@ impl Rejection {
             Rejection::TooEarly { .. } => "too_early",
             Rejection::FutureDate { .. } => "future_date",
             Rejection::MempoolFull(_) => "mempool_full",
+            Rejection::Storage(_) => "storage",
         }
     }
 }

@@ -190,7 +190,7 @@ impl Host {
                     Err(ExecError::Rejected(r)) => Err(r),
                     Err(ExecError::State(e)) => {
                         tracing::error!(error = %e, "state read failed during admission");
-                        Err(Rejection::MempoolFull(format!("node storage error: {e}")))
+                        Err(Rejection::Storage(e.to_string()))
                     }
                 };
                 let _ = reply.send(out);
