@@ -350,8 +350,8 @@ pub fn check_unsigned(record: &SignedRecord, chain: &Hash32) -> R {
 }
 
 /// Everything stateless, signature last (the most expensive check).
-pub fn check_stateless(record: &SignedRecord, chain: &Hash32) -> R {
-    check_unsigned(record, chain)?;
+pub fn check_stateless(record: &EncodedRecord, chain: &Hash32) -> R {
+    check_unsigned(record.record(), chain)?;
     record.verify_signature()?;
     Ok(())
 }

@@ -95,6 +95,77 @@ impl SignedRecord {
     }
 }
 
+/// A signed record together with its canonical bytes and id, computed once. Every hot
+/// path (admission, block building and execution, storage) works on this, so a record
+/// is encoded and hashed once however many checks it passes through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedRecord {
+    record: SignedRecord,
+    bytes: Vec<u8>,
+    id: RecordId,
+}
+
+impl EncodedRecord {
+    pub fn new(record: SignedRecord) -> Self {
+        let bytes = canonical::encode(&record);
+        Self::with_bytes(record, bytes)
+    }
+
+    /// Decodes at most `max` bytes, accepting only the canonical encoding, and keeps
+    /// the bytes (being canonical, they are the encoding).
+    pub fn decode(bytes: &[u8], max: usize) -> Result<Self, DecodeError> {
+        let record: SignedRecord = canonical::decode(bytes, max)?;
+        Ok(Self::with_bytes(record, bytes.to_vec()))
+    }
+
+    fn with_bytes(record: SignedRecord, bytes: Vec<u8>) -> Self {
+        // The signature is a fixed 64-byte tuple encoded last: the envelope's canonical
+        // bytes are the prefix before it.
+        let id = RecordId(canonical::sha256(&bytes[..bytes.len() - Signature::LEN]).0);
+        debug_assert_eq!(
+            id,
+            record.id(),
+            "envelope bytes are the prefix of the record bytes"
+        );
+        EncodedRecord { record, bytes, id }
+    }
+
+    pub fn record(&self) -> &SignedRecord {
+        &self.record
+    }
+
+    pub fn into_record(self) -> SignedRecord {
+        self.record
+    }
+
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.record.kind()
+    }
+
+    /// The canonical signed-record bytes: what is stored, sent, and hashed as a Merkle leaf.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The canonical envelope bytes: what the signer signed.
+    pub fn envelope_bytes(&self) -> &[u8] {
+        &self.bytes[..self.bytes.len() - Signature::LEN]
+    }
+
+    pub fn verify_signature(&self) -> Result<(), SignatureError> {
+        crypto::verify(
+            &self.record.envelope.signer,
+            Domain::Record,
+            self.envelope_bytes(),
+            &self.record.signature,
+        )
+    }
+}
+
 macro_rules! bodies {
     ($($(#[$m:meta])* $variant:ident($ty:ident) = $name:literal,)*) => {
         /// The statement a record makes. See `docs/records.md` for who may sign each kind

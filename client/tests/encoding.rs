@@ -158,6 +158,16 @@ proptest! {
     }
 
     #[test]
+    fn encoded_record_computes_id_and_signed_bytes_once(r in record()) {
+        let e = EncodedRecord::new(r.clone());
+        prop_assert_eq!(e.bytes(), &r.canonical_bytes()[..]);
+        prop_assert_eq!(e.envelope_bytes(), &r.envelope.canonical_bytes()[..]);
+        prop_assert_eq!(e.id(), r.id());
+        let d = EncodedRecord::decode(e.bytes(), 1 << 20).unwrap();
+        prop_assert_eq!(d, e);
+    }
+
+    #[test]
     fn whatever_decodes_is_canonical(r in record(), at in any::<prop::sample::Index>(), byte in any::<u8>(), grow in 0usize..3) {
         let mut bytes = r.canonical_bytes();
         let i = at.index(bytes.len());

@@ -548,14 +548,4 @@ impl Member {
     pub fn has(&self, role: &Role) -> bool {
         self.roles.contains(role)
     }
-    pub fn is_credit_authority(&self, domain: &str) -> bool {
-        self.roles
-            .iter()
-            .any(|r| matches!(r, Role::CreditAuthority(d) if d == domain))
-    }
-    pub fn is_trace_authority(&self, domain: &str) -> bool {
-        self.roles
-            .iter()
-            .any(|r| matches!(r, Role::TraceAuthority(d) if d == domain))
-    }
 }

@@ -52,7 +52,11 @@ fn valid_file_round_trips_to_the_same_hash() {
     assert_eq!(g, back);
     assert_eq!(g.hash(), back.hash());
     assert_eq!(g.validator_set().total_power(), 2);
-    assert!(g.member("a").unwrap().is_credit_authority("market"));
+    assert!(
+        g.member("a")
+            .unwrap()
+            .has(&Role::CreditAuthority("market".into()))
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use xinlian_client::api::*;
 use xinlian_client::ids::Uscc;
-use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
 use crate::execute::Rejection;
@@ -129,17 +129,19 @@ fn decode_submission(
     content_type: &str,
     body: &[u8],
     max: usize,
-) -> Result<SignedRecord, ApiFailure> {
+) -> Result<EncodedRecord, ApiFailure> {
     let rec = if content_type.starts_with("application/json") {
-        serde_json::from_slice::<SignedRecord>(body).map_err(|e| {
-            err(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("not a signed record: {e}"),
-            )
-        })?
+        serde_json::from_slice::<SignedRecord>(body)
+            .map(EncodedRecord::new)
+            .map_err(|e| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("not a signed record: {e}"),
+                )
+            })?
     } else if content_type.starts_with("application/octet-stream") {
-        SignedRecord::decode(body, max).map_err(|e| {
+        EncodedRecord::decode(body, max).map_err(|e| {
             let code = match &e {
                 xinlian_client::record::DecodeError::Canonical(
                     xinlian_genesis::canonical::CanonicalError::Oversize { .. },
@@ -158,7 +160,7 @@ fn decode_submission(
             "send application/octet-stream (canonical bytes) or application/json",
         ));
     };
-    let len = rec.canonical_bytes().len();
+    let len = rec.bytes().len();
     if len > max {
         return Err(err(
             StatusCode::BAD_REQUEST,
@@ -301,18 +303,6 @@ async fn block(State(s): State<Shared>, Path(height): Path<String>) -> ApiResult
     }))
 }
 
-fn decode<T: serde::Serialize + serde::de::DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<T, ApiFailure> {
-    xinlian_genesis::canonical::decode(bytes, usize::MAX).map_err(|e| {
-        err(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage",
-            format!("state value: {e}"),
-        )
-    })
-}
-
 async fn enterprise(
     State(s): State<Shared>,
     Path(uscc): Path<String>,
@@ -328,23 +318,21 @@ async fn enterprise(
         )
     })?;
     let profile: st::Profile = s.store.state_value(&key::profile(&u))?.unwrap_or_default();
-    let mut records = Vec::new();
     let (mut commitments, mut repairs) = (Vec::new(), Vec::new());
-    for (_, v) in s
+    let subject_records = s
         .store
-        .state_scan(&key::subject_records_prefix(&u), LIST_ITEMS_MAX)?
-    {
-        let id: RecordId = decode(&v)?;
+        .state_scan::<RecordId>(&key::subject_records_prefix(&u), LIST_ITEMS_MAX)?;
+    let records: Vec<RecordId> = subject_records.into_iter().map(|(_, id)| id).collect();
+    for id in &records {
         if let Some(c) = s
             .store
-            .state_value::<st::CommitmentState>(&key::commitment(&id))?
+            .state_value::<st::CommitmentState>(&key::commitment(id))?
         {
             commitments.push(c);
         }
-        if let Some(r) = s.store.state_value::<st::RepairState>(&key::repair(&id))? {
+        if let Some(r) = s.store.state_value::<st::RepairState>(&key::repair(id))? {
             repairs.push(r);
         }
-        records.push(id);
     }
     let mut lists = Vec::new();
     for kind in [
@@ -373,35 +361,35 @@ async fn batch(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<B
             format!("batch {name} is not on the ledger"),
         )
     })?;
-    let mut holders = Vec::new();
-    let prefix = key::holdings_prefix(&name);
-    for (k, v) in s.store.state_scan(&prefix, LIST_ITEMS_MAX)? {
-        let holder = Uscc(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
-        holders.push(Holding {
-            holder,
-            amount: decode(&v)?,
-        });
-    }
-    let mut events = Vec::new();
-    let mut in_transit = Vec::new();
-    for (_, v) in s
+    let text = |k: Vec<u8>| String::from_utf8_lossy(&k).into_owned();
+    let holders = s
         .store
-        .state_scan(&key::batch_events_prefix(&name), LIST_ITEMS_MAX)?
-    {
-        let id: RecordId = decode(&v)?;
-        if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(&id))?
+        .state_scan::<u64>(&key::holdings_prefix(&name), LIST_ITEMS_MAX)?
+        .into_iter()
+        .map(|(k, amount)| Holding {
+            holder: Uscc(text(k)),
+            amount,
+        })
+        .collect();
+    let events: Vec<RecordId> = s
+        .store
+        .state_scan::<RecordId>(&key::batch_events_prefix(&name), LIST_ITEMS_MAX)?
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    let mut in_transit = Vec::new();
+    for id in &events {
+        if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(id))?
             && sh.received.is_none()
         {
             in_transit.push(sh);
         }
-        events.push(id);
     }
-    let prefix = key::downstream_prefix(&name);
     let children = s
         .store
-        .state_scan(&prefix, LIST_ITEMS_MAX)?
+        .state_scan::<()>(&key::downstream_prefix(&name), LIST_ITEMS_MAX)?
         .into_iter()
-        .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+        .map(|(k, ())| text(k))
         .collect();
     Ok(Json(BatchView {
         batch,

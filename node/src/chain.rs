@@ -2,10 +2,11 @@
 //! functions of (state, consortium, tip, time, records). The proposer's clock enters as
 //! `time_ms`; nothing here reads a clock or touches storage.
 
-use xinlian_client::block::{Block, Header, records_root};
+use xinlian_client::block::{Block, Header};
+use xinlian_client::checks::check_unsigned;
 use xinlian_client::crypto::{self, Domain};
-use xinlian_client::merkle::{Frontier, leaf_hash};
-use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_client::merkle::{Frontier, leaf_hash, root_of};
+use xinlian_client::record::{EncodedRecord, RecordId};
 use xinlian_genesis::canonical::tagged_hash;
 use xinlian_genesis::{Hash32, PublicKey};
 
@@ -36,11 +37,22 @@ impl Tip {
 
 /// A block with everything needed to store it atomically.
 pub struct Executed {
-    pub block: Block,
+    pub header: Header,
+    /// The block's records, each encoded once.
+    pub records: Vec<EncodedRecord>,
     pub writes: Writes,
     /// Perfect subtrees of the ledger-wide tree completed by this block.
     pub merkle_nodes: Vec<(u32, u64, Hash32)>,
     pub tip: Tip,
+}
+
+impl Executed {
+    pub fn block(&self) -> Block {
+        Block {
+            header: self.header.clone(),
+            records: self.records.iter().map(|r| r.record().clone()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,13 +95,14 @@ fn finish(
     tip: &Tip,
     proposer: PublicKey,
     time_ms: i64,
-    records: Vec<SignedRecord>,
+    records: Vec<EncodedRecord>,
     writes: Writes,
 ) -> Executed {
+    let leaves: Vec<Hash32> = records.iter().map(|r| leaf_hash(r.bytes())).collect();
     let mut frontier = tip.frontier.clone();
     let mut merkle_nodes = Vec::new();
-    for r in &records {
-        merkle_nodes.extend(frontier.append(leaf_hash(&r.canonical_bytes())));
+    for leaf in &leaves {
+        merkle_nodes.extend(frontier.append(*leaf));
     }
     let state_hash = state_hash(&tip.state_hash, &writes);
     let vhash = c.validators.hash();
@@ -99,7 +112,7 @@ fn finish(
         parent: tip.hash,
         time_ms,
         proposer,
-        records_root: records_root(&records),
+        records_root: root_of(&leaves),
         records_count: records.len() as u32,
         ledger_root: frontier.root(),
         ledger_size: frontier.size(),
@@ -115,7 +128,8 @@ fn finish(
         frontier,
     };
     Executed {
-        block: Block { header, records },
+        header,
+        records,
         writes,
         merkle_nodes,
         tip,
@@ -131,7 +145,7 @@ pub fn build_block<'r>(
     tip: &Tip,
     proposer: PublicKey,
     time_ms: i64,
-    candidates: impl IntoIterator<Item = &'r SignedRecord>,
+    candidates: impl IntoIterator<Item = &'r EncodedRecord>,
 ) -> Result<(Executed, Vec<(RecordId, Rejection)>), StateError> {
     assert!(
         time_ms > tip.time_ms,
@@ -143,14 +157,14 @@ pub fn build_block<'r>(
         time_ms,
     };
     let mut overlay = Overlay::new(base);
-    let mut records = Vec::new();
+    let mut records: Vec<EncodedRecord> = Vec::new();
     let mut rejected = Vec::new();
     let mut bytes = 0usize;
     for rec in candidates {
         if records.len() >= policy.block_records_max as usize {
             break;
         }
-        let len = rec.canonical_bytes().len();
+        let len = rec.bytes().len();
         if bytes + len > policy.block_bytes_max as usize {
             break;
         }
@@ -175,6 +189,14 @@ pub fn build_block<'r>(
     ))
 }
 
+fn invalid(index: usize, r: &EncodedRecord, rejection: Rejection) -> BlockError {
+    BlockError::Record {
+        index,
+        id: r.id(),
+        rejection: Box::new(rejection),
+    }
+}
+
 /// A validator's or syncing node's side: every record must be valid (signatures
 /// verified in one batch, same rule as single checks), and every header field must
 /// equal what re-execution gives.
@@ -182,9 +204,9 @@ pub fn execute_block(
     base: &dyn StateRead,
     c: &Consortium,
     tip: &Tip,
-    block: &Block,
+    block: Block,
 ) -> Result<Executed, BlockError> {
-    let h = &block.header;
+    let h = block.header;
     if h.chain != c.chain {
         return Err(BlockError::Chain {
             expected: c.chain,
@@ -210,66 +232,45 @@ pub fn execute_block(
         });
     }
     let policy = &c.genesis.policy;
-    let encoded: Vec<Vec<u8>> = block
-        .records
-        .iter()
-        .map(|r| r.envelope.canonical_bytes())
-        .collect();
-    let total: usize = block
-        .records
-        .iter()
-        .map(|r| r.canonical_bytes().len())
-        .sum();
-    if block.records.len() > policy.block_records_max as usize
-        || total > policy.block_bytes_max as usize
+    let records: Vec<EncodedRecord> = block.records.into_iter().map(EncodedRecord::new).collect();
+    let total: usize = records.iter().map(|r| r.bytes().len()).sum();
+    if records.len() > policy.block_records_max as usize || total > policy.block_bytes_max as usize
     {
         return Err(BlockError::TooLarge {
-            count: block.records.len(),
+            count: records.len(),
             bytes: total,
             count_max: policy.block_records_max,
             bytes_max: policy.block_bytes_max,
         });
     }
-    for (index, r) in block.records.iter().enumerate() {
-        if let Err(e) = xinlian_client::checks::check_unsigned(r, &c.chain) {
-            return Err(BlockError::Record {
-                index,
-                id: r.id(),
-                rejection: Box::new(e.into()),
-            });
+    for (index, r) in records.iter().enumerate() {
+        if let Err(e) = check_unsigned(r.record(), &c.chain) {
+            return Err(invalid(index, r, e.into()));
         }
     }
-    let batch = block
-        .records
-        .iter()
-        .zip(&encoded)
-        .map(|(r, m)| (&r.envelope.signer, Domain::Record.message(m), &r.signature));
+    let batch = records.iter().map(|r| {
+        (
+            &r.record().envelope.signer,
+            Domain::Record.message(r.envelope_bytes()),
+            &r.record().signature,
+        )
+    });
     if let Err(bad) = crypto::verify_batch(batch) {
-        let r = &block.records[bad[0]];
+        let r = &records[bad[0]];
         let e = r
             .verify_signature()
             .expect_err("batch blamed it, the same rule singly must too");
-        return Err(BlockError::Record {
-            index: bad[0],
-            id: r.id(),
-            rejection: Box::new(Rejection::Stateless(e.into())),
-        });
+        return Err(invalid(bad[0], r, Rejection::Stateless(e.into())));
     }
     let ctx = BlockContext {
         height: h.height,
         time_ms: h.time_ms,
     };
     let mut overlay = Overlay::new(base);
-    for (index, r) in block.records.iter().enumerate() {
+    for (index, r) in records.iter().enumerate() {
         match execute_record(&mut overlay, c, &ctx, r, tip.frontier.size() + index as u64) {
             Ok(()) => {}
-            Err(ExecError::Rejected(rejection)) => {
-                return Err(BlockError::Record {
-                    index,
-                    id: r.id(),
-                    rejection: Box::new(rejection),
-                });
-            }
+            Err(ExecError::Rejected(rejection)) => return Err(invalid(index, r, rejection)),
             Err(ExecError::State(e)) => return Err(e.into()),
         }
     }
@@ -278,10 +279,10 @@ pub fn execute_block(
         tip,
         h.proposer,
         h.time_ms,
-        block.records.clone(),
+        records,
         overlay.into_writes(),
     );
-    let e = &ex.block.header;
+    let e = &ex.header;
     for (field, same) in [
         ("records_root", e.records_root == h.records_root),
         ("records_count", e.records_count == h.records_count),
@@ -298,6 +299,6 @@ pub fn execute_block(
             return Err(BlockError::HeaderMismatch { field });
         }
     }
-    debug_assert_eq!(e, h);
+    debug_assert_eq!(e, &h);
     Ok(ex)
 }

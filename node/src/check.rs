@@ -27,8 +27,8 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
             .with_context(|| format!("certificate {h} missing"))?;
         verify_certificate(&block.header, &cert, &c.validators)
             .with_context(|| format!("certificate of block {h}"))?;
-        let ex = execute_block(&state, &c, &t, &block)
-            .with_context(|| format!("replaying block {h}"))?;
+        let ex =
+            execute_block(&state, &c, &t, block).with_context(|| format!("replaying block {h}"))?;
         for (k, v) in ex.writes {
             match v {
                 Some(v) => state.insert(k, v),

@@ -353,7 +353,7 @@ pub fn execute_record(
     s: &mut Overlay,
     c: &Consortium,
     ctx: &BlockContext,
-    rec: &SignedRecord,
+    rec: &EncodedRecord,
     ledger_index: u64,
 ) -> Ex {
     s.atomically(|s| apply(s, c, ctx, rec, ledger_index))
@@ -363,7 +363,7 @@ fn apply(
     s: &mut Overlay,
     c: &Consortium,
     ctx: &BlockContext,
-    rec: &SignedRecord,
+    rec: &EncodedRecord,
     ledger_index: u64,
 ) -> Ex {
     let id = rec.id();
@@ -372,13 +372,11 @@ fn apply(
     }
     s.put(key::seen(&id), &(ctx.height, ledger_index));
     let kind = rec.kind();
-    let signer = resolve_signer(s, c, &rec.envelope.signer)?;
-    let concerns: Vec<Uscc> = match &rec.envelope.body {
+    let signer = resolve_signer(s, c, &rec.record().envelope.signer)?;
+    let concerns: Vec<Uscc> = match &rec.record().envelope.body {
         Body::RegisterEntity(b) => {
             let m = member_signer(kind, &signer)?;
-            if !m.has(&Role::Registrar) {
-                return unauthorised(kind, format!("member '{}' is not a registrar", m.id));
-            }
+            require_role(kind, m, Role::Registrar)?;
             if s.get_raw(&key::entity(&b.uscc))?.is_some() {
                 return reject(Rejection::AlreadyExists {
                     what: "enterprise",
@@ -448,15 +446,7 @@ fn apply(
                 "accepting agency",
                 &b.accepting_agency,
             )?;
-            if !agency.is_credit_authority(&b.domain) {
-                return unauthorised(
-                    kind,
-                    format!(
-                        "'{}' is not a credit authority for domain '{}'",
-                        agency.id, b.domain
-                    ),
-                );
-            }
+            require_role(kind, agency, Role::CreditAuthority(b.domain.clone()))?;
             not_dated_after("commitment", b.date, ctx)?;
             let mut p = profile(s, &subject)?;
             if b.kind == CommitmentKind::ApprovalSubstitute {
@@ -534,15 +524,7 @@ fn apply(
         }
         Body::ListMeasure(b) => {
             let m = member_signer(kind, &signer)?;
-            if !m.is_credit_authority(&b.domain) {
-                return unauthorised(
-                    kind,
-                    format!(
-                        "member '{}' is not a credit authority for domain '{}'",
-                        m.id, b.domain
-                    ),
-                );
-            }
+            require_role(kind, m, Role::CreditAuthority(b.domain.clone()))?;
             entity(s, &b.subject)?;
             not_dated_after("list measure", b.date, ctx)?;
             let lk = key::list(b.list, &b.subject);
@@ -792,16 +774,11 @@ fn apply(
         }
         Body::Inspect(b) => {
             let mut bs = batch(s, &b.batch)?;
-            let m = member_signer(kind, &signer)?;
-            if !m.is_trace_authority(&bs.domain) {
-                return unauthorised(
-                    kind,
-                    format!(
-                        "member '{}' is not a trace authority for domain '{}'",
-                        m.id, bs.domain
-                    ),
-                );
-            }
+            require_role(
+                kind,
+                member_signer(kind, &signer)?,
+                Role::TraceAuthority(bs.domain.clone()),
+            )?;
             append_event(s, &mut bs, id);
             s.put(key::batch(&b.batch), &bs);
             vec![]
@@ -809,17 +786,10 @@ fn apply(
         Body::Recall(b) => {
             let mut bs = batch(s, &b.batch)?;
             match &signer {
-                Signer::Member(m) if m.is_trace_authority(&bs.domain) => {}
-                Signer::Enterprise(u) if *u == bs.created_by => {}
                 Signer::Member(m) => {
-                    return unauthorised(
-                        kind,
-                        format!(
-                            "member '{}' is not a trace authority for domain '{}'",
-                            m.id, bs.domain
-                        ),
-                    );
+                    require_role(kind, m, Role::TraceAuthority(bs.domain.clone()))?
                 }
+                Signer::Enterprise(u) if *u == bs.created_by => {}
                 Signer::Enterprise(u) => {
                     return unauthorised(kind, format!("{u} did not make batch {}", bs.batch));
                 }
@@ -890,11 +860,23 @@ fn create_batch(
     give(s, name, owner, q.amount)
 }
 
+/// The one authority check: a member acts only within the roles genesis gives it.
+fn require_role(kind: Kind, m: &Member, role: Role) -> Ex {
+    if m.has(&role) {
+        return Ok(());
+    }
+    let needed = match &role {
+        Role::CreditAuthority(d) => format!("a credit authority for domain '{d}'"),
+        Role::TraceAuthority(d) => format!("a trace authority for domain '{d}'"),
+        other => format!("a {other}"),
+    };
+    unauthorised(kind, format!("member '{}' is not {needed}", m.id))
+}
+
 fn authorise_registrar_or_self(kind: Kind, signer: &Signer, u: &Uscc) -> Ex {
     match signer {
-        Signer::Member(m) if m.has(&Role::Registrar) => Ok(()),
+        Signer::Member(m) => require_role(kind, m, Role::Registrar),
         Signer::Enterprise(e) if e == u => Ok(()),
-        Signer::Member(m) => unauthorised(kind, format!("member '{}' is not a registrar", m.id)),
         Signer::Enterprise(e) => unauthorised(kind, format!("{e} cannot change the keys of {u}")),
     }
 }

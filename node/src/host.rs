@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::sync::{mpsc, oneshot, watch};
 use xinlian_client::block::{Certificate, CommitSignature, Precommit, verify_certificate};
-use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, Role};
 
@@ -48,7 +48,7 @@ impl NodeConfig {
 
 pub enum Command {
     Submit {
-        record: Box<SignedRecord>,
+        record: Box<EncodedRecord>,
         reply: oneshot::Sender<Result<RecordId, Rejection>>,
     },
     Pending {
@@ -196,7 +196,7 @@ impl Host {
                 let _ = reply.send(out);
             }
             Command::Pending { id, reply } => {
-                let _ = reply.send(self.mempool.get(&id).cloned());
+                let _ = reply.send(self.mempool.get(&id).map(|r| r.record().clone()));
             }
             Command::MempoolLen { reply } => {
                 let _ = reply.send(self.mempool.len());
@@ -221,7 +221,7 @@ impl Host {
         }
         let cert = self.decide(&ex)?;
         self.store.commit(&ex, &cert)?;
-        let included: HashSet<RecordId> = ex.block.records.iter().map(SignedRecord::id).collect();
+        let included: HashSet<RecordId> = ex.records.iter().map(EncodedRecord::id).collect();
         self.tip = ex.tip.clone();
         for (id, why) in self.mempool.recheck(
             &*self.store,
@@ -245,7 +245,7 @@ impl Host {
 
     /// Finality for a one-validator set: this validator's precommit is the quorum.
     fn decide(&self, ex: &Executed) -> Result<Certificate> {
-        let h = &ex.block.header;
+        let h = &ex.header;
         let vs = &self.consortium.validators;
         let me = public_key(&self.key);
         let index = vs

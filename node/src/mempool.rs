@@ -3,20 +3,21 @@
 //! learns at once why a record is refused, and a record that depends on a pending one
 //! (a receipt after a shipment) is accepted in order. Bounded by count and bytes.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use xinlian_client::checks::check_stateless;
-use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_client::record::{EncodedRecord, RecordId};
 
 use crate::chain::Tip;
 use crate::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
 use crate::overlay::{Overlay, StateError, StateRead, Writes};
 
 pub struct Mempool {
-    queue: VecDeque<(RecordId, SignedRecord, usize)>,
-    ids: HashSet<RecordId>,
+    /// Admission order, which is also block order.
+    order: VecDeque<RecordId>,
+    records: HashMap<RecordId, EncodedRecord>,
     bytes: usize,
-    /// State writes of every pending record, applied in queue order over the store.
+    /// State writes of every pending record, applied in order over the store.
     speculative: Writes,
     records_max: usize,
     bytes_max: usize,
@@ -41,8 +42,8 @@ impl Mempool {
     pub fn new(records_max: usize, bytes_max: usize) -> Self {
         assert!(records_max > 0 && bytes_max > 0);
         Mempool {
-            queue: VecDeque::new(),
-            ids: HashSet::new(),
+            order: VecDeque::new(),
+            records: HashMap::new(),
             bytes: 0,
             speculative: Writes::new(),
             records_max,
@@ -51,26 +52,24 @@ impl Mempool {
     }
 
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.order.is_empty()
     }
 
     pub fn contains(&self, id: &RecordId) -> bool {
-        self.ids.contains(id)
+        self.records.contains_key(id)
     }
 
-    pub fn get(&self, id: &RecordId) -> Option<&SignedRecord> {
-        self.queue
-            .iter()
-            .find(|(i, _, _)| i == id)
-            .map(|(_, r, _)| r)
+    pub fn get(&self, id: &RecordId) -> Option<&EncodedRecord> {
+        self.records.get(id)
     }
 
-    pub fn records(&self) -> impl Iterator<Item = &SignedRecord> {
-        self.queue.iter().map(|(_, r, _)| r)
+    /// Pending records in admission order.
+    pub fn records(&self) -> impl Iterator<Item = &EncodedRecord> {
+        self.order.iter().map(|id| &self.records[id])
     }
 
     fn context(tip: &Tip, now_ms: i64) -> BlockContext {
@@ -80,6 +79,12 @@ impl Mempool {
         }
     }
 
+    fn push(&mut self, rec: EncodedRecord) {
+        self.bytes += rec.bytes().len();
+        self.order.push_back(rec.id());
+        self.records.insert(rec.id(), rec);
+    }
+
     /// Admits a record or says precisely why not; a refusal changes nothing.
     pub fn admit(
         &mut self,
@@ -87,17 +92,16 @@ impl Mempool {
         c: &Consortium,
         tip: &Tip,
         now_ms: i64,
-        rec: SignedRecord,
+        rec: EncodedRecord,
     ) -> Result<RecordId, ExecError> {
         let id = rec.id();
-        if self.ids.contains(&id) {
+        if self.records.contains_key(&id) {
             return Err(Rejection::DuplicatePending(id).into());
         }
-        let len = rec.canonical_bytes().len();
-        if self.queue.len() >= self.records_max || self.bytes + len > self.bytes_max {
+        if self.order.len() >= self.records_max || self.bytes + rec.bytes().len() > self.bytes_max {
             return Err(Rejection::MempoolFull(format!(
                 "{} records, {} bytes pending",
-                self.queue.len(),
+                self.order.len(),
                 self.bytes
             ))
             .into());
@@ -108,13 +112,11 @@ impl Mempool {
             writes: &self.speculative,
         };
         let mut overlay = Overlay::new(&spec);
-        let index = tip.frontier.size() + self.queue.len() as u64;
+        let index = tip.frontier.size() + self.order.len() as u64;
         execute_record(&mut overlay, c, &Self::context(tip, now_ms), &rec, index)?;
         let writes = overlay.into_writes();
         self.speculative.extend(writes);
-        self.ids.insert(id);
-        self.bytes += len;
-        self.queue.push_back((id, rec, len));
+        self.push(rec);
         Ok(id)
     }
 
@@ -128,24 +130,23 @@ impl Mempool {
         now_ms: i64,
         included: &HashSet<RecordId>,
     ) -> Result<Vec<(RecordId, Rejection)>, StateError> {
-        let old = std::mem::take(&mut self.queue);
-        self.ids.clear();
+        let order = std::mem::take(&mut self.order);
+        let mut records = std::mem::take(&mut self.records);
         self.bytes = 0;
         self.speculative.clear();
         let ctx = Self::context(tip, now_ms);
         let mut dropped = Vec::new();
         let mut overlay = Overlay::new(base);
-        for (id, rec, len) in old {
+        for id in order {
+            let rec = records
+                .remove(&id)
+                .expect("order and records hold the same ids");
             if included.contains(&id) {
                 continue;
             }
-            let index = tip.frontier.size() + self.queue.len() as u64;
+            let index = tip.frontier.size() + self.order.len() as u64;
             match execute_record(&mut overlay, c, &ctx, &rec, index) {
-                Ok(()) => {
-                    self.ids.insert(id);
-                    self.bytes += len;
-                    self.queue.push_back((id, rec, len));
-                }
+                Ok(()) => self.push(rec),
                 Err(ExecError::Rejected(r)) => dropped.push((id, r)),
                 Err(ExecError::State(e)) => return Err(e),
             }

@@ -68,8 +68,13 @@ fn state_key_of(key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A derived-state key (without the store's prefix) and its encoded value.
-pub type StateEntry = (Vec<u8>, Vec<u8>);
+fn decode_state<T: serde::Serialize + serde::de::DeserializeOwned>(
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, StoreError> {
+    canonical::decode(value, usize::MAX)
+        .map_err(|e| damaged(format!("state {}: {e}", hex::encode(key))))
+}
 
 pub struct Store {
     db: sled::Db,
@@ -208,15 +213,15 @@ impl Store {
 
     /// Stores a finalized block and its certificate atomically, durable on return.
     pub fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), StoreError> {
-        let h = &ex.block.header;
+        let h = &ex.header;
         assert_eq!(cert.height, h.height, "certificate for this block");
         assert_eq!(cert.block, h.hash(), "certificate for this block");
         let mut b = sled::Batch::default();
         b.insert(&k(HEADER, h.height), canonical::encode(h));
         b.insert(&k(CERT, h.height), canonical::encode(cert));
-        let first = h.ledger_size - ex.block.records.len() as u64;
-        for (i, r) in ex.block.records.iter().enumerate() {
-            b.insert(&k(RECORD, first + i as u64), r.canonical_bytes());
+        let first = h.ledger_size - ex.records.len() as u64;
+        for (i, r) in ex.records.iter().enumerate() {
+            b.insert(&k(RECORD, first + i as u64), r.bytes());
         }
         for (level, index, hash) in &ex.merkle_nodes {
             b.insert(&node_key(*level, *index), &hash.0);
@@ -288,19 +293,22 @@ impl Store {
     ) -> Result<Option<T>, StoreError> {
         self.db
             .get(state_key_of(key))?
-            .map(|v| {
-                canonical::decode(&v, usize::MAX)
-                    .map_err(|e| damaged(format!("state {}: {e}", hex::encode(key))))
-            })
+            .map(|v| decode_state(key, &v))
             .transpose()
     }
 
-    /// Derived-state entries under a prefix, in key order, at most `limit`.
-    pub fn state_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<StateEntry>, StoreError> {
+    /// Derived-state entries under `prefix`, in key order, at most `limit`: each as the
+    /// rest of its key after the prefix, and its decoded value.
+    pub fn state_scan<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
         let mut out = Vec::new();
         for kv in self.db.scan_prefix(state_key_of(prefix)).take(limit) {
             let (k, v) = kv?;
-            out.push((k[1..].to_vec(), v.to_vec()));
+            let key = &k[1..];
+            out.push((key[prefix.len()..].to_vec(), decode_state(key, &v)?));
         }
         Ok(out)
     }

@@ -101,6 +101,7 @@ impl World {
     }
 
     fn try_at(&mut self, days: i64, rec: &SignedRecord) -> Result<(), Rejection> {
+        let rec = &EncodedRecord::new(rec.clone());
         xinlian_client::checks::check_stateless(rec, &self.c.chain).map_err(Rejection::from)?;
         let ctx = self.ctx(days);
         let mut o = Overlay::new(&self.state);

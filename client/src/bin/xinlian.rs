@@ -12,7 +12,7 @@ use xinlian_client::api::RecordStatus;
 use xinlian_client::checks::check_stateless;
 use xinlian_client::genesis::{Genesis, keys};
 use xinlian_client::http::{ClientError, NodeClient, RecordSigner};
-use xinlian_client::record::{Body, Kind, RecordId};
+use xinlian_client::record::{Body, EncodedRecord, Kind, RecordId};
 
 #[derive(Parser)]
 #[command(
@@ -207,7 +207,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             };
             let rec = signer.sign(body);
             // Refuse locally what every node would refuse, with the same words.
-            check_stateless(&rec, &chain).map_err(|e| Failure::Invalid(e.to_string()))?;
+            check_stateless(&EncodedRecord::new(rec.clone()), &chain)
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
             if *wait {
                 let v = node.submit_and_wait(&rec, 30_000)?;
                 print(cli.json, &v, || match v.height {
@@ -232,7 +233,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 Some(g) => Genesis::load(g).map_err(local)?.hash(),
                 None => v.record.envelope.chain,
             };
-            check_stateless(&v.record, &chain)
+            check_stateless(&EncodedRecord::new(v.record.clone()), &chain)
                 .map_err(|e| Failure::Invalid(format!("record {id} fails verification: {e}")))?;
             print(cli.json, &v, || {
                 let status = match (v.status, v.height) {
