@@ -6,6 +6,7 @@ use xinlian_genesis::Hash32;
 
 use crate::block::{Certificate, Header};
 use crate::ids::Uscc;
+use crate::proof::ValidatorChange;
 use crate::record::{Kind, RecordId, SignedRecord};
 use crate::state::{
     BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState, Shipment,
@@ -95,8 +96,11 @@ pub struct EnterpriseView {
     pub commitments: Vec<CommitmentState>,
     pub repairs: Vec<RepairState>,
     pub lists: Vec<ListEntry>,
-    /// Every record concerning the enterprise, in ledger order.
+    /// Records concerning the enterprise, in ledger order: one page (`?after&limit`);
+    /// `commitments` and `repairs` are those among them.
     pub records: Vec<RecordId>,
+    /// The cursor of the next page (a ledger index), when there is one.
+    pub next_after: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,8 +114,16 @@ pub struct BatchView {
     pub batch: BatchState,
     pub holders: Vec<Holding>,
     pub in_transit: Vec<Shipment>,
-    /// The batch's events in order (its event chain).
+    /// The batch's events in order (its event chain): one page (`?after&limit`).
     pub events: Vec<RecordId>,
     /// Batches made from this one.
     pub children: Vec<String>,
+    /// The cursor of the next page of events (an event number), when there is one.
+    pub next_after: Option<u64>,
+}
+
+/// Validator-set changes after a height, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValidatorChanges {
+    pub changes: Vec<ValidatorChange>,
 }

@@ -7,8 +7,11 @@ use rand_core::RngCore;
 use xinlian_genesis::Hash32;
 use xinlian_genesis::keys::{SigningKey, public_key};
 
-use crate::api::{ApiError, BatchView, BlockView, EnterpriseView, RecordView, Status, Submitted};
-use crate::record::{Body, Envelope, SignedRecord};
+use crate::api::{
+    ApiError, BatchView, BlockView, EnterpriseView, RecordView, Status, Submitted, ValidatorChanges,
+};
+use crate::proof::{ConsistencyProof, LightClient, RecordProof, VerifiedRecord, VerifyError};
+use crate::record::{Body, Envelope, RecordId, SignedRecord};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +131,82 @@ impl NodeClient {
     pub fn batch(&self, batch: &str) -> Result<BatchView, ClientError> {
         self.get(&format!("/v1/batches/{batch}"))
     }
+
+    /// The proof of a final record against the header at `at` (default: the block
+    /// that appended it).
+    pub fn record_proof(&self, id: &RecordId, at: Option<u64>) -> Result<RecordProof, ClientError> {
+        match at {
+            Some(h) => self.get(&format!("/v1/records/{id}/proof?at={h}")),
+            None => self.get(&format!("/v1/records/{id}/proof")),
+        }
+    }
+
+    pub fn consistency(&self, first: u64, second: u64) -> Result<ConsistencyProof, ClientError> {
+        self.get(&format!(
+            "/v1/ledger/consistency?first={first}&second={second}"
+        ))
+    }
+
+    pub fn validator_changes(&self, after: u64) -> Result<ValidatorChanges, ClientError> {
+        self.get(&format!("/v1/validator-sets?after={after}"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchVerifyError {
+    #[error(transparent)]
+    Node(#[from] ClientError),
+    /// The node answered, and its answer does not verify.
+    #[error("verification failed: {0}")]
+    Verify(#[from] VerifyError),
+}
+
+/// Fetches a record's proof and checks it against `light`, moving its trusted header
+/// forward (along a consistency proof) when the record is newer than it. Returns the
+/// verified record and the proof it was verified with.
+pub fn fetch_verified(
+    node: &NodeClient,
+    light: &mut LightClient,
+    id: &RecordId,
+) -> Result<(VerifiedRecord, RecordProof), FetchVerifyError> {
+    let changes = node.validator_changes(light.sets_known_from())?;
+    light.accept_changes(&changes.changes)?;
+    let trusted = light.trusted().map(|t| t.header.clone());
+    let proof = match &trusted {
+        Some(t) => match node.record_proof(id, Some(t.height)) {
+            Ok(p) => p,
+            // Final after the trusted header: prove it against its own block, and
+            // move the trusted header there.
+            Err(ClientError::Refused { code, .. }) if code == "after_checkpoint" => {
+                node.record_proof(id, None)?
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => node.record_proof(id, None)?,
+    };
+    let verified = light.verify_record(&proof)?;
+    if verified.id != *id {
+        return Err(VerifyError::WrongRecord {
+            expected: *id,
+            got: verified.id,
+        }
+        .into());
+    }
+    let new = &proof.checkpoint.header;
+    let consistency = match &trusted {
+        Some(t) if t.height != new.height && t.ledger_size > 0 && new.ledger_size > 0 => {
+            let (a, b) = if t.height < new.height {
+                (t.ledger_size, new.ledger_size)
+            } else {
+                (new.ledger_size, t.ledger_size)
+            };
+            Some(node.consistency(a, b.max(a))?)
+        }
+        _ => None,
+    };
+    light.advance(proof.checkpoint.clone(), consistency.as_ref())?;
+    Ok((verified, proof))
 }
 
 /// Signs bodies for one chain with one key, each with a fresh random nonce.

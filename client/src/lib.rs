@@ -8,10 +8,12 @@
 pub mod api;
 pub mod block;
 pub mod checks;
+pub mod cli;
 pub mod crypto;
 pub mod http;
 pub mod ids;
 pub mod merkle;
+pub mod proof;
 pub mod record;
 pub mod state;
 #[doc(hidden)]

@@ -37,7 +37,7 @@ pub struct SignedRecord {
     pub signature: Signature,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
     #[error("record is not canonical: {0}")]

@@ -136,6 +136,9 @@ pub struct Entity {
 pub struct KeyBinding {
     pub uscc: Uscc,
     pub bound_at: u64,
+    /// The `register_entity` or `rotate_entity_key` record that bound the key: what a
+    /// proof of the signer's authority cites.
+    pub bound_by: RecordId,
     /// From this height on, records signed with the key are refused; earlier ones stay valid.
     pub revoked_at: Option<u64>,
 }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bytes::Hash32;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CanonicalError {
     #[error("{len} bytes exceed the bound of {max} bytes")]

@@ -13,26 +13,59 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use xinlian_client::api::*;
 use xinlian_client::ids::Uscc;
+use xinlian_client::proof::{ConsistencyProof, RecordProof};
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
 use crate::execute::Rejection;
 use crate::host::{Command, Shared};
+use crate::proofs::{self, ProofRequestError};
 use crate::store::StoreError;
 
 /// Longest a request may wait for finality.
 const WAIT_MS_MAX: u64 = 30_000;
-/// Most items in one list answer.
+/// Most items in one list answer, and the page size when none is asked for.
 const LIST_ITEMS_MAX: usize = 1_000;
+const PAGE_DEFAULT: usize = 100;
+
+/// Every route, as documented in `openapi.json` (a test keeps the two equal).
+pub mod paths {
+    pub const STATUS: &str = "/v1/status";
+    pub const RECORDS: &str = "/v1/records";
+    pub const RECORD: &str = "/v1/records/{id}";
+    pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
+    pub const CONSISTENCY: &str = "/v1/ledger/consistency";
+    pub const VALIDATOR_SETS: &str = "/v1/validator-sets";
+    pub const BLOCK: &str = "/v1/blocks/{height}";
+    pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
+    pub const BATCH: &str = "/v1/batches/{batch}";
+    pub const OPENAPI: &str = "/v1/openapi.json";
+    pub const ALL: [&str; 10] = [
+        STATUS,
+        RECORDS,
+        RECORD,
+        RECORD_PROOF,
+        CONSISTENCY,
+        VALIDATOR_SETS,
+        BLOCK,
+        ENTERPRISE,
+        BATCH,
+        OPENAPI,
+    ];
+}
 
 pub fn router(shared: Shared) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/records", axum::routing::post(submit))
-        .route("/v1/records/{id}", get(record))
-        .route("/v1/blocks/{height}", get(block))
-        .route("/v1/enterprises/{uscc}", get(enterprise))
-        .route("/v1/batches/{batch}", get(batch))
+        .route(paths::STATUS, get(status))
+        .route(paths::RECORDS, axum::routing::post(submit))
+        .route(paths::RECORD, get(record))
+        .route(paths::RECORD_PROOF, get(record_proof))
+        .route(paths::CONSISTENCY, get(consistency))
+        .route(paths::VALIDATOR_SETS, get(validator_sets))
+        .route(paths::BLOCK, get(block))
+        .route(paths::ENTERPRISE, get(enterprise))
+        .route(paths::BATCH, get(batch))
+        .route(paths::OPENAPI, get(openapi))
         .fallback(|| async {
             err(
                 StatusCode::NOT_FOUND,
@@ -85,7 +118,112 @@ impl From<Rejection> for ApiFailure {
     }
 }
 
+impl From<ProofRequestError> for ApiFailure {
+    fn from(e: ProofRequestError) -> Self {
+        match e {
+            ProofRequestError::Store(e) => e.into(),
+            ProofRequestError::NotFinal(_) | ProofRequestError::NoBlock(_) => {
+                err(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            ProofRequestError::AfterCheckpoint { .. } => {
+                err(StatusCode::CONFLICT, "after_checkpoint", e.to_string())
+            }
+            ProofRequestError::Sizes { .. } => {
+                err(StatusCode::BAD_REQUEST, "bad_sizes", e.to_string())
+            }
+        }
+    }
+}
+
 type ApiResult<T> = Result<Json<T>, ApiFailure>;
+
+/// `Query` whose refusals are API errors (JSON, code `bad_query`) like every other.
+struct Q<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiFailure;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiFailure> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+    }
+}
+
+/// `Path` whose refusals are API errors (code `bad_path`).
+struct P<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for P<T>
+{
+    type Rejection = ApiFailure;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiFailure> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_path", e.body_text()))
+    }
+}
+
+/// The OpenAPI 3.1 description of this API (docs/api.md is the prose).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[derive(Deserialize)]
+struct AtQuery {
+    at: Option<u64>,
+}
+
+async fn record_proof(
+    State(s): State<Shared>,
+    P(id): P<String>,
+    Q(q): Q<AtQuery>,
+) -> ApiResult<RecordProof> {
+    let id = parse_id(&id)?;
+    Ok(Json(proofs::record_proof(
+        &s.store,
+        &s.consortium,
+        &id,
+        q.at,
+    )?))
+}
+
+#[derive(Deserialize)]
+struct SizesQuery {
+    first: u64,
+    second: u64,
+}
+
+async fn consistency(State(s): State<Shared>, Q(q): Q<SizesQuery>) -> ApiResult<ConsistencyProof> {
+    let size = s.tip.borrow().frontier.size();
+    Ok(Json(proofs::consistency(
+        &s.store, size, q.first, q.second,
+    )?))
+}
+
+#[derive(Deserialize)]
+struct AfterQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn validator_sets(
+    State(s): State<Shared>,
+    Q(q): Q<AfterQuery>,
+) -> ApiResult<ValidatorChanges> {
+    Ok(Json(ValidatorChanges {
+        changes: proofs::validator_changes(&s.store, &s.consortium, q.after)?,
+    }))
+}
 
 async fn status(State(s): State<Shared>) -> ApiResult<Status> {
     let tip = s.tip.borrow().clone();
@@ -173,7 +311,7 @@ fn decode_submission(
 
 async fn submit(
     State(s): State<Shared>,
-    Query(q): Query<WaitQuery>,
+    Q(q): Q<WaitQuery>,
     req: Request,
 ) -> Result<Response, ApiFailure> {
     let max = s.consortium.genesis.policy.record_bytes_max as usize;
@@ -265,8 +403,8 @@ async fn pending_view(s: &Shared, id: RecordId) -> Result<RecordView, ApiFailure
 
 async fn record(
     State(s): State<Shared>,
-    Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    P(id): P<String>,
+    Q(q): Q<WaitQuery>,
 ) -> ApiResult<RecordView> {
     let id = parse_id(&id)?;
     match q.wait_ms {
@@ -278,7 +416,7 @@ async fn record(
     }
 }
 
-async fn block(State(s): State<Shared>, Path(height): Path<String>) -> ApiResult<BlockView> {
+async fn block(State(s): State<Shared>, P(height): P<String>) -> ApiResult<BlockView> {
     let height: u64 = height.parse().map_err(|_| {
         err(
             StatusCode::BAD_REQUEST,
@@ -303,10 +441,41 @@ async fn block(State(s): State<Shared>, Path(height): Path<String>) -> ApiResult
     }))
 }
 
+/// `?after=CURSOR&limit=N`: one page of a list, after the cursor the previous page
+/// returned as `next_after`.
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> Result<usize, ApiFailure> {
+        match self.limit {
+            None => Ok(PAGE_DEFAULT),
+            Some(n) if (1..=LIST_ITEMS_MAX).contains(&n) => Ok(n),
+            Some(n) => Err(err(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("limit must be between 1 and {LIST_ITEMS_MAX}, not {n}"),
+            )),
+        }
+    }
+}
+
+/// Reads one more than a page to learn whether another page follows.
+fn page<T>(mut items: Vec<T>, limit: usize) -> (Vec<T>, bool) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    (items, more)
+}
+
 async fn enterprise(
     State(s): State<Shared>,
-    Path(uscc): Path<String>,
+    P(uscc): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> ApiResult<EnterpriseView> {
+    let limit = q.limit()?;
     let u = Uscc(uscc);
     u.check_format()
         .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_identifier", e.to_string()))?;
@@ -319,9 +488,27 @@ async fn enterprise(
     })?;
     let profile: st::Profile = s.store.state_value(&key::profile(&u))?.unwrap_or_default();
     let (mut commitments, mut repairs) = (Vec::new(), Vec::new());
-    let subject_records = s
-        .store
-        .state_scan::<RecordId>(&key::subject_records_prefix(&u), LIST_ITEMS_MAX)?;
+    let after = q.after.map(u64::to_be_bytes);
+    let (subject_records, more) = page(
+        s.store.state_scan_after::<RecordId>(
+            &key::subject_records_prefix(&u),
+            after.as_ref().map(|a| &a[..]),
+            limit + 1,
+        )?,
+        limit,
+    );
+    let next_after = match subject_records.last() {
+        Some((k, _)) if more => Some(u64::from_be_bytes(k.as_slice().try_into().map_err(
+            |_| {
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    "subject index key",
+                )
+            },
+        )?)),
+        _ => None,
+    };
     let records: Vec<RecordId> = subject_records.into_iter().map(|(_, id)| id).collect();
     for id in &records {
         if let Some(c) = s
@@ -350,10 +537,26 @@ async fn enterprise(
         repairs,
         lists,
         records,
+        next_after,
     }))
 }
 
-async fn batch(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<BatchView> {
+async fn batch(
+    State(s): State<Shared>,
+    P(name): P<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<BatchView> {
+    let limit = q.limit()?;
+    let after = match q.after.map(u32::try_from).transpose() {
+        Ok(a) => a.map(u32::to_be_bytes),
+        Err(_) => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "a batch event cursor is below 2^32",
+            ));
+        }
+    };
     let batch: st::BatchState = s.store.state_value(&key::batch(&name))?.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
@@ -371,12 +574,27 @@ async fn batch(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<B
             amount,
         })
         .collect();
-    let events: Vec<RecordId> = s
-        .store
-        .state_scan::<RecordId>(&key::batch_events_prefix(&name), LIST_ITEMS_MAX)?
-        .into_iter()
-        .map(|(_, id)| id)
-        .collect();
+    let (events, more) = page(
+        s.store.state_scan_after::<RecordId>(
+            &key::batch_events_prefix(&name),
+            after.as_ref().map(|a| &a[..]),
+            limit + 1,
+        )?,
+        limit,
+    );
+    let next_after = match events.last() {
+        Some((k, _)) if more => Some(u64::from(u32::from_be_bytes(
+            k.as_slice().try_into().map_err(|_| {
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    "batch event key",
+                )
+            })?,
+        ))),
+        _ => None,
+    };
+    let events: Vec<RecordId> = events.into_iter().map(|(_, id)| id).collect();
     let mut in_transit = Vec::new();
     for id in &events {
         if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(id))?
@@ -397,5 +615,24 @@ async fn batch(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult<B
         in_transit,
         events,
         children,
+        next_after,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let mut documented: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut routed = super::paths::ALL.to_vec();
+        documented.sort_unstable();
+        routed.sort_unstable();
+        assert_eq!(documented, routed);
+    }
 }

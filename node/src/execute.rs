@@ -400,6 +400,7 @@ fn apply(
                 &st::KeyBinding {
                     uscc: b.uscc.clone(),
                     bound_at: ctx.height,
+                    bound_by: id,
                     revoked_at: None,
                 },
             );
@@ -419,6 +420,7 @@ fn apply(
                 &st::KeyBinding {
                     uscc: b.uscc.clone(),
                     bound_at: ctx.height,
+                    bound_by: id,
                     revoked_at: None,
                 },
             );

@@ -15,4 +15,5 @@ pub mod execute;
 pub mod host;
 pub mod mempool;
 pub mod overlay;
+pub mod proofs;
 pub mod store;

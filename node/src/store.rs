@@ -15,7 +15,8 @@ use crate::chain::{Executed, Tip};
 use crate::execute::Consortium;
 use crate::overlay::{StateError, StateRead};
 
-const FORMAT: u32 = 1;
+// 2: key bindings name the record that bound them.
+const FORMAT: u32 = 2;
 const META_FORMAT: &[u8] = b"m/format";
 const META_GENESIS: &[u8] = b"m/genesis";
 const META_TIP: &[u8] = b"m/tip";
@@ -36,7 +37,9 @@ pub enum StoreError {
     Io(#[from] sled::Error),
     #[error("this data folder belongs to chain {found}, not {expected}; use another folder")]
     OtherChain { expected: Hash32, found: Hash32 },
-    #[error("store format {found} is not the supported {FORMAT}")]
+    #[error(
+        "store format {found} is not the supported {FORMAT}; re-sync this node into an empty data folder"
+    )]
     Format { found: u32 },
     #[error("store is damaged: {0}. Refusing to serve it; restore from a peer or a backup")]
     Damaged(String),
@@ -257,6 +260,12 @@ impl Store {
             .transpose()
     }
 
+    /// The canonical bytes of the record at `index`, as stored (and as hashed into the
+    /// ledger tree).
+    pub fn record_bytes_at(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(k(RECORD, index))?.map(|v| v.to_vec()))
+    }
+
     pub fn record_at(&self, index: u64) -> Result<Option<SignedRecord>, StoreError> {
         self.db
             .get(k(RECORD, index))?
@@ -304,9 +313,33 @@ impl Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        self.state_scan_after(prefix, None, limit)
+    }
+
+    /// As `state_scan`, starting after the entry whose key rest is `after`: one page.
+    pub fn state_scan_after<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let full = state_key_of(prefix);
+        let iter = match after {
+            None => self.db.scan_prefix(&full),
+            Some(a) => {
+                let mut start = full.clone();
+                start.extend_from_slice(a);
+                // The smallest key above `start`.
+                start.push(0);
+                self.db.range(start..)
+            }
+        };
         let mut out = Vec::new();
-        for kv in self.db.scan_prefix(state_key_of(prefix)).take(limit) {
+        for kv in iter.take(limit) {
             let (k, v) = kv?;
+            if !k.starts_with(&full) {
+                break;
+            }
             let key = &k[1..];
             out.push((key[prefix.len()..].to_vec(), decode_state(key, &v)?));
         }

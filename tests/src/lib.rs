@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use xinlian_client::http::{NodeClient, RecordSigner};
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::{Commission, Product, Quantity, RecordId, RegisterEntity};
+use xinlian_client::when::EventTime;
+use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::scaffold::{
     MemberSpec, genesis_path, node_key_path, scaffold, signing_key_path,
 };
@@ -194,4 +198,55 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A food batch of 100 kg of rice, commissioned by whoever signs it.
+pub fn commission(batch: &str) -> Commission {
+    Commission {
+        batch: batch.into(),
+        domain: "food".into(),
+        product: Product {
+            name: "rice".into(),
+            gtin: None,
+            drug_code: None,
+        },
+        lot: "L1".into(),
+        quantity: Quantity {
+            amount: 100,
+            uom: "KGM".into(),
+        },
+        origin: "urn:test:farm".into(),
+        time: EventTime {
+            unix_ms: 1_795_881_600_000,
+            offset_minutes: 480,
+        },
+    }
+}
+
+/// Has the consortium's registrar register an enterprise with `key`, and waits until
+/// it is final; returns the enterprise's signer and the registration's id.
+pub fn register_enterprise(
+    c: &Consortium,
+    client: &NodeClient,
+    uscc: Uscc,
+    key: SigningKey,
+) -> Result<(RecordSigner, RecordId)> {
+    let reg = c.agency("registrar")?;
+    let v = client.submit_and_wait(
+        &reg.sign(RegisterEntity {
+            uscc,
+            name: "farm".into(),
+            key: public_key(&key),
+            check_override: None,
+        }),
+        10_000,
+    )?;
+    anyhow::ensure!(v.height.is_some(), "registration not final in 10 s");
+    Ok((
+        RecordSigner {
+            key,
+            chain: c.genesis.hash(),
+        },
+        v.id,
+    ))
 }

@@ -11,49 +11,12 @@ use xinlian_client::api::RecordStatus;
 use xinlian_client::http::{ClientError, NodeClient, RecordSigner};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
-use xinlian_client::when::EventTime;
 use xinlian_genesis::keys;
 use xinlian_tests::Consortium;
 
-fn commission(batch: String) -> Commission {
-    Commission {
-        batch,
-        domain: "food".into(),
-        product: Product {
-            name: "rice".into(),
-            gtin: None,
-            drug_code: None,
-        },
-        lot: "L1".into(),
-        quantity: Quantity {
-            amount: 100,
-            uom: "KGM".into(),
-        },
-        origin: "urn:test:farm".into(),
-        time: EventTime {
-            unix_ms: 1_795_881_600_000,
-            offset_minutes: 480,
-        },
-    }
-}
-
 fn register(c: &Consortium, client: &NodeClient) -> anyhow::Result<RecordSigner> {
-    let key = keys::generate()?;
-    let reg = c.agency("registrar")?;
     let uscc = Uscc::with_check("91310117MA1G0A1B2").unwrap();
-    client.submit_and_wait(
-        &reg.sign(RegisterEntity {
-            uscc,
-            name: "farm".into(),
-            key: keys::public_key(&key),
-            check_override: None,
-        }),
-        10_000,
-    )?;
-    Ok(RecordSigner {
-        key,
-        chain: c.genesis.hash(),
-    })
+    Ok(xinlian_tests::register_enterprise(c, client, uscc, keys::generate()?)?.0)
 }
 
 #[test]
@@ -71,7 +34,7 @@ fn kill_9_mid_stream_loses_no_final_block() -> anyhow::Result<()> {
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let rec = farm.sign(commission(format!("batch-{n}")));
+                let rec = farm.sign(xinlian_tests::commission(&format!("batch-{n}")));
                 match client.submit(&rec) {
                     Ok(s) => submitted.lock().unwrap().push(s.id),
                     Err(ClientError::Unreachable { .. }) => break,
@@ -133,9 +96,10 @@ fn kill_9_mid_stream_loses_no_final_block() -> anyhow::Result<()> {
         );
     }
     // It continues: a new record becomes final above the old tip.
-    let v = node
-        .client
-        .submit_and_wait(&farm.sign(commission("after-restart".into())), 10_000)?;
+    let v = node.client.submit_and_wait(
+        &farm.sign(xinlian_tests::commission("after-restart")),
+        10_000,
+    )?;
     assert_eq!(v.status, RecordStatus::Final);
     assert!(v.height.unwrap() > st.height);
     drop(node);
@@ -155,7 +119,7 @@ fn damaged_or_foreign_store_is_refused_at_start() -> anyhow::Result<()> {
     let farm = register(&c, &node.client)?;
     let v = node
         .client
-        .submit_and_wait(&farm.sign(commission("b1".into())), 10_000)?;
+        .submit_and_wait(&farm.sign(xinlian_tests::commission("b1")), 10_000)?;
     let index = v.ledger_index.unwrap();
     drop(node);
 

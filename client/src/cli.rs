@@ -1,0 +1,568 @@
+//! The `xinlian` command: keys, signed records, reading the ledger from any node, and
+//! proofs checked against genesis. A library module so tests can run this very CLI.
+//!
+//! Exit codes: 0 success; 1 the record or request is invalid (refused by the node or
+//! failing a local check); 2 the node is unreachable or answered nonsense; 3 a local
+//! file or argument problem.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::api::RecordStatus;
+use crate::checks::check_stateless;
+use crate::genesis::{Genesis, keys};
+use crate::http::{ClientError, FetchVerifyError, NodeClient, RecordSigner, fetch_verified};
+use crate::proof::{
+    BUNDLE_FORMAT, Bundle, LightClient, RecordProof, SignerAuthority, TrustState, VerifiedRecord,
+};
+use crate::record::{Body, EncodedRecord, Kind, RecordId};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xinlian",
+    version,
+    about = "Sign, submit and check xinlian ledger records"
+)]
+struct Cli {
+    /// The node's API.
+    #[arg(
+        long,
+        global = true,
+        env = "XINLIAN_NODE",
+        default_value = "http://127.0.0.1:8700"
+    )]
+    node: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The consortium's genesis file: what every check is made against.
+    #[arg(long, global = true, env = "XINLIAN_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// Where to keep the latest verified header between runs (default: under
+    /// $XDG_STATE_HOME or ~/.local/state, per chain).
+    #[arg(long, global = true, env = "XINLIAN_TRUST")]
+    trust: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Key files (PKCS#8 PEM; `openssl genpkey -algorithm ed25519` keys work too).
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
+    /// Sign a record body with a key and submit it.
+    Submit {
+        #[arg(long)]
+        key: PathBuf,
+        /// The record kind, e.g. commitment, outcome, ship, receive, inspect.
+        #[arg(long)]
+        kind: String,
+        /// The body as JSON or TOML (by extension); `-` reads JSON from stdin.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// A body field as PATH=VALUE (repeatable; `quantity.amount=100` nests; the
+        /// value is read as JSON when it parses, else as text). Applied over --body.
+        #[arg(long = "field", short = 'f', value_name = "PATH=VALUE")]
+        fields: Vec<String>,
+        /// Wait until the record is final (and, given --genesis, verify its proof).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Fetch a record; given --genesis, verify its proof of finality and its signer.
+    Record {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Write an offline proof bundle for a final record (needs --genesis).
+    Prove {
+        id: String,
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+    /// Verify a proof bundle FILE offline, or a record ID online, against --genesis.
+    Verify { target: String },
+    /// The node's chain, height and tip.
+    Status,
+    /// A finalized block: header, certificate, record ids.
+    Block { height: u64 },
+    /// An enterprise: registration, credit profile, commitments, lists, records.
+    Enterprise { uscc: String },
+    /// A batch: product, holders, shipments in transit, events, derived batches.
+    Batch { batch: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Write a new key (readable by its owner only) and print its public key.
+    New { file: PathBuf },
+    /// Print a key file's public key.
+    Show { file: PathBuf },
+}
+
+enum Failure {
+    Invalid(String),
+    Unreachable(String),
+    Local(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Refused { .. } => Failure::Invalid(e.to_string()),
+            other => Failure::Unreachable(other.to_string()),
+        }
+    }
+}
+
+fn local(e: impl std::fmt::Display) -> Failure {
+    Failure::Local(e.to_string())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(m)) => {
+            eprintln!("invalid: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Unreachable(m)) => {
+            eprintln!("unreachable: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Local(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    use std::io::Write;
+    let out = if json {
+        serde_json::to_string_pretty(value).expect("API types serialise")
+    } else {
+        text()
+    };
+    // A closed pipe (`xinlian … | head`) is the reader's choice, not an error.
+    let _ = writeln!(std::io::stdout().lock(), "{out}");
+}
+
+fn read_body(kind: Kind, path: Option<&Path>, fields: &[String]) -> Result<Body, Failure> {
+    let mut value = match path {
+        Some(p) => read_body_file(p)?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    for f in fields {
+        let (path, text) = f
+            .split_once('=')
+            .ok_or_else(|| local(format!("--field {f}: expected PATH=VALUE")))?;
+        let v = serde_json::from_str(text).unwrap_or_else(|_| text.into());
+        let mut slot = &mut value;
+        for part in path.split('.') {
+            if !slot.is_object() {
+                return Err(local(format!("--field {f}: {part} is inside a non-object")));
+            }
+            slot = slot
+                .as_object_mut()
+                .expect("checked")
+                .entry(part)
+                .or_insert(serde_json::Value::Object(Default::default()));
+        }
+        *slot = v;
+    }
+    serde_json::from_value(serde_json::json!({ kind.name(): value }))
+        .map_err(|e| Failure::Invalid(format!("not a {} body: {e}", kind.name())))
+}
+
+fn read_body_file(path: &Path) -> Result<serde_json::Value, Failure> {
+    Ok(if path == Path::new("-") {
+        serde_json::from_reader(std::io::stdin()).map_err(local)?
+    } else {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str::<serde_json::Value>(&text)
+                .map_err(|e| local(format!("{}: {e}", path.display())))?
+        } else {
+            serde_json::from_str(&text).map_err(|e| local(format!("{}: {e}", path.display())))?
+        }
+    })
+}
+
+fn parse_record_id(text: &str) -> Result<RecordId, Failure> {
+    RecordId::from_hex(text).map_err(|e| local(format!("record id: {e}")))
+}
+
+fn load_genesis(path: Option<&Path>) -> Result<Option<Genesis>, Failure> {
+    path.map(|p| Genesis::load(p).map_err(|e| local(format!("{}: {e}", p.display()))))
+        .transpose()
+}
+
+fn require_genesis(cli: &Cli) -> Result<Genesis, Failure> {
+    load_genesis(cli.genesis.as_deref())?.ok_or_else(|| {
+        local("give the consortium's genesis file with --genesis (or XINLIAN_GENESIS)")
+    })
+}
+
+/// The trust file for a chain: --trust, or a per-chain file in the user's state folder.
+fn trust_path(cli: &Cli, chain: &crate::genesis::Hash32) -> Option<PathBuf> {
+    if let Some(p) = &cli.trust {
+        return Some(p.clone());
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("xinlian").join(format!("{chain}.trust.json")))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| local(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Verifies a record fetched from the node, starting from the saved trusted header
+/// when there is one, and saves the header it ends at.
+fn verify_online(
+    cli: &Cli,
+    node: &NodeClient,
+    genesis: Genesis,
+    id: &RecordId,
+) -> Result<(VerifiedRecord, RecordProof), Failure> {
+    let chain = genesis.hash();
+    let path = trust_path(cli, &chain);
+    let saved: Option<TrustState> = path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let mut light = match saved {
+        // A saved state that no longer verifies (another genesis, a damaged file) is
+        // dropped: the client starts again from genesis.
+        Some(s) => {
+            LightClient::restore(genesis.clone(), &s).unwrap_or_else(|_| LightClient::new(genesis))
+        }
+        None => LightClient::new(genesis),
+    };
+    let out = fetch_verified(node, &mut light, id).map_err(|e| match e {
+        FetchVerifyError::Node(e) => Failure::from(e),
+        other => Failure::Invalid(other.to_string()),
+    })?;
+    if let Some(p) = path {
+        let state = serde_json::to_string_pretty(&light.save()).expect("serialises");
+        // The trust file is a cache: failing to write it costs only speed next time.
+        if let Err(Failure::Local(m)) = write_atomically(&p, state.as_bytes()) {
+            eprintln!("note: could not save the trusted header: {m}");
+        }
+    }
+    Ok(out)
+}
+
+fn describe(v: &VerifiedRecord) -> String {
+    let place = match v.block_height {
+        Some(h) => format!("appended in block {h}"),
+        None => format!("final at or before block {}", v.final_at),
+    };
+    let signer = match &v.signer {
+        SignerAuthority::Member { id, roles } => {
+            format!("consortium member '{id}' ({})", roles.join(", "))
+        }
+        SignerAuthority::Enterprise {
+            uscc,
+            bound_by,
+            registrar,
+        } => format!(
+            "enterprise {uscc}, key bound by record {} (chain of {} binding(s) from registrar '{registrar}')",
+            bound_by[0],
+            bound_by.len()
+        ),
+    };
+    format!(
+        "VERIFIED {} {}\n  {place}, ledger index {}; header {} certified by the validators in force\n  signed by {signer}\n{}",
+        v.record.kind().name(),
+        v.id,
+        v.ledger_index,
+        v.checkpoint_hash,
+        serde_json::to_string_pretty(&v.record.envelope.body).expect("serialises")
+    )
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let node = NodeClient::new(&cli.node);
+    match &cli.command {
+        Cmd::Key {
+            command: KeyCmd::New { file },
+        } => {
+            if file.exists() {
+                return Err(local(format!(
+                    "{} exists; not overwriting a key",
+                    file.display()
+                )));
+            }
+            let k = keys::generate().map_err(local)?;
+            keys::write_pem(file, &k).map_err(local)?;
+            let pk = keys::public_key(&k);
+            print(cli.json, &serde_json::json!({ "public_key": pk }), || {
+                format!("{pk}")
+            });
+        }
+        Cmd::Key {
+            command: KeyCmd::Show { file },
+        } => {
+            let pk = keys::public_key(&keys::read_pem(file).map_err(local)?);
+            print(cli.json, &serde_json::json!({ "public_key": pk }), || {
+                format!("{pk}")
+            });
+        }
+        Cmd::Submit {
+            key,
+            kind,
+            body,
+            fields,
+            wait,
+        } => {
+            let kind = Kind::from_name(kind).ok_or_else(|| {
+                local(format!(
+                    "unknown kind '{kind}'; one of: {}",
+                    Kind::ALL
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            if body.is_none() && fields.is_empty() {
+                return Err(local(
+                    "give the body with --body FILE and/or --field PATH=VALUE",
+                ));
+            }
+            let body = read_body(kind, body.as_deref(), fields)?;
+            let genesis = load_genesis(cli.genesis.as_deref())?;
+            let chain = match &genesis {
+                Some(g) => g.hash(),
+                None => node.status()?.genesis_hash,
+            };
+            let signer = RecordSigner {
+                key: keys::read_pem(key).map_err(local)?,
+                chain,
+            };
+            let rec = signer.sign(body);
+            // Refuse locally what every node would refuse, with the same words.
+            check_stateless(&EncodedRecord::new(rec.clone()), &chain)
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            if !*wait {
+                let s = node.submit(&rec)?;
+                print(cli.json, &s, || format!("{} accepted", s.id));
+                return Ok(());
+            }
+            let v = node.submit_and_wait(&rec, 30_000)?;
+            match (v.height, genesis) {
+                (Some(_), Some(g)) => {
+                    let (verified, _) = verify_online(cli, &node, g, &v.id)?;
+                    print(cli.json, &verified, || describe(&verified));
+                }
+                _ => print(cli.json, &v, || match v.height {
+                    Some(h) => format!("{} final at height {h} (give --genesis to verify)", v.id),
+                    None => format!("{} accepted, still pending", v.id),
+                }),
+            }
+        }
+        Cmd::Record { id, wait } => {
+            let id = parse_record_id(id)?;
+            let v = node.record(&id, if *wait { 30_000 } else { 0 })?;
+            if v.record.id() != id {
+                return Err(Failure::Invalid(format!(
+                    "node returned record {} for {id}",
+                    v.record.id()
+                )));
+            }
+            if let (RecordStatus::Final, Some(g)) =
+                (v.status, load_genesis(cli.genesis.as_deref())?)
+            {
+                let (verified, _) = verify_online(cli, &node, g, &id)?;
+                print(cli.json, &verified, || describe(&verified));
+                return Ok(());
+            }
+            check_stateless(
+                &EncodedRecord::new(v.record.clone()),
+                &v.record.envelope.chain,
+            )
+            .map_err(|e| Failure::Invalid(format!("record {id} fails verification: {e}")))?;
+            print(cli.json, &v, || {
+                let status = match (v.status, v.height) {
+                    (RecordStatus::Final, Some(h)) => format!(
+                        "final at height {h}, ledger index {} (not verified: give --genesis)",
+                        v.ledger_index.unwrap_or_default()
+                    ),
+                    _ => "pending".into(),
+                };
+                format!(
+                    "{} {}: {status}\nsigner {} (signature valid under ZIP-215)\n{}",
+                    v.kind.name(),
+                    v.id,
+                    v.record.envelope.signer,
+                    serde_json::to_string_pretty(&v.record.envelope.body).expect("serialises")
+                )
+            });
+        }
+        Cmd::Prove { id, out } => {
+            let id = parse_record_id(id)?;
+            let g = require_genesis(cli)?;
+            let mut light = LightClient::new(g);
+            light
+                .accept_changes(&node.validator_changes(1)?.changes)
+                .map_err(|e| Failure::Invalid(format!("verification failed: {e}")))?;
+            // A bundle proves against the record's own block, so it also says where
+            // the record was appended.
+            let proof = node.record_proof(&id, None)?;
+            let verified = light
+                .verify_record(&proof)
+                .map_err(|e| Failure::Invalid(format!("verification failed: {e}")))?;
+            if verified.id != id {
+                return Err(Failure::Invalid(format!(
+                    "verification failed: asked for {id}, the node proved {}",
+                    verified.id
+                )));
+            }
+            let bundle = Bundle {
+                format: BUNDLE_FORMAT.into(),
+                chain: light.chain(),
+                validator_changes: light.changes_until(verified.final_at),
+                proof,
+            };
+            write_atomically(
+                out,
+                serde_json::to_string_pretty(&bundle)
+                    .expect("serialises")
+                    .as_bytes(),
+            )?;
+            print(cli.json, &verified, || {
+                format!(
+                    "{}\nbundle written to {}",
+                    describe(&verified),
+                    out.display()
+                )
+            });
+        }
+        Cmd::Verify { target } => {
+            let g = require_genesis(cli)?;
+            let path = Path::new(target);
+            let verified = if path.is_file() {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| local(format!("{}: {e}", path.display())))?;
+                let bundle: Bundle = serde_json::from_str(&text).map_err(|e| {
+                    Failure::Invalid(format!("{} is not a proof bundle: {e}", path.display()))
+                })?;
+                LightClient::verify_bundle(g, &bundle)
+                    .map_err(|e| Failure::Invalid(format!("verification failed: {e}")))?
+            } else {
+                let id = parse_record_id(target).map_err(|_| {
+                    local(format!(
+                        "'{target}' is neither a bundle file nor a record id"
+                    ))
+                })?;
+                verify_online(cli, &node, g, &id)?.0
+            };
+            print(cli.json, &verified, || describe(&verified));
+        }
+        Cmd::Status => {
+            let s = node.status()?;
+            print(cli.json, &s, || {
+                format!(
+                    "chain {} ({})\nheight {}  tip {}\nledger {} records, root {}\nnode {}{}",
+                    s.chain_id,
+                    s.genesis_hash,
+                    s.height,
+                    s.tip_hash,
+                    s.ledger_size,
+                    s.ledger_root,
+                    s.node,
+                    if s.validator { " (validator)" } else { "" }
+                )
+            });
+        }
+        Cmd::Block { height } => {
+            let b = node.block(*height)?;
+            print(cli.json, &b, || {
+                format!(
+                    "block {} {}\nparent {}\n{} records, {} precommits",
+                    b.header.height,
+                    b.hash,
+                    b.header.parent,
+                    b.records.len(),
+                    b.certificate.signatures.len()
+                )
+            });
+        }
+        Cmd::Enterprise { uscc } => {
+            let e = node.enterprise(uscc)?;
+            print(cli.json, &e, || {
+                let mut out = format!(
+                    "{} {}\nregistered by {} at height {}\n",
+                    e.entity.uscc, e.entity.name, e.entity.registered_by, e.entity.registered_at
+                );
+                let p = &e.profile;
+                out += &format!(
+                    "commitments {}: pending {}, fulfilled {}, not verifiable {}, breached {}/{}/{} (minor/general/serious), repaired {}\n",
+                    p.commitments,
+                    p.pending,
+                    p.fulfilled,
+                    p.not_verifiable,
+                    p.breached_minor,
+                    p.breached_general,
+                    p.breached_serious,
+                    p.repaired
+                );
+                for l in &e.lists {
+                    out += &format!("on list {:?} since {} ({})\n", l.list, l.date, l.domain);
+                }
+                for c in &e.commitments {
+                    out += &format!(
+                        "  {:?} {:?} → {:?}  ({})\n",
+                        c.kind, c.accepting_agency, c.status, c.id
+                    );
+                }
+                out.trim_end().to_string()
+            });
+        }
+        Cmd::Batch { batch } => {
+            let b = node.batch(batch)?;
+            print(cli.json, &b, || {
+                let s = &b.batch;
+                let mut out = format!(
+                    "{} — {} (lot {}, {} {} made by {})\n",
+                    s.batch, s.product.name, s.lot, s.created_amount, s.uom, s.created_by
+                );
+                if let Some(r) = s.recalled {
+                    out += &format!("RECALLED by record {r}\n");
+                }
+                for h in &b.holders {
+                    out += &format!("  held by {}: {} {}\n", h.holder, h.amount, s.uom);
+                }
+                for t in &b.in_transit {
+                    out += &format!(
+                        "  in transit {} → {}: {} {}\n",
+                        t.from, t.to, t.amount, s.uom
+                    );
+                }
+                out += &format!(
+                    "{} events; made from {:?}; used in {:?}",
+                    b.events.len(),
+                    s.parents,
+                    b.children
+                );
+                out
+            });
+        }
+    }
+    Ok(())
+}

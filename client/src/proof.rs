@@ -1,0 +1,625 @@
+//! Proofs a node serves and a light client checks from the genesis file alone.
+//!
+//! A client trusts nothing but genesis. From it, it knows the chain id and the first
+//! validator set; each later set is accepted only when a header certified by the set
+//! before it announces the new set's hash. A header is final when its certificate
+//! carries precommits of more than two thirds of the set in force at its height. A
+//! record is on the ledger when its canonical bytes hash, through an RFC 9162 inclusion
+//! path, to the ledger root of such a header; it is authentic when its signature holds
+//! and its signer is a genesis member or an enterprise whose key binding is itself
+//! proven on the same ledger. The client keeps its latest verified header and moves
+//! forward only along consistency proofs, so the ledger it has seen can only grow.
+//!
+//! Everything here is sans-IO: the HTTP client and the CLI fetch, this module decides.
+
+use serde::{Deserialize, Serialize};
+use xinlian_genesis::{Genesis, Hash32, Role, ValidatorSet};
+
+use crate::block::{Certificate, CertificateError, Header, verify_certificate};
+use crate::checks::{StatelessError, check_stateless};
+use crate::ids::Uscc;
+use crate::merkle::{ProofError, leaf_hash, verify_consistency, verify_inclusion};
+use crate::record::{Body, DecodeError, EncodedRecord, RecordId, SignedRecord};
+
+/// The form of an offline bundle; a verifier refuses any other.
+pub const BUNDLE_FORMAT: &str = "xinlian-proof/v1";
+/// Most key bindings a proof may cite for one signer (rotations chain through earlier keys).
+pub const KEY_BINDINGS_MAX: usize = 16;
+/// Most validator-set changes one answer or bundle may carry.
+pub const VALIDATOR_CHANGES_MAX: usize = 4096;
+
+/// Bytes that read as hex in JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl Serialize for HexBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(s.as_ref())
+            .map(HexBytes)
+            .map_err(|e| serde::de::Error::custom(format!("expected hex: {e}")))
+    }
+}
+
+/// A finalized header with the certificate that finalised it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub header: Header,
+    pub certificate: Certificate,
+}
+
+/// One leaf of the ledger-wide tree with its inclusion path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub index: u64,
+    /// Canonical signed-record bytes: the Merkle leaf, and what the signature covers.
+    pub record: HexBytes,
+    /// RFC 9162 audit path to the checkpoint's ledger root.
+    pub inclusion: Vec<Hash32>,
+}
+
+/// A new validator set, in force from `height`, announced by the header just before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorChange {
+    pub height: u64,
+    pub validators: ValidatorSet,
+    /// The header at `height - 1`, certified by the set it replaces, whose
+    /// `next_validators_hash` names `validators`.
+    pub announced_by: Checkpoint,
+}
+
+/// What `GET /v1/records/{id}/proof` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordProof {
+    pub entry: LedgerEntry,
+    pub checkpoint: Checkpoint,
+    /// For a record signed by an enterprise: the records that bound its key, the one
+    /// binding the signer's key first, each later one binding the key that signed the
+    /// one before, ending with one signed by a registrar. Empty for member signers.
+    pub key_bindings: Vec<LedgerEntry>,
+}
+
+/// What `GET /v1/ledger/consistency` answers: RFC 9162 PROOF(first, D[second]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    pub first: u64,
+    pub second: u64,
+    pub proof: Vec<Hash32>,
+}
+
+/// Everything needed to check one record with no network: `xinlian prove` writes it,
+/// `xinlian verify` reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: String,
+    pub chain: Hash32,
+    /// Every validator-set change up to the checkpoint's height, oldest first.
+    pub validator_changes: Vec<ValidatorChange>,
+    pub proof: RecordProof,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SignerAuthority {
+    /// A consortium member's signing key, from genesis.
+    Member { id: String, roles: Vec<String> },
+    /// An enterprise key, bound by these records (newest first), the last signed by
+    /// the registrar named.
+    Enterprise {
+        uscc: Uscc,
+        bound_by: Vec<RecordId>,
+        registrar: String,
+    },
+}
+
+/// A record whose finality, inclusion, signature and signer were all checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedRecord {
+    pub id: RecordId,
+    pub record: SignedRecord,
+    pub ledger_index: u64,
+    /// The height of the header the proof was checked against: the record is final at
+    /// or before it.
+    pub final_at: u64,
+    /// The block that appended the record, when the checkpoint is that block.
+    pub block_height: Option<u64>,
+    pub checkpoint_hash: Hash32,
+    pub signer: SignerAuthority,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("bundle format '{0}' is not {BUNDLE_FORMAT}")]
+    Format(String),
+    #[error("{what} is for chain {got}, but the genesis is chain {expected}")]
+    WrongChain {
+        what: &'static str,
+        expected: Hash32,
+        got: Hash32,
+    },
+    #[error("header at height {height} is not final: {source}")]
+    Certificate {
+        height: u64,
+        #[source]
+        source: CertificateError,
+    },
+    #[error("validator-set change at height {height}: {reason}")]
+    ValidatorChange { height: u64, reason: String },
+    #[error("record bytes at ledger index {index} are malformed: {source}")]
+    RecordBytes {
+        index: u64,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("record {id} is not valid: {source}")]
+    Record {
+        id: RecordId,
+        #[source]
+        source: StatelessError,
+    },
+    #[error("record {id} is not at ledger index {index} of header {height}: {source}")]
+    Inclusion {
+        id: RecordId,
+        index: u64,
+        height: u64,
+        #[source]
+        source: ProofError,
+    },
+    #[error("signer of record {id} has no proven authority: {reason}")]
+    Authority { id: RecordId, reason: String },
+    #[error(
+        "ledger of header {new_height} (size {new_size}) does not extend the trusted ledger of header {old_height} (size {old_size}): {reason}"
+    )]
+    Consistency {
+        old_height: u64,
+        old_size: u64,
+        new_height: u64,
+        new_size: u64,
+        reason: String,
+    },
+    #[error("asked for record {expected}, the proof is of record {got}")]
+    WrongRecord { expected: RecordId, got: RecordId },
+}
+
+/// A client's view of the chain: genesis, the validator sets it has verified, and the
+/// newest header it has verified.
+#[derive(Clone, Debug)]
+pub struct LightClient {
+    genesis: Genesis,
+    chain: Hash32,
+    /// `(first height in force, set)`, strictly increasing heights; the first is genesis's.
+    sets: Vec<(u64, ValidatorSet)>,
+    /// The verified changes behind `sets[1..]`, kept to persist and to put in bundles.
+    changes: Vec<ValidatorChange>,
+    trusted: Option<Checkpoint>,
+}
+
+/// What a client keeps between runs. Loading it re-verifies everything against
+/// genesis, so the file needs no more protection than any cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    pub chain: Hash32,
+    pub validator_changes: Vec<ValidatorChange>,
+    pub trusted: Option<Checkpoint>,
+}
+
+impl LightClient {
+    pub fn new(genesis: Genesis) -> Self {
+        let chain = genesis.hash();
+        let sets = vec![(1, genesis.validator_set())];
+        LightClient {
+            genesis,
+            chain,
+            sets,
+            changes: Vec::new(),
+            trusted: None,
+        }
+    }
+
+    /// Rebuilds a client from saved state, checking it as if it came from a node.
+    pub fn restore(genesis: Genesis, state: &TrustState) -> Result<Self, VerifyError> {
+        let mut c = LightClient::with_changes(
+            genesis,
+            "saved trust state",
+            state.chain,
+            &state.validator_changes,
+        )?;
+        if let Some(cp) = &state.trusted {
+            c.advance(cp.clone(), None)?;
+        }
+        Ok(c)
+    }
+
+    /// A fresh client for `genesis` that has followed `changes`, which `what` claims
+    /// are of chain `chain`.
+    fn with_changes(
+        genesis: Genesis,
+        what: &'static str,
+        chain: Hash32,
+        changes: &[ValidatorChange],
+    ) -> Result<Self, VerifyError> {
+        let mut c = LightClient::new(genesis);
+        if chain != c.chain {
+            return Err(VerifyError::WrongChain {
+                what,
+                expected: c.chain,
+                got: chain,
+            });
+        }
+        c.accept_changes(changes)?;
+        Ok(c)
+    }
+
+    pub fn save(&self) -> TrustState {
+        TrustState {
+            chain: self.chain,
+            validator_changes: self.changes.clone(),
+            trusted: self.trusted.clone(),
+        }
+    }
+
+    /// The verified validator-set changes in force at or before `height`, for a bundle.
+    pub fn changes_until(&self, height: u64) -> Vec<ValidatorChange> {
+        self.changes
+            .iter()
+            .filter(|c| c.height <= height)
+            .cloned()
+            .collect()
+    }
+
+    pub fn chain(&self) -> Hash32 {
+        self.chain
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The newest header this client has verified, if any.
+    pub fn trusted(&self) -> Option<&Checkpoint> {
+        self.trusted.as_ref()
+    }
+
+    /// The height of the last validator-set change this client has verified (1 for
+    /// the genesis set): a node is asked only for changes after it.
+    pub fn sets_known_from(&self) -> u64 {
+        self.sets.last().expect("genesis set").0
+    }
+
+    /// The validator set in force at `height` as far as this client knows.
+    pub fn validators_at(&self, height: u64) -> &ValidatorSet {
+        let i = self.sets.partition_point(|(h, _)| *h <= height);
+        &self.sets[i.max(1) - 1].1
+    }
+
+    /// Accepts validator-set changes in order; each must be announced by a header that
+    /// the set before it certified. Changes already known are skipped if identical.
+    pub fn accept_changes(&mut self, changes: &[ValidatorChange]) -> Result<(), VerifyError> {
+        if changes.len() > VALIDATOR_CHANGES_MAX {
+            return Err(VerifyError::ValidatorChange {
+                height: 0,
+                reason: format!("more than {VALIDATOR_CHANGES_MAX} changes"),
+            });
+        }
+        for c in changes {
+            let fail = |reason: String| VerifyError::ValidatorChange {
+                height: c.height,
+                reason,
+            };
+            if let Some((_, known)) = self.sets.iter().find(|(h, _)| *h == c.height) {
+                if known == &c.validators {
+                    continue;
+                }
+                return Err(fail("conflicts with a set already verified".into()));
+            }
+            let last = self.sets_known_from();
+            if c.height <= last {
+                return Err(fail(format!(
+                    "out of order: changes up to height {last} are already verified"
+                )));
+            }
+            check_set(&c.validators).map_err(fail)?;
+            let hd = &c.announced_by.header;
+            if hd.height + 1 != c.height {
+                return Err(fail(format!(
+                    "announced by a header at height {}, not {}",
+                    hd.height,
+                    c.height - 1
+                )));
+            }
+            self.check_checkpoint(&c.announced_by)?;
+            if hd.next_validators_hash != c.validators.hash() {
+                return Err(fail(format!(
+                    "the announcing header names next set {}, this set hashes to {}",
+                    hd.next_validators_hash,
+                    c.validators.hash()
+                )));
+            }
+            self.sets.push((c.height, c.validators.clone()));
+            self.changes.push(c.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks that a header belongs to this chain and that its certificate holds under
+    /// the set in force at its height.
+    pub fn check_checkpoint(&self, cp: &Checkpoint) -> Result<(), VerifyError> {
+        // Already verified: repeat checks against the trusted header cost a comparison.
+        if self.trusted.as_ref() == Some(cp) {
+            return Ok(());
+        }
+        if cp.header.chain != self.chain {
+            return Err(VerifyError::WrongChain {
+                what: "header",
+                expected: self.chain,
+                got: cp.header.chain,
+            });
+        }
+        verify_certificate(
+            &cp.header,
+            &cp.certificate,
+            self.validators_at(cp.header.height),
+        )
+        .map_err(|source| VerifyError::Certificate {
+            height: cp.header.height,
+            source,
+        })
+    }
+
+    /// Moves the trusted header forward to `cp`. With a trusted header already held,
+    /// `consistency` must prove that the new ledger extends the trusted one; a header
+    /// at or below the trusted height changes nothing once checked.
+    pub fn advance(
+        &mut self,
+        cp: Checkpoint,
+        consistency: Option<&ConsistencyProof>,
+    ) -> Result<(), VerifyError> {
+        self.check_checkpoint(&cp)?;
+        if let Some(old) = &self.trusted {
+            let (o, n) = (&old.header, &cp.header);
+            let fail = |reason: String| VerifyError::Consistency {
+                old_height: o.height,
+                old_size: o.ledger_size,
+                new_height: n.height,
+                new_size: n.ledger_size,
+                reason,
+            };
+            if n.height == o.height {
+                return if n == o {
+                    Ok(())
+                } else {
+                    Err(fail("two different final headers at one height".into()))
+                };
+            }
+            let (earlier, later) = if n.height > o.height { (o, n) } else { (n, o) };
+            if later.ledger_size < earlier.ledger_size {
+                return Err(fail("the later header has the smaller ledger".into()));
+            }
+            if earlier.ledger_size > 0 {
+                let p = consistency.ok_or_else(|| fail("no consistency proof given".into()))?;
+                if (p.first, p.second) != (earlier.ledger_size, later.ledger_size) {
+                    return Err(fail(format!(
+                        "the proof is between sizes {} and {}",
+                        p.first, p.second
+                    )));
+                }
+                verify_consistency(
+                    earlier.ledger_size,
+                    later.ledger_size,
+                    &earlier.ledger_root,
+                    &later.ledger_root,
+                    &p.proof,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+            }
+            if n.height < o.height {
+                return Ok(());
+            }
+        }
+        self.trusted = Some(cp);
+        Ok(())
+    }
+
+    /// Checks a record proof completely: the checkpoint's finality, the record's bytes,
+    /// chain, fields and signature, its inclusion, and its signer's authority.
+    pub fn verify_record(&self, proof: &RecordProof) -> Result<VerifiedRecord, VerifyError> {
+        self.check_checkpoint(&proof.checkpoint)?;
+        let header = &proof.checkpoint.header;
+        let rec = self.verify_entry(&proof.entry, header)?;
+        let signer = self.signer_authority(&rec, proof, header)?;
+        let first_of_block = header.ledger_size - u64::from(header.records_count);
+        Ok(VerifiedRecord {
+            id: rec.id(),
+            ledger_index: proof.entry.index,
+            final_at: header.height,
+            block_height: (proof.entry.index >= first_of_block).then_some(header.height),
+            checkpoint_hash: header.hash(),
+            signer,
+            record: rec.into_record(),
+        })
+    }
+
+    /// Checks an offline bundle as a fresh client holding only `genesis`.
+    pub fn verify_bundle(genesis: Genesis, bundle: &Bundle) -> Result<VerifiedRecord, VerifyError> {
+        if bundle.format != BUNDLE_FORMAT {
+            return Err(VerifyError::Format(bundle.format.clone()));
+        }
+        LightClient::with_changes(genesis, "bundle", bundle.chain, &bundle.validator_changes)?
+            .verify_record(&bundle.proof)
+    }
+
+    fn verify_entry(&self, e: &LedgerEntry, header: &Header) -> Result<EncodedRecord, VerifyError> {
+        let max = self.genesis.policy.record_bytes_max as usize;
+        let rec =
+            EncodedRecord::decode(&e.record.0, max).map_err(|source| VerifyError::RecordBytes {
+                index: e.index,
+                source,
+            })?;
+        check_stateless(&rec, &self.chain).map_err(|source| VerifyError::Record {
+            id: rec.id(),
+            source,
+        })?;
+        verify_inclusion(
+            &leaf_hash(rec.bytes()),
+            e.index,
+            header.ledger_size,
+            &e.inclusion,
+            &header.ledger_root,
+        )
+        .map_err(|source| VerifyError::Inclusion {
+            id: rec.id(),
+            index: e.index,
+            height: header.height,
+            source,
+        })?;
+        Ok(rec)
+    }
+
+    fn signer_authority(
+        &self,
+        rec: &EncodedRecord,
+        proof: &RecordProof,
+        header: &Header,
+    ) -> Result<SignerAuthority, VerifyError> {
+        let id = rec.id();
+        let fail = |reason: String| VerifyError::Authority { id, reason };
+        let signer = rec.record().envelope.signer;
+        if let Some(m) = self.genesis.member_by_signing_key(&signer) {
+            if !proof.key_bindings.is_empty() {
+                return Err(fail(format!(
+                    "signed by member '{}' but the proof cites key bindings",
+                    m.id
+                )));
+            }
+            if let Some(role) = static_role(&rec.record().envelope.body)
+                && !m.has(&role)
+            {
+                return Err(fail(format!(
+                    "a {} record needs the role '{role}', which member '{}' lacks",
+                    rec.kind().name(),
+                    m.id
+                )));
+            }
+            return Ok(SignerAuthority::Member {
+                id: m.id.clone(),
+                roles: m.roles.iter().map(|r| r.to_string()).collect(),
+            });
+        }
+        if proof.key_bindings.is_empty() {
+            return Err(fail(format!(
+                "key {signer} is not a member's and the proof cites no binding for it"
+            )));
+        }
+        if proof.key_bindings.len() > KEY_BINDINGS_MAX {
+            return Err(fail(format!("more than {KEY_BINDINGS_MAX} key bindings")));
+        }
+        let (mut key, mut before, mut uscc) = (signer, proof.entry.index, None::<Uscc>);
+        let mut bound_by = Vec::new();
+        for b in &proof.key_bindings {
+            if b.index >= before {
+                return Err(fail(format!(
+                    "binding at ledger index {} does not precede the record it authorises (index {before})",
+                    b.index
+                )));
+            }
+            let br = self.verify_entry(b, header)?;
+            let (bound_uscc, bound_key) = match &br.record().envelope.body {
+                Body::RegisterEntity(x) => (&x.uscc, x.key),
+                Body::RotateEntityKey(x) => (&x.uscc, x.new_key),
+                _ => {
+                    return Err(fail(format!(
+                        "record {} is a {}, not a key binding",
+                        br.id(),
+                        br.kind().name()
+                    )));
+                }
+            };
+            if bound_key != key {
+                return Err(fail(format!(
+                    "record {} binds key {bound_key}, not {key}",
+                    br.id()
+                )));
+            }
+            if uscc.as_ref().is_some_and(|u| u != bound_uscc) {
+                return Err(fail(format!(
+                    "record {} binds a key of {bound_uscc}, not of {}",
+                    br.id(),
+                    uscc.expect("some")
+                )));
+            }
+            uscc = Some(bound_uscc.clone());
+            bound_by.push(br.id());
+            let by = br.record().envelope.signer;
+            if let Some(m) = self.genesis.member_by_signing_key(&by) {
+                if !m.has(&Role::Registrar) {
+                    return Err(fail(format!(
+                        "binding {} is signed by member '{}', who is not a registrar",
+                        br.id(),
+                        m.id
+                    )));
+                }
+                if bound_by.len() != proof.key_bindings.len() {
+                    return Err(fail("key bindings continue past a registrar's".into()));
+                }
+                return Ok(SignerAuthority::Enterprise {
+                    uscc: bound_uscc.clone(),
+                    bound_by,
+                    registrar: m.id.clone(),
+                });
+            }
+            if matches!(br.record().envelope.body, Body::RegisterEntity(_)) {
+                return Err(fail(format!(
+                    "registration {} is not signed by a consortium registrar",
+                    br.id()
+                )));
+            }
+            (key, before) = (by, b.index);
+        }
+        Err(fail(format!(
+            "the bindings end at key {key}, which no registrar bound"
+        )))
+    }
+}
+
+/// The role a member must hold to sign a body, where the body alone decides it. The
+/// rules that depend on ledger state (the accepting agency, a batch's domain) are
+/// enforced by the validators whose certificate finalised the record.
+pub fn static_role(body: &Body) -> Option<Role> {
+    match body {
+        Body::RegisterEntity(_) | Body::RotateEntityKey(_) | Body::RevokeEntityKey(_) => {
+            Some(Role::Registrar)
+        }
+        Body::ListMeasure(b) => Some(Role::CreditAuthority(b.domain.clone())),
+        _ => None,
+    }
+}
+
+/// A set received from a node: non-empty, positive powers, no repeated keys, and a
+/// total that cannot overflow the quorum arithmetic.
+fn check_set(set: &ValidatorSet) -> Result<(), String> {
+    let vs = set.validators();
+    if vs.is_empty() || vs.len() > usize::from(u16::MAX) {
+        return Err(format!("a set of {} validators", vs.len()));
+    }
+    let mut total: u64 = 0;
+    for (i, v) in vs.iter().enumerate() {
+        if v.power == 0 {
+            return Err(format!("validator {} has zero power", v.member));
+        }
+        total = total
+            .checked_add(v.power)
+            .filter(|t| *t <= u64::MAX / 4)
+            .ok_or_else(|| "total voting power overflows".to_string())?;
+        if vs[..i].iter().any(|w| w.key == v.key) {
+            return Err(format!("key {} appears twice", v.key));
+        }
+    }
+    Ok(())
+}
