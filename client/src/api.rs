@@ -6,7 +6,7 @@ use xinlian_genesis::Hash32;
 
 use crate::block::{Certificate, Header};
 use crate::ids::Uscc;
-use crate::proof::ValidatorChange;
+use crate::proof::{RecordProof, ValidatorChange};
 use crate::record::{Kind, RecordId, SignedRecord};
 use crate::state::{
     BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState, Shipment,
@@ -60,6 +60,9 @@ pub struct RecordView {
     pub record: SignedRecord,
     /// Canonical bytes, hex: what the Merkle leaf and the signature cover.
     pub canonical_hex: String,
+    /// For a final record: its proof against the block that appended it (the same as
+    /// `GET /v1/records/{id}/proof`), so a receipt can be checked from genesis at once.
+    pub proof: Option<RecordProof>,
 }
 
 impl RecordView {
@@ -77,7 +80,18 @@ impl RecordView {
             ledger_index: location.map(|l| l.1),
             canonical_hex: hex::encode(record.canonical_bytes()),
             record,
+            proof: None,
         }
+    }
+
+    pub fn with_proof(mut self, proof: RecordProof) -> Self {
+        debug_assert_eq!(
+            self.status,
+            RecordStatus::Final,
+            "only final records have proofs"
+        );
+        self.proof = Some(proof);
+        self
     }
 }
 

@@ -385,7 +385,10 @@ fn final_view(s: &Shared, id: &RecordId) -> Result<Option<RecordView>, ApiFailur
             format!("record {index} missing"),
         )
     })?;
-    Ok(Some(RecordView::new(rec, Some((height, index)))))
+    let proof = proofs::record_proof(&s.store, &s.consortium, id, Some(height))?;
+    Ok(Some(
+        RecordView::new(rec, Some((height, index))).with_proof(proof),
+    ))
 }
 
 async fn pending_view(s: &Shared, id: RecordId) -> Result<RecordView, ApiFailure> {
