@@ -128,10 +128,31 @@ pub fn verify_certificate(
             got: header.validators_hash,
         });
     }
+    verify_precommits(
+        &header.chain,
+        cert.height,
+        cert.round,
+        &cert.block,
+        &cert.signatures,
+        validators,
+    )
+}
+
+/// Checks that `signatures` are precommits for `block` at `height` and `round` by
+/// validators of `validators` holding more than two thirds of its power. This is the
+/// part of a certificate check that needs only the block's hash.
+pub fn verify_precommits(
+    chain: &Hash32,
+    height: u64,
+    round: u32,
+    block: &Hash32,
+    signatures: &[CommitSignature],
+    validators: &ValidatorSet,
+) -> Result<(), CertificateError> {
     let mut signed: u64 = 0;
     let mut last: Option<u16> = None;
-    let mut batch = Vec::with_capacity(cert.signatures.len());
-    for cs in &cert.signatures {
+    let mut batch = Vec::with_capacity(signatures.len());
+    for cs in signatures {
         let v = validators.validators().get(usize::from(cs.validator));
         if v.is_none() || last.is_some_and(|l| l >= cs.validator) {
             return Err(CertificateError::Index(cs.validator));
@@ -140,10 +161,10 @@ pub fn verify_certificate(
         last = Some(cs.validator);
         signed += v.power;
         let vote = Precommit {
-            chain: header.chain,
-            height: cert.height,
-            round: cert.round,
-            block: cert.block,
+            chain: *chain,
+            height,
+            round,
+            block: *block,
             validator: v.key,
         };
         batch.push((
@@ -159,7 +180,7 @@ pub fn verify_certificate(
         });
     }
     if let Err(bad) = crypto::verify_batch(batch) {
-        let cs = &cert.signatures[bad[0]];
+        let cs = &signatures[bad[0]];
         let key = validators.validators()[usize::from(cs.validator)].key;
         return Err(CertificateError::Signature {
             index: cs.validator,

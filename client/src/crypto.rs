@@ -19,7 +19,11 @@ fixed_bytes!(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Domain {
     Record,
+    /// A precommit for a block: what commit certificates are made of.
     Precommit,
+    /// Every other consensus message (proposals, prevotes, nil precommits), so that
+    /// no signature on one can be read as a precommit for a block.
+    Consensus,
 }
 
 impl Domain {
@@ -27,6 +31,7 @@ impl Domain {
         match self {
             Domain::Record => b"xinlian/record/v1\0",
             Domain::Precommit => b"xinlian/precommit/v1\0",
+            Domain::Consensus => b"xinlian/consensus/v1\0",
         }
     }
 
@@ -47,8 +52,14 @@ pub enum SignatureError {
 /// Signs with the RFC 8032 deterministic algorithm (identical output to any compliant
 /// signer, e.g. OpenSSL or Python `cryptography`).
 pub fn sign(key: &SigningKey, domain: Domain, body: &[u8]) -> Signature {
+    sign_raw(key, &domain.message(body))
+}
+
+/// Signs `message` exactly as given: it must already carry its domain tag
+/// ([`Domain::message`]).
+pub fn sign_raw(key: &SigningKey, message: &[u8]) -> Signature {
     use ed25519_dalek::Signer;
-    Signature(key.sign(&domain.message(body)).to_bytes())
+    Signature(key.sign(message).to_bytes())
 }
 
 pub fn verify(

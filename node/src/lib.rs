@@ -9,6 +9,7 @@
 pub mod api;
 pub mod chain;
 pub mod check;
+pub mod consensus;
 pub mod cli;
 pub mod devnet;
 pub mod execute;

@@ -114,3 +114,9 @@ impl StateRead for Overlay<'_> {
         self.get_raw(key)
     }
 }
+
+impl<T: StateRead + ?Sized> StateRead for std::sync::Arc<T> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        (**self).get(key)
+    }
+}

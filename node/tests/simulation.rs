@@ -1,0 +1,694 @@
+//! Deterministic simulation of a consortium: 4 or 7 replicas (the very state machine a
+//! node runs) on a simulated network with seeded delays, loss, duplication, reordering,
+//! partitions and heals, crashes and restarts (losing whatever was not yet durable),
+//! and at most one byzantine validator that equivocates (two proposals, conflicting
+//! votes). Every schedule checks safety — no two different blocks final at one height
+//! on any honest replica, every certificate valid for clients — and liveness — after
+//! the faults end, every honest replica keeps finalizing.
+//!
+//! `XINLIAN_SIM_SEEDS=N` sets how many seeds run (default 1000); `XINLIAN_SIM_SEED=S`
+//! replays one seed. A failing seed prints its number and replays exactly.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use xinlian_client::block::verify_certificate;
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
+use xinlian_genesis::keys::{SigningKey, public_key};
+use xinlian_genesis::{Genesis, Hash32, Member, Policy, PublicKey, Role};
+use xinlian_node::chain::Tip;
+use xinlian_node::consensus::context::{Proposal, proposal_message, sign, vote_message};
+use xinlian_node::consensus::ledger::{Ledger, MemLedger};
+use xinlian_node::consensus::replica::{Action, Replica, Timeouts, Timer};
+use xinlian_node::consensus::wire::{self, NetMsg};
+use xinlian_node::execute::Consortium;
+use xinlian_node::mempool::Mempool;
+
+/// splitmix64: small, fast, and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+}
+
+/// A consortium of `n` validators and a registrar, made once per size.
+struct Fixture {
+    c: Arc<Consortium>,
+    node_keys: Vec<SigningKey>,
+    registrar: SigningKey,
+}
+
+/// Keys from fixed seeds, so that a seed replays exactly in any process.
+fn key(tag: u8, i: usize) -> SigningKey {
+    let mut seed = [tag; 32];
+    seed[0] = i as u8;
+    SigningKey::from_bytes(&seed)
+}
+
+fn fixture(n: usize) -> Fixture {
+    let node_keys: Vec<SigningKey> = (0..n).map(|i| key(1, i)).collect();
+    let registrar = key(2, 0);
+    let mut members: Vec<Member> = (0..n)
+        .map(|i| Member {
+            id: format!("v{i}"),
+            name: format!("Validator {i}"),
+            region: "310000".into(),
+            roles: vec![Role::Validator],
+            voting_power: 1,
+            node_key: Some(public_key(&node_keys[i])),
+            signing_key: public_key(&key(3, i)),
+        })
+        .collect();
+    members.push(Member {
+        id: "registrar".into(),
+        name: "Registrar".into(),
+        region: "310000".into(),
+        roles: vec![Role::Registrar],
+        voting_power: 0,
+        node_key: None,
+        signing_key: public_key(&registrar),
+    });
+    let genesis = Genesis {
+        chain_id: "xinlian-sim".into(),
+        genesis_time_ms: GENESIS_MS,
+        policy: Policy {
+            block_interval_ms: 100,
+            ..Policy::default()
+        },
+        members,
+    };
+    // The same rules as any genesis file.
+    let genesis = genesis.to_file().validate().expect("valid genesis");
+    Fixture {
+        c: Arc::new(Consortium::new(genesis)),
+        node_keys,
+        registrar,
+    }
+}
+
+const GENESIS_MS: i64 = 1_795_000_000_000;
+/// Faults happen in [0, FAULTS_END); afterwards the network is good and everyone is up.
+const FAULTS_END: i64 = 6_000;
+/// Liveness: after the faults, every honest replica must finalize two more blocks
+/// than the highest one had, within this long.
+const LIVENESS_WITHIN: i64 = 30_000;
+
+#[derive(Debug)]
+enum What {
+    Deliver { to: usize, from: usize, bytes: Vec<u8> },
+    Timer { node: usize, timer: Timer, generation: u64 },
+    Crash(usize),
+    Restart(usize),
+    Partition(Vec<u8>),
+    Heal,
+    Submit,
+}
+
+struct Event {
+    at: i64,
+    seq: u64,
+    what: What,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Event {
+    // Earliest first in a max-heap.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct SimNode {
+    replica: Option<Replica<Arc<MemLedger>>>,
+    ledger: Arc<MemLedger>,
+    timers: HashMap<Timer, u64>,
+}
+
+struct Sim<'f> {
+    f: &'f Fixture,
+    rng: Rng,
+    now: i64,
+    seq: u64,
+    generation: u64,
+    queue: BinaryHeap<Event>,
+    nodes: Vec<SimNode>,
+    keys: Vec<PublicKey>,
+    byzantine: Option<usize>,
+    /// Group of each node while partitioned.
+    partition: Option<Vec<u8>>,
+    loss: f64,
+    duplicate: f64,
+    delay_max: i64,
+    /// Height → the block hash honest replicas finalized.
+    finalized: BTreeMap<u64, Hash32>,
+    records: u64,
+    /// A digest of everything that happened, to check that a replay is exact.
+    trace: Hash32,
+    penalties: u64,
+    stats: Stats,
+}
+
+impl<'f> Sim<'f> {
+    fn new(f: &'f Fixture, seed: u64) -> Self {
+        let n = f.node_keys.len();
+        let mut sim = Sim {
+            f,
+            rng: Rng(seed),
+            now: 0,
+            seq: 0,
+            generation: 0,
+            queue: BinaryHeap::new(),
+            nodes: (0..n)
+                .map(|_| SimNode {
+                    replica: None,
+                    ledger: Arc::new(MemLedger::new()),
+                    timers: HashMap::new(),
+                })
+                .collect(),
+            keys: f.node_keys.iter().map(public_key).collect(),
+            byzantine: None,
+            partition: None,
+            loss: 0.0,
+            duplicate: 0.0,
+            delay_max: 30,
+            finalized: BTreeMap::new(),
+            records: 0,
+            trace: Hash32([0; 32]),
+            penalties: 0,
+            stats: Stats::default(),
+        };
+        for i in 0..n {
+            sim.start(i);
+        }
+        sim
+    }
+
+    fn clock(&self) -> i64 {
+        GENESIS_MS + 1_000 + self.now
+    }
+
+    fn push(&mut self, at: i64, what: What) {
+        self.seq += 1;
+        self.queue.push(Event {
+            at,
+            seq: self.seq,
+            what,
+        });
+    }
+
+    fn note(&mut self, text: impl AsRef<[u8]>) {
+        let mut h = self.trace.0.to_vec();
+        h.extend_from_slice(text.as_ref());
+        self.trace = xinlian_genesis::canonical::sha256(&h);
+    }
+
+    fn honest(&self, i: usize) -> bool {
+        Some(i) != self.byzantine
+    }
+
+    fn start(&mut self, i: usize) {
+        let c = self.f.c.clone();
+        let ledger = self.nodes[i].ledger.clone();
+        let tip = ledger.tip().unwrap_or_else(|| Tip::genesis(&c));
+        let timeouts = Timeouts::for_interval(c.genesis.policy.block_interval_ms);
+        let (replica, actions) = Replica::new(
+            c,
+            self.f.node_keys[i].clone(),
+            ledger,
+            tip,
+            timeouts,
+            Mempool::new(10_000, 64 << 20),
+            self.clock(),
+        )
+        .expect("replica starts on its ledger");
+        self.nodes[i].replica = Some(replica);
+        self.apply(i, actions);
+    }
+
+    fn link_up(&self, a: usize, b: usize) -> bool {
+        match &self.partition {
+            Some(groups) => groups[a] == groups[b],
+            None => true,
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: &NetMsg) {
+        self.stats.messages += 1;
+        if !self.link_up(from, to) || (self.now < FAULTS_END && self.rng.chance(self.loss)) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let bytes = msg.encode();
+        let copies = if self.now < FAULTS_END && self.rng.chance(self.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.range(1, self.delay_max);
+            self.push(
+                self.now + delay,
+                What::Deliver {
+                    to,
+                    from,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    fn broadcast(&mut self, from: usize, msg: &NetMsg) {
+        let n = self.nodes.len();
+        if Some(from) == self.byzantine {
+            return self.equivocate(from, msg);
+        }
+        for to in (0..n).filter(|&t| t != from) {
+            self.send(from, to, msg);
+        }
+    }
+
+    /// The byzantine validator tells half the network one thing and the other half
+    /// another: a second proposal for a different block, or a conflicting vote.
+    fn equivocate(&mut self, from: usize, msg: &NetMsg) {
+        let n = self.nodes.len();
+        let key = self.f.node_keys[from].clone();
+        let chain = self.f.c.chain;
+        let other = match msg {
+            NetMsg::Proposal(p) => {
+                let mut alt = p.clone();
+                alt.block.header.time_ms += 1;
+                let sp = wire::proposal_from_wire(alt.clone());
+                let m: &Proposal = &sp.message;
+                alt.signature = sign(&key, &proposal_message(&chain, m));
+                Some(NetMsg::Proposal(alt))
+            }
+            NetMsg::Vote(v) => {
+                let mut alt = v.clone();
+                alt.value = match v.value {
+                    Some(_) => None,
+                    None => Some(Hash32([self.rng.below(256) as u8; 32])),
+                };
+                let sv = wire::vote_from_wire(&alt);
+                alt.signature = sign(&key, &vote_message(&chain, &sv.message));
+                Some(NetMsg::Vote(alt))
+            }
+            _ => None,
+        };
+        for to in (0..n).filter(|&t| t != from) {
+            match &other {
+                Some(alt) if to % 2 == 1 => self.send(from, to, alt),
+                _ => self.send(from, to, msg),
+            }
+        }
+    }
+
+    fn apply(&mut self, i: usize, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Broadcast(msg) => self.broadcast(i, &msg),
+                Action::Send(peer, msg) => {
+                    if let Some(to) = self.keys.iter().position(|k| *k == peer) {
+                        self.send(i, to, &msg);
+                    }
+                }
+                Action::Schedule { timer, after_ms } => {
+                    self.generation += 1;
+                    let g = self.generation;
+                    self.nodes[i].timers.insert(timer, g);
+                    self.push(
+                        self.now + after_ms as i64,
+                        What::Timer {
+                            node: i,
+                            timer,
+                            generation: g,
+                        },
+                    );
+                }
+                Action::Cancel(timer) => {
+                    self.nodes[i].timers.remove(&timer);
+                }
+                Action::CancelConsensusTimers => {
+                    self.nodes[i]
+                        .timers
+                        .retain(|t, _| !matches!(t, Timer::Consensus(_)));
+                }
+                Action::Committed { tip, .. } => {
+                    self.note(format!("{i} commits {} {}", tip.height, tip.hash));
+                    if !self.honest(i) {
+                        continue;
+                    }
+                    // Safety: one block per height among honest replicas.
+                    match self.finalized.get(&tip.height) {
+                        Some(h) => assert_eq!(
+                            *h, tip.hash,
+                            "two different blocks final at height {}",
+                            tip.height
+                        ),
+                        None => {
+                            self.finalized.insert(tip.height, tip.hash);
+                        }
+                    }
+                    // Every certificate is one a client accepts.
+                    let (block, cert) = self.nodes[i]
+                        .ledger
+                        .block_and_certificate(tip.height)
+                        .unwrap()
+                        .expect("committed block is stored");
+                    verify_certificate(&block.header, &cert, &self.f.c.validators)
+                        .expect("certificate of a committed block verifies");
+                }
+                Action::Penalise { .. } => self.penalties += 1,
+            }
+        }
+    }
+
+    fn submit(&mut self) {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].replica.is_some())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let i = up[self.rng.below(up.len() as u64) as usize];
+        self.records += 1;
+        let uscc = Uscc::with_check(&format!("91310000{:09}", self.records)).unwrap();
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.rng.next().to_le_bytes());
+        let key = SigningKey::from_bytes(&seed);
+        let env = Envelope {
+            chain: self.f.c.chain,
+            signer: public_key(&self.f.registrar),
+            nonce: self.rng.next(),
+            body: RegisterEntity {
+                uscc,
+                name: "sim".into(),
+                key: public_key(&key),
+                check_override: None,
+            }
+            .into(),
+        };
+        let rec = EncodedRecord::new(env.sign(&self.f.registrar));
+        let now = self.clock();
+        let replica = self.nodes[i].replica.as_mut().expect("up");
+        let (_, actions) = replica.submit(now, rec);
+        self.apply(i, actions);
+    }
+
+    fn height_of(&self, i: usize) -> u64 {
+        self.nodes[i].ledger.height()
+    }
+
+    fn run(&mut self, seed: u64) -> Result<(), String> {
+        let n = self.nodes.len();
+        // The schedule: what goes wrong, and when.
+        self.delay_max = self.rng.range(5, 60);
+        self.loss = [0.0, 0.02, 0.1, 0.2][self.rng.below(4) as usize];
+        self.duplicate = [0.0, 0.05, 0.2][self.rng.below(3) as usize];
+        if self.rng.chance(0.5) {
+            self.byzantine = Some(self.rng.below(n as u64) as usize);
+        }
+        for _ in 0..self.rng.below(3) {
+            let at = self.rng.range(200, FAULTS_END - 1_500);
+            let groups: Vec<u8> = (0..n).map(|_| self.rng.below(2) as u8).collect();
+            self.push(at, What::Partition(groups));
+            let heal = at + self.rng.range(200, 1_500);
+            self.push(heal, What::Heal);
+        }
+        for _ in 0..self.rng.below(3) {
+            let who = self.rng.below(n as u64) as usize;
+            let at = self.rng.range(100, FAULTS_END - 1_000);
+            self.push(at, What::Crash(who));
+            let back = at + self.rng.range(100, 900);
+            self.push(back, What::Restart(who));
+        }
+        self.push(FAULTS_END, What::Heal);
+        let mut t = 0;
+        while t < FAULTS_END + LIVENESS_WITHIN {
+            self.push(t, What::Submit);
+            t += self.rng.range(20, 200);
+        }
+
+        let mut target: Option<u64> = None;
+        while let Some(ev) = self.queue.pop() {
+            self.now = ev.at;
+            if self.now >= FAULTS_END && target.is_none() {
+                let top = (0..n)
+                    .filter(|&i| self.honest(i))
+                    .map(|i| self.height_of(i))
+                    .max()
+                    .unwrap_or(0);
+                target = Some(top + 2);
+            }
+            if let Some(goal) = target
+                && (0..n)
+                    .filter(|&i| self.honest(i))
+                    .all(|i| self.height_of(i) >= goal)
+            {
+                return Ok(());
+            }
+            if self.now > FAULTS_END + LIVENESS_WITHIN {
+                break;
+            }
+            let clock = self.clock();
+            match ev.what {
+                What::Deliver { to, from, bytes } => {
+                    if self.nodes[to].replica.is_none() {
+                        continue;
+                    }
+                    let msg = NetMsg::decode(&bytes, 64 << 20).expect("replicas send canonical messages");
+                    self.note(format!("{to}<{from} {}", msg.kind()));
+                    let r = self.nodes[to].replica.as_mut().expect("up");
+                    let actions = r
+                        .on_message(clock, self.keys[from], msg)
+                        .map_err(|e| format!("seed {seed}: node {to}: {e}"))?;
+                    self.apply(to, actions);
+                }
+                What::Timer {
+                    node,
+                    timer,
+                    generation,
+                } => {
+                    if self.nodes[node].timers.get(&timer) != Some(&generation) {
+                        continue;
+                    }
+                    self.nodes[node].timers.remove(&timer);
+                    if self.nodes[node].replica.is_none() {
+                        continue;
+                    }
+                    self.note(format!("{node} timer {timer:?}"));
+                    let r = self.nodes[node].replica.as_mut().expect("up");
+                    let actions = r
+                        .on_timer(clock, timer)
+                        .map_err(|e| format!("seed {seed}: node {node}: {e}"))?;
+                    self.apply(node, actions);
+                }
+                What::Crash(i) => {
+                    if self.nodes[i].replica.take().is_some() {
+                        self.stats.crashes += 1;
+                        self.note(format!("crash {i}"));
+                        self.nodes[i].ledger.crash();
+                        self.nodes[i].timers.clear();
+                    }
+                }
+                What::Restart(i) => {
+                    if self.nodes[i].replica.is_none() {
+                        self.note(format!("restart {i}"));
+                        self.start(i);
+                    }
+                }
+                What::Partition(groups) => {
+                    if self.now < FAULTS_END {
+                        self.stats.partitions += 1;
+                        self.partition = Some(groups);
+                    }
+                }
+                What::Heal => {
+                    self.partition = None;
+                    if self.now >= FAULTS_END {
+                        for i in 0..n {
+                            if self.nodes[i].replica.is_none() {
+                                self.start(i);
+                            }
+                        }
+                    }
+                }
+                What::Submit => self.submit(),
+            }
+        }
+        let heights: Vec<u64> = (0..n).map(|i| self.height_of(i)).collect();
+        Err(format!(
+            "seed {seed}: no liveness: heights {heights:?} after the faults, target {:?}, byzantine {:?}",
+            target, self.byzantine
+        ))
+    }
+
+    /// At the end, every pair of honest ledgers agrees on every height both have.
+    fn check_ledgers(&self) {
+        for i in (0..self.nodes.len()).filter(|&i| self.honest(i)) {
+            for h in 1..=self.height_of(i) {
+                let (b, _) = self.nodes[i]
+                    .ledger
+                    .block_and_certificate(h)
+                    .unwrap()
+                    .expect("every height up to the tip is stored");
+                assert_eq!(self.finalized.get(&h), Some(&b.header.hash()), "height {h} of node {i}");
+            }
+        }
+    }
+}
+
+/// What a schedule put the replicas through.
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    byzantine_runs: u64,
+    crashes: u64,
+    partitions: u64,
+    messages: u64,
+    dropped: u64,
+    penalties: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.byzantine_runs += o.byzantine_runs;
+        self.crashes += o.crashes;
+        self.partitions += o.partitions;
+        self.messages += o.messages;
+        self.dropped += o.dropped;
+        self.penalties += o.penalties;
+    }
+}
+
+fn run_seed(fixtures: &[Fixture; 2], seed: u64) -> Result<(Hash32, u64, Stats), String> {
+    let f = &fixtures[(seed % 2) as usize];
+    let mut sim = Sim::new(f, seed);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let r = sim.run(seed);
+        if r.is_ok() {
+            sim.check_ledgers();
+        }
+        r
+    }));
+    match outcome {
+        Ok(Ok(())) => {
+            sim.stats.byzantine_runs = u64::from(sim.byzantine.is_some());
+            sim.stats.penalties = sim.penalties;
+            Ok((sim.trace, sim.finalized.len() as u64, sim.stats.clone()))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(p) => Err(format!(
+            "seed {seed}: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+fn fixtures() -> [Fixture; 2] {
+    [fixture(4), fixture(7)]
+}
+
+#[test]
+fn seeded_schedules_are_safe_and_live() {
+    let fx = fixtures();
+    let seeds: Vec<u64> = match std::env::var("XINLIAN_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("XINLIAN_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("XINLIAN_SIM_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1000);
+            (0..n).collect()
+        }
+    };
+    let started = std::time::Instant::now();
+    // Seeds are independent: spread them over the cores.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results: Vec<(u64, Result<(Hash32, u64, Stats), String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let fx = &fx;
+                let seeds = &seeds;
+                s.spawn(move || {
+                    seeds
+                        .iter()
+                        .skip(w)
+                        .step_by(workers)
+                        .map(|&seed| (seed, run_seed(fx, seed)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    let mut blocks = 0;
+    let mut total = Stats::default();
+    for (seed, r) in results {
+        match r {
+            Ok((trace, b, st)) => {
+                blocks += b;
+                total.add(&st);
+                if std::env::var_os("XINLIAN_SIM_TRACE").is_some() {
+                    eprintln!("seed {seed}: {b} blocks, trace {trace}");
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    eprintln!("faults exercised: {total:?}");
+    eprintln!(
+        "{} seeds, {} blocks finalized, {:.1} s",
+        seeds.len(),
+        blocks,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed (replay one with XINLIAN_SIM_SEED=N):\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let fx = fixtures();
+    for seed in [3, 8] {
+        let a = run_seed(&fx, seed).unwrap();
+        let b = run_seed(&fx, seed).unwrap();
+        assert_eq!((a.0, a.1), (b.0, b.1), "seed {seed} ran differently twice");
+    }
+}
