@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
 use xinlian_genesis::Genesis;
 
 use crate::host::{NodeConfig, run};
@@ -34,6 +35,17 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8700")]
         listen: SocketAddr,
+        /// Where the node's libp2p swarm listens.
+        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+        p2p_listen: Multiaddr,
+        /// Another member's node, as /ip4/…/tcp/…/p2p/PEER_ID (repeatable); dialled
+        /// at start and whenever the connection is lost.
+        #[arg(long = "peer")]
+        peers: Vec<Multiaddr>,
+        /// Exit when standard input closes (how the devnet's parent takes its nodes
+        /// down with it, however it ends).
+        #[arg(long, hide = true)]
+        exit_with_stdin: bool,
     },
     /// Create (first time) and start a local consortium with sample data.
     Devnet {
@@ -97,6 +109,15 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Resolves when standard input reaches its end (the parent process is gone).
+async fn stdin_closed() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await;
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run {
@@ -104,9 +125,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             key,
             data,
             listen,
+            p2p_listen,
+            peers,
+            exit_with_stdin,
         } => {
             let genesis = Genesis::load(&genesis)?;
             let key = xinlian_genesis::keys::read_pem(&key)?;
+            let mut config = NodeConfig::new(genesis, data, key);
+            config.p2p_listen = p2p_listen;
+            config.peers = peers;
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
@@ -114,12 +141,17 @@ fn dispatch(cli: Cli) -> Result<()> {
                 let addr = listener.local_addr()?;
                 // Tests and scripts wait for this line (or poll /v1/status).
                 println!("xinlian-node: API listening on http://{addr}");
-                run(
-                    NodeConfig::new(genesis, data, key),
-                    listener,
-                    shutdown_signal(),
-                )
-                .await
+                let stop = async move {
+                    if exit_with_stdin {
+                        tokio::select! {
+                            _ = shutdown_signal() => {}
+                            _ = stdin_closed() => {}
+                        }
+                    } else {
+                        shutdown_signal().await
+                    }
+                };
+                run(config, listener, stop).await
             })
         }
         Command::Devnet {

@@ -1,7 +1,9 @@
 //! `xinlian-node devnet`: a local consortium in one command. The first run writes a
 //! genesis and keys for Shanghai agencies (and one Yangtze River Delta province) and
-//! keys for sample enterprises into the folder; every run starts the validator through
-//! the same `host::run` as any node, then loads sample data through the HTTP API.
+//! keys for sample enterprises into the folder; every run starts one `xinlian-node run`
+//! process per member with a node key — four validators and a district observer — on
+//! loopback, then loads sample data through node 0's HTTP API. The nodes stop with
+//! the devnet (they exit when its pipe to them closes, however it ends).
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +19,6 @@ use xinlian_genesis::scaffold::{
 };
 use xinlian_genesis::{Genesis, Policy, Role};
 
-use crate::host::{NodeConfig, run};
-
-const VALIDATOR: &str = "sh-credit-centre";
-
 fn members() -> Vec<MemberSpec> {
     let m = |id: &str, name: &str, region: &str, roles: Vec<Role>, power| MemberSpec {
         id: id.into(),
@@ -33,7 +31,7 @@ fn members() -> Vec<MemberSpec> {
     let trace = |d: &str| Role::TraceAuthority(d.into());
     vec![
         m(
-            VALIDATOR,
+            "sh-credit-centre",
             "上海市公共信用信息服务中心 Shanghai Public Credit Information Service Centre",
             "310000",
             vec![Role::Validator, credit("general")],
@@ -43,8 +41,13 @@ fn members() -> Vec<MemberSpec> {
             "sh-market",
             "上海市市场监督管理局 Shanghai Administration for Market Regulation",
             "310000",
-            vec![Role::Registrar, credit("market"), trace("food")],
-            0,
+            vec![
+                Role::Validator,
+                Role::Registrar,
+                credit("market"),
+                trace("food"),
+            ],
+            1,
         ),
         m(
             "sh-drug",
@@ -57,8 +60,8 @@ fn members() -> Vec<MemberSpec> {
             "sh-ndrc",
             "上海市发展和改革委员会 Shanghai Development and Reform Commission",
             "310000",
-            vec![credit("investment")],
-            0,
+            vec![Role::Validator, credit("investment")],
+            1,
         ),
         m(
             "sh-agri",
@@ -71,7 +74,14 @@ fn members() -> Vec<MemberSpec> {
             "js-credit",
             "江苏省信用办 Jiangsu Provincial Credit Office",
             "320000",
-            vec![credit("general")],
+            vec![Role::Validator, credit("general")],
+            1,
+        ),
+        m(
+            "sh-pudong",
+            "浦东新区公共信用信息服务分中心 Pudong District Credit Sub-platform",
+            "310115",
+            vec![Role::Observer],
             0,
         ),
     ]
@@ -165,38 +175,184 @@ pub fn prepare(dir: &Path) -> Result<Genesis> {
     Ok(g)
 }
 
+/// The devnet's node processes; dropping it stops them.
+struct Children(Vec<(String, std::process::Child)>);
+
+impl Children {
+    /// Closes each node's stdin (it exits, flushing its store), waits up to 10 s,
+    /// then kills what is left.
+    fn stop(&mut self) {
+        for (_, c) in &mut self.0 {
+            drop(c.stdin.take());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for (_, c) in &mut self.0 {
+            while matches!(c.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts `xinlian-node run` for member `id`, dialling `peers`; returns the child and
+/// its announced API URL and p2p address.
+fn spawn_node(
+    dir: &Path,
+    id: &str,
+    api_port: u16,
+    p2p_port: u16,
+    peers: &[String],
+) -> Result<(std::process::Child, String, String)> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let nodes = dir.join("nodes");
+    std::fs::create_dir_all(&nodes)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(nodes.join(format!("{id}.log")))?;
+    let mut cmd = Command::new(std::env::current_exe().context("locating xinlian-node")?);
+    cmd.arg("run")
+        .arg("--genesis")
+        .arg(genesis_path(dir))
+        .arg("--key")
+        .arg(node_key_path(dir, id))
+        .arg("--data")
+        .arg(nodes.join(id))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{api_port}"))
+        .arg("--p2p-listen")
+        .arg(format!("/ip4/127.0.0.1/tcp/{p2p_port}"))
+        .arg("--exit-with-stdin");
+    for p in peers {
+        cmd.arg("--peer").arg(p);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting node {id}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(u) = line.strip_prefix("xinlian-node: API listening on ") {
+                let _ = tx.send((true, u.trim().to_string()));
+            } else if let Some(a) = line.strip_prefix("xinlian-node: p2p listening on ") {
+                let _ = tx.send((false, a.trim().to_string()));
+            }
+        }
+    });
+    let (mut api, mut p2p) = (None, None);
+    while api.is_none() || p2p.is_none() {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok((true, u)) => api = Some(u),
+            Ok((false, a)) => p2p = Some(a),
+            Err(_) => {
+                let _ = child.kill();
+                anyhow::bail!(
+                    "node {id} did not start; see {}",
+                    nodes.join(format!("{id}.log")).display()
+                );
+            }
+        }
+    }
+    Ok((child, api.expect("set"), p2p.expect("set")))
+}
+
 pub fn devnet(dir: &Path, port: u16, sample: bool) -> Result<()> {
     let genesis = prepare(dir)?;
-    let node_key = keys::read_pem(&node_key_path(dir, VALIDATOR))?;
-    let data = dir.join("nodes").join(VALIDATOR);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runners: Vec<(String, bool)> = genesis
+        .members
+        .iter()
+        .filter(|m| m.node_key.is_some())
+        .map(|m| (m.id.clone(), m.has(&Role::Validator)))
+        .collect();
+    let mut children = Children(Vec::new());
+    let (mut apis, mut p2ps) = (Vec::new(), Vec::new());
+    for (i, (id, _)) in runners.iter().enumerate() {
+        let offset = |base: u16| if port == 0 { 0 } else { base + i as u16 };
+        let (child, api, p2p) = spawn_node(
+            dir,
+            id,
+            offset(port),
+            offset(port.saturating_add(100)),
+            &p2ps,
+        )
+        .with_context(|| format!("(is a devnet already running on port {port}? try --port)"))?;
+        children.0.push((id.clone(), child));
+        apis.push(api);
+        p2ps.push(p2p);
+    }
+    let api = apis[0].clone();
+    // The same announcement as `xinlian-node run`, for scripts and tests.
+    println!("xinlian-node: API listening on {api}");
+    if sample {
+        let m = load_sample(dir, &api, &genesis)?;
+        println!(
+            "sample data: {} enterprises, {} batches, {} records (see {})",
+            m.enterprises.len(),
+            m.batches.len(),
+            m.records.len(),
+            dir.join("sample.json").display()
+        );
+    }
+    let validators = runners.iter().filter(|(_, v)| *v).count();
+    println!(
+        "xinlian devnet: {validators} validators and {} observer(s) on 127.0.0.1",
+        runners.len() - validators
+    );
+    for ((id, v), u) in runners.iter().zip(&apis) {
+        println!(
+            "  {id:<18} {:<9} API {u}",
+            if *v { "validator" } else { "observer" }
+        );
+    }
+    println!(
+        "genesis: {}   keys: {}   data and logs: {}",
+        genesis_path(dir).display(),
+        dir.join("keys").display(),
+        dir.join("nodes").display()
+    );
+    println!("try: curl {api}/v1/status    stop: Ctrl-C");
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (is a devnet already running? try --port)"))?;
-        let api = format!("http://{}", listener.local_addr()?);
-        // The same announcement as `xinlian-node run`, for scripts and tests.
-        println!("xinlian-node: API listening on {api}");
-        let mut node = tokio::spawn(run(NodeConfig::new(genesis.clone(), data, node_key), listener, crate::cli::shutdown_signal()));
-        let dir2 = dir.to_path_buf();
-        let api2 = api.clone();
-        let loaded = tokio::task::spawn_blocking(move || if sample { load_sample(&dir2, &api2, &genesis).map(Some) } else { Ok(None) });
-        tokio::select! {
-            r = loaded => {
-                if let Some(m) = r.context("sample loader")?? {
-                    println!("sample data: {} enterprises, {} batches, {} records (see {})", m.enterprises.len(), m.batches.len(), m.records.len(), dir.join("sample.json").display());
+    let exited = rt.block_on(async {
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(250));
+        let stop = crate::cli::shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return None,
+                _ = poll.tick() => {
+                    for (id, c) in &mut children.0 {
+                        if let Ok(Some(status)) = c.try_wait() {
+                            return Some(format!("node {id} exited ({status})"));
+                        }
+                    }
                 }
-                println!("xinlian devnet: 1 validator ({VALIDATOR}); API of node 0 at {api}");
-                println!("genesis: {}   keys: {}   data: {}", genesis_path(dir).display(), dir.join("keys").display(), dir.join("nodes").display());
-                println!("try: curl {api}/v1/status    stop: Ctrl-C");
-                node.await.context("node task")??;
             }
-            r = &mut node => { r.context("node task")??; }
         }
-        Ok(())
-    })
+    });
+    children.stop();
+    match exited {
+        Some(why) => anyhow::bail!("{why}; see {}", dir.join("nodes").display()),
+        None => Ok(()),
+    }
 }
 
 fn wait_ready(client: &NodeClient) -> Result<xinlian_client::api::Status> {

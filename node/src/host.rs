@@ -1,34 +1,40 @@
-//! The node's event loop: the one owner of the mempool and of block production, fed by
-//! API commands and a block timer. It is the IO edge: it reads the clock, signs with
-//! the node key and writes to the store; the rules it applies live in `chain`,
-//! `execute` and `mempool`.
-//!
-//! Finality today: the consortium's validator set must be a single validator, whose
-//! precommit alone is a quorum; its certificate is checked by the same
-//! `verify_certificate` any client uses. Multi-validator agreement (Malachite's
-//! Tendermint core over libp2p) replaces `decide` when consensus lands (issue #3).
+//! The node's event loop, and its IO edge: the clock, the libp2p swarm, timers, the
+//! store, and the API's commands all meet here and are fed to the sans-IO
+//! [`Replica`], whose actions this loop carries out. Nothing here decides anything
+//! about blocks or votes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, gossipsub};
 use tokio::sync::{mpsc, oneshot, watch};
-use xinlian_client::block::{Certificate, CommitSignature, Precommit, verify_certificate};
+use tokio::time::Instant;
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, Role};
+use xinlian_genesis::{Genesis, PublicKey, Role};
 
-use crate::chain::{Executed, Tip, build_block};
-use crate::execute::{Consortium, ExecError, Rejection};
+use crate::chain::Tip;
+use crate::consensus::replica::{Action, Replica, Timeouts, Timer};
+use crate::consensus::wire::NetMsg;
+use crate::execute::{Consortium, Rejection};
 use crate::mempool::Mempool;
+use crate::net::{BehaviourEvent, Network};
 use crate::store::Store;
 
 pub struct NodeConfig {
     pub genesis: Genesis,
     pub data_dir: PathBuf,
     pub node_key: SigningKey,
+    /// Where the swarm listens (loopback in tests and the devnet).
+    pub p2p_listen: Multiaddr,
+    /// Other members' nodes to dial, and to re-dial when disconnected.
+    pub peers: Vec<Multiaddr>,
     /// Bounds of the pending-record queue.
     pub mempool_records_max: usize,
     pub mempool_bytes_max: usize,
@@ -40,6 +46,8 @@ impl NodeConfig {
             genesis,
             data_dir,
             node_key,
+            p2p_listen: "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"),
+            peers: Vec::new(),
             mempool_records_max: 100_000,
             mempool_bytes_max: 256 << 20,
         }
@@ -81,7 +89,11 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Opens the store, starts the API on `listener`, and runs until `shutdown` resolves.
+/// How often disconnected peers are dialled again.
+const REDIAL: Duration = Duration::from_secs(2);
+
+/// Opens the store, joins the network, starts the API on `listener`, and runs until
+/// `shutdown` resolves.
 pub async fn run(
     config: NodeConfig,
     listener: tokio::net::TcpListener,
@@ -95,24 +107,17 @@ pub async fn run(
         .with_context(|| format!("node key {node_pk} is not any member's node_key in the genesis"))?
         .clone();
     let validator = member.has(&Role::Validator);
-    if !validator {
-        bail!(
-            "member '{}' is not a validator; observers replicate from validators, which arrives with consensus (issue #3)",
-            member.id
-        );
-    }
-    if consortium.validators.len() != 1 {
-        bail!(
-            "this genesis has {} validators; agreement among several arrives with consensus (issue #3). Use a single-validator genesis for now",
-            consortium.validators.len()
-        );
-    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (store, tip) = Store::open(&config.data_dir.join("ledger"), &consortium)?;
     let store = Arc::new(store);
-    tracing::info!(member = %member.id, height = tip.height, ledger_size = tip.frontier.size(), "store opened");
+    tracing::info!(member = %member.id, validator, height = tip.height, ledger_size = tip.frontier.size(), "store opened");
 
+    let net = Network::new(
+        &consortium.genesis,
+        &config.node_key,
+        config.p2p_listen.clone(),
+    )?;
     let (tip_tx, tip_rx) = watch::channel(tip.clone());
     let (cmd_tx, mut cmd_rx) = mpsc::channel(COMMANDS_MAX);
     let shared = Shared {
@@ -136,28 +141,46 @@ pub async fn run(
         }
     });
 
-    let mut host = Host {
-        consortium,
-        store,
-        mempool: Mempool::new(config.mempool_records_max, config.mempool_bytes_max),
+    let timeouts = Timeouts::for_interval(consortium.genesis.policy.block_interval_ms);
+    let (replica, actions) = Replica::new(
+        consortium.clone(),
+        config.node_key,
+        store.clone(),
         tip,
-        key: config.node_key,
+        timeouts,
+        Mempool::new(config.mempool_records_max, config.mempool_bytes_max),
+        now_ms(),
+    )?;
+    let mut host = Host {
+        replica,
+        net,
+        peers: config.peers,
+        timers: HashMap::new(),
+        sync_channels: HashMap::new(),
         tip_tx,
     };
-    let mut ticker = tokio::time::interval(Duration::from_millis(
-        host.consortium.genesis.policy.block_interval_ms,
-    ));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    host.apply(actions);
+    host.redial();
+    let mut redial = tokio::time::interval(REDIAL);
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    let result = loop {
-        tokio::select! {
+    let result: Result<()> = loop {
+        let next_timer = host.timers.values().min().copied();
+        let sleep = async {
+            match next_timer {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let step = tokio::select! {
             _ = &mut shutdown => break Ok(()),
             Some(cmd) = cmd_rx.recv() => host.command(cmd),
-            _ = ticker.tick() => {
-                if !host.mempool.is_empty() && let Err(e) = host.produce_block() {
-                    break Err(e);
-                }
-            }
+            event = host.net.swarm.select_next_some() => host.swarm_event(event),
+            _ = sleep => host.fire_timers(),
+            _ = redial.tick() => { host.redial(); Ok(()) }
+        };
+        if let Err(e) = step {
+            break Err(e);
         }
     };
     let _ = stop_tx.send(true);
@@ -167,107 +190,235 @@ pub async fn run(
 }
 
 struct Host {
-    consortium: Arc<Consortium>,
-    store: Arc<Store>,
-    mempool: Mempool,
-    tip: Tip,
-    key: SigningKey,
+    replica: Replica<Arc<Store>>,
+    net: Network,
+    peers: Vec<Multiaddr>,
+    timers: HashMap<Timer, Instant>,
+    /// Sync requests waiting for the replica's answer, per asking peer.
+    sync_channels: HashMap<PublicKey, VecDeque<ResponseChannel<Vec<u8>>>>,
     tip_tx: watch::Sender<Tip>,
 }
 
 impl Host {
-    fn command(&mut self, cmd: Command) {
+    fn command(&mut self, cmd: Command) -> Result<()> {
         match cmd {
             Command::Submit { record, reply } => {
-                let out = match self.mempool.admit(
-                    &*self.store,
-                    &self.consortium,
-                    &self.tip,
-                    now_ms(),
-                    *record,
-                ) {
-                    Ok(id) => Ok(id),
-                    Err(ExecError::Rejected(r)) => Err(r),
-                    Err(ExecError::State(e)) => {
-                        tracing::error!(error = %e, "state read failed during admission");
-                        Err(Rejection::Storage(e.to_string()))
-                    }
-                };
+                let (out, actions) = self.replica.submit(now_ms(), *record);
                 let _ = reply.send(out);
+                self.apply(actions);
             }
             Command::Pending { id, reply } => {
-                let _ = reply.send(self.mempool.get(&id).map(|r| r.record().clone()));
+                let _ = reply.send(self.replica.mempool().get(&id).map(|r| r.record().clone()));
             }
             Command::MempoolLen { reply } => {
-                let _ = reply.send(self.mempool.len());
+                let _ = reply.send(self.replica.mempool().len());
             }
         }
-    }
-
-    fn produce_block(&mut self) -> Result<()> {
-        let started = std::time::Instant::now();
-        let time_ms = now_ms().max(self.tip.time_ms + 1);
-        let proposer = public_key(&self.key);
-        let (ex, rejected) = build_block(
-            &*self.store,
-            &self.consortium,
-            &self.tip,
-            proposer,
-            time_ms,
-            self.mempool.records(),
-        )?;
-        for (id, why) in &rejected {
-            tracing::warn!(%id, %why, "pending record no longer valid at block time");
-        }
-        let cert = self.decide(&ex)?;
-        self.store.commit(&ex, &cert)?;
-        let included: HashSet<RecordId> = ex.records.iter().map(EncodedRecord::id).collect();
-        self.tip = ex.tip.clone();
-        for (id, why) in self.mempool.recheck(
-            &*self.store,
-            &self.consortium,
-            &self.tip,
-            now_ms(),
-            &included,
-        )? {
-            tracing::warn!(%id, %why, "dropped from mempool after block");
-        }
-        tracing::info!(
-            height = self.tip.height,
-            records = included.len(),
-            ledger_size = self.tip.frontier.size(),
-            ms = started.elapsed().as_millis() as u64,
-            "block finalized"
-        );
-        self.tip_tx.send_replace(self.tip.clone());
         Ok(())
     }
 
-    /// Finality for a one-validator set: this validator's precommit is the quorum.
-    fn decide(&self, ex: &Executed) -> Result<Certificate> {
-        let h = &ex.header;
-        let vs = &self.consortium.validators;
-        let me = public_key(&self.key);
-        let index = vs
-            .index_of(&me)
-            .context("this node is not in the validator set")?;
-        let vote = Precommit {
-            chain: h.chain,
-            height: h.height,
-            round: 0,
-            block: h.hash(),
-            validator: me,
-        };
-        let cert = Certificate {
-            height: h.height,
-            round: 0,
-            block: h.hash(),
-            signatures: vec![CommitSignature {
-                validator: index as u16,
-                signature: vote.sign(&self.key),
-            }],
-        };
-        verify_certificate(h, &cert, vs).context("own certificate must verify")?;
-        Ok(cert)
+    fn fire_timers(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            self.timers.remove(&t);
+            let actions = self.replica.on_timer(now_ms(), t)?;
+            self.apply(actions);
+        }
+        Ok(())
+    }
+
+    fn redial(&mut self) {
+        for addr in self.peers.clone() {
+            let connected = addr.iter().any(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => self.net.swarm.is_connected(&id),
+                _ => false,
+            });
+            if !connected && let Err(e) = self.net.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "dial");
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: PublicKey, msg: NetMsg) -> Result<()> {
+        let actions = self.replica.on_message(now_ms(), from, msg)?;
+        self.apply(actions);
+        Ok(())
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<()> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let me = *self.net.swarm.local_peer_id();
+                // Tests and scripts read this line to dial this node.
+                println!("xinlian-node: p2p listening on {address}/p2p/{me}");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::info!(%peer_id, "member connected");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                tracing::info!(%peer_id, "member disconnected");
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                peer_id,
+                ..
+            } => {
+                tracing::warn!(?peer_id, %send_back_addr, %error, "refused an incoming connection (not a consortium member's node key)");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                // Strict validation: `source` is the author, who signed the message.
+                let author = message
+                    .source
+                    .and_then(|p| self.net.members.get(&p).copied());
+                let decoded = NetMsg::decode(&message.data, self.net.max_message);
+                match (author, decoded) {
+                    (Some(from), Ok(msg))
+                        if !matches!(
+                            msg,
+                            NetMsg::SyncRequest { .. } | NetMsg::SyncResponse { .. }
+                        ) =>
+                    {
+                        self.net.report(&message_id, &propagation_source, true);
+                        self.deliver(from, msg)?;
+                    }
+                    (author, decoded) => {
+                        tracing::warn!(?author, source = %propagation_source, error = ?decoded.err(), "dropped a gossip message");
+                        self.net.report(&message_id, &propagation_source, false);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => {
+                let Some(from) = self.net.members.get(&peer).copied() else {
+                    return Ok(());
+                };
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        match NetMsg::decode(&request, 4096) {
+                            Ok(msg @ NetMsg::SyncRequest { .. }) => {
+                                self.sync_channels
+                                    .entry(from)
+                                    .or_default()
+                                    .push_back(channel);
+                                self.deliver(from, msg)?;
+                                // No blocks to give: answer empty rather than leave it open.
+                                if let Some(ch) = self
+                                    .sync_channels
+                                    .get_mut(&from)
+                                    .and_then(VecDeque::pop_front)
+                                {
+                                    let empty =
+                                        NetMsg::SyncResponse { blocks: Vec::new() }.encode();
+                                    let _ = self
+                                        .net
+                                        .swarm
+                                        .behaviour_mut()
+                                        .sync
+                                        .send_response(ch, empty);
+                                }
+                            }
+                            other => {
+                                tracing::warn!(%peer, error = ?other.err(), "malformed sync request")
+                            }
+                        }
+                    }
+                    request_response::Message::Response { response, .. } => {
+                        match NetMsg::decode(&response, self.net.max_message) {
+                            Ok(msg @ NetMsg::SyncResponse { .. }) => self.deliver(from, msg)?,
+                            other => {
+                                tracing::warn!(%peer, error = ?other.err(), "malformed sync response")
+                            }
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure { peer, error, .. },
+            )) => {
+                tracing::debug!(%peer, %error, "sync request failed");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn peer_of(&self, key: &PublicKey) -> Option<PeerId> {
+        self.net
+            .members
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map(|(p, _)| *p)
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Broadcast(msg) => self.net.publish(msg.encode()),
+                Action::Send(peer, msg @ NetMsg::SyncRequest { .. }) => {
+                    if let Some(p) = self.peer_of(&peer) {
+                        self.net
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&p, msg.encode());
+                    }
+                }
+                Action::Send(peer, msg) => {
+                    if let Some(ch) = self
+                        .sync_channels
+                        .get_mut(&peer)
+                        .and_then(VecDeque::pop_front)
+                    {
+                        let _ = self
+                            .net
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_response(ch, msg.encode());
+                    }
+                }
+                Action::Schedule { timer, after_ms } => {
+                    self.timers
+                        .insert(timer, Instant::now() + Duration::from_millis(after_ms));
+                }
+                Action::Cancel(timer) => {
+                    self.timers.remove(&timer);
+                }
+                Action::CancelConsensusTimers => {
+                    self.timers.retain(|t, _| !matches!(t, Timer::Consensus(_)));
+                }
+                Action::Committed { tip, records } => {
+                    tracing::info!(
+                        height = tip.height,
+                        records = records.len(),
+                        ledger_size = tip.frontier.size(),
+                        "block finalized"
+                    );
+                    self.tip_tx.send_replace(tip);
+                }
+                Action::Penalise { peer, reason } => {
+                    tracing::warn!(%peer, %reason, "peer misbehaved");
+                }
+            }
+        }
     }
 }

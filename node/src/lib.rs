@@ -9,12 +9,13 @@
 pub mod api;
 pub mod chain;
 pub mod check;
-pub mod consensus;
 pub mod cli;
+pub mod consensus;
 pub mod devnet;
 pub mod execute;
 pub mod host;
 pub mod mempool;
+pub mod net;
 pub mod overlay;
 pub mod proofs;
 pub mod store;

@@ -12,6 +12,8 @@ use xinlian_client::state::key as state_key;
 use xinlian_genesis::{Hash32, canonical};
 
 use crate::chain::{Executed, Tip};
+use crate::consensus::ledger::{Ledger, LedgerError};
+use crate::consensus::wire::WalEntry;
 use crate::execute::Consortium;
 use crate::overlay::{StateError, StateRead};
 
@@ -25,6 +27,8 @@ const CERT: u8 = b'C';
 const RECORD: u8 = b'R';
 const NODE: u8 = b'N';
 const STATE: u8 = b'S';
+/// Write-ahead log of consensus inputs: `W` ‖ height ‖ sequence.
+const WAL: u8 = b'W';
 /// Headers whose parent links are re-checked at every open.
 const OPEN_CHECK_DEPTH: u64 = 64;
 
@@ -236,9 +240,24 @@ impl Store {
             }
         }
         b.insert(META_TIP, canonical::encode(&ex.tip));
+        // The log of this height (and any older leftovers) is spent with the block.
+        for kv in self.db.range(&[WAL][..]..&k(WAL, h.height + 1)[..]) {
+            b.remove(kv?.0);
+        }
         self.db.apply_batch(b)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn wal_entries(&self, height: u64) -> Result<Vec<(sled::IVec, WalEntry)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(k(WAL, height)) {
+            let (key, v) = kv?;
+            let e = canonical::decode(&v, 64 << 20)
+                .map_err(|e| damaged(format!("write-ahead log entry: {e}")))?;
+            out.push((key, e));
+        }
+        Ok(out)
     }
 
     pub fn header(&self, height: u64) -> Result<Option<Header>, StoreError> {
@@ -362,6 +381,61 @@ impl Store {
         self.db.insert(k(RECORD, index), bytes)?;
         self.db.flush()?;
         Ok(())
+    }
+}
+
+fn ledger(e: StoreError) -> LedgerError {
+    LedgerError(e.to_string())
+}
+
+impl Ledger for Store {
+    fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError> {
+        Store::commit(self, ex, cert).map_err(ledger)
+    }
+
+    fn block_and_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, Certificate)>, LedgerError> {
+        let Some(b) = self.block(height).map_err(ledger)? else {
+            return Ok(None);
+        };
+        let c = self
+            .certificate(height)
+            .map_err(ledger)?
+            .ok_or_else(|| LedgerError(format!("block {height} has no certificate")))?;
+        Ok(Some((b, c)))
+    }
+
+    fn wal_append(&self, height: u64, entry: &WalEntry, durable: bool) -> Result<(), LedgerError> {
+        let seq = self
+            .db
+            .scan_prefix(k(WAL, height))
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(|e| LedgerError(e.to_string()))?
+            .map_or(0, |key| {
+                u32::from_be_bytes(key[9..13].try_into().expect("log keys are 13 bytes")) + 1
+            });
+        let mut key = k(WAL, height).to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.db
+            .insert(key, canonical::encode(entry))
+            .map_err(|e| LedgerError(e.to_string()))?;
+        if durable {
+            self.db.flush().map_err(|e| LedgerError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
+        Ok(self
+            .wal_entries(height)
+            .map_err(ledger)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
     }
 }
 

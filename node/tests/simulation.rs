@@ -111,8 +111,16 @@ const LIVENESS_WITHIN: i64 = 30_000;
 
 #[derive(Debug)]
 enum What {
-    Deliver { to: usize, from: usize, bytes: Vec<u8> },
-    Timer { node: usize, timer: Timer, generation: u64 },
+    Deliver {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        timer: Timer,
+        generation: u64,
+    },
     Crash(usize),
     Restart(usize),
     Partition(Vec<u8>),
@@ -303,7 +311,7 @@ impl<'f> Sim<'f> {
             NetMsg::Proposal(p) => {
                 let mut alt = p.clone();
                 alt.block.header.time_ms += 1;
-                let sp = wire::proposal_from_wire(alt.clone());
+                let sp = wire::proposal_from_wire((*alt).clone());
                 let m: &Proposal = &sp.message;
                 alt.signature = sign(&key, &proposal_message(&chain, m));
                 Some(NetMsg::Proposal(alt))
@@ -481,7 +489,8 @@ impl<'f> Sim<'f> {
                     if self.nodes[to].replica.is_none() {
                         continue;
                     }
-                    let msg = NetMsg::decode(&bytes, 64 << 20).expect("replicas send canonical messages");
+                    let msg =
+                        NetMsg::decode(&bytes, 64 << 20).expect("replicas send canonical messages");
                     self.note(format!("{to}<{from} {}", msg.kind()));
                     let r = self.nodes[to].replica.as_mut().expect("up");
                     let actions = r
@@ -557,7 +566,11 @@ impl<'f> Sim<'f> {
                     .block_and_certificate(h)
                     .unwrap()
                     .expect("every height up to the tip is stored");
-                assert_eq!(self.finalized.get(&h), Some(&b.header.hash()), "height {h} of node {i}");
+                assert_eq!(
+                    self.finalized.get(&h),
+                    Some(&b.header.hash()),
+                    "height {h} of node {i}"
+                );
             }
         }
     }
@@ -585,7 +598,10 @@ impl Stats {
     }
 }
 
-fn run_seed(fixtures: &[Fixture; 2], seed: u64) -> Result<(Hash32, u64, Stats), String> {
+/// A seed's outcome: its trace digest, blocks finalized and faults seen; or why it failed.
+type Outcome = Result<(Hash32, u64, Stats), String>;
+
+fn run_seed(fixtures: &[Fixture; 2], seed: u64) -> Outcome {
     let f = &fixtures[(seed % 2) as usize];
     let mut sim = Sim::new(f, seed);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -632,7 +648,7 @@ fn seeded_schedules_are_safe_and_live() {
     let started = std::time::Instant::now();
     // Seeds are independent: spread them over the cores.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results: Vec<(u64, Result<(Hash32, u64, Stats), String>)> = std::thread::scope(|s| {
+    let results: Vec<(u64, Outcome)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let fx = &fx;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use xinlian_client::http::{NodeClient, RecordSigner};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{Commission, Product, Quantity, RecordId, RegisterEntity};
@@ -38,23 +38,35 @@ pub struct Consortium {
 
 impl Consortium {
     pub fn new(node_bin: &str) -> Result<Consortium> {
+        Self::with_nodes(node_bin, 1, 0)
+    }
+
+    /// `validators` validators `v0…`, `observers` observers `o0…`, and a registrar.
+    pub fn with_nodes(node_bin: &str, validators: usize, observers: usize) -> Result<Consortium> {
         let dir = tempfile::tempdir()?;
-        let specs = vec![
-            MemberSpec {
-                id: "v0".into(),
-                name: "Validator 0".into(),
+        let mut specs: Vec<MemberSpec> = (0..validators)
+            .map(|i| MemberSpec {
+                id: format!("v{i}"),
+                name: format!("Validator {i}"),
                 region: "310000".into(),
                 roles: vec![Role::Validator],
                 voting_power: 1,
-            },
-            MemberSpec {
-                id: "registrar".into(),
-                name: "Registrar".into(),
-                region: "310000".into(),
-                roles: vec![Role::Registrar, Role::TraceAuthority("food".into())],
-                voting_power: 0,
-            },
-        ];
+            })
+            .collect();
+        specs.extend((0..observers).map(|i| MemberSpec {
+            id: format!("o{i}"),
+            name: format!("Observer {i}"),
+            region: "320000".into(),
+            roles: vec![Role::Observer],
+            voting_power: 0,
+        }));
+        specs.extend([MemberSpec {
+            id: "registrar".into(),
+            name: "Registrar".into(),
+            region: "310000".into(),
+            roles: vec![Role::Registrar, Role::TraceAuthority("food".into())],
+            voting_power: 0,
+        }]);
         let policy = Policy {
             block_interval_ms: 50,
             ..Policy::default()
@@ -72,7 +84,20 @@ impl Consortium {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.path().join("data-v0")
+        self.data_dir_of("v0")
+    }
+
+    pub fn data_dir_of(&self, member: &str) -> PathBuf {
+        self.path().join(format!("data-{member}"))
+    }
+
+    /// Starts member `id`'s node, dialling the given running nodes.
+    pub fn start_member(&self, id: &str, peers: &[&Node]) -> Result<Node> {
+        let mut cmd = self.command_for(id, &self.data_dir_of(id));
+        for p in peers {
+            cmd.arg("--peer").arg(&p.p2p);
+        }
+        Node::start(cmd, Some(self.path().join(format!("{id}.log"))))
     }
 
     pub fn agency(&self, id: &str) -> Result<RecordSigner> {
@@ -83,22 +108,20 @@ impl Consortium {
     }
 
     fn command(&self, data: &Path) -> Command {
-        let mut cmd = Command::new(&self.node_bin);
-        cmd.arg("run")
-            .arg("--genesis")
-            .arg(genesis_path(self.path()))
-            .arg("--key")
-            .arg(node_key_path(self.path(), "v0"))
-            .arg("--data")
-            .arg(data)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .env("RUST_LOG", "warn");
-        cmd
+        self.command_for("v0", data)
+    }
+
+    fn command_for(&self, member: &str, data: &Path) -> Command {
+        node_command(
+            &self.node_bin,
+            &genesis_path(self.path()),
+            &node_key_path(self.path(), member),
+            data,
+        )
     }
 
     pub fn start(&self) -> Result<Node> {
-        Node::start(self.command(&self.data_dir()))
+        Node::start(self.command(&self.data_dir()), None)
     }
 
     /// Runs the node expecting it to refuse to start; returns its stderr.
@@ -127,6 +150,38 @@ impl Consortium {
     }
 }
 
+/// `xinlian-node run` with ports the OS picks, logging warnings.
+fn node_command(bin: &Path, genesis: &Path, key: &Path, data: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--genesis")
+        .arg(genesis)
+        .arg("--key")
+        .arg(key)
+        .arg("--data")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Starts a node of any genesis with the given key, dialling `peers`, its stderr in `log`.
+pub fn start_node(
+    bin: &str,
+    genesis: &Path,
+    key: &Path,
+    data: &Path,
+    peers: &[&Node],
+    log: PathBuf,
+) -> Result<Node> {
+    let mut cmd = node_command(Path::new(bin), genesis, key, data);
+    for p in peers {
+        cmd.arg("--peer").arg(&p.p2p);
+    }
+    Node::start(cmd, Some(log))
+}
+
 /// `xinlian-node devnet` in `dir` on a port the OS picks.
 pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
     let mut cmd = Command::new(node_bin);
@@ -136,19 +191,35 @@ pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
         .arg("--port")
         .arg("0")
         .env("RUST_LOG", "warn");
-    Node::start(cmd)
+    Node::start(cmd, None)
 }
 
 pub struct Node {
     child: Child,
     pub client: NodeClient,
+    /// The node's libp2p address with its peer id (empty for the devnet's parent).
+    pub p2p: String,
+    /// Where its log goes, when captured.
+    pub log: Option<PathBuf>,
 }
 
 impl Node {
-    fn start(mut cmd: Command) -> Result<Node> {
+    /// Starts a node; with `log`, its stderr is written there (for assertions and
+    /// post-mortems), else inherited.
+    fn start(mut cmd: Command, log: Option<PathBuf>) -> Result<Node> {
+        let stderr = match &log {
+            Some(p) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+            None => Stdio::inherit(),
+        };
+        let p2p_expected = cmd.get_args().next().is_some_and(|a| a == "run");
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("spawning node")?;
         let stdout = child.stdout.take().expect("piped");
@@ -156,17 +227,36 @@ impl Node {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("xinlian-node: API listening on ") {
-                    let _ = tx.send(url.trim().to_string());
+                    let _ = tx.send((true, url.trim().to_string()));
+                }
+                if let Some(addr) = line.strip_prefix("xinlian-node: p2p listening on ") {
+                    let _ = tx.send((false, addr.trim().to_string()));
                 }
             }
         });
         let mut node = Node {
             child,
             client: NodeClient::new("http://127.0.0.1:1"),
+            p2p: String::new(),
+            log,
         };
-        let url = rx
-            .recv_timeout(READY_TIMEOUT)
-            .context("node never announced its API address")?;
+        let mut url = None;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while url.is_none() || (p2p_expected && node.p2p.is_empty()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((true, u)) => url = Some(u),
+                Ok((false, a)) => {
+                    assert!(
+                        a.starts_with("/ip4/127.0.0.1/"),
+                        "p2p on loopback only: {a}"
+                    );
+                    node.p2p = a;
+                }
+                Err(_) => bail!("node never announced its API and p2p addresses"),
+            }
+        }
+        let url = url.expect("announced");
         assert!(
             url.starts_with("http://127.0.0.1:"),
             "nodes listen on loopback only: {url}"
@@ -183,6 +273,25 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(node)
+    }
+
+    /// SIGTERM, then waits for the process to finish its shutdown (the devnet stops
+    /// its nodes first).
+    pub fn stop(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait()?.is_none() {
+            ensure!(
+                Instant::now() < deadline,
+                "did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// SIGKILL: no chance to flush or clean up.

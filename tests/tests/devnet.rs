@@ -79,7 +79,7 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
             .recalled
             .is_some()
     );
-    drop(node);
+    node.stop()?;
 
     let again = xinlian_tests::start_devnet(BIN, dir.path())?;
     let resumed = again.client.status()?;

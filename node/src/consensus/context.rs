@@ -10,9 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use malachite_types::{
-    self as mt, NilOrVal, Round, SignedExtension, VoteType, VotingPower,
-};
+use malachite_types::{self as mt, NilOrVal, Round, SignedExtension, VoteType, VotingPower};
 use serde::{Deserialize, Serialize};
 use xinlian_client::block::{Block, Precommit};
 use xinlian_client::crypto::{self, Domain, Signature};
@@ -330,10 +328,17 @@ impl mt::Context for Ctx {
 
     /// Weighted round robin: proposer turns rotate through the set in genesis order,
     /// each validator taking as many consecutive turns as it has voting power.
-    fn select_proposer<'a>(&self, vs: &'a Validators, height: Height, round: Round) -> &'a Validator {
+    fn select_proposer<'a>(
+        &self,
+        vs: &'a Validators,
+        height: Height,
+        round: Round,
+    ) -> &'a Validator {
         let total = vs.set.total_power();
         assert!(total > 0, "a validator set has power");
-        let r = round.as_u32().expect("proposers are chosen for defined rounds");
+        let r = round
+            .as_u32()
+            .expect("proposers are chosen for defined rounds");
         let mut slot = (height.0.wrapping_add(u64::from(r))) % total;
         for v in &vs.list {
             if slot < v.power {
@@ -361,7 +366,13 @@ impl mt::Context for Ctx {
         }
     }
 
-    fn new_prevote(&self, height: Height, round: Round, value: NilOrVal<BlockId>, address: Address) -> Vote {
+    fn new_prevote(
+        &self,
+        height: Height,
+        round: Round,
+        value: NilOrVal<BlockId>,
+        address: Address,
+    ) -> Vote {
         Vote {
             kind: VoteType::Prevote,
             height,
@@ -371,7 +382,13 @@ impl mt::Context for Ctx {
         }
     }
 
-    fn new_precommit(&self, height: Height, round: Round, value: NilOrVal<BlockId>, address: Address) -> Vote {
+    fn new_precommit(
+        &self,
+        height: Height,
+        round: Round,
+        value: NilOrVal<BlockId>,
+        address: Address,
+    ) -> Vote {
         Vote {
             kind: VoteType::Precommit,
             height,
@@ -418,15 +435,15 @@ struct SignedProposalBody {
 /// The exact bytes a vote's signature covers (domain tag included).
 pub fn vote_message(chain: &Hash32, v: &Vote) -> Vec<u8> {
     match (v.kind, &v.value, v.round.as_u32()) {
-        (VoteType::Precommit, NilOrVal::Val(id), Some(round)) => Domain::Precommit.message(
-            &canonical::encode(&Precommit {
+        (VoteType::Precommit, NilOrVal::Val(id), Some(round)) => {
+            Domain::Precommit.message(&canonical::encode(&Precommit {
                 chain: *chain,
                 height: v.height.0,
                 round,
                 block: id.0,
                 validator: v.validator.0,
-            }),
-        ),
+            }))
+        }
         _ => Domain::Consensus.message(&canonical::encode(&SignedVoteBody {
             chain: *chain,
             kind: match v.kind {

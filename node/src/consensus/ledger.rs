@@ -21,7 +21,10 @@ pub trait Ledger: StateRead {
     /// Stores a finalized block atomically and durably, dropping the write-ahead log of
     /// its height and below.
     fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError>;
-    fn block_and_certificate(&self, height: u64) -> Result<Option<(Block, Certificate)>, LedgerError>;
+    fn block_and_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, Certificate)>, LedgerError>;
     /// Appends to the log of `height`. With `durable`, returns only once this entry and
     /// every one before it survive a crash.
     fn wal_append(&self, height: u64, entry: &WalEntry, durable: bool) -> Result<(), LedgerError>;
@@ -102,7 +105,10 @@ impl Ledger for MemLedger {
         Ok(())
     }
 
-    fn block_and_certificate(&self, height: u64) -> Result<Option<(Block, Certificate)>, LedgerError> {
+    fn block_and_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, Certificate)>, LedgerError> {
         Ok(self
             .inner
             .lock()
@@ -138,7 +144,10 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
     fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError> {
         (**self).commit(ex, cert)
     }
-    fn block_and_certificate(&self, height: u64) -> Result<Option<(Block, Certificate)>, LedgerError> {
+    fn block_and_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, Certificate)>, LedgerError> {
         (**self).block_and_certificate(height)
     }
     fn wal_append(&self, height: u64, entry: &WalEntry, durable: bool) -> Result<(), LedgerError> {

@@ -5,6 +5,6 @@
 //! actions) that a node's host and the simulator both drive.
 
 pub mod context;
-pub mod wire;
 pub mod ledger;
 pub mod replica;
+pub mod wire;

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use malachite::{Effect, Input, Params, Resumable, SignedConsensusMsg, State, ValuePayload};
 use malachite_types::{
-    CertificateError, CommitCertificate, NilOrVal, PolkaCertificate,
-    RoundCertificate, RoundCertificateType, SignedMessage, ThresholdParams, Timeout, TimeoutKind,
-    ValidatorSet as _, VoteExtensionPolicy, VoteType,
+    CertificateError, CommitCertificate, NilOrVal, PolkaCertificate, RoundCertificate,
+    RoundCertificateType, SignedMessage, ThresholdParams, Timeout, TimeoutKind, ValidatorSet as _,
+    VoteExtensionPolicy, VoteType,
 };
 use xinlian_client::block::{Block, Certificate, verify_certificate, verify_precommits};
 use xinlian_client::record::{EncodedRecord, RecordId};
@@ -93,13 +93,22 @@ pub enum Timer {
 pub enum Action {
     Broadcast(NetMsg),
     Send(PublicKey, NetMsg),
-    Schedule { timer: Timer, after_ms: u64 },
+    Schedule {
+        timer: Timer,
+        after_ms: u64,
+    },
     Cancel(Timer),
     CancelConsensusTimers,
     /// A block was committed; the new tip and the ids it finalized.
-    Committed { tip: Tip, records: Vec<RecordId> },
+    Committed {
+        tip: Tip,
+        records: Vec<RecordId>,
+    },
     /// A peer sent something malformed or provably wrong.
-    Penalise { peer: PublicKey, reason: String },
+    Penalise {
+        peer: PublicKey,
+        reason: String,
+    },
 }
 
 /// Bounds on what a replica keeps for later.
@@ -301,7 +310,7 @@ impl<L: Ledger> Replica<L> {
             self.maybe_start(true)?;
         }
         match msg {
-            NetMsg::Proposal(p) => self.on_proposal(from, proposal_from_wire(p))?,
+            NetMsg::Proposal(p) => self.on_proposal(from, proposal_from_wire(*p))?,
             NetMsg::Vote(v) => {
                 if self.consensus.is_some() && v.height > self.tip.height {
                     self.inputs.push_back(Input::Vote(vote_from_wire(&v)));
@@ -400,7 +409,10 @@ impl<L: Ledger> Replica<L> {
         // A proposer's clock may run ahead of ours by at most the genesis drift.
         let drift = self.c.genesis.policy.block_time_drift_ms_max as i64;
         if v.block.header.time_ms > self.now_ms + drift {
-            tracing::warn!(height = v.block.header.height, "proposal dated in the future");
+            tracing::warn!(
+                height = v.block.header.height,
+                "proposal dated in the future"
+            );
             return Ok(false);
         }
         match execute_block(&self.ledger, &self.c, &self.tip, (*v.block).clone()) {
@@ -501,7 +513,11 @@ impl<L: Ledger> Replica<L> {
         ));
         self.drain()?;
         if !wal.is_empty() {
-            tracing::info!(height = height.0, entries = wal.len(), "replaying the write-ahead log");
+            tracing::info!(
+                height = height.0,
+                entries = wal.len(),
+                "replaying the write-ahead log"
+            );
             let inputs: Vec<Input<Ctx>> = wal.into_iter().map(|e| e.into_input(height.0)).collect();
             for input in &inputs {
                 self.remember_own(input);
@@ -622,7 +638,9 @@ impl<L: Ledger> Replica<L> {
             Effect::PublishConsensusMsg(msg, r) => {
                 self.actions.push(Action::Broadcast(match msg {
                     SignedConsensusMsg::Vote(v) => NetMsg::Vote(vote_to_wire(&v)),
-                    SignedConsensusMsg::Proposal(p) => NetMsg::Proposal(proposal_to_wire(&p)),
+                    SignedConsensusMsg::Proposal(p) => {
+                        NetMsg::Proposal(Box::new(proposal_to_wire(&p)))
+                    }
                 }));
                 r.resume_with(())
             }
@@ -639,12 +657,15 @@ impl<L: Ledger> Replica<L> {
                 r.resume_with(())
             }
             Effect::RepublishVote(v, r) => {
-                self.actions.push(Action::Broadcast(NetMsg::Vote(vote_to_wire(&v))));
+                self.actions
+                    .push(Action::Broadcast(NetMsg::Vote(vote_to_wire(&v))));
                 r.resume_with(())
             }
             Effect::RepublishRoundCertificate(c, r) => {
                 self.actions
-                    .push(Action::Broadcast(NetMsg::RoundCertificate(round_cert_to_wire(&c))));
+                    .push(Action::Broadcast(NetMsg::RoundCertificate(
+                        round_cert_to_wire(&c),
+                    )));
                 r.resume_with(())
             }
             Effect::GetValue(height, round, _, r) => {
@@ -665,7 +686,9 @@ impl<L: Ledger> Replica<L> {
                         .and_then(|rd| self.proposals.get(&(rd, id.0)))
                 {
                     self.actions
-                        .push(Action::Broadcast(NetMsg::Proposal(proposal_to_wire(p))));
+                        .push(Action::Broadcast(NetMsg::Proposal(Box::new(
+                            proposal_to_wire(p),
+                        ))));
                 }
                 r.resume_with(())
             }
@@ -772,6 +795,8 @@ impl<L: Ledger> Replica<L> {
         })
     }
 
+    // Malachite's resumption takes its own error type, whatever its size.
+    #[allow(clippy::result_large_err)]
     fn check_commit(
         &self,
         cert: &CommitCertificate<Ctx>,
@@ -791,6 +816,8 @@ impl<L: Ledger> Replica<L> {
     }
 
     /// Sums the power of distinct validators whose signatures over `votes` hold.
+    // Malachite's resumption takes its own error type, whatever its size.
+    #[allow(clippy::result_large_err)]
     fn signed_power<'a>(
         &self,
         vs: &Validators,
@@ -813,6 +840,8 @@ impl<L: Ledger> Replica<L> {
         Ok(power)
     }
 
+    // Malachite's resumption takes its own error type, whatever its size.
+    #[allow(clippy::result_large_err)]
     fn check_polka(
         &self,
         cert: &PolkaCertificate<Ctx>,
@@ -841,6 +870,8 @@ impl<L: Ledger> Replica<L> {
         Ok(())
     }
 
+    // Malachite's resumption takes its own error type, whatever its size.
+    #[allow(clippy::result_large_err)]
     fn check_round(
         &self,
         cert: &RoundCertificate<Ctx>,
@@ -1007,7 +1038,10 @@ impl<L: Ledger> Replica<L> {
                     // A certified block that does not re-execute: the certificate's
                     // signers vouched for something invalid. Loud, and not applied.
                     tracing::error!(height, error = %e, "certified block does not re-execute");
-                    self.penalise(peer, format!("synced block {height} does not re-execute: {e}"));
+                    self.penalise(
+                        peer,
+                        format!("synced block {height} does not re-execute: {e}"),
+                    );
                     break;
                 }
             }

@@ -70,16 +70,24 @@ pub struct WireRoundCertificate {
 /// Every message between nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetMsg {
-    Proposal(WireProposal),
+    Proposal(Box<WireProposal>),
     Vote(WireVote),
     PolkaCertificate(WirePolka),
     RoundCertificate(WireRoundCertificate),
     /// A pending record's canonical bytes, relayed to the validators' mempools.
     Record(Vec<u8>),
     /// A node's finalized height, announced periodically so that laggards notice.
-    Status { height: u64, tip: Hash32 },
-    SyncRequest { from: u64, max: u64 },
-    SyncResponse { blocks: Vec<(Block, Certificate)> },
+    Status {
+        height: u64,
+        tip: Hash32,
+    },
+    SyncRequest {
+        from: u64,
+        max: u64,
+    },
+    SyncResponse {
+        blocks: Vec<(Block, Certificate)>,
+    },
 }
 
 impl NetMsg {
@@ -282,7 +290,10 @@ pub enum WalEntry {
         block: Block,
         valid: bool,
     },
-    Timeout { round: Option<u32>, kind: u8 },
+    Timeout {
+        round: Option<u32>,
+        kind: u8,
+    },
     Polka(WirePolka),
 }
 
