@@ -91,6 +91,10 @@ fn now_ms() -> i64 {
 
 /// How often disconnected peers are dialled again.
 const REDIAL: Duration = Duration::from_secs(2);
+/// A peer that sends this many malformed or invalid messages within `STRIKE_WINDOW`
+/// is disconnected (it may reconnect, and its strikes start again).
+const STRIKES_MAX: u32 = 20;
+const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Opens the store, joins the network, starts the API on `listener`, and runs until
 /// `shutdown` resolves.
@@ -158,6 +162,7 @@ pub async fn run(
         timers: HashMap::new(),
         sync_channels: HashMap::new(),
         tip_tx,
+        strikes: HashMap::new(),
     };
     host.apply(actions);
     host.redial();
@@ -197,6 +202,8 @@ struct Host {
     /// Sync requests waiting for the replica's answer, per asking peer.
     sync_channels: HashMap<PublicKey, VecDeque<ResponseChannel<Vec<u8>>>>,
     tip_tx: watch::Sender<Tip>,
+    /// Misbehaviour per peer: (count, start of the window).
+    strikes: HashMap<PeerId, (u32, Instant)>,
 }
 
 impl Host {
@@ -295,9 +302,14 @@ impl Host {
                         self.net.report(&message_id, &propagation_source, true);
                         self.deliver(from, msg)?;
                     }
-                    (author, decoded) => {
-                        tracing::warn!(?author, source = %propagation_source, error = ?decoded.err(), "dropped a gossip message");
+                    (_, decoded) => {
                         self.net.report(&message_id, &propagation_source, false);
+                        let blame = message.source.unwrap_or(propagation_source);
+                        let why = match decoded {
+                            Err(e) => format!("malformed gossip message: {e}"),
+                            Ok(m) => format!("{} sent over gossip", m.kind()),
+                        };
+                        self.strike(blame, &why);
                     }
                 }
             }
@@ -361,6 +373,22 @@ impl Host {
         Ok(())
     }
 
+    /// Counts a peer's misbehaviour; disconnects it after too much.
+    fn strike(&mut self, peer: PeerId, reason: &str) {
+        let now = Instant::now();
+        let e = self.strikes.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) > STRIKE_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        tracing::warn!(%peer, strikes = e.0, %reason, "peer misbehaved");
+        if e.0 >= STRIKES_MAX {
+            tracing::warn!(%peer, "disconnecting a peer after {STRIKES_MAX} invalid messages");
+            let _ = self.net.swarm.disconnect_peer_id(peer);
+            self.strikes.remove(&peer);
+        }
+    }
+
     fn peer_of(&self, key: &PublicKey) -> Option<PeerId> {
         self.net
             .members
@@ -416,7 +444,9 @@ impl Host {
                     self.tip_tx.send_replace(tip);
                 }
                 Action::Penalise { peer, reason } => {
-                    tracing::warn!(%peer, %reason, "peer misbehaved");
+                    if let Some(p) = self.peer_of(&peer) {
+                        self.strike(p, &reason);
+                    }
                 }
             }
         }
