@@ -43,6 +43,19 @@ impl Consortium {
 
     /// `validators` validators `v0…`, `observers` observers `o0…`, and a registrar.
     pub fn with_nodes(node_bin: &str, validators: usize, observers: usize) -> Result<Consortium> {
+        let policy = Policy {
+            block_interval_ms: 50,
+            ..Policy::default()
+        };
+        Self::with_policy(node_bin, validators, observers, policy)
+    }
+
+    pub fn with_policy(
+        node_bin: &str,
+        validators: usize,
+        observers: usize,
+        policy: Policy,
+    ) -> Result<Consortium> {
         let dir = tempfile::tempdir()?;
         let mut specs: Vec<MemberSpec> = (0..validators)
             .map(|i| MemberSpec {
@@ -67,10 +80,6 @@ impl Consortium {
             roles: vec![Role::Registrar, Role::TraceAuthority("food".into())],
             voting_power: 0,
         }]);
-        let policy = Policy {
-            block_interval_ms: 50,
-            ..Policy::default()
-        };
         let genesis = scaffold(dir.path(), "xinlian-test", 0, policy, &specs)?;
         Ok(Consortium {
             dir,

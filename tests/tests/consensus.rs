@@ -273,3 +273,52 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() -> Result<()> {
     }
     Ok(())
 }
+
+/// A proposal larger than gossipsub's default 64 KiB limit (rust-libp2p#2603 drops
+/// such messages silently) still reaches every validator: the limit comes from genesis.
+#[test]
+fn a_block_over_64_kib_is_proposed_and_finalized_by_all() -> Result<()> {
+    let policy = xinlian_genesis::Policy {
+        // Long enough for a few hundred records to gather into one block.
+        block_interval_ms: 2_000,
+        ..xinlian_genesis::Policy::default()
+    };
+    let c = Consortium::with_policy(BIN, 4, 0, policy)?;
+    let nodes = start_all(&c, &["v0", "v1", "v2", "v3"])?;
+    let reg = c.agency("registrar")?;
+    let sign = |n: u64| {
+        reg.sign(RegisterEntity {
+            uscc: Uscc::with_check(&format!("91310000{n:09}")).unwrap(),
+            name: format!("{n:0>200}"),
+            key: keys::public_key(&keys::generate().unwrap()),
+            check_override: None,
+        })
+    };
+    // The first record opens block 1; the rest gather for block 2.
+    nodes[0].client.submit_and_wait(&sign(0), 30_000)?;
+    let mut last = None;
+    for n in 1..=300 {
+        last = Some(nodes[0].client.submit(&sign(n))?.id);
+    }
+    let last = last.unwrap();
+    let done = nodes[0].client.record(&last, 30_000)?;
+    let h = done.height.expect("final within 30 s");
+    let block = nodes[0].client.block(h)?;
+    let bytes: usize = (1..=300u64)
+        .map(|n| sign(n).canonical_bytes().len())
+        .sum::<usize>()
+        / 300
+        * block.records.len();
+    ensure!(
+        bytes > 64 << 10,
+        "block {h} holds {} records, about {bytes} bytes",
+        block.records.len()
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "every validator at that height",
+        || nodes.iter().all(|n| height(n) >= h),
+    )?;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    same_chain(&c, &refs, h)
+}
