@@ -8,8 +8,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
-use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, Hash32, Member, Policy, PublicKey, Role};
+use xinlian_genesis::keys::public_key;
+use xinlian_genesis::{Hash32, Policy, PublicKey};
 use xinlian_node::chain::Tip;
 use xinlian_node::consensus::context::{proposal_message, sign};
 use xinlian_node::consensus::ledger::{Ledger, MemLedger};
@@ -18,43 +18,13 @@ use xinlian_node::consensus::wire::{self, NetMsg};
 use xinlian_node::execute::Consortium;
 use xinlian_node::mempool::Mempool;
 
-const GENESIS_MS: i64 = 1_795_000_000_000;
+mod common;
+use common::{GENESIS_MS, consortium as make, key};
+
 const NOW: i64 = GENESIS_MS + 10_000;
 
-fn key(tag: u8, i: usize) -> SigningKey {
-    let mut seed = [tag; 32];
-    seed[0] = i as u8;
-    SigningKey::from_bytes(&seed)
-}
-
 fn consortium() -> Arc<Consortium> {
-    let mut members: Vec<Member> = (0..4)
-        .map(|i| Member {
-            id: format!("v{i}"),
-            name: format!("Validator {i}"),
-            region: "310000".into(),
-            roles: vec![Role::Validator],
-            voting_power: 1,
-            node_key: Some(public_key(&key(1, i))),
-            signing_key: public_key(&key(3, i)),
-        })
-        .collect();
-    members.push(Member {
-        id: "registrar".into(),
-        name: "Registrar".into(),
-        region: "310000".into(),
-        roles: vec![Role::Registrar],
-        voting_power: 0,
-        node_key: None,
-        signing_key: public_key(&key(2, 0)),
-    });
-    let g = Genesis {
-        chain_id: "xinlian-replica-test".into(),
-        genesis_time_ms: GENESIS_MS,
-        policy: Policy::default(),
-        members,
-    };
-    Arc::new(Consortium::new(g.to_file().validate().unwrap()))
+    make(4, "xinlian-replica-test", Policy::default())
 }
 
 fn replica(c: &Arc<Consortium>, i: usize) -> (Replica<Arc<MemLedger>>, Vec<Action>) {

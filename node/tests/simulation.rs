@@ -9,6 +9,9 @@
 //! `XINLIAN_SIM_SEEDS=N` sets how many seeds run (default 1000); `XINLIAN_SIM_SEED=S`
 //! replays one seed. A failing seed prints its number and replays exactly.
 
+mod common;
+use common::GENESIS_MS;
+
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
@@ -16,7 +19,7 @@ use xinlian_client::block::verify_certificate;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, Hash32, Member, Policy, PublicKey, Role};
+use xinlian_genesis::{Hash32, Policy, PublicKey};
 use xinlian_node::chain::Tip;
 use xinlian_node::consensus::context::{Proposal, proposal_message, sign, vote_message};
 use xinlian_node::consensus::ledger::{Ledger, MemLedger};
@@ -54,55 +57,18 @@ struct Fixture {
     registrar: SigningKey,
 }
 
-/// Keys from fixed seeds, so that a seed replays exactly in any process.
-fn key(tag: u8, i: usize) -> SigningKey {
-    let mut seed = [tag; 32];
-    seed[0] = i as u8;
-    SigningKey::from_bytes(&seed)
-}
-
 fn fixture(n: usize) -> Fixture {
-    let node_keys: Vec<SigningKey> = (0..n).map(|i| key(1, i)).collect();
-    let registrar = key(2, 0);
-    let mut members: Vec<Member> = (0..n)
-        .map(|i| Member {
-            id: format!("v{i}"),
-            name: format!("Validator {i}"),
-            region: "310000".into(),
-            roles: vec![Role::Validator],
-            voting_power: 1,
-            node_key: Some(public_key(&node_keys[i])),
-            signing_key: public_key(&key(3, i)),
-        })
-        .collect();
-    members.push(Member {
-        id: "registrar".into(),
-        name: "Registrar".into(),
-        region: "310000".into(),
-        roles: vec![Role::Registrar],
-        voting_power: 0,
-        node_key: None,
-        signing_key: public_key(&registrar),
-    });
-    let genesis = Genesis {
-        chain_id: "xinlian-sim".into(),
-        genesis_time_ms: GENESIS_MS,
-        policy: Policy {
-            block_interval_ms: 100,
-            ..Policy::default()
-        },
-        members,
+    let policy = Policy {
+        block_interval_ms: 100,
+        ..Policy::default()
     };
-    // The same rules as any genesis file.
-    let genesis = genesis.to_file().validate().expect("valid genesis");
     Fixture {
-        c: Arc::new(Consortium::new(genesis)),
-        node_keys,
-        registrar,
+        c: common::consortium(n, "xinlian-sim", policy),
+        node_keys: (0..n).map(common::node_key).collect(),
+        registrar: common::registrar(),
     }
 }
 
-const GENESIS_MS: i64 = 1_795_000_000_000;
 /// Faults happen in [0, FAULTS_END); afterwards the network is good and everyone is up.
 const FAULTS_END: i64 = 6_000;
 /// Liveness: after the faults, every honest replica must finalize two more blocks
