@@ -176,12 +176,12 @@ pub fn prepare(dir: &Path) -> Result<Genesis> {
 }
 
 /// The devnet's node processes; dropping it stops them.
-struct Children(Vec<(String, std::process::Child)>);
+pub struct Children(pub Vec<(String, std::process::Child)>);
 
 impl Children {
     /// Closes each node's stdin (it exits, flushing its store), waits up to 10 s,
     /// then kills what is left.
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         for (_, c) in &mut self.0 {
             drop(c.stdin.take());
         }
@@ -203,9 +203,11 @@ impl Drop for Children {
     }
 }
 
-/// Starts `xinlian-node run` for member `id`, dialling `peers`; returns the child and
-/// its announced API URL and p2p address.
-fn spawn_node(
+/// Starts `exe run` (an `xinlian-node`) for member `id` of the consortium scaffolded in
+/// `dir`, dialling `peers`; returns the child and its announced API URL and p2p address.
+/// Its log goes to `dir/nodes/ID.log`; it exits when its stdin closes.
+pub fn spawn_node(
+    exe: &Path,
     dir: &Path,
     id: &str,
     api_port: u16,
@@ -220,7 +222,7 @@ fn spawn_node(
         .create(true)
         .append(true)
         .open(nodes.join(format!("{id}.log")))?;
-    let mut cmd = Command::new(std::env::current_exe().context("locating xinlian-node")?);
+    let mut cmd = Command::new(exe);
     cmd.arg("run")
         .arg("--genesis")
         .arg(genesis_path(dir))
@@ -281,11 +283,13 @@ pub fn devnet(dir: &Path, port: u16, sample: bool) -> Result<()> {
         .filter(|m| m.node_key.is_some())
         .map(|m| (m.id.clone(), m.has(&Role::Validator)))
         .collect();
+    let exe = std::env::current_exe().context("locating xinlian-node")?;
     let mut children = Children(Vec::new());
     let (mut apis, mut p2ps) = (Vec::new(), Vec::new());
     for (i, (id, _)) in runners.iter().enumerate() {
         let offset = |base: u16| if port == 0 { 0 } else { base + i as u16 };
         let (child, api, p2p) = spawn_node(
+            &exe,
             dir,
             id,
             offset(port),
