@@ -21,7 +21,7 @@ use xinlian_genesis::{Genesis, PublicKey, Role};
 
 use crate::chain::Tip;
 use crate::consensus::replica::{Action, Replica, Timeouts, Timer};
-use crate::consensus::wire::NetMsg;
+use crate::consensus::wire::{NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX};
 use crate::execute::{Consortium, Rejection};
 use crate::mempool::Mempool;
 use crate::net::{BehaviourEvent, Network};
@@ -95,6 +95,8 @@ const REDIAL: Duration = Duration::from_secs(2);
 /// is disconnected (it may reconnect, and its strikes start again).
 const STRIKES_MAX: u32 = 20;
 const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+/// Longest a relayed record waits for others to share its gossip message.
+const RELAY_LINGER: Duration = Duration::from_millis(10);
 
 /// Opens the store, joins the network, starts the API on `listener`, and runs until
 /// `shutdown` resolves.
@@ -163,11 +165,15 @@ pub async fn run(
         sync_channels: HashMap::new(),
         tip_tx,
         strikes: HashMap::new(),
+        relay: Vec::new(),
+        relay_bytes: 0,
     };
     host.apply(actions);
     host.redial();
     let mut redial = tokio::time::interval(REDIAL);
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut relay = tokio::time::interval(RELAY_LINGER);
+    relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let result: Result<()> = loop {
         let next_timer = host.timers.values().min().copied();
@@ -183,6 +189,7 @@ pub async fn run(
             event = host.net.swarm.select_next_some() => host.swarm_event(event),
             _ = sleep => host.fire_timers(),
             _ = redial.tick() => { host.redial(); Ok(()) }
+            _ = relay.tick() => { host.flush_relay(); Ok(()) }
         };
         if let Err(e) = step {
             break Err(e);
@@ -204,6 +211,9 @@ struct Host {
     tip_tx: watch::Sender<Tip>,
     /// Misbehaviour per peer: (count, start of the window).
     strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Records waiting to be relayed in one batch, and their size.
+    relay: Vec<Vec<u8>>,
+    relay_bytes: usize,
 }
 
 impl Host {
@@ -373,6 +383,14 @@ impl Host {
         Ok(())
     }
 
+    fn flush_relay(&mut self) {
+        if !self.relay.is_empty() {
+            let batch = std::mem::take(&mut self.relay);
+            self.relay_bytes = 0;
+            self.net.publish(NetMsg::Records(batch).encode());
+        }
+    }
+
     /// Counts a peer's misbehaviour; disconnects it after too much.
     fn strike(&mut self, peer: PeerId, reason: &str) {
         let now = Instant::now();
@@ -401,6 +419,15 @@ impl Host {
         for a in actions {
             match a {
                 Action::Broadcast(msg) => self.net.publish(msg.encode()),
+                Action::Relay(bytes) => {
+                    if self.relay.len() + 1 > RELAY_RECORDS_MAX
+                        || self.relay_bytes + bytes.len() > RELAY_BYTES_MAX
+                    {
+                        self.flush_relay();
+                    }
+                    self.relay_bytes += bytes.len();
+                    self.relay.push(bytes);
+                }
                 Action::Send(peer, msg @ NetMsg::SyncRequest { .. }) => {
                     if let Some(p) = self.peer_of(&peer) {
                         self.net

@@ -85,6 +85,11 @@ fn finalize(c: &Arc<Consortium>, height: u64) -> Vec<Replica<Arc<MemLedger>>> {
                                 queue.push_back((from, to, m.clone()));
                             }
                         }
+                        Action::Relay(bytes) => {
+                            for to in (0..4).filter(|&t| t != from) {
+                                queue.push_back((from, to, NetMsg::Records(vec![bytes.clone()])));
+                            }
+                        }
                         Action::Send(peer, m) => {
                             let to = keys.iter().position(|k| *k == peer).unwrap();
                             queue.push_back((from, to, m));

@@ -306,6 +306,7 @@ impl<'f> Sim<'f> {
         for a in actions {
             match a {
                 Action::Broadcast(msg) => self.broadcast(i, &msg),
+                Action::Relay(bytes) => self.broadcast(i, &NetMsg::Records(vec![bytes])),
                 Action::Send(peer, msg) => {
                     if let Some(to) = self.keys.iter().position(|k| *k == peer) {
                         self.send(i, to, &msg);

@@ -92,6 +92,9 @@ pub enum Timer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Broadcast(NetMsg),
+    /// A record admitted here, for every other mempool: the host gathers these into
+    /// `NetMsg::Records` batches (at most `RELAY_RECORDS_MAX` / `RELAY_BYTES_MAX`).
+    Relay(Vec<u8>),
     Send(PublicKey, NetMsg),
     Schedule {
         timer: Timer,
@@ -248,7 +251,7 @@ impl<L: Ledger> Replica<L> {
         let bytes = rec.bytes().to_vec();
         let out = self.admit(rec);
         if out.is_ok() {
-            self.actions.push(Action::Broadcast(NetMsg::Record(bytes)));
+            self.actions.push(Action::Relay(bytes));
             if let Err(e) = self.maybe_start(false) {
                 tracing::error!(error = %e, "starting the next height failed");
             }
@@ -328,17 +331,26 @@ impl<L: Ledger> Replica<L> {
                         .push_back(Input::RoundCertificate(round_cert_from_wire(&c)));
                 }
             }
-            NetMsg::Record(bytes) => {
-                let max = self.c.genesis.policy.record_bytes_max as usize;
-                match EncodedRecord::decode(&bytes, max) {
-                    // Refusals of relayed records are normal (already final, already
-                    // pending, raced a conflicting record); only malformed bytes blame.
-                    Ok(rec) => {
-                        if self.admit(rec).is_ok() {
-                            self.maybe_start(false)?;
+            NetMsg::Records(batch) => {
+                if batch.len() > RELAY_RECORDS_MAX
+                    || batch.iter().map(Vec::len).sum::<usize>() > RELAY_BYTES_MAX
+                {
+                    self.penalise(from, format!("a relay batch of {} records", batch.len()));
+                } else {
+                    let max = self.c.genesis.policy.record_bytes_max as usize;
+                    let mut admitted = false;
+                    for bytes in batch {
+                        match EncodedRecord::decode(&bytes, max) {
+                            // Refusals of relayed records are normal (already final,
+                            // already pending, raced a conflicting record); only
+                            // malformed bytes blame the sender.
+                            Ok(rec) => admitted |= self.admit(rec).is_ok(),
+                            Err(e) => self.penalise(from, format!("relayed record: {e}")),
                         }
                     }
-                    Err(e) => self.penalise(from, format!("relayed record: {e}")),
+                    if admitted {
+                        self.maybe_start(false)?;
+                    }
                 }
             }
             NetMsg::Status { height, .. } => {

@@ -21,6 +21,9 @@ use super::context::{
 /// Most blocks in one sync answer, and most bytes of blocks (the last block may pass it).
 pub const SYNC_BLOCKS_MAX: u64 = 64;
 pub const SYNC_BYTES_MAX: usize = 8 << 20;
+/// Most records, and bytes of records, in one relayed batch.
+pub const RELAY_RECORDS_MAX: usize = 512;
+pub const RELAY_BYTES_MAX: usize = 256 << 10;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireVote {
@@ -74,8 +77,10 @@ pub enum NetMsg {
     Vote(WireVote),
     PolkaCertificate(WirePolka),
     RoundCertificate(WireRoundCertificate),
-    /// A pending record's canonical bytes, relayed to the validators' mempools.
-    Record(Vec<u8>),
+    /// Pending records' canonical bytes, relayed to every mempool in batches (one
+    /// gossip message per record floods gossipsub's send queues under load, and the
+    /// consensus messages queued behind them are dropped).
+    Records(Vec<Vec<u8>>),
     /// A node's finalized height, announced periodically so that laggards notice.
     Status {
         height: u64,
@@ -107,7 +112,7 @@ impl NetMsg {
             NetMsg::Vote(_) => "vote",
             NetMsg::PolkaCertificate(_) => "polka-certificate",
             NetMsg::RoundCertificate(_) => "round-certificate",
-            NetMsg::Record(_) => "record",
+            NetMsg::Records(_) => "records",
             NetMsg::Status { .. } => "status",
             NetMsg::SyncRequest { .. } => "sync-request",
             NetMsg::SyncResponse { .. } => "sync-response",

@@ -1,0 +1,169 @@
+//! Criterion micro-benchmarks of the hot paths: canonical encoding and decoding of a
+//! record, batched signature verification, Merkle appends and proofs, and executing a
+//! block of registrations. `cargo bench -p xinlian-node`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use xinlian_client::crypto::{Domain, verify_batch};
+use xinlian_client::ids::Uscc;
+use xinlian_client::merkle::{
+    Frontier, Leaves, inclusion_proof, leaf_hash, root_of, verify_inclusion,
+};
+use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
+use xinlian_genesis::keys::{SigningKey, public_key};
+use xinlian_genesis::{Genesis, Hash32, Member, Policy, Role};
+use xinlian_node::chain::{Tip, build_block, execute_block};
+use xinlian_node::execute::Consortium;
+use xinlian_node::overlay::EmptyState;
+
+fn key(tag: u8, i: usize) -> SigningKey {
+    let mut seed = [tag; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+fn consortium() -> Arc<Consortium> {
+    let g = Genesis {
+        chain_id: "xinlian-bench".into(),
+        genesis_time_ms: 1_795_000_000_000,
+        policy: Policy::default(),
+        members: vec![
+            Member {
+                id: "v0".into(),
+                name: "Validator".into(),
+                region: "310000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+                node_key: Some(public_key(&key(1, 0))),
+                signing_key: public_key(&key(3, 0)),
+            },
+            Member {
+                id: "registrar".into(),
+                name: "Registrar".into(),
+                region: "310000".into(),
+                roles: vec![Role::Registrar],
+                voting_power: 0,
+                node_key: None,
+                signing_key: public_key(&key(2, 0)),
+            },
+        ],
+    };
+    Arc::new(Consortium::new(
+        g.to_file().validate().expect("valid genesis"),
+    ))
+}
+
+fn registrations(c: &Consortium, n: usize) -> Vec<EncodedRecord> {
+    (0..n)
+        .map(|i| {
+            let env = Envelope {
+                chain: c.chain,
+                signer: public_key(&key(2, 0)),
+                nonce: i as u64,
+                body: RegisterEntity {
+                    uscc: Uscc::with_check(&format!("91310000{i:09}")).expect("digits"),
+                    name: format!("benchmark enterprise {i}"),
+                    key: public_key(&key(9, i)),
+                    check_override: None,
+                }
+                .into(),
+            };
+            EncodedRecord::new(env.sign(&key(2, 0)))
+        })
+        .collect()
+}
+
+fn encoding(c: &mut Criterion) {
+    let cons = consortium();
+    let rec = registrations(&cons, 1).remove(0);
+    let bytes = rec.bytes().to_vec();
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode", |b| {
+        b.iter(|| EncodedRecord::new(black_box(rec.record().clone())))
+    });
+    g.bench_function("decode (canonical check included)", |b| {
+        b.iter(|| EncodedRecord::decode(black_box(&bytes), 1 << 16).expect("canonical"))
+    });
+    g.finish();
+}
+
+fn signatures(c: &mut Criterion) {
+    let cons = consortium();
+    let recs = registrations(&cons, 256);
+    let mut g = c.benchmark_group("signatures");
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    g.bench_function("verify_batch of 256 records (ZIP-215)", |b| {
+        b.iter(|| {
+            verify_batch(recs.iter().map(|r| {
+                (
+                    &r.record().envelope.signer,
+                    Domain::Record.message(r.envelope_bytes()),
+                    &r.record().signature,
+                )
+            }))
+            .expect("valid")
+        })
+    });
+    g.finish();
+}
+
+fn merkle(c: &mut Criterion) {
+    let leaves: Vec<Hash32> = (0..4096u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let root = root_of(&leaves);
+    let mut g = c.benchmark_group("merkle");
+    g.throughput(Throughput::Elements(leaves.len() as u64));
+    g.bench_function("append 4096 leaves to a frontier", |b| {
+        b.iter(|| {
+            let mut f = Frontier::default();
+            for l in &leaves {
+                black_box(f.append(*l));
+            }
+            f.root()
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("inclusion proof in 4096", |b| {
+        b.iter(|| inclusion_proof(&Leaves(&leaves), black_box(1234), 4096).expect("in memory"))
+    });
+    let proof = inclusion_proof(&Leaves(&leaves), 1234, 4096).expect("in memory");
+    g.bench_function("verify inclusion in 4096", |b| {
+        b.iter(|| {
+            verify_inclusion(&leaves[1234], 1234, 4096, black_box(&proof), &root).expect("valid")
+        })
+    });
+    g.finish();
+}
+
+fn blocks(c: &mut Criterion) {
+    let cons = consortium();
+    let recs = registrations(&cons, 1024);
+    let tip = Tip::genesis(&cons);
+    let (ex, rejected) = build_block(
+        &EmptyState,
+        &cons,
+        &tip,
+        public_key(&key(1, 0)),
+        tip.time_ms + 1,
+        recs.iter(),
+    )
+    .expect("memory state");
+    assert!(rejected.is_empty());
+    let block = ex.block();
+    let mut g = c.benchmark_group("block");
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    g.sample_size(20);
+    g.bench_function("execute a block of 1024 registrations", |b| {
+        b.iter_batched(
+            || block.clone(),
+            |blk| execute_block(&EmptyState, &cons, &tip, blk).expect("valid block"),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(hot_paths, encoding, signatures, merkle, blocks);
+criterion_main!(hot_paths);
