@@ -155,6 +155,8 @@ pub struct Replica<L: Ledger> {
     peer_heights: HashMap<PublicKey, u64>,
     /// The sync request in flight: (peer, first height asked, when).
     syncing: Option<(PublicKey, u64, i64)>,
+    /// Since when a peer has announced a height above ours.
+    behind_since: Option<i64>,
     replaying: bool,
     /// Set by a decision: start the next height once the current input is done.
     start_next: bool,
@@ -198,6 +200,7 @@ impl<L: Ledger> Replica<L> {
             actions: Vec::new(),
             peer_heights: HashMap::new(),
             syncing: None,
+            behind_since: None,
             replaying: false,
             start_next: false,
             signed_votes: HashMap::new(),
@@ -951,6 +954,7 @@ impl<L: Ledger> Replica<L> {
         self.ledger.commit(&ex, cert)?;
         let records: Vec<RecordId> = ex.records.iter().map(EncodedRecord::id).collect();
         self.tip = ex.tip;
+        self.behind_since = None;
         let included: HashSet<RecordId> = records.iter().copied().collect();
         for (id, why) in
             self.mempool
@@ -972,15 +976,26 @@ impl<L: Ledger> Replica<L> {
     // ---- sync -----------------------------------------------------------------------
 
     fn maybe_sync(&mut self) {
-        let behind = self
+        let ahead = self
             .peer_heights
             .iter()
             .filter(|(_, h)| **h > self.tip.height)
             .max_by_key(|(p, h)| (**h, **p))
-            .map(|(p, _)| *p);
-        let Some(peer) = behind else {
+            .map(|(p, h)| (*p, *h));
+        let Some((peer, their)) = ahead else {
+            self.behind_since = None;
             return;
         };
+        // A validator one height behind is usually just a few milliseconds slower than
+        // the peer that announced it: consensus will bring the decision. It syncs when
+        // two or more behind, or when one behind for a while.
+        let since = *self.behind_since.get_or_insert(self.now_ms);
+        if self.is_validator()
+            && their == self.tip.height + 1
+            && self.now_ms - since < 2 * self.timeouts.status_ms as i64
+        {
+            return;
+        }
         // One request at a time; a silent peer is given up after a few status periods.
         if let Some((_, from, at)) = self.syncing
             && from == self.tip.height + 1
