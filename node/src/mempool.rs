@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use xinlian_client::checks::check_stateless;
+use xinlian_client::checks::{check_stateless, check_unsigned};
 use xinlian_client::record::{EncodedRecord, RecordId};
 
 use crate::chain::Tip;
@@ -94,6 +94,20 @@ impl Mempool {
         now_ms: i64,
         rec: EncodedRecord,
     ) -> Result<RecordId, ExecError> {
+        self.admit_checked(base, c, tip, now_ms, rec, false)
+    }
+
+    /// As `admit`; with `signature_verified`, the caller has already checked this very
+    /// record's signature under the same rule (in a batch), so it is not checked again.
+    pub fn admit_checked(
+        &mut self,
+        base: &dyn StateRead,
+        c: &Consortium,
+        tip: &Tip,
+        now_ms: i64,
+        rec: EncodedRecord,
+        signature_verified: bool,
+    ) -> Result<RecordId, ExecError> {
         let id = rec.id();
         if self.records.contains_key(&id) {
             return Err(Rejection::DuplicatePending(id).into());
@@ -106,7 +120,11 @@ impl Mempool {
             ))
             .into());
         }
-        check_stateless(&rec, &c.chain).map_err(Rejection::from)?;
+        if signature_verified {
+            check_unsigned(rec.record(), &c.chain).map_err(Rejection::from)?;
+        } else {
+            check_stateless(&rec, &c.chain).map_err(Rejection::from)?;
+        }
         let spec = Speculative {
             base,
             writes: &self.speculative,

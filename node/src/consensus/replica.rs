@@ -263,10 +263,18 @@ impl<L: Ledger> Replica<L> {
     }
 
     fn admit(&mut self, rec: EncodedRecord) -> Result<RecordId, Rejection> {
-        match self
-            .mempool
-            .admit(&self.ledger, &self.c, &self.tip, self.now_ms, rec)
-        {
+        self.admit_checked(rec, false)
+    }
+
+    fn admit_checked(&mut self, rec: EncodedRecord, verified: bool) -> Result<RecordId, Rejection> {
+        match self.mempool.admit_checked(
+            &self.ledger,
+            &self.c,
+            &self.tip,
+            self.now_ms,
+            rec,
+            verified,
+        ) {
             Ok(id) => Ok(id),
             Err(ExecError::Rejected(r)) => Err(r),
             Err(ExecError::State(e)) => Err(Rejection::Storage(e.to_string())),
@@ -341,14 +349,36 @@ impl<L: Ledger> Replica<L> {
                     self.penalise(from, format!("a relay batch of {} records", batch.len()));
                 } else {
                     let max = self.c.genesis.policy.record_bytes_max as usize;
-                    let mut admitted = false;
+                    let mut recs = Vec::with_capacity(batch.len());
                     for bytes in batch {
                         match EncodedRecord::decode(&bytes, max) {
-                            // Refusals of relayed records are normal (already final,
-                            // already pending, raced a conflicting record); only
-                            // malformed bytes blame the sender.
-                            Ok(rec) => admitted |= self.admit(rec).is_ok(),
+                            Ok(rec) => recs.push(rec),
                             Err(e) => self.penalise(from, format!("relayed record: {e}")),
+                        }
+                    }
+                    // One batch verification for the lot (the same rule as single
+                    // checks); on failure each is checked alone at admission.
+                    let verified = xinlian_client::crypto::verify_batch(recs.iter().map(|r| {
+                        (
+                            &r.record().envelope.signer,
+                            xinlian_client::crypto::Domain::Record.message(r.envelope_bytes()),
+                            &r.record().signature,
+                        )
+                    }))
+                    .is_ok();
+                    let mut admitted = false;
+                    for rec in recs {
+                        // Refusals of relayed records are normal (already final,
+                        // already pending, raced a conflicting record); a bad signature
+                        // blames the sender.
+                        match self.admit_checked(rec, verified) {
+                            Ok(_) => admitted = true,
+                            Err(Rejection::Stateless(
+                                e @ xinlian_client::checks::StatelessError::Signature(_),
+                            )) => {
+                                self.penalise(from, format!("relayed record: {e}"));
+                            }
+                            Err(_) => {}
                         }
                     }
                     if admitted {
