@@ -201,15 +201,7 @@ fn main() -> Result<()> {
     let limits = machine::measure()?;
 
     let dir = tempfile::tempdir()?;
-    let mut specs: Vec<MemberSpec> = (0..4)
-        .map(|i| MemberSpec {
-            id: format!("v{i}"),
-            name: format!("Validator {i}"),
-            region: "310000".into(),
-            roles: vec![Role::Validator],
-            voting_power: 1,
-        })
-        .collect();
+    let mut specs: Vec<MemberSpec> = MemberSpec::validators(4);
     specs.push(MemberSpec {
         id: "o0".into(),
         name: "Fresh observer".into(),

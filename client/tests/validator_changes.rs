@@ -8,7 +8,7 @@ use xinlian_client::merkle::empty_root;
 use xinlian_client::proof::{Checkpoint, LightClient, ValidatorChange, VerifyError};
 use xinlian_genesis::keys::{SigningKey, generate, public_key, read_pem};
 use xinlian_genesis::scaffold::{MemberSpec, node_key_path, scaffold};
-use xinlian_genesis::{Genesis, Hash32, Policy, Role, Validator, ValidatorSet};
+use xinlian_genesis::{Genesis, Hash32, Policy, Validator, ValidatorSet};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -21,15 +21,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let specs: Vec<MemberSpec> = (0..4)
-        .map(|i| MemberSpec {
-            id: format!("v{i}"),
-            name: format!("Validator {i}"),
-            region: "310000".into(),
-            roles: vec![Role::Validator],
-            voting_power: 1,
-        })
-        .collect();
+    let specs: Vec<MemberSpec> = MemberSpec::validators(4);
     let genesis = scaffold(dir.path(), "xinlian-test", 0, Policy::default(), &specs).unwrap();
     let old_keys = (0..4)
         .map(|i| read_pem(&node_key_path(dir.path(), &format!("v{i}"))).unwrap())

@@ -14,6 +14,22 @@ pub struct MemberSpec {
     pub voting_power: u64,
 }
 
+impl MemberSpec {
+    /// `n` Shanghai validators `v0…` of power 1: the usual start of a test or
+    /// benchmark consortium.
+    pub fn validators(n: usize) -> Vec<MemberSpec> {
+        (0..n)
+            .map(|i| MemberSpec {
+                id: format!("v{i}"),
+                name: format!("Validator {i}"),
+                region: "310000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScaffoldError {

@@ -57,15 +57,7 @@ impl Consortium {
         policy: Policy,
     ) -> Result<Consortium> {
         let dir = tempfile::tempdir()?;
-        let mut specs: Vec<MemberSpec> = (0..validators)
-            .map(|i| MemberSpec {
-                id: format!("v{i}"),
-                name: format!("Validator {i}"),
-                region: "310000".into(),
-                roles: vec![Role::Validator],
-                voting_power: 1,
-            })
-            .collect();
+        let mut specs: Vec<MemberSpec> = MemberSpec::validators(validators);
         specs.extend((0..observers).map(|i| MemberSpec {
             id: format!("o{i}"),
             name: format!("Observer {i}"),
