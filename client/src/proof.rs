@@ -278,10 +278,6 @@ impl LightClient {
         self.chain
     }
 
-    pub fn genesis(&self) -> &Genesis {
-        &self.genesis
-    }
-
     /// The newest header this client has verified, if any.
     pub fn trusted(&self) -> Option<&Checkpoint> {
         self.trusted.as_ref()

@@ -13,46 +13,23 @@ use xinlian_client::merkle::{
 };
 use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, Hash32, Member, Policy, Role};
+use xinlian_genesis::{Hash32, Policy};
 use xinlian_node::chain::{Tip, build_block, execute_block};
 use xinlian_node::execute::Consortium;
 use xinlian_node::overlay::EmptyState;
 
-fn key(tag: u8, i: usize) -> SigningKey {
-    let mut seed = [tag; 32];
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// Enterprise keys: 1,024 distinct ones (the fixture's keys vary in one byte only).
+fn enterprise_key(i: usize) -> SigningKey {
+    let mut seed = [9u8; 32];
     seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
     SigningKey::from_bytes(&seed)
 }
 
 fn consortium() -> Arc<Consortium> {
-    let g = Genesis {
-        chain_id: "xinlian-bench".into(),
-        genesis_time_ms: 1_795_000_000_000,
-        policy: Policy::default(),
-        members: vec![
-            Member {
-                id: "v0".into(),
-                name: "Validator".into(),
-                region: "310000".into(),
-                roles: vec![Role::Validator],
-                voting_power: 1,
-                node_key: Some(public_key(&key(1, 0))),
-                signing_key: public_key(&key(3, 0)),
-            },
-            Member {
-                id: "registrar".into(),
-                name: "Registrar".into(),
-                region: "310000".into(),
-                roles: vec![Role::Registrar],
-                voting_power: 0,
-                node_key: None,
-                signing_key: public_key(&key(2, 0)),
-            },
-        ],
-    };
-    Arc::new(Consortium::new(
-        g.to_file().validate().expect("valid genesis"),
-    ))
+    common::consortium(1, "xinlian-bench", Policy::default())
 }
 
 fn registrations(c: &Consortium, n: usize) -> Vec<EncodedRecord> {
@@ -60,17 +37,17 @@ fn registrations(c: &Consortium, n: usize) -> Vec<EncodedRecord> {
         .map(|i| {
             let env = Envelope {
                 chain: c.chain,
-                signer: public_key(&key(2, 0)),
+                signer: public_key(&common::registrar()),
                 nonce: i as u64,
                 body: RegisterEntity {
                     uscc: Uscc::with_check(&format!("91310000{i:09}")).expect("digits"),
                     name: format!("benchmark enterprise {i}"),
-                    key: public_key(&key(9, i)),
+                    key: public_key(&enterprise_key(i)),
                     check_override: None,
                 }
                 .into(),
             };
-            EncodedRecord::new(env.sign(&key(2, 0)))
+            EncodedRecord::new(env.sign(&common::registrar()))
         })
         .collect()
 }
@@ -145,7 +122,7 @@ fn blocks(c: &mut Criterion) {
         &EmptyState,
         &cons,
         &tip,
-        public_key(&key(1, 0)),
+        public_key(&common::node_key(0)),
         tip.time_ms + 1,
         recs.iter(),
     )

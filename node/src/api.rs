@@ -221,7 +221,11 @@ async fn validator_sets(
     Q(q): Q<AfterQuery>,
 ) -> ApiResult<ValidatorChanges> {
     Ok(Json(ValidatorChanges {
-        changes: proofs::validator_changes(&s.store, &s.consortium, q.after)?,
+        // `after` is validated now and filters once the set can change (issue #7).
+        changes: proofs::validator_changes(&s.consortium)
+            .into_iter()
+            .filter(|c| c.height > q.after)
+            .collect(),
     }))
 }
 

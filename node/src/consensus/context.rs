@@ -213,6 +213,24 @@ pub struct Vote {
     pub validator: Address,
 }
 
+impl Vote {
+    pub fn new(
+        kind: VoteType,
+        height: Height,
+        round: Round,
+        value: NilOrVal<BlockId>,
+        validator: Address,
+    ) -> Vote {
+        Vote {
+            kind,
+            height,
+            round,
+            value,
+            validator,
+        }
+    }
+}
+
 impl mt::Vote<Ctx> for Vote {
     fn height(&self) -> Height {
         self.height
@@ -373,13 +391,7 @@ impl mt::Context for Ctx {
         value: NilOrVal<BlockId>,
         address: Address,
     ) -> Vote {
-        Vote {
-            kind: VoteType::Prevote,
-            height,
-            round,
-            value,
-            validator: address,
-        }
+        Vote::new(VoteType::Prevote, height, round, value, address)
     }
 
     fn new_precommit(
@@ -389,13 +401,7 @@ impl mt::Context for Ctx {
         value: NilOrVal<BlockId>,
         address: Address,
     ) -> Vote {
-        Vote {
-            kind: VoteType::Precommit,
-            height,
-            round,
-            value,
-            validator: address,
-        }
+        Vote::new(VoteType::Precommit, height, round, value, address)
     }
 }
 

@@ -235,10 +235,6 @@ impl<L: Ledger> Replica<L> {
         &self.mempool
     }
 
-    pub fn me(&self) -> PublicKey {
-        self.me
-    }
-
     /// The current consensus round, for observation.
     pub fn round(&self) -> Option<u32> {
         self.consensus.as_ref().and_then(|s| s.round().as_u32())
@@ -1051,8 +1047,7 @@ impl<L: Ledger> Replica<L> {
             let Some((b, c)) = self.ledger.block_and_certificate(h)? else {
                 break;
             };
-            bytes += b.records.iter().map(|r| r.signature.0.len()).sum::<usize>()
-                + xinlian_genesis::canonical::encode(&b).len();
+            bytes += xinlian_genesis::canonical::encode(&b).len();
             blocks.push((b, c));
             if bytes >= SYNC_BYTES_MAX {
                 break;

@@ -4,7 +4,7 @@
 
 use malachite::Input;
 use malachite_types::{
-    CommitCertificate, NilOrVal, PolkaCertificate, PolkaSignature, Round, RoundCertificate,
+    CommitCertificate, NilOrVal, PolkaCertificate, PolkaSignature, RoundCertificate,
     RoundCertificateType, RoundSignature, SignedMessage, Timeout, TimeoutKind, ValueOrigin,
     VoteType,
 };
@@ -362,9 +362,4 @@ impl WalEntry {
             WalEntry::Polka(c) => Input::PolkaCertificate(polka_from_wire(&c)),
         }
     }
-}
-
-/// The round as Malachite's (for callers outside this module).
-pub fn round(r: Option<u32>) -> Round {
-    round_from_wire(r)
 }
