@@ -27,6 +27,9 @@ pub struct Header {
     pub ledger_size: u64,
     /// Hash chain over each block's derived-state writes (see docs/records.md).
     pub state_hash: Hash32,
+    /// Root of the batch index (`smt`): every batch's id → the hash of its state,
+    /// which names its event count and event chain. Proves an answer left no event out.
+    pub trace_root: Hash32,
     /// The validator set whose precommits finalise this block.
     pub validators_hash: Hash32,
     /// The set in force at the next height (announced ahead for light clients).

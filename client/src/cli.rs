@@ -11,11 +11,15 @@ use std::process::ExitCode;
 use crate::api::RecordStatus;
 use crate::checks::check_stateless;
 use crate::genesis::{Genesis, keys};
-use crate::http::{ClientError, FetchVerifyError, NodeClient, RecordSigner, fetch_verified};
+use crate::http::{
+    ClientError, FetchVerifyError, NodeClient, RecordSigner, fetch_provenance, fetch_verified,
+};
 use crate::proof::{
     BUNDLE_FORMAT, Bundle, LightClient, RecordProof, SignerAuthority, TrustState, VerifiedRecord,
 };
+use crate::provenance::{Direction, PROVENANCE_BUNDLE_FORMAT, Provenance, ProvenanceBundle};
 use crate::record::{Body, EncodedRecord, Kind, RecordId};
+use crate::report;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -94,6 +98,26 @@ enum Cmd {
     Enterprise { uscc: String },
     /// A batch: product, holders, shipments in transit, events, derived batches.
     Batch { batch: String },
+    /// A batch's provenance back to every origin (custody, inspections, recalls), every
+    /// event verified against a finalized header and proven complete (needs --genesis).
+    Trace {
+        batch: String,
+        /// Also write the proofs to FILE, for `xinlian verify FILE` with no network.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Transform steps to follow (default: all, up to the node's bound).
+        #[arg(long)]
+        depth: Option<u32>,
+    },
+    /// Everything made from a batch, with quantities and current holders, verified and
+    /// proven complete (needs --genesis).
+    RecallReach {
+        batch: String,
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        #[arg(long)]
+        depth: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,19 +257,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 
 /// Verifies a record fetched from the node, starting from the saved trusted header
 /// when there is one, and saves the header it ends at.
-fn verify_online(
-    cli: &Cli,
-    node: &NodeClient,
-    genesis: Genesis,
-    id: &RecordId,
-) -> Result<(VerifiedRecord, RecordProof), Failure> {
+/// A light client for `genesis`, resumed from the saved trust state when it still
+/// verifies, and where to save it again.
+fn load_light(cli: &Cli, genesis: Genesis) -> (LightClient, Option<PathBuf>) {
     let chain = genesis.hash();
     let path = trust_path(cli, &chain);
     let saved: Option<TrustState> = path
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|t| serde_json::from_str(&t).ok());
-    let mut light = match saved {
+    let light = match saved {
         // A saved state that no longer verifies (another genesis, a damaged file) is
         // dropped: the client starts again from genesis.
         Some(s) => {
@@ -253,10 +274,10 @@ fn verify_online(
         }
         None => LightClient::new(genesis),
     };
-    let out = fetch_verified(node, &mut light, id).map_err(|e| match e {
-        FetchVerifyError::Node(e) => Failure::from(e),
-        other => Failure::Invalid(other.to_string()),
-    })?;
+    (light, path)
+}
+
+fn save_light(light: &LightClient, path: Option<PathBuf>) {
     if let Some(p) = path {
         let state = serde_json::to_string_pretty(&light.save()).expect("serialises");
         // The trust file is a cache: failing to write it costs only speed next time.
@@ -264,7 +285,79 @@ fn verify_online(
             eprintln!("note: could not save the trusted header: {m}");
         }
     }
+}
+
+fn fetch_failure(e: FetchVerifyError) -> Failure {
+    match e {
+        FetchVerifyError::Node(e) => Failure::from(e),
+        other => Failure::Invalid(other.to_string()),
+    }
+}
+
+fn verify_online(
+    cli: &Cli,
+    node: &NodeClient,
+    genesis: Genesis,
+    id: &RecordId,
+) -> Result<(VerifiedRecord, RecordProof), Failure> {
+    let (mut light, path) = load_light(cli, genesis);
+    let out = fetch_verified(node, &mut light, id).map_err(fetch_failure)?;
+    save_light(&light, path);
     Ok(out)
+}
+
+/// `trace` and `recall-reach`: fetch and verify every page, optionally bundle them,
+/// print, and fail (exit 1) when part of the answer could not be verified.
+fn provenance_command(
+    cli: &Cli,
+    node: &NodeClient,
+    batch: &str,
+    direction: Direction,
+    depth: Option<u32>,
+    bundle: Option<&Path>,
+) -> Result<(), Failure> {
+    let g = require_genesis(cli)?;
+    let (mut light, path) = load_light(cli, g);
+    let (answer, pages) =
+        fetch_provenance(node, &mut light, batch, direction, depth).map_err(fetch_failure)?;
+    save_light(&light, path);
+    if let Some(out) = bundle {
+        let b = ProvenanceBundle {
+            format: PROVENANCE_BUNDLE_FORMAT.into(),
+            chain: light.chain(),
+            validator_changes: light.changes_until(answer.final_to),
+            root: batch.to_string(),
+            direction,
+            pages,
+        };
+        write_atomically(
+            out,
+            serde_json::to_string(&b).expect("serialises").as_bytes(),
+        )?;
+    }
+    print_provenance(cli, &answer)?;
+    if let Some(out) = bundle {
+        eprintln!("bundle written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn print_provenance(cli: &Cli, answer: &Provenance) -> Result<(), Failure> {
+    if answer.direction == Direction::Downstream {
+        print(cli.json, &report::recall_reach(answer), || {
+            report::recall_reach_text(answer)
+        });
+    } else {
+        print(cli.json, answer, || report::trace_text(answer));
+    }
+    if answer.is_complete() {
+        Ok(())
+    } else {
+        Err(Failure::Invalid(format!(
+            "the answer is partial: {} batches could not be fetched within the bounds",
+            answer.missing.len()
+        )))
+    }
 }
 
 fn describe(v: &VerifiedRecord) -> String {
@@ -459,7 +552,21 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let verified = if path.is_file() {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| local(format!("{}: {e}", path.display())))?;
-                let bundle: Bundle = serde_json::from_str(&text).map_err(|e| {
+                let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    Failure::Invalid(format!("{} is not a proof bundle: {e}", path.display()))
+                })?;
+                if value["format"] == PROVENANCE_BUNDLE_FORMAT {
+                    let bundle: ProvenanceBundle = serde_json::from_value(value).map_err(|e| {
+                        Failure::Invalid(format!(
+                            "{} is not a provenance bundle: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    let answer = LightClient::verify_provenance_bundle(g, &bundle)
+                        .map_err(|e| Failure::Invalid(format!("verification failed: {e}")))?;
+                    return print_provenance(cli, &answer);
+                }
+                let bundle: Bundle = serde_json::from_value(value).map_err(|e| {
                     Failure::Invalid(format!("{} is not a proof bundle: {e}", path.display()))
                 })?;
                 LightClient::verify_bundle(g, &bundle)
@@ -563,6 +670,30 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 out
             });
         }
+        Cmd::Trace {
+            batch,
+            bundle,
+            depth,
+        } => provenance_command(
+            cli,
+            &node,
+            batch,
+            Direction::Upstream,
+            *depth,
+            bundle.as_deref(),
+        )?,
+        Cmd::RecallReach {
+            batch,
+            bundle,
+            depth,
+        } => provenance_command(
+            cli,
+            &node,
+            batch,
+            Direction::Downstream,
+            *depth,
+            bundle.as_deref(),
+        )?,
     }
     Ok(())
 }

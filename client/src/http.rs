@@ -10,7 +10,12 @@ use xinlian_genesis::keys::{SigningKey, public_key};
 use crate::api::{
     ApiError, BatchView, BlockView, EnterpriseView, RecordView, Status, Submitted, ValidatorChanges,
 };
-use crate::proof::{ConsistencyProof, LightClient, RecordProof, VerifiedRecord, VerifyError};
+use crate::proof::{
+    Checkpoint, ConsistencyProof, LightClient, RecordProof, VerifiedRecord, VerifyError,
+};
+use crate::provenance::{
+    BUNDLE_PAGES_MAX, Direction, PROVENANCE_ROOTS_MAX, Provenance, ProvenanceError, ProvenanceProof,
+};
 use crate::record::{Body, Envelope, RecordId, SignedRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +134,38 @@ impl NodeClient {
     }
 
     pub fn batch(&self, batch: &str) -> Result<BatchView, ClientError> {
-        self.get(&format!("/v1/batches/{batch}"))
+        self.get(&format!("/v1/batches/{}", path_segment(batch)))
+    }
+
+    /// One page of a batch's provenance, proven against the node's newest header.
+    pub fn provenance(
+        &self,
+        batch: &str,
+        direction: Direction,
+        depth: Option<u32>,
+    ) -> Result<ProvenanceProof, ClientError> {
+        let dir = serde_json::to_value(direction).expect("serialises");
+        let dir = dir.as_str().expect("a name");
+        let depth = depth.map(|d| format!("&depth={d}")).unwrap_or_default();
+        self.get(&format!(
+            "/v1/batches/{}/provenance?direction={dir}{depth}",
+            path_segment(batch)
+        ))
+    }
+
+    /// The next page: the walk continued from batches an earlier page listed missing.
+    pub fn provenance_from(
+        &self,
+        roots: &[String],
+        direction: Direction,
+        depth: Option<u32>,
+    ) -> Result<ProvenanceProof, ClientError> {
+        let body = serde_json::json!({ "roots": roots, "direction": direction, "depth": depth });
+        let req = self
+            .agent
+            .post(&format!("{}/v1/provenance", self.base))
+            .header("content-type", "application/json");
+        self.read(req.send(body.to_string().as_bytes()))
     }
 
     /// The proof of a final record against the header at `at` (default: the block
@@ -152,6 +188,19 @@ impl NodeClient {
     }
 }
 
+/// Percent-encodes a path segment (batch ids may hold `/`, `?`, `#`, `%`).
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchVerifyError {
@@ -160,6 +209,78 @@ pub enum FetchVerifyError {
     /// The node answered, and its answer does not verify.
     #[error("verification failed: {0}")]
     Verify(#[from] VerifyError),
+    #[error("verification failed: {0}")]
+    Provenance(#[from] ProvenanceError),
+}
+
+/// Moves `light`'s trusted header to `cp` (or checks it, if older), fetching the
+/// consistency proof between the two ledgers.
+fn advance_to(
+    node: &NodeClient,
+    light: &mut LightClient,
+    cp: &Checkpoint,
+) -> Result<(), FetchVerifyError> {
+    let trusted = light.trusted().map(|t| t.header.clone());
+    let new = &cp.header;
+    let consistency = match &trusted {
+        Some(t) if t.height != new.height && t.ledger_size > 0 && new.ledger_size > 0 => {
+            let (a, b) = if t.height < new.height {
+                (t.ledger_size, new.ledger_size)
+            } else {
+                (new.ledger_size, t.ledger_size)
+            };
+            Some(node.consistency(a, b.max(a))?)
+        }
+        _ => None,
+    };
+    light.advance(cp.clone(), consistency.as_ref())?;
+    Ok(())
+}
+
+/// Fetches a batch's provenance page by page until nothing is missing (or
+/// `BUNDLE_PAGES_MAX` pages), verifying each against `light` as it comes. Returns the
+/// merged verified answer and the pages, for a bundle.
+pub fn fetch_provenance(
+    node: &NodeClient,
+    light: &mut LightClient,
+    batch: &str,
+    direction: Direction,
+    depth: Option<u32>,
+) -> Result<(Provenance, Vec<ProvenanceProof>), FetchVerifyError> {
+    let changes = node.validator_changes(light.sets_known_from())?;
+    light.accept_changes(&changes.changes)?;
+    let first = node.provenance(batch, direction, depth)?;
+    advance_to(node, light, &first.checkpoint)?;
+    let mut answer = light.verify_provenance(&first)?;
+    if first.roots != [batch] {
+        return Err(ProvenanceError::WrongRoots {
+            asked: vec![batch.to_string()],
+            got: first.roots,
+        }
+        .into());
+    }
+    let mut pages = vec![first];
+    while !answer.is_complete() && pages.len() < BUNDLE_PAGES_MAX {
+        let roots: Vec<String> = answer
+            .missing
+            .iter()
+            .take(PROVENANCE_ROOTS_MAX)
+            .cloned()
+            .collect();
+        let page = node.provenance_from(&roots, direction, depth)?;
+        advance_to(node, light, &page.checkpoint)?;
+        let v = light.verify_provenance(&page)?;
+        if page.roots != roots {
+            return Err(ProvenanceError::WrongRoots {
+                asked: roots,
+                got: page.roots,
+            }
+            .into());
+        }
+        answer.merge(v);
+        pages.push(page);
+    }
+    Ok((answer, pages))
 }
 
 /// Fetches a record's proof and checks it against `light`, moving its trusted header
@@ -187,19 +308,7 @@ pub fn fetch_verified(
     };
     // Advance first: it checks the new header's certificate (and that the ledger only
     // grew), after which verifying the record against it costs no certificate check.
-    let new = &proof.checkpoint.header;
-    let consistency = match &trusted {
-        Some(t) if t.height != new.height && t.ledger_size > 0 && new.ledger_size > 0 => {
-            let (a, b) = if t.height < new.height {
-                (t.ledger_size, new.ledger_size)
-            } else {
-                (new.ledger_size, t.ledger_size)
-            };
-            Some(node.consistency(a, b.max(a))?)
-        }
-        _ => None,
-    };
-    light.advance(proof.checkpoint.clone(), consistency.as_ref())?;
+    advance_to(node, light, &proof.checkpoint)?;
     let verified = light.verify_record(&proof)?;
     if verified.id != *id {
         return Err(VerifyError::WrongRecord {

@@ -14,7 +14,10 @@ pub mod http;
 pub mod ids;
 pub mod merkle;
 pub mod proof;
+pub mod provenance;
 pub mod record;
+pub mod report;
+pub mod smt;
 pub mod state;
 #[doc(hidden)]
 pub mod vectors;

@@ -451,7 +451,11 @@ impl LightClient {
             .verify_record(&bundle.proof)
     }
 
-    fn verify_entry(&self, e: &LedgerEntry, header: &Header) -> Result<EncodedRecord, VerifyError> {
+    pub(crate) fn verify_entry(
+        &self,
+        e: &LedgerEntry,
+        header: &Header,
+    ) -> Result<EncodedRecord, VerifyError> {
         let max = self.genesis.policy.record_bytes_max as usize;
         let rec =
             EncodedRecord::decode(&e.record.0, max).map_err(|source| VerifyError::RecordBytes {
@@ -487,41 +491,81 @@ impl LightClient {
         let id = rec.id();
         let fail = |reason: String| VerifyError::Authority { id, reason };
         let signer = rec.record().envelope.signer;
-        if let Some(m) = self.genesis.member_by_signing_key(&signer) {
+        if self.genesis.member_by_signing_key(&signer).is_some() {
             if !proof.key_bindings.is_empty() {
-                return Err(fail(format!(
-                    "signed by member '{}' but the proof cites key bindings",
-                    m.id
-                )));
+                return Err(fail(
+                    "signed by a member but the proof cites key bindings".into(),
+                ));
             }
-            if let Some(role) = static_role(&rec.record().envelope.body)
-                && !m.has(&role)
-            {
-                return Err(fail(format!(
+            return self.member_authority(rec);
+        }
+        let authority = self.enterprise_authority(id, &signer, &proof.key_bindings, header)?;
+        check_bound_before(&proof.key_bindings, proof.entry.index).map_err(fail)?;
+        Ok(authority)
+    }
+
+    /// The authority of a record signed by a member's key: its roles, checked where the
+    /// body alone decides the role needed.
+    pub(crate) fn member_authority(
+        &self,
+        rec: &EncodedRecord,
+    ) -> Result<SignerAuthority, VerifyError> {
+        let signer = rec.record().envelope.signer;
+        let m = self
+            .genesis
+            .member_by_signing_key(&signer)
+            .expect("called for member keys");
+        if let Some(role) = static_role(&rec.record().envelope.body)
+            && !m.has(&role)
+        {
+            return Err(VerifyError::Authority {
+                id: rec.id(),
+                reason: format!(
                     "a {} record needs the role '{role}', which member '{}' lacks",
                     rec.kind().name(),
                     m.id
-                )));
-            }
-            return Ok(SignerAuthority::Member {
-                id: m.id.clone(),
-                roles: m.roles.iter().map(|r| r.to_string()).collect(),
+                ),
             });
         }
-        if proof.key_bindings.is_empty() {
+        Ok(SignerAuthority::Member {
+            id: m.id.clone(),
+            roles: m.roles.iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
+    pub(crate) fn record_bytes_max(&self) -> usize {
+        self.genesis.policy.record_bytes_max as usize
+    }
+
+    pub(crate) fn is_member_key(&self, key: &xinlian_genesis::PublicKey) -> bool {
+        self.genesis.member_by_signing_key(key).is_some()
+    }
+
+    /// Checks that `bindings` bind enterprise key `signer` back to a registrar's
+    /// record on the ledger of `header`: the first binds `signer`, each later one binds
+    /// the key that signed the one before, and the last is signed by a registrar.
+    pub(crate) fn enterprise_authority(
+        &self,
+        id: RecordId,
+        signer: &xinlian_genesis::PublicKey,
+        bindings: &[LedgerEntry],
+        header: &Header,
+    ) -> Result<SignerAuthority, VerifyError> {
+        let fail = |reason: String| VerifyError::Authority { id, reason };
+        if bindings.is_empty() {
             return Err(fail(format!(
                 "key {signer} is not a member's and the proof cites no binding for it"
             )));
         }
-        if proof.key_bindings.len() > KEY_BINDINGS_MAX {
+        if bindings.len() > KEY_BINDINGS_MAX {
             return Err(fail(format!("more than {KEY_BINDINGS_MAX} key bindings")));
         }
-        let (mut key, mut before, mut uscc) = (signer, proof.entry.index, None::<Uscc>);
+        let (mut key, mut before, mut uscc) = (*signer, u64::MAX, None::<Uscc>);
         let mut bound_by = Vec::new();
-        for b in &proof.key_bindings {
+        for b in bindings {
             if b.index >= before {
                 return Err(fail(format!(
-                    "binding at ledger index {} does not precede the record it authorises (index {before})",
+                    "binding at ledger index {} does not precede the binding it authorises (index {before})",
                     b.index
                 )));
             }
@@ -561,7 +605,7 @@ impl LightClient {
                         m.id
                     )));
                 }
-                if bound_by.len() != proof.key_bindings.len() {
+                if bound_by.len() != bindings.len() {
                     return Err(fail("key bindings continue past a registrar's".into()));
                 }
                 return Ok(SignerAuthority::Enterprise {
@@ -581,6 +625,20 @@ impl LightClient {
         Err(fail(format!(
             "the bindings end at key {key}, which no registrar bound"
         )))
+    }
+}
+
+/// A key binding authorises only records after it on the ledger.
+pub(crate) fn check_bound_before(
+    bindings: &[LedgerEntry],
+    record_index: u64,
+) -> Result<(), String> {
+    match bindings.first() {
+        Some(b) if b.index >= record_index => Err(format!(
+            "binding at ledger index {} does not precede the record it authorises (index {record_index})",
+            b.index
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! later proofs of current state, can be decoded without the node.
 
 use serde::{Deserialize, Serialize};
-use xinlian_genesis::PublicKey;
+use xinlian_genesis::{Hash32, PublicKey};
 
 use crate::ids::Uscc;
 use crate::record::{CommitmentKind, ListKind, RecordId, Severity};
@@ -29,6 +29,8 @@ pub mod key {
     pub const BATCH_EVENT: u8 = b'v';
     pub const DOWNSTREAM: u8 = b'd';
     pub const SEEN: u8 = b'x';
+    /// Nodes of the batch index (`crate::smt`): `z` ‖ position bytes.
+    pub const BATCH_INDEX: u8 = b'z';
 
     fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         let mut k = vec![tag];
@@ -113,6 +115,11 @@ pub mod key {
     pub fn downstream_prefix(parent: &str) -> Vec<u8> {
         let mut k = join(DOWNSTREAM, &[parent.as_bytes()]);
         k.push(0);
+        k
+    }
+    pub fn batch_index_node(at: &crate::smt::Position) -> Vec<u8> {
+        let mut k = vec![BATCH_INDEX];
+        k.extend_from_slice(&at.to_bytes());
         k
     }
     /// Record ids already on the ledger (replay protection) → ledger index.
@@ -233,6 +240,26 @@ pub struct BatchState {
     /// Number of events recorded for the batch (its event chain's length).
     pub events: u32,
     pub last_event: RecordId,
+    /// Hash chain over the batch's event ids in order (see [`next_event_chain`]): with
+    /// `events`, what the batch index commits to.
+    pub event_chain: Hash32,
+}
+
+impl BatchState {
+    /// The batch's key in the batch index.
+    pub fn index_key(batch: &str) -> Hash32 {
+        Self::index_key_of_raw(batch.as_bytes())
+    }
+
+    pub fn index_key_of_raw(batch: &[u8]) -> Hash32 {
+        xinlian_genesis::canonical::sha256(batch)
+    }
+}
+
+/// The event chain after `prev` is extended by `event`; a batch's chain starts at
+/// all zeros.
+pub fn next_event_chain(prev: &Hash32, event: &RecordId) -> Hash32 {
+    xinlian_genesis::canonical::tagged_hash("xinlian/batch-events/v1", &(prev, event))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,6 +59,7 @@ fn header(g: &Genesis, height: u64, set: &ValidatorSet, next: &ValidatorSet) -> 
         ledger_root: empty_root(),
         ledger_size: 0,
         state_hash: Hash32([0; 32]),
+        trace_root: Hash32([0; 32]),
         validators_hash: set.hash(),
         next_validators_hash: next.hash(),
     }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use xinlian_client::api::*;
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::{ConsistencyProof, RecordProof};
+use xinlian_client::provenance::{ANSWER_BATCHES_MAX, Direction, ProvenanceProof};
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
@@ -39,8 +40,10 @@ pub mod paths {
     pub const BLOCK: &str = "/v1/blocks/{height}";
     pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
     pub const BATCH: &str = "/v1/batches/{batch}";
+    pub const BATCH_PROVENANCE: &str = "/v1/batches/{batch}/provenance";
+    pub const PROVENANCE: &str = "/v1/provenance";
     pub const OPENAPI: &str = "/v1/openapi.json";
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 12] = [
         STATUS,
         RECORDS,
         RECORD,
@@ -50,6 +53,8 @@ pub mod paths {
         BLOCK,
         ENTERPRISE,
         BATCH,
+        BATCH_PROVENANCE,
+        PROVENANCE,
         OPENAPI,
     ];
 }
@@ -65,6 +70,8 @@ pub fn router(shared: Shared) -> Router {
         .route(paths::BLOCK, get(block))
         .route(paths::ENTERPRISE, get(enterprise))
         .route(paths::BATCH, get(batch))
+        .route(paths::BATCH_PROVENANCE, get(batch_provenance))
+        .route(paths::PROVENANCE, axum::routing::post(provenance))
         .route(paths::OPENAPI, get(openapi))
         .fallback(|| async {
             err(
@@ -122,7 +129,9 @@ impl From<ProofRequestError> for ApiFailure {
     fn from(e: ProofRequestError) -> Self {
         match e {
             ProofRequestError::Store(e) => e.into(),
-            ProofRequestError::NotFinal(_) | ProofRequestError::NoBlock(_) => {
+            ProofRequestError::NotFinal(_)
+            | ProofRequestError::NoBlock(_)
+            | ProofRequestError::NoBatch(_) => {
                 err(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
             ProofRequestError::AfterCheckpoint { .. } => {
@@ -130,6 +139,9 @@ impl From<ProofRequestError> for ApiFailure {
             }
             ProofRequestError::Sizes { .. } => {
                 err(StatusCode::BAD_REQUEST, "bad_sizes", e.to_string())
+            }
+            ProofRequestError::TooManyEvents { .. } => {
+                err(StatusCode::UNPROCESSABLE_ENTITY, "too_large", e.to_string())
             }
         }
     }
@@ -195,6 +207,95 @@ async fn record_proof(
         &id,
         q.at,
     )?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvenanceQuery {
+    direction: Option<Direction>,
+    depth: Option<u32>,
+    max_batches: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvenanceBody {
+    roots: Vec<String>,
+    direction: Option<Direction>,
+    depth: Option<u32>,
+    max_batches: Option<usize>,
+}
+
+/// Steps from a root a walk takes by default and at most.
+const PROVENANCE_DEPTH_MAX: u32 = 1_000;
+
+fn provenance_request(
+    roots: Vec<String>,
+    direction: Option<Direction>,
+    depth: Option<u32>,
+    max_batches: Option<usize>,
+) -> Result<proofs::ProvenanceRequest, ApiFailure> {
+    if roots.is_empty() || roots.len() > proofs::PROVENANCE_ROOTS_MAX {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("name 1 to {} root batches", proofs::PROVENANCE_ROOTS_MAX),
+        ));
+    }
+    let depth = depth.unwrap_or(PROVENANCE_DEPTH_MAX);
+    let batches = max_batches.unwrap_or(ANSWER_BATCHES_MAX);
+    if depth > PROVENANCE_DEPTH_MAX || !(1..=ANSWER_BATCHES_MAX).contains(&batches) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "depth is at most {PROVENANCE_DEPTH_MAX} and max_batches 1 to {ANSWER_BATCHES_MAX}"
+            ),
+        ));
+    }
+    Ok(proofs::ProvenanceRequest {
+        roots,
+        direction: direction.unwrap_or(Direction::Upstream),
+        depth,
+        batches,
+    })
+}
+
+async fn answer_provenance(
+    s: Shared,
+    req: proofs::ProvenanceRequest,
+) -> ApiResult<ProvenanceProof> {
+    // Many reads under the store's read lock: off the async workers.
+    tokio::task::spawn_blocking(move || proofs::provenance(&s.store, &s.consortium, &req))
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?
+        .map(Json)
+        .map_err(ApiFailure::from)
+}
+
+async fn batch_provenance(
+    State(s): State<Shared>,
+    P(name): P<String>,
+    Q(q): Q<ProvenanceQuery>,
+) -> ApiResult<ProvenanceProof> {
+    let req = provenance_request(vec![name], q.direction, q.depth, q.max_batches)?;
+    answer_provenance(s, req).await
+}
+
+async fn provenance(State(s): State<Shared>, req: Request) -> ApiResult<ProvenanceProof> {
+    let body = axum::body::to_bytes(req.into_body(), 64 << 10)
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "oversize",
+                "request body over 64 KiB",
+            )
+        })?;
+    let b: ProvenanceBody = serde_json::from_slice(&body)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    let req = provenance_request(b.roots, b.direction, b.depth, b.max_batches)?;
+    answer_provenance(s, req).await
 }
 
 #[derive(Deserialize)]

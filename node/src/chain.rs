@@ -96,8 +96,10 @@ fn finish(
     proposer: PublicKey,
     time_ms: i64,
     records: Vec<EncodedRecord>,
-    writes: Writes,
-) -> Executed {
+    mut overlay: Overlay<'_>,
+) -> Result<Executed, StateError> {
+    let trace_root = crate::batch_index::update(&mut overlay)?;
+    let writes = overlay.into_writes();
     let leaves: Vec<Hash32> = records.iter().map(|r| leaf_hash(r.bytes())).collect();
     let mut frontier = tip.frontier.clone();
     let mut merkle_nodes = Vec::new();
@@ -117,6 +119,7 @@ fn finish(
         ledger_root: frontier.root(),
         ledger_size: frontier.size(),
         state_hash,
+        trace_root,
         validators_hash: vhash,
         next_validators_hash: vhash,
     };
@@ -127,13 +130,13 @@ fn finish(
         state_hash,
         frontier,
     };
-    Executed {
+    Ok(Executed {
         header,
         records,
         writes,
         merkle_nodes,
         tip,
-    }
+    })
 }
 
 /// The proposer's side: executes candidates in order, skipping any that fail (they are
@@ -184,7 +187,7 @@ pub fn build_block<'r>(
         }
     }
     Ok((
-        finish(c, tip, proposer, time_ms, records, overlay.into_writes()),
+        finish(c, tip, proposer, time_ms, records, overlay)?,
         rejected,
     ))
 }
@@ -274,14 +277,7 @@ pub fn execute_block(
             Err(ExecError::State(e)) => return Err(e.into()),
         }
     }
-    let ex = finish(
-        c,
-        tip,
-        h.proposer,
-        h.time_ms,
-        records,
-        overlay.into_writes(),
-    );
+    let ex = finish(c, tip, h.proposer, h.time_ms, records, overlay)?;
     let e = &ex.header;
     for (field, same) in [
         ("records_root", e.records_root == h.records_root),
@@ -289,6 +285,7 @@ pub fn execute_block(
         ("ledger_root", e.ledger_root == h.ledger_root),
         ("ledger_size", e.ledger_size == h.ledger_size),
         ("state_hash", e.state_hash == h.state_hash),
+        ("trace_root", e.trace_root == h.trace_root),
         ("validators_hash", e.validators_hash == h.validators_hash),
         (
             "next_validators_hash",

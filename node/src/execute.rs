@@ -297,6 +297,7 @@ fn append_event(s: &mut Overlay, b: &mut st::BatchState, id: RecordId) {
         .checked_add(1)
         .expect("event count bounded by ledger size");
     b.last_event = id;
+    b.event_chain = st::next_event_chain(&b.event_chain, &id);
 }
 
 fn batch(s: &Overlay, name: &str) -> Ex<st::BatchState> {
@@ -856,6 +857,7 @@ fn create_batch(
         recalled: None,
         events: 0,
         last_event: origin,
+        event_chain: Hash32([0; 32]),
     };
     append_event(s, &mut bs, origin);
     s.put(key::batch(name), &bs);

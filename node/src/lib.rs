@@ -2,11 +2,12 @@
 //! sled, the event loop that produces and finalizes blocks, the HTTP API, and the
 //! local consortium (`devnet`).
 //!
-//! Architecture invariants: `execute`, `chain`, `mempool` and `overlay` do no I/O and
+//! Architecture invariants: `execute`, `chain`, `batch_index`, `mempool` and `overlay` do no I/O and
 //! read no clock; `store` is the only module that knows sled; `api` is the only one
 //! that knows HTTP and JSON; `host` is the only owner of mutable node state.
 
 pub mod api;
+pub mod batch_index;
 pub mod chain;
 pub mod check;
 pub mod cli;

@@ -5,6 +5,7 @@
 //! Everything read here was written by one atomic block commit, so a header and the
 //! Merkle nodes below its ledger size are always present together.
 
+use std::collections::{BTreeSet, VecDeque};
 use xinlian_client::merkle::{consistency_proof, inclusion_proof};
 use xinlian_client::proof::{
     Checkpoint, ConsistencyProof, HexBytes, KEY_BINDINGS_MAX, LedgerEntry, RecordProof,
@@ -12,6 +13,15 @@ use xinlian_client::proof::{
 };
 use xinlian_client::record::RecordId;
 use xinlian_client::state::{self as st, key};
+
+use xinlian_client::provenance::{
+    ANSWER_RECORDS_MAX, BatchEvidence, Direction, ProvenanceProof, SignerBindings,
+};
+use xinlian_client::smt;
+use xinlian_genesis::{PublicKey, canonical};
+
+use crate::batch_index;
+use crate::overlay::StateRead;
 
 use crate::execute::Consortium;
 use crate::store::{Store, StoreError};
@@ -33,6 +43,12 @@ pub enum ProofRequestError {
         "tree sizes must satisfy 0 < first <= second <= {size} (the ledger size); got {first} and {second}"
     )]
     Sizes { first: u64, second: u64, size: u64 },
+    #[error("batch {0} is not on the ledger")]
+    NoBatch(String),
+    #[error(
+        "batch {batch} has {events} events, more than one answer carries ({ANSWER_RECORDS_MAX})"
+    )]
+    TooManyEvents { batch: String, events: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -54,7 +70,11 @@ pub fn checkpoint(store: &Store, height: u64) -> Result<Checkpoint, ProofRequest
     })
 }
 
-fn ledger_entry(store: &Store, index: u64, size: u64) -> Result<LedgerEntry, ProofRequestError> {
+pub(crate) fn ledger_entry(
+    store: &Store,
+    index: u64,
+    size: u64,
+) -> Result<LedgerEntry, ProofRequestError> {
     let record = store
         .record_bytes_at(index)?
         .ok_or_else(|| damaged(format!("record {index} is missing")))?;
@@ -88,8 +108,24 @@ pub fn record_proof(
     let record = store
         .record_at(index)?
         .ok_or_else(|| damaged(format!("record {index} is missing")))?;
+    let key_bindings = key_bindings(store, c, &record.envelope.signer, size)?;
+    Ok(RecordProof {
+        entry,
+        checkpoint,
+        key_bindings,
+    })
+}
+
+/// The records that bound `signer`, newest first, back to a registrar's (see
+/// `RecordProof::key_bindings`), proven against a ledger of `size`. Empty for a member.
+pub fn key_bindings(
+    store: &Store,
+    c: &Consortium,
+    signer: &PublicKey,
+    size: u64,
+) -> Result<Vec<LedgerEntry>, ProofRequestError> {
     let mut key_bindings = Vec::new();
-    let mut signer = record.envelope.signer;
+    let mut signer = *signer;
     while c.member_by_signing_key(&signer).is_none() {
         if key_bindings.len() == KEY_BINDINGS_MAX {
             // Execution never lets a chain of self-rotations grow unnoticed this long
@@ -98,7 +134,7 @@ pub fn record_proof(
         }
         let kb: st::KeyBinding = store
             .state_value(&key::key_binding(&signer))?
-            .ok_or_else(|| damaged(format!("final record {id} has an unbound signer {signer}")))?;
+            .ok_or_else(|| damaged(format!("a final record has an unbound signer {signer}")))?;
         let (_, bi) = store
             .locate(&kb.bound_by)?
             .ok_or_else(|| damaged(format!("key binding record {} is not final", kb.bound_by)))?;
@@ -110,11 +146,7 @@ pub fn record_proof(
             .signer;
         key_bindings.push(binding);
     }
-    Ok(RecordProof {
-        entry,
-        checkpoint,
-        key_bindings,
-    })
+    Ok(key_bindings)
 }
 
 pub fn consistency(
@@ -144,4 +176,138 @@ pub fn consistency(
 pub fn validator_changes(c: &Consortium) -> Vec<ValidatorChange> {
     debug_assert_eq!(c.validators, c.genesis.validator_set());
     Vec::new()
+}
+
+/// What a provenance request may ask for.
+#[derive(Clone, Debug)]
+pub struct ProvenanceRequest {
+    pub roots: Vec<String>,
+    pub direction: Direction,
+    /// Batches beyond this many transform steps from a root are listed missing.
+    pub depth: u32,
+    /// At most this many batches (and `ANSWER_RECORDS_MAX` records) in the answer.
+    pub batches: usize,
+}
+
+pub use xinlian_client::provenance::PROVENANCE_ROOTS_MAX;
+
+/// Walks from the roots through parents and/or children, breadth first, and proves
+/// every batch it includes against the newest header: its state by the batch index,
+/// its events by inclusion. Reads see one block (`Store::consistent`).
+pub fn provenance(
+    store: &Store,
+    c: &Consortium,
+    req: &ProvenanceRequest,
+) -> Result<ProvenanceProof, ProofRequestError> {
+    store.consistent(|store| {
+        let tip = store.tip()?;
+        if tip.height == 0 {
+            return Err(ProofRequestError::NoBlock(1));
+        }
+        let checkpoint = checkpoint(store, tip.height)?;
+        let size = checkpoint.header.ledger_size;
+        let index = batch_index::Committed(store);
+        let mut queue: VecDeque<(String, u32)> = VecDeque::new();
+        let mut seen = BTreeSet::new();
+        for r in &req.roots {
+            if store
+                .state_value::<st::BatchState>(&key::batch(r))?
+                .is_none()
+            {
+                return Err(ProofRequestError::NoBatch(r.clone()));
+            }
+            if seen.insert(r.clone()) {
+                queue.push_back((r.clone(), 0));
+            }
+        }
+        let mut batches = Vec::new();
+        let mut missing = Vec::new();
+        let mut records: BTreeSet<u64> = BTreeSet::new();
+        while let Some((name, depth)) = queue.pop_front() {
+            if batches.len() >= req.batches || depth > req.depth {
+                missing.push(name);
+                continue;
+            }
+            let state_bytes = StateRead::get(store, &key::batch(&name))
+                .map_err(|e| damaged(e.to_string()))?
+                .ok_or_else(|| damaged(format!("batch {name} is reachable but absent")))?;
+            let state: st::BatchState = canonical::decode(&state_bytes, usize::MAX)
+                .map_err(|e| damaged(format!("batch {name}: {e}")))?;
+            let ids = store.state_scan::<RecordId>(&key::batch_events_prefix(&name), usize::MAX)?;
+            let mut events = Vec::with_capacity(ids.len());
+            for (_, id) in ids {
+                let (_, i) = store
+                    .locate(&id)?
+                    .ok_or_else(|| damaged(format!("event {id} of batch {name} is not final")))?;
+                events.push(i);
+            }
+            let new = events.iter().filter(|i| !records.contains(i)).count();
+            if records.len() + new > ANSWER_RECORDS_MAX {
+                if batches.is_empty() {
+                    return Err(ProofRequestError::TooManyEvents {
+                        batch: name,
+                        events: events.len(),
+                    });
+                }
+                missing.push(name);
+                continue;
+            }
+            records.extend(events.iter().copied());
+            let mut next = Vec::new();
+            if req.direction.up() {
+                next.extend(state.parents.iter().cloned());
+            }
+            if req.direction.down() {
+                for (child, ()) in
+                    store.state_scan::<()>(&key::downstream_prefix(&name), usize::MAX)?
+                {
+                    next.push(
+                        String::from_utf8(child)
+                            .map_err(|_| damaged(format!("a child of batch {name} is not text")))?,
+                    );
+                }
+            }
+            for n in next {
+                if seen.insert(n.clone()) {
+                    queue.push_back((n, depth + 1));
+                }
+            }
+            batches.push(BatchEvidence {
+                index_proof: smt::prove(&index, &st::BatchState::index_key(&name))
+                    .map_err(|e| damaged(e.to_string()))?,
+                batch: name,
+                state: HexBytes(state_bytes),
+                events,
+            });
+        }
+        let mut entries = Vec::with_capacity(records.len());
+        let mut keys = BTreeSet::new();
+        for i in records {
+            let e = ledger_entry(store, i, size)?;
+            let signer = xinlian_client::record::SignedRecord::decode(&e.record.0, usize::MAX)
+                .map_err(|err| damaged(format!("record {i}: {err}")))?
+                .envelope
+                .signer;
+            if c.member_by_signing_key(&signer).is_none() {
+                keys.insert(signer);
+            }
+            entries.push(e);
+        }
+        let mut signers = Vec::with_capacity(keys.len());
+        for key in keys {
+            signers.push(SignerBindings {
+                bindings: key_bindings(store, c, &key, size)?,
+                key,
+            });
+        }
+        Ok(ProvenanceProof {
+            checkpoint,
+            roots: req.roots.clone(),
+            direction: req.direction,
+            batches,
+            missing,
+            records: entries,
+            signers,
+        })
+    })
 }

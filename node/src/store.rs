@@ -18,7 +18,8 @@ use crate::execute::Consortium;
 use crate::overlay::{StateError, StateRead};
 
 // 2: key bindings name the record that bound them.
-const FORMAT: u32 = 2;
+// 3: the batch index (`z` nodes) and batch event chains.
+const FORMAT: u32 = 3;
 const META_FORMAT: &[u8] = b"m/format";
 const META_GENESIS: &[u8] = b"m/genesis";
 const META_TIP: &[u8] = b"m/tip";
@@ -85,6 +86,9 @@ fn decode_state<T: serde::Serialize + serde::de::DeserializeOwned>(
 
 pub struct Store {
     db: sled::Db,
+    /// Held to write a block, and by readers that need several reads from one block
+    /// (sled makes each read and each batch atomic, not a sequence of reads).
+    commit_lock: std::sync::RwLock<()>,
 }
 
 impl Store {
@@ -97,7 +101,10 @@ impl Store {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            commit_lock: std::sync::RwLock::new(()),
+        };
         match store.db.get(META_GENESIS)? {
             None => {
                 if !store.db.is_empty() {
@@ -142,7 +149,17 @@ impl Store {
         Ok((store, tip))
     }
 
-    fn tip(&self) -> Result<Tip, StoreError> {
+    /// Runs `f` with no block committed meanwhile: all its reads see one tip.
+    pub fn consistent<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        let _guard = self
+            .commit_lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(self)
+    }
+
+    /// The last committed block's tip, as stored.
+    pub fn tip(&self) -> Result<Tip, StoreError> {
         let bytes = self
             .db
             .get(META_TIP)?
@@ -244,7 +261,13 @@ impl Store {
         for kv in self.db.range(&[WAL][..]..&k(WAL, h.height + 1)[..]) {
             b.remove(kv?.0);
         }
-        self.db.apply_batch(b)?;
+        {
+            let _guard = self
+                .commit_lock
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.db.apply_batch(b)?;
+        }
         self.db.flush()?;
         Ok(())
     }

@@ -185,7 +185,7 @@ fn every_tampered_answer_fails_with_a_reason_naming_it() -> anyhow::Result<()> {
 
     // Every header field: the certificate no longer covers the header.
     type HeaderTamper = fn(&mut xinlian_client::block::Header);
-    let fields: [(&str, HeaderTamper); 10] = [
+    let fields: [(&str, HeaderTamper); 11] = [
         ("parent", |h| h.parent.0[0] ^= 1),
         ("time_ms", |h| h.time_ms += 1),
         ("proposer", |h| h.proposer.0[0] ^= 1),
@@ -194,6 +194,7 @@ fn every_tampered_answer_fails_with_a_reason_naming_it() -> anyhow::Result<()> {
         ("ledger_root", |h| h.ledger_root.0[0] ^= 1),
         ("ledger_size", |h| h.ledger_size += 1),
         ("state_hash", |h| h.state_hash.0[0] ^= 1),
+        ("trace_root", |h| h.trace_root.0[0] ^= 1),
         ("next_validators_hash", |h| h.next_validators_hash.0[0] ^= 1),
         ("height", |h| h.height += 1),
     ];

@@ -1,0 +1,702 @@
+//! Verified provenance: where a batch came from, who held it, what was found, and where
+//! everything made from it went, checked against one finalized header.
+//!
+//! A node answers with a [`ProvenanceProof`]: for each batch, its state proven by the
+//! header's batch index (`trace_root`, see [`crate::smt`]) and its events, each proven
+//! by an inclusion path to the header's ledger root. The state names the batch's event
+//! count and the hash chain over its event ids, so an answer that leaves an event out,
+//! reorders events or alters one does not verify: **completeness** is part of the proof.
+//! Everything an inspector reads (custody, holdings, inspections, recall reach) is then
+//! derived here from the verified events, not taken from the node.
+//!
+//! Sans-IO, like [`crate::proof`]: the HTTP client and the CLI fetch, this decides.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use xinlian_genesis::{Hash32, PublicKey, canonical};
+
+use crate::block::Header;
+use crate::checks::check_unsigned;
+use crate::crypto::{self, Domain};
+use crate::ids::Uscc;
+use crate::merkle::{leaf_hash, verify_inclusion};
+use crate::proof::{
+    Checkpoint, HexBytes, LedgerEntry, LightClient, SignerAuthority, ValidatorChange, VerifyError,
+    check_bound_before,
+};
+use crate::record::{Body, EncodedRecord, RecordId, SignedRecord};
+use crate::smt::MapProof;
+use crate::state::{BatchState, next_event_chain};
+
+/// The form of an offline provenance bundle.
+pub const PROVENANCE_BUNDLE_FORMAT: &str = "xinlian-provenance/v1";
+/// Most batches one answer may carry; a node stops there and lists the rest as `missing`.
+pub const ANSWER_BATCHES_MAX: usize = 2_000;
+/// Most records one answer may carry.
+pub const ANSWER_RECORDS_MAX: usize = 20_000;
+/// Roots one continuation request may name.
+pub const PROVENANCE_ROOTS_MAX: usize = 256;
+/// Most pages a bundle may carry.
+pub const BUNDLE_PAGES_MAX: usize = 256;
+const BATCH_STATE_BYTES_MAX: usize = 64 << 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Back to every origin, through transforms.
+    Upstream,
+    /// Forward to every batch made from it (recall reach).
+    Downstream,
+    Both,
+}
+
+impl Direction {
+    pub fn up(self) -> bool {
+        matches!(self, Direction::Upstream | Direction::Both)
+    }
+    pub fn down(self) -> bool {
+        matches!(self, Direction::Downstream | Direction::Both)
+    }
+}
+
+/// One batch in an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchEvidence {
+    pub batch: String,
+    /// Canonical [`BatchState`]: what the batch index commits to.
+    pub state: HexBytes,
+    /// The state's place in the header's batch index.
+    pub index_proof: MapProof,
+    /// Ledger indices of the batch's events, in order; each is in the answer's records.
+    pub events: Vec<u64>,
+}
+
+/// The key bindings behind one enterprise key (see `RecordProof::key_bindings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignerBindings {
+    pub key: PublicKey,
+    pub bindings: Vec<LedgerEntry>,
+}
+
+/// What `GET /v1/batches/{id}/provenance` and `POST /v1/provenance` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenanceProof {
+    pub checkpoint: Checkpoint,
+    /// The batches the walk started from.
+    pub roots: Vec<String>,
+    pub direction: Direction,
+    pub batches: Vec<BatchEvidence>,
+    /// Batches the walk reached but left out to stay within bounds: ask for them as
+    /// roots of the next page.
+    pub missing: Vec<String>,
+    /// Every event record of the batches, once each, with inclusion paths.
+    pub records: Vec<LedgerEntry>,
+    /// Key bindings of the enterprise keys that signed any of the records.
+    pub signers: Vec<SignerBindings>,
+}
+
+/// Pages of answers, for checking with no network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenanceBundle {
+    pub format: String,
+    pub chain: Hash32,
+    pub validator_changes: Vec<ValidatorChange>,
+    pub root: String,
+    pub direction: Direction,
+    pub pages: Vec<ProvenanceProof>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedEvent {
+    pub id: RecordId,
+    pub ledger_index: u64,
+    pub record: SignedRecord,
+    pub signer: SignerAuthority,
+}
+
+impl VerifiedEvent {
+    /// The enterprise that signed it, if an enterprise did.
+    pub fn enterprise(&self) -> Option<&Uscc> {
+        match &self.signer {
+            SignerAuthority::Enterprise { uscc, .. } => Some(uscc),
+            SignerAuthority::Member { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InTransit {
+    pub ship: RecordId,
+    pub from: Uscc,
+    pub to: Uscc,
+    pub amount: u64,
+}
+
+/// A batch whose state and every event were verified, with what follows from them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedBatch {
+    pub state: BatchState,
+    pub events: Vec<VerifiedEvent>,
+    /// Current holders and amounts, replayed from the events.
+    pub holders: BTreeMap<Uscc, u64>,
+    pub in_transit: Vec<InTransit>,
+    pub sold: u64,
+    /// Amount used up as input of transforms.
+    pub consumed: u64,
+    /// Batches made from this one.
+    pub children: Vec<String>,
+    /// Height of the header this batch was verified against.
+    pub final_at: u64,
+}
+
+/// A verified answer (one page, or several merged).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub root: String,
+    pub direction: Direction,
+    pub batches: BTreeMap<String, VerifiedBatch>,
+    /// Batches reached but not (yet) verified: while any remain, the answer is partial.
+    pub missing: BTreeSet<String>,
+    /// The lowest and highest heights the pages were checked against.
+    pub final_from: u64,
+    pub final_to: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvenanceError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("bundle format '{0}' is not {PROVENANCE_BUNDLE_FORMAT}")]
+    Format(String),
+    #[error("answer exceeds its bounds: {0}")]
+    Oversize(String),
+    #[error("batch {batch}: {reason}")]
+    Batch { batch: String, reason: String },
+    #[error("batch {batch}, event {seq} (record {id}): {reason}")]
+    Event {
+        batch: String,
+        seq: usize,
+        id: RecordId,
+        reason: String,
+    },
+    #[error("record at ledger index {0} appears twice")]
+    DuplicateRecord(u64),
+    #[error("event at ledger index {0} is not among the answer's records")]
+    MissingRecord(u64),
+    #[error("asked for the provenance of {asked:?}, the answer starts from {got:?}")]
+    WrongRoots {
+        asked: Vec<String>,
+        got: Vec<String>,
+    },
+    #[error("the answer neither includes nor lists as missing batch {0}, which the walk reaches")]
+    Omitted(String),
+}
+
+fn batch_err(batch: &str, reason: impl Into<String>) -> ProvenanceError {
+    ProvenanceError::Batch {
+        batch: batch.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl LightClient {
+    /// Checks one page completely: the checkpoint's finality; every record's bytes,
+    /// fields, signature (one batch verification), inclusion and signer authority;
+    /// every batch's state against the batch index and its events against the state's
+    /// count and chain; and that every batch the walk reaches is there or listed missing.
+    pub fn verify_provenance(&self, p: &ProvenanceProof) -> Result<Provenance, ProvenanceError> {
+        if p.batches.len() > ANSWER_BATCHES_MAX || p.records.len() > ANSWER_RECORDS_MAX {
+            return Err(ProvenanceError::Oversize(format!(
+                "{} batches and {} records, bounds {ANSWER_BATCHES_MAX} and {ANSWER_RECORDS_MAX}",
+                p.batches.len(),
+                p.records.len()
+            )));
+        }
+        self.check_checkpoint(&p.checkpoint)?;
+        let header = &p.checkpoint.header;
+        let records = self.verify_records(&p.records, header)?;
+        let authorities = self.verify_signers(&records, &p.signers, header)?;
+        let mut batches = BTreeMap::new();
+        for ev in &p.batches {
+            if batches.contains_key(&ev.batch) {
+                return Err(batch_err(&ev.batch, "appears twice in the answer"));
+            }
+            let vb = verify_batch(ev, header, &records, &authorities)?;
+            batches.insert(ev.batch.clone(), vb);
+        }
+        let missing: BTreeSet<String> = p
+            .missing
+            .iter()
+            .filter(|b| !batches.contains_key(*b))
+            .cloned()
+            .collect();
+        let answer = Provenance {
+            root: p.roots.first().cloned().unwrap_or_default(),
+            direction: p.direction,
+            batches,
+            missing,
+            final_from: header.height,
+            final_to: header.height,
+        };
+        for r in &p.roots {
+            if !answer.batches.contains_key(r) && !answer.missing.contains(r) {
+                return Err(ProvenanceError::Omitted(r.clone()));
+            }
+        }
+        answer.check_closed(&p.roots)?;
+        Ok(answer)
+    }
+
+    /// Checks an offline bundle as a fresh client holding only `genesis`.
+    pub fn verify_provenance_bundle(
+        genesis: xinlian_genesis::Genesis,
+        b: &ProvenanceBundle,
+    ) -> Result<Provenance, ProvenanceError> {
+        if b.format != PROVENANCE_BUNDLE_FORMAT {
+            return Err(ProvenanceError::Format(b.format.clone()));
+        }
+        if b.pages.is_empty() || b.pages.len() > BUNDLE_PAGES_MAX {
+            return Err(ProvenanceError::Oversize(format!(
+                "{} pages, 1 to {BUNDLE_PAGES_MAX} allowed",
+                b.pages.len()
+            )));
+        }
+        let mut client = LightClient::new(genesis);
+        if b.chain != client.chain() {
+            return Err(VerifyError::WrongChain {
+                what: "bundle",
+                expected: client.chain(),
+                got: b.chain,
+            }
+            .into());
+        }
+        client.accept_changes(&b.validator_changes)?;
+        let mut out: Option<Provenance> = None;
+        for page in &b.pages {
+            let v = client.verify_provenance(page)?;
+            match &mut out {
+                None => {
+                    if page.roots.first() != Some(&b.root) || page.direction != b.direction {
+                        return Err(batch_err(
+                            &b.root,
+                            "the bundle's first page does not start from its root",
+                        ));
+                    }
+                    out = Some(v)
+                }
+                Some(acc) => acc.merge(v),
+            }
+        }
+        Ok(out.expect("at least one page"))
+    }
+
+    fn verify_records(
+        &self,
+        entries: &[LedgerEntry],
+        header: &Header,
+    ) -> Result<BTreeMap<u64, EncodedRecord>, ProvenanceError> {
+        let max = self.record_bytes_max();
+        let mut out = BTreeMap::new();
+        for e in entries {
+            let rec = EncodedRecord::decode(&e.record.0, max).map_err(|source| {
+                VerifyError::RecordBytes {
+                    index: e.index,
+                    source,
+                }
+            })?;
+            check_unsigned(rec.record(), &self.chain()).map_err(|source| VerifyError::Record {
+                id: rec.id(),
+                source,
+            })?;
+            verify_inclusion(
+                &leaf_hash(rec.bytes()),
+                e.index,
+                header.ledger_size,
+                &e.inclusion,
+                &header.ledger_root,
+            )
+            .map_err(|source| VerifyError::Inclusion {
+                id: rec.id(),
+                index: e.index,
+                height: header.height,
+                source,
+            })?;
+            if out.insert(e.index, rec).is_some() {
+                return Err(ProvenanceError::DuplicateRecord(e.index));
+            }
+        }
+        // One batch verification for all signatures: the same rule as single checks.
+        let items: Vec<&EncodedRecord> = out.values().collect();
+        if let Err(bad) = crypto::verify_batch(items.iter().map(|r| {
+            (
+                &r.record().envelope.signer,
+                Domain::Record.message(r.envelope_bytes()),
+                &r.record().signature,
+            )
+        })) {
+            let r = items[bad[0]];
+            let e = r
+                .verify_signature()
+                .expect_err("the batch blamed it; the same rule singly must too");
+            return Err(VerifyError::Record {
+                id: r.id(),
+                source: e.into(),
+            }
+            .into());
+        }
+        Ok(out)
+    }
+
+    fn verify_signers(
+        &self,
+        records: &BTreeMap<u64, EncodedRecord>,
+        signers: &[SignerBindings],
+        header: &Header,
+    ) -> Result<BTreeMap<u64, SignerAuthority>, ProvenanceError> {
+        let mut chains: BTreeMap<PublicKey, (&[LedgerEntry], SignerAuthority)> = BTreeMap::new();
+        for s in signers {
+            if chains.contains_key(&s.key) {
+                return Err(ProvenanceError::Oversize(format!(
+                    "bindings of key {} appear twice",
+                    s.key
+                )));
+            }
+            // Errors name the first record the key signed.
+            let first = records
+                .values()
+                .find(|r| r.record().envelope.signer == s.key)
+                .map_or(RecordId([0; 32]), |r| r.id());
+            let a = self.enterprise_authority(first, &s.key, &s.bindings, header)?;
+            chains.insert(s.key, (&s.bindings, a));
+        }
+        let mut out = BTreeMap::new();
+        for (index, rec) in records {
+            let key = rec.record().envelope.signer;
+            let a = if self.is_member_key(&key) {
+                self.member_authority(rec)?
+            } else {
+                let fail = |reason: String| VerifyError::Authority {
+                    id: rec.id(),
+                    reason,
+                };
+                let (bindings, a) = chains
+                    .get(&key)
+                    .ok_or_else(|| fail(format!("no key bindings given for key {key}")))?;
+                check_bound_before(bindings, *index).map_err(fail)?;
+                a.clone()
+            };
+            out.insert(*index, a);
+        }
+        Ok(out)
+    }
+}
+
+fn verify_batch(
+    ev: &BatchEvidence,
+    header: &Header,
+    records: &BTreeMap<u64, EncodedRecord>,
+    authorities: &BTreeMap<u64, SignerAuthority>,
+) -> Result<VerifiedBatch, ProvenanceError> {
+    let name = &ev.batch;
+    let state: BatchState = canonical::decode(&ev.state.0, BATCH_STATE_BYTES_MAX)
+        .map_err(|e| batch_err(name, format!("state bytes: {e}")))?;
+    if &state.batch != name {
+        return Err(batch_err(
+            name,
+            format!("the state is of batch {}", state.batch),
+        ));
+    }
+    ev.index_proof
+        .verify(
+            &header.trace_root,
+            &BatchState::index_key(name),
+            &canonical::sha256(&ev.state.0),
+        )
+        .map_err(|e| {
+            batch_err(
+                name,
+                format!(
+                    "state is not the one in the batch index of header {}: {e}",
+                    header.height
+                ),
+            )
+        })?;
+    if ev.events.len() != state.events as usize {
+        return Err(batch_err(
+            name,
+            format!(
+                "{} events given, the proven state counts {}",
+                ev.events.len(),
+                state.events
+            ),
+        ));
+    }
+    let mut chain = Hash32([0; 32]);
+    let mut events = Vec::with_capacity(ev.events.len());
+    for index in &ev.events {
+        let rec = records
+            .get(index)
+            .ok_or(ProvenanceError::MissingRecord(*index))?;
+        chain = next_event_chain(&chain, &rec.id());
+        events.push(VerifiedEvent {
+            id: rec.id(),
+            ledger_index: *index,
+            record: rec.record().clone(),
+            signer: authorities[index].clone(),
+        });
+    }
+    if chain != state.event_chain {
+        return Err(batch_err(
+            name,
+            "its events do not hash to the proven event chain: one is missing, extra, altered or out of order",
+        ));
+    }
+    let mut vb = VerifiedBatch {
+        state,
+        events,
+        holders: BTreeMap::new(),
+        in_transit: Vec::new(),
+        sold: 0,
+        consumed: 0,
+        children: Vec::new(),
+        final_at: header.height,
+    };
+    replay(&mut vb)?;
+    Ok(vb)
+}
+
+/// Derives holdings, transit, sales, consumption and children from the events, and
+/// checks that each event is one of this batch (validators already enforced every
+/// rule; a failure here means the proven chain contradicts itself).
+fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
+    let name = vb.state.batch.clone();
+    let mut transit: BTreeMap<RecordId, InTransit> = BTreeMap::new();
+    let mut recalled = None;
+    for (seq, e) in vb.events.iter().enumerate() {
+        let fail = |reason: String| ProvenanceError::Event {
+            batch: name.clone(),
+            seq,
+            id: e.id,
+            reason,
+        };
+        let who = || {
+            e.enterprise()
+                .cloned()
+                .ok_or_else(|| fail("a custody event not signed by an enterprise".into()))
+        };
+        let sub = |h: &mut BTreeMap<Uscc, u64>, u: &Uscc, q: u64| -> Result<(), ProvenanceError> {
+            let held = h.get(u).copied().unwrap_or(0);
+            let left = held
+                .checked_sub(q)
+                .ok_or_else(|| fail(format!("{u} gives {q} but holds {held}")))?;
+            if left == 0 {
+                h.remove(u);
+            } else {
+                h.insert(u.clone(), left);
+            }
+            Ok(())
+        };
+        let body = &e.record.envelope.body;
+        if seq == 0 {
+            if e.id != vb.state.origin {
+                return Err(fail("event 0 is not the record that made the batch".into()));
+            }
+            let amount = match body {
+                Body::Commission(b) if b.batch == name && vb.state.parents.is_empty() => {
+                    b.quantity.amount
+                }
+                Body::Transform(t) => {
+                    let out = t.outputs.iter().find(|o| o.batch == name).ok_or_else(|| {
+                        fail("the transform that made the batch does not output it".into())
+                    })?;
+                    let inputs: Vec<&String> = t.inputs.iter().map(|i| &i.batch).collect();
+                    if inputs != vb.state.parents.iter().collect::<Vec<_>>() {
+                        return Err(fail(
+                            "the proven parents are not the transform's inputs".into(),
+                        ));
+                    }
+                    out.quantity.amount
+                }
+                _ => {
+                    return Err(fail(format!(
+                        "a {} cannot make a batch",
+                        body.kind().name()
+                    )));
+                }
+            };
+            if amount != vb.state.created_amount {
+                return Err(fail("created amount differs from the proven state".into()));
+            }
+            *vb.holders.entry(who()?).or_default() += amount;
+            continue;
+        }
+        match body {
+            Body::Ship(b) if b.batch == name => {
+                let from = who()?;
+                sub(&mut vb.holders, &from, b.quantity.amount)?;
+                transit.insert(
+                    e.id,
+                    InTransit {
+                        ship: e.id,
+                        from,
+                        to: b.to.clone(),
+                        amount: b.quantity.amount,
+                    },
+                );
+            }
+            Body::Receive(b) => {
+                let t = transit.remove(&b.shipment).ok_or_else(|| {
+                    fail(format!(
+                        "receives shipment {} which is not an open shipment of this batch",
+                        b.shipment
+                    ))
+                })?;
+                if who()? != t.to {
+                    return Err(fail(format!(
+                        "received by other than the addressee {}",
+                        t.to
+                    )));
+                }
+                *vb.holders.entry(t.to).or_default() += t.amount;
+            }
+            Body::Transform(t) => {
+                let input = t.inputs.iter().find(|i| i.batch == name).ok_or_else(|| {
+                    fail("a transform of this batch that does not take it as input".into())
+                })?;
+                sub(&mut vb.holders, &who()?, input.quantity.amount)?;
+                vb.consumed += input.quantity.amount;
+                vb.children
+                    .extend(t.outputs.iter().map(|o| o.batch.clone()));
+            }
+            Body::Sell(b) if b.batch == name => {
+                sub(&mut vb.holders, &who()?, b.quantity.amount)?;
+                vb.sold += b.quantity.amount;
+            }
+            Body::Inspect(b) if b.batch == name => {}
+            Body::Recall(b) if b.batch == name => recalled = Some(e.id),
+            _ => {
+                return Err(fail(format!(
+                    "a {} that is not an event of this batch",
+                    body.kind().name()
+                )));
+            }
+        }
+    }
+    if recalled != vb.state.recalled {
+        return Err(batch_err(
+            &name,
+            "recall status differs from the proven state",
+        ));
+    }
+    vb.in_transit = transit.into_values().collect();
+    Ok(())
+}
+
+impl Provenance {
+    /// Adds a later page: its batches fill in those listed missing.
+    pub fn merge(&mut self, other: Provenance) {
+        for (k, v) in other.batches {
+            self.missing.remove(&k);
+            self.batches.entry(k).or_insert(v);
+        }
+        for m in other.missing {
+            if !self.batches.contains_key(&m) {
+                self.missing.insert(m);
+            }
+        }
+        self.final_from = self.final_from.min(other.final_from);
+        self.final_to = self.final_to.max(other.final_to);
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    fn next(&self, b: &VerifiedBatch) -> Vec<String> {
+        let mut n = Vec::new();
+        if self.direction.up() {
+            n.extend(b.state.parents.iter().cloned());
+        }
+        if self.direction.down() {
+            n.extend(b.children.iter().cloned());
+        }
+        n
+    }
+
+    /// Every batch a walk from `roots` reaches through verified batches must be
+    /// verified or listed missing: a node cannot drop a branch silently.
+    fn check_closed(&self, roots: &[String]) -> Result<(), ProvenanceError> {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut queue: VecDeque<&str> = roots.iter().map(String::as_str).collect();
+        while let Some(b) = queue.pop_front() {
+            if !seen.insert(b) {
+                continue;
+            }
+            match self.batches.get(b) {
+                Some(vb) => {
+                    for n in self.next(vb) {
+                        let n = self
+                            .batches
+                            .get_key_value(&n)
+                            .map(|(k, _)| k.as_str())
+                            .or_else(|| self.missing.get(&n).map(String::as_str))
+                            .ok_or(ProvenanceError::Omitted(n))?;
+                        queue.push_back(n);
+                    }
+                }
+                None if self.missing.contains(b) => {}
+                None => return Err(ProvenanceError::Omitted(b.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Batches reachable from `from` by parents (upstream) or children (downstream),
+    /// excluding `from`, in breadth-first order, among those verified.
+    pub fn walk(&self, from: &str, upstream: bool) -> Vec<&VerifiedBatch> {
+        let mut seen = BTreeSet::from([from.to_string()]);
+        let mut queue = VecDeque::from([from.to_string()]);
+        let mut out = Vec::new();
+        while let Some(b) = queue.pop_front() {
+            let Some(vb) = self.batches.get(&b) else {
+                continue;
+            };
+            if b != from {
+                out.push(vb);
+            }
+            let next = if upstream {
+                &vb.state.parents
+            } else {
+                &vb.children
+            };
+            for n in next {
+                if seen.insert(n.clone()) {
+                    queue.push_back(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Recalls that affect `batch`: its own and any of a batch upstream of it.
+    pub fn recalls_affecting(&self, batch: &str) -> Vec<(String, RecordId)> {
+        let own = self.batches.get(batch).into_iter();
+        own.chain(self.walk(batch, true))
+            .filter_map(|b| b.state.recalled.map(|r| (b.state.batch.clone(), r)))
+            .collect()
+    }
+
+    /// Every event of every verified batch, once each (a transform is an event of all
+    /// its inputs and outputs), in ledger order.
+    pub fn all_events(&self) -> Vec<&VerifiedEvent> {
+        let mut m: BTreeMap<u64, &VerifiedEvent> = BTreeMap::new();
+        for b in self.batches.values() {
+            for e in &b.events {
+                m.insert(e.ledger_index, e);
+            }
+        }
+        m.into_values().collect()
+    }
+}

@@ -1,0 +1,319 @@
+//! What an inspector reads, derived from a verified [`Provenance`]: the upstream tree
+//! with each batch's custody timeline, and the recall reach. Pure functions of verified
+//! data, shared by the CLI and (later) the inspectors' page.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Uscc;
+use crate::proof::SignerAuthority;
+use crate::provenance::{InTransit, Provenance, VerifiedBatch, VerifiedEvent};
+use crate::record::{Body, InspectionResult, RecordId, SaleKind};
+
+fn short(id: &RecordId) -> String {
+    id.to_string()[..12].to_string()
+}
+
+fn signer(e: &VerifiedEvent) -> String {
+    match &e.signer {
+        SignerAuthority::Member { id, .. } => format!("member {id}"),
+        SignerAuthority::Enterprise { uscc, .. } => uscc.to_string(),
+    }
+}
+
+/// One line for an event of batch `b`, as seen from that batch.
+pub fn event_line(b: &VerifiedBatch, e: &VerifiedEvent) -> String {
+    let uom = &b.state.uom;
+    let who = signer(e);
+    let what = match &e.record.envelope.body {
+        Body::Commission(c) => format!(
+            "{} {} {uom} commissioned by {who} at {}",
+            c.time, c.quantity.amount, c.origin
+        ),
+        Body::Ship(s) => format!(
+            "{} {who} shipped {} {uom} to {} ({} → {})",
+            s.time, s.quantity.amount, s.to, s.from_location, s.to_location
+        ),
+        Body::Receive(r) => format!(
+            "{} {who} acknowledged receipt at {} (shipment {})",
+            r.time,
+            r.location,
+            short(&r.shipment)
+        ),
+        Body::Transform(t) => {
+            if e.id == b.state.origin {
+                let ins: Vec<String> = t
+                    .inputs
+                    .iter()
+                    .map(|i| format!("{} {} {}", i.batch, i.quantity.amount, i.quantity.uom))
+                    .collect();
+                format!(
+                    "{} made by {who} at {} from {}",
+                    t.time,
+                    t.location,
+                    ins.join(", ")
+                )
+            } else {
+                let amount = t
+                    .inputs
+                    .iter()
+                    .find(|i| i.batch == b.state.batch)
+                    .map_or(0, |i| i.quantity.amount);
+                let outs: Vec<&str> = t.outputs.iter().map(|o| o.batch.as_str()).collect();
+                format!(
+                    "{} {who} used {amount} {uom} to make {}",
+                    t.time,
+                    outs.join(", ")
+                )
+            }
+        }
+        Body::Inspect(i) => format!(
+            "{} inspected by {who}: {} against {} at {}",
+            i.time,
+            match i.result {
+                InspectionResult::Pass => "PASS",
+                InspectionResult::Fail => "FAIL",
+            },
+            i.standard,
+            i.location
+        ),
+        Body::Recall(r) => format!("{} RECALLED by {who}: {}", r.time, r.reason),
+        Body::Sell(s) => format!(
+            "{} {who} {} {} {uom} at {}",
+            s.time,
+            match s.kind {
+                SaleKind::RetailSold => "sold",
+                SaleKind::Dispensed => "dispensed",
+            },
+            s.quantity.amount,
+            s.location
+        ),
+        other => format!("{} by {who}", other.kind().name()),
+    };
+    format!("{what}  [{}]", short(&e.id))
+}
+
+fn holdings_line(b: &VerifiedBatch) -> String {
+    let uom = &b.state.uom;
+    let mut parts: Vec<String> = b
+        .holders
+        .iter()
+        .map(|(u, a)| format!("{u} holds {a} {uom}"))
+        .collect();
+    parts.extend(
+        b.in_transit
+            .iter()
+            .map(|t| format!("{} {uom} in transit {} → {}", t.amount, t.from, t.to)),
+    );
+    if b.sold > 0 {
+        parts.push(format!("{} {uom} sold or dispensed", b.sold));
+    }
+    if b.consumed > 0 {
+        parts.push(format!("{} {uom} used in processing", b.consumed));
+    }
+    if parts.is_empty() {
+        "nothing left".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn header_lines(p: &Provenance, what: &str, out: &mut String) {
+    let at = if p.final_from == p.final_to {
+        format!("header {}", p.final_to)
+    } else {
+        format!("headers {}–{}", p.final_from, p.final_to)
+    };
+    let _ = writeln!(
+        out,
+        "{what} of {} — {} batches, {} events, each verified against finalized {at}",
+        p.root,
+        p.batches.len(),
+        p.all_events().len()
+    );
+    if p.is_complete() {
+        let _ = writeln!(
+            out,
+            "complete: every batch's events match the count and chain its state commits to"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "INCOMPLETE: {} batches reached but not verified: {}",
+            p.missing.len(),
+            p.missing.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
+/// The upstream tree from the root, each batch with its timeline and holdings.
+pub fn trace_text(p: &Provenance) -> String {
+    let mut out = String::new();
+    header_lines(p, "Provenance", &mut out);
+    let recalls = p.recalls_affecting(&p.root);
+    for (batch, id) in &recalls {
+        let _ = writeln!(
+            out,
+            "RECALL: {} is affected by the recall of {batch} [{}]",
+            p.root,
+            short(id)
+        );
+    }
+    let mut printed = BTreeSet::new();
+    tree(p, &p.root, 0, &mut printed, &mut out);
+    out.trim_end().to_string()
+}
+
+fn tree(
+    p: &Provenance,
+    name: &str,
+    depth: usize,
+    printed: &mut BTreeSet<String>,
+    out: &mut String,
+) {
+    let pad = "    ".repeat(depth);
+    let Some(b) = p.batches.get(name) else {
+        let _ = writeln!(out, "{pad}{name}: not verified (missing from the answer)");
+        return;
+    };
+    let s = &b.state;
+    if !printed.insert(name.to_string()) {
+        let _ = writeln!(out, "{pad}{name}: (shown above)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{pad}{name} — {} (lot {}, {} {}, made by {}){}",
+        s.product.name,
+        s.lot,
+        s.created_amount,
+        s.uom,
+        s.created_by,
+        if s.recalled.is_some() {
+            " RECALLED"
+        } else {
+            ""
+        }
+    );
+    for e in &b.events {
+        let _ = writeln!(out, "{pad}  · {}", event_line(b, e));
+    }
+    let _ = writeln!(out, "{pad}  now: {}", holdings_line(b));
+    if p.direction.up() {
+        for parent in &s.parents {
+            let _ = writeln!(out, "{pad}  made from:");
+            tree(p, parent, depth + 1, printed, out);
+        }
+    }
+}
+
+/// One batch reached downstream of the root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reached {
+    pub batch: String,
+    pub product: String,
+    pub lot: String,
+    pub uom: String,
+    pub created_amount: u64,
+    pub created_by: Uscc,
+    pub holders: BTreeMap<Uscc, u64>,
+    pub in_transit: Vec<InTransit>,
+    pub sold: u64,
+    pub consumed: u64,
+    /// Its own recall record, if recalled itself.
+    pub recalled: Option<RecordId>,
+}
+
+/// Everything made from the root, and where it is now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecallReach {
+    pub root: String,
+    pub final_from: u64,
+    pub final_to: u64,
+    pub complete: bool,
+    pub missing: Vec<String>,
+    /// Recalls of the root or of anything upstream of it that the answer shows.
+    pub recalls: Vec<(String, RecordId)>,
+    /// The root first, then every batch downstream of it, breadth first.
+    pub batches: Vec<Reached>,
+}
+
+pub fn recall_reach(p: &Provenance) -> RecallReach {
+    let reached = |b: &VerifiedBatch| Reached {
+        batch: b.state.batch.clone(),
+        product: b.state.product.name.clone(),
+        lot: b.state.lot.clone(),
+        uom: b.state.uom.clone(),
+        created_amount: b.state.created_amount,
+        created_by: b.state.created_by.clone(),
+        holders: b.holders.clone(),
+        in_transit: b.in_transit.clone(),
+        sold: b.sold,
+        consumed: b.consumed,
+        recalled: b.state.recalled,
+    };
+    let mut batches: Vec<Reached> = p.batches.get(&p.root).map(reached).into_iter().collect();
+    batches.extend(p.walk(&p.root, false).into_iter().map(reached));
+    RecallReach {
+        root: p.root.clone(),
+        final_from: p.final_from,
+        final_to: p.final_to,
+        complete: p.is_complete(),
+        missing: p.missing.iter().cloned().collect(),
+        recalls: p.recalls_affecting(&p.root),
+        batches,
+    }
+}
+
+pub fn recall_reach_text(p: &Provenance) -> String {
+    let r = recall_reach(p);
+    let mut out = String::new();
+    header_lines(p, "Recall reach", &mut out);
+    for (batch, id) in &r.recalls {
+        let _ = writeln!(out, "RECALL of {batch} [{}]", short(id));
+    }
+    let (mut held, mut transit) = (BTreeMap::<(Uscc, String), u64>::new(), 0usize);
+    for b in &r.batches {
+        let _ = writeln!(
+            out,
+            "{} — {} (lot {}): made {} {} by {}{}",
+            b.batch,
+            b.product,
+            b.lot,
+            b.created_amount,
+            b.uom,
+            b.created_by,
+            if b.recalled.is_some() {
+                " RECALLED"
+            } else {
+                ""
+            }
+        );
+        for (u, a) in &b.holders {
+            let _ = writeln!(out, "    held by {u}: {a} {}", b.uom);
+            *held.entry((u.clone(), b.uom.clone())).or_default() += a;
+        }
+        for t in &b.in_transit {
+            let _ = writeln!(
+                out,
+                "    in transit {} → {}: {} {}",
+                t.from, t.to, t.amount, b.uom
+            );
+            transit += 1;
+        }
+        if b.sold > 0 {
+            let _ = writeln!(out, "    sold or dispensed: {} {}", b.sold, b.uom);
+        }
+    }
+    let holders: BTreeSet<&Uscc> = held.keys().map(|(u, _)| u).collect();
+    let _ = writeln!(
+        out,
+        "{} batches reached; {} holders to notify; {} shipments in transit",
+        r.batches.len(),
+        holders.len(),
+        transit
+    );
+    out.trim_end().to_string()
+}
