@@ -3,6 +3,8 @@
 //! own announcement, so there is no race), readiness by polling the API, and a kill on
 //! drop so no process outlives its test.
 
+pub mod supply_chain;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
