@@ -106,7 +106,7 @@ pub fn food_chain(
     tag: u32,
 ) -> Result<Chain> {
     assert!(
-        origins > 0 && origins % 4 == 0,
+        origins > 0 && origins.is_multiple_of(4),
         "origins come in groups of 4"
     );
     let chain_id = registrar.chain;
