@@ -141,3 +141,19 @@ pub struct BatchView {
 pub struct ValidatorChanges {
     pub changes: Vec<ValidatorChange>,
 }
+
+/// What `POST /v1/records/check` answers: each record's verdict, in order, had they
+/// been executed one after another on the node's current state (nothing is changed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckedRecords {
+    pub height: u64,
+    pub results: Vec<CheckResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub id: RecordId,
+    /// The rejection's code (as the submission would get it), or none if it would pass.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}

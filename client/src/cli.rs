@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use crate::api::RecordStatus;
 use crate::checks::check_stateless;
+use crate::epcis;
 use crate::genesis::{Genesis, keys};
 use crate::http::{
     ClientError, FetchVerifyError, NodeClient, RecordSigner, fetch_provenance, fetch_verified,
@@ -18,7 +19,7 @@ use crate::proof::{
     BUNDLE_FORMAT, Bundle, LightClient, RecordProof, SignerAuthority, TrustState, VerifiedRecord,
 };
 use crate::provenance::{Direction, PROVENANCE_BUNDLE_FORMAT, Provenance, ProvenanceBundle};
-use crate::record::{Body, EncodedRecord, Kind, RecordId};
+use crate::record::{Body, EncodedRecord, Kind, RecordId, SignedRecord};
 use crate::report;
 use clap::{Parser, Subcommand};
 
@@ -98,6 +99,11 @@ enum Cmd {
     Enterprise { uscc: String },
     /// A batch: product, holders, shipments in transit, events, derived batches.
     Batch { batch: String },
+    /// GS1 EPCIS 2.0: export a batch's verified events, or import a document as records.
+    Epcis {
+        #[command(subcommand)]
+        command: EpcisCmd,
+    },
     /// A batch's provenance back to every origin (custody, inspections, recalls), every
     /// event verified against a finalized header and proven complete (needs --genesis).
     Trace {
@@ -117,6 +123,38 @@ enum Cmd {
         bundle: Option<PathBuf>,
         #[arg(long)]
         depth: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EpcisCmd {
+    /// Write a batch's events, each verified first (needs --genesis), as an EPCISDocument.
+    Export {
+        batch: String,
+        /// Also every batch upstream of it.
+        #[arg(long)]
+        upstream: bool,
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
+    /// Map an EPCISDocument to records signed with KEY, have the node check them all in
+    /// order, and submit them only if every one would be accepted.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The importing enterprise's USCC (matches its receipts to shipments).
+        #[arg(long)]
+        uscc: Option<String>,
+        /// Trace domain for new batches whose events do not name one.
+        #[arg(long)]
+        domain: Option<String>,
+        /// A party URI the document uses (an SGLN, a PGLN) and the USCC it stands for.
+        #[arg(long = "party", value_name = "URI=USCC")]
+        parties: Vec<String>,
+        /// Map and check only; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -304,6 +342,169 @@ fn verify_online(
     let out = fetch_verified(node, &mut light, id).map_err(fetch_failure)?;
     save_light(&light, path);
     Ok(out)
+}
+
+fn epcis_command(cli: &Cli, node: &NodeClient, cmd: &EpcisCmd) -> Result<(), Failure> {
+    match cmd {
+        EpcisCmd::Export {
+            batch,
+            upstream,
+            out,
+        } => {
+            let g = require_genesis(cli)?;
+            let (mut light, path) = load_light(cli, g);
+            let depth = if *upstream { None } else { Some(0) };
+            let (answer, _) = fetch_provenance(node, &mut light, batch, Direction::Upstream, depth)
+                .map_err(fetch_failure)?;
+            save_light(&light, path);
+            if *upstream && !answer.is_complete() {
+                return Err(Failure::Invalid(format!(
+                    "the provenance is partial: {} batches could not be fetched",
+                    answer.missing.len()
+                )));
+            }
+            let batches: Vec<_> = if *upstream {
+                answer.batches.values().collect()
+            } else {
+                answer.batches.get(batch).into_iter().collect()
+            };
+            let now = crate::when::EventTime {
+                unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                offset_minutes: 480,
+            };
+            let doc =
+                serde_json::to_string_pretty(&epcis::export(&batches, now)).expect("serialises");
+            match out {
+                Some(p) => write_atomically(p, doc.as_bytes())?,
+                None => println!("{doc}"),
+            }
+        }
+        EpcisCmd::Import {
+            file,
+            key,
+            uscc,
+            domain,
+            parties,
+            dry_run,
+        } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| local(format!("{}: {e}", file.display())))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Failure::Invalid(format!("{} is not JSON: {e}", file.display())))?;
+            let mut opts = epcis::ImportOptions {
+                domain: domain.clone(),
+                ..Default::default()
+            };
+            for p in parties {
+                let (uri, u) = p
+                    .rsplit_once('=')
+                    .ok_or_else(|| local(format!("--party {p}: expected URI=USCC")))?;
+                opts.parties
+                    .insert(uri.to_string(), crate::ids::Uscc(u.to_string()));
+            }
+            let chain = match load_genesis(cli.genesis.as_deref())? {
+                Some(g) => g.hash(),
+                None => node.status()?.genesis_hash,
+            };
+            let signer = RecordSigner {
+                key: keys::read_pem(key).map_err(local)?,
+                chain,
+            };
+            let importer = uscc.clone().map(crate::ids::Uscc);
+            let records = match epcis::import(&doc, &opts, &signer, importer.as_ref(), Some(node)) {
+                Ok(r) => r,
+                Err(errors) => {
+                    print(cli.json, &errors, || {
+                        errors
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    });
+                    return Err(Failure::Invalid(format!(
+                        "{} cannot be imported: {} errors; nothing was submitted",
+                        file.display(),
+                        errors.len()
+                    )));
+                }
+            };
+            let (events, recs): (Vec<usize>, Vec<SignedRecord>) = records.into_iter().unzip();
+            let checked = node.check_records(&recs)?;
+            let refused: Vec<String> = checked
+                .results
+                .iter()
+                .zip(&events)
+                .filter_map(|(r, ev)| {
+                    r.code.as_ref().map(|c| {
+                        format!(
+                            "event {ev}: {} record {}: {c}: {}",
+                            recs.iter()
+                                .find(|x| x.id() == r.id)
+                                .map_or("?", |x| x.kind().name()),
+                            r.id,
+                            r.message.as_deref().unwrap_or("")
+                        )
+                    })
+                })
+                .collect();
+            if !refused.is_empty() {
+                print(cli.json, &refused, || refused.join("\n"));
+                return Err(Failure::Invalid(format!(
+                    "the node would refuse {} of {} records; nothing was submitted",
+                    refused.len(),
+                    recs.len()
+                )));
+            }
+            let ids: Vec<RecordId> = recs.iter().map(SignedRecord::id).collect();
+            if *dry_run {
+                print(cli.json, &ids, || {
+                    format!(
+                        "{} events map to {} records, all of which the node would accept at height {}",
+                        events
+                            .iter()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len(),
+                        recs.len(),
+                        checked.height + 1
+                    )
+                });
+                return Ok(());
+            }
+            for r in &recs {
+                submit_patiently(node, r)?;
+            }
+            let last = node.record(ids.last().expect("at least one"), 30_000)?;
+            print(cli.json, &ids, || {
+                format!(
+                    "{} records submitted; the last is {}",
+                    ids.len(),
+                    match last.height {
+                        Some(h) => format!("final at height {h}"),
+                        None => "still pending".into(),
+                    }
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Submits, waiting for blocks while the node's mempool is full.
+fn submit_patiently(node: &NodeClient, r: &SignedRecord) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match node.submit(r) {
+            Ok(_) => return Ok(()),
+            Err(ClientError::Refused { code, .. })
+                if code == "mempool_full" && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `trace` and `recall-reach`: fetch and verify every page, optionally bundle them,
@@ -670,6 +871,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 out
             });
         }
+        Cmd::Epcis { command } => epcis_command(cli, &node, command)?,
         Cmd::Trace {
             batch,
             bundle,

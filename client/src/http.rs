@@ -8,7 +8,8 @@ use xinlian_genesis::Hash32;
 use xinlian_genesis::keys::{SigningKey, public_key};
 
 use crate::api::{
-    ApiError, BatchView, BlockView, EnterpriseView, RecordView, Status, Submitted, ValidatorChanges,
+    ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, Status, Submitted,
+    ValidatorChanges,
 };
 use crate::proof::{
     Checkpoint, ConsistencyProof, LightClient, RecordProof, VerifiedRecord, VerifyError,
@@ -95,6 +96,16 @@ impl NodeClient {
         self.get("/v1/status")
     }
 
+    /// Each record's verdict had they been executed in order now; nothing is kept.
+    pub fn check_records(&self, records: &[SignedRecord]) -> Result<CheckedRecords, ClientError> {
+        let req = self
+            .agent
+            .post(&format!("{}/v1/records/check", self.base))
+            .header("content-type", "application/json");
+        let body = serde_json::to_vec(records).expect("records serialise");
+        self.read(req.send(&body[..]))
+    }
+
     /// Submits canonical bytes; returns the id as soon as the node has admitted it.
     pub fn submit(&self, rec: &SignedRecord) -> Result<Submitted, ClientError> {
         let req = self
@@ -135,6 +146,15 @@ impl NodeClient {
 
     pub fn batch(&self, batch: &str) -> Result<BatchView, ClientError> {
         self.get(&format!("/v1/batches/{}", path_segment(batch)))
+    }
+
+    /// One page of a batch's events (up to 1,000) after event number `after`.
+    pub fn batch_page(&self, batch: &str, after: Option<u64>) -> Result<BatchView, ClientError> {
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        self.get(&format!(
+            "/v1/batches/{}?limit=1000{after}",
+            path_segment(batch)
+        ))
     }
 
     /// One page of a batch's provenance, proven against the node's newest header.
@@ -188,6 +208,26 @@ impl NodeClient {
     }
 }
 
+/// Open shipments of a batch, read from a node (every page of the batch's events).
+impl crate::epcis::ShipmentLookup for NodeClient {
+    fn open_shipments(&self, batch: &str) -> Result<Vec<crate::state::Shipment>, String> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = match self.batch_page(batch, after) {
+                Ok(p) => p,
+                Err(ClientError::Refused { code, .. }) if code == "not_found" => return Ok(out),
+                Err(e) => return Err(e.to_string()),
+            };
+            out.extend(page.in_transit);
+            match page.next_after {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
 /// Percent-encodes a path segment (batch ids may hold `/`, `?`, `#`, `%`).
 pub fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -238,7 +278,7 @@ fn advance_to(
 }
 
 /// Fetches a batch's provenance page by page until nothing is missing (or
-/// `BUNDLE_PAGES_MAX` pages), verifying each against `light` as it comes. Returns the
+/// `BUNDLE_PAGES_MAX` pages; with a `depth`, one page), verifying each against `light` as it comes. Returns the
 /// merged verified answer and the pages, for a bundle.
 pub fn fetch_provenance(
     node: &NodeClient,
@@ -260,7 +300,8 @@ pub fn fetch_provenance(
         .into());
     }
     let mut pages = vec![first];
-    while !answer.is_complete() && pages.len() < BUNDLE_PAGES_MAX {
+    // With a depth, the answer is the one page asked for: what lies deeper stays missing.
+    while !answer.is_complete() && depth.is_none() && pages.len() < BUNDLE_PAGES_MAX {
         let roots: Vec<String> = answer
             .missing
             .iter()

@@ -10,6 +10,7 @@ pub mod block;
 pub mod checks;
 pub mod cli;
 pub mod crypto;
+pub mod epcis;
 pub mod http;
 pub mod ids;
 pub mod merkle;

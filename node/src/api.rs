@@ -35,25 +35,29 @@ pub mod paths {
     pub const RECORDS: &str = "/v1/records";
     pub const RECORD: &str = "/v1/records/{id}";
     pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
+    pub const RECORDS_CHECK: &str = "/v1/records/check";
     pub const CONSISTENCY: &str = "/v1/ledger/consistency";
     pub const VALIDATOR_SETS: &str = "/v1/validator-sets";
     pub const BLOCK: &str = "/v1/blocks/{height}";
     pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
     pub const BATCH: &str = "/v1/batches/{batch}";
     pub const BATCH_PROVENANCE: &str = "/v1/batches/{batch}/provenance";
+    pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
     pub const PROVENANCE: &str = "/v1/provenance";
     pub const OPENAPI: &str = "/v1/openapi.json";
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 14] = [
         STATUS,
         RECORDS,
         RECORD,
         RECORD_PROOF,
+        RECORDS_CHECK,
         CONSISTENCY,
         VALIDATOR_SETS,
         BLOCK,
         ENTERPRISE,
         BATCH,
         BATCH_PROVENANCE,
+        BATCH_EPCIS,
         PROVENANCE,
         OPENAPI,
     ];
@@ -65,12 +69,14 @@ pub fn router(shared: Shared) -> Router {
         .route(paths::RECORDS, axum::routing::post(submit))
         .route(paths::RECORD, get(record))
         .route(paths::RECORD_PROOF, get(record_proof))
+        .route(paths::RECORDS_CHECK, axum::routing::post(check_records))
         .route(paths::CONSISTENCY, get(consistency))
         .route(paths::VALIDATOR_SETS, get(validator_sets))
         .route(paths::BLOCK, get(block))
         .route(paths::ENTERPRISE, get(enterprise))
         .route(paths::BATCH, get(batch))
         .route(paths::BATCH_PROVENANCE, get(batch_provenance))
+        .route(paths::BATCH_EPCIS, get(batch_epcis))
         .route(paths::PROVENANCE, axum::routing::post(provenance))
         .route(paths::OPENAPI, get(openapi))
         .fallback(|| async {
@@ -282,6 +288,28 @@ async fn batch_provenance(
     answer_provenance(s, req).await
 }
 
+/// The batch's events as an EPCIS 2.0 document: built from the same proof a client
+/// gets, verified here as a client would, so the node exports nothing it cannot prove.
+async fn batch_epcis(State(s): State<Shared>, P(name): P<String>) -> Result<Response, ApiFailure> {
+    let req = provenance_request(vec![name.clone()], None, Some(0), None)?;
+    let proof = answer_provenance(s.clone(), req).await?.0;
+    let light = xinlian_client::proof::LightClient::new(s.consortium.genesis.clone());
+    let answer = light.verify_provenance(&proof).map_err(|e| {
+        tracing::error!(error = %e, "own provenance answer does not verify");
+        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+    })?;
+    let now = xinlian_client::when::EventTime {
+        unix_ms: now_ms(),
+        offset_minutes: 480,
+    };
+    let doc = xinlian_client::epcis::export(&[&answer.batches[&name]], now);
+    Ok((
+        [(header::CONTENT_TYPE, "application/ld+json")],
+        doc.to_string(),
+    )
+        .into_response())
+}
+
 async fn provenance(State(s): State<Shared>, req: Request) -> ApiResult<ProvenanceProof> {
     let body = axum::body::to_bytes(req.into_body(), 64 << 10)
         .await
@@ -296,6 +324,80 @@ async fn provenance(State(s): State<Shared>, req: Request) -> ApiResult<Provenan
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let req = provenance_request(b.roots, b.direction, b.depth, b.max_batches)?;
     answer_provenance(s, req).await
+}
+
+/// Most records one check may carry.
+pub const CHECK_RECORDS_MAX: usize = 1_000;
+
+/// Executes records in order on the current state, keeping nothing: what an importer
+/// asks before submitting a set that must go in whole.
+async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<CheckedRecords> {
+    let max = s.consortium.genesis.policy.record_bytes_max as usize;
+    let limit = CHECK_RECORDS_MAX * (4 * max + 64);
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "oversize",
+                format!("request body over {limit} bytes"),
+            )
+        })?;
+    let records: Vec<SignedRecord> = serde_json::from_slice(&body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("not a list of signed records: {e}"),
+        )
+    })?;
+    if records.is_empty() || records.len() > CHECK_RECORDS_MAX {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("send 1 to {CHECK_RECORDS_MAX} records"),
+        ));
+    }
+    let encoded: Vec<EncodedRecord> = records.into_iter().map(EncodedRecord::new).collect();
+    if let Some(r) = encoded.iter().find(|r| r.bytes().len() > max) {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "oversize",
+            format!("record {} is over {max} bytes", r.id()),
+        ));
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        s.store
+            .consistent(|store| -> Result<CheckedRecords, ApiFailure> {
+                let tip = store.tip()?;
+                let verdicts =
+                    crate::chain::check_records(store, &s.consortium, &tip, now_ms(), &encoded)
+                        .map_err(|e| {
+                            err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+                        })?;
+                Ok(CheckedRecords {
+                    height: tip.height,
+                    results: encoded
+                        .iter()
+                        .zip(verdicts)
+                        .map(|(r, v)| CheckResult {
+                            id: r.id(),
+                            code: v.as_ref().map(|v| v.code().to_string()),
+                            message: v.map(|v| v.to_string()),
+                        })
+                        .collect(),
+                })
+            })
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))??;
+    Ok(Json(answer))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Deserialize)]

@@ -299,3 +299,33 @@ pub fn execute_block(
     debug_assert_eq!(e, &h);
     Ok(ex)
 }
+
+/// Each record's verdict had the records been executed in order in the next block on
+/// `base` (signatures and stateless rules included). Changes nothing: the writes are
+/// dropped. What an importer asks before submitting a set that must go in whole.
+pub fn check_records(
+    base: &dyn StateRead,
+    c: &Consortium,
+    tip: &Tip,
+    time_ms: i64,
+    records: &[EncodedRecord],
+) -> Result<Vec<Option<Rejection>>, StateError> {
+    let ctx = BlockContext {
+        height: tip.height + 1,
+        time_ms: time_ms.max(tip.time_ms + 1),
+    };
+    let mut overlay = Overlay::new(base);
+    let mut out = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        if let Err(e) = xinlian_client::checks::check_stateless(r, &c.chain) {
+            out.push(Some(Rejection::Stateless(e)));
+            continue;
+        }
+        match execute_record(&mut overlay, c, &ctx, r, tip.frontier.size() + i as u64) {
+            Ok(()) => out.push(None),
+            Err(ExecError::Rejected(rejection)) => out.push(Some(rejection)),
+            Err(ExecError::State(e)) => return Err(e),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,1270 @@
+//! GS1 EPCIS 2.0 (JSON-LD) in and out. Export turns a batch's verified events into an
+//! `EPCISDocument`; import turns an `EPCISDocument` into records signed by the
+//! importer, or refuses the whole document with one error per offending event and
+//! field. The mapping, both ways, is documented in `docs/epcis.md`; nothing in a
+//! document is silently dropped except the capturing system's `eventID`, `recordTime`
+//! and `@context`, which the ledger's record id, block time and our own context replace.
+//!
+//! Pure: the caller supplies the signer, and for `receiving` events whose shipment the
+//! document does not contain, a lookup of open shipments (the node's batch view).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::checks::check_body;
+use crate::http::RecordSigner;
+use crate::ids::Uscc;
+use crate::proof::SignerAuthority;
+use crate::provenance::{VerifiedBatch, VerifiedEvent};
+use crate::record::{
+    BatchAmount, Body, Commission, Inspect, InspectionResult, NewBatch, Product, Quantity, Recall,
+    Receive, RecordId, SaleKind, Sell, Ship, SignedRecord, Transform,
+};
+use crate::state::Shipment;
+use crate::when::EventTime;
+
+pub const EPCIS_CONTEXT: &str = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld";
+/// Our extension namespace in documents we write and read.
+pub const XINLIAN_NS: &str = "https://xinlian.example/epcis/";
+const PARTY_PREFIX: &str = "urn:xinlian:uscc:";
+const MEMBER_PREFIX: &str = "urn:xinlian:member:";
+const BATCH_PREFIX: &str = "urn:xinlian:batch:";
+const RECORD_PREFIX: &str = "urn:xinlian:record:";
+/// Events one import may carry (each becomes at least one record).
+pub const IMPORT_EVENTS_MAX: usize = 1_000;
+/// A serialised EPC is a batch of one piece.
+const PIECE: &str = "H87";
+
+// ---------------------------------------------------------------- export
+
+/// The EPC class URI of a batch: the batch id itself when it is a URI (a producer
+/// naming batches by LGTIN, say), else `urn:xinlian:batch:ID`.
+pub fn batch_class(batch: &str) -> String {
+    if batch.contains(':') {
+        batch.to_string()
+    } else {
+        format!("{BATCH_PREFIX}{batch}")
+    }
+}
+
+/// The batch id of an EPC class URI (the inverse of [`batch_class`]).
+pub fn class_batch(class: &str) -> String {
+    class
+        .strip_prefix(BATCH_PREFIX)
+        .unwrap_or(class)
+        .to_string()
+}
+
+fn party(u: &Uscc) -> String {
+    format!("{PARTY_PREFIX}{u}")
+}
+
+fn signer_uri(e: &VerifiedEvent) -> String {
+    match &e.signer {
+        SignerAuthority::Member { id, .. } => format!("{MEMBER_PREFIX}{id}"),
+        SignerAuthority::Enterprise { uscc, .. } => party(uscc),
+    }
+}
+
+fn offset(t: &EventTime) -> String {
+    let m = t.offset_minutes;
+    let sign = if m < 0 { '-' } else { '+' };
+    format!("{sign}{:02}:{:02}", m.abs() / 60, m.abs() % 60)
+}
+
+fn qe(batch: &str, q: &Quantity) -> Value {
+    json!({ "epcClass": batch_class(batch), "quantity": q.amount, "uom": q.uom })
+}
+
+fn product_fields(m: &mut Map<String, Value>, p: &Product, lot: &str, domain: &str) {
+    m.insert("cbvmda:lotNumber".into(), json!(lot));
+    m.insert("xinlian:productName".into(), json!(p.name));
+    m.insert("xinlian:domain".into(), json!(domain));
+    if let Some(g) = &p.gtin {
+        m.insert("xinlian:gtin".into(), json!(g));
+    }
+    if let Some(d) = &p.drug_code {
+        m.insert("xinlian:drugCode".into(), json!(d));
+    }
+}
+
+/// The EPCIS event for one verified event of `b` (`shipments` gives each shipment's
+/// record by id, for the quantity and sender of a receipt).
+fn export_event(e: &VerifiedEvent, shipments: &BTreeMap<RecordId, (Uscc, Ship)>) -> Value {
+    let (time, mut ev) = match &e.record.envelope.body {
+        Body::Commission(c) => {
+            let mut ilmd = Map::new();
+            product_fields(&mut ilmd, &c.product, &c.lot, &c.domain);
+            (
+                c.time,
+                json!({
+                    "type": "ObjectEvent", "action": "ADD", "bizStep": "commissioning",
+                    "disposition": "active",
+                    "quantityList": [qe(&c.batch, &c.quantity)],
+                    "readPoint": {"id": c.origin}, "ilmd": ilmd,
+                }),
+            )
+        }
+        Body::Ship(s) => (
+            s.time,
+            json!({
+                "type": "ObjectEvent", "action": "OBSERVE", "bizStep": "shipping",
+                "disposition": "in_transit",
+                "quantityList": [qe(&s.batch, &s.quantity)],
+                "readPoint": {"id": s.from_location},
+                "sourceList": [{"type": "owning_party", "source": signer_uri(e)}],
+                "destinationList": [
+                    {"type": "owning_party", "destination": party(&s.to)},
+                    {"type": "location", "destination": s.to_location},
+                ],
+            }),
+        ),
+        Body::Receive(r) => {
+            let (from, ship) = &shipments[&r.shipment];
+            (
+                r.time,
+                json!({
+                    "type": "ObjectEvent", "action": "OBSERVE", "bizStep": "receiving",
+                    "disposition": "in_progress",
+                    "quantityList": [qe(&ship.batch, &ship.quantity)],
+                    "readPoint": {"id": r.location}, "bizLocation": {"id": r.location},
+                    "sourceList": [{"type": "owning_party", "source": party(from)}],
+                    "destinationList": [{"type": "owning_party", "destination": signer_uri(e)}],
+                    "xinlian:shipment": format!("{RECORD_PREFIX}{}", r.shipment),
+                }),
+            )
+        }
+        Body::Transform(t) => {
+            let mut ev = json!({
+                "type": "TransformationEvent", "bizStep": "commissioning",
+                "disposition": "in_progress",
+                "inputQuantityList": t.inputs.iter().map(|i| qe(&i.batch, &i.quantity)).collect::<Vec<_>>(),
+                "outputQuantityList": t.outputs.iter().map(|o| qe(&o.batch, &o.quantity)).collect::<Vec<_>>(),
+                "readPoint": {"id": t.location},
+            });
+            let first = &t.outputs[0];
+            let same = t.outputs.iter().all(|o| {
+                o.product == first.product && o.lot == first.lot && o.domain == first.domain
+            });
+            if same {
+                let mut ilmd = Map::new();
+                product_fields(&mut ilmd, &first.product, &first.lot, &first.domain);
+                ev["ilmd"] = Value::Object(ilmd);
+            } else {
+                ev["xinlian:outputs"] = Value::Array(
+                    t.outputs
+                        .iter()
+                        .map(|o| {
+                            let mut m = Map::new();
+                            m.insert("epcClass".into(), json!(batch_class(&o.batch)));
+                            product_fields(&mut m, &o.product, &o.lot, &o.domain);
+                            Value::Object(m)
+                        })
+                        .collect(),
+                );
+            }
+            (t.time, ev)
+        }
+        Body::Inspect(i) => {
+            let mut ev = json!({
+                "type": "ObjectEvent", "action": "OBSERVE", "bizStep": "inspecting",
+                "disposition": match i.result {
+                    InspectionResult::Pass => "conformant",
+                    InspectionResult::Fail => "non_conformant",
+                },
+                "quantityList": [{"epcClass": batch_class(&i.batch)}],
+                "readPoint": {"id": i.location},
+                "xinlian:standard": i.standard,
+            });
+            if let Some(r) = &i.report {
+                ev["xinlian:report"] = json!(r.to_string());
+            }
+            (i.time, ev)
+        }
+        Body::Recall(r) => (
+            r.time,
+            json!({
+                "type": "ObjectEvent", "action": "OBSERVE", "disposition": "recalled",
+                "quantityList": [{"epcClass": batch_class(&r.batch)}],
+                "xinlian:reason": r.reason,
+            }),
+        ),
+        Body::Sell(s) => {
+            let (step, disp) = match s.kind {
+                SaleKind::RetailSold => ("retail_selling", "retail_sold"),
+                SaleKind::Dispensed => ("dispensing", "dispensed"),
+            };
+            (
+                s.time,
+                json!({
+                    "type": "ObjectEvent", "action": "OBSERVE", "bizStep": step,
+                    "disposition": disp,
+                    "quantityList": [qe(&s.batch, &s.quantity)],
+                    "readPoint": {"id": s.location}, "bizLocation": {"id": s.location},
+                }),
+            )
+        }
+        other => unreachable!(
+            "a batch's events are traceability records, not {}",
+            other.kind().name()
+        ),
+    };
+    ev["eventID"] = json!(format!("{RECORD_PREFIX}{}", e.id));
+    ev["eventTime"] = json!(time.to_string());
+    ev["eventTimeZoneOffset"] = json!(offset(&time));
+    ev["xinlian:signer"] = json!(signer_uri(e));
+    ev
+}
+
+/// An `EPCISDocument` of the events of `batches` (each event once, in ledger order),
+/// as verified. `created` is the document's `creationDate`.
+pub fn export(batches: &[&VerifiedBatch], created: EventTime) -> Value {
+    let mut events: BTreeMap<u64, &VerifiedEvent> = BTreeMap::new();
+    let mut shipments = BTreeMap::new();
+    for b in batches {
+        for e in &b.events {
+            events.entry(e.ledger_index).or_insert(e);
+            if let (Body::Ship(s), Some(u)) = (&e.record.envelope.body, e.enterprise()) {
+                shipments.insert(e.id, (u.clone(), s.clone()));
+            }
+        }
+    }
+    let list: Vec<Value> = events
+        .values()
+        .map(|e| export_event(e, &shipments))
+        .collect();
+    json!({
+        "@context": [EPCIS_CONTEXT, {"xinlian": XINLIAN_NS}],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created.to_string(),
+        "epcisBody": {"eventList": list},
+    })
+}
+
+// ---------------------------------------------------------------- import
+
+/// One reason a document cannot be imported.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ImportError {
+    /// Index in `eventList`, when the error is in an event.
+    pub event: Option<usize>,
+    pub event_id: Option<String>,
+    /// JSON path of the offending field within the event (or document).
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.event, &self.event_id) {
+            (Some(i), Some(id)) => write!(f, "event {i} ({id}): {}: {}", self.field, self.reason),
+            (Some(i), None) => write!(f, "event {i}: {}: {}", self.field, self.reason),
+            _ => write!(f, "document: {}: {}", self.field, self.reason),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Trace domain for new batches whose event does not say (`xinlian:domain`).
+    pub domain: Option<String>,
+    /// Party identifiers (e.g. an SGLN or PGLN URI) → the enterprise's USCC, for parties
+    /// not written as `urn:xinlian:uscc:…`.
+    pub parties: BTreeMap<String, Uscc>,
+}
+
+/// Open shipments of a batch (not yet received), oldest first.
+pub trait ShipmentLookup {
+    fn open_shipments(&self, batch: &str) -> Result<Vec<Shipment>, String>;
+}
+
+/// Shipments made by this import are matched first; a receipt of one shipped in
+/// another system's document must already be on the ledger.
+struct NoLookup;
+impl ShipmentLookup for NoLookup {
+    fn open_shipments(&self, _: &str) -> Result<Vec<Shipment>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Collects one event's errors; `take` reads a field and marks it as used, so that
+/// whatever is left at the end is a field the mapping cannot represent.
+struct Ev<'a> {
+    index: usize,
+    id: Option<String>,
+    obj: &'a Map<String, Value>,
+    used: Vec<&'static str>,
+    errors: &'a mut Vec<ImportError>,
+}
+
+impl<'a> Ev<'a> {
+    fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(ImportError {
+            event: Some(self.index),
+            event_id: self.id.clone(),
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn take(&mut self, k: &'static str) -> Option<&'a Value> {
+        self.used.push(k);
+        self.obj.get(k)
+    }
+
+    fn str(&mut self, k: &'static str) -> Option<&'a str> {
+        match self.take(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                self.err(k, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn need_str(&mut self, k: &'static str, why: &str) -> Option<&'a str> {
+        let v = self.str(k);
+        if v.is_none() && !self.obj.contains_key(k) {
+            self.err(k, format!("required: {why}"));
+        }
+        v
+    }
+
+    /// A CBV vocabulary value: bare (`shipping`), URN or GS1 web URI form.
+    fn vocab(&mut self, k: &'static str, urn: &str, web: &str) -> Option<String> {
+        let v = self.str(k)?;
+        let bare = v
+            .strip_prefix(urn)
+            .or_else(|| v.strip_prefix(web))
+            .unwrap_or(v);
+        Some(bare.to_string())
+    }
+
+    fn leftovers(&mut self) {
+        let extra: Vec<String> = self
+            .obj
+            .keys()
+            .filter(|k| !self.used.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for k in extra {
+            self.err(
+                k.clone(),
+                "not representable in a ledger record (see docs/epcis.md); remove it or record it elsewhere",
+            );
+        }
+    }
+
+    fn id_uri(&mut self, k: &'static str) -> Option<String> {
+        match self.take(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => match (o.get("id"), o.len()) {
+                (Some(Value::String(s)), 1) => Some(s.clone()),
+                _ => {
+                    self.err(k, "must be {\"id\": URI} with nothing else");
+                    None
+                }
+            },
+            Some(_) => {
+                self.err(k, "must be {\"id\": URI}");
+                None
+            }
+        }
+    }
+}
+
+/// One side of an event: `(batch, quantity)` pairs from an EPC list (each EPC a batch of
+/// one piece) and a quantity list.
+fn elements(
+    ev: &mut Ev,
+    epcs: &'static str,
+    quantities: &'static str,
+    need_quantity: bool,
+) -> Vec<(String, Option<Quantity>)> {
+    let mut out = Vec::new();
+    match ev.take(epcs) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                match v.as_str() {
+                    Some(s) if s.contains('*') => ev.err(
+                        format!("{epcs}[{i}]"),
+                        "an EPC pattern names no particular batch",
+                    ),
+                    Some(s) => out.push((
+                        s.to_string(),
+                        Some(Quantity {
+                            amount: 1,
+                            uom: PIECE.into(),
+                        }),
+                    )),
+                    None => ev.err(format!("{epcs}[{i}]"), "must be an EPC URI"),
+                }
+            }
+        }
+        Some(_) => ev.err(epcs, "must be a list of EPC URIs"),
+    }
+    match ev.take(quantities) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                let path = format!("{quantities}[{i}]");
+                let Some(o) = v.as_object() else {
+                    ev.err(path, "must be a quantity element");
+                    continue;
+                };
+                for k in o.keys() {
+                    if !["epcClass", "quantity", "uom"].contains(&k.as_str()) {
+                        ev.err(format!("{path}.{k}"), "not part of a quantity element");
+                    }
+                }
+                let class = match o.get("epcClass").and_then(Value::as_str) {
+                    Some(c) if c.contains('*') => {
+                        ev.err(
+                            format!("{path}.epcClass"),
+                            format!("'{c}' is a pattern, not a batch"),
+                        );
+                        continue;
+                    }
+                    Some(c) => class_batch(c),
+                    None => {
+                        ev.err(format!("{path}.epcClass"), "required");
+                        continue;
+                    }
+                };
+                let uom = match o.get("uom") {
+                    None => PIECE.to_string(),
+                    Some(Value::String(u)) => u.clone(),
+                    Some(_) => {
+                        ev.err(format!("{path}.uom"), "must be a UNECE Rec 20 code");
+                        continue;
+                    }
+                };
+                let q = match o.get("quantity") {
+                    None if !need_quantity => None,
+                    None => {
+                        ev.err(format!("{path}.quantity"), "required here");
+                        continue;
+                    }
+                    Some(Value::Number(n)) => match n.as_u64() {
+                        Some(a) if a > 0 => Some(Quantity { amount: a, uom }),
+                        _ => {
+                            ev.err(
+                                format!("{path}.quantity"),
+                                format!(
+                                    "{n} is not a positive whole number; the ledger counts in whole units (use a smaller unit, e.g. GRM for 200.5 KGM)"
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                    Some(_) => {
+                        ev.err(format!("{path}.quantity"), "must be a number");
+                        continue;
+                    }
+                };
+                out.push((class, q));
+            }
+        }
+        Some(_) => ev.err(quantities, "must be a list of quantity elements"),
+    }
+    out
+}
+
+/// `(type, party-or-location)` pairs of a source or destination list.
+fn ends(ev: &mut Ev, k: &'static str, inner: &str) -> Vec<(String, String)> {
+    match ev.take(k) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for (i, v) in a.iter().enumerate() {
+                match (
+                    v.get("type").and_then(Value::as_str),
+                    v.get(inner).and_then(Value::as_str),
+                    v.as_object().map(Map::len),
+                ) {
+                    (Some(t), Some(x), Some(2)) => {
+                        let t = t
+                            .strip_prefix("urn:epcglobal:cbv:sdt:")
+                            .or_else(|| t.strip_prefix("https://ref.gs1.org/cbv/SDT-"))
+                            .unwrap_or(t);
+                        out.push((t.to_string(), x.to_string()));
+                    }
+                    _ => ev.err(
+                        format!("{k}[{i}]"),
+                        format!("must be {{\"type\", \"{inner}\"}}"),
+                    ),
+                }
+            }
+            out
+        }
+        Some(_) => {
+            ev.err(k, "must be a list");
+            Vec::new()
+        }
+    }
+}
+
+fn to_party(ev: &mut Ev, field: String, uri: &str, opts: &ImportOptions) -> Option<Uscc> {
+    if let Some(u) = opts.parties.get(uri) {
+        return Some(u.clone());
+    }
+    match uri.strip_prefix(PARTY_PREFIX) {
+        Some(u) => Some(Uscc(u.to_string())),
+        None => {
+            ev.err(
+                field,
+                format!(
+                    "party '{uri}' is not an enterprise on the ledger: write it as {PARTY_PREFIX}USCC or map it (--party {uri}=USCC)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The party of `kind` in a source or destination list; only owning and possessing
+/// parties and one location are representable.
+fn one_party(
+    ev: &mut Ev,
+    list: &[(String, String)],
+    k: &str,
+    opts: &ImportOptions,
+) -> (Option<Uscc>, Option<String>) {
+    let mut party = None;
+    let mut location = None;
+    for (i, (t, x)) in list.iter().enumerate() {
+        match t.as_str() {
+            "owning_party" | "possessing_party" => {
+                let p = to_party(ev, format!("{k}[{i}]"), x, opts);
+                if party.is_some() && p.is_some() && party != p {
+                    ev.err(format!("{k}[{i}]"), "two different parties");
+                }
+                party = party.or(p);
+            }
+            "location" => {
+                if location.is_some() {
+                    ev.err(format!("{k}[{i}]"), "two locations");
+                }
+                location = Some(x.clone());
+            }
+            other => ev.err(
+                format!("{k}[{i}].type"),
+                format!("'{other}' is not representable"),
+            ),
+        }
+    }
+    (party, location)
+}
+
+fn product_of(
+    ev: &mut Ev,
+    m: &Map<String, Value>,
+    path: &str,
+    opts: &ImportOptions,
+) -> Option<(Product, String, String)> {
+    for k in m.keys() {
+        if ![
+            "cbvmda:lotNumber",
+            "xinlian:productName",
+            "xinlian:domain",
+            "xinlian:gtin",
+            "xinlian:drugCode",
+            "epcClass",
+        ]
+        .contains(&k.as_str())
+        {
+            ev.err(
+                format!("{path}.{k}"),
+                "not representable in a batch's master data",
+            );
+        }
+    }
+    let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+    let name = s("xinlian:productName");
+    let lot = s("cbvmda:lotNumber");
+    let domain = s("xinlian:domain").or_else(|| opts.domain.clone());
+    if name.is_none() {
+        ev.err(
+            format!("{path}.xinlian:productName"),
+            "required: the product's name",
+        );
+    }
+    if lot.is_none() {
+        ev.err(
+            format!("{path}.cbvmda:lotNumber"),
+            "required: the lot number",
+        );
+    }
+    if domain.is_none() {
+        ev.err(
+            format!("{path}.xinlian:domain"),
+            "required: the trace domain (food, drug…), or give --domain",
+        );
+    }
+    Some((
+        Product {
+            name: name?,
+            gtin: s("xinlian:gtin"),
+            drug_code: s("xinlian:drugCode"),
+        },
+        lot?,
+        domain?,
+    ))
+}
+
+/// Turns a document into records signed by `signer`, in document order, each with the
+/// index of the event it came from (an event about several batches gives several), or
+/// every reason it cannot be imported. `importer` is the signer's USCC (for matching
+/// receipts), when an enterprise imports.
+pub fn import(
+    doc: &Value,
+    opts: &ImportOptions,
+    signer: &RecordSigner,
+    importer: Option<&Uscc>,
+    lookup: Option<&dyn ShipmentLookup>,
+) -> Result<Vec<(usize, SignedRecord)>, Vec<ImportError>> {
+    let mut errors = Vec::new();
+    let doc_err = |errors: &mut Vec<ImportError>, field: &str, reason: String| {
+        errors.push(ImportError {
+            event: None,
+            event_id: None,
+            field: field.into(),
+            reason,
+        })
+    };
+    let Some(top) = doc.as_object() else {
+        doc_err(&mut errors, "$", "not a JSON object".into());
+        return Err(errors);
+    };
+    if top.get("type").and_then(Value::as_str) != Some("EPCISDocument") {
+        doc_err(&mut errors, "type", "must be \"EPCISDocument\"".into());
+    }
+    if top.get("schemaVersion").and_then(Value::as_str) != Some("2.0") {
+        doc_err(&mut errors, "schemaVersion", "must be \"2.0\"".into());
+    }
+    for k in top.keys() {
+        if ![
+            "@context",
+            "type",
+            "schemaVersion",
+            "creationDate",
+            "epcisBody",
+            "id",
+        ]
+        .contains(&k.as_str())
+        {
+            doc_err(
+                &mut errors,
+                k,
+                "not representable (EPCIS header and master data are not imported)".into(),
+            );
+        }
+    }
+    let list = match doc
+        .pointer("/epcisBody/eventList")
+        .and_then(Value::as_array)
+    {
+        Some(l) => l,
+        None => {
+            doc_err(
+                &mut errors,
+                "epcisBody.eventList",
+                "required: a list of events".into(),
+            );
+            return Err(errors);
+        }
+    };
+    if list.is_empty() || list.len() > IMPORT_EVENTS_MAX {
+        doc_err(
+            &mut errors,
+            "epcisBody.eventList",
+            format!("1 to {IMPORT_EVENTS_MAX} events, not {}", list.len()),
+        );
+        return Err(errors);
+    }
+    let no_lookup = NoLookup;
+    let lookup = lookup.unwrap_or(&no_lookup);
+    let mut out: Vec<(usize, SignedRecord)> = Vec::new();
+    // Shipments made by this import: (batch, to, amount) → ship record id, unreceived.
+    let mut own_ships: Vec<(String, Uscc, u64, RecordId)> = Vec::new();
+    let mut used_remote: Vec<RecordId> = Vec::new();
+    for (index, v) in list.iter().enumerate() {
+        let Some(obj) = v.as_object() else {
+            errors.push(ImportError {
+                event: Some(index),
+                event_id: None,
+                field: "$".into(),
+                reason: "an event must be a JSON object".into(),
+            });
+            continue;
+        };
+        let id = obj
+            .get("eventID")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut ev = Ev {
+            index,
+            id,
+            obj,
+            used: vec!["eventID", "recordTime", "xinlian:signer"],
+            errors: &mut errors,
+        };
+        let before = ev.errors.len();
+        let bodies = map_event(
+            &mut ev,
+            opts,
+            importer,
+            lookup,
+            &own_ships,
+            &mut used_remote,
+        );
+        ev.leftovers();
+        if ev.errors.len() > before {
+            continue;
+        }
+        for body in bodies {
+            if let Err(e) = check_body(&body) {
+                ev.err(format!("({})", body.kind().name()), e.to_string());
+                continue;
+            }
+            let rec = signer.sign(body);
+            if let Body::Ship(s) = &rec.envelope.body {
+                let to = s.to.clone();
+                own_ships.push((s.batch.clone(), to, s.quantity.amount, rec.id()));
+            }
+            if let Body::Receive(r) = &rec.envelope.body {
+                own_ships.retain(|x| x.3 != r.shipment);
+            }
+            out.push((index, rec));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn time_of(ev: &mut Ev) -> Option<EventTime> {
+    let t = ev.need_str("eventTime", "when the event happened");
+    let off = ev.need_str("eventTimeZoneOffset", "the local offset");
+    let (t, off) = (t?, off?);
+    let mut time = match EventTime::parse(t) {
+        Ok(t) => t,
+        Err(e) => {
+            ev.err("eventTime", e);
+            return None;
+        }
+    };
+    let minutes = (|| {
+        let (sign, rest) = match off.as_bytes().first()? {
+            b'+' => (1, &off[1..]),
+            b'-' => (-1, &off[1..]),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        let (h, m): (i16, i16) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 14 && m < 60 && rest.len() == 5).then_some(sign * (h * 60 + m))
+    })();
+    match minutes {
+        Some(m) => time.offset_minutes = m,
+        None => ev.err("eventTimeZoneOffset", format!("'{off}' is not ±hh:mm")),
+    }
+    if !time.is_plausible() {
+        ev.err("eventTime", "outside the years 1970–9999");
+    }
+    Some(time)
+}
+
+fn map_event(
+    ev: &mut Ev,
+    opts: &ImportOptions,
+    importer: Option<&Uscc>,
+    lookup: &dyn ShipmentLookup,
+    own_ships: &[(String, Uscc, u64, RecordId)],
+    used_remote: &mut Vec<RecordId>,
+) -> Vec<Body> {
+    let ty = ev.str("type").unwrap_or_default().to_string();
+    let time = time_of(ev);
+    let step = ev.vocab(
+        "bizStep",
+        "urn:epcglobal:cbv:bizstep:",
+        "https://ref.gs1.org/cbv/BizStep-",
+    );
+    let disp = ev.vocab(
+        "disposition",
+        "urn:epcglobal:cbv:disp:",
+        "https://ref.gs1.org/cbv/Disp-",
+    );
+    let action = ev.str("action").map(str::to_string);
+    let read_point = ev.id_uri("readPoint");
+    let biz_location = ev.id_uri("bizLocation");
+    if let (Some(r), Some(b)) = (&read_point, &biz_location)
+        && r != b
+    {
+        ev.err(
+            "readPoint",
+            format!("'{r}' differs from bizLocation '{b}'; a record keeps one location"),
+        );
+    }
+    let location = biz_location.or(read_point);
+    let read_point = location.clone();
+    let mut bodies = Vec::new();
+    match ty.as_str() {
+        "ObjectEvent" => {
+            let els = elements(ev, "epcList", "quantityList", false);
+            if els.is_empty() {
+                ev.err("quantityList", "required: the batches the event is about");
+            }
+            let sources = ends(ev, "sourceList", "source");
+            let dests = ends(ev, "destinationList", "destination");
+            let (from, _) = one_party(ev, &sources, "sourceList", opts);
+            let (to, to_location) = one_party(ev, &dests, "destinationList", opts);
+            let ilmd = ev.take("ilmd").cloned();
+            let standard = ev.str("xinlian:standard").map(str::to_string);
+            let report = ev.str("xinlian:report").map(str::to_string);
+            let reason = ev.str("xinlian:reason").map(str::to_string);
+            let shipment = ev.str("xinlian:shipment").map(str::to_string);
+            let Some(time) = time else {
+                return bodies;
+            };
+            let need_q = |ev: &mut Ev, q: &Option<Quantity>| -> Option<Quantity> {
+                if q.is_none() {
+                    ev.err("quantityList", "each element needs a quantity for this step");
+                }
+                q.clone()
+            };
+            let need_loc = |ev: &mut Ev, l: &Option<String>, what: &'static str| {
+                if l.is_none() {
+                    ev.err(what, "required for this step");
+                }
+                l.clone()
+            };
+            let step_disp = (action.as_deref(), step.as_deref(), disp.as_deref());
+            // Fields only some steps carry: anywhere else they would be dropped.
+            let kind_of = match step_disp {
+                (_, Some("commissioning"), _) => "commissioning",
+                (_, Some("shipping"), _) => "shipping",
+                (_, Some("receiving"), _) => "receiving",
+                (_, Some("inspecting"), _) => "inspecting",
+                (_, _, Some("recalled")) => "recall",
+                _ => "other",
+            };
+            for (field, present, allowed) in [
+                ("ilmd", ilmd.is_some(), &["commissioning"][..]),
+                ("xinlian:standard", standard.is_some(), &["inspecting"][..]),
+                ("xinlian:report", report.is_some(), &["inspecting"][..]),
+                ("xinlian:reason", reason.is_some(), &["recall"][..]),
+                ("xinlian:shipment", shipment.is_some(), &["receiving"][..]),
+                ("sourceList", !sources.is_empty(), &["shipping", "receiving"][..]),
+                ("destinationList", !dests.is_empty(), &["shipping", "receiving"][..]),
+            ] {
+                if present && !allowed.contains(&kind_of) {
+                    ev.err(field, format!("not representable for this event ({kind_of})"));
+                }
+            }
+            if let (Some(from), Some(me), "shipping") = (&from, importer, kind_of)
+                && from != me
+            {
+                ev.err(
+                    "sourceList",
+                    format!("the shipper {from} is not the importer {me}: only the holder ships"),
+                );
+            }
+            match step_disp {
+                (Some("ADD"), Some("commissioning"), None | Some("active")) => {
+                    let Some(origin) = need_loc(ev, &read_point, "readPoint") else {
+                        return bodies;
+                    };
+                    let m = match &ilmd {
+                        Some(Value::Object(m)) => m.clone(),
+                        _ => {
+                            ev.err("ilmd", "required: the product's name, lot and domain");
+                            return bodies;
+                        }
+                    };
+                    let Some((product, lot, domain)) = product_of(ev, &m, "ilmd", opts) else {
+                        return bodies;
+                    };
+                    for (batch, q) in &els {
+                        if let Some(quantity) = need_q(ev, q) {
+                            bodies.push(Body::Commission(Commission {
+                                batch: batch.clone(),
+                                domain: domain.clone(),
+                                product: product.clone(),
+                                lot: lot.clone(),
+                                quantity,
+                                origin: origin.clone(),
+                                time,
+                            }));
+                        }
+                    }
+                }
+                (Some("OBSERVE"), Some("shipping"), None | Some("in_transit")) => {
+                    let from_location = need_loc(ev, &read_point, "readPoint");
+                    if to.is_none() {
+                        ev.err(
+                            "destinationList",
+                            "required: an owning_party or possessing_party destination, the receiving enterprise",
+                        );
+                    }
+                    let to_location = need_loc(ev, &to_location, "destinationList (location)");
+                    if let (Some(to), Some(fl), Some(tl)) = (to, from_location, to_location) {
+                        for (batch, q) in &els {
+                            if let Some(quantity) = need_q(ev, q) {
+                                bodies.push(Body::Ship(Ship {
+                                    batch: batch.clone(),
+                                    quantity,
+                                    to: to.clone(),
+                                    from_location: fl.clone(),
+                                    to_location: tl.clone(),
+                                    time,
+                                }));
+                            }
+                        }
+                    }
+                }
+                (Some("OBSERVE"), Some("receiving"), None | Some("in_progress")) => {
+                    let Some(loc) = need_loc(ev, &location, "bizLocation") else {
+                        return bodies;
+                    };
+                    let receiver = to.or(importer.cloned());
+                    for (i, (batch, q)) in els.iter().enumerate() {
+                        let shipment = match &shipment {
+                            Some(s) => match s
+                                .strip_prefix(RECORD_PREFIX)
+                                .and_then(|h| RecordId::from_hex(h).ok())
+                            {
+                                Some(id) => Some(id),
+                                None => {
+                                    ev.err("xinlian:shipment", "must be urn:xinlian:record:HEX");
+                                    None
+                                }
+                            },
+                            None => find_shipment(
+                                ev,
+                                i,
+                                batch,
+                                q,
+                                receiver.as_ref(),
+                                lookup,
+                                own_ships,
+                                used_remote,
+                            ),
+                        };
+                        if let Some(shipment) = shipment {
+                            bodies.push(Body::Receive(Receive {
+                                shipment,
+                                location: loc.clone(),
+                                time,
+                            }));
+                        }
+                    }
+                }
+                (Some("OBSERVE"), Some("inspecting"), Some(d @ ("conformant" | "non_conformant"))) => {
+                    let result = if d == "conformant" {
+                        InspectionResult::Pass
+                    } else {
+                        InspectionResult::Fail
+                    };
+                    let Some(loc) = need_loc(ev, &location, "readPoint") else {
+                        return bodies;
+                    };
+                    let Some(standard) = standard else {
+                        ev.err("xinlian:standard", "required: the standard tested against");
+                        return bodies;
+                    };
+                    let report = match report.map(|r| crate::genesis::Hash32::from_hex(&r)) {
+                        None => None,
+                        Some(Ok(h)) => Some(h),
+                        Some(Err(_)) => {
+                            ev.err("xinlian:report", "must be a SHA-256 in hex");
+                            return bodies;
+                        }
+                    };
+                    for (batch, _) in &els {
+                        bodies.push(Body::Inspect(Inspect {
+                            batch: batch.clone(),
+                            result,
+                            standard: standard.clone(),
+                            report,
+                            location: loc.clone(),
+                            time,
+                        }));
+                    }
+                }
+                (Some("OBSERVE"), _, Some("recalled")) => {
+                    if step.is_some() {
+                        ev.err("bizStep", "a recall has no business step here");
+                    }
+                    let Some(reason) = reason else {
+                        ev.err("xinlian:reason", "required: why the batch is recalled");
+                        return bodies;
+                    };
+                    for (batch, _) in &els {
+                        bodies.push(Body::Recall(Recall {
+                            batch: batch.clone(),
+                            reason: reason.clone(),
+                            time,
+                        }));
+                    }
+                }
+                (
+                    Some("OBSERVE" | "DELETE"),
+                    Some(s @ ("retail_selling" | "dispensing")),
+                    None | Some("retail_sold" | "dispensed"),
+                ) => {
+                    let kind = if s == "retail_selling" {
+                        SaleKind::RetailSold
+                    } else {
+                        SaleKind::Dispensed
+                    };
+                    let Some(loc) = need_loc(ev, &location, "bizLocation") else {
+                        return bodies;
+                    };
+                    for (batch, q) in &els {
+                        if let Some(quantity) = need_q(ev, q) {
+                            bodies.push(Body::Sell(Sell {
+                                batch: batch.clone(),
+                                quantity,
+                                kind,
+                                location: loc.clone(),
+                                time,
+                            }));
+                        }
+                    }
+                }
+                _ => ev.err(
+                    "bizStep",
+                    format!(
+                        "no record kind for an ObjectEvent with action {action:?}, bizStep {step:?}, disposition {disp:?} (see docs/epcis.md for the ones that are)"
+                    ),
+                ),
+            }
+        }
+        "AggregationEvent" => {
+            let parent = ev.str("parentID").map(str::to_string);
+            let children = elements(ev, "childEPCs", "childQuantityList", true);
+            let domain = ev.str("xinlian:domain").map(str::to_string);
+            let product = ev.str("xinlian:productName").map(str::to_string);
+            if action.as_deref() != Some("ADD") {
+                ev.err(
+                    "action",
+                    "only packing (ADD) is representable: it makes a new batch of the children; an OBSERVE restates containment the ledger does not keep, and a DELETE (unpacking) cannot re-create batches consumed by packing",
+                );
+                return bodies;
+            }
+            if !matches!(step.as_deref(), None | Some("packing")) {
+                ev.err("bizStep", "an aggregation is imported as packing");
+            }
+            if !matches!(disp.as_deref(), None | Some("in_progress" | "active")) {
+                ev.err("disposition", "not representable for packing");
+            }
+            let Some(parent) = parent else {
+                ev.err("parentID", "required: the container, which becomes a batch of one");
+                return bodies;
+            };
+            let Some(loc) = location else {
+                ev.err("readPoint", "required: where the packing happened");
+                return bodies;
+            };
+            let Some(domain) = domain.or(opts.domain.clone()) else {
+                ev.err("xinlian:domain", "required: the trace domain, or give --domain");
+                return bodies;
+            };
+            let (Some(time), false) = (time, children.is_empty()) else {
+                if children.is_empty() {
+                    ev.err("childQuantityList", "required: what was packed");
+                }
+                return bodies;
+            };
+            bodies.push(Body::Transform(Transform {
+                inputs: children
+                    .into_iter()
+                    .map(|(batch, q)| BatchAmount {
+                        batch,
+                        quantity: q.expect("required above"),
+                    })
+                    .collect(),
+                outputs: vec![NewBatch {
+                    batch: parent.clone(),
+                    domain,
+                    product: Product {
+                        name: product.unwrap_or_else(|| format!("container {parent}")),
+                        gtin: None,
+                        drug_code: None,
+                    },
+                    lot: parent,
+                    quantity: Quantity {
+                        amount: 1,
+                        uom: PIECE.into(),
+                    },
+                }],
+                location: loc,
+                time,
+            }));
+        }
+        "TransformationEvent" => {
+            let inputs = elements(ev, "inputEPCList", "inputQuantityList", true);
+            let outputs = elements(ev, "outputEPCList", "outputQuantityList", true);
+            let ilmd = ev.take("ilmd").cloned();
+            let per_output = ev.take("xinlian:outputs").cloned();
+            if !matches!(
+                step.as_deref(),
+                None | Some("commissioning" | "transforming" | "packing" | "creating_class_instance")
+            ) {
+                ev.err("bizStep", "not representable for a transformation");
+            }
+            if !matches!(disp.as_deref(), None | Some("in_progress" | "active")) {
+                ev.err("disposition", "not representable for a transformation");
+            }
+            if action.is_some() {
+                ev.err("action", "a TransformationEvent has no action");
+            }
+            if inputs.is_empty() {
+                ev.err("inputQuantityList", "required: what was used");
+            }
+            if outputs.is_empty() {
+                ev.err("outputQuantityList", "required: what was made");
+            }
+            let Some(loc) = location else {
+                ev.err("readPoint", "required: where it was made");
+                return bodies;
+            };
+            let mut products = BTreeMap::new();
+            let errors_before = ev.errors.len();
+            match (&ilmd, &per_output) {
+                (Some(Value::Object(m)), None) => {
+                    if let Some(p) = product_of(ev, m, "ilmd", opts) {
+                        for (b, _) in &outputs {
+                            products.insert(b.clone(), p.clone());
+                        }
+                    }
+                }
+                (None, Some(Value::Array(list))) => {
+                    for (i, o) in list.iter().enumerate() {
+                        let Some(m) = o.as_object() else {
+                            ev.err(format!("xinlian:outputs[{i}]"), "must be an object");
+                            continue;
+                        };
+                        let b = m.get("epcClass").and_then(Value::as_str).map(class_batch);
+                        if let (Some(b), Some(p)) =
+                            (b, product_of(ev, m, &format!("xinlian:outputs[{i}]"), opts))
+                        {
+                            products.insert(b, p);
+                        }
+                    }
+                }
+                _ => ev.err(
+                    "ilmd",
+                    "required: the outputs' product name, lot and domain (ilmd, or xinlian:outputs per output)",
+                ),
+            }
+            let Some(time) = time else {
+                return bodies;
+            };
+            let mut new = Vec::new();
+            for (b, q) in outputs {
+                match products.get(&b) {
+                    Some((product, lot, domain)) => new.push(NewBatch {
+                        batch: b,
+                        domain: domain.clone(),
+                        product: product.clone(),
+                        lot: lot.clone(),
+                        quantity: q.expect("required above"),
+                    }),
+                    // Once the master data itself is in error, each output lacking it says nothing new.
+                    None if ev.errors.len() > errors_before => {}
+                    None => ev.err("xinlian:outputs", format!("no master data for output {b}")),
+                }
+            }
+            if !inputs.is_empty() && !new.is_empty() {
+                bodies.push(Body::Transform(Transform {
+                    inputs: inputs
+                        .into_iter()
+                        .map(|(batch, q)| BatchAmount {
+                            batch,
+                            quantity: q.expect("required above"),
+                        })
+                        .collect(),
+                    outputs: new,
+                    location: loc,
+                    time,
+                }));
+            }
+        }
+        "" => ev.err("type", "required"),
+        other => ev.err(
+            "type",
+            format!("'{other}' events are not representable (ObjectEvent, AggregationEvent and TransformationEvent are)"),
+        ),
+    }
+    bodies
+}
+
+#[allow(clippy::too_many_arguments)]
+fn find_shipment(
+    ev: &mut Ev,
+    i: usize,
+    batch: &str,
+    q: &Option<Quantity>,
+    receiver: Option<&Uscc>,
+    lookup: &dyn ShipmentLookup,
+    own_ships: &[(String, Uscc, u64, RecordId)],
+    used_remote: &mut Vec<RecordId>,
+) -> Option<RecordId> {
+    let Some(q) = q else {
+        ev.err(
+            format!("quantityList[{i}].quantity"),
+            "required to match the receipt to its shipment",
+        );
+        return None;
+    };
+    let Some(receiver) = receiver else {
+        ev.err(
+            "destinationList",
+            "required: the receiving enterprise (owning_party), to match the shipment",
+        );
+        return None;
+    };
+    if let Some(s) = own_ships
+        .iter()
+        .find(|(b, to, a, _)| b == batch && to == receiver && *a == q.amount)
+    {
+        return Some(s.3);
+    }
+    match lookup.open_shipments(batch) {
+        Err(e) => {
+            ev.err(
+                format!("quantityList[{i}]"),
+                format!("cannot look up shipments: {e}"),
+            );
+            None
+        }
+        Ok(open) => {
+            let found = open.iter().find(|s| {
+                &s.to == receiver && s.amount == q.amount && !used_remote.contains(&s.ship)
+            });
+            match found {
+                Some(s) => {
+                    used_remote.push(s.ship);
+                    Some(s.ship)
+                }
+                None => {
+                    ev.err(
+                        format!("quantityList[{i}]"),
+                        format!(
+                            "no open shipment of {} {} of batch {batch} to {receiver} on the ledger or earlier in this document",
+                            q.amount, q.uom
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
