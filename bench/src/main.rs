@@ -5,6 +5,7 @@
 //! Run: `cargo build --release && cargo run --release -p xinlian-bench`.
 
 mod machine;
+mod provenance;
 mod workload;
 
 use std::collections::VecDeque;
@@ -44,6 +45,9 @@ struct Args {
     /// The node binary (default: `xinlian-node` beside this program).
     #[arg(long)]
     node: Option<PathBuf>,
+    /// Only the provenance figure, on an otherwise empty ledger (about a minute).
+    #[arg(long)]
+    provenance_only: bool,
 }
 
 #[derive(Serialize, Default, Clone)]
@@ -73,6 +77,7 @@ struct Report {
     peak_rss_mib: Vec<(String, f64)>,
     proof_verify_ms: f64,
     proofs_1000_verify_ms: f64,
+    provenance: provenance::Figures,
     refusals: Vec<(String, u64)>,
 }
 
@@ -236,6 +241,15 @@ fn main() -> Result<()> {
         chain,
     };
 
+    if args.provenance_only {
+        eprintln!("loading a chain of over 1,000 events and tracing it…");
+        let f = provenance::measure(&NodeClient::new(&apis[0]), &genesis, &market, 20)?;
+        children.stop();
+        provenance::print(&f);
+        std::fs::write(&args.out, serde_json::to_string_pretty(&f)?)?;
+        println!("(JSON: {})", args.out.display());
+        return Ok(());
+    }
     eprintln!("registering {} enterprises…", args.actors);
     let node0 = NodeClient::new(&apis[0]);
     let mut ents = Vec::new();
@@ -326,6 +340,9 @@ fn main() -> Result<()> {
         let _ = t.join();
     }
 
+    eprintln!("provenance of a batch with over 1,000 upstream events…");
+    let provenance = provenance::measure(&node0, &genesis, &market, 20)?;
+
     // A fresh node syncs the whole chain.
     let status = node0.status()?;
     let start = Instant::now();
@@ -404,6 +421,7 @@ fn main() -> Result<()> {
         peak_rss_mib: peak_rss,
         proof_verify_ms,
         proofs_1000_verify_ms,
+        provenance,
         refusals,
     };
     children.stop();
@@ -469,6 +487,7 @@ fn print_table(r: &Report) {
         "  verify 1,000 record proofs              {:>12.1} ms",
         r.proofs_1000_verify_ms
     );
+    provenance::print(&r.provenance);
     if !r.refusals.is_empty() {
         println!("  refused submissions by code: {:?}", r.refusals);
     }

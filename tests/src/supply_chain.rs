@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use std::time::{Duration, Instant};
+
 use anyhow::Result;
-use xinlian_client::http::RecordSigner;
+use xinlian_client::http::{ClientError, NodeClient, RecordSigner};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{
     BatchAmount, Body, Commission, Inspect, InspectionResult, NewBatch, Product, Quantity, Receive,
@@ -389,4 +391,31 @@ pub fn food_chain(
         b.hold(&fin, &r.0, 70);
     }
     Ok(chain)
+}
+
+/// Submits in order, waiting out `mempool_full` by watching the ledger grow; returns
+/// once the last record is final.
+pub fn submit_all(client: &NodeClient, records: &[SignedRecord]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for r in records {
+        loop {
+            match client.submit(r) {
+                Ok(_) => break,
+                Err(ClientError::Refused { code, .. }) if code == "mempool_full" => {
+                    anyhow::ensure!(Instant::now() < deadline, "mempool stayed full");
+                    let before = client.status()?.ledger_size;
+                    while client.status()?.ledger_size == before {
+                        anyhow::ensure!(Instant::now() < deadline, "no block for 120 s");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let Some(last) = records.last() {
+        let v = client.record(&last.id(), 30_000)?;
+        anyhow::ensure!(v.height.is_some(), "last record not final in 30 s");
+    }
+    Ok(())
 }

@@ -9,46 +9,19 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use xinlian_client::http::{ClientError, NodeClient, fetch_provenance};
+use xinlian_client::http::fetch_provenance;
 use xinlian_client::proof::{LightClient, VerifyError};
 use xinlian_client::provenance::{
     Direction, PROVENANCE_BUNDLE_FORMAT, ProvenanceBundle, ProvenanceError, ProvenanceProof,
 };
-use xinlian_client::record::{Recall, RecordId, SignedRecord};
+use xinlian_client::record::{Recall, RecordId};
 use xinlian_client::state::BatchState;
 use xinlian_client::when::EventTime;
 use xinlian_genesis::canonical;
-use xinlian_tests::supply_chain::{Chain, food_chain};
+use xinlian_tests::supply_chain::{Chain, food_chain, submit_all};
 
 const CLI: &str = env!("CARGO_BIN_EXE_xinlian-under-test");
 const NODE: &str = env!("CARGO_BIN_EXE_xinlian-node-under-test");
-
-/// Submits in order, waiting out `mempool_full` by watching the ledger grow; returns
-/// once the last record is final.
-fn submit_all(client: &NodeClient, records: &[SignedRecord]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for r in records {
-        loop {
-            match client.submit(r) {
-                Ok(_) => break,
-                Err(ClientError::Refused { code, .. }) if code == "mempool_full" => {
-                    anyhow::ensure!(Instant::now() < deadline, "mempool stayed full");
-                    let before = client.status()?.ledger_size;
-                    while client.status()?.ledger_size == before {
-                        anyhow::ensure!(Instant::now() < deadline, "no block for 120 s");
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    if let Some(last) = records.last() {
-        let v = client.record(&last.id(), 30_000)?;
-        anyhow::ensure!(v.height.is_some(), "last record not final in 30 s");
-    }
-    Ok(())
-}
 
 fn verify_err(lc: &LightClient, p: &ProvenanceProof) -> ProvenanceError {
     lc.verify_provenance(p)
