@@ -472,8 +472,16 @@ fn epcis_command(cli: &Cli, node: &NodeClient, cmd: &EpcisCmd) -> Result<(), Fai
                 });
                 return Ok(());
             }
-            for r in &recs {
-                submit_patiently(node, r)?;
+            for (i, r) in recs.iter().enumerate() {
+                if let Err(e) = submit_patiently(node, r) {
+                    let (Failure::Invalid(m) | Failure::Unreachable(m) | Failure::Local(m)) = e;
+                    return Err(Failure::Invalid(format!(
+                        "the state changed since the check: event {}'s {} record was refused ({m}); {i} of {} records had been submitted, the rest were not",
+                        events[i],
+                        r.kind().name(),
+                        recs.len()
+                    )));
+                }
             }
             let last = node.record(ids.last().expect("at least one"), 30_000)?;
             print(cli.json, &ids, || {
@@ -519,9 +527,16 @@ fn provenance_command(
 ) -> Result<(), Failure> {
     let g = require_genesis(cli)?;
     let (mut light, path) = load_light(cli, g);
+    let seen = light.trusted().map(|t| t.header.height);
     let (answer, pages) =
         fetch_provenance(node, &mut light, batch, direction, depth).map_err(fetch_failure)?;
     save_light(&light, path);
+    if let Some(seen) = seen.filter(|s| *s > answer.final_from) {
+        eprintln!(
+            "warning: the answer is as of height {}, but this client has already verified height {seen}: later events may be missing from it",
+            answer.final_from
+        );
+    }
     if let Some(out) = bundle {
         let b = ProvenanceBundle {
             format: PROVENANCE_BUNDLE_FORMAT.into(),
