@@ -28,6 +28,7 @@ use crate::proof::{
 use crate::record::{Body, EncodedRecord, RecordId, SignedRecord};
 use crate::smt::MapProof;
 use crate::state::{BatchState, next_event_chain};
+use crate::when::EventTime;
 
 /// The form of an offline provenance bundle.
 pub const PROVENANCE_BUNDLE_FORMAT: &str = "xinlian-provenance/v1";
@@ -125,6 +126,20 @@ impl VerifiedEvent {
     }
 }
 
+/// One custody transfer: shipped by one enterprise, acknowledged (or not yet) by the
+/// receiver, from which moment custody passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub ship: RecordId,
+    pub from: Uscc,
+    pub to: Uscc,
+    pub amount: u64,
+    pub shipped_at: EventTime,
+    /// The receiver's acknowledgement, and when: custody passes only then.
+    pub receipt: Option<RecordId>,
+    pub received_at: Option<EventTime>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InTransit {
     pub ship: RecordId,
@@ -141,6 +156,8 @@ pub struct VerifiedBatch {
     /// Current holders and amounts, replayed from the events.
     pub holders: BTreeMap<Uscc, u64>,
     pub in_transit: Vec<InTransit>,
+    /// Every custody transfer, in order: who held it when, who acknowledged receipt.
+    pub transfers: Vec<Transfer>,
     pub sold: u64,
     /// Amount used up as input of transforms.
     pub consumed: u64,
@@ -458,6 +475,7 @@ fn verify_batch(
         events,
         holders: BTreeMap::new(),
         in_transit: Vec::new(),
+        transfers: Vec::new(),
         sold: 0,
         consumed: 0,
         children: Vec::new(),
@@ -536,6 +554,15 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
             Body::Ship(b) if b.batch == name => {
                 let from = who()?;
                 sub(&mut vb.holders, &from, b.quantity.amount)?;
+                vb.transfers.push(Transfer {
+                    ship: e.id,
+                    from: from.clone(),
+                    to: b.to.clone(),
+                    amount: b.quantity.amount,
+                    shipped_at: b.time,
+                    receipt: None,
+                    received_at: None,
+                });
                 transit.insert(
                     e.id,
                     InTransit {
@@ -559,6 +586,13 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                         t.to
                     )));
                 }
+                let tr = vb
+                    .transfers
+                    .iter_mut()
+                    .find(|x| x.ship == b.shipment)
+                    .expect("an open shipment has its transfer");
+                tr.receipt = Some(e.id);
+                tr.received_at = Some(b.time);
                 *vb.holders.entry(t.to).or_default() += t.amount;
             }
             Body::Transform(t) => {

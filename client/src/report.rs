@@ -200,6 +200,21 @@ fn tree(
     for e in &b.events {
         let _ = writeln!(out, "{pad}  · {}", event_line(b, e));
     }
+    for t in &b.transfers {
+        let _ = writeln!(
+            out,
+            "{pad}  custody: {} → {} {} {}, shipped {}, {}",
+            t.from,
+            t.to,
+            t.amount,
+            s.uom,
+            t.shipped_at,
+            match (&t.received_at, &t.receipt) {
+                (Some(at), Some(r)) => format!("acknowledged by the receiver {at} [{}]", short(r)),
+                _ => "not yet acknowledged: the sender still answers for it".into(),
+            }
+        );
+    }
     let _ = writeln!(out, "{pad}  now: {}", holdings_line(b));
     if p.direction.up() {
         for parent in &s.parents {
@@ -224,6 +239,9 @@ pub struct Reached {
     pub consumed: u64,
     /// Its own recall record, if recalled itself.
     pub recalled: Option<RecordId>,
+    /// Recalls that affect it: its own and those of any batch it was made from that the
+    /// answer shows (the root and everything between).
+    pub affected_by: Vec<(String, RecordId)>,
 }
 
 /// Everything made from the root, and where it is now.
@@ -253,6 +271,7 @@ pub fn recall_reach(p: &Provenance) -> RecallReach {
         sold: b.sold,
         consumed: b.consumed,
         recalled: b.state.recalled,
+        affected_by: p.recalls_affecting(&b.state.batch),
     };
     let mut batches: Vec<Reached> = p.batches.get(&p.root).map(reached).into_iter().collect();
     batches.extend(p.walk(&p.root, false).into_iter().map(reached));
@@ -305,6 +324,10 @@ pub fn recall_reach_text(p: &Provenance) -> String {
         }
         if b.sold > 0 {
             let _ = writeln!(out, "    sold or dispensed: {} {}", b.sold, b.uom);
+        }
+        if !b.affected_by.is_empty() && b.recalled.is_none() {
+            let by: Vec<&str> = b.affected_by.iter().map(|(x, _)| x.as_str()).collect();
+            let _ = writeln!(out, "    AFFECTED by the recall of {}", by.join(", "));
         }
     }
     let holders: BTreeSet<&Uscc> = held.keys().map(|(u, _)| u).collect();

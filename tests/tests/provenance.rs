@@ -87,6 +87,21 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
     all.extend(&chain.intermediates);
     all.push(&chain.final_batch);
     check_exact(&chain, &up, &all);
+    // Custody: every transfer acknowledged, by the addressee, in order.
+    let origin_transfers = &up.batches[&chain.origins[0]].transfers;
+    assert_eq!(origin_transfers.len(), 6 * 2 + 1);
+    assert!(
+        origin_transfers
+            .iter()
+            .all(|t| t.receipt.is_some() && t.received_at.is_some_and(|r| r > t.shipped_at))
+    );
+    let fin = &up.batches[&chain.final_batch];
+    assert_eq!(fin.transfers.len(), 2);
+    assert!(
+        fin.transfers
+            .iter()
+            .all(|t| t.amount == 100 && t.receipt.is_some())
+    );
     let expected = chain.upstream_events(&chain.final_batch);
     assert!(expected.len() >= 1_000, "{} events", expected.len());
     let got: BTreeSet<RecordId> = up.all_events().iter().map(|e| e.id).collect();
@@ -181,6 +196,18 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
         vec![(origin.clone(), recall.id())]
     );
     assert!(after.recalls_affecting(&chain.origins[0]).is_empty());
+    // Recall reach from the recalled origin: everything made from it is affected.
+    let (down, _) = fetch_provenance(&node.client, &mut lc, origin, Direction::Downstream, None)?;
+    let reach = xinlian_client::report::recall_reach(&down);
+    assert_eq!(reach.batches.len(), 3);
+    for b in &reach.batches {
+        assert_eq!(
+            b.affected_by,
+            vec![(origin.clone(), recall.id())],
+            "{}",
+            b.batch
+        );
+    }
     let new = &new_pages[0];
     let no = batch_pos(new, origin);
     let mut p = new.clone();
