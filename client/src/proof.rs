@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use xinlian_genesis::{Genesis, Hash32, Role, ValidatorSet};
 
 use crate::block::{Certificate, CertificateError, Header, verify_certificate};
-use crate::checks::{StatelessError, check_stateless};
+use crate::checks::{StatelessError, check_unsigned};
 use crate::ids::Uscc;
 use crate::merkle::{ProofError, leaf_hash, verify_consistency, verify_inclusion};
 use crate::record::{Body, DecodeError, EncodedRecord, RecordId, SignedRecord};
@@ -456,13 +456,29 @@ impl LightClient {
         e: &LedgerEntry,
         header: &Header,
     ) -> Result<EncodedRecord, VerifyError> {
+        let rec = self.verify_entry_unsigned(e, header)?;
+        rec.verify_signature()
+            .map_err(|source| VerifyError::Record {
+                id: rec.id(),
+                source: source.into(),
+            })?;
+        Ok(rec)
+    }
+
+    /// A ledger entry's bytes, fields and inclusion under `header`; the signature is
+    /// the caller's to check (singly, or in a batch with others).
+    pub(crate) fn verify_entry_unsigned(
+        &self,
+        e: &LedgerEntry,
+        header: &Header,
+    ) -> Result<EncodedRecord, VerifyError> {
         let max = self.genesis.policy.record_bytes_max as usize;
         let rec =
             EncodedRecord::decode(&e.record.0, max).map_err(|source| VerifyError::RecordBytes {
                 index: e.index,
                 source,
             })?;
-        check_stateless(&rec, &self.chain).map_err(|source| VerifyError::Record {
+        check_unsigned(rec.record(), &self.chain).map_err(|source| VerifyError::Record {
             id: rec.id(),
             source,
         })?;
@@ -531,10 +547,6 @@ impl LightClient {
             id: m.id.clone(),
             roles: m.roles.iter().map(|r| r.to_string()).collect(),
         })
-    }
-
-    pub(crate) fn record_bytes_max(&self) -> usize {
-        self.genesis.policy.record_bytes_max as usize
     }
 
     pub(crate) fn is_member_key(&self, key: &xinlian_genesis::PublicKey) -> bool {

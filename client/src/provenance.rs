@@ -17,10 +17,8 @@ use serde::{Deserialize, Serialize};
 use xinlian_genesis::{Hash32, PublicKey, canonical};
 
 use crate::block::Header;
-use crate::checks::check_unsigned;
 use crate::crypto::{self, Domain};
 use crate::ids::Uscc;
-use crate::merkle::{leaf_hash, verify_inclusion};
 use crate::proof::{
     Checkpoint, HexBytes, LedgerEntry, LightClient, SignerAuthority, ValidatorChange, VerifyError,
     check_bound_before,
@@ -314,32 +312,9 @@ impl LightClient {
         entries: &[LedgerEntry],
         header: &Header,
     ) -> Result<BTreeMap<u64, EncodedRecord>, ProvenanceError> {
-        let max = self.record_bytes_max();
         let mut out = BTreeMap::new();
         for e in entries {
-            let rec = EncodedRecord::decode(&e.record.0, max).map_err(|source| {
-                VerifyError::RecordBytes {
-                    index: e.index,
-                    source,
-                }
-            })?;
-            check_unsigned(rec.record(), &self.chain()).map_err(|source| VerifyError::Record {
-                id: rec.id(),
-                source,
-            })?;
-            verify_inclusion(
-                &leaf_hash(rec.bytes()),
-                e.index,
-                header.ledger_size,
-                &e.inclusion,
-                &header.ledger_root,
-            )
-            .map_err(|source| VerifyError::Inclusion {
-                id: rec.id(),
-                index: e.index,
-                height: header.height,
-                source,
-            })?;
+            let rec = self.verify_entry_unsigned(e, header)?;
             if out.insert(e.index, rec).is_some() {
                 return Err(ProvenanceError::DuplicateRecord(e.index));
             }

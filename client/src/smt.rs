@@ -271,8 +271,12 @@ impl MapProof {
         Ok(h)
     }
 
-    /// Checks that the map with root `root` maps `key` to `value`.
-    pub fn verify(&self, root: &Hash32, key: &Hash32, value: &Hash32) -> Result<(), MapProofError> {
+    /// Checks that the proof leads to `root` for `key`; returns the key's entry, if any.
+    fn check(
+        &self,
+        root: &Hash32,
+        key: &Hash32,
+    ) -> Result<Option<(Hash32, Hash32)>, MapProofError> {
         let got = self.root_for(key)?;
         if &got != root {
             return Err(MapProofError::Root {
@@ -280,36 +284,29 @@ impl MapProof {
                 got,
             });
         }
-        match &self.leaf {
-            Some((k, v)) if k == key => {
-                if v == value {
-                    Ok(())
-                } else {
-                    Err(MapProofError::Value {
-                        expected: *value,
-                        got: *v,
-                    })
-                }
-            }
-            _ => Err(MapProofError::Absent),
+        Ok(self.leaf.filter(|(k, _)| k == key))
+    }
+
+    /// Checks that the map with root `root` maps `key` to `value`.
+    pub fn verify(&self, root: &Hash32, key: &Hash32, value: &Hash32) -> Result<(), MapProofError> {
+        match self.check(root, key)? {
+            Some((_, v)) if &v == value => Ok(()),
+            Some((_, v)) => Err(MapProofError::Value {
+                expected: *value,
+                got: v,
+            }),
+            None => Err(MapProofError::Absent),
         }
     }
 
     /// Checks that the map with root `root` holds nothing under `key`.
     pub fn verify_absent(&self, root: &Hash32, key: &Hash32) -> Result<(), MapProofError> {
-        let got = self.root_for(key)?;
-        if &got != root {
-            return Err(MapProofError::Root {
-                expected: *root,
-                got,
-            });
-        }
-        match &self.leaf {
-            Some((k, _)) if k == key => Err(MapProofError::Value {
+        match self.check(root, key)? {
+            Some((_, v)) => Err(MapProofError::Value {
                 expected: EMPTY,
-                got: self.leaf.expect("some").1,
+                got: v,
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 }
