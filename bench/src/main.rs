@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo build --release && cargo run --release -p xinlian-bench`.
 
+mod inspect;
 mod machine;
 mod provenance;
 mod workload;
@@ -48,6 +49,38 @@ struct Args {
     /// Only the provenance figure, on an otherwise empty ledger (about a minute).
     #[arg(long)]
     provenance_only: bool,
+    /// The consortium's block interval (genesis policy; default 500 ms).
+    #[arg(long)]
+    block_interval_ms: Option<u64>,
+    /// Record a `perf` profile (frame-pointer call graphs) of the fresh node while it
+    /// syncs, into this file. Build with `RUSTFLAGS="-C force-frame-pointers=yes"`.
+    #[arg(long)]
+    perf_sync: Option<PathBuf>,
+    /// Instead of the ramp: load until the ledger holds this many records, sampling
+    /// every node's memory as it grows (the 1,000,000-record memory run).
+    #[arg(long)]
+    fill: Option<u64>,
+    /// Offered records/s during `--fill`.
+    #[arg(long, default_value_t = 1_500)]
+    fill_rate: u64,
+}
+
+/// Every node's resident memory at a ledger size.
+#[derive(Serialize, Clone)]
+struct RssSample {
+    records: u64,
+    elapsed_s: f64,
+    rss_mib: Vec<(String, f64)>,
+}
+
+/// Blocks finalized during the 50% phase, from node 0's log.
+#[derive(Serialize, Default, Clone)]
+struct BlockTimings {
+    blocks: usize,
+    records_per_block: f64,
+    /// From the proposer's clock at proposal to the block stored on node 0.
+    propose_to_final_p50_ms: f64,
+    propose_to_final_p99_ms: f64,
 }
 
 #[derive(Serialize, Default, Clone)]
@@ -78,6 +111,9 @@ struct Report {
     proof_verify_ms: f64,
     proofs_1000_verify_ms: f64,
     provenance: provenance::Figures,
+    block_interval_ms: u64,
+    half_saturation_blocks: BlockTimings,
+    disk: inspect::DiskBreakdown,
     refusals: Vec<(String, u64)>,
 }
 
@@ -225,7 +261,14 @@ fn main() -> Result<()> {
         ],
         voting_power: 0,
     });
-    let genesis = scaffold(dir.path(), "xinlian-bench", 0, Policy::default(), &specs)?;
+    let policy = Policy {
+        block_interval_ms: args
+            .block_interval_ms
+            .unwrap_or(Policy::default().block_interval_ms),
+        ..Policy::default()
+    };
+    let block_interval_ms = policy.block_interval_ms;
+    let genesis = scaffold(dir.path(), "xinlian-bench", 0, policy, &specs)?;
     let chain = genesis.hash();
     let mut children = Children(Vec::new());
     let (mut apis, mut p2ps) = (Vec::new(), Vec::new());
@@ -305,6 +348,18 @@ fn main() -> Result<()> {
         threads.push(std::thread::spawn(move || actor.run(&s)));
     }
 
+    if let Some(target) = args.fill {
+        return fill(
+            &args,
+            target,
+            &shared,
+            &node0,
+            &mut children,
+            dir.path(),
+            threads,
+        );
+    }
+
     // Ramp until the ledger no longer keeps up with the offer.
     let mut ramp = Vec::new();
     let mut rate = 250;
@@ -332,7 +387,10 @@ fn main() -> Result<()> {
     );
     let saturation = watcher.measure(&shared, best as u64, args.sustain_s);
     eprintln!("half of saturation…");
+    let h0 = node0.status()?.height;
     let half = watcher.measure(&shared, (best / 2.0) as u64, args.sustain_s.min(20));
+    let h1 = node0.status()?.height;
+    let half_saturation_blocks = block_timings(&dir.path().join("nodes/v0.log"), h0 + 1..=h1);
     shared.set_rate(0);
     std::thread::sleep(Duration::from_secs(3));
     shared.stop.store(true, Ordering::Relaxed);
@@ -347,6 +405,20 @@ fn main() -> Result<()> {
     let status = node0.status()?;
     let start = Instant::now();
     let (child, oapi, _) = spawn_node(&node_bin, dir.path(), "o0", 0, 0, &p2ps)?;
+    let perf = match &args.perf_sync {
+        Some(out) => Some(
+            std::process::Command::new("perf")
+                .args(["record", "-e", "cpu-clock", "--call-graph", "fp", "-o"])
+                .arg(out)
+                .arg("-p")
+                .arg(child.id().to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting perf")?,
+        ),
+        None => None,
+    };
     children.0.push(("o0".into(), child));
     let observer = NodeClient::new(&oapi);
     while observer.status().map(|s| s.height).unwrap_or(0) < status.height {
@@ -356,6 +428,13 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let sync_records_per_s = status.ledger_size as f64 / start.elapsed().as_secs_f64();
+    if let Some(mut p) = perf {
+        // perf writes its file on SIGINT.
+        std::process::Command::new("kill")
+            .args(["-INT", &p.id().to_string()])
+            .status()?;
+        p.wait()?;
+    }
 
     let disk: u64 = (0..4)
         .map(|i| dir_bytes(&dir.path().join("nodes").join(format!("v{i}"))))
@@ -422,11 +501,119 @@ fn main() -> Result<()> {
         proof_verify_ms,
         proofs_1000_verify_ms,
         provenance,
+        block_interval_ms,
+        half_saturation_blocks,
+        disk: inspect::DiskBreakdown::default(),
         refusals,
     };
     children.stop();
+    let report = Report {
+        disk: inspect::disk_breakdown(&dir.path().join("nodes/v0"), report.records)?,
+        ..report
+    };
     print_table(&report);
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("(JSON: {})", args.out.display());
+    Ok(())
+}
+
+fn block_timings(log: &Path, heights: std::ops::RangeInclusive<u64>) -> BlockTimings {
+    let t = inspect::block_timings(log, heights);
+    if t.is_empty() {
+        return BlockTimings::default();
+    }
+    let mut ms: Vec<u64> = t.iter().map(|x| x.1).collect();
+    ms.sort_unstable();
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize] as f64;
+    BlockTimings {
+        blocks: t.len(),
+        records_per_block: t.iter().map(|x| x.2).sum::<u64>() as f64 / t.len() as f64,
+        propose_to_final_p50_ms: pct(0.5),
+        propose_to_final_p99_ms: pct(0.99),
+    }
+}
+
+/// `--fill`: a steady load until the ledger holds `target` records, every node's
+/// memory sampled each 100,000; then the disk of one validator.
+fn fill(
+    args: &Args,
+    target: u64,
+    shared: &Arc<workload::Shared>,
+    node0: &NodeClient,
+    children: &mut Children,
+    dir: &Path,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) -> Result<()> {
+    let start = Instant::now();
+    shared.set_rate(args.fill_rate);
+    let mut samples: Vec<RssSample> = Vec::new();
+    let mut next = 100_000.min(target);
+    loop {
+        let size = node0.status()?.ledger_size;
+        if size >= next {
+            let s = RssSample {
+                records: size,
+                elapsed_s: start.elapsed().as_secs_f64(),
+                rss_mib: children
+                    .0
+                    .iter()
+                    .map(|(id, c)| (id.clone(), inspect::rss_mib(c.id())))
+                    .collect(),
+            };
+            eprintln!(
+                "{:>9} records after {:>6.0} s: RSS {:?}",
+                s.records, s.elapsed_s, s.rss_mib
+            );
+            samples.push(s);
+            if size >= target {
+                break;
+            }
+            next = (next + 100_000).min(target);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    shared.set_rate(0);
+    shared.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let records = node0.status()?.ledger_size;
+    let peak: Vec<(String, f64)> = children
+        .0
+        .iter()
+        .map(|(id, c)| (id.clone(), peak_rss_mib(c.id())))
+        .collect();
+    children.stop();
+    let disk = inspect::disk_breakdown(&dir.join("nodes/v0"), records)?;
+    println!(
+        "memory as the ledger grows ({} records/s offered):",
+        args.fill_rate
+    );
+    for s in &samples {
+        let v: Vec<String> = s
+            .rss_mib
+            .iter()
+            .map(|(id, m)| format!("{id} {m:.0}"))
+            .collect();
+        println!(
+            "  {:>9} records  {:>6.0} s   RSS MiB: {}",
+            s.records,
+            s.elapsed_s,
+            v.join(", ")
+        );
+    }
+    let v: Vec<String> = peak.iter().map(|(id, m)| format!("{id} {m:.0}")).collect();
+    println!(
+        "  peak RSS MiB: {}   (target ≤ 300 after 1,000,000 records)",
+        v.join(", ")
+    );
+    inspect::print_disk(&disk);
+    std::fs::write(
+        &args.out,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "fill_rate": args.fill_rate, "samples": samples, "peak_rss_mib": peak, "disk": disk,
+        }))?,
+    )?;
     println!("(JSON: {})", args.out.display());
     Ok(())
 }
@@ -487,6 +674,16 @@ fn print_table(r: &Report) {
         "  verify 1,000 record proofs              {:>12.1} ms",
         r.proofs_1000_verify_ms
     );
+    let b = &r.half_saturation_blocks;
+    println!(
+        "  at 50%: {} blocks of {:.0} records, proposal→final p50 {:.0} ms, p99 {:.0} ms (block interval {} ms)",
+        b.blocks,
+        b.records_per_block,
+        b.propose_to_final_p50_ms,
+        b.propose_to_final_p99_ms,
+        r.block_interval_ms
+    );
+    inspect::print_disk(&r.disk);
     provenance::print(&r.provenance);
     if !r.refusals.is_empty() {
         println!("  refused submissions by code: {:?}", r.refusals);

@@ -42,6 +42,9 @@ enum Command {
         /// at start and whenever the connection is lost.
         #[arg(long = "peer")]
         peers: Vec<Multiaddr>,
+        /// Memory for sled's page cache, in MiB (the OS file cache comes on top).
+        #[arg(long, default_value_t = 64)]
+        cache_mb: u64,
         /// Exit when standard input closes (how the devnet's parent takes its nodes
         /// down with it, however it ends).
         #[arg(long, hide = true)]
@@ -75,6 +78,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sled=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: logs written to files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match dispatch(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +132,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             listen,
             p2p_listen,
             peers,
+            cache_mb,
             exit_with_stdin,
         } => {
             let genesis = Genesis::load(&genesis)?;
@@ -134,6 +140,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let mut config = NodeConfig::new(genesis, data, key);
             config.p2p_listen = p2p_listen;
             config.peers = peers;
+            config.cache_bytes = cache_mb << 20;
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await

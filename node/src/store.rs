@@ -84,6 +84,9 @@ fn decode_state<T: serde::Serialize + serde::de::DeserializeOwned>(
         .map_err(|e| damaged(format!("state {}: {e}", hex::encode(key))))
 }
 
+/// sled's page cache unless told otherwise.
+pub const CACHE_BYTES_DEFAULT: u64 = 64 << 20;
+
 pub struct Store {
     db: sled::Db,
     /// Held to write a block, and by readers that need several reads from one block
@@ -94,8 +97,18 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store for this consortium and checks it.
     pub fn open(path: &Path, c: &Consortium) -> Result<(Store, Tip), StoreError> {
+        Self::open_with_cache(path, c, CACHE_BYTES_DEFAULT)
+    }
+
+    /// As `open`, with sled's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(
+        path: &Path,
+        c: &Consortium,
+        cache_bytes: u64,
+    ) -> Result<(Store, Tip), StoreError> {
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
