@@ -60,6 +60,13 @@ struct Args {
     /// every node's memory as it grows (the 1,000,000-record memory run).
     #[arg(long)]
     fill: Option<u64>,
+    /// Instead of a consortium: sled alone under the ledger's write pattern for this
+    /// many records, its memory sampled (to tell sled's memory from the node's).
+    #[arg(long)]
+    sled_alone: Option<u64>,
+    /// Hot-key overwrites per record in `--sled-alone`.
+    #[arg(long, default_value_t = 3)]
+    sled_alone_hot: u64,
     /// Offered records/s during `--fill`.
     #[arg(long, default_value_t = 1_500)]
     fill_rate: u64,
@@ -237,6 +244,19 @@ fn main() -> Result<()> {
             "{} not found: run `cargo build --release` first",
             node_bin.display()
         );
+    }
+    if let Some(n) = args.sled_alone {
+        let dir = tempfile::tempdir()?;
+        println!(
+            "sled alone, the ledger's write pattern with {} hot-key overwrites per record, 64 MiB page cache:",
+            args.sled_alone_hot
+        );
+        for (records, mib) in
+            inspect::sled_alone(dir.path(), n, 100_000, 64 << 20, args.sled_alone_hot)?
+        {
+            println!("  {records:>9} records   RSS {mib:>6.0} MiB");
+        }
+        return Ok(());
     }
     eprintln!("measuring the machine…");
     let limits = machine::measure()?;

@@ -163,10 +163,7 @@ pub fn prepare(dir: &Path) -> Result<Genesis> {
     if genesis_path(dir).exists() {
         return Ok(Genesis::load(&genesis_path(dir))?);
     }
-    let policy = Policy {
-        block_interval_ms: 200,
-        ..Policy::default()
-    };
+    let policy = Policy::default();
     let g = scaffold(dir, "xinlian-devnet", now_ms(), policy, &members())?;
     std::fs::create_dir_all(dir.join("keys").join("enterprises"))?;
     for (slug, _, _) in ENTERPRISES {
