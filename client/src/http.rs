@@ -318,8 +318,13 @@ pub fn fetch_provenance(
             }
             .into());
         }
+        let before = answer.batches.len();
         answer.merge(v);
         pages.push(page);
+        // A page that verifies but adds nothing would only repeat: stop, partial.
+        if answer.batches.len() == before {
+            break;
+        }
     }
     Ok((answer, pages))
 }

@@ -139,6 +139,19 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
         partial.missing.iter().collect::<BTreeSet<_>>(),
         chain.origins.iter().collect::<BTreeSet<_>>()
     );
+    // The next page, from the missing batches as roots, completes it exactly.
+    let roots: Vec<String> = partial.missing.iter().cloned().collect();
+    let next = node
+        .client
+        .provenance_from(&roots, Direction::Upstream, None)?;
+    let mut merged = partial.clone();
+    merged.merge(lc.verify_provenance(&next)?);
+    assert!(merged.is_complete());
+    assert_eq!(
+        merged.batches.keys().collect::<Vec<_>>(),
+        up.batches.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(merged.all_events().len(), expected.len());
 
     // Tampering, each failing with the error that names it.
     let page = &pages[0];
