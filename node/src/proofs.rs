@@ -193,19 +193,18 @@ pub use xinlian_client::provenance::PROVENANCE_ROOTS_MAX;
 
 /// Walks from the roots through parents and/or children, breadth first, and proves
 /// every batch it includes against the newest header: its state by the batch index,
-/// its events by inclusion. Reads see one block (`Store::consistent`).
+/// its events by inclusion. The walk reads one block's state (`Store::consistent`).
 pub fn provenance(
     store: &Store,
     c: &Consortium,
     req: &ProvenanceRequest,
 ) -> Result<ProvenanceProof, ProofRequestError> {
-    store.consistent(|store| {
+    let (checkpoint, batches, missing, records) = store.consistent(|store| {
         let tip = store.tip()?;
         if tip.height == 0 {
             return Err(ProofRequestError::NoBlock(1));
         }
         let checkpoint = checkpoint(store, tip.height)?;
-        let size = checkpoint.header.ledger_size;
         let index = batch_index::Committed(store);
         let mut queue: VecDeque<(String, u32)> = VecDeque::new();
         let mut seen = BTreeSet::new();
@@ -280,34 +279,39 @@ pub fn provenance(
                 events,
             });
         }
-        let mut entries = Vec::with_capacity(records.len());
-        let mut keys = BTreeSet::new();
-        for i in records {
-            let e = ledger_entry(store, i, size)?;
-            let signer = xinlian_client::record::SignedRecord::decode(&e.record.0, usize::MAX)
-                .map_err(|err| damaged(format!("record {i}: {err}")))?
-                .envelope
-                .signer;
-            if c.member_by_signing_key(&signer).is_none() {
-                keys.insert(signer);
-            }
-            entries.push(e);
+        Ok((checkpoint, batches, missing, records))
+    })?;
+    // What follows reads only what never changes once final (record bytes, Merkle
+    // nodes below the checkpoint's size, the records that bound a key), so it needs
+    // no lock: commits wait only for the walk above.
+    let size = checkpoint.header.ledger_size;
+    let mut entries = Vec::with_capacity(records.len());
+    let mut keys = BTreeSet::new();
+    for i in records {
+        let e = ledger_entry(store, i, size)?;
+        let signer = xinlian_client::record::SignedRecord::decode(&e.record.0, usize::MAX)
+            .map_err(|err| damaged(format!("record {i}: {err}")))?
+            .envelope
+            .signer;
+        if c.member_by_signing_key(&signer).is_none() {
+            keys.insert(signer);
         }
-        let mut signers = Vec::with_capacity(keys.len());
-        for key in keys {
-            signers.push(SignerBindings {
-                bindings: key_bindings(store, c, &key, size)?,
-                key,
-            });
-        }
-        Ok(ProvenanceProof {
-            checkpoint,
-            roots: req.roots.clone(),
-            direction: req.direction,
-            batches,
-            missing,
-            records: entries,
-            signers,
-        })
+        entries.push(e);
+    }
+    let mut signers = Vec::with_capacity(keys.len());
+    for key in keys {
+        signers.push(SignerBindings {
+            bindings: key_bindings(store, c, &key, size)?,
+            key,
+        });
+    }
+    Ok(ProvenanceProof {
+        checkpoint,
+        roots: req.roots.clone(),
+        direction: req.direction,
+        batches,
+        missing,
+        records: entries,
+        signers,
     })
 }
