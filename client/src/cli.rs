@@ -378,7 +378,11 @@ fn epcis_command(cli: &Cli, node: &NodeClient, cmd: &EpcisCmd) -> Result<(), Fai
                 serde_json::to_string_pretty(&epcis::export(&batches, now)).expect("serialises");
             match out {
                 Some(p) => write_atomically(p, doc.as_bytes())?,
-                None => println!("{doc}"),
+                None => {
+                    use std::io::Write;
+                    // A closed pipe (`… | head`) is the reader's choice, not an error.
+                    let _ = writeln!(std::io::stdout().lock(), "{doc}");
+                }
             }
         }
         EpcisCmd::Import {

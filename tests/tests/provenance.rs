@@ -346,6 +346,29 @@ fn the_devnet_food_and_drug_chains_trace_through_the_cli_and_bundles_verify_offl
         "{text}"
     );
 
+    // The same chain as EPCIS 2.0, from the verified events: one event per record.
+    let out = run(&["epcis", "export", "rice-pack-2026-001", "--upstream"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let types: Vec<&str> = doc["epcisBody"]["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.len(), 9, "{types:?}");
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "TransformationEvent")
+            .count(),
+        1
+    );
+
     // Offline: no node at all (an address nothing listens on) and the bundle verifies;
     // one event removed from it and it does not (exit code 1).
     let offline = |args: &[&str]| cli("http://127.0.0.1:9", &genesis, &trust, args);
