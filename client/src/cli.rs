@@ -895,26 +895,19 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             batch,
             bundle,
             depth,
-        } => provenance_command(
-            cli,
-            &node,
-            batch,
-            Direction::Upstream,
-            *depth,
-            bundle.as_deref(),
-        )?,
-        Cmd::RecallReach {
+        }
+        | Cmd::RecallReach {
             batch,
             bundle,
             depth,
-        } => provenance_command(
-            cli,
-            &node,
-            batch,
-            Direction::Downstream,
-            *depth,
-            bundle.as_deref(),
-        )?,
+        } => {
+            let direction = if matches!(cli.command, Cmd::Trace { .. }) {
+                Direction::Upstream
+            } else {
+                Direction::Downstream
+            };
+            provenance_command(cli, &node, batch, direction, *depth, bundle.as_deref())?
+        }
     }
     Ok(())
 }

@@ -148,6 +148,20 @@ fn header_lines(p: &Provenance, what: &str, out: &mut String) {
     }
 }
 
+/// A batch's heading line, the same in a trace and in a recall reach.
+fn title(
+    batch: &str,
+    product: &str,
+    lot: &str,
+    amount: u64,
+    uom: &str,
+    maker: &Uscc,
+    recalled: bool,
+) -> String {
+    let flag = if recalled { " RECALLED" } else { "" };
+    format!("{batch} — {product} (lot {lot}, {amount} {uom}, made by {maker}){flag}")
+}
+
 /// The upstream tree from the root, each batch with its timeline and holdings.
 pub fn trace_text(p: &Provenance) -> String {
     let mut out = String::new();
@@ -185,17 +199,16 @@ fn tree(
     }
     let _ = writeln!(
         out,
-        "{pad}{name} — {} (lot {}, {} {}, made by {}){}",
-        s.product.name,
-        s.lot,
-        s.created_amount,
-        s.uom,
-        s.created_by,
-        if s.recalled.is_some() {
-            " RECALLED"
-        } else {
-            ""
-        }
+        "{pad}{}",
+        title(
+            name,
+            &s.product.name,
+            &s.lot,
+            s.created_amount,
+            &s.uom,
+            &s.created_by,
+            s.recalled.is_some()
+        )
     );
     for e in &b.events {
         let _ = writeln!(out, "{pad}  · {}", event_line(b, e));
@@ -297,18 +310,16 @@ pub fn recall_reach_text(p: &Provenance) -> String {
     for b in &r.batches {
         let _ = writeln!(
             out,
-            "{} — {} (lot {}): made {} {} by {}{}",
-            b.batch,
-            b.product,
-            b.lot,
-            b.created_amount,
-            b.uom,
-            b.created_by,
-            if b.recalled.is_some() {
-                " RECALLED"
-            } else {
-                ""
-            }
+            "{}",
+            title(
+                &b.batch,
+                &b.product,
+                &b.lot,
+                b.created_amount,
+                &b.uom,
+                &b.created_by,
+                b.recalled.is_some()
+            )
         );
         for (u, a) in &b.holders {
             let _ = writeln!(out, "    held by {u}: {a} {}", b.uom);
