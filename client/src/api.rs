@@ -6,7 +6,7 @@ use xinlian_genesis::Hash32;
 
 use crate::block::{Certificate, Header};
 use crate::ids::Uscc;
-use crate::proof::{RecordProof, ValidatorChange};
+use crate::proof::{RecordProof, RosterChange};
 use crate::record::{Kind, RecordId, SignedRecord};
 use crate::state::{
     BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState, Shipment,
@@ -136,10 +136,36 @@ pub struct BatchView {
     pub next_after: Option<u64>,
 }
 
-/// Validator-set changes after a height, oldest first.
+/// Roster changes after a height, oldest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ValidatorChanges {
-    pub changes: Vec<ValidatorChange>,
+pub struct RosterChanges {
+    pub changes: Vec<RosterChange>,
+}
+
+/// A governance proposal with its tally and status as of `height`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProposalView {
+    pub status: crate::governance::Status,
+    pub summary: String,
+    pub approve_power: u64,
+    pub reject_power: u64,
+    pub total_power: u64,
+    pub proposal: crate::governance::ProposalState,
+}
+
+/// What `GET /v1/governance/proposals` answers: newest first, one page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposals {
+    pub height: u64,
+    pub proposals: Vec<ProposalView>,
+}
+
+/// The roster in force at the next height, and the height it took effect.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RosterView {
+    pub since: u64,
+    pub hash: Hash32,
+    pub roster: xinlian_genesis::Roster,
 }
 
 /// What `POST /v1/records/check` answers: each record's verdict, in order, had they

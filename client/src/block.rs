@@ -32,8 +32,9 @@ pub struct Header {
     pub trace_root: Hash32,
     /// The validator set whose precommits finalise this block.
     pub validators_hash: Hash32,
-    /// The set in force at the next height (announced ahead for light clients).
-    pub next_validators_hash: Hash32,
+    /// The roster (members, keys, roles, validator set, policy) in force at the next
+    /// height: how a governance change is announced to light clients ahead of time.
+    pub next_roster_hash: Hash32,
 }
 
 impl Header {

@@ -334,6 +334,37 @@ pub fn check_body(body: &Body) -> R {
             ident("location", &b.location)?;
             event_time("time", &b.time)
         }
+        Body::Propose(b) => {
+            text("reason", &b.reason)?;
+            if b.effective <= b.deadline {
+                return Err(field(
+                    "effective",
+                    format!(
+                        "height {} must come after the voting deadline {}",
+                        b.effective, b.deadline
+                    ),
+                ));
+            }
+            match &b.change {
+                Change::AddMember(m) => {
+                    text("change.member.name", &m.name)?;
+                    key("change.member.signing_key", &m.signing_key)?;
+                    m.node_key
+                        .as_ref()
+                        .map_or(Ok(()), |k| key("change.member.node_key", k))
+                }
+                Change::RemoveMember { member } | Change::SetRoles { member, .. } => {
+                    ident("change.member", member)
+                }
+                Change::RotateNodeKey { member, key: k }
+                | Change::RotateSigningKey { member, key: k } => {
+                    ident("change.member", member)?;
+                    key("change.key", k)
+                }
+                Change::SetPolicy(_) => Ok(()),
+            }
+        }
+        Body::Vote(_) => Ok(()),
     }
 }
 

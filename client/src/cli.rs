@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "Sign, submit and check xinlian ledger records"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// The node's API.
     #[arg(
         long,
@@ -40,7 +40,7 @@ struct Cli {
     node: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
     /// The consortium's genesis file: what every check is made against.
     #[arg(long, global = true, env = "XINLIAN_GENESIS")]
     genesis: Option<PathBuf>,
@@ -115,6 +115,11 @@ enum Cmd {
         #[arg(long)]
         depth: Option<u32>,
     },
+    /// Consortium governance: propose roster and policy changes, vote, list proposals.
+    Governance {
+        #[command(subcommand)]
+        command: crate::cli_governance::GovernanceCmd,
+    },
     /// Everything made from a batch, with quantities and current holders, verified and
     /// proven complete (needs --genesis).
     RecallReach {
@@ -166,7 +171,7 @@ enum KeyCmd {
     Show { file: PathBuf },
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Invalid(String),
     Unreachable(String),
     Local(String),
@@ -181,7 +186,7 @@ impl From<ClientError> for Failure {
     }
 }
 
-fn local(e: impl std::fmt::Display) -> Failure {
+pub(crate) fn local(e: impl std::fmt::Display) -> Failure {
     Failure::Local(e.to_string())
 }
 
@@ -204,7 +209,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+pub(crate) fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     use std::io::Write;
     let out = if json {
         serde_json::to_string_pretty(value).expect("API types serialise")
@@ -257,7 +262,7 @@ fn read_body_file(path: &Path) -> Result<serde_json::Value, Failure> {
     })
 }
 
-fn parse_record_id(text: &str) -> Result<RecordId, Failure> {
+pub(crate) fn parse_record_id(text: &str) -> Result<RecordId, Failure> {
     RecordId::from_hex(text).map_err(|e| local(format!("record id: {e}")))
 }
 
@@ -545,7 +550,7 @@ fn provenance_command(
         let b = ProvenanceBundle {
             format: PROVENANCE_BUNDLE_FORMAT.into(),
             chain: light.chain(),
-            validator_changes: light.changes_until(answer.final_to),
+            roster_changes: light.changes_until(answer.final_to),
             root: batch.to_string(),
             direction,
             pages,
@@ -578,6 +583,47 @@ fn print_provenance(cli: &Cli, answer: &Provenance) -> Result<(), Failure> {
             answer.missing.len()
         )))
     }
+}
+
+/// Signs `body` with the key in `key`, refuses locally what every node would refuse,
+/// submits it, and with `wait` waits for finality (verifying it given --genesis).
+pub(crate) fn submit_body(
+    cli: &Cli,
+    node: &NodeClient,
+    key: &Path,
+    body: Body,
+    wait: bool,
+) -> Result<(), Failure> {
+    let genesis = load_genesis(cli.genesis.as_deref())?;
+    let chain = match &genesis {
+        Some(g) => g.hash(),
+        None => node.status()?.genesis_hash,
+    };
+    let signer = RecordSigner {
+        key: keys::read_pem(key).map_err(local)?,
+        chain,
+    };
+    let rec = signer.sign(body);
+    // Refuse locally what every node would refuse, with the same words.
+    check_stateless(&EncodedRecord::new(rec.clone()), &chain)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    if !wait {
+        let s = node.submit(&rec)?;
+        print(cli.json, &s, || format!("{} accepted", s.id));
+        return Ok(());
+    }
+    let v = node.submit_and_wait(&rec, 30_000)?;
+    match (v.height, genesis) {
+        (Some(_), Some(g)) => {
+            let (verified, _) = verify_online(cli, node, g, &v.id)?;
+            print(cli.json, &verified, || describe(&verified));
+        }
+        _ => print(cli.json, &v, || match v.height {
+            Some(h) => format!("{} final at height {h} (give --genesis to verify)", v.id),
+            None => format!("{} accepted, still pending", v.id),
+        }),
+    }
+    Ok(())
 }
 
 fn describe(v: &VerifiedRecord) -> String {
@@ -659,36 +705,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 ));
             }
             let body = read_body(kind, body.as_deref(), fields)?;
-            let genesis = load_genesis(cli.genesis.as_deref())?;
-            let chain = match &genesis {
-                Some(g) => g.hash(),
-                None => node.status()?.genesis_hash,
-            };
-            let signer = RecordSigner {
-                key: keys::read_pem(key).map_err(local)?,
-                chain,
-            };
-            let rec = signer.sign(body);
-            // Refuse locally what every node would refuse, with the same words.
-            check_stateless(&EncodedRecord::new(rec.clone()), &chain)
-                .map_err(|e| Failure::Invalid(e.to_string()))?;
-            if !*wait {
-                let s = node.submit(&rec)?;
-                print(cli.json, &s, || format!("{} accepted", s.id));
-                return Ok(());
-            }
-            let v = node.submit_and_wait(&rec, 30_000)?;
-            match (v.height, genesis) {
-                (Some(_), Some(g)) => {
-                    let (verified, _) = verify_online(cli, &node, g, &v.id)?;
-                    print(cli.json, &verified, || describe(&verified));
-                }
-                _ => print(cli.json, &v, || match v.height {
-                    Some(h) => format!("{} final at height {h} (give --genesis to verify)", v.id),
-                    None => format!("{} accepted, still pending", v.id),
-                }),
-            }
+            submit_body(cli, &node, key, body, *wait)?;
         }
+        Cmd::Governance { command } => crate::cli_governance::run(cli, &node, command)?,
         Cmd::Record { id, wait } => {
             let id = parse_record_id(id)?;
             let v = node.record(&id, if *wait { 30_000 } else { 0 })?;
@@ -732,7 +751,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let g = require_genesis(cli)?;
             let mut light = LightClient::new(g);
             light
-                .accept_changes(&node.validator_changes(1)?.changes)
+                .accept_changes(&node.roster_changes(1)?.changes)
                 .map_err(|e| Failure::Invalid(format!("verification failed: {e}")))?;
             // A bundle proves against the record's own block, so it also says where
             // the record was appended.
@@ -749,7 +768,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let bundle = Bundle {
                 format: BUNDLE_FORMAT.into(),
                 chain: light.chain(),
-                validator_changes: light.changes_until(verified.final_at),
+                roster_changes: light.changes_until(verified.final_at),
                 proof,
             };
             write_atomically(

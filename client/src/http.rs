@@ -8,8 +8,8 @@ use xinlian_genesis::Hash32;
 use xinlian_genesis::keys::{SigningKey, public_key};
 
 use crate::api::{
-    ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, Status, Submitted,
-    ValidatorChanges,
+    ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, RosterChanges,
+    Status, Submitted,
 };
 use crate::proof::{
     Checkpoint, ConsistencyProof, LightClient, RecordProof, VerifiedRecord, VerifyError,
@@ -203,8 +203,23 @@ impl NodeClient {
         ))
     }
 
-    pub fn validator_changes(&self, after: u64) -> Result<ValidatorChanges, ClientError> {
-        self.get(&format!("/v1/validator-sets?after={after}"))
+    pub fn roster_changes(&self, after: u64) -> Result<RosterChanges, ClientError> {
+        self.get(&format!("/v1/rosters?after={after}"))
+    }
+
+    pub fn proposals(&self, status: Option<&str>) -> Result<crate::api::Proposals, ClientError> {
+        match status {
+            Some(s) => self.get(&format!("/v1/governance/proposals?status={s}")),
+            None => self.get("/v1/governance/proposals"),
+        }
+    }
+
+    pub fn proposal(&self, id: &RecordId) -> Result<crate::api::ProposalView, ClientError> {
+        self.get(&format!("/v1/governance/proposals/{id}"))
+    }
+
+    pub fn roster(&self) -> Result<crate::api::RosterView, ClientError> {
+        self.get("/v1/roster")
     }
 }
 
@@ -287,7 +302,7 @@ pub fn fetch_provenance(
     direction: Direction,
     depth: Option<u32>,
 ) -> Result<(Provenance, Vec<ProvenanceProof>), FetchVerifyError> {
-    let changes = node.validator_changes(light.sets_known_from())?;
+    let changes = node.roster_changes(light.rosters_known_from())?;
     light.accept_changes(&changes.changes)?;
     let first = node.provenance(batch, direction, depth)?;
     advance_to(node, light, &first.checkpoint)?;
@@ -337,7 +352,7 @@ pub fn fetch_verified(
     light: &mut LightClient,
     id: &RecordId,
 ) -> Result<(VerifiedRecord, RecordProof), FetchVerifyError> {
-    let changes = node.validator_changes(light.sets_known_from())?;
+    let changes = node.roster_changes(light.rosters_known_from())?;
     light.accept_changes(&changes.changes)?;
     let trusted = light.trusted().map(|t| t.header.clone());
     let proof = match &trusted {

@@ -13,7 +13,7 @@
 //! Everything here is sans-IO: the HTTP client and the CLI fetch, this module decides.
 
 use serde::{Deserialize, Serialize};
-use xinlian_genesis::{Genesis, Hash32, Role, ValidatorSet};
+use xinlian_genesis::{Genesis, Hash32, Member, Role, Roster, ValidatorSet};
 
 use crate::block::{Certificate, CertificateError, Header, verify_certificate};
 use crate::checks::{StatelessError, check_unsigned};
@@ -25,8 +25,8 @@ use crate::record::{Body, DecodeError, EncodedRecord, RecordId, SignedRecord};
 pub const BUNDLE_FORMAT: &str = "xinlian-proof/v1";
 /// Most key bindings a proof may cite for one signer (rotations chain through earlier keys).
 pub const KEY_BINDINGS_MAX: usize = 16;
-/// Most validator-set changes one answer or bundle may carry.
-pub const VALIDATOR_CHANGES_MAX: usize = 4096;
+/// Most roster changes one answer or bundle may carry.
+pub const ROSTER_CHANGES_MAX: usize = 4096;
 
 /// Bytes that read as hex in JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,13 +64,14 @@ pub struct LedgerEntry {
     pub inclusion: Vec<Hash32>,
 }
 
-/// A new validator set, in force from `height`, announced by the header just before.
+/// A new roster (members, their keys and roles, the validator set, policy), in force
+/// from `height`, announced by the header just before.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValidatorChange {
+pub struct RosterChange {
     pub height: u64,
-    pub validators: ValidatorSet,
-    /// The header at `height - 1`, certified by the set it replaces, whose
-    /// `next_validators_hash` names `validators`.
+    pub roster: Roster,
+    /// The header at `height - 1`, certified by the validators of the roster it
+    /// replaces, whose `next_roster_hash` names `roster`.
     pub announced_by: Checkpoint,
 }
 
@@ -99,15 +100,15 @@ pub struct ConsistencyProof {
 pub struct Bundle {
     pub format: String,
     pub chain: Hash32,
-    /// Every validator-set change up to the checkpoint's height, oldest first.
-    pub validator_changes: Vec<ValidatorChange>,
+    /// Every roster change up to the checkpoint's height, oldest first.
+    pub roster_changes: Vec<RosterChange>,
     pub proof: RecordProof,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SignerAuthority {
-    /// A consortium member's signing key, from genesis.
+    /// A consortium member's signing key, in the roster in force when it was recorded.
     Member { id: String, roles: Vec<String> },
     /// An enterprise key, bound by these records (newest first), the last signed by
     /// the registrar named.
@@ -150,8 +151,8 @@ pub enum VerifyError {
         #[source]
         source: CertificateError,
     },
-    #[error("validator-set change at height {height}: {reason}")]
-    ValidatorChange { height: u64, reason: String },
+    #[error("roster change at height {height}: {reason}")]
+    RosterChange { height: u64, reason: String },
     #[error("record bytes at ledger index {index} are malformed: {source}")]
     RecordBytes {
         index: u64,
@@ -188,17 +189,28 @@ pub enum VerifyError {
     WrongRecord { expected: RecordId, got: RecordId },
 }
 
-/// A client's view of the chain: genesis, the validator sets it has verified, and the
-/// newest header it has verified.
+/// A client's view of the chain: genesis, the rosters it has verified, and the newest
+/// header it has verified.
 #[derive(Clone, Debug)]
 pub struct LightClient {
     genesis: Genesis,
     chain: Hash32,
-    /// `(first height in force, set)`, strictly increasing heights; the first is genesis's.
-    sets: Vec<(u64, ValidatorSet)>,
-    /// The verified changes behind `sets[1..]`, kept to persist and to put in bundles.
-    changes: Vec<ValidatorChange>,
+    /// Strictly increasing heights; the first is genesis's roster at height 1.
+    epochs: Vec<Epoch>,
+    /// The verified changes behind `epochs[1..]`, kept to persist and to put in bundles.
+    changes: Vec<RosterChange>,
     trusted: Option<Checkpoint>,
+}
+
+/// A roster and where it is in force: from `height`, and from ledger index
+/// `first_index` (the ledger size of the header announcing it), so a record's roster
+/// follows from its index alone.
+#[derive(Clone, Debug)]
+struct Epoch {
+    height: u64,
+    first_index: u64,
+    roster: Roster,
+    validators: ValidatorSet,
 }
 
 /// What a client keeps between runs. Loading it re-verifies everything against
@@ -206,18 +218,23 @@ pub struct LightClient {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustState {
     pub chain: Hash32,
-    pub validator_changes: Vec<ValidatorChange>,
+    pub roster_changes: Vec<RosterChange>,
     pub trusted: Option<Checkpoint>,
 }
 
 impl LightClient {
     pub fn new(genesis: Genesis) -> Self {
         let chain = genesis.hash();
-        let sets = vec![(1, genesis.validator_set())];
+        let epochs = vec![Epoch {
+            height: 1,
+            first_index: 0,
+            roster: genesis.roster(),
+            validators: genesis.validator_set(),
+        }];
         LightClient {
             genesis,
             chain,
-            sets,
+            epochs,
             changes: Vec::new(),
             trusted: None,
         }
@@ -229,7 +246,7 @@ impl LightClient {
             genesis,
             "saved trust state",
             state.chain,
-            &state.validator_changes,
+            &state.roster_changes,
         )?;
         if let Some(cp) = &state.trusted {
             c.advance(cp.clone(), None)?;
@@ -243,7 +260,7 @@ impl LightClient {
         genesis: Genesis,
         what: &'static str,
         chain: Hash32,
-        changes: &[ValidatorChange],
+        changes: &[RosterChange],
     ) -> Result<Self, VerifyError> {
         let mut c = LightClient::new(genesis);
         if chain != c.chain {
@@ -260,13 +277,13 @@ impl LightClient {
     pub fn save(&self) -> TrustState {
         TrustState {
             chain: self.chain,
-            validator_changes: self.changes.clone(),
+            roster_changes: self.changes.clone(),
             trusted: self.trusted.clone(),
         }
     }
 
-    /// The verified validator-set changes in force at or before `height`, for a bundle.
-    pub fn changes_until(&self, height: u64) -> Vec<ValidatorChange> {
+    /// The verified roster changes in force at or before `height`, for a bundle.
+    pub fn changes_until(&self, height: u64) -> Vec<RosterChange> {
         self.changes
             .iter()
             .filter(|c| c.height <= height)
@@ -283,45 +300,68 @@ impl LightClient {
         self.trusted.as_ref()
     }
 
-    /// The height of the last validator-set change this client has verified (1 for
-    /// the genesis set): a node is asked only for changes after it.
-    pub fn sets_known_from(&self) -> u64 {
-        self.sets.last().expect("genesis set").0
+    /// The height of the last roster change this client has verified (1 for genesis's
+    /// roster): a node is asked only for changes after it.
+    pub fn rosters_known_from(&self) -> u64 {
+        self.epochs.last().expect("genesis roster").height
+    }
+
+    fn epoch_at(&self, height: u64) -> &Epoch {
+        let i = self.epochs.partition_point(|e| e.height <= height);
+        &self.epochs[i.max(1) - 1]
     }
 
     /// The validator set in force at `height` as far as this client knows.
     pub fn validators_at(&self, height: u64) -> &ValidatorSet {
-        let i = self.sets.partition_point(|(h, _)| *h <= height);
-        &self.sets[i.max(1) - 1].1
+        &self.epoch_at(height).validators
     }
 
-    /// Accepts validator-set changes in order; each must be announced by a header that
-    /// the set before it certified. Changes already known are skipped if identical.
-    pub fn accept_changes(&mut self, changes: &[ValidatorChange]) -> Result<(), VerifyError> {
-        if changes.len() > VALIDATOR_CHANGES_MAX {
-            return Err(VerifyError::ValidatorChange {
+    /// The roster in force at `height` as far as this client knows.
+    pub fn roster_at(&self, height: u64) -> &Roster {
+        &self.epoch_at(height).roster
+    }
+
+    /// The roster in force when the record at ledger index `index` was appended.
+    pub fn roster_of_index(&self, index: u64) -> &Roster {
+        let i = self.epochs.partition_point(|e| e.first_index <= index);
+        &self.epochs[i.max(1) - 1].roster
+    }
+
+    /// The member whose signing key `key` was when the record at `index` was appended.
+    pub fn member_at_index(&self, key: &xinlian_genesis::PublicKey, index: u64) -> Option<&Member> {
+        self.roster_of_index(index).member_by_signing_key(key)
+    }
+
+    /// Accepts roster changes in order; each must be announced by a header that the
+    /// validators before it certified. Changes already known are skipped if identical.
+    pub fn accept_changes(&mut self, changes: &[RosterChange]) -> Result<(), VerifyError> {
+        if changes.len() > ROSTER_CHANGES_MAX {
+            return Err(VerifyError::RosterChange {
                 height: 0,
-                reason: format!("more than {VALIDATOR_CHANGES_MAX} changes"),
+                reason: format!("more than {ROSTER_CHANGES_MAX} changes"),
             });
         }
         for c in changes {
-            let fail = |reason: String| VerifyError::ValidatorChange {
+            let fail = |reason: String| VerifyError::RosterChange {
                 height: c.height,
                 reason,
             };
-            if let Some((_, known)) = self.sets.iter().find(|(h, _)| *h == c.height) {
-                if known == &c.validators {
+            if let Some(known) = self.epochs.iter().find(|e| e.height == c.height) {
+                if known.roster == c.roster {
                     continue;
                 }
-                return Err(fail("conflicts with a set already verified".into()));
+                return Err(fail("conflicts with a roster already verified".into()));
             }
-            let last = self.sets_known_from();
+            let last = self.rosters_known_from();
             if c.height <= last {
                 return Err(fail(format!(
                     "out of order: changes up to height {last} are already verified"
                 )));
             }
-            check_set(&c.validators).map_err(fail)?;
+            let problems = c.roster.problems();
+            if let Some(p) = problems.first() {
+                return Err(fail(format!("the roster is not valid: {p}")));
+            }
             let hd = &c.announced_by.header;
             if hd.height + 1 != c.height {
                 return Err(fail(format!(
@@ -331,14 +371,19 @@ impl LightClient {
                 )));
             }
             self.check_checkpoint(&c.announced_by)?;
-            if hd.next_validators_hash != c.validators.hash() {
+            if hd.next_roster_hash != c.roster.hash() {
                 return Err(fail(format!(
-                    "the announcing header names next set {}, this set hashes to {}",
-                    hd.next_validators_hash,
-                    c.validators.hash()
+                    "the announcing header names next roster {}, this roster hashes to {}",
+                    hd.next_roster_hash,
+                    c.roster.hash()
                 )));
             }
-            self.sets.push((c.height, c.validators.clone()));
+            self.epochs.push(Epoch {
+                height: c.height,
+                first_index: hd.ledger_size,
+                validators: c.roster.validator_set(),
+                roster: c.roster.clone(),
+            });
             self.changes.push(c.clone());
         }
         Ok(())
@@ -447,7 +492,7 @@ impl LightClient {
         if bundle.format != BUNDLE_FORMAT {
             return Err(VerifyError::Format(bundle.format.clone()));
         }
-        LightClient::with_changes(genesis, "bundle", bundle.chain, &bundle.validator_changes)?
+        LightClient::with_changes(genesis, "bundle", bundle.chain, &bundle.roster_changes)?
             .verify_record(&bundle.proof)
     }
 
@@ -472,7 +517,8 @@ impl LightClient {
         e: &LedgerEntry,
         header: &Header,
     ) -> Result<EncodedRecord, VerifyError> {
-        let max = self.genesis.policy.record_bytes_max as usize;
+        // Policy changes may raise the record bound up to the genesis block bound.
+        let max = self.genesis.policy.block_bytes_max as usize;
         let rec =
             EncodedRecord::decode(&e.record.0, max).map_err(|source| VerifyError::RecordBytes {
                 index: e.index,
@@ -507,29 +553,30 @@ impl LightClient {
         let id = rec.id();
         let fail = |reason: String| VerifyError::Authority { id, reason };
         let signer = rec.record().envelope.signer;
-        if self.genesis.member_by_signing_key(&signer).is_some() {
+        if self.is_member_key(&signer, proof.entry.index) {
             if !proof.key_bindings.is_empty() {
                 return Err(fail(
                     "signed by a member but the proof cites key bindings".into(),
                 ));
             }
-            return self.member_authority(rec);
+            return self.member_authority(rec, proof.entry.index);
         }
         let authority = self.enterprise_authority(id, &signer, &proof.key_bindings, header)?;
         check_bound_before(&proof.key_bindings, proof.entry.index).map_err(fail)?;
         Ok(authority)
     }
 
-    /// The authority of a record signed by a member's key: its roles, checked where the
-    /// body alone decides the role needed.
+    /// The authority of a record at ledger index `index` signed by a member's key: its
+    /// roles in the roster then in force, checked where the body alone decides the
+    /// role needed.
     pub(crate) fn member_authority(
         &self,
         rec: &EncodedRecord,
+        index: u64,
     ) -> Result<SignerAuthority, VerifyError> {
         let signer = rec.record().envelope.signer;
         let m = self
-            .genesis
-            .member_by_signing_key(&signer)
+            .member_at_index(&signer, index)
             .expect("called for member keys");
         if let Some(role) = static_role(&rec.record().envelope.body)
             && !m.has(&role)
@@ -549,8 +596,8 @@ impl LightClient {
         })
     }
 
-    pub(crate) fn is_member_key(&self, key: &xinlian_genesis::PublicKey) -> bool {
-        self.genesis.member_by_signing_key(key).is_some()
+    pub(crate) fn is_member_key(&self, key: &xinlian_genesis::PublicKey, index: u64) -> bool {
+        self.member_at_index(key, index).is_some()
     }
 
     /// Checks that `bindings` bind enterprise key `signer` back to a registrar's
@@ -609,7 +656,7 @@ impl LightClient {
             uscc = Some(bound_uscc.clone());
             bound_by.push(br.id());
             let by = br.record().envelope.signer;
-            if let Some(m) = self.genesis.member_by_signing_key(&by) {
+            if let Some(m) = self.member_at_index(&by, b.index) {
                 if !m.has(&Role::Registrar) {
                     return Err(fail(format!(
                         "binding {} is signed by member '{}', who is not a registrar",
@@ -665,27 +712,4 @@ pub fn static_role(body: &Body) -> Option<Role> {
         Body::ListMeasure(b) => Some(Role::CreditAuthority(b.domain.clone())),
         _ => None,
     }
-}
-
-/// A set received from a node: non-empty, positive powers, no repeated keys, and a
-/// total that cannot overflow the quorum arithmetic.
-fn check_set(set: &ValidatorSet) -> Result<(), String> {
-    let vs = set.validators();
-    if vs.is_empty() || vs.len() > usize::from(u16::MAX) {
-        return Err(format!("a set of {} validators", vs.len()));
-    }
-    let mut total: u64 = 0;
-    for (i, v) in vs.iter().enumerate() {
-        if v.power == 0 {
-            return Err(format!("validator {} has zero power", v.member));
-        }
-        total = total
-            .checked_add(v.power)
-            .filter(|t| *t <= u64::MAX / 4)
-            .ok_or_else(|| "total voting power overflows".to_string())?;
-        if vs[..i].iter().any(|w| w.key == v.key) {
-            return Err(format!("key {} appears twice", v.key));
-        }
-    }
-    Ok(())
 }

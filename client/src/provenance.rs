@@ -20,7 +20,7 @@ use crate::block::Header;
 use crate::crypto::{self, Domain};
 use crate::ids::Uscc;
 use crate::proof::{
-    Checkpoint, HexBytes, LedgerEntry, LightClient, SignerAuthority, ValidatorChange, VerifyError,
+    Checkpoint, HexBytes, LedgerEntry, LightClient, RosterChange, SignerAuthority, VerifyError,
     check_bound_before,
 };
 use crate::record::{Body, EncodedRecord, RecordId, SignedRecord};
@@ -100,7 +100,7 @@ pub struct ProvenanceProof {
 pub struct ProvenanceBundle {
     pub format: String,
     pub chain: Hash32,
-    pub validator_changes: Vec<ValidatorChange>,
+    pub roster_changes: Vec<RosterChange>,
     pub root: String,
     pub direction: Direction,
     pub pages: Vec<ProvenanceProof>,
@@ -287,7 +287,7 @@ impl LightClient {
             }
             .into());
         }
-        client.accept_changes(&b.validator_changes)?;
+        client.accept_changes(&b.roster_changes)?;
         let mut out: Option<Provenance> = None;
         for page in &b.pages {
             let v = client.verify_provenance(page)?;
@@ -366,8 +366,8 @@ impl LightClient {
         let mut out = BTreeMap::new();
         for (index, rec) in records {
             let key = rec.record().envelope.signer;
-            let a = if self.is_member_key(&key) {
-                self.member_authority(rec)?
+            let a = if self.is_member_key(&key, *index) {
+                self.member_authority(rec, *index)?
             } else {
                 let fail = |reason: String| VerifyError::Authority {
                     id: rec.id(),

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use xinlian_genesis::canonical::{self, CanonicalError};
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Hash32, PublicKey, fixed_bytes};
+use xinlian_genesis::{Hash32, Member, Policy, PublicKey, Role, fixed_bytes};
 
 use crate::crypto::{self, Domain, Signature, SignatureError};
 use crate::ids::Uscc;
@@ -232,6 +232,10 @@ bodies! {
     Recall(Recall) = "recall",
     /// The holder sells or dispenses part of a batch, ending its chain there.
     Sell(Sell) = "sell",
+    /// A member proposes a change to the roster or policy (docs/governance.md).
+    Propose(Proposal) = "propose",
+    /// A voting member approves or rejects an open proposal.
+    Vote(Vote) = "vote",
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -492,4 +496,48 @@ pub struct Sell {
     pub kind: SaleKind,
     pub location: String,
     pub time: EventTime,
+}
+
+/// A change to the roster, in force from the proposal's `effective` height if members
+/// holding more than two thirds of the voting power approve by its `deadline`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub change: Change,
+    pub reason: String,
+    /// The last height whose block may carry a vote on it.
+    pub deadline: u64,
+    /// The height from which a passed change is in force; after `deadline`.
+    pub effective: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    AddMember(Member),
+    RemoveMember {
+        member: String,
+    },
+    /// Replaces a member's roles and voting power together (power follows the
+    /// validator role).
+    SetRoles {
+        member: String,
+        roles: Vec<Role>,
+        voting_power: u64,
+    },
+    RotateNodeKey {
+        member: String,
+        key: PublicKey,
+    },
+    RotateSigningKey {
+        member: String,
+        key: PublicKey,
+    },
+    SetPolicy(Policy),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    /// The `propose` record voted on.
+    pub proposal: RecordId,
+    pub approve: bool,
 }

@@ -29,6 +29,14 @@ pub mod key {
     pub const BATCH_EVENT: u8 = b'v';
     pub const DOWNSTREAM: u8 = b'd';
     pub const SEEN: u8 = b'x';
+    /// Governance proposals by record id.
+    pub const PROPOSAL: u8 = b'g';
+    /// Rosters by the height they take effect (genesis's, at 1, is not stored).
+    pub const ROSTER: u8 = b'n';
+    /// The height from which the newest stored roster is in force.
+    pub const ROSTER_LATEST: u8 = b'N';
+    /// Passed proposals due at a height, in the order they passed.
+    pub const SCHEDULED: u8 = b'a';
     /// Nodes of the batch index (`crate::smt`): `z` ‖ position bytes.
     pub const BATCH_INDEX: u8 = b'z';
 
@@ -121,6 +129,19 @@ pub mod key {
         let mut k = vec![BATCH_INDEX];
         k.extend_from_slice(&at.to_bytes());
         k
+    }
+    pub fn proposal(id: &RecordId) -> Vec<u8> {
+        join(PROPOSAL, &[&id.0])
+    }
+    pub fn roster(height: u64) -> Vec<u8> {
+        join(ROSTER, &[&height.to_be_bytes()])
+    }
+    /// The height from which the newest stored roster is in force.
+    pub fn roster_latest() -> Vec<u8> {
+        vec![ROSTER_LATEST]
+    }
+    pub fn scheduled(height: u64) -> Vec<u8> {
+        join(SCHEDULED, &[&height.to_be_bytes()])
     }
     /// Record ids already on the ledger (replay protection) → ledger index.
     pub fn seen(id: &RecordId) -> Vec<u8> {

@@ -8,6 +8,7 @@ pub mod bytes;
 pub mod canonical;
 pub mod keys;
 pub mod model;
+pub mod roster;
 pub mod scaffold;
 pub mod validators;
 
@@ -15,4 +16,5 @@ pub use bytes::{Hash32, PublicKey};
 pub use model::{
     Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem, Role, Tier,
 };
+pub use roster::Roster;
 pub use validators::{Validator, ValidatorSet};

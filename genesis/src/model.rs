@@ -2,15 +2,14 @@
 //! Parsed from a human-edited TOML file, validated with precise problems, and hashed in
 //! canonical form: that hash is the chain id every signed message binds.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::{Hash32, PublicKey};
 use crate::canonical::tagged_hash;
-use crate::keys::check_bindable;
-use crate::validators::{Validator, ValidatorSet};
+use crate::roster::Roster;
+use crate::validators::ValidatorSet;
 
 pub const MEMBERS_MAX: usize = 256;
 pub const TEXT_BYTES_MAX: usize = 256;
@@ -274,23 +273,16 @@ fn parse_key(
     text: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<PublicKey> {
-    let bad = |reason: String| Problem::BadKey {
-        member: member.to_string(),
-        field,
-        reason,
-    };
     match PublicKey::from_hex(text.trim()) {
+        Ok(k) => Some(k),
         Err(e) => {
-            problems.push(bad(format!("expected 64 hex digits ({e})")));
+            problems.push(Problem::BadKey {
+                member: member.to_string(),
+                field,
+                reason: format!("expected 64 hex digits ({e})"),
+            });
             None
         }
-        Ok(k) => match check_bindable(&k) {
-            Ok(()) => Some(k),
-            Err(e) => {
-                problems.push(bad(e.to_string()));
-                None
-            }
-        },
     }
 }
 
@@ -311,7 +303,7 @@ pub fn format_time_ms(ms: i64) -> String {
 }
 
 impl Policy {
-    fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !(10..=60_000).contains(&self.block_interval_ms) {
             out.push(format!(
@@ -372,94 +364,55 @@ impl GenesisFile {
             problems.push(Problem::TooManyMembers(self.members.len()));
         }
 
-        let mut ids = BTreeSet::new();
-        let mut keys: BTreeMap<PublicKey, String> = BTreeMap::new();
+        // Text is parsed here; every rule on typed members is the roster's, which
+        // governance changes are held to as well. A member whose keys do not parse
+        // cannot be typed and is left out of those rules (its problem is named here).
         let mut members = Vec::new();
-        let mut total_power: u64 = 0;
-        for (index, m) in self.members.iter().enumerate() {
-            if let Err(reason) = check_slug(&m.id, ID_BYTES_MAX) {
-                problems.push(Problem::BadId {
-                    index,
-                    id: m.id.clone(),
-                    reason,
-                });
-            }
-            if !ids.insert(m.id.clone()) {
-                problems.push(Problem::DuplicateMember(m.id.clone()));
-            }
-            for (field, text) in [("name", &m.name), ("region", &m.region)] {
-                if text.is_empty() || text.len() > TEXT_BYTES_MAX {
-                    problems.push(Problem::BadText {
-                        member: m.id.clone(),
-                        field,
-                    });
-                }
-            }
-            let mut roles = BTreeSet::new();
+        let mut untyped = false;
+        for m in &self.members {
+            let mut roles = Vec::new();
             for r in &m.roles {
                 match Role::parse(r) {
-                    Ok(role) => {
-                        if !roles.insert(role) {
-                            problems.push(Problem::DuplicateRole {
-                                member: m.id.clone(),
-                                role: r.clone(),
-                            });
-                        }
-                    }
+                    Ok(role) => roles.push(role),
                     Err(reason) => problems.push(Problem::UnknownRole {
                         member: m.id.clone(),
                         reason,
                     }),
                 }
             }
-            let validator = roles.contains(&Role::Validator);
-            let observer = roles.contains(&Role::Observer);
-            if validator && observer {
-                problems.push(Problem::ValidatorAndObserver(m.id.clone()));
-            }
-            if validator && m.voting_power == 0 {
-                problems.push(Problem::ZeroVotingPower(m.id.clone()));
-            }
-            if !validator && m.voting_power != 0 {
-                problems.push(Problem::PowerWithoutVote(m.id.clone()));
-            }
-            match total_power.checked_add(m.voting_power) {
-                Some(t) => total_power = t,
-                None => problems.push(Problem::PowerOverflow),
-            }
-            let node_key = m
-                .node_key
-                .as_deref()
-                .and_then(|t| parse_key(&m.id, "node_key", t, &mut problems));
-            if (validator || observer) && m.node_key.is_none() {
-                problems.push(Problem::MissingNodeKey(m.id.clone()));
-            }
-            if !(validator || observer) && m.node_key.is_some() {
-                problems.push(Problem::UnusedNodeKey(m.id.clone()));
-            }
+            roles.sort();
+            let node_key = match m.node_key.as_deref() {
+                None => Ok(None),
+                Some(t) => parse_key(&m.id, "node_key", t, &mut problems)
+                    .map(Some)
+                    .ok_or(()),
+            };
             let signing_key = parse_key(&m.id, "signing_key", &m.signing_key, &mut problems);
-            for k in node_key.iter().chain(signing_key.iter()) {
-                if let Some(first) = keys.insert(*k, m.id.clone()) {
-                    problems.push(Problem::DuplicateKey {
-                        key: *k,
-                        first,
-                        second: m.id.clone(),
-                    });
-                }
+            match (node_key, signing_key) {
+                (Ok(node_key), Some(signing_key)) => members.push(Member {
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    region: m.region.clone(),
+                    roles,
+                    voting_power: m.voting_power,
+                    node_key,
+                    signing_key,
+                }),
+                _ => untyped = true,
             }
-            members.push(Member {
-                id: m.id.clone(),
-                name: m.name.clone(),
-                region: m.region.clone(),
-                roles: roles.into_iter().collect(),
-                voting_power: m.voting_power,
-                node_key,
-                signing_key: signing_key.unwrap_or(PublicKey([0; 32])),
-            });
         }
-        if !members.iter().any(|m| m.roles.contains(&Role::Validator)) && !self.members.is_empty() {
-            problems.push(Problem::NoValidators);
-        }
+        let roster = Roster {
+            members,
+            policy: self.policy.clone(),
+        };
+        problems.extend(roster.problems().into_iter().filter(|p| match p {
+            // Already counted on the file, not on the typed members.
+            Problem::Policy(_) | Problem::NoMembers | Problem::TooManyMembers(_) => false,
+            // An untyped member may be the validator.
+            Problem::NoValidators => !untyped,
+            _ => true,
+        }));
+        let members = roster.members;
         if !problems.is_empty() {
             return Err(GenesisError::Invalid(problems));
         }
@@ -517,6 +470,14 @@ impl Genesis {
         tagged_hash("xinlian/genesis/v1", self)
     }
 
+    /// The roster in force at height 1.
+    pub fn roster(&self) -> Roster {
+        Roster {
+            members: self.members.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
     pub fn member(&self, id: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.id == id)
     }
@@ -531,19 +492,9 @@ impl Genesis {
             .find(|m| m.node_key.as_ref() == Some(key))
     }
 
-    /// The validators in genesis order, which is also their index in certificates.
+    /// The validators at height 1, in genesis order (their index in certificates).
     pub fn validator_set(&self) -> ValidatorSet {
-        ValidatorSet::new(
-            self.members
-                .iter()
-                .filter(|m| m.roles.contains(&Role::Validator))
-                .map(|m| Validator {
-                    member: m.id.clone(),
-                    key: m.node_key.expect("validated: validators have node keys"),
-                    power: m.voting_power,
-                })
-                .collect(),
-        )
+        self.roster().validator_set()
     }
 }
 

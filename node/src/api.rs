@@ -37,7 +37,10 @@ pub mod paths {
     pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
     pub const RECORDS_CHECK: &str = "/v1/records/check";
     pub const CONSISTENCY: &str = "/v1/ledger/consistency";
-    pub const VALIDATOR_SETS: &str = "/v1/validator-sets";
+    pub const ROSTERS: &str = "/v1/rosters";
+    pub const ROSTER: &str = "/v1/roster";
+    pub const PROPOSALS: &str = "/v1/governance/proposals";
+    pub const PROPOSAL: &str = "/v1/governance/proposals/{id}";
     pub const BLOCK: &str = "/v1/blocks/{height}";
     pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
     pub const BATCH: &str = "/v1/batches/{batch}";
@@ -45,14 +48,17 @@ pub mod paths {
     pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
     pub const PROVENANCE: &str = "/v1/provenance";
     pub const OPENAPI: &str = "/v1/openapi.json";
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 17] = [
         STATUS,
         RECORDS,
         RECORD,
         RECORD_PROOF,
         RECORDS_CHECK,
         CONSISTENCY,
-        VALIDATOR_SETS,
+        ROSTERS,
+        ROSTER,
+        PROPOSALS,
+        PROPOSAL,
         BLOCK,
         ENTERPRISE,
         BATCH,
@@ -71,7 +77,10 @@ pub fn router(shared: Shared) -> Router {
         .route(paths::RECORD_PROOF, get(record_proof))
         .route(paths::RECORDS_CHECK, axum::routing::post(check_records))
         .route(paths::CONSISTENCY, get(consistency))
-        .route(paths::VALIDATOR_SETS, get(validator_sets))
+        .route(paths::ROSTERS, get(rosters))
+        .route(paths::ROSTER, get(roster))
+        .route(paths::PROPOSALS, get(proposals))
+        .route(paths::PROPOSAL, get(proposal))
         .route(paths::BLOCK, get(block))
         .route(paths::ENTERPRISE, get(enterprise))
         .route(paths::BATCH, get(batch))
@@ -207,12 +216,7 @@ async fn record_proof(
     Q(q): Q<AtQuery>,
 ) -> ApiResult<RecordProof> {
     let id = parse_id(&id)?;
-    Ok(Json(proofs::record_proof(
-        &s.store,
-        &s.consortium,
-        &id,
-        q.at,
-    )?))
+    Ok(Json(proofs::record_proof(&s.store, &id, q.at)?))
 }
 
 #[derive(Deserialize)]
@@ -272,7 +276,7 @@ async fn answer_provenance(
     req: proofs::ProvenanceRequest,
 ) -> ApiResult<ProvenanceProof> {
     // Many reads under the store's read lock: off the async workers.
-    tokio::task::spawn_blocking(move || proofs::provenance(&s.store, &s.consortium, &req))
+    tokio::task::spawn_blocking(move || proofs::provenance(&s.store, &req))
         .await
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?
         .map(Json)
@@ -293,7 +297,10 @@ async fn batch_provenance(
 async fn batch_epcis(State(s): State<Shared>, P(name): P<String>) -> Result<Response, ApiFailure> {
     let req = provenance_request(vec![name.clone()], None, Some(0), None)?;
     let proof = answer_provenance(s.clone(), req).await?.0;
-    let light = xinlian_client::proof::LightClient::new(s.consortium.genesis.clone());
+    let mut light = xinlian_client::proof::LightClient::new(s.genesis.as_ref().clone());
+    light
+        .accept_changes(&proofs::roster_changes(&s.store, 1)?)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
     let answer = light.verify_provenance(&proof).map_err(|e| {
         tracing::error!(error = %e, "own provenance answer does not verify");
         err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
@@ -332,7 +339,7 @@ pub const CHECK_RECORDS_MAX: usize = 1_000;
 /// Executes records in order on the current state, keeping nothing: what an importer
 /// asks before submitting a set that must go in whole.
 async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<CheckedRecords> {
-    let max = s.consortium.genesis.policy.record_bytes_max as usize;
+    let max = s.consortium().policy().record_bytes_max as usize;
     let limit = CHECK_RECORDS_MAX * (4 * max + 64);
     let body = axum::body::to_bytes(req.into_body(), limit)
         .await
@@ -369,11 +376,14 @@ async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<Check
         s.store
             .consistent(|store| -> Result<CheckedRecords, ApiFailure> {
                 let tip = store.tip()?;
-                let verdicts =
-                    crate::chain::check_records(store, &s.consortium, &tip, now_ms(), &encoded)
-                        .map_err(|e| {
-                            err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-                        })?;
+                let c = crate::governance::consortium_at(store, &s.genesis, tip.height + 1)
+                    .map_err(|e| {
+                        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+                    })?;
+                let verdicts = crate::chain::check_records(store, &c, &tip, now_ms(), &encoded)
+                    .map_err(|e| {
+                        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+                    })?;
                 Ok(CheckedRecords {
                     height: tip.height,
                     results: encoded
@@ -419,20 +429,97 @@ struct AfterQuery {
     after: u64,
 }
 
-async fn validator_sets(
-    State(s): State<Shared>,
-    Q(q): Q<AfterQuery>,
-) -> ApiResult<ValidatorChanges> {
-    Ok(Json(ValidatorChanges {
-        // `after` is validated now and filters once the set can change (issue #7).
-        changes: proofs::validator_changes(&s.consortium)
-            .into_iter()
-            .filter(|c| c.height > q.after)
-            .collect(),
+async fn rosters(State(s): State<Shared>, Q(q): Q<AfterQuery>) -> ApiResult<RosterChanges> {
+    let store = s.store.clone();
+    let changes = tokio::task::spawn_blocking(move || proofs::roster_changes(&store, q.after))
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))??;
+    Ok(Json(RosterChanges { changes }))
+}
+
+async fn roster(State(s): State<Shared>) -> ApiResult<RosterView> {
+    let c = s.consortium();
+    Ok(Json(RosterView {
+        since: c.since,
+        hash: c.roster_hash,
+        roster: c.roster.clone(),
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposalsQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+fn proposal_view(p: xinlian_client::governance::ProposalState, height: u64) -> ProposalView {
+    ProposalView {
+        status: p.status(height),
+        summary: p.change.summary(),
+        approve_power: p.power_for(true),
+        reject_power: p.power_for(false),
+        total_power: p.total_power(),
+        proposal: p,
+    }
+}
+
+/// Every proposal (kept forever, whatever became of it), newest first, optionally of
+/// one status as of the tip.
+async fn proposals(State(s): State<Shared>, Q(q): Q<ProposalsQuery>) -> ApiResult<Proposals> {
+    use xinlian_client::governance::{ProposalState, Status};
+    let wanted = match q.status.as_deref() {
+        None => None,
+        Some(name) => Some(Status::from_name(name).ok_or_else(|| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
+                    "status '{name}' is not one of open, passed, rejected, expired, not_applied"
+                ),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT).min(LIST_ITEMS_MAX);
+    let (height, all) = s.store.consistent(|store| -> Result<_, StoreError> {
+        let all: Vec<(Vec<u8>, ProposalState)> = store.state_scan(&[key::PROPOSAL], usize::MAX)?;
+        Ok((store.tip()?.height, all))
+    })?;
+    let mut list: Vec<ProposalView> = all
+        .into_iter()
+        .map(|(_, p)| proposal_view(p, height))
+        .filter(|v| wanted.is_none_or(|w| v.status == w))
+        .collect();
+    list.sort_by(|a, b| {
+        (b.proposal.proposed_at, b.proposal.id).cmp(&(a.proposal.proposed_at, a.proposal.id))
+    });
+    list.truncate(limit);
+    Ok(Json(Proposals {
+        height,
+        proposals: list,
+    }))
+}
+
+async fn proposal(State(s): State<Shared>, P(id): P<String>) -> ApiResult<ProposalView> {
+    let id = parse_id(&id)?;
+    let (height, p) = s.store.consistent(|store| -> Result<_, StoreError> {
+        Ok((
+            store.tip()?.height,
+            store.state_value::<xinlian_client::governance::ProposalState>(&key::proposal(&id))?,
+        ))
+    })?;
+    let p = p.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no proposal {id} (a propose record's id)"),
+        )
+    })?;
+    Ok(Json(proposal_view(p, height)))
+}
+
 async fn status(State(s): State<Shared>) -> ApiResult<Status> {
+    let c = s.consortium();
     let tip = s.tip.borrow().clone();
     let (tx, rx) = oneshot::channel();
     let mempool_records = match s.commands.send(Command::MempoolLen { reply: tx }).await {
@@ -440,16 +527,20 @@ async fn status(State(s): State<Shared>) -> ApiResult<Status> {
         Err(_) => 0,
     };
     Ok(Json(Status {
-        chain_id: s.consortium.genesis.chain_id.clone(),
-        genesis_hash: s.consortium.chain,
+        chain_id: s.genesis.chain_id.clone(),
+        genesis_hash: c.chain,
         height: tip.height,
         tip_hash: tip.hash,
         tip_time_ms: tip.time_ms,
         ledger_size: tip.frontier.size(),
         ledger_root: tip.frontier.root(),
         state_hash: tip.state_hash,
-        node: s.member.clone(),
-        validator: s.validator,
+        node: c
+            .roster
+            .member_by_node_key(&s.node_key)
+            .map(|m| m.id.clone())
+            .unwrap_or_default(),
+        validator: c.validators.index_of(&s.node_key).is_some(),
         mempool_records,
     }))
 }
@@ -521,7 +612,7 @@ async fn submit(
     Q(q): Q<WaitQuery>,
     req: Request,
 ) -> Result<Response, ApiFailure> {
-    let max = s.consortium.genesis.policy.record_bytes_max as usize;
+    let max = s.consortium().policy().record_bytes_max as usize;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -592,7 +683,7 @@ fn final_view(s: &Shared, id: &RecordId) -> Result<Option<RecordView>, ApiFailur
             format!("record {index} missing"),
         )
     })?;
-    let proof = proofs::record_proof(&s.store, &s.consortium, id, Some(height))?;
+    let proof = proofs::record_proof(&s.store, id, Some(height))?;
     Ok(Some(
         RecordView::new(rec, Some((height, index))).with_proof(proof),
     ))

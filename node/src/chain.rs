@@ -99,6 +99,7 @@ fn finish(
     mut overlay: Overlay<'_>,
 ) -> Result<Executed, StateError> {
     let trace_root = crate::batch_index::update(&mut overlay)?;
+    let next_roster = crate::governance::next_roster(&mut overlay, c, tip.height + 2)?;
     let writes = overlay.into_writes();
     let leaves: Vec<Hash32> = records.iter().map(|r| leaf_hash(r.bytes())).collect();
     let mut frontier = tip.frontier.clone();
@@ -107,7 +108,6 @@ fn finish(
         merkle_nodes.extend(frontier.append(*leaf));
     }
     let state_hash = state_hash(&tip.state_hash, &writes);
-    let vhash = c.validators.hash();
     let header = Header {
         chain: c.chain,
         height: tip.height + 1,
@@ -120,8 +120,8 @@ fn finish(
         ledger_size: frontier.size(),
         state_hash,
         trace_root,
-        validators_hash: vhash,
-        next_validators_hash: vhash,
+        validators_hash: c.validators.hash(),
+        next_roster_hash: next_roster.as_ref().map_or(c.roster_hash, |r| r.hash()),
     };
     let tip = Tip {
         height: header.height,
@@ -154,7 +154,7 @@ pub fn build_block<'r>(
         time_ms > tip.time_ms,
         "the host gives block times after the parent's"
     );
-    let policy = &c.genesis.policy;
+    let policy = c.policy();
     let ctx = BlockContext {
         height: tip.height + 1,
         time_ms,
@@ -234,7 +234,7 @@ pub fn execute_block(
             got: h.time_ms,
         });
     }
-    let policy = &c.genesis.policy;
+    let policy = c.policy();
     let records: Vec<EncodedRecord> = block.records.into_iter().map(EncodedRecord::new).collect();
     let total: usize = records.iter().map(|r| r.bytes().len()).sum();
     if records.len() > policy.block_records_max as usize || total > policy.block_bytes_max as usize
@@ -287,10 +287,7 @@ pub fn execute_block(
         ("state_hash", e.state_hash == h.state_hash),
         ("trace_root", e.trace_root == h.trace_root),
         ("validators_hash", e.validators_hash == h.validators_hash),
-        (
-            "next_validators_hash",
-            e.next_validators_hash == h.next_validators_hash,
-        ),
+        ("next_roster_hash", e.next_roster_hash == h.next_roster_hash),
     ] {
         if !same {
             return Err(BlockError::HeaderMismatch { field });

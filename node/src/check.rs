@@ -14,7 +14,7 @@ use crate::execute::Consortium;
 use crate::store::Store;
 
 pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
-    let c = Consortium::new(genesis);
+    let mut c = Consortium::new(genesis);
     let (store, tip) = Store::open(path, &c)?;
     let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut t = Tip::genesis(&c);
@@ -36,6 +36,16 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
             };
         }
         t = ex.tip;
+        if ex.header.next_roster_hash != c.roster_hash {
+            c = crate::governance::consortium_at(&state, &c.genesis, h + 1)
+                .with_context(|| format!("roster announced by block {h}"))?;
+            ensure!(
+                c.roster_hash == ex.header.next_roster_hash && c.since == h + 1,
+                "block {h} announces roster {} but replay gives {}",
+                ex.header.next_roster_hash,
+                c.roster_hash
+            );
+        }
     }
     ensure!(
         t == tip,

@@ -9,21 +9,34 @@ use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
 use xinlian_client::state::{self as st, key};
 use xinlian_client::when::Date;
-use xinlian_genesis::{Genesis, Hash32, Member, PublicKey, Role, ValidatorSet};
+use xinlian_genesis::{Genesis, Hash32, Member, Policy, PublicKey, Role, Roster, ValidatorSet};
 
 use crate::overlay::{Overlay, StateError};
 
-/// The genesis with the look-ups execution needs, built once.
+/// The genesis and the roster in force at one height, with the look-ups execution
+/// needs, built once per roster.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Consortium {
     pub genesis: Genesis,
     pub chain: Hash32,
+    pub roster: Roster,
+    pub roster_hash: Hash32,
+    /// The height from which `roster` is in force.
+    pub since: u64,
     pub validators: ValidatorSet,
     by_signing_key: HashMap<PublicKey, usize>,
 }
 
 impl Consortium {
+    /// The consortium at height 1.
     pub fn new(genesis: Genesis) -> Self {
-        let by_signing_key = genesis
+        let roster = genesis.roster();
+        Consortium::with_roster(genesis, roster, 1)
+    }
+
+    pub fn with_roster(genesis: Genesis, roster: Roster, since: u64) -> Self {
+        debug_assert!(roster.problems().is_empty(), "rosters in force are valid");
+        let by_signing_key = roster
             .members
             .iter()
             .enumerate()
@@ -31,20 +44,25 @@ impl Consortium {
             .collect();
         Consortium {
             chain: genesis.hash(),
-            validators: genesis.validator_set(),
+            validators: roster.validator_set(),
+            roster_hash: roster.hash(),
             by_signing_key,
+            roster,
+            since,
             genesis,
         }
     }
 
-    pub fn member_by_signing_key(&self, k: &PublicKey) -> Option<&Member> {
-        self.by_signing_key
-            .get(k)
-            .map(|&i| &self.genesis.members[i])
+    pub fn policy(&self) -> &Policy {
+        &self.roster.policy
     }
 
-    fn is_genesis_key(&self, k: &PublicKey) -> bool {
-        self.by_signing_key.contains_key(k) || self.genesis.member_by_node_key(k).is_some()
+    pub fn member_by_signing_key(&self, k: &PublicKey) -> Option<&Member> {
+        self.by_signing_key.get(k).map(|&i| &self.roster.members[i])
+    }
+
+    fn is_member_key(&self, k: &PublicKey) -> bool {
+        self.by_signing_key.contains_key(k) || self.roster.member_by_node_key(k).is_some()
     }
 }
 
@@ -160,20 +178,20 @@ pub enum ExecError {
     State(#[from] StateError),
 }
 
-type Ex<T = ()> = Result<T, ExecError>;
+pub(crate) type Ex<T = ()> = Result<T, ExecError>;
 
-fn reject<T>(r: Rejection) -> Ex<T> {
+pub(crate) fn reject<T>(r: Rejection) -> Ex<T> {
     Err(ExecError::Rejected(r))
 }
 
-fn unauthorised<T>(kind: Kind, reason: impl Into<String>) -> Ex<T> {
+pub(crate) fn unauthorised<T>(kind: Kind, reason: impl Into<String>) -> Ex<T> {
     reject(Rejection::Unauthorised {
         kind: kind.name(),
         reason: reason.into(),
     })
 }
 
-enum Signer<'c> {
+pub(crate) enum Signer<'c> {
     Member(&'c Member),
     Enterprise(Uscc),
 }
@@ -215,7 +233,7 @@ fn enterprise_signer(kind: Kind, signer: &Signer, expected: Option<&Uscc>) -> Ex
     }
 }
 
-fn member_signer<'c>(kind: Kind, signer: &Signer<'c>) -> Ex<&'c Member> {
+pub(crate) fn member_signer<'c>(kind: Kind, signer: &Signer<'c>) -> Ex<&'c Member> {
     match signer {
         Signer::Member(m) => Ok(m),
         Signer::Enterprise(u) => unauthorised(
@@ -225,7 +243,7 @@ fn member_signer<'c>(kind: Kind, signer: &Signer<'c>) -> Ex<&'c Member> {
     }
 }
 
-fn need<T>(v: Option<T>, what: &'static str, id: impl ToString) -> Ex<T> {
+pub(crate) fn need<T>(v: Option<T>, what: &'static str, id: impl ToString) -> Ex<T> {
     v.ok_or_else(|| {
         ExecError::Rejected(Rejection::NotFound {
             what,
@@ -277,8 +295,8 @@ fn count_status(p: &mut st::Profile, status: st::CommitmentStatus, delta: i32) {
         .expect("profile counts follow commitment states");
 }
 
-fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey, kind: Kind) -> Ex {
-    if c.is_genesis_key(k) {
+pub(crate) fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey, kind: Kind) -> Ex {
+    if c.is_member_key(k) {
         return unauthorised(kind, format!("key {k} belongs to a consortium member"));
     }
     if let Some(kb) = s.get::<st::KeyBinding>(&key::key_binding(k))? {
@@ -445,7 +463,7 @@ fn apply(
         Body::Commitment(b) => {
             let subject = enterprise_signer(kind, &signer, Some(&b.subject))?;
             let agency = need(
-                c.genesis.member(&b.accepting_agency),
+                c.roster.member(&b.accepting_agency),
                 "accepting agency",
                 &b.accepting_agency,
             )?;
@@ -602,9 +620,9 @@ fn apply(
                 });
             };
             let tier = match sev {
-                Severity::Minor => &c.genesis.policy.publication.minor,
-                Severity::General => &c.genesis.policy.publication.general,
-                Severity::Serious => &c.genesis.policy.publication.serious,
+                Severity::Minor => &c.policy().publication.minor,
+                Severity::General => &c.policy().publication.general,
+                Severity::Serious => &c.policy().publication.serious,
             };
             if !tier.repairable {
                 return reject(Rejection::NotEligible {
@@ -815,6 +833,16 @@ fn apply(
             append_event(s, &mut bs, id);
             s.put(key::batch(&b.batch), &bs);
             vec![seller]
+        }
+        Body::Propose(b) => {
+            let m = member_signer(kind, &signer)?;
+            crate::governance::propose(s, c, ctx, id, m, b)?;
+            Vec::new()
+        }
+        Body::Vote(b) => {
+            let m = member_signer(kind, &signer)?;
+            crate::governance::vote(s, ctx, id, m, b)?;
+            Vec::new()
         }
     };
     let mut concerns = concerns;

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, PublicKey, Role};
+use xinlian_genesis::{Genesis, PublicKey};
 
 use crate::chain::Tip;
 use crate::consensus::replica::{Action, Replica, Timeouts, Timer};
@@ -83,12 +83,20 @@ pub enum Command {
 /// What the API may read directly; writes go through [`Command`]s.
 #[derive(Clone)]
 pub struct Shared {
-    pub consortium: Arc<Consortium>,
+    pub genesis: Arc<Genesis>,
+    /// The consortium in force at the next height, following governance.
+    pub consortium: watch::Receiver<Arc<Consortium>>,
     pub store: Arc<Store>,
     pub tip: watch::Receiver<Tip>,
     pub commands: mpsc::Sender<Command>,
-    pub member: String,
-    pub validator: bool,
+    /// This node's key: which member it is, if any, follows the roster.
+    pub node_key: PublicKey,
+}
+
+impl Shared {
+    pub fn consortium(&self) -> Arc<Consortium> {
+        self.consortium.borrow().clone()
+    }
 }
 
 /// Queue of API commands waiting for the host.
@@ -117,38 +125,48 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let consortium = Arc::new(Consortium::new(config.genesis));
-    let node_pk = public_key(&config.node_key);
-    let member = consortium
-        .genesis
-        .member_by_node_key(&node_pk)
-        .with_context(|| format!("node key {node_pk} is not any member's node_key in the genesis"))?
-        .clone();
-    let validator = member.has(&Role::Validator);
+    let genesis = Arc::new(config.genesis);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (store, tip) = Store::open_with_cache(
         &config.data_dir.join("ledger"),
-        &consortium,
+        &Consortium::new(genesis.as_ref().clone()),
         config.cache_bytes,
     )?;
     let store = Arc::new(store);
-    tracing::info!(member = %member.id, validator, height = tip.height, ledger_size = tip.frontier.size(), "store opened");
+    let consortium = Arc::new(
+        crate::governance::consortium_at(store.as_ref(), &genesis, tip.height + 1)
+            .context("reading the roster in force")?,
+    );
+    let node_pk = public_key(&config.node_key);
+    // A node whose key no roster has yet names may still start: it is a member to be,
+    // and waits to be admitted by a governance vote (docs/governance.md).
+    let member = match consortium.roster.member_by_node_key(&node_pk) {
+        Some(m) => m.id.clone(),
+        None => {
+            tracing::warn!(node_key = %node_pk, height = tip.height, "this node's key is not in the roster in force: it will be refused by members until a governance change admits it");
+            String::new()
+        }
+    };
+    let validator = consortium.validators.index_of(&node_pk).is_some();
+    tracing::info!(member = %member, validator, height = tip.height, ledger_size = tip.frontier.size(), "store opened");
 
     let net = Network::new(
-        &consortium.genesis,
+        &genesis,
+        &consortium.roster,
         &config.node_key,
         config.p2p_listen.clone(),
     )?;
+    let (consortium_tx, consortium_rx) = watch::channel(consortium.clone());
     let (tip_tx, tip_rx) = watch::channel(tip.clone());
     let (cmd_tx, mut cmd_rx) = mpsc::channel(COMMANDS_MAX);
     let shared = Shared {
-        consortium: consortium.clone(),
+        genesis: genesis.clone(),
+        consortium: consortium_rx,
         store: store.clone(),
         tip: tip_rx,
         commands: cmd_tx,
-        member: member.id.clone(),
-        validator,
+        node_key: node_pk,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let api = tokio::spawn({
@@ -163,7 +181,7 @@ pub async fn run(
         }
     });
 
-    let timeouts = Timeouts::for_interval(consortium.genesis.policy.block_interval_ms);
+    let timeouts = Timeouts::for_interval(consortium.policy().block_interval_ms);
     let (replica, actions) = Replica::new(
         consortium.clone(),
         config.node_key,
@@ -180,6 +198,7 @@ pub async fn run(
         timers: HashMap::new(),
         sync_channels: HashMap::new(),
         tip_tx,
+        consortium_tx,
         strikes: HashMap::new(),
         relay: Vec::new(),
         relay_bytes: 0,
@@ -225,6 +244,7 @@ struct Host {
     /// Sync requests waiting for the replica's answer, per asking peer.
     sync_channels: HashMap<PublicKey, VecDeque<ResponseChannel<Vec<u8>>>>,
     tip_tx: watch::Sender<Tip>,
+    consortium_tx: watch::Sender<Arc<Consortium>>,
     /// Misbehaviour per peer: (count, start of the window).
     strikes: HashMap<PeerId, (u32, Instant)>,
     /// Records waiting to be relayed in one batch, and their size.
@@ -488,6 +508,13 @@ impl Host {
                         "block finalized"
                     );
                     self.tip_tx.send_replace(tip);
+                }
+                Action::RosterChanged(c) => {
+                    if let Err(e) = self.net.set_members(&c.roster) {
+                        // Rosters are validated on the ledger: every node key is a point.
+                        tracing::error!(error = %e, "roster node keys");
+                    }
+                    self.consortium_tx.send_replace(c);
                 }
                 Action::Penalise { peer, reason } => {
                     if let Some(p) = self.peer_of(&peer) {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod consensus;
 pub mod devnet;
 pub mod execute;
+pub mod governance;
 pub mod host;
 pub mod mempool;
 pub mod net;

@@ -1,7 +1,9 @@
 //! The node's libp2p swarm: TCP, Noise, Yamux; gossipsub for consensus messages,
 //! status and pending records; request-response for block sync. A node's libp2p
-//! identity is its genesis node key, and only members' node keys may connect: any
-//! other peer is refused at connection time (allow-list gating), and logged.
+//! identity is its node key, and only the node keys of the roster in force may
+//! connect: any other peer is refused at connection time (allow-list gating), and
+//! logged. When governance changes the roster, [`Network::set_members`] follows it and
+//! closes the connections of nodes no longer in it.
 //!
 //! Everything received is bounded and decoded here (canonical postcard); the replica
 //! sees only well-formed messages with an authenticated sender.
@@ -19,7 +21,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identity, noise, tcp, yamux,
 };
 use xinlian_genesis::keys::SigningKey;
-use xinlian_genesis::{Genesis, PublicKey};
+use xinlian_genesis::{Genesis, PublicKey, Roster};
 
 /// Room for a message's envelope around the largest block.
 const ENVELOPE_BYTES: usize = 64 << 10;
@@ -32,6 +34,10 @@ pub fn peer_id(key: &PublicKey) -> Result<PeerId> {
 
 pub fn keypair(key: &SigningKey) -> Result<identity::Keypair> {
     identity::Keypair::ed25519_from_bytes(key.to_bytes()).context("node key")
+}
+
+fn member_peers(roster: &Roster) -> Result<HashMap<PeerId, PublicKey>> {
+    roster.node_keys().map(|k| Ok((peer_id(k)?, *k))).collect()
 }
 
 /// Length-prefixed bytes, at most `max` of them.
@@ -125,28 +131,37 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(genesis: &Genesis, key: &SigningKey, listen: Multiaddr) -> Result<Network> {
+    /// A swarm for `genesis`'s chain admitting the node keys of `roster`, the roster in
+    /// force at the node's next height. Frames are sized by genesis: policy changes
+    /// may not raise the block bound above it.
+    pub fn new(
+        genesis: &Genesis,
+        roster: &Roster,
+        key: &SigningKey,
+        listen: Multiaddr,
+    ) -> Result<Network> {
         let chain = genesis.hash();
         let max_message = genesis.policy.block_bytes_max as usize
             + crate::consensus::wire::SYNC_BYTES_MAX
             + ENVELOPE_BYTES;
-        let mut members = HashMap::new();
-        for m in &genesis.members {
-            if let Some(k) = &m.node_key {
-                members.insert(peer_id(k)?, *k);
-            }
-        }
-        let peers = members.len().max(2);
+        let members = member_peers(roster)?;
+        // A consortium is small (at most MEMBERS_MAX nodes) and every node must hear
+        // every vote: the mesh is everyone, whatever governance adds later. Gossip to
+        // peers outside the mesh (IHAVE lists) would otherwise start with the first
+        // node beyond the mesh size, and under load those lists outgrew gossipsub's
+        // 16 KiB control limit, which killed the streams between the four validators
+        // left after a removal (tests/tests/governance.rs found it).
+        let everyone = xinlian_genesis::model::MEMBERS_MAX;
         let gossip_config = gossipsub::ConfigBuilder::default()
             // Every message is signed by its author's node key and checked.
             .validation_mode(ValidationMode::Strict)
             .validate_messages()
             // A proposal carries a whole block (rust-libp2p#2603: larger is dropped).
             .max_transmit_size(genesis.policy.block_bytes_max as usize + ENVELOPE_BYTES)
-            // Small consortia: a mesh of everyone, and publish to all (#2036, #2557).
+            .max_control_message_size(genesis.policy.block_bytes_max as usize + ENVELOPE_BYTES)
             .mesh_n_low(1)
-            .mesh_n(peers.min(8) - 1)
-            .mesh_n_high(peers.min(12))
+            .mesh_n(everyone)
+            .mesh_n_high(everyone)
             .mesh_outbound_min(0)
             .flood_publish(true)
             .heartbeat_interval(Duration::from_millis(200))
@@ -195,6 +210,25 @@ impl Network {
             members,
             max_message,
         })
+    }
+
+    /// Admits exactly the node keys of `roster`: newcomers may connect from now on, and
+    /// removed members' connections are closed.
+    pub fn set_members(&mut self, roster: &Roster) -> Result<()> {
+        let next = member_peers(roster)?;
+        let allow = &mut self.swarm.behaviour_mut().members;
+        for (p, k) in &self.members {
+            if !next.contains_key(p) {
+                tracing::info!(peer_id = %p, node_key = %k, "no longer a member's node: disconnecting");
+                // Closes its open connections too.
+                allow.disallow_peer(*p);
+            }
+        }
+        for p in next.keys() {
+            allow.allow_peer(*p);
+        }
+        self.members = next;
+        Ok(())
     }
 
     pub fn publish(&mut self, bytes: Vec<u8>) {

@@ -6,10 +6,11 @@
 //! Merkle nodes below its ledger size are always present together.
 
 use std::collections::{BTreeSet, VecDeque};
+use xinlian_client::governance::RosterEntry;
 use xinlian_client::merkle::{consistency_proof, inclusion_proof};
 use xinlian_client::proof::{
-    Checkpoint, ConsistencyProof, HexBytes, KEY_BINDINGS_MAX, LedgerEntry, RecordProof,
-    ValidatorChange,
+    Checkpoint, ConsistencyProof, HexBytes, KEY_BINDINGS_MAX, LedgerEntry, ROSTER_CHANGES_MAX,
+    RecordProof, RosterChange,
 };
 use xinlian_client::record::RecordId;
 use xinlian_client::state::{self as st, key};
@@ -23,7 +24,6 @@ use xinlian_genesis::{PublicKey, canonical};
 use crate::batch_index;
 use crate::overlay::StateRead;
 
-use crate::execute::Consortium;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,6 @@ pub(crate) fn ledger_entry(
 /// appended it when `at` is `None`.
 pub fn record_proof(
     store: &Store,
-    c: &Consortium,
     id: &RecordId,
     at: Option<u64>,
 ) -> Result<RecordProof, ProofRequestError> {
@@ -108,7 +107,7 @@ pub fn record_proof(
     let record = store
         .record_at(index)?
         .ok_or_else(|| damaged(format!("record {index} is missing")))?;
-    let key_bindings = key_bindings(store, c, &record.envelope.signer, size)?;
+    let key_bindings = key_bindings(store, &record.envelope.signer, size)?;
     Ok(RecordProof {
         entry,
         checkpoint,
@@ -117,24 +116,22 @@ pub fn record_proof(
 }
 
 /// The records that bound `signer`, newest first, back to a registrar's (see
-/// `RecordProof::key_bindings`), proven against a ledger of `size`. Empty for a member.
+/// `RecordProof::key_bindings`), proven against a ledger of `size`. Empty for a member:
+/// member keys are never bound (execution keeps the two apart), whichever roster they
+/// were in, so the walk needs no roster.
 pub fn key_bindings(
     store: &Store,
-    c: &Consortium,
     signer: &PublicKey,
     size: u64,
 ) -> Result<Vec<LedgerEntry>, ProofRequestError> {
     let mut key_bindings = Vec::new();
     let mut signer = *signer;
-    while c.member_by_signing_key(&signer).is_none() {
+    while let Some(kb) = store.state_value::<st::KeyBinding>(&key::key_binding(&signer))? {
         if key_bindings.len() == KEY_BINDINGS_MAX {
             // Execution never lets a chain of self-rotations grow unnoticed this long
             // without a registrar; the client will say the bindings are incomplete.
             break;
         }
-        let kb: st::KeyBinding = store
-            .state_value(&key::key_binding(&signer))?
-            .ok_or_else(|| damaged(format!("a final record has an unbound signer {signer}")))?;
         let (_, bi) = store
             .locate(&kb.bound_by)?
             .ok_or_else(|| damaged(format!("key binding record {} is not final", kb.bound_by)))?;
@@ -169,13 +166,27 @@ pub fn consistency(
     })
 }
 
-/// Validator-set changes in force after any height, oldest first. The set is fixed by
-/// genesis until governance records changes on the ledger (issue #7): every header has
-/// `next_validators_hash == validators_hash`, and `Store::open` checks the tip's
-/// certificate under the genesis set, so there are none to list.
-pub fn validator_changes(c: &Consortium) -> Vec<ValidatorChange> {
-    debug_assert_eq!(c.validators, c.genesis.validator_set());
-    Vec::new()
+/// Roster changes in force after height `after`, oldest first, each with the
+/// certified header that announced it. Read under one tip: a roster stored by the
+/// newest block is announced by that block's header, which is then committed too.
+pub fn roster_changes(store: &Store, after: u64) -> Result<Vec<RosterChange>, ProofRequestError> {
+    store.consistent(|store| {
+        let entries: Vec<(Vec<u8>, RosterEntry)> = store.state_scan_after(
+            &[key::ROSTER],
+            Some(&after.to_be_bytes()),
+            ROSTER_CHANGES_MAX,
+        )?;
+        entries
+            .into_iter()
+            .map(|(_, e)| {
+                Ok(RosterChange {
+                    height: e.height,
+                    announced_by: checkpoint(store, e.height - 1)?,
+                    roster: e.roster,
+                })
+            })
+            .collect()
+    })
 }
 
 /// What a provenance request may ask for.
@@ -196,7 +207,6 @@ pub use xinlian_client::provenance::PROVENANCE_ROOTS_MAX;
 /// its events by inclusion. The walk reads one block's state (`Store::consistent`).
 pub fn provenance(
     store: &Store,
-    c: &Consortium,
     req: &ProvenanceRequest,
 ) -> Result<ProvenanceProof, ProofRequestError> {
     let (checkpoint, batches, missing, records) = store.consistent(|store| {
@@ -293,7 +303,10 @@ pub fn provenance(
             .map_err(|err| damaged(format!("record {i}: {err}")))?
             .envelope
             .signer;
-        if c.member_by_signing_key(&signer).is_none() {
+        if store
+            .state_value::<st::KeyBinding>(&key::key_binding(&signer))?
+            .is_some()
+        {
             keys.insert(signer);
         }
         entries.push(e);
@@ -301,7 +314,7 @@ pub fn provenance(
     let mut signers = Vec::with_capacity(keys.len());
     for key in keys {
         signers.push(SignerBindings {
-            bindings: key_bindings(store, c, &key, size)?,
+            bindings: key_bindings(store, &key, size)?,
             key,
         });
     }

@@ -19,7 +19,8 @@ use crate::overlay::{StateError, StateRead};
 
 // 2: key bindings name the record that bound them.
 // 3: the batch index (`z` nodes) and batch event chains.
-const FORMAT: u32 = 3;
+// 4: headers name the next roster (`next_roster_hash`); governance state.
+const FORMAT: u32 = 4;
 const META_FORMAT: &[u8] = b"m/format";
 const META_GENESIS: &[u8] = b"m/genesis";
 const META_TIP: &[u8] = b"m/tip";
@@ -223,7 +224,9 @@ impl Store {
         let cert = self
             .certificate(tip.height)?
             .ok_or_else(|| damaged(format!("no certificate at height {}", tip.height)))?;
-        verify_certificate(&header, &cert, &c.validators)
+        let at = crate::governance::consortium_at(self, &c.genesis, tip.height)
+            .map_err(|e| damaged(format!("roster at height {}: {e}", tip.height)))?;
+        verify_certificate(&header, &cert, &at.validators)
             .map_err(|e| damaged(format!("certificate at height {}: {e}", tip.height)))?;
         let block = self.block(tip.height)?.expect("header exists");
         if xinlian_client::block::records_root(&block.records) != header.records_root {

@@ -2,12 +2,17 @@
 //! node runs) on a simulated network with seeded delays, loss, duplication, reordering,
 //! partitions and heals, crashes and restarts (losing whatever was not yet durable),
 //! and at most one byzantine validator that equivocates (two proposals, conflicting
-//! votes). Every schedule checks safety — no two different blocks final at one height
-//! on any honest replica, every certificate valid for clients — and liveness — after
-//! the faults end, every honest replica keeps finalizing.
+//! votes). Half the schedules also change the validator set by governance while the
+//! faults happen: a fifth (or eighth) node, running from the start but in no roster,
+//! is voted in, and then one genesis validator is voted out. Every schedule checks
+//! safety — no two different blocks final at one height on any honest replica, every
+//! certificate valid for clients under the set in force at its height — and liveness
+//! — after the faults end, every honest replica keeps finalizing, and a change that
+//! passed has made the newcomer a voting validator and the removed one not.
 //!
 //! `XINLIAN_SIM_SEEDS=N` sets how many seeds run (default 1000); `XINLIAN_SIM_SEED=S`
-//! replays one seed. A failing seed prints its number and replays exactly.
+//! replays one seed. A failing seed prints its number and replays exactly;
+//! `XINLIAN_SIM_LOG=1` prints what happened, event by event.
 
 mod common;
 use common::GENESIS_MS;
@@ -17,15 +22,20 @@ use std::sync::Arc;
 
 use xinlian_client::block::verify_certificate;
 use xinlian_client::ids::Uscc;
-use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
+use xinlian_client::record::{
+    Body, Change, EncodedRecord, Envelope, Proposal as GovProposal, RecordId, RegisterEntity,
+    Vote as GovVote,
+};
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, Policy, PublicKey};
+use xinlian_genesis::{Member, Role};
 use xinlian_node::chain::Tip;
 use xinlian_node::consensus::context::{Proposal, proposal_message, sign, vote_message};
 use xinlian_node::consensus::ledger::{Ledger, MemLedger};
 use xinlian_node::consensus::replica::{Action, Replica, Timeouts, Timer};
 use xinlian_node::consensus::wire::{self, NetMsg};
 use xinlian_node::execute::Consortium;
+use xinlian_node::governance::consortium_at;
 use xinlian_node::mempool::Mempool;
 
 /// splitmix64: small, fast, and the same everywhere.
@@ -50,11 +60,23 @@ impl Rng {
     }
 }
 
-/// A consortium of `n` validators and a registrar, made once per size.
+/// A consortium of `n` validators and a registrar, made once per size, and the keys
+/// of one more node (index `n`) that governance may admit.
 struct Fixture {
     c: Arc<Consortium>,
     node_keys: Vec<SigningKey>,
     registrar: SigningKey,
+}
+
+impl Fixture {
+    fn newcomer(&self) -> usize {
+        self.node_keys.len() - 1
+    }
+
+    /// The member signing key of validator `i` (the newcomer's too).
+    fn member_key(&self, i: usize) -> SigningKey {
+        common::key(3, i)
+    }
 }
 
 fn fixture(n: usize) -> Fixture {
@@ -64,7 +86,7 @@ fn fixture(n: usize) -> Fixture {
     };
     Fixture {
         c: common::consortium(n, "xinlian-sim", policy),
-        node_keys: (0..n).map(common::node_key).collect(),
+        node_keys: (0..=n).map(common::node_key).collect(),
         registrar: common::registrar(),
     }
 }
@@ -92,6 +114,12 @@ enum What {
     Partition(Vec<u8>),
     Heal,
     Submit,
+    /// Governance: propose admitting the newcomer (`false`) or removing the last
+    /// genesis validator (`true`).
+    Propose(bool),
+    /// Every member who may vote on the proposal approves it (again: records lost
+    /// with a crashed node's mempool are sent anew; duplicates are refused).
+    Votes(RecordId),
 }
 
 struct Event {
@@ -146,6 +174,10 @@ struct Sim<'f> {
     trace: Hash32,
     penalties: u64,
     stats: Stats,
+    /// Heights from which a governance change was in force on an honest replica.
+    roster_changes: std::collections::BTreeSet<u64>,
+    /// The effective heights of the proposals made: liveness waits past them.
+    effective: Vec<u64>,
 }
 
 impl<'f> Sim<'f> {
@@ -176,6 +208,8 @@ impl<'f> Sim<'f> {
             trace: Hash32([0; 32]),
             penalties: 0,
             stats: Stats::default(),
+            roster_changes: Default::default(),
+            effective: Vec::new(),
         };
         for i in 0..n {
             sim.start(i);
@@ -197,6 +231,9 @@ impl<'f> Sim<'f> {
     }
 
     fn note(&mut self, text: impl AsRef<[u8]>) {
+        if std::env::var_os("XINLIAN_SIM_LOG").is_some() {
+            eprintln!("{:>6} {}", self.now, String::from_utf8_lossy(text.as_ref()));
+        }
         let mut h = self.trace.0.to_vec();
         h.extend_from_slice(text.as_ref());
         self.trace = xinlian_genesis::canonical::sha256(&h);
@@ -207,10 +244,14 @@ impl<'f> Sim<'f> {
     }
 
     fn start(&mut self, i: usize) {
-        let c = self.f.c.clone();
         let ledger = self.nodes[i].ledger.clone();
-        let tip = ledger.tip().unwrap_or_else(|| Tip::genesis(&c));
-        let timeouts = Timeouts::for_interval(c.genesis.policy.block_interval_ms);
+        let tip = ledger.tip().unwrap_or_else(|| Tip::genesis(&self.f.c));
+        // As a node does at start: the roster its own ledger says is in force next.
+        let c = Arc::new(
+            consortium_at(ledger.as_ref(), &self.f.c.genesis, tip.height + 1)
+                .expect("roster from the ledger"),
+        );
+        let timeouts = Timeouts::for_interval(c.policy().block_interval_ms);
         let (replica, actions) = Replica::new(
             c,
             self.f.node_keys[i].clone(),
@@ -355,8 +396,17 @@ impl<'f> Sim<'f> {
                         .block_and_certificate(tip.height)
                         .unwrap()
                         .expect("committed block is stored");
-                    verify_certificate(&block.header, &cert, &self.f.c.validators)
-                        .expect("certificate of a committed block verifies");
+                    let at =
+                        consortium_at(self.nodes[i].ledger.as_ref(), &self.f.c.genesis, tip.height)
+                            .expect("roster from the ledger");
+                    verify_certificate(&block.header, &cert, &at.validators)
+                        .expect("certificate verifies under the set in force at its height");
+                }
+                Action::RosterChanged(c) => {
+                    self.note(format!("{i} roster {} from {}", c.roster_hash, c.since));
+                    if self.honest(i) {
+                        self.roster_changes.insert(c.since);
+                    }
                 }
                 Action::Penalise { .. } => self.penalties += 1,
             }
@@ -395,6 +445,94 @@ impl<'f> Sim<'f> {
         self.apply(i, actions);
     }
 
+    fn submit_to_any(&mut self, rec: EncodedRecord) {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].replica.is_some())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let i = up[self.rng.below(up.len() as u64) as usize];
+        let now = self.clock();
+        let replica = self.nodes[i].replica.as_mut().expect("up");
+        let (_, actions) = replica.submit(now, rec);
+        self.apply(i, actions);
+    }
+
+    fn member_record(&mut self, member: usize, nonce: u64, body: Body) -> EncodedRecord {
+        let key = self.f.member_key(member);
+        let env = Envelope {
+            chain: self.f.c.chain,
+            signer: public_key(&key),
+            nonce,
+            body,
+        };
+        EncodedRecord::new(env.sign(&key))
+    }
+
+    fn propose(&mut self, remove: bool) {
+        let top = (0..self.nodes.len())
+            .map(|i| self.height_of(i))
+            .max()
+            .unwrap_or(0);
+        let n = self.f.newcomer();
+        let change = if remove {
+            Change::RemoveMember {
+                member: format!("v{}", n - 1),
+            }
+        } else {
+            Change::AddMember(Member {
+                id: format!("v{n}"),
+                name: "Newcomer".into(),
+                region: "320000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+                node_key: Some(public_key(&self.f.node_keys[n])),
+                signing_key: public_key(&self.f.member_key(n)),
+            })
+        };
+        // A dozen blocks to vote in: through heavy faults a proposal may expire, which
+        // is a schedule too.
+        let (deadline, effective) = (top + 12, top + 13);
+        self.effective.push(effective);
+        let nonce = self.rng.next();
+        let rec = self.member_record(
+            0,
+            nonce,
+            GovProposal {
+                change,
+                reason: "simulated".into(),
+                deadline,
+                effective,
+            }
+            .into(),
+        );
+        let id = rec.id();
+        self.note(format!("propose {id}"));
+        for _ in 0..3 {
+            self.submit_to_any(rec.clone());
+        }
+        self.push(self.now + 200, What::Votes(id));
+    }
+
+    fn votes(&mut self, proposal: RecordId) {
+        // A fixed nonce makes each member's vote one record however often it is sent:
+        // a resend is a duplicate, never a second vote.
+        let nonce = u64::from_le_bytes(proposal.0[..8].try_into().expect("8 bytes"));
+        for member in 1..=self.f.newcomer() {
+            let body = GovVote {
+                proposal,
+                approve: true,
+            }
+            .into();
+            let rec = self.member_record(member, nonce, body);
+            self.submit_to_any(rec);
+        }
+        if self.now < FAULTS_END + 5_000 {
+            self.push(self.now + 300, What::Votes(proposal));
+        }
+    }
+
     fn height_of(&self, i: usize) -> u64 {
         self.nodes[i].ledger.height()
     }
@@ -405,8 +543,15 @@ impl<'f> Sim<'f> {
         self.delay_max = self.rng.range(5, 60);
         self.loss = [0.0, 0.02, 0.1, 0.2][self.rng.below(4) as usize];
         self.duplicate = [0.0, 0.05, 0.2][self.rng.below(3) as usize];
+        // The byzantine validator is a genesis one; the newcomer is honest.
         if self.rng.chance(0.5) {
-            self.byzantine = Some(self.rng.below(n as u64) as usize);
+            self.byzantine = Some(self.rng.below(n as u64 - 1) as usize);
+        }
+        if self.rng.chance(0.5) {
+            let at = self.rng.range(100, 1_500);
+            self.push(at, What::Propose(false));
+            let later = at + self.rng.range(2_500, 4_000);
+            self.push(later, What::Propose(true));
         }
         for _ in 0..self.rng.below(3) {
             let at = self.rng.range(200, FAULTS_END - 1_500);
@@ -438,7 +583,8 @@ impl<'f> Sim<'f> {
                     .map(|i| self.height_of(i))
                     .max()
                     .unwrap_or(0);
-                target = Some(top + 2);
+                let changes = self.effective.iter().max().map_or(0, |e| e + 2);
+                target = Some((top + 2).max(changes));
             }
             if let Some(goal) = target
                 && (0..n)
@@ -515,6 +661,8 @@ impl<'f> Sim<'f> {
                     }
                 }
                 What::Submit => self.submit(),
+                What::Propose(remove) => self.propose(remove),
+                What::Votes(id) => self.votes(id),
             }
         }
         let heights: Vec<u64> = (0..n).map(|i| self.height_of(i)).collect();
@@ -522,6 +670,30 @@ impl<'f> Sim<'f> {
             "seed {seed}: no liveness: heights {heights:?} after the faults, target {:?}, byzantine {:?}",
             target, self.byzantine
         ))
+    }
+
+    /// At the end, whatever governance put in force is what every replica acts on: the
+    /// admitted newcomer votes, the removed validator does not.
+    fn check_roster(&self) {
+        let top = (0..self.nodes.len())
+            .filter(|&i| self.honest(i))
+            .max_by_key(|&i| self.height_of(i))
+            .expect("honest nodes");
+        let h = self.height_of(top);
+        let c = consortium_at(self.nodes[top].ledger.as_ref(), &self.f.c.genesis, h + 1)
+            .expect("roster");
+        for (i, key) in self.keys.iter().enumerate() {
+            let Some(r) = &self.nodes[i].replica else {
+                continue;
+            };
+            if self.height_of(i) == h {
+                assert_eq!(
+                    r.is_validator(),
+                    c.validators.index_of(key).is_some(),
+                    "node {i} at height {h} disagrees with the roster in force on whether it votes"
+                );
+            }
+        }
     }
 
     /// At the end, every pair of honest ledgers agrees on every height both have.
@@ -552,6 +724,9 @@ struct Stats {
     messages: u64,
     dropped: u64,
     penalties: u64,
+    /// Schedules in which governance changed the roster once, and twice.
+    one_roster_change: u64,
+    two_roster_changes: u64,
 }
 
 impl Stats {
@@ -562,6 +737,8 @@ impl Stats {
         self.messages += o.messages;
         self.dropped += o.dropped;
         self.penalties += o.penalties;
+        self.one_roster_change += o.one_roster_change;
+        self.two_roster_changes += o.two_roster_changes;
     }
 }
 
@@ -575,6 +752,7 @@ fn run_seed(fixtures: &[Fixture; 2], seed: u64) -> Outcome {
         let r = sim.run(seed);
         if r.is_ok() {
             sim.check_ledgers();
+            sim.check_roster();
         }
         r
     }));
@@ -582,6 +760,8 @@ fn run_seed(fixtures: &[Fixture; 2], seed: u64) -> Outcome {
         Ok(Ok(())) => {
             sim.stats.byzantine_runs = u64::from(sim.byzantine.is_some());
             sim.stats.penalties = sim.penalties;
+            sim.stats.one_roster_change = u64::from(sim.roster_changes.len() == 1);
+            sim.stats.two_roster_changes = u64::from(sim.roster_changes.len() >= 2);
             Ok((sim.trace, sim.finalized.len() as u64, sim.stats.clone()))
         }
         Ok(Err(e)) => Err(e),

@@ -50,7 +50,7 @@ def header_encoding(hd: dict) -> bytes:
         h(hd["chain"]), varint(hd["height"]), h(hd["parent"]),
         varint(zigzag(hd["time_ms"])), h(hd["proposer"]), h(hd["records_root"]),
         varint(hd["records_count"]), h(hd["ledger_root"]), varint(hd["ledger_size"]),
-        h(hd["state_hash"]), h(hd["trace_root"]), h(hd["validators_hash"]), h(hd["next_validators_hash"]),
+        h(hd["state_hash"]), h(hd["trace_root"]), h(hd["validators_hash"]), h(hd["next_roster_hash"]),
     ])
 
 
@@ -100,8 +100,8 @@ def main(genesis_path: str, bundle_path: str) -> None:
         genesis = tomllib.load(f)
     with open(bundle_path) as f:
         bundle = json.load(f)
-    if bundle["format"] != "xinlian-proof/v1" or bundle["validator_changes"]:
-        raise SystemExit("not verified: this checker follows no validator-set changes")
+    if bundle["format"] != "xinlian-proof/v1" or bundle["roster_changes"]:
+        raise SystemExit("not verified: this checker follows no roster changes")
     validators = [
         {"member": m["id"], "key": h(m["node_key"]), "power": m["voting_power"]}
         for m in genesis["members"] if "validator" in m["roles"]

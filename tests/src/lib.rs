@@ -8,6 +8,8 @@ pub mod supply_chain;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -30,6 +32,12 @@ macro_rules! consortium {
     };
 }
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What node processes log: warnings, unless `XINLIAN_TEST_LOG` asks for more (e.g.
+/// `info` to see every block and roster change in the per-node logs).
+fn node_log_filter() -> String {
+    std::env::var("XINLIAN_TEST_LOG").unwrap_or_else(|_| "warn".into())
+}
 
 /// A one-validator consortium plus a registrar agency, in a temporary folder.
 pub struct Consortium {
@@ -138,13 +146,18 @@ impl Consortium {
 
     /// `xinlian-node check` over the validator's data folder.
     pub fn check(&self) -> Result<String> {
+        self.check_member("v0")
+    }
+
+    /// `xinlian-node check` over member `id`'s data folder (its node stopped).
+    pub fn check_member(&self, id: &str) -> Result<String> {
         let out = Command::new(&self.node_bin)
             .arg("check")
             .arg("--genesis")
             .arg(genesis_path(self.path()))
             .arg("--data")
-            .arg(self.data_dir())
-            .env("RUST_LOG", "warn")
+            .arg(self.data_dir_of(id))
+            .env("RUST_LOG", node_log_filter())
             .output()?;
         if !out.status.success() {
             bail!("check failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -165,7 +178,7 @@ fn node_command(bin: &Path, genesis: &Path, key: &Path, data: &Path) -> Command 
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", node_log_filter());
     cmd
 }
 
@@ -193,7 +206,7 @@ pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
         .arg(dir)
         .arg("--port")
         .arg("0")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", node_log_filter());
     Node::start(cmd, None)
 }
 
@@ -361,4 +374,105 @@ pub fn register_enterprise(
         },
         v.id,
     ))
+}
+
+/// Polls `pred` every 50 ms until it holds, or fails naming `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut pred: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while !pred() {
+        if Instant::now() > deadline {
+            bail!("timed out after {within:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The `xinlian` CLI as a user runs it, against one node, genesis file and trust file.
+pub struct Cli {
+    pub bin: PathBuf,
+    pub node: String,
+    pub genesis: PathBuf,
+    pub trust: PathBuf,
+}
+
+impl Cli {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("XINLIAN_NODE", &self.node)
+            .env("XINLIAN_GENESIS", &self.genesis)
+            .env("XINLIAN_TRUST", &self.trust)
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "xinlian {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+}
+
+/// A string field of the CLI's `--json` output.
+pub fn json_field(text: &str, field: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(text).expect("--json output is JSON");
+    v[field].as_str().expect("string field").to_string()
+}
+
+/// Submits registrations to the given nodes in turn until stopped; counts accepted ones.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(c: &Consortium, urls: Vec<String>) -> Result<Load> {
+        let reg = c.agency("registrar")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let thread = std::thread::spawn({
+            let (stop, accepted) = (stop.clone(), accepted.clone());
+            move || {
+                let clients: Vec<NodeClient> = urls.iter().map(|u| NodeClient::new(u)).collect();
+                let mut n: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let uscc = Uscc::with_check(&format!("91310000{:09}", n)).unwrap();
+                    let rec = reg.sign(RegisterEntity {
+                        uscc,
+                        name: format!("load {n}"),
+                        key: public_key(&xinlian_genesis::keys::generate().unwrap()),
+                        check_override: None,
+                    });
+                    // A node that is down or behind may refuse: the next one is tried.
+                    if clients[(n as usize) % clients.len()].submit(&rec).is_ok() {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        Ok(Load {
+            stop,
+            accepted,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -4,47 +4,13 @@
 //! implementation (Python's `cryptography` and hashlib, tests/python/verify_bundle.py).
 //! Exit codes separate "invalid" (1) from "unreachable" (2).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use xinlian_genesis::scaffold::{genesis_path, signing_key_path};
+use xinlian_tests::{Cli, json_field};
 
 const CLI: &str = env!("CARGO_BIN_EXE_xinlian-under-test");
-
-struct Cli {
-    node: String,
-    genesis: PathBuf,
-    trust: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(CLI)
-            .args(args)
-            .env("XINLIAN_NODE", &self.node)
-            .env("XINLIAN_GENESIS", &self.genesis)
-            .env("XINLIAN_TRUST", &self.trust)
-            .output()
-            .expect("run the CLI")
-    }
-
-    /// Runs and insists on success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "xinlian {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-}
-
-fn json_field(text: &str, field: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(text).expect("--json output is JSON");
-    v[field].as_str().expect("string field").to_string()
-}
 
 fn openssl_key(path: &Path) {
     let out = Command::new("openssl")
@@ -82,6 +48,7 @@ fn an_openssl_key_signs_end_to_end_and_proofs_verify_offline_and_independently()
     let node = c.start()?;
     let dir = c.path();
     let cli = Cli {
+        bin: CLI.into(),
         node: node.client.base_url().to_string(),
         genesis: genesis_path(dir),
         trust: dir.join("trust.json"),

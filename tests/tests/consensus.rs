@@ -4,16 +4,14 @@
 //! finalized, nothing forks) and one back (progress resumes), an observer that
 //! replicates, and a node whose key is not in genesis, which cannot connect.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use xinlian_client::http::NodeClient;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::RegisterEntity;
 use xinlian_genesis::keys;
-use xinlian_tests::{Consortium, Node};
+use xinlian_tests::{Consortium, Load, Node, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_xinlian-node-under-test");
 
@@ -31,68 +29,6 @@ fn height(n: &Node) -> u64 {
 }
 
 /// Polls until `pred` holds, or fails after `within`.
-fn wait_until(within: Duration, what: &str, mut pred: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + within;
-    while !pred() {
-        if Instant::now() > deadline {
-            bail!("timed out after {within:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// Submits registrations to the given nodes in turn until stopped; counts accepted ones.
-struct Load {
-    stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(c: &Consortium, urls: Vec<String>) -> Result<Load> {
-        let reg = c.agency("registrar")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicU64::new(0));
-        let thread = std::thread::spawn({
-            let (stop, accepted) = (stop.clone(), accepted.clone());
-            move || {
-                let clients: Vec<NodeClient> = urls.iter().map(|u| NodeClient::new(u)).collect();
-                let mut n: u64 = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let uscc = Uscc::with_check(&format!("91310000{:09}", n)).unwrap();
-                    let rec = reg.sign(RegisterEntity {
-                        uscc,
-                        name: format!("load {n}"),
-                        key: keys::public_key(&keys::generate().unwrap()),
-                        check_override: None,
-                    });
-                    // A node that is down or behind may refuse: the next one is tried.
-                    if clients[(n as usize) % clients.len()].submit(&rec).is_ok() {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        });
-        Ok(Load {
-            stop,
-            accepted,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Every block up to `upto` is the same on all `nodes`, and its certificate is valid.
 fn same_chain(c: &Consortium, nodes: &[&Node], upto: u64) -> Result<()> {
     for h in 1..=upto {

@@ -229,10 +229,35 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             Some("bad_query"),
         ),
         get(
-            "/v1/validator-sets",
-            format!("{base}/v1/validator-sets?after=1"),
+            "/v1/rosters",
+            format!("{base}/v1/rosters?after=1"),
             200,
             None,
+        ),
+        get("/v1/roster", format!("{base}/v1/roster"), 200, None),
+        get(
+            "/v1/governance/proposals",
+            format!("{base}/v1/governance/proposals?status=open&limit=5"),
+            200,
+            None,
+        ),
+        get(
+            "/v1/governance/proposals",
+            format!("{base}/v1/governance/proposals?status=maybe"),
+            400,
+            Some("bad_query"),
+        ),
+        get(
+            "/v1/governance/proposals/{id}",
+            format!("{base}/v1/governance/proposals/{}", "00".repeat(32)),
+            404,
+            Some("not_found"),
+        ),
+        get(
+            "/v1/governance/proposals/{id}",
+            format!("{base}/v1/governance/proposals/xyz"),
+            400,
+            Some("bad_id"),
         ),
         get(
             "/v1/blocks/{height}",

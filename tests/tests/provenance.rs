@@ -245,7 +245,7 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
     let bundle = ProvenanceBundle {
         format: PROVENANCE_BUNDLE_FORMAT.into(),
         chain: c.genesis.hash(),
-        validator_changes: Vec::new(),
+        roster_changes: Vec::new(),
         root: chain.final_batch.clone(),
         direction: Direction::Upstream,
         pages: new_pages.clone(),

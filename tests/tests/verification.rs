@@ -195,7 +195,7 @@ fn every_tampered_answer_fails_with_a_reason_naming_it() -> anyhow::Result<()> {
         ("ledger_size", |h| h.ledger_size += 1),
         ("state_hash", |h| h.state_hash.0[0] ^= 1),
         ("trace_root", |h| h.trace_root.0[0] ^= 1),
-        ("next_validators_hash", |h| h.next_validators_hash.0[0] ^= 1),
+        ("next_roster_hash", |h| h.next_roster_hash.0[0] ^= 1),
         ("height", |h| h.height += 1),
     ];
     for (name, f) in fields {
@@ -350,13 +350,13 @@ fn every_tampered_answer_fails_with_a_reason_naming_it() -> anyhow::Result<()> {
 }
 
 #[test]
-fn bundles_and_validator_sets_are_checked_from_genesis() -> anyhow::Result<()> {
+fn bundles_and_roster_changes_are_checked_from_genesis() -> anyhow::Result<()> {
     let l = ledger()?;
     let proof = l.node.client.record_proof(&l.first, None)?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT.into(),
         chain: l.c.genesis.hash(),
-        validator_changes: l.node.client.validator_changes(1)?.changes,
+        roster_changes: l.node.client.roster_changes(1)?.changes,
         proof: proof.clone(),
     };
     let g = l.c.genesis.clone();
@@ -378,28 +378,35 @@ fn bundles_and_validator_sets_are_checked_from_genesis() -> anyhow::Result<()> {
         Err(VerifyError::WrongChain { what: "bundle", .. })
     ));
 
-    // A forged validator-set change: a set of the forger's own key, "announced" by a
-    // real header that names a different next set.
+    // A forged roster change: the forger as sole validator, "announced" by a real
+    // header that names a different next roster.
     let tip = l.node.client.block(proof.checkpoint.header.height)?;
-    let forged = ValidatorSet::new(vec![Validator {
-        member: "forger".into(),
-        key: public_key(&keys::generate()?),
-        power: 1,
-    }]);
+    let forged = xinlian_genesis::Roster {
+        members: vec![xinlian_genesis::Member {
+            id: "forger".into(),
+            name: "Forger".into(),
+            region: "310000".into(),
+            roles: vec![xinlian_genesis::Role::Validator],
+            voting_power: 1,
+            node_key: Some(public_key(&keys::generate()?)),
+            signing_key: public_key(&keys::generate()?),
+        }],
+        policy: l.c.genesis.policy.clone(),
+    };
     let mut b = bundle.clone();
-    b.validator_changes = vec![ValidatorChange {
+    b.roster_changes = vec![RosterChange {
         height: tip.header.height + 1,
-        validators: forged.clone(),
+        roster: forged.clone(),
         announced_by: Checkpoint {
             header: tip.header.clone(),
             certificate: tip.certificate.clone(),
         },
     }];
     let e = LightClient::verify_bundle(g.clone(), &b).unwrap_err();
-    expect!(e, VerifyError::ValidatorChange { .. });
-    assert!(e.to_string().contains("names next set"), "{e}");
+    expect!(e, VerifyError::RosterChange { .. });
+    assert!(e.to_string().contains("names next roster"), "{e}");
     // … or announced at the wrong height.
-    b.validator_changes[0].height += 5;
+    b.roster_changes[0].height += 5;
     let e = LightClient::verify_bundle(g.clone(), &b).unwrap_err();
     assert!(
         e.to_string().contains("announced by a header at height"),

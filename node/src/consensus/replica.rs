@@ -107,6 +107,9 @@ pub enum Action {
         tip: Tip,
         records: Vec<RecordId>,
     },
+    /// A committed block announced a new roster, in force from the next height: who
+    /// may connect, who votes, and the policy change with it.
+    RosterChanged(Arc<Consortium>),
     /// A peer sent something malformed or provably wrong.
     Penalise {
         peer: PublicKey,
@@ -344,7 +347,7 @@ impl<L: Ledger> Replica<L> {
                 {
                     self.penalise(from, format!("a relay batch of {} records", batch.len()));
                 } else {
-                    let max = self.c.genesis.policy.record_bytes_max as usize;
+                    let max = self.c.policy().record_bytes_max as usize;
                     let mut recs = Vec::with_capacity(batch.len());
                     for bytes in batch {
                         match EncodedRecord::decode(&bytes, max) {
@@ -405,11 +408,18 @@ impl<L: Ledger> Replica<L> {
     // ---- proposals -------------------------------------------------------------
 
     fn on_proposal(&mut self, from: PublicKey, p: SignedProposal) -> Result<(), ReplicaError> {
-        if self.consensus.is_none() {
-            return Ok(());
-        }
         let h = p.message.height.0;
         if h <= self.tip.height {
+            return Ok(());
+        }
+        // For a later height, or before this node votes at all (a member voted in
+        // syncs first): kept until we get there. The set in force *then* authenticates
+        // it, since governance may change the set in between.
+        if self.consensus.is_none() || h > self.tip.height + 1 {
+            if self.future.len() < FUTURE_PROPOSALS_MAX {
+                self.future.push(p);
+            }
+            self.maybe_sync();
             return Ok(());
         }
         // Authenticate before spending a block execution on it.
@@ -421,13 +431,6 @@ impl<L: Ledger> Replica<L> {
             )
         {
             self.penalise(from, "proposal not signed by a validator".into());
-            return Ok(());
-        }
-        if h > self.tip.height + 1 {
-            if self.future.len() < FUTURE_PROPOSALS_MAX {
-                self.future.push(p);
-            }
-            self.maybe_sync();
             return Ok(());
         }
         if self.validate(&p.message.value)? {
@@ -448,7 +451,7 @@ impl<L: Ledger> Replica<L> {
             return Ok(true);
         }
         // A proposer's clock may run ahead of ours by at most the genesis drift.
-        let drift = self.c.genesis.policy.block_time_drift_ms_max as i64;
+        let drift = self.c.policy().block_time_drift_ms_max as i64;
         if v.block.header.time_ms > self.now_ms + drift {
             tracing::warn!(
                 height = v.block.header.height,
@@ -979,8 +982,31 @@ impl<L: Ledger> Replica<L> {
     fn commit(&mut self, ex: Executed, cert: &Certificate) -> Result<(), ReplicaError> {
         self.ledger.commit(&ex, cert)?;
         let records: Vec<RecordId> = ex.records.iter().map(EncodedRecord::id).collect();
+        if ex.header.next_roster_hash != self.c.roster_hash {
+            let entry = crate::governance::announced(&ex)
+                .expect("a header announcing another roster comes with its writes");
+            assert_eq!(entry.roster.hash(), ex.header.next_roster_hash);
+            let was_validator = self.is_validator();
+            self.c = Arc::new(Consortium::with_roster(
+                self.c.genesis.clone(),
+                entry.roster,
+                entry.height,
+            ));
+            self.vals = Validators::new(self.c.validators.clone());
+            tracing::info!(
+                from_height = entry.height,
+                validators = self.c.validators.len(),
+                members = self.c.roster.members.len(),
+                was_validator,
+                validator = self.is_validator(),
+                "roster changed"
+            );
+            self.actions.push(Action::RosterChanged(self.c.clone()));
+        }
         self.tip = ex.tip;
         self.behind_since = None;
+        let tip = self.tip.height;
+        self.future.retain(|p| p.message.height.0 > tip);
         let included: HashSet<RecordId> = records.iter().copied().collect();
         for (id, why) in
             self.mempool
