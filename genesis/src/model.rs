@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes::{Hash32, PublicKey};
 use crate::canonical::tagged_hash;
-use crate::roster::Roster;
+use crate::roster::{Members, Roster};
 use crate::validators::ValidatorSet;
 
 pub const MEMBERS_MAX: usize = 256;
@@ -479,17 +479,15 @@ impl Genesis {
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.id == id)
+        self.members.by_id(id)
     }
 
     pub fn member_by_signing_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members.iter().find(|m| &m.signing_key == key)
+        self.members.by_signing_key(key)
     }
 
     pub fn member_by_node_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members
-            .iter()
-            .find(|m| m.node_key.as_ref() == Some(key))
+        self.members.by_node_key(key)
     }
 
     /// The validators at height 1, in genesis order (their index in certificates).

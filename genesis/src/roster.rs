@@ -15,6 +15,27 @@ use crate::model::{
 };
 use crate::validators::{Validator, ValidatorSet};
 
+/// Look-ups over a list of members: genesis's and every roster's.
+pub trait Members {
+    fn by_id(&self, id: &str) -> Option<&Member>;
+    fn by_signing_key(&self, key: &PublicKey) -> Option<&Member>;
+    fn by_node_key(&self, key: &PublicKey) -> Option<&Member>;
+}
+
+impl Members for [Member] {
+    fn by_id(&self, id: &str) -> Option<&Member> {
+        self.iter().find(|m| m.id == id)
+    }
+
+    fn by_signing_key(&self, key: &PublicKey) -> Option<&Member> {
+        self.iter().find(|m| &m.signing_key == key)
+    }
+
+    fn by_node_key(&self, key: &PublicKey) -> Option<&Member> {
+        self.iter().find(|m| m.node_key.as_ref() == Some(key))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roster {
     pub members: Vec<Member>,
@@ -27,17 +48,15 @@ impl Roster {
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.id == id)
+        self.members.by_id(id)
     }
 
     pub fn member_by_signing_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members.iter().find(|m| &m.signing_key == key)
+        self.members.by_signing_key(key)
     }
 
     pub fn member_by_node_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members
-            .iter()
-            .find(|m| m.node_key.as_ref() == Some(key))
+        self.members.by_node_key(key)
     }
 
     /// Node keys of every member that runs a node (validators and observers): who may

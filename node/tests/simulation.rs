@@ -414,13 +414,9 @@ impl<'f> Sim<'f> {
     }
 
     fn submit(&mut self) {
-        let up: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].replica.is_some())
-            .collect();
-        if up.is_empty() {
+        if self.nodes.iter().all(|n| n.replica.is_none()) {
             return;
         }
-        let i = up[self.rng.below(up.len() as u64) as usize];
         self.records += 1;
         let uscc = Uscc::with_check(&format!("91310000{:09}", self.records)).unwrap();
         let mut seed = [0u8; 32];
@@ -438,11 +434,7 @@ impl<'f> Sim<'f> {
             }
             .into(),
         };
-        let rec = EncodedRecord::new(env.sign(&self.f.registrar));
-        let now = self.clock();
-        let replica = self.nodes[i].replica.as_mut().expect("up");
-        let (_, actions) = replica.submit(now, rec);
-        self.apply(i, actions);
+        self.submit_to_any(EncodedRecord::new(env.sign(&self.f.registrar)));
     }
 
     fn submit_to_any(&mut self, rec: EncodedRecord) {

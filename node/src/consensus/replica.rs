@@ -415,6 +415,15 @@ impl<L: Ledger> Replica<L> {
         // For a later height, or before this node votes at all (a member voted in
         // syncs first): kept until we get there. The set in force *then* authenticates
         // it, since governance may change the set in between.
+        let signed = verify(
+            &p.message.proposer.0,
+            &proposal_message(&self.c.chain, &p.message),
+            &p.signature,
+        );
+        if !signed {
+            self.penalise(from, "proposal not signed by its proposer".into());
+            return Ok(());
+        }
         if self.consensus.is_none() || h > self.tip.height + 1 {
             if self.future.len() < FUTURE_PROPOSALS_MAX {
                 self.future.push(p);
@@ -422,14 +431,9 @@ impl<L: Ledger> Replica<L> {
             self.maybe_sync();
             return Ok(());
         }
-        // Authenticate before spending a block execution on it.
-        if self.vals.index_of(&p.message.proposer).is_none()
-            || !verify(
-                &p.message.proposer.0,
-                &proposal_message(&self.c.chain, &p.message),
-                &p.signature,
-            )
-        {
+        // Authenticated: now the proposer must be a validator of this height, before
+        // a block execution is spent on it.
+        if self.vals.index_of(&p.message.proposer).is_none() {
             self.penalise(from, "proposal not signed by a validator".into());
             return Ok(());
         }
