@@ -482,14 +482,6 @@ impl Genesis {
         self.members.by_id(id)
     }
 
-    pub fn member_by_signing_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members.by_signing_key(key)
-    }
-
-    pub fn member_by_node_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members.by_node_key(key)
-    }
-
     /// The validators at height 1, in genesis order (their index in certificates).
     pub fn validator_set(&self) -> ValidatorSet {
         self.roster().validator_set()

@@ -295,7 +295,7 @@ fn count_status(p: &mut st::Profile, status: st::CommitmentStatus, delta: i32) {
         .expect("profile counts follow commitment states");
 }
 
-pub(crate) fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey, kind: Kind) -> Ex {
+fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey, kind: Kind) -> Ex {
     if c.is_member_key(k) {
         return unauthorised(kind, format!("key {k} belongs to a consortium member"));
     }

@@ -5,14 +5,13 @@
 use xinlian_client::governance::{
     Ballot, Decision, HORIZON_BLOCKS_MAX, ProposalState, RosterEntry,
 };
+use xinlian_client::ids::Uscc;
 use xinlian_client::record::{Change, Kind, Proposal, RecordId, Vote};
-use xinlian_client::state::key;
+use xinlian_client::state::{KeyBinding, key};
 use xinlian_genesis::{Genesis, Member, PublicKey, Roster};
 
 use crate::chain::Executed;
-use crate::execute::{
-    BlockContext, Consortium, Ex, Rejection, key_is_free, need, reject, unauthorised,
-};
+use crate::execute::{BlockContext, Consortium, Ex, Rejection, need, reject, unauthorised};
 use crate::overlay::{Overlay, StateError, StateRead};
 
 fn wrong_state<T>(reason: String) -> Ex<T> {
@@ -31,10 +30,12 @@ fn new_keys(change: &Change) -> Vec<PublicKey> {
     }
 }
 
-fn enterprise_key(s: &Overlay, change: &Change) -> Result<Option<PublicKey>, StateError> {
+/// The first key the change would give a member that an enterprise holds, with the
+/// enterprise.
+fn enterprise_key(s: &Overlay, change: &Change) -> Result<Option<(PublicKey, Uscc)>, StateError> {
     for k in new_keys(change) {
-        if s.get_raw(&key::key_binding(&k))?.is_some() {
-            return Ok(Some(k));
+        if let Some(kb) = s.get::<KeyBinding>(&key::key_binding(&k))? {
+            return Ok(Some((k, kb.uscc)));
         }
     }
     Ok(None)
@@ -65,8 +66,11 @@ pub(crate) fn propose(
     if let Err(reason) = p.change.apply(&c.roster, &c.genesis.policy) {
         return wrong_state(reason);
     }
-    if let Some(k) = enterprise_key(s, &p.change)? {
-        key_is_free(s, c, &k, Kind::Propose)?;
+    if let Some((k, uscc)) = enterprise_key(s, &p.change)? {
+        return reject(Rejection::AlreadyExists {
+            what: "key binding",
+            id: format!("{k} (bound to {uscc})"),
+        });
     }
     let electorate: Vec<(String, u64)> = c
         .validators
@@ -189,7 +193,7 @@ pub(crate) fn next_roster(
             .get(&key::proposal(&id))?
             .expect("scheduled proposals are stored");
         let outcome = match enterprise_key(s, &p.change)? {
-            Some(k) => Err(format!("key {k} has since been bound to an enterprise")),
+            Some((k, uscc)) => Err(format!("key {k} has since been bound to {uscc}")),
             None => p.change.apply(&roster, &c.genesis.policy),
         };
         match outcome {
