@@ -1,0 +1,121 @@
+//! Golden hashes: the encodings every node and verifier must agree on — a signed
+//! record, a block header, consensus votes and a proposal on the wire, a genesis — are
+//! pinned by SHA-256 of their bytes, and so is the simulator's trace for fixed seeds
+//! (in `simulation.rs`). A change to any of them changes the protocol: it must be
+//! deliberate, and these constants change in the same commit with the reason.
+
+mod common;
+
+use malachite_types::{NilOrVal, Round, VoteType};
+use xinlian_client::block::Header;
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::{Body, Envelope, RegisterEntity};
+use xinlian_genesis::canonical::sha256;
+use xinlian_genesis::keys::public_key;
+use xinlian_genesis::{Hash32, Policy, PublicKey};
+use xinlian_node::consensus::context::{Address, BlockId, Height, vote_message};
+use xinlian_node::consensus::wire::{NetMsg, WireVote};
+
+use common::{consortium, key, node_key, registrar};
+
+fn hex(bytes: &[u8]) -> String {
+    hex::encode(sha256(bytes).0)
+}
+
+fn chain() -> Hash32 {
+    consortium(4, "golden", Policy::default()).genesis.hash()
+}
+
+#[test]
+fn genesis_hash_is_pinned() {
+    assert_eq!(
+        chain().to_hex(),
+        "4e96e7df92a5102ef9680b60ddf033a9ecc11c429e85ca0313be5e386e62989e",
+        "the fixture genesis encodes differently"
+    );
+}
+
+#[test]
+fn record_encoding_is_pinned() {
+    let rec = Envelope {
+        chain: chain(),
+        signer: public_key(&registrar()),
+        nonce: 7,
+        body: Body::RegisterEntity(RegisterEntity {
+            uscc: Uscc::with_check("91310000MA1FL8TQ3").expect("valid payload"),
+            name: "上海新申贸易有限公司".into(),
+            key: public_key(&key(9, 0)),
+            check_override: None,
+        }),
+    }
+    .sign(&registrar());
+    assert_eq!(
+        hex(&rec.canonical_bytes()),
+        "32e0f6a44bef56252767e6521bde0f16c06e51cbe38f1e2e9c2a3abe0835ebb3",
+        "record bytes"
+    );
+    assert_eq!(
+        rec.id().to_hex(),
+        "d7e0694f64adb02ec4d84b2e0c91226405b01082decae955066d7f92f8fdb925",
+        "record id"
+    );
+}
+
+#[test]
+fn header_encoding_is_pinned() {
+    let h = Header {
+        chain: chain(),
+        height: 3,
+        parent: Hash32([1; 32]),
+        time_ms: common::GENESIS_MS + 600,
+        proposer: public_key(&node_key(1)),
+        records_root: Hash32([2; 32]),
+        records_count: 5,
+        ledger_root: Hash32([3; 32]),
+        ledger_size: 12,
+        state_hash: Hash32([4; 32]),
+        trace_root: Hash32([5; 32]),
+        validators_hash: Hash32([6; 32]),
+        next_roster_hash: Hash32([7; 32]),
+    };
+    assert_eq!(
+        hex(&xinlian_genesis::canonical::encode(&h)),
+        "e410b10a89643316738f660537969a6858c694ce8e5da0a1ba6950d6d5587c75",
+        "header bytes"
+    );
+    assert_eq!(
+        h.hash().to_hex(),
+        "5742fbca892ea74a212a5e2ecf729ed6ba46896481cfb2dd20280239aa3a2dae",
+        "header hash"
+    );
+}
+
+#[test]
+fn vote_encodings_are_pinned() {
+    use xinlian_node::consensus::context::Vote;
+    let validator = Address(public_key(&node_key(2)));
+    let block = NilOrVal::Val(BlockId(Hash32([8; 32])));
+    let vote = |kind| Vote::new(kind, Height(4), Round::new(1), block, validator);
+    assert_eq!(
+        hex(&vote_message(&chain(), &vote(VoteType::Prevote))),
+        "c9856c7b6b986fbe8d522b003282b4f488cb5a14168c07ba3cbb27847824dc45"
+    );
+    assert_eq!(
+        hex(&vote_message(&chain(), &vote(VoteType::Precommit))),
+        "2a0f4d098c770585b6c0b43f0181fa6543e675e157ed0eafc12a25019740d501"
+    );
+    let wire = NetMsg::Vote(WireVote {
+        precommit: true,
+        height: 4,
+        round: Some(1),
+        value: Some(Hash32([8; 32])),
+        validator: validator.0,
+        signature: xinlian_client::crypto::Signature([9; 64]),
+    });
+    assert_eq!(
+        hex(&wire.encode()),
+        "e925a0cb269a0724130db5c2f345b8d90541acb42c534ddbf0df77a555934cc6",
+        "a vote on the wire"
+    );
+    let _: PublicKey = validator.0;
+}
