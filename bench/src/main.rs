@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
-use xinlian_client::http::{NodeClient, RecordSigner};
+use xinlian_client::http::NodeClient;
 use xinlian_client::proof::LightClient;
 use xinlian_client::record::RegisterEntity;
+use xinlian_client::signer::RecordSigner;
+use xinlian_devnet::{Children, spawn_node};
 use xinlian_genesis::scaffold::{MemberSpec, scaffold, signing_key_path};
 use xinlian_genesis::{Policy, Role, keys};
-use xinlian_node::devnet::{Children, spawn_node};
 
 #[derive(Parser)]
 #[command(

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use xinlian_client::http::{NodeClient, RecordSigner};
+use xinlian_client::http::NodeClient;
 use xinlian_client::proof::LightClient;
 use xinlian_client::provenance::Direction;
+use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::Genesis;
 use xinlian_tests::supply_chain::{food_chain, submit_all};
 

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xinlian_client::http::{ClientError, NodeClient, RecordSigner};
+use xinlian_client::http::{ClientError, NodeClient};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::when::{Date, EventTime};
 use xinlian_genesis::canonical::sha256;
 use xinlian_genesis::keys::{self, SigningKey};

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::checks::check_body;
-use crate::http::RecordSigner;
 use crate::ids::Uscc;
 use crate::proof::SignerAuthority;
 use crate::provenance::{VerifiedBatch, VerifiedEvent};
@@ -21,6 +20,7 @@ use crate::record::{
     BatchAmount, Body, Commission, Inspect, InspectionResult, NewBatch, Product, Quantity, Recall,
     Receive, RecordId, SaleKind, Sell, Ship, SignedRecord, Transform,
 };
+use crate::signer::RecordSigner;
 use crate::state::Shipment;
 use crate::when::EventTime;
 

@@ -1,11 +1,7 @@
-//! A blocking client for the node's HTTP API, and a signer that turns record bodies
-//! into signed records for one chain.
+//! A blocking client for the node's HTTP API (behind the `http` cargo feature), and the
+//! fetch-and-verify loops that drive the light client and provenance verification over it.
 
 use std::time::Duration;
-
-use rand_core::RngCore;
-use xinlian_genesis::Hash32;
-use xinlian_genesis::keys::{SigningKey, public_key};
 
 use crate::api::{
     ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, RosterChanges,
@@ -17,7 +13,7 @@ use crate::proof::{
 use crate::provenance::{
     BUNDLE_PAGES_MAX, Direction, PROVENANCE_ROOTS_MAX, Provenance, ProvenanceError, ProvenanceProof,
 };
-use crate::record::{Body, Envelope, RecordId, SignedRecord};
+use crate::record::{RecordId, SignedRecord};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -379,22 +375,4 @@ pub fn fetch_verified(
         .into());
     }
     Ok((verified, proof))
-}
-
-/// Signs bodies for one chain with one key, each with a fresh random nonce.
-pub struct RecordSigner {
-    pub key: SigningKey,
-    pub chain: Hash32,
-}
-
-impl RecordSigner {
-    pub fn sign(&self, body: impl Into<Body>) -> SignedRecord {
-        let env = Envelope {
-            chain: self.chain,
-            signer: public_key(&self.key),
-            nonce: rand_core::OsRng.next_u64(),
-            body: body.into(),
-        };
-        env.sign(&self.key)
-    }
 }

@@ -18,10 +18,10 @@ use xinlian_client::provenance::{ANSWER_BATCHES_MAX, Direction, ProvenanceProof}
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
-use crate::execute::Rejection;
 use crate::host::{Command, Shared};
 use crate::proofs::{self, ProofRequestError};
 use crate::store::StoreError;
+use xinlian_core::execute::Rejection;
 
 /// Longest a request may wait for finality.
 const WAIT_MS_MAX: u64 = 30_000;
@@ -376,14 +376,15 @@ async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<Check
         s.store
             .consistent(|store| -> Result<CheckedRecords, ApiFailure> {
                 let tip = store.tip()?;
-                let c = crate::governance::consortium_at(store, &s.genesis, tip.height + 1)
+                let c = xinlian_core::governance::consortium_at(store, &s.genesis, tip.height + 1)
                     .map_err(|e| {
                         err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
                     })?;
-                let verdicts = crate::chain::check_records(store, &c, &tip, now_ms(), &encoded)
-                    .map_err(|e| {
-                        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-                    })?;
+                let verdicts =
+                    xinlian_core::chain::check_records(store, &c, &tip, now_ms(), &encoded)
+                        .map_err(|e| {
+                            err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+                        })?;
                 Ok(CheckedRecords {
                     height: tip.height,
                     results: encoded

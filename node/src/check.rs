@@ -9,9 +9,9 @@ use anyhow::{Context, Result, ensure};
 use xinlian_client::block::verify_certificate;
 use xinlian_genesis::Genesis;
 
-use crate::chain::{Tip, execute_block};
-use crate::execute::Consortium;
 use crate::store::Store;
+use xinlian_core::chain::{Tip, execute_block};
+use xinlian_core::execute::Consortium;
 
 pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
     let mut c = Consortium::new(genesis);
@@ -37,7 +37,7 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
         }
         t = ex.tip;
         if ex.header.next_roster_hash != c.roster_hash {
-            c = crate::governance::consortium_at(&state, &c.genesis, h + 1)
+            c = xinlian_core::governance::consortium_at(&state, &c.genesis, h + 1)
                 .with_context(|| format!("roster announced by block {h}"))?;
             ensure!(
                 c.roster_hash == ex.header.next_roster_hash && c.since == h + 1,

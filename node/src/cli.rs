@@ -165,7 +165,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             dir,
             port,
             no_sample,
-        } => crate::devnet::devnet(&dir, port, !no_sample),
+        } => xinlian_devnet::devnet(&dir, port, !no_sample),
         Command::Check { genesis, data } => {
             let genesis = Genesis::load(&genesis)?;
             let report = crate::check::check_store(genesis, &data.join("ledger"))?;

@@ -19,13 +19,13 @@ use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, PublicKey};
 
-use crate::chain::Tip;
-use crate::consensus::replica::{Action, Replica, Timeouts, Timer};
-use crate::consensus::wire::{NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX};
-use crate::execute::{Consortium, Rejection};
-use crate::mempool::Mempool;
 use crate::net::{BehaviourEvent, Network};
 use crate::store::Store;
+use xinlian_core::chain::Tip;
+use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
+use xinlian_core::consensus::wire::{NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX};
+use xinlian_core::execute::{Consortium, Rejection};
+use xinlian_core::mempool::Mempool;
 
 pub struct NodeConfig {
     pub genesis: Genesis,
@@ -135,7 +135,7 @@ pub async fn run(
     )?;
     let store = Arc::new(store);
     let consortium = Arc::new(
-        crate::governance::consortium_at(store.as_ref(), &genesis, tip.height + 1)
+        xinlian_core::governance::consortium_at(store.as_ref(), &genesis, tip.height + 1)
             .context("reading the roster in force")?,
     );
     let node_pk = public_key(&config.node_key);

@@ -1,23 +1,16 @@
-//! The xinlian node: validation against state and block execution (pure), storage in
-//! sled, the event loop that produces and finalizes blocks, the HTTP API, and the
-//! local consortium (`devnet`).
+//! The xinlian node: the IO shell around `xinlian-core`'s state machine — the store
+//! (`store`), the libp2p network (`net`), the event loop that owns both and drives the
+//! replica (`host`), the HTTP API (`api`), proof assembly from the store (`proofs`), the
+//! full store check (`check`) and the command line (`cli`).
 //!
-//! Architecture invariants: `execute`, `chain`, `batch_index`, `mempool` and `overlay` do no I/O and
-//! read no clock; `store` is the only module that knows sled; `api` is the only one
-//! that knows HTTP and JSON; `host` is the only owner of mutable node state.
+//! Architecture invariants: `store` is the only module that knows sled; `net` the only
+//! one that knows libp2p; `api` the only one that knows HTTP and JSON; `host` is the
+//! only owner of mutable node state. Protocol decisions live in `xinlian-core`.
 
 pub mod api;
-pub mod batch_index;
-pub mod chain;
 pub mod check;
 pub mod cli;
-pub mod consensus;
-pub mod devnet;
-pub mod execute;
-pub mod governance;
 pub mod host;
-pub mod mempool;
 pub mod net;
-pub mod overlay;
 pub mod proofs;
 pub mod store;

@@ -142,7 +142,7 @@ impl Network {
     ) -> Result<Network> {
         let chain = genesis.hash();
         let max_message = genesis.policy.block_bytes_max as usize
-            + crate::consensus::wire::SYNC_BYTES_MAX
+            + xinlian_core::consensus::wire::SYNC_BYTES_MAX
             + ENVELOPE_BYTES;
         let members = member_peers(roster)?;
         // A consortium is small (at most MEMBERS_MAX nodes) and every node must hear

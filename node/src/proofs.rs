@@ -21,8 +21,8 @@ use xinlian_client::provenance::{
 use xinlian_client::smt;
 use xinlian_genesis::{PublicKey, canonical};
 
-use crate::batch_index;
-use crate::overlay::StateRead;
+use xinlian_core::batch_index;
+use xinlian_core::overlay::StateRead;
 
 use crate::store::{Store, StoreError};
 

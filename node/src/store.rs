@@ -11,11 +11,11 @@ use xinlian_client::record::{RecordId, SignedRecord};
 use xinlian_client::state::key as state_key;
 use xinlian_genesis::{Hash32, canonical};
 
-use crate::chain::{Executed, Tip};
-use crate::consensus::ledger::{Ledger, LedgerError};
-use crate::consensus::wire::WalEntry;
-use crate::execute::Consortium;
-use crate::overlay::{StateError, StateRead};
+use xinlian_core::chain::{Executed, Tip};
+use xinlian_core::consensus::ledger::{Ledger, LedgerError};
+use xinlian_core::consensus::wire::WalEntry;
+use xinlian_core::execute::Consortium;
+use xinlian_core::overlay::{StateError, StateRead};
 
 // 2: key bindings name the record that bound them.
 // 3: the batch index (`z` nodes) and batch event chains.
@@ -224,7 +224,7 @@ impl Store {
         let cert = self
             .certificate(tip.height)?
             .ok_or_else(|| damaged(format!("no certificate at height {}", tip.height)))?;
-        let at = crate::governance::consortium_at(self, &c.genesis, tip.height)
+        let at = xinlian_core::governance::consortium_at(self, &c.genesis, tip.height)
             .map_err(|e| damaged(format!("roster at height {}: {e}", tip.height)))?;
         verify_certificate(&header, &cert, &at.validators)
             .map_err(|e| damaged(format!("certificate at height {}: {e}", tip.height)))?;

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use xinlian_client::http::{NodeClient, RecordSigner};
+use xinlian_client::http::NodeClient;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{Commission, Product, Quantity, RecordId, RegisterEntity};
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::when::EventTime;
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::scaffold::{

@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use xinlian_client::http::{ClientError, NodeClient, RecordSigner};
+use xinlian_client::http::{ClientError, NodeClient};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{
     BatchAmount, Body, Commission, Inspect, InspectionResult, NewBatch, Product, Quantity, Receive,
     RecordId, RegisterEntity, SaleKind, Sell, Ship, SignedRecord, Transform,
 };
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::when::EventTime;
 use xinlian_genesis::keys::{self, public_key};
 

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use xinlian_client::api::RecordStatus;
-use xinlian_client::http::{ClientError, NodeClient, RecordSigner};
+use xinlian_client::http::{ClientError, NodeClient};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
+use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::keys;
 use xinlian_tests::Consortium;
 
@@ -130,7 +131,7 @@ fn damaged_or_foreign_store_is_refused_at_start() -> anyhow::Result<()> {
 
     // Flip one byte of the last record as a disk error would.
     {
-        let cons = xinlian_node::execute::Consortium::new(c.genesis.clone());
+        let cons = xinlian_core::execute::Consortium::new(c.genesis.clone());
         let (store, _) = xinlian_node::store::Store::open(&c.data_dir().join("ledger"), &cons)?;
         let mut bytes = v.record.canonical_bytes();
         let last = bytes.len() - 1;

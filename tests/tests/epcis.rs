@@ -10,11 +10,12 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use xinlian_client::epcis::{self, ImportError, ImportOptions};
-use xinlian_client::http::{NodeClient, RecordSigner, fetch_provenance};
+use xinlian_client::http::{NodeClient, fetch_provenance};
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::LightClient;
 use xinlian_client::provenance::Direction;
 use xinlian_client::record::{Body, SignedRecord};
+use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::keys::{self, write_pem};
 use xinlian_genesis::scaffold::genesis_path;
 use xinlian_tests::register_enterprise;

@@ -5,11 +5,12 @@
 //! names what is wrong.
 
 use xinlian_client::block::{Certificate, CertificateError, CommitSignature, Precommit};
-use xinlian_client::http::{NodeClient, RecordSigner, fetch_verified};
+use xinlian_client::http::{NodeClient, fetch_verified};
 use xinlian_client::ids::Uscc;
 use xinlian_client::merkle::ProofError;
 use xinlian_client::proof::*;
 use xinlian_client::record::{RecordId, RotateEntityKey};
+use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::keys::{self, public_key};
 use xinlian_genesis::{Hash32, Validator, ValidatorSet};
 use xinlian_tests::{Consortium, commission, register_enterprise};

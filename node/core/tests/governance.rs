@@ -6,15 +6,15 @@ mod common;
 use std::collections::BTreeMap;
 
 use xinlian_client::governance::{Decision, ProposalState, Status};
-use xinlian_client::http::RecordSigner;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::state::key;
+use xinlian_core::chain::{Tip, build_block, check_records};
+use xinlian_core::execute::{Consortium, Rejection};
+use xinlian_core::governance::consortium_at;
 use xinlian_genesis::keys::{SigningKey, generate, public_key};
 use xinlian_genesis::{Member, Policy, Role, canonical};
-use xinlian_node::chain::{Tip, build_block, check_records};
-use xinlian_node::execute::{Consortium, Rejection};
-use xinlian_node::governance::consortium_at;
 
 struct Chain {
     c: Consortium,

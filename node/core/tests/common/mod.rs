@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use xinlian_core::execute::Consortium;
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, Member, Policy, Role};
-use xinlian_node::execute::Consortium;
 
 pub const GENESIS_MS: i64 = 1_795_000_000_000;
 

@@ -10,11 +10,11 @@ use malachite_types::{NilOrVal, Round, VoteType};
 use xinlian_client::block::Header;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{Body, Envelope, RegisterEntity};
+use xinlian_core::consensus::context::{Address, BlockId, Height, vote_message};
+use xinlian_core::consensus::wire::{NetMsg, WireVote};
 use xinlian_genesis::canonical::sha256;
 use xinlian_genesis::keys::public_key;
 use xinlian_genesis::{Hash32, Policy, PublicKey};
-use xinlian_node::consensus::context::{Address, BlockId, Height, vote_message};
-use xinlian_node::consensus::wire::{NetMsg, WireVote};
 
 use common::{consortium, key, node_key, registrar};
 
@@ -92,7 +92,7 @@ fn header_encoding_is_pinned() {
 
 #[test]
 fn vote_encodings_are_pinned() {
-    use xinlian_node::consensus::context::Vote;
+    use xinlian_core::consensus::context::Vote;
     let validator = Address(public_key(&node_key(2)));
     let block = NilOrVal::Val(BlockId(Hash32([8; 32])));
     let vote = |kind| Vote::new(kind, Height(4), Round::new(1), block, validator);

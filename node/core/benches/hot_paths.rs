@@ -12,11 +12,11 @@ use xinlian_client::merkle::{
     Frontier, Leaves, inclusion_proof, leaf_hash, root_of, verify_inclusion,
 };
 use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
+use xinlian_core::chain::{Tip, build_block, execute_block};
+use xinlian_core::execute::Consortium;
+use xinlian_core::overlay::EmptyState;
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, Policy};
-use xinlian_node::chain::{Tip, build_block, execute_block};
-use xinlian_node::execute::Consortium;
-use xinlian_node::overlay::EmptyState;
 
 #[path = "../tests/common/mod.rs"]
 mod common;

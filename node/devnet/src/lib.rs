@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use xinlian_client::http::{NodeClient, RecordSigner};
+use xinlian_client::http::NodeClient;
 use xinlian_client::ids::{Uscc, gtin_check_digit};
 use xinlian_client::record::*;
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::when::{Date, EventTime};
 use xinlian_genesis::keys::{self, SigningKey};
 use xinlian_genesis::scaffold::{
@@ -329,26 +330,27 @@ pub fn devnet(dir: &Path, port: u16, sample: bool) -> Result<()> {
         dir.join("nodes").display()
     );
     println!("try: curl {api}/v1/status    stop: Ctrl-C");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let exited = rt.block_on(async {
-        let mut poll = tokio::time::interval(std::time::Duration::from_millis(250));
-        let stop = crate::cli::shutdown_signal();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return None,
-                _ = poll.tick() => {
-                    for (id, c) in &mut children.0 {
-                        if let Ok(Some(status)) = c.try_wait() {
-                            return Some(format!("node {id} exited ({status})"));
-                        }
-                    }
-                }
-            }
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .context("installing the Ctrl-C handler")?;
+    let exited = loop {
+        if stop_rx
+            .recv_timeout(std::time::Duration::from_millis(250))
+            .is_ok()
+        {
+            break None;
         }
-    });
+        if let Some(why) = children.0.iter_mut().find_map(|(id, c)| {
+            c.try_wait()
+                .ok()
+                .flatten()
+                .map(|status| format!("node {id} exited ({status})"))
+        }) {
+            break Some(why);
+        }
+    };
     children.stop();
     match exited {
         Some(why) => anyhow::bail!("{why}; see {}", dir.join("nodes").display()),

@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 
 use xinlian_client::checks::StatelessError;
-use xinlian_client::http::RecordSigner;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::state::{self as st, key};
 use xinlian_client::when::{Date, EventTime};
+use xinlian_core::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
+use xinlian_core::overlay::Overlay;
 use xinlian_genesis::keys::{self, SigningKey, public_key};
 use xinlian_genesis::{Genesis, Member, Policy, Role};
-use xinlian_node::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
-use xinlian_node::overlay::Overlay;
 
 struct World {
     c: Consortium,

@@ -8,20 +8,26 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::api::RecordStatus;
-use crate::checks::check_stateless;
-use crate::epcis;
-use crate::genesis::{Genesis, keys};
-use crate::http::{
-    ClientError, FetchVerifyError, NodeClient, RecordSigner, fetch_provenance, fetch_verified,
+mod governance;
+mod report_text;
+
+use crate::report_text as report;
+use clap::{Parser, Subcommand};
+use xinlian_client::api::RecordStatus;
+use xinlian_client::checks::check_stateless;
+use xinlian_client::epcis;
+use xinlian_client::genesis::{Genesis, keys};
+use xinlian_client::http::{
+    ClientError, FetchVerifyError, NodeClient, fetch_provenance, fetch_verified,
 };
-use crate::proof::{
+use xinlian_client::proof::{
     BUNDLE_FORMAT, Bundle, LightClient, RecordProof, SignerAuthority, TrustState, VerifiedRecord,
 };
-use crate::provenance::{Direction, PROVENANCE_BUNDLE_FORMAT, Provenance, ProvenanceBundle};
-use crate::record::{Body, EncodedRecord, Kind, RecordId, SignedRecord};
-use crate::report;
-use clap::{Parser, Subcommand};
+use xinlian_client::provenance::{
+    Direction, PROVENANCE_BUNDLE_FORMAT, Provenance, ProvenanceBundle,
+};
+use xinlian_client::record::{Body, EncodedRecord, Kind, RecordId, SignedRecord};
+use xinlian_client::signer::RecordSigner;
 
 #[derive(Parser)]
 #[command(
@@ -118,7 +124,7 @@ enum Cmd {
     /// Consortium governance: propose roster and policy changes, vote, list proposals.
     Governance {
         #[command(subcommand)]
-        command: crate::cli_governance::GovernanceCmd,
+        command: crate::governance::GovernanceCmd,
     },
     /// Everything made from a batch, with quantities and current holders, verified and
     /// proven complete (needs --genesis).
@@ -278,7 +284,7 @@ fn require_genesis(cli: &Cli) -> Result<Genesis, Failure> {
 }
 
 /// The trust file for a chain: --trust, or a per-chain file in the user's state folder.
-fn trust_path(cli: &Cli, chain: &crate::genesis::Hash32) -> Option<PathBuf> {
+fn trust_path(cli: &Cli, chain: &xinlian_client::genesis::Hash32) -> Option<PathBuf> {
     if let Some(p) = &cli.trust {
         return Some(p.clone());
     }
@@ -373,7 +379,7 @@ fn epcis_command(cli: &Cli, node: &NodeClient, cmd: &EpcisCmd) -> Result<(), Fai
             } else {
                 answer.batches.get(batch).into_iter().collect()
             };
-            let now = crate::when::EventTime {
+            let now = xinlian_client::when::EventTime {
                 unix_ms: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64),
@@ -411,7 +417,7 @@ fn epcis_command(cli: &Cli, node: &NodeClient, cmd: &EpcisCmd) -> Result<(), Fai
                     .rsplit_once('=')
                     .ok_or_else(|| local(format!("--party {p}: expected URI=USCC")))?;
                 opts.parties
-                    .insert(uri.to_string(), crate::ids::Uscc(u.to_string()));
+                    .insert(uri.to_string(), xinlian_client::ids::Uscc(u.to_string()));
             }
             let chain = match load_genesis(cli.genesis.as_deref())? {
                 Some(g) => g.hash(),
@@ -421,7 +427,7 @@ fn epcis_command(cli: &Cli, node: &NodeClient, cmd: &EpcisCmd) -> Result<(), Fai
                 key: keys::read_pem(key).map_err(local)?,
                 chain,
             };
-            let importer = uscc.clone().map(crate::ids::Uscc);
+            let importer = uscc.clone().map(xinlian_client::ids::Uscc);
             let records = match epcis::import(&doc, &opts, &signer, importer.as_ref(), Some(node)) {
                 Ok(r) => r,
                 Err(errors) => {
@@ -569,9 +575,11 @@ fn provenance_command(
 
 fn print_provenance(cli: &Cli, answer: &Provenance) -> Result<(), Failure> {
     if answer.direction == Direction::Downstream {
-        print(cli.json, &report::recall_reach(answer), || {
-            report::recall_reach_text(answer)
-        });
+        print(
+            cli.json,
+            &xinlian_client::report::recall_reach(answer),
+            || report::recall_reach_text(answer),
+        );
     } else {
         print(cli.json, answer, || report::trace_text(answer));
     }
@@ -707,7 +715,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let body = read_body(kind, body.as_deref(), fields)?;
             submit_body(cli, &node, key, body, *wait)?;
         }
-        Cmd::Governance { command } => crate::cli_governance::run(cli, &node, command)?,
+        Cmd::Governance { command } => crate::governance::run(cli, &node, command)?,
         Cmd::Record { id, wait } => {
             let id = parse_record_id(id)?;
             let v = node.record(&id, if *wait { 30_000 } else { 0 })?;

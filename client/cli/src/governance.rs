@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use xinlian_genesis::{Member, Policy, PublicKey, Role};
 
-use crate::api::ProposalView;
-use crate::cli::{Cli, Failure, local, parse_record_id, print, submit_body};
-use crate::governance::Status;
-use crate::http::NodeClient;
-use crate::record::{Change, Proposal, Vote};
+use crate::{Cli, Failure, local, parse_record_id, print, submit_body};
+use xinlian_client::api::ProposalView;
+use xinlian_client::governance::Status;
+use xinlian_client::http::NodeClient;
+use xinlian_client::record::{Change, Proposal, Vote};
 
 #[derive(Subcommand)]
 pub enum GovernanceCmd {

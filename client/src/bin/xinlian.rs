@@ -1,3 +1,0 @@
-fn main() -> std::process::ExitCode {
-    xinlian_client::cli::main()
-}
