@@ -22,6 +22,7 @@ use crate::host::{Command, Shared};
 use crate::proofs::{self, ProofRequestError};
 use crate::store::StoreError;
 use xinlian_core::execute::Rejection;
+use xinlian_core::mempool::AdmissionError;
 
 /// Longest a request may wait for finality.
 const WAIT_MS_MAX: u64 = 30_000;
@@ -123,14 +124,23 @@ impl From<StoreError> for ApiFailure {
     }
 }
 
+impl From<AdmissionError> for ApiFailure {
+    fn from(e: AdmissionError) -> Self {
+        let status = match &e {
+            AdmissionError::Rejected(r) => return r.clone().into(),
+            AdmissionError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdmissionError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdmissionError::Pending(_) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        err(status, e.code(), e.to_string())
+    }
+}
+
 impl From<Rejection> for ApiFailure {
     fn from(r: Rejection) -> Self {
         let status = match &r {
-            Rejection::MempoolFull(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Rejection::Duplicate(_)
-            | Rejection::DuplicatePending(_)
-            | Rejection::AlreadyExists { .. } => StatusCode::CONFLICT,
+            Rejection::Duplicate(_) | Rejection::AlreadyExists { .. } => StatusCode::CONFLICT,
             Rejection::UnknownSigner(_)
             | Rejection::KeyRevoked { .. }
             | Rejection::Unauthorised { .. } => StatusCode::FORBIDDEN,

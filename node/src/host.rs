@@ -24,8 +24,8 @@ use crate::store::Store;
 use xinlian_core::chain::Tip;
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
 use xinlian_core::consensus::wire::{NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX};
-use xinlian_core::execute::{Consortium, Rejection};
-use xinlian_core::mempool::Mempool;
+use xinlian_core::execute::Consortium;
+use xinlian_core::mempool::{AdmissionError, Mempool};
 
 pub struct NodeConfig {
     pub genesis: Genesis,
@@ -69,7 +69,7 @@ impl NodeConfig {
 pub enum Command {
     Submit {
         record: Box<EncodedRecord>,
-        reply: oneshot::Sender<Result<RecordId, Rejection>>,
+        reply: oneshot::Sender<Result<RecordId, AdmissionError>>,
     },
     Pending {
         id: RecordId,

@@ -87,8 +87,6 @@ pub enum Rejection {
     Stateless(#[from] StatelessError),
     #[error("replay: record {0} is already on the ledger")]
     Duplicate(RecordId),
-    #[error("replay: record {0} is already pending")]
-    DuplicatePending(RecordId),
     #[error("signer {0} is neither a consortium member's key nor a registered enterprise key")]
     UnknownSigner(PublicKey),
     #[error("signer key {key} of {uscc} was revoked at height {height}")]
@@ -137,11 +135,6 @@ pub enum Rejection {
         date: Date,
         block_date: Date,
     },
-    #[error("mempool is full ({0})")]
-    MempoolFull(String),
-    /// The node could not read its own state; the record itself may be fine.
-    #[error("node storage error, try again or another node: {0}")]
-    Storage(String),
 }
 
 impl Rejection {
@@ -152,7 +145,7 @@ impl Rejection {
             Rejection::Stateless(StatelessError::Signature(_)) => "bad_signature",
             Rejection::Stateless(StatelessError::Identifier { .. }) => "invalid_identifier",
             Rejection::Stateless(_) => "invalid_field",
-            Rejection::Duplicate(_) | Rejection::DuplicatePending(_) => "duplicate",
+            Rejection::Duplicate(_) => "duplicate",
             Rejection::UnknownSigner(_) => "unknown_signer",
             Rejection::KeyRevoked { .. } => "key_revoked",
             Rejection::Unauthorised { .. } => "unauthorised",
@@ -164,8 +157,6 @@ impl Rejection {
             Rejection::NotEligible { .. } => "not_eligible",
             Rejection::TooEarly { .. } => "too_early",
             Rejection::FutureDate { .. } => "future_date",
-            Rejection::MempoolFull(_) => "mempool_full",
-            Rejection::Storage(_) => "storage",
         }
     }
 }

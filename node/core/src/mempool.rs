@@ -12,6 +12,43 @@ use crate::chain::Tip;
 use crate::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
 use crate::overlay::{Overlay, StateError, StateRead, Writes};
 
+/// Whether a record's signature still needs checking on admission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// Check it here, alone.
+    Needed,
+    /// The caller checked this very record's signature under the same rule (in a batch).
+    Done,
+}
+
+/// Why the mempool did not take a record: the record was refused by the rules (the
+/// same refusal on every node), or this node cannot take it now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmissionError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("replay: record {0} is already pending")]
+    Pending(RecordId),
+    #[error("mempool is full ({0})")]
+    Full(String),
+    /// The node could not read its own state; the record itself may be fine.
+    #[error("node storage error, try again or another node: {0}")]
+    Storage(String),
+}
+
+impl AdmissionError {
+    /// A stable machine code for APIs and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmissionError::Rejected(r) => r.code(),
+            AdmissionError::Pending(_) => "duplicate",
+            AdmissionError::Full(_) => "mempool_full",
+            AdmissionError::Storage(_) => "storage",
+        }
+    }
+}
+
 pub struct Mempool {
     /// Admission order, which is also block order.
     order: VecDeque<RecordId>,
@@ -85,7 +122,9 @@ impl Mempool {
         self.records.insert(rec.id(), rec);
     }
 
-    /// Admits a record or says precisely why not; a refusal changes nothing.
+    /// Admits a record or says precisely why not; a refusal changes nothing. With
+    /// [`SignatureCheck::Done`], the caller has already checked this very
+    /// record's signature under the same rule (in a batch), so it is not checked again.
     pub fn admit(
         &mut self,
         base: &dyn StateRead,
@@ -93,45 +132,36 @@ impl Mempool {
         tip: &Tip,
         now_ms: i64,
         rec: EncodedRecord,
-    ) -> Result<RecordId, ExecError> {
-        self.admit_checked(base, c, tip, now_ms, rec, false)
-    }
-
-    /// As `admit`; with `signature_verified`, the caller has already checked this very
-    /// record's signature under the same rule (in a batch), so it is not checked again.
-    pub fn admit_checked(
-        &mut self,
-        base: &dyn StateRead,
-        c: &Consortium,
-        tip: &Tip,
-        now_ms: i64,
-        rec: EncodedRecord,
-        signature_verified: bool,
-    ) -> Result<RecordId, ExecError> {
+        signature: SignatureCheck,
+    ) -> Result<RecordId, AdmissionError> {
         let id = rec.id();
         if self.records.contains_key(&id) {
-            return Err(Rejection::DuplicatePending(id).into());
+            return Err(AdmissionError::Pending(id));
         }
         if self.order.len() >= self.records_max || self.bytes + rec.bytes().len() > self.bytes_max {
-            return Err(Rejection::MempoolFull(format!(
+            return Err(AdmissionError::Full(format!(
                 "{} records, {} bytes pending",
                 self.order.len(),
                 self.bytes
-            ))
-            .into());
+            )));
         }
-        if signature_verified {
-            check_unsigned(rec.record(), &c.chain).map_err(Rejection::from)?;
-        } else {
-            check_stateless(&rec, &c.chain).map_err(Rejection::from)?;
+        match signature {
+            SignatureCheck::Done => check_unsigned(rec.record(), &c.chain),
+            SignatureCheck::Needed => check_stateless(&rec, &c.chain),
         }
+        .map_err(Rejection::from)?;
         let spec = Speculative {
             base,
             writes: &self.speculative,
         };
         let mut overlay = Overlay::new(&spec);
         let index = tip.frontier.size() + self.order.len() as u64;
-        execute_record(&mut overlay, c, &Self::context(tip, now_ms), &rec, index)?;
+        execute_record(&mut overlay, c, &Self::context(tip, now_ms), &rec, index).map_err(|e| {
+            match e {
+                ExecError::Rejected(r) => AdmissionError::Rejected(r),
+                ExecError::State(e) => AdmissionError::Storage(e.to_string()),
+            }
+        })?;
         let writes = overlay.into_writes();
         self.speculative.extend(writes);
         self.push(rec);

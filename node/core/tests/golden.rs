@@ -92,10 +92,10 @@ fn header_encoding_is_pinned() {
 
 #[test]
 fn vote_encodings_are_pinned() {
-    use xinlian_core::consensus::context::Vote;
+    use xinlian_core::consensus::context::ConsensusVote;
     let validator = Address(public_key(&node_key(2)));
     let block = NilOrVal::Val(BlockId(Hash32([8; 32])));
-    let vote = |kind| Vote::new(kind, Height(4), Round::new(1), block, validator);
+    let vote = |kind| ConsensusVote::new(kind, Height(4), Round::new(1), block, validator);
     assert_eq!(
         hex(&vote_message(&chain(), &vote(VoteType::Prevote))),
         "c9856c7b6b986fbe8d522b003282b4f488cb5a14168c07ba3cbb27847824dc45"

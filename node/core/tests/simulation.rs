@@ -23,11 +23,10 @@ use std::sync::Arc;
 use xinlian_client::block::verify_certificate;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{
-    Body, Change, EncodedRecord, Envelope, Proposal as GovProposal, RecordId, RegisterEntity,
-    Vote as GovVote,
+    Body, Change, EncodedRecord, Envelope, Proposal, RecordId, RegisterEntity, Vote,
 };
 use xinlian_core::chain::Tip;
-use xinlian_core::consensus::context::{Proposal, proposal_message, sign, vote_message};
+use xinlian_core::consensus::context::{BlockProposal, proposal_message, sign, vote_message};
 use xinlian_core::consensus::ledger::{Ledger, MemLedger};
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
 use xinlian_core::consensus::wire::{self, NetMsg};
@@ -319,7 +318,7 @@ impl<'f> Sim<'f> {
                 let mut alt = p.clone();
                 alt.block.header.time_ms += 1;
                 let sp = wire::proposal_from_wire((*alt).clone());
-                let m: &Proposal = &sp.message;
+                let m: &BlockProposal = &sp.message;
                 alt.signature = sign(&key, &proposal_message(&chain, m));
                 Some(NetMsg::Proposal(alt))
             }
@@ -491,7 +490,7 @@ impl<'f> Sim<'f> {
         let rec = self.member_record(
             0,
             nonce,
-            GovProposal {
+            Proposal {
                 change,
                 reason: "simulated".into(),
                 deadline,
@@ -512,7 +511,7 @@ impl<'f> Sim<'f> {
         // a resend is a duplicate, never a second vote.
         let nonce = u64::from_le_bytes(proposal.0[..8].try_into().expect("8 bytes"));
         for member in 1..=self.f.newcomer() {
-            let body = GovVote {
+            let body = Vote {
                 proposal,
                 approve: true,
             }

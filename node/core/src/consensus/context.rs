@@ -57,12 +57,12 @@ impl fmt::Display for Address {
 impl mt::Address for Address {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Validator {
+pub struct ConsensusValidator {
     pub address: Address,
     pub power: VotingPower,
 }
 
-impl mt::Validator<Ctx> for Validator {
+impl mt::Validator<Ctx> for ConsensusValidator {
     fn address(&self) -> &Address {
         &self.address
     }
@@ -80,7 +80,7 @@ impl mt::Validator<Ctx> for Validator {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Validators {
     pub set: Arc<ValidatorSet>,
-    list: Vec<Validator>,
+    list: Vec<ConsensusValidator>,
 }
 
 impl Validators {
@@ -88,7 +88,7 @@ impl Validators {
         let list = set
             .validators()
             .iter()
-            .map(|v| Validator {
+            .map(|v| ConsensusValidator {
                 address: Address(v.key),
                 power: v.power,
             })
@@ -113,11 +113,11 @@ impl mt::ValidatorSet<Ctx> for Validators {
         self.set.total_power()
     }
 
-    fn get_by_address(&self, address: &Address) -> Option<&Validator> {
+    fn get_by_address(&self, address: &Address) -> Option<&ConsensusValidator> {
         self.list.iter().find(|v| &v.address == address)
     }
 
-    fn get_by_index(&self, index: usize) -> Option<&Validator> {
+    fn get_by_index(&self, index: usize) -> Option<&ConsensusValidator> {
         self.list.get(index)
     }
 }
@@ -175,7 +175,7 @@ impl mt::Value for BlockValue {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Proposal {
+pub struct BlockProposal {
     pub height: Height,
     pub round: Round,
     pub value: BlockValue,
@@ -183,7 +183,7 @@ pub struct Proposal {
     pub proposer: Address,
 }
 
-impl mt::Proposal<Ctx> for Proposal {
+impl mt::Proposal<Ctx> for BlockProposal {
     fn height(&self) -> Height {
         self.height
     }
@@ -205,7 +205,7 @@ impl mt::Proposal<Ctx> for Proposal {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Vote {
+pub struct ConsensusVote {
     pub kind: VoteType,
     pub height: Height,
     pub round: Round,
@@ -213,15 +213,15 @@ pub struct Vote {
     pub validator: Address,
 }
 
-impl Vote {
+impl ConsensusVote {
     pub fn new(
         kind: VoteType,
         height: Height,
         round: Round,
         value: NilOrVal<BlockId>,
         validator: Address,
-    ) -> Vote {
-        Vote {
+    ) -> ConsensusVote {
+        ConsensusVote {
             kind,
             height,
             round,
@@ -231,7 +231,7 @@ impl Vote {
     }
 }
 
-impl mt::Vote<Ctx> for Vote {
+impl mt::Vote<Ctx> for ConsensusVote {
     fn height(&self) -> Height {
         self.height
     }
@@ -335,12 +335,12 @@ impl mt::Context for Ctx {
     type Address = Address;
     type Height = Height;
     type ProposalPart = NoParts;
-    type Proposal = Proposal;
-    type Validator = Validator;
+    type Proposal = BlockProposal;
+    type Validator = ConsensusValidator;
     type ValidatorSet = Validators;
     type Timeouts = NoTimeouts;
     type Value = BlockValue;
-    type Vote = Vote;
+    type Vote = ConsensusVote;
     type Extension = NoExtension;
     type SigningScheme = Ed25519;
 
@@ -351,7 +351,7 @@ impl mt::Context for Ctx {
         vs: &'a Validators,
         height: Height,
         round: Round,
-    ) -> &'a Validator {
+    ) -> &'a ConsensusValidator {
         let total = vs.set.total_power();
         assert!(total > 0, "a validator set has power");
         let r = round
@@ -374,8 +374,8 @@ impl mt::Context for Ctx {
         value: BlockValue,
         pol_round: Round,
         address: Address,
-    ) -> Proposal {
-        Proposal {
+    ) -> BlockProposal {
+        BlockProposal {
             height,
             round,
             value,
@@ -390,8 +390,8 @@ impl mt::Context for Ctx {
         round: Round,
         value: NilOrVal<BlockId>,
         address: Address,
-    ) -> Vote {
-        Vote::new(VoteType::Prevote, height, round, value, address)
+    ) -> ConsensusVote {
+        ConsensusVote::new(VoteType::Prevote, height, round, value, address)
     }
 
     fn new_precommit(
@@ -400,8 +400,8 @@ impl mt::Context for Ctx {
         round: Round,
         value: NilOrVal<BlockId>,
         address: Address,
-    ) -> Vote {
-        Vote::new(VoteType::Precommit, height, round, value, address)
+    ) -> ConsensusVote {
+        ConsensusVote::new(VoteType::Precommit, height, round, value, address)
     }
 }
 
@@ -439,7 +439,7 @@ struct SignedProposalBody {
 }
 
 /// The exact bytes a vote's signature covers (domain tag included).
-pub fn vote_message(chain: &Hash32, v: &Vote) -> Vec<u8> {
+pub fn vote_message(chain: &Hash32, v: &ConsensusVote) -> Vec<u8> {
     match (v.kind, &v.value, v.round.as_u32()) {
         (VoteType::Precommit, NilOrVal::Val(id), Some(round)) => {
             Domain::Precommit.message(&canonical::encode(&Precommit {
@@ -467,7 +467,7 @@ pub fn vote_message(chain: &Hash32, v: &Vote) -> Vec<u8> {
     }
 }
 
-pub fn proposal_message(chain: &Hash32, p: &Proposal) -> Vec<u8> {
+pub fn proposal_message(chain: &Hash32, p: &BlockProposal) -> Vec<u8> {
     Domain::Consensus.message(&canonical::encode(&SignedProposalBody {
         chain: *chain,
         kind: 2,

@@ -32,8 +32,8 @@ use super::context::{
 use super::ledger::{Ledger, LedgerError};
 use super::wire::*;
 use crate::chain::{BlockError, Executed, Tip, build_block, execute_block};
-use crate::execute::{Consortium, ExecError, Rejection};
-use crate::mempool::Mempool;
+use crate::execute::{Consortium, Rejection};
+use crate::mempool::{AdmissionError, Mempool, SignatureCheck};
 
 /// Timer durations, in milliseconds. Round `r` waits `base + r × delta`.
 #[derive(Clone, Debug)]
@@ -248,10 +248,10 @@ impl<L: Ledger> Replica<L> {
         &mut self,
         now_ms: i64,
         rec: EncodedRecord,
-    ) -> (Result<RecordId, Rejection>, Vec<Action>) {
+    ) -> (Result<RecordId, AdmissionError>, Vec<Action>) {
         self.now_ms = now_ms;
         let bytes = rec.bytes().to_vec();
-        let out = self.admit(rec);
+        let out = self.admit(rec, SignatureCheck::Needed);
         if out.is_ok() {
             self.actions.push(Action::Relay(bytes));
             if let Err(e) = self.maybe_start(false) {
@@ -261,23 +261,19 @@ impl<L: Ledger> Replica<L> {
         (out, std::mem::take(&mut self.actions))
     }
 
-    fn admit(&mut self, rec: EncodedRecord) -> Result<RecordId, Rejection> {
-        self.admit_checked(rec, false)
-    }
-
-    fn admit_checked(&mut self, rec: EncodedRecord, verified: bool) -> Result<RecordId, Rejection> {
-        match self.mempool.admit_checked(
+    fn admit(
+        &mut self,
+        rec: EncodedRecord,
+        signature: SignatureCheck,
+    ) -> Result<RecordId, AdmissionError> {
+        self.mempool.admit(
             &self.ledger,
             &self.c,
             &self.tip,
             self.now_ms,
             rec,
-            verified,
-        ) {
-            Ok(id) => Ok(id),
-            Err(ExecError::Rejected(r)) => Err(r),
-            Err(ExecError::State(e)) => Err(Rejection::Storage(e.to_string())),
-        }
+            signature,
+        )
     }
 
     pub fn on_timer(&mut self, now_ms: i64, timer: Timer) -> Result<Vec<Action>, ReplicaError> {
@@ -357,24 +353,30 @@ impl<L: Ledger> Replica<L> {
                     }
                     // One batch verification for the lot (the same rule as single
                     // checks); on failure each is checked alone at admission.
-                    let verified = xinlian_client::crypto::verify_batch(recs.iter().map(|r| {
-                        (
-                            &r.record().envelope.signer,
-                            xinlian_client::crypto::Domain::Record.message(r.envelope_bytes()),
-                            &r.record().signature,
-                        )
-                    }))
-                    .is_ok();
+                    let batch_verified =
+                        xinlian_client::crypto::verify_batch(recs.iter().map(|r| {
+                            (
+                                &r.record().envelope.signer,
+                                xinlian_client::crypto::Domain::Record.message(r.envelope_bytes()),
+                                &r.record().signature,
+                            )
+                        }))
+                        .is_ok();
                     let mut admitted = false;
                     for rec in recs {
                         // Refusals of relayed records are normal (already final,
                         // already pending, raced a conflicting record); a bad signature
                         // blames the sender.
-                        match self.admit_checked(rec, verified) {
+                        let signature = if batch_verified {
+                            SignatureCheck::Done
+                        } else {
+                            SignatureCheck::Needed
+                        };
+                        match self.admit(rec, signature) {
                             Ok(_) => admitted = true,
-                            Err(Rejection::Stateless(
+                            Err(AdmissionError::Rejected(Rejection::Stateless(
                                 e @ xinlian_client::checks::StatelessError::Signature(_),
-                            )) => {
+                            ))) => {
                                 self.penalise(from, format!("relayed record: {e}"));
                             }
                             Err(_) => {}
@@ -869,7 +871,12 @@ impl<L: Ledger> Replica<L> {
     fn signed_power<'a>(
         &self,
         vs: &Validators,
-        votes: impl Iterator<Item = (super::context::Vote, &'a xinlian_client::crypto::Signature)>,
+        votes: impl Iterator<
+            Item = (
+                super::context::ConsensusVote,
+                &'a xinlian_client::crypto::Signature,
+            ),
+        >,
     ) -> Result<u64, CertificateError<Ctx>> {
         let mut seen = HashSet::new();
         let mut power: u64 = 0;
@@ -897,7 +904,7 @@ impl<L: Ledger> Replica<L> {
     ) -> Result<(), CertificateError<Ctx>> {
         let votes = cert.polka_signatures.iter().map(|s| {
             (
-                super::context::Vote {
+                super::context::ConsensusVote {
                     kind: VoteType::Prevote,
                     height: cert.height,
                     round: cert.round,
@@ -935,7 +942,7 @@ impl<L: Ledger> Replica<L> {
         }
         let votes = cert.round_signatures.iter().map(|s| {
             (
-                super::context::Vote {
+                super::context::ConsensusVote {
                     kind: s.vote_type,
                     height: cert.height,
                     round: cert.round,

@@ -14,8 +14,8 @@ use xinlian_client::crypto::Signature;
 use xinlian_genesis::{Hash32, PublicKey, canonical};
 
 use super::context::{
-    Address, BlockId, BlockValue, Ctx, Height, Proposal, Validators, Vote, round_from_wire,
-    round_to_wire,
+    Address, BlockId, BlockProposal, BlockValue, ConsensusVote, Ctx, Height, Validators,
+    round_from_wire, round_to_wire,
 };
 
 /// Most blocks in one sync answer, and most bytes of blocks (the last block may pass it).
@@ -120,8 +120,8 @@ impl NetMsg {
     }
 }
 
-pub type SignedVote = SignedMessage<Ctx, Vote>;
-pub type SignedProposal = SignedMessage<Ctx, Proposal>;
+pub type SignedVote = SignedMessage<Ctx, ConsensusVote>;
+pub type SignedProposal = SignedMessage<Ctx, BlockProposal>;
 
 pub fn vote_to_wire(v: &SignedVote) -> WireVote {
     WireVote {
@@ -139,7 +139,7 @@ pub fn vote_to_wire(v: &SignedVote) -> WireVote {
 
 pub fn vote_from_wire(w: &WireVote) -> SignedVote {
     SignedMessage::new(
-        Vote {
+        ConsensusVote {
             kind: if w.precommit {
                 VoteType::Precommit
             } else {
@@ -170,7 +170,7 @@ pub fn proposal_to_wire(p: &SignedProposal) -> WireProposal {
 
 pub fn proposal_from_wire(w: WireProposal) -> SignedProposal {
     SignedMessage::new(
-        Proposal {
+        BlockProposal {
             height: Height(w.height),
             round: round_from_wire(w.round),
             value: BlockValue::new(w.block),
