@@ -1,5 +1,5 @@
-//! The JSON shapes of the node's HTTP API (`/v1/...`), shared by the node that writes
-//! them and the clients that read them.
+//! The node's HTTP API (`/v1/...`) as both sides see it: its route paths
+//! ([`paths`]), and the JSON shapes the node writes and clients read.
 
 use serde::{Deserialize, Serialize};
 use xinlian_genesis::Hash32;
@@ -11,6 +11,113 @@ use crate::record::{Kind, RecordId, SignedRecord};
 use crate::state::{
     BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState, Shipment,
 };
+
+/// Every route, as documented in the node's `openapi.json` (a test keeps the two
+/// equal): the node routes these templates, and clients fill them with [`paths::fill`].
+pub mod paths {
+    pub const STATUS: &str = "/v1/status";
+    pub const RECORDS: &str = "/v1/records";
+    pub const RECORD: &str = "/v1/records/{id}";
+    pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
+    pub const RECORDS_CHECK: &str = "/v1/records/check";
+    pub const CONSISTENCY: &str = "/v1/ledger/consistency";
+    pub const ROSTERS: &str = "/v1/rosters";
+    pub const ROSTER: &str = "/v1/roster";
+    pub const PROPOSALS: &str = "/v1/governance/proposals";
+    pub const PROPOSAL: &str = "/v1/governance/proposals/{id}";
+    pub const BLOCK: &str = "/v1/blocks/{height}";
+    pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
+    pub const BATCH: &str = "/v1/batches/{batch}";
+    pub const BATCH_PROVENANCE: &str = "/v1/batches/{batch}/provenance";
+    pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
+    pub const PROVENANCE: &str = "/v1/provenance";
+    pub const OPENAPI: &str = "/v1/openapi.json";
+    pub const ALL: [&str; 17] = [
+        STATUS,
+        RECORDS,
+        RECORD,
+        RECORD_PROOF,
+        RECORDS_CHECK,
+        CONSISTENCY,
+        ROSTERS,
+        ROSTER,
+        PROPOSALS,
+        PROPOSAL,
+        BLOCK,
+        ENTERPRISE,
+        BATCH,
+        BATCH_PROVENANCE,
+        BATCH_EPCIS,
+        PROVENANCE,
+        OPENAPI,
+    ];
+
+    /// `template` with each `{name}` placeholder replaced by its value in `values`,
+    /// percent-encoded as one path segment ([`path_segment`]).
+    ///
+    /// # Panics
+    /// If a placeholder has no value, or a `{` is not closed: templates are the
+    /// constants above, so either is a mistake in the calling code.
+    pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+        let mut out = String::with_capacity(template.len() + 64);
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..]
+                .find('}')
+                .unwrap_or_else(|| panic!("unclosed placeholder in {template}"))
+                + open;
+            let name = &rest[open + 1..close];
+            let value = values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no value for {{{name}}} in {template}"))
+                .1;
+            out.push_str(&path_segment(value));
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Percent-encodes a path segment (batch ids may hold `/`, `?`, `#`, `%`).
+    pub fn path_segment(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn fill_encodes_each_placeholder_as_one_segment() {
+            assert_eq!(fill(STATUS, &[]), "/v1/status");
+            assert_eq!(fill(BLOCK, &[("height", "7")]), "/v1/blocks/7");
+            assert_eq!(
+                fill(BATCH_PROVENANCE, &[("batch", "LOT/1?a#b%c d")]),
+                "/v1/batches/LOT%2F1%3Fa%23b%25c%20d/provenance"
+            );
+            assert_eq!(
+                fill(RECORD_PROOF, &[("id", "ab01")]),
+                "/v1/records/ab01/proof"
+            );
+        }
+
+        #[test]
+        #[should_panic(expected = "no value for {id}")]
+        fn fill_refuses_a_missing_value() {
+            fill(RECORD, &[("height", "1")]);
+        }
+    }
+}
 
 /// Every error answer: a stable machine code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

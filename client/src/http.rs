@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::api::paths::{self, fill};
 use crate::api::{
     ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, RosterChanges,
     Status, Submitted,
@@ -88,26 +89,30 @@ impl NodeClient {
         self.read(self.agent.get(&format!("{}{path}", self.base)).call())
     }
 
+    fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        self.agent
+            .post(&format!("{}{path}", self.base))
+            .header("content-type", content_type)
+    }
+
     pub fn status(&self) -> Result<Status, ClientError> {
-        self.get("/v1/status")
+        self.get(paths::STATUS)
     }
 
     /// Each record's verdict had they been executed in order now; nothing is kept.
     pub fn check_records(&self, records: &[SignedRecord]) -> Result<CheckedRecords, ClientError> {
-        let req = self
-            .agent
-            .post(&format!("{}/v1/records/check", self.base))
-            .header("content-type", "application/json");
+        let req = self.post(paths::RECORDS_CHECK, "application/json");
         let body = serde_json::to_vec(records).expect("records serialise");
         self.read(req.send(&body[..]))
     }
 
     /// Submits canonical bytes; returns the id as soon as the node has admitted it.
     pub fn submit(&self, rec: &SignedRecord) -> Result<Submitted, ClientError> {
-        let req = self
-            .agent
-            .post(&format!("{}/v1/records", self.base))
-            .header("content-type", "application/octet-stream");
+        let req = self.post(paths::RECORDS, "application/octet-stream");
         self.read(req.send(&rec.canonical_bytes()[..]))
     }
 
@@ -117,10 +122,8 @@ impl NodeClient {
         rec: &SignedRecord,
         wait_ms: u64,
     ) -> Result<RecordView, ClientError> {
-        let req = self
-            .agent
-            .post(&format!("{}/v1/records?wait_ms={wait_ms}", self.base))
-            .header("content-type", "application/octet-stream");
+        let path = format!("{}?wait_ms={wait_ms}", paths::RECORDS);
+        let req = self.post(&path, "application/octet-stream");
         self.read(req.send(&rec.canonical_bytes()[..]))
     }
 
@@ -129,28 +132,27 @@ impl NodeClient {
         id: &crate::record::RecordId,
         wait_ms: u64,
     ) -> Result<RecordView, ClientError> {
-        self.get(&format!("/v1/records/{id}?wait_ms={wait_ms}"))
+        let path = fill(paths::RECORD, &[("id", &id.to_string())]);
+        self.get(&format!("{path}?wait_ms={wait_ms}"))
     }
 
     pub fn block(&self, height: u64) -> Result<BlockView, ClientError> {
-        self.get(&format!("/v1/blocks/{height}"))
+        self.get(&fill(paths::BLOCK, &[("height", &height.to_string())]))
     }
 
     pub fn enterprise(&self, uscc: &str) -> Result<EnterpriseView, ClientError> {
-        self.get(&format!("/v1/enterprises/{uscc}"))
+        self.get(&fill(paths::ENTERPRISE, &[("uscc", uscc)]))
     }
 
     pub fn batch(&self, batch: &str) -> Result<BatchView, ClientError> {
-        self.get(&format!("/v1/batches/{}", path_segment(batch)))
+        self.get(&fill(paths::BATCH, &[("batch", batch)]))
     }
 
     /// One page of a batch's events (up to 1,000) after event number `after`.
     pub fn batch_page(&self, batch: &str, after: Option<u64>) -> Result<BatchView, ClientError> {
         let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
-        self.get(&format!(
-            "/v1/batches/{}?limit=1000{after}",
-            path_segment(batch)
-        ))
+        let path = fill(paths::BATCH, &[("batch", batch)]);
+        self.get(&format!("{path}?limit=1000{after}"))
     }
 
     /// One page of a batch's provenance, proven against the node's newest header.
@@ -163,10 +165,8 @@ impl NodeClient {
         let dir = serde_json::to_value(direction).expect("serialises");
         let dir = dir.as_str().expect("a name");
         let depth = depth.map(|d| format!("&depth={d}")).unwrap_or_default();
-        self.get(&format!(
-            "/v1/batches/{}/provenance?direction={dir}{depth}",
-            path_segment(batch)
-        ))
+        let path = fill(paths::BATCH_PROVENANCE, &[("batch", batch)]);
+        self.get(&format!("{path}?direction={dir}{depth}"))
     }
 
     /// The next page: the walk continued from batches an earlier page listed missing.
@@ -177,45 +177,44 @@ impl NodeClient {
         depth: Option<u32>,
     ) -> Result<ProvenanceProof, ClientError> {
         let body = serde_json::json!({ "roots": roots, "direction": direction, "depth": depth });
-        let req = self
-            .agent
-            .post(&format!("{}/v1/provenance", self.base))
-            .header("content-type", "application/json");
+        let req = self.post(paths::PROVENANCE, "application/json");
         self.read(req.send(body.to_string().as_bytes()))
     }
 
     /// The proof of a final record against the header at `at` (default: the block
     /// that appended it).
     pub fn record_proof(&self, id: &RecordId, at: Option<u64>) -> Result<RecordProof, ClientError> {
+        let path = fill(paths::RECORD_PROOF, &[("id", &id.to_string())]);
         match at {
-            Some(h) => self.get(&format!("/v1/records/{id}/proof?at={h}")),
-            None => self.get(&format!("/v1/records/{id}/proof")),
+            Some(h) => self.get(&format!("{path}?at={h}")),
+            None => self.get(&path),
         }
     }
 
     pub fn consistency(&self, first: u64, second: u64) -> Result<ConsistencyProof, ClientError> {
         self.get(&format!(
-            "/v1/ledger/consistency?first={first}&second={second}"
+            "{}?first={first}&second={second}",
+            paths::CONSISTENCY
         ))
     }
 
     pub fn roster_changes(&self, after: u64) -> Result<RosterChanges, ClientError> {
-        self.get(&format!("/v1/rosters?after={after}"))
+        self.get(&format!("{}?after={after}", paths::ROSTERS))
     }
 
     pub fn proposals(&self, status: Option<&str>) -> Result<crate::api::Proposals, ClientError> {
         match status {
-            Some(s) => self.get(&format!("/v1/governance/proposals?status={s}")),
-            None => self.get("/v1/governance/proposals"),
+            Some(s) => self.get(&format!("{}?status={s}", paths::PROPOSALS)),
+            None => self.get(paths::PROPOSALS),
         }
     }
 
     pub fn proposal(&self, id: &RecordId) -> Result<crate::api::ProposalView, ClientError> {
-        self.get(&format!("/v1/governance/proposals/{id}"))
+        self.get(&fill(paths::PROPOSAL, &[("id", &id.to_string())]))
     }
 
     pub fn roster(&self) -> Result<crate::api::RosterView, ClientError> {
-        self.get("/v1/roster")
+        self.get(paths::ROSTER)
     }
 }
 
@@ -237,19 +236,6 @@ impl crate::epcis::ShipmentLookup for NodeClient {
             }
         }
     }
-}
-
-/// Percent-encodes a path segment (batch ids may hold `/`, `?`, `#`, `%`).
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,16 +1,20 @@
 //! The HTTP API: the only module that knows HTTP and JSON. Reads come from the store
 //! directly; submissions go to the host's event loop. Every error is JSON with a stable
-//! `code` and a `message`; bodies and answers are bounded.
+//! `code` and a `message`; bodies and answers are bounded. [`ApiServer`] runs the
+//! server on a listener the caller bound, and stops it.
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use tokio::sync::oneshot;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use xinlian_client::api::*;
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::{ConsistencyProof, RecordProof};
@@ -19,7 +23,7 @@ use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
 use crate::host::{Command, Shared};
-use crate::proofs::{self, ProofRequestError};
+use crate::proof_assembly::{self, ProofRequestError};
 use crate::store::StoreError;
 use xinlian_core::execute::Rejection;
 use xinlian_core::mempool::AdmissionError;
@@ -30,44 +34,37 @@ const WAIT_MS_MAX: u64 = 30_000;
 const LIST_ITEMS_MAX: usize = 1_000;
 const PAGE_DEFAULT: usize = 100;
 
-/// Every route, as documented in `openapi.json` (a test keeps the two equal).
-pub mod paths {
-    pub const STATUS: &str = "/v1/status";
-    pub const RECORDS: &str = "/v1/records";
-    pub const RECORD: &str = "/v1/records/{id}";
-    pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
-    pub const RECORDS_CHECK: &str = "/v1/records/check";
-    pub const CONSISTENCY: &str = "/v1/ledger/consistency";
-    pub const ROSTERS: &str = "/v1/rosters";
-    pub const ROSTER: &str = "/v1/roster";
-    pub const PROPOSALS: &str = "/v1/governance/proposals";
-    pub const PROPOSAL: &str = "/v1/governance/proposals/{id}";
-    pub const BLOCK: &str = "/v1/blocks/{height}";
-    pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
-    pub const BATCH: &str = "/v1/batches/{batch}";
-    pub const BATCH_PROVENANCE: &str = "/v1/batches/{batch}/provenance";
-    pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
-    pub const PROVENANCE: &str = "/v1/provenance";
-    pub const OPENAPI: &str = "/v1/openapi.json";
-    pub const ALL: [&str; 17] = [
-        STATUS,
-        RECORDS,
-        RECORD,
-        RECORD_PROOF,
-        RECORDS_CHECK,
-        CONSISTENCY,
-        ROSTERS,
-        ROSTER,
-        PROPOSALS,
-        PROPOSAL,
-        BLOCK,
-        ENTERPRISE,
-        BATCH,
-        BATCH_PROVENANCE,
-        BATCH_EPCIS,
-        PROVENANCE,
-        OPENAPI,
-    ];
+/// Every route, shared with the client (`xinlian_client::api::paths`); `openapi.json`
+/// documents exactly these (a test keeps the two equal).
+pub use xinlian_client::api::paths;
+
+/// The API served on `listener` until [`ApiServer::shutdown`]: the HTTP server's
+/// whole lifecycle, so the host knows no HTTP.
+pub struct ApiServer {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    /// Starts serving [`router`] on `listener` in a task of its own.
+    pub fn start(listener: TcpListener, shared: Shared) -> ApiServer {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let app = router(shared);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        ApiServer { stop, task }
+    }
+
+    /// Stops accepting, lets open requests finish, and waits for the server to end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("API task")?.context("API server")
+    }
 }
 
 pub fn router(shared: Shared) -> Router {
@@ -226,7 +223,7 @@ async fn record_proof(
     Q(q): Q<AtQuery>,
 ) -> ApiResult<RecordProof> {
     let id = parse_id(&id)?;
-    Ok(Json(proofs::record_proof(&s.store, &id, q.at)?))
+    Ok(Json(proof_assembly::record_proof(&s.store, &id, q.at)?))
 }
 
 #[derive(Deserialize)]
@@ -254,12 +251,15 @@ fn provenance_request(
     direction: Option<Direction>,
     depth: Option<u32>,
     max_batches: Option<usize>,
-) -> Result<proofs::ProvenanceRequest, ApiFailure> {
-    if roots.is_empty() || roots.len() > proofs::PROVENANCE_ROOTS_MAX {
+) -> Result<proof_assembly::ProvenanceRequest, ApiFailure> {
+    if roots.is_empty() || roots.len() > proof_assembly::PROVENANCE_ROOTS_MAX {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "bad_query",
-            format!("name 1 to {} root batches", proofs::PROVENANCE_ROOTS_MAX),
+            format!(
+                "name 1 to {} root batches",
+                proof_assembly::PROVENANCE_ROOTS_MAX
+            ),
         ));
     }
     let depth = depth.unwrap_or(PROVENANCE_DEPTH_MAX);
@@ -273,7 +273,7 @@ fn provenance_request(
             ),
         ));
     }
-    Ok(proofs::ProvenanceRequest {
+    Ok(proof_assembly::ProvenanceRequest {
         roots,
         direction: direction.unwrap_or(Direction::Upstream),
         depth,
@@ -283,10 +283,10 @@ fn provenance_request(
 
 async fn answer_provenance(
     s: Shared,
-    req: proofs::ProvenanceRequest,
+    req: proof_assembly::ProvenanceRequest,
 ) -> ApiResult<ProvenanceProof> {
     // Many reads under the store's read lock: off the async workers.
-    tokio::task::spawn_blocking(move || proofs::provenance(&s.store, &req))
+    tokio::task::spawn_blocking(move || proof_assembly::provenance(&s.store, &req))
         .await
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?
         .map(Json)
@@ -309,7 +309,7 @@ async fn batch_epcis(State(s): State<Shared>, P(name): P<String>) -> Result<Resp
     let proof = answer_provenance(s.clone(), req).await?.0;
     let mut light = xinlian_client::proof::LightClient::new(s.genesis.as_ref().clone());
     light
-        .accept_changes(&proofs::roster_changes(&s.store, 1)?)
+        .accept_changes(&proof_assembly::roster_changes(&s.store, 1)?)
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
     let answer = light.verify_provenance(&proof).map_err(|e| {
         tracing::error!(error = %e, "own provenance answer does not verify");
@@ -429,7 +429,7 @@ struct SizesQuery {
 
 async fn consistency(State(s): State<Shared>, Q(q): Q<SizesQuery>) -> ApiResult<ConsistencyProof> {
     let size = s.tip.borrow().frontier.size();
-    Ok(Json(proofs::consistency(
+    Ok(Json(proof_assembly::consistency(
         &s.store, size, q.first, q.second,
     )?))
 }
@@ -442,9 +442,10 @@ struct AfterQuery {
 
 async fn rosters(State(s): State<Shared>, Q(q): Q<AfterQuery>) -> ApiResult<RosterChanges> {
     let store = s.store.clone();
-    let changes = tokio::task::spawn_blocking(move || proofs::roster_changes(&store, q.after))
-        .await
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))??;
+    let changes =
+        tokio::task::spawn_blocking(move || proof_assembly::roster_changes(&store, q.after))
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))??;
     Ok(Json(RosterChanges { changes }))
 }
 
@@ -694,7 +695,7 @@ fn final_view(s: &Shared, id: &RecordId) -> Result<Option<RecordView>, ApiFailur
             format!("record {index} missing"),
         )
     })?;
-    let proof = proofs::record_proof(&s.store, id, Some(height))?;
+    let proof = proof_assembly::record_proof(&s.store, id, Some(height))?;
     Ok(Some(
         RecordView::new(rec, Some((height, index))).with_proof(proof),
     ))

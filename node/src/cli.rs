@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use libp2p::Multiaddr;
 use xinlian_genesis::Genesis;
 
 use crate::host::{NodeConfig, run};
+use crate::net::PeerAddress;
 
 #[derive(Parser)]
 #[command(
@@ -37,11 +37,11 @@ enum Command {
         listen: SocketAddr,
         /// Where the node's libp2p swarm listens.
         #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
-        p2p_listen: Multiaddr,
+        p2p_listen: PeerAddress,
         /// Another member's node, as /ip4/…/tcp/…/p2p/PEER_ID (repeatable); dialled
         /// at start and whenever the connection is lost.
         #[arg(long = "peer")]
-        peers: Vec<Multiaddr>,
+        peers: Vec<PeerAddress>,
         /// Memory for sled's page cache, in MiB (the OS file cache comes on top).
         #[arg(long, default_value_t = 64)]
         cache_mb: u64,
@@ -168,7 +168,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         } => xinlian_devnet::devnet(&dir, port, !no_sample),
         Command::Check { genesis, data } => {
             let genesis = Genesis::load(&genesis)?;
-            let report = crate::check::check_store(genesis, &data.join("ledger"))?;
+            let report = crate::store_check::check_store(genesis, &data.join("ledger"))?;
             println!("{report}");
             Ok(())
         }

@@ -1,25 +1,23 @@
-//! The node's event loop, and its IO edge: the clock, the libp2p swarm, timers, the
-//! store, and the API's commands all meet here and are fed to the sans-IO
+//! The node's event loop, and its IO edge: the clock, the network's events, timers,
+//! the store, and the API's commands all meet here and are fed to the sans-IO
 //! [`Replica`], whose actions this loop carries out. Nothing here decides anything
-//! about blocks or votes.
+//! about blocks or votes, and nothing here knows libp2p or HTTP: [`Network`] and
+//! [`ApiServer`] own those.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
-use libp2p::request_response::{self, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, gossipsub};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, PublicKey};
 
-use crate::net::{BehaviourEvent, Network};
+use crate::api::ApiServer;
+use crate::net::{NetEvent, Network, PeerAddress};
 use crate::store::Store;
 use xinlian_core::chain::Tip;
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
@@ -32,9 +30,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub node_key: SigningKey,
     /// Where the swarm listens (loopback in tests and the devnet).
-    pub p2p_listen: Multiaddr,
+    pub p2p_listen: PeerAddress,
     /// Other members' nodes to dial, and to re-dial when disconnected.
-    pub peers: Vec<Multiaddr>,
+    pub peers: Vec<PeerAddress>,
     /// Bounds of the pending-record queue. They are admission control: past them a
     /// submission is refused with `mempool_full` (HTTP 503) instead of joining a
     /// backlog that would make every block and every re-check slower.
@@ -111,10 +109,6 @@ fn now_ms() -> i64 {
 
 /// How often disconnected peers are dialled again.
 const REDIAL: Duration = Duration::from_secs(2);
-/// A peer that sends this many malformed or invalid messages within `STRIKE_WINDOW`
-/// is disconnected (it may reconnect, and its strikes start again).
-const STRIKES_MAX: u32 = 20;
-const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 /// Longest a relayed record waits for others to share its gossip message.
 const RELAY_LINGER: Duration = Duration::from_millis(10);
 
@@ -126,18 +120,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let genesis = Arc::new(config.genesis);
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let (store, tip) = Store::open_with_cache(
-        &config.data_dir.join("ledger"),
-        &Consortium::new(genesis.as_ref().clone()),
-        config.cache_bytes,
-    )?;
-    let store = Arc::new(store);
-    let consortium = Arc::new(
-        xinlian_core::governance::consortium_at(store.as_ref(), &genesis, tip.height + 1)
-            .context("reading the roster in force")?,
-    );
+    let (store, tip, consortium) = open_store(&genesis, &config.data_dir, config.cache_bytes)?;
     let node_pk = public_key(&config.node_key);
     // A node whose key no roster has yet names may still start: it is a member to be,
     // and waits to be admitted by a governance vote (docs/governance.md).
@@ -159,7 +142,7 @@ pub async fn run(
     )?;
     let (consortium_tx, consortium_rx) = watch::channel(consortium.clone());
     let (tip_tx, tip_rx) = watch::channel(tip.clone());
-    let (cmd_tx, mut cmd_rx) = mpsc::channel(COMMANDS_MAX);
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_MAX);
     let shared = Shared {
         genesis: genesis.clone(),
         consortium: consortium_rx,
@@ -168,18 +151,7 @@ pub async fn run(
         commands: cmd_tx,
         node_key: node_pk,
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let api = tokio::spawn({
-        let mut stop_rx = stop_rx.clone();
-        let app = crate::api::router(shared);
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await
-        }
-    });
+    let api = ApiServer::start(listener, shared);
 
     let timeouts = Timeouts::for_interval(consortium.policy().block_interval_ms);
     let (replica, actions) = Replica::new(
@@ -196,63 +168,82 @@ pub async fn run(
         net,
         peers: config.peers,
         timers: HashMap::new(),
-        sync_channels: HashMap::new(),
         tip_tx,
         consortium_tx,
-        strikes: HashMap::new(),
         relay: Vec::new(),
         relay_bytes: 0,
     };
     host.apply(actions);
-    host.redial();
-    let mut redial = tokio::time::interval(REDIAL);
-    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut relay = tokio::time::interval(RELAY_LINGER);
-    relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    let result: Result<()> = loop {
-        let next_timer = host.timers.values().min().copied();
-        let sleep = async {
-            match next_timer {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let step = tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            Some(cmd) = cmd_rx.recv() => host.command(cmd),
-            event = host.net.swarm.select_next_some() => host.swarm_event(event),
-            _ = sleep => host.fire_timers(),
-            _ = redial.tick() => { host.redial(); Ok(()) }
-            _ = relay.tick() => { host.flush_relay(); Ok(()) }
-        };
-        if let Err(e) = step {
-            break Err(e);
-        }
-    };
-    let _ = stop_tx.send(true);
-    drop(stop_rx);
-    api.await.context("API task")?.context("API server")?;
+    let result = host.run(cmd_rx, shutdown).await;
+    api.shutdown().await?;
     result
+}
+
+/// The store under `data_dir`, its tip, and the consortium in force at the next height.
+fn open_store(
+    genesis: &Arc<Genesis>,
+    data_dir: &std::path::Path,
+    cache_bytes: u64,
+) -> Result<(Arc<Store>, Tip, Arc<Consortium>)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let (store, tip) = Store::open_with_cache(
+        &data_dir.join("ledger"),
+        &Consortium::new(genesis.as_ref().clone()),
+        cache_bytes,
+    )?;
+    let store = Arc::new(store);
+    let consortium = Arc::new(
+        xinlian_core::governance::consortium_at(store.as_ref(), genesis, tip.height + 1)
+            .context("reading the roster in force")?,
+    );
+    Ok((store, tip, consortium))
 }
 
 struct Host {
     replica: Replica<Arc<Store>>,
     net: Network,
-    peers: Vec<Multiaddr>,
+    peers: Vec<PeerAddress>,
     timers: HashMap<Timer, Instant>,
-    /// Sync requests waiting for the replica's answer, per asking peer.
-    sync_channels: HashMap<PublicKey, VecDeque<ResponseChannel<Vec<u8>>>>,
     tip_tx: watch::Sender<Tip>,
     consortium_tx: watch::Sender<Arc<Consortium>>,
-    /// Misbehaviour per peer: (count, start of the window).
-    strikes: HashMap<PeerId, (u32, Instant)>,
     /// Records waiting to be relayed in one batch, and their size.
     relay: Vec<Vec<u8>>,
     relay_bytes: usize,
 }
 
 impl Host {
+    /// The event loop: until `shutdown` resolves or a step fails.
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        self.net.redial(&self.peers);
+        let mut redial = tokio::time::interval(REDIAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut relay = tokio::time::interval(RELAY_LINGER);
+        relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            let next_timer = self.timers.values().min().copied();
+            let sleep = async {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                Some(cmd) = commands.recv() => self.command(cmd)?,
+                event = self.net.next_event() => self.net_event(event)?,
+                _ = sleep => self.fire_timers()?,
+                _ = redial.tick() => self.net.redial(&self.peers),
+                _ = relay.tick() => self.flush_relay(),
+            }
+        }
+    }
+
     fn command(&mut self, cmd: Command) -> Result<()> {
         match cmd {
             Command::Submit { record, reply } => {
@@ -286,135 +277,24 @@ impl Host {
         Ok(())
     }
 
-    fn redial(&mut self) {
-        for addr in self.peers.clone() {
-            let connected = addr.iter().any(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(id) => self.net.swarm.is_connected(&id),
-                _ => false,
-            });
-            if !connected && let Err(e) = self.net.swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, error = %e, "dial");
-            }
-        }
-    }
-
     fn deliver(&mut self, from: PublicKey, msg: NetMsg) -> Result<()> {
         let actions = self.replica.on_message(now_ms(), from, msg)?;
         self.apply(actions);
         Ok(())
     }
 
-    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<()> {
+    fn net_event(&mut self, event: NetEvent) -> Result<()> {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                let me = *self.net.swarm.local_peer_id();
+            NetEvent::Listening(address) => {
                 // Tests and scripts read this line to dial this node.
-                println!("xinlian-node: p2p listening on {address}/p2p/{me}");
+                println!("xinlian-node: p2p listening on {address}");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                tracing::info!(%peer_id, "member connected");
+            NetEvent::Message { from, msg } => self.deliver(from, msg)?,
+            NetEvent::SyncRequest { from, msg } => {
+                self.deliver(from, msg)?;
+                // No blocks to give: answer empty rather than leave it open.
+                self.net.close_sync_request(&from);
             }
-            SwarmEvent::ConnectionClosed { peer_id, .. } => {
-                tracing::info!(%peer_id, "member disconnected");
-            }
-            SwarmEvent::IncomingConnectionError {
-                send_back_addr,
-                error,
-                peer_id,
-                ..
-            } => {
-                tracing::warn!(?peer_id, %send_back_addr, %error, "refused an incoming connection (not a consortium member's node key)");
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(?peer_id, %error, "outgoing connection failed");
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            })) => {
-                // Strict validation: `source` is the author, who signed the message.
-                let author = message
-                    .source
-                    .and_then(|p| self.net.members.get(&p).copied());
-                let decoded = NetMsg::decode(&message.data, self.net.max_message);
-                match (author, decoded) {
-                    (Some(from), Ok(msg))
-                        if !matches!(
-                            msg,
-                            NetMsg::SyncRequest { .. } | NetMsg::SyncResponse { .. }
-                        ) =>
-                    {
-                        self.net.report(&message_id, &propagation_source, true);
-                        self.deliver(from, msg)?;
-                    }
-                    (_, decoded) => {
-                        self.net.report(&message_id, &propagation_source, false);
-                        let blame = message.source.unwrap_or(propagation_source);
-                        let why = match decoded {
-                            Err(e) => format!("malformed gossip message: {e}"),
-                            Ok(m) => format!("{} sent over gossip", m.kind()),
-                        };
-                        self.strike(blame, &why);
-                    }
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
-                peer,
-                message,
-                ..
-            })) => {
-                let Some(from) = self.net.members.get(&peer).copied() else {
-                    return Ok(());
-                };
-                match message {
-                    request_response::Message::Request {
-                        request, channel, ..
-                    } => {
-                        match NetMsg::decode(&request, 4096) {
-                            Ok(msg @ NetMsg::SyncRequest { .. }) => {
-                                self.sync_channels
-                                    .entry(from)
-                                    .or_default()
-                                    .push_back(channel);
-                                self.deliver(from, msg)?;
-                                // No blocks to give: answer empty rather than leave it open.
-                                if let Some(ch) = self
-                                    .sync_channels
-                                    .get_mut(&from)
-                                    .and_then(VecDeque::pop_front)
-                                {
-                                    let empty =
-                                        NetMsg::SyncResponse { blocks: Vec::new() }.encode();
-                                    let _ = self
-                                        .net
-                                        .swarm
-                                        .behaviour_mut()
-                                        .sync
-                                        .send_response(ch, empty);
-                                }
-                            }
-                            other => {
-                                tracing::warn!(%peer, error = ?other.err(), "malformed sync request")
-                            }
-                        }
-                    }
-                    request_response::Message::Response { response, .. } => {
-                        match NetMsg::decode(&response, self.net.max_message) {
-                            Ok(msg @ NetMsg::SyncResponse { .. }) => self.deliver(from, msg)?,
-                            other => {
-                                tracing::warn!(%peer, error = ?other.err(), "malformed sync response")
-                            }
-                        }
-                    }
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(
-                request_response::Event::OutboundFailure { peer, error, .. },
-            )) => {
-                tracing::debug!(%peer, %error, "sync request failed");
-            }
-            _ => {}
         }
         Ok(())
     }
@@ -423,38 +303,14 @@ impl Host {
         if !self.relay.is_empty() {
             let batch = std::mem::take(&mut self.relay);
             self.relay_bytes = 0;
-            self.net.publish(NetMsg::Records(batch).encode());
+            self.net.publish(&NetMsg::Records(batch));
         }
-    }
-
-    /// Counts a peer's misbehaviour; disconnects it after too much.
-    fn strike(&mut self, peer: PeerId, reason: &str) {
-        let now = Instant::now();
-        let e = self.strikes.entry(peer).or_insert((0, now));
-        if now.duration_since(e.1) > STRIKE_WINDOW {
-            *e = (0, now);
-        }
-        e.0 += 1;
-        tracing::warn!(%peer, strikes = e.0, %reason, "peer misbehaved");
-        if e.0 >= STRIKES_MAX {
-            tracing::warn!(%peer, "disconnecting a peer after {STRIKES_MAX} invalid messages");
-            let _ = self.net.swarm.disconnect_peer_id(peer);
-            self.strikes.remove(&peer);
-        }
-    }
-
-    fn peer_of(&self, key: &PublicKey) -> Option<PeerId> {
-        self.net
-            .members
-            .iter()
-            .find(|(_, k)| *k == key)
-            .map(|(p, _)| *p)
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Broadcast(msg) => self.net.publish(msg.encode()),
+                Action::Broadcast(msg) => self.net.publish(&msg),
                 Action::Relay(bytes) => {
                     if self.relay.len() + 1 > RELAY_RECORDS_MAX
                         || self.relay_bytes + bytes.len() > RELAY_BYTES_MAX
@@ -465,28 +321,9 @@ impl Host {
                     self.relay.push(bytes);
                 }
                 Action::Send(peer, msg @ NetMsg::SyncRequest { .. }) => {
-                    if let Some(p) = self.peer_of(&peer) {
-                        self.net
-                            .swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_request(&p, msg.encode());
-                    }
+                    self.net.send_sync_request(&peer, msg)
                 }
-                Action::Send(peer, msg) => {
-                    if let Some(ch) = self
-                        .sync_channels
-                        .get_mut(&peer)
-                        .and_then(VecDeque::pop_front)
-                    {
-                        let _ = self
-                            .net
-                            .swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_response(ch, msg.encode());
-                    }
-                }
+                Action::Send(peer, msg) => self.net.respond_sync(&peer, msg),
                 Action::Schedule { timer, after_ms } => {
                     self.timers
                         .insert(timer, Instant::now() + Duration::from_millis(after_ms));
@@ -516,11 +353,7 @@ impl Host {
                     }
                     self.consortium_tx.send_replace(c);
                 }
-                Action::Penalise { peer, reason } => {
-                    if let Some(p) = self.peer_of(&peer) {
-                        self.strike(p, &reason);
-                    }
-                }
+                Action::Penalise { peer, reason } => self.net.penalise(&peer, &reason),
             }
         }
     }

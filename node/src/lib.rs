@@ -1,16 +1,17 @@
 //! The xinlian node: the IO shell around `xinlian-core`'s state machine — the store
 //! (`store`), the libp2p network (`net`), the event loop that owns both and drives the
-//! replica (`host`), the HTTP API (`api`), proof assembly from the store (`proofs`), the
-//! full store check (`check`) and the command line (`cli`).
+//! replica (`host`), the HTTP API and its server (`api`), proof assembly from the store
+//! (`proof_assembly`), the full store check (`store_check`) and the command line
+//! (`cli`).
 //!
 //! Architecture invariants: `store` is the only module that knows sled; `net` the only
 //! one that knows libp2p; `api` the only one that knows HTTP and JSON; `host` is the
 //! only owner of mutable node state. Protocol decisions live in `xinlian-core`.
 
 pub mod api;
-pub mod check;
 pub mod cli;
 pub mod host;
 pub mod net;
-pub mod proofs;
+pub mod proof_assembly;
 pub mod store;
+pub mod store_check;

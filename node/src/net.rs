@@ -5,34 +5,50 @@
 //! logged. When governance changes the roster, [`Network::set_members`] follows it and
 //! closes the connections of nodes no longer in it.
 //!
-//! Everything received is bounded and decoded here (canonical postcard); the replica
-//! sees only well-formed messages with an authenticated sender.
+//! Everything received is bounded and decoded here (canonical postcard), and every
+//! libp2p event is handled here: the host sees only [`NetEvent`]s — well-formed
+//! messages with an authenticated sender, named by node key — and speaks to peers by
+//! node key through [`Network`]'s methods. Open sync requests, and the strikes that
+//! disconnect a misbehaving peer, are kept here too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::NetworkBehaviour;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identity, noise, tcp, yamux,
 };
+use tokio::time::Instant;
+use xinlian_core::consensus::wire::NetMsg;
 use xinlian_genesis::keys::SigningKey;
 use xinlian_genesis::{Genesis, PublicKey, Roster};
 
+/// A libp2p address (a multiaddr such as `/ip4/127.0.0.1/tcp/0`): where the swarm
+/// listens, or another member's node to dial (`/ip4/…/tcp/…/p2p/PEER_ID`).
+pub type PeerAddress = Multiaddr;
+
 /// Room for a message's envelope around the largest block.
 const ENVELOPE_BYTES: usize = 64 << 10;
+/// Largest sync request: requests are small, only answers carry blocks.
+const SYNC_REQUEST_BYTES_MAX: usize = 4096;
+/// A peer that sends this many malformed or invalid messages within `STRIKE_WINDOW`
+/// is disconnected (it may reconnect, and its strikes start again).
+const STRIKES_MAX: u32 = 20;
+const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 
-pub fn peer_id(key: &PublicKey) -> Result<PeerId> {
+fn peer_id(key: &PublicKey) -> Result<PeerId> {
     let pk = identity::ed25519::PublicKey::try_from_bytes(&key.0)
         .context("a genesis node key is not an ed25519 point")?;
     Ok(identity::PublicKey::from(pk).to_peer_id())
 }
 
-pub fn keypair(key: &SigningKey) -> Result<identity::Keypair> {
+fn keypair(key: &SigningKey) -> Result<identity::Keypair> {
     identity::Keypair::ed25519_from_bytes(key.to_bytes()).context("node key")
 }
 
@@ -42,7 +58,7 @@ fn member_peers(roster: &Roster) -> Result<HashMap<PeerId, PublicKey>> {
 
 /// Length-prefixed bytes, at most `max` of them.
 #[derive(Clone)]
-pub struct BytesCodec {
+struct BytesCodec {
     max: usize,
 }
 
@@ -83,8 +99,7 @@ impl request_response::Codec for BytesCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        // Requests are small; only answers carry blocks.
-        read_framed(io, 4096).await
+        read_framed(io, SYNC_REQUEST_BYTES_MAX).await
     }
 
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(
@@ -115,19 +130,37 @@ impl request_response::Codec for BytesCodec {
 }
 
 #[derive(NetworkBehaviour)]
-pub struct Behaviour {
-    pub members: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
-    pub gossip: gossipsub::Behaviour,
-    pub sync: request_response::Behaviour<BytesCodec>,
+struct Behaviour {
+    members: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    gossip: gossipsub::Behaviour,
+    sync: request_response::Behaviour<BytesCodec>,
+}
+
+/// What the network has for the host.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// The swarm listens here: an address with this node's `/p2p/PEER_ID`, to dial.
+    Listening(String),
+    /// A message for the replica from a member's node: gossip (anything but sync,
+    /// from its signing author), or the blocks answering our sync request.
+    Message { from: PublicKey, msg: NetMsg },
+    /// A member's node asks for blocks (`msg` is a `NetMsg::SyncRequest`). The
+    /// request stays open here until [`Network::respond_sync`] or
+    /// [`Network::close_sync_request`] answers it.
+    SyncRequest { from: PublicKey, msg: NetMsg },
 }
 
 pub struct Network {
-    pub swarm: Swarm<Behaviour>,
-    pub topic: IdentTopic,
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
     /// Member node keys by peer id: who may speak, and as whom.
-    pub members: HashMap<PeerId, PublicKey>,
+    members: HashMap<PeerId, PublicKey>,
     /// Largest gossip or sync message accepted.
-    pub max_message: usize,
+    max_message: usize,
+    /// Sync requests waiting for the replica's answer, per asking node, oldest first.
+    sync_channels: HashMap<PublicKey, VecDeque<ResponseChannel<Vec<u8>>>>,
+    /// Misbehaviour per peer: (count, start of the window).
+    strikes: HashMap<PeerId, (u32, Instant)>,
 }
 
 impl Network {
@@ -138,35 +171,14 @@ impl Network {
         genesis: &Genesis,
         roster: &Roster,
         key: &SigningKey,
-        listen: Multiaddr,
+        listen: PeerAddress,
     ) -> Result<Network> {
         let chain = genesis.hash();
         let max_message = genesis.policy.block_bytes_max as usize
             + xinlian_core::consensus::wire::SYNC_BYTES_MAX
             + ENVELOPE_BYTES;
         let members = member_peers(roster)?;
-        // A consortium is small (at most MEMBERS_MAX nodes) and every node must hear
-        // every vote: the mesh is everyone, whatever governance adds later. Gossip to
-        // peers outside the mesh (IHAVE lists) would otherwise start with the first
-        // node beyond the mesh size, and under load those lists outgrew gossipsub's
-        // 16 KiB control limit, which killed the streams between the four validators
-        // left after a removal (tests/tests/governance.rs found it).
-        let everyone = xinlian_genesis::model::MEMBERS_MAX;
-        let gossip_config = gossipsub::ConfigBuilder::default()
-            // Every message is signed by its author's node key and checked.
-            .validation_mode(ValidationMode::Strict)
-            .validate_messages()
-            // A proposal carries a whole block (rust-libp2p#2603: larger is dropped).
-            .max_transmit_size(genesis.policy.block_bytes_max as usize + ENVELOPE_BYTES)
-            .max_control_message_size(genesis.policy.block_bytes_max as usize + ENVELOPE_BYTES)
-            .mesh_n_low(1)
-            .mesh_n(everyone)
-            .mesh_n_high(everyone)
-            .mesh_outbound_min(0)
-            .flood_publish(true)
-            .heartbeat_interval(Duration::from_millis(200))
-            .build()
-            .map_err(|e| anyhow::anyhow!("gossip configuration: {e}"))?;
+        let gossip_config = gossip_config(genesis)?;
         let kp = keypair(key)?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp.clone())
             .with_tokio()
@@ -209,6 +221,8 @@ impl Network {
             topic,
             members,
             max_message,
+            sync_channels: HashMap::new(),
+            strikes: HashMap::new(),
         })
     }
 
@@ -231,15 +245,226 @@ impl Network {
         Ok(())
     }
 
-    pub fn publish(&mut self, bytes: Vec<u8>) {
+    /// The next event for the host; everything else libp2p reports is handled (and
+    /// logged) here. Cancel-safe: an event is taken from the swarm and handled at once.
+    pub async fn next_event(&mut self) -> NetEvent {
+        loop {
+            let event = self.swarm.select_next_some().await;
+            if let Some(e) = self.on_swarm_event(event) {
+                return e;
+            }
+        }
+    }
+
+    /// Gossips `msg` to every member's node.
+    pub fn publish(&mut self, msg: &NetMsg) {
         let topic = self.topic.clone();
-        if let Err(e) = self.swarm.behaviour_mut().gossip.publish(topic, bytes) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .publish(topic, msg.encode())
+        {
             // With no peer connected yet there is nobody to tell; consensus re-sends.
             tracing::debug!(error = %e, "gossip publish");
         }
     }
 
-    pub fn report(&mut self, id: &gossipsub::MessageId, from: &PeerId, ok: bool) {
+    /// Asks `to` for blocks (`msg` is a `NetMsg::SyncRequest`); its answer comes back
+    /// as a [`NetEvent::Message`]. Nothing is sent to a node not in the roster.
+    pub fn send_sync_request(&mut self, to: &PublicKey, msg: NetMsg) {
+        if let Some(p) = self.peer_of(to) {
+            self.swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&p, msg.encode());
+        }
+    }
+
+    /// Answers the oldest open sync request from `to` with `msg`; with none open,
+    /// there is nobody to answer and `msg` is dropped.
+    pub fn respond_sync(&mut self, to: &PublicKey, msg: NetMsg) {
+        if let Some(ch) = self.open_sync_request(to) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(ch, msg.encode());
+        }
+    }
+
+    /// Answers the oldest open sync request from `to` with no blocks, if it is still
+    /// open: a request the replica had no blocks for is not left hanging.
+    pub fn close_sync_request(&mut self, to: &PublicKey) {
+        if let Some(ch) = self.open_sync_request(to) {
+            let empty = NetMsg::SyncResponse { blocks: Vec::new() }.encode();
+            let _ = self.swarm.behaviour_mut().sync.send_response(ch, empty);
+        }
+    }
+
+    /// Counts misbehaviour by a member's node: `STRIKES_MAX` strikes within
+    /// `STRIKE_WINDOW` disconnect it.
+    pub fn penalise(&mut self, peer: &PublicKey, reason: &str) {
+        if let Some(p) = self.peer_of(peer) {
+            self.strike(p, reason);
+        }
+    }
+
+    /// Dials each of `peers` this node is not connected to.
+    pub fn redial(&mut self, peers: &[PeerAddress]) {
+        for addr in peers {
+            let connected = addr.iter().any(|p| match p {
+                Protocol::P2p(id) => self.swarm.is_connected(&id),
+                _ => false,
+            });
+            if !connected && let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "dial");
+            }
+        }
+    }
+
+    fn open_sync_request(&mut self, from: &PublicKey) -> Option<ResponseChannel<Vec<u8>>> {
+        self.sync_channels
+            .get_mut(from)
+            .and_then(VecDeque::pop_front)
+    }
+
+    fn peer_of(&self, key: &PublicKey) -> Option<PeerId> {
+        self.members
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map(|(p, _)| *p)
+    }
+
+    /// Counts a peer's misbehaviour; disconnects it after too much.
+    fn strike(&mut self, peer: PeerId, reason: &str) {
+        let now = Instant::now();
+        let e = self.strikes.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) > STRIKE_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        tracing::warn!(%peer, strikes = e.0, %reason, "peer misbehaved");
+        if e.0 >= STRIKES_MAX {
+            tracing::warn!(%peer, "disconnecting a peer after {STRIKES_MAX} invalid messages");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.strikes.remove(&peer);
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let me = *self.swarm.local_peer_id();
+                return Some(NetEvent::Listening(format!("{address}/p2p/{me}")));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::info!(%peer_id, "member connected");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                tracing::info!(%peer_id, "member disconnected");
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                peer_id,
+                ..
+            } => {
+                tracing::warn!(?peer_id, %send_back_addr, %error, "refused an incoming connection (not a consortium member's node key)");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => return self.on_gossip(propagation_source, &message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => return self.on_sync(peer, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure { peer, error, .. },
+            )) => {
+                tracing::debug!(%peer, %error, "sync request failed");
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// A gossip message: accepted and passed on if a member authored a well-formed
+    /// non-sync message; otherwise rejected (gossipsub drops it) and its sender struck.
+    fn on_gossip(
+        &mut self,
+        propagation_source: PeerId,
+        message_id: &gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) -> Option<NetEvent> {
+        // Strict validation: `source` is the author, who signed the message.
+        let author = message.source.and_then(|p| self.members.get(&p).copied());
+        let decoded = NetMsg::decode(&message.data, self.max_message);
+        match (author, decoded) {
+            (Some(from), Ok(msg))
+                if !matches!(
+                    msg,
+                    NetMsg::SyncRequest { .. } | NetMsg::SyncResponse { .. }
+                ) =>
+            {
+                self.report(message_id, &propagation_source, true);
+                Some(NetEvent::Message { from, msg })
+            }
+            (_, decoded) => {
+                self.report(message_id, &propagation_source, false);
+                let blame = message.source.unwrap_or(propagation_source);
+                let why = match decoded {
+                    Err(e) => format!("malformed gossip message: {e}"),
+                    Ok(m) => format!("{} sent over gossip", m.kind()),
+                };
+                self.strike(blame, &why);
+                None
+            }
+        }
+    }
+
+    /// A sync request (kept open here) or an answer to ours, from a member's node.
+    fn on_sync(
+        &mut self,
+        peer: PeerId,
+        message: request_response::Message<Vec<u8>, Vec<u8>>,
+    ) -> Option<NetEvent> {
+        let from = self.members.get(&peer).copied()?;
+        match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => match NetMsg::decode(&request, SYNC_REQUEST_BYTES_MAX) {
+                Ok(msg @ NetMsg::SyncRequest { .. }) => {
+                    self.sync_channels
+                        .entry(from)
+                        .or_default()
+                        .push_back(channel);
+                    Some(NetEvent::SyncRequest { from, msg })
+                }
+                other => {
+                    tracing::warn!(%peer, error = ?other.err(), "malformed sync request");
+                    None
+                }
+            },
+            request_response::Message::Response { response, .. } => {
+                match NetMsg::decode(&response, self.max_message) {
+                    Ok(msg @ NetMsg::SyncResponse { .. }) => Some(NetEvent::Message { from, msg }),
+                    other => {
+                        tracing::warn!(%peer, error = ?other.err(), "malformed sync response");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, id: &gossipsub::MessageId, from: &PeerId, ok: bool) {
         let verdict = if ok {
             MessageAcceptance::Accept
         } else {
@@ -250,4 +475,30 @@ impl Network {
             .gossip
             .report_message_validation_result(id, from, verdict);
     }
+}
+
+/// Gossip for a consortium: small (at most `MEMBERS_MAX` nodes), where every node must
+/// hear every vote, and a proposal carries a whole block.
+fn gossip_config(genesis: &Genesis) -> Result<gossipsub::Config> {
+    // The mesh is everyone, whatever governance adds later. Gossip to peers outside
+    // the mesh (IHAVE lists) would otherwise start with the first node beyond the mesh
+    // size, and under load those lists outgrew gossipsub's 16 KiB control limit, which
+    // killed the streams between the four validators left after a removal
+    // (tests/tests/governance.rs found it).
+    let everyone = xinlian_genesis::model::MEMBERS_MAX;
+    gossipsub::ConfigBuilder::default()
+        // Every message is signed by its author's node key and checked.
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        // A proposal carries a whole block (rust-libp2p#2603: larger is dropped).
+        .max_transmit_size(genesis.policy.block_bytes_max as usize + ENVELOPE_BYTES)
+        .max_control_message_size(genesis.policy.block_bytes_max as usize + ENVELOPE_BYTES)
+        .mesh_n_low(1)
+        .mesh_n(everyone)
+        .mesh_n_high(everyone)
+        .mesh_outbound_min(0)
+        .flood_publish(true)
+        .heartbeat_interval(Duration::from_millis(200))
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossip configuration: {e}"))
 }
