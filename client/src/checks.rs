@@ -220,28 +220,7 @@ pub fn check_body(body: &Body) -> R {
             uscc("uscc", &b.uscc)?;
             text("reason", &b.reason)
         }
-        Body::Commitment(b) => {
-            uscc("subject", &b.subject)?;
-            text("matter", &b.matter)?;
-            text("legal_basis", &b.legal_basis)?;
-            text("template_version", &b.template_version)?;
-            text("accepting_agency", &b.accepting_agency)?;
-            domain("domain", &b.domain)?;
-            content("content", &b.content)?;
-            date("date", b.date)?;
-            date("deadline", b.deadline)?;
-            if b.deadline < b.date {
-                return Err(field(
-                    "deadline",
-                    format!("{} is before the commitment date {}", b.deadline, b.date),
-                ));
-            }
-            if let Disclosure::Agencies(a) = &b.disclosure {
-                refs("disclosure.agencies", a, 1)?;
-                unique("disclosure.agencies", a)?;
-            }
-            Ok(())
-        }
+        Body::Commitment(b) => check_commitment(b),
         Body::Outcome(b) => {
             text("method", &b.method)?;
             date("date", b.date)?;
@@ -286,37 +265,7 @@ pub fn check_body(body: &Body) -> R {
             ident("location", &b.location)?;
             event_time("time", &b.time)
         }
-        Body::Transform(b) => {
-            for (name, n) in [("inputs", b.inputs.len()), ("outputs", b.outputs.len())] {
-                if n == 0 || n > TRANSFORM_SIDES_MAX {
-                    return Err(field(
-                        name,
-                        format!("needs 1 to {TRANSFORM_SIDES_MAX} entries (has {n})"),
-                    ));
-                }
-            }
-            for i in &b.inputs {
-                ident("inputs.batch", &i.batch)?;
-                quantity("inputs.quantity", &i.quantity)?;
-            }
-            for o in &b.outputs {
-                ident("outputs.batch", &o.batch)?;
-                domain("outputs.domain", &o.domain)?;
-                product(&o.product)?;
-                ident("outputs.lot", &o.lot)?;
-                quantity("outputs.quantity", &o.quantity)?;
-            }
-            unique("inputs", b.inputs.iter().map(|i| &i.batch))?;
-            unique("outputs", b.outputs.iter().map(|o| &o.batch))?;
-            if b.outputs
-                .iter()
-                .any(|o| b.inputs.iter().any(|i| i.batch == o.batch))
-            {
-                return Err(field("outputs", "an output batch cannot also be an input"));
-            }
-            ident("location", &b.location)?;
-            event_time("time", &b.time)
-        }
+        Body::Transform(b) => check_transform(b),
         Body::Inspect(b) => {
             ident("batch", &b.batch)?;
             text("standard", &b.standard)?;
@@ -334,37 +283,93 @@ pub fn check_body(body: &Body) -> R {
             ident("location", &b.location)?;
             event_time("time", &b.time)
         }
-        Body::Propose(b) => {
-            text("reason", &b.reason)?;
-            if b.effective <= b.deadline {
-                return Err(field(
-                    "effective",
-                    format!(
-                        "height {} must come after the voting deadline {}",
-                        b.effective, b.deadline
-                    ),
-                ));
-            }
-            match &b.change {
-                Change::AddMember(m) => {
-                    text("change.member.name", &m.name)?;
-                    key("change.member.signing_key", &m.signing_key)?;
-                    m.node_key
-                        .as_ref()
-                        .map_or(Ok(()), |k| key("change.member.node_key", k))
-                }
-                Change::RemoveMember { member } | Change::SetRoles { member, .. } => {
-                    ident("change.member", member)
-                }
-                Change::RotateNodeKey { member, key: k }
-                | Change::RotateSigningKey { member, key: k } => {
-                    ident("change.member", member)?;
-                    key("change.key", k)
-                }
-                Change::SetPolicy(_) => Ok(()),
-            }
-        }
+        Body::Propose(b) => check_proposal(b),
         Body::Vote(_) => Ok(()),
+    }
+}
+
+fn check_commitment(b: &Commitment) -> R {
+    uscc("subject", &b.subject)?;
+    text("matter", &b.matter)?;
+    text("legal_basis", &b.legal_basis)?;
+    text("template_version", &b.template_version)?;
+    text("accepting_agency", &b.accepting_agency)?;
+    domain("domain", &b.domain)?;
+    content("content", &b.content)?;
+    date("date", b.date)?;
+    date("deadline", b.deadline)?;
+    if b.deadline < b.date {
+        return Err(field(
+            "deadline",
+            format!("{} is before the commitment date {}", b.deadline, b.date),
+        ));
+    }
+    if let Disclosure::Agencies(a) = &b.disclosure {
+        refs("disclosure.agencies", a, 1)?;
+        unique("disclosure.agencies", a)?;
+    }
+    Ok(())
+}
+
+fn check_transform(b: &Transform) -> R {
+    for (name, n) in [("inputs", b.inputs.len()), ("outputs", b.outputs.len())] {
+        if n == 0 || n > TRANSFORM_SIDES_MAX {
+            return Err(field(
+                name,
+                format!("needs 1 to {TRANSFORM_SIDES_MAX} entries (has {n})"),
+            ));
+        }
+    }
+    for i in &b.inputs {
+        ident("inputs.batch", &i.batch)?;
+        quantity("inputs.quantity", &i.quantity)?;
+    }
+    for o in &b.outputs {
+        ident("outputs.batch", &o.batch)?;
+        domain("outputs.domain", &o.domain)?;
+        product(&o.product)?;
+        ident("outputs.lot", &o.lot)?;
+        quantity("outputs.quantity", &o.quantity)?;
+    }
+    unique("inputs", b.inputs.iter().map(|i| &i.batch))?;
+    unique("outputs", b.outputs.iter().map(|o| &o.batch))?;
+    if b.outputs
+        .iter()
+        .any(|o| b.inputs.iter().any(|i| i.batch == o.batch))
+    {
+        return Err(field("outputs", "an output batch cannot also be an input"));
+    }
+    ident("location", &b.location)?;
+    event_time("time", &b.time)
+}
+
+fn check_proposal(b: &Proposal) -> R {
+    text("reason", &b.reason)?;
+    if b.effective <= b.deadline {
+        return Err(field(
+            "effective",
+            format!(
+                "height {} must come after the voting deadline {}",
+                b.effective, b.deadline
+            ),
+        ));
+    }
+    match &b.change {
+        Change::AddMember(m) => {
+            text("change.member.name", &m.name)?;
+            key("change.member.signing_key", &m.signing_key)?;
+            m.node_key
+                .as_ref()
+                .map_or(Ok(()), |k| key("change.member.node_key", k))
+        }
+        Change::RemoveMember { member } | Change::SetRoles { member, .. } => {
+            ident("change.member", member)
+        }
+        Change::RotateNodeKey { member, key: k } | Change::RotateSigningKey { member, key: k } => {
+            ident("change.member", member)?;
+            key("change.key", k)
+        }
+        Change::SetPolicy(_) => Ok(()),
     }
 }
 
