@@ -4,27 +4,29 @@
 //!
 //! Run: `cargo build --release && cargo run --release -p xinlian-bench`.
 
+mod consortium;
 mod inspect;
+mod load;
 mod machine;
 mod provenance;
+mod report;
 mod workload;
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
+use xinlian_client::api::Status;
 use xinlian_client::http::NodeClient;
 use xinlian_client::proof::LightClient;
-use xinlian_client::record::RegisterEntity;
-use xinlian_client::signer::RecordSigner;
 use xinlian_devnet::{Children, spawn_node};
-use xinlian_genesis::scaffold::{MemberSpec, scaffold, signing_key_path};
-use xinlian_genesis::{Policy, Role, keys};
+use xinlian_genesis::Genesis;
+
+use crate::consortium::Consortium;
+use crate::report::{Report, print_table, write_json};
 
 #[derive(Parser)]
 #[command(
@@ -81,134 +83,6 @@ struct RssSample {
     rss_mib: Vec<(String, f64)>,
 }
 
-/// Blocks finalized during the 50% phase, from node 0's log.
-#[derive(Serialize, Default, Clone)]
-struct BlockTimings {
-    blocks: usize,
-    records_per_block: f64,
-    /// From the proposer's clock at proposal to the block stored on node 0.
-    propose_to_final_p50_ms: f64,
-    propose_to_final_p99_ms: f64,
-}
-
-#[derive(Serialize, Default, Clone)]
-struct Latency {
-    offered_per_s: u64,
-    finalized_per_s: f64,
-    samples: usize,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-}
-
-#[derive(Serialize)]
-struct Report {
-    machine: machine::Limits,
-    validators: usize,
-    /// Records on the ledger at the end of the load.
-    records: u64,
-    ramp: Vec<Latency>,
-    saturation: Latency,
-    half_saturation: Latency,
-    /// Finalized records/s at saturation over the verification bound for 4 nodes
-    /// (every node checks every signature: all-core batch rate / 4).
-    fraction_of_verification_bound: f64,
-    sync_records_per_s: f64,
-    disk_bytes_per_record: f64,
-    peak_rss_mib: Vec<(String, f64)>,
-    proof_verify_ms: f64,
-    proofs_1000_verify_ms: f64,
-    provenance: provenance::Figures,
-    block_interval_ms: u64,
-    half_saturation_blocks: BlockTimings,
-    disk: inspect::DiskBreakdown,
-    refusals: Vec<(String, u64)>,
-}
-
-/// Watches node 0's blocks: when each submitted record became final.
-struct Watcher {
-    finals: Arc<std::sync::Mutex<VecDeque<(Instant, Duration)>>>,
-}
-
-fn watch(node: NodeClient, shared: Arc<workload::Shared>) -> Watcher {
-    let finals = Arc::new(std::sync::Mutex::new(VecDeque::new()));
-    let f = finals.clone();
-    std::thread::spawn(move || {
-        let mut seen = node.status().map(|s| s.height).unwrap_or(0);
-        while !shared.stop.load(Ordering::Relaxed) {
-            let Ok(s) = node.status() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            for h in seen + 1..=s.height {
-                let Ok(b) = node.block(h) else { break };
-                let now = Instant::now();
-                let mut sub = shared.submitted.lock().expect("not poisoned");
-                let mut fin = f.lock().expect("not poisoned");
-                for id in &b.records {
-                    if let Some(at) = sub.remove(id) {
-                        fin.push_back((now, now - at));
-                    } else {
-                        fin.push_back((now, Duration::MAX));
-                    }
-                }
-                seen = h;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    });
-    Watcher { finals }
-}
-
-impl Watcher {
-    /// Runs the load at `rate` for `secs` and measures what was finalized in that window
-    /// (after a settling second). Starts from an empty backlog: a step that overloaded
-    /// the ledger must not count against the next one.
-    fn measure(&self, shared: &workload::Shared, rate: u64, secs: u64) -> Latency {
-        shared.set_rate(0);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !shared.submitted.lock().expect("not poisoned").is_empty()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // What never became final (refused on a later check) no longer counts.
-        shared.submitted.lock().expect("not poisoned").clear();
-        shared.set_rate(rate);
-        std::thread::sleep(Duration::from_secs(1));
-        let start = Instant::now();
-        std::thread::sleep(Duration::from_secs(secs));
-        let end = Instant::now();
-        let fin = self.finals.lock().expect("not poisoned");
-        let window: Vec<Duration> = fin
-            .iter()
-            .filter(|(t, _)| *t >= start && *t < end)
-            .map(|(_, l)| *l)
-            .collect();
-        let mut lat: Vec<f64> = window
-            .iter()
-            .filter(|l| **l != Duration::MAX)
-            .map(|l| l.as_secs_f64() * 1000.0)
-            .collect();
-        lat.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            if lat.is_empty() {
-                f64::NAN
-            } else {
-                lat[((lat.len() - 1) as f64 * p) as usize]
-            }
-        };
-        Latency {
-            offered_per_s: rate,
-            finalized_per_s: window.len() as f64 / (end - start).as_secs_f64(),
-            samples: lat.len(),
-            p50_ms: pct(0.50),
-            p95_ms: pct(0.95),
-            p99_ms: pct(0.99),
-        }
-    }
-}
-
 fn dir_bytes(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
@@ -236,6 +110,69 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let node_bin = node_binary(&args)?;
+    if let Some(n) = args.sled_alone {
+        return sled_alone(n, args.sled_alone_hot);
+    }
+    eprintln!("measuring the machine…");
+    let limits = machine::measure()?;
+    let mut c = consortium::start(&node_bin, args.block_interval_ms)?;
+    if args.provenance_only {
+        return provenance_only(&args, &mut c);
+    }
+    let node0 = NodeClient::new(&c.apis[0]);
+    let ents = consortium::register_enterprises(args.actors, &node0, &c)?;
+    let shared = workload::Shared::new();
+    let watcher = load::watch(NodeClient::new(&c.apis[0]), shared.clone());
+    let threads = consortium::start_actors(&ents, &c, &shared);
+    if let Some(target) = args.fill {
+        return fill(&args, target, &shared, &node0, &mut c, threads);
+    }
+    let log = c.dir.path().join("nodes/v0.log");
+    let phases = load::run(&watcher, &shared, &node0, &log, args.step_s, args.sustain_s)?;
+    shared.set_rate(0);
+    std::thread::sleep(Duration::from_secs(3));
+    consortium::stop_actors(&shared, threads);
+
+    eprintln!("provenance of a batch with over 1,000 upstream events…");
+    let provenance = provenance::measure(&node0, &c.genesis, &c.market, 20)?;
+    let status = node0.status()?;
+    let sync_records_per_s = sync_fresh_node(&args, &node_bin, &mut c, &status)?;
+    let disk_bytes_per_record = disk_bytes_per_record(c.dir.path(), status.ledger_size);
+    let peak_rss_mib = peak_rss(&c.children);
+    let (proof_verify_ms, proofs_1000_verify_ms) =
+        proof_figures(&node0, &c.genesis, status.height)?;
+    let report = Report {
+        fraction_of_verification_bound: phases.saturation.finalized_per_s
+            / (limits.ed25519_batch_verify_per_s / 4.0),
+        machine: limits,
+        validators: 4,
+        records: status.ledger_size,
+        ramp: phases.ramp,
+        saturation: phases.saturation,
+        half_saturation: phases.half_saturation,
+        sync_records_per_s,
+        disk_bytes_per_record,
+        peak_rss_mib,
+        proof_verify_ms,
+        proofs_1000_verify_ms,
+        provenance,
+        block_interval_ms: c.block_interval_ms,
+        half_saturation_blocks: phases.half_saturation_blocks,
+        disk: inspect::DiskBreakdown::default(),
+        refusals: refusals(&shared),
+    };
+    c.children.stop();
+    let report = Report {
+        disk: inspect::disk_breakdown(&c.dir.path().join("nodes/v0"), report.records)?,
+        ..report
+    };
+    print_table(&report);
+    write_json(&args.out, &report)
+}
+
+/// `--node`, or `xinlian-node` beside this program; it must exist.
+fn node_binary(args: &Args) -> Result<PathBuf> {
     let node_bin = match &args.node {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("xinlian-node"),
@@ -246,186 +183,40 @@ fn main() -> Result<()> {
             node_bin.display()
         );
     }
-    if let Some(n) = args.sled_alone {
-        let dir = tempfile::tempdir()?;
-        println!(
-            "sled alone, the ledger's write pattern with {} hot-key overwrites per record, 64 MiB page cache:",
-            args.sled_alone_hot
-        );
-        for (records, mib) in
-            inspect::sled_alone(dir.path(), n, 100_000, 64 << 20, args.sled_alone_hot)?
-        {
-            println!("  {records:>9} records   RSS {mib:>6.0} MiB");
-        }
-        return Ok(());
-    }
-    eprintln!("measuring the machine…");
-    let limits = machine::measure()?;
+    Ok(node_bin)
+}
 
+/// `--sled-alone`: sled under the ledger's write pattern for `n` records, no nodes.
+fn sled_alone(n: u64, hot: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut specs: Vec<MemberSpec> = MemberSpec::validators(4);
-    specs.push(MemberSpec {
-        id: "o0".into(),
-        name: "Fresh observer".into(),
-        region: "310000".into(),
-        roles: vec![Role::Observer],
-        voting_power: 0,
-    });
-    specs.push(MemberSpec {
-        id: "market".into(),
-        name: "Market regulator".into(),
-        region: "310000".into(),
-        roles: vec![
-            Role::Registrar,
-            Role::CreditAuthority("market".into()),
-            Role::TraceAuthority("food".into()),
-        ],
-        voting_power: 0,
-    });
-    let policy = Policy {
-        block_interval_ms: args
-            .block_interval_ms
-            .unwrap_or(Policy::default().block_interval_ms),
-        ..Policy::default()
-    };
-    let block_interval_ms = policy.block_interval_ms;
-    let genesis = scaffold(dir.path(), "xinlian-bench", 0, policy, &specs)?;
-    let chain = genesis.hash();
-    let mut children = Children(Vec::new());
-    let (mut apis, mut p2ps) = (Vec::new(), Vec::new());
-    for i in 0..4 {
-        let id = format!("v{i}");
-        let (child, api, p2p) = spawn_node(&node_bin, dir.path(), &id, 0, 0, &p2ps)?;
-        children.0.push((id, child));
-        apis.push(api);
-        p2ps.push(p2p);
-    }
-    let market = RecordSigner {
-        key: keys::read_pem(&signing_key_path(dir.path(), "market"))?,
-        chain,
-    };
-
-    if args.provenance_only {
-        eprintln!("loading a chain of over 1,000 events and tracing it…");
-        let f = provenance::measure(&NodeClient::new(&apis[0]), &genesis, &market, 20)?;
-        children.stop();
-        provenance::print(&f);
-        std::fs::write(&args.out, serde_json::to_string_pretty(&f)?)?;
-        println!("(JSON: {})", args.out.display());
-        return Ok(());
-    }
-    eprintln!("registering {} enterprises…", args.actors);
-    let node0 = NodeClient::new(&apis[0]);
-    let mut ents = Vec::new();
-    let mut last = None;
-    for i in 0..args.actors {
-        let (e, key) = workload::enterprise(i, chain)?;
-        let rec = market.sign(RegisterEntity {
-            uscc: e.uscc.clone(),
-            name: format!("bench enterprise {i}"),
-            key: keys::public_key(&key),
-            check_override: None,
-        });
-        last = Some(node0.submit(&rec)?.id);
-        ents.push(e);
-    }
-    node0
-        .record(&last.expect("actors"), 30_000)?
-        .height
-        .context("registrations not final within 30 s")?;
-
-    let shared = workload::Shared::new();
-    let watcher = watch(NodeClient::new(&apis[0]), shared.clone());
-    let mut threads = Vec::new();
-    for i in 0..args.actors {
-        let partner_index = (i + 1) % args.actors;
-        let actor = workload::Actor {
-            me: workload::Enterprise {
-                uscc: ents[i].uscc.clone(),
-                signer: RecordSigner {
-                    key: ents[i].signer.key.clone(),
-                    chain,
-                },
-            },
-            partner: workload::Enterprise {
-                uscc: ents[partner_index].uscc.clone(),
-                signer: RecordSigner {
-                    key: ents[partner_index].signer.key.clone(),
-                    chain,
-                },
-            },
-            market: RecordSigner {
-                key: market.key.clone(),
-                chain,
-            },
-            registrar: RecordSigner {
-                key: market.key.clone(),
-                chain,
-            },
-            node: NodeClient::new(&apis[i % 4]),
-            index: i,
-        };
-        let s = shared.clone();
-        threads.push(std::thread::spawn(move || actor.run(&s)));
-    }
-
-    if let Some(target) = args.fill {
-        return fill(
-            &args,
-            target,
-            &shared,
-            &node0,
-            &mut children,
-            dir.path(),
-            threads,
-        );
-    }
-
-    // Ramp until the ledger no longer keeps up with the offer.
-    let mut ramp = Vec::new();
-    let mut rate = 250;
-    loop {
-        let m = watcher.measure(&shared, rate, args.step_s);
-        eprintln!(
-            "offered {:>6}/s  finalized {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms",
-            m.offered_per_s, m.finalized_per_s, m.p50_ms, m.p99_ms
-        );
-        let keeping_up = m.finalized_per_s >= 0.8 * rate as f64;
-        ramp.push(m);
-        if !keeping_up || rate >= 64_000 {
-            break;
-        }
-        rate *= 2;
-    }
-    let best = ramp
-        .iter()
-        .map(|m| m.finalized_per_s)
-        .fold(0.0, f64::max)
-        .max(1.0);
-    eprintln!(
-        "sustaining saturation ({best:.0}/s offered) for {} s…",
-        args.sustain_s
+    println!(
+        "sled alone, the ledger's write pattern with {hot} hot-key overwrites per record, 64 MiB page cache:"
     );
-    let saturation = watcher.measure(&shared, best as u64, args.sustain_s);
-    eprintln!("half of saturation…");
-    let h0 = node0.status()?.height;
-    let half = watcher.measure(&shared, (best / 2.0) as u64, args.sustain_s.min(20));
-    let h1 = node0.status()?.height;
-    let half_saturation_blocks = block_timings(&dir.path().join("nodes/v0.log"), h0 + 1..=h1);
-    shared.set_rate(0);
-    std::thread::sleep(Duration::from_secs(3));
-    shared.stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
+    for (records, mib) in inspect::sled_alone(dir.path(), n, 100_000, 64 << 20, hot)? {
+        println!("  {records:>9} records   RSS {mib:>6.0} MiB");
     }
+    Ok(())
+}
 
-    eprintln!("provenance of a batch with over 1,000 upstream events…");
-    let provenance = provenance::measure(&node0, &genesis, &market, 20)?;
+/// `--provenance-only`: the provenance figure on an otherwise empty ledger.
+fn provenance_only(args: &Args, c: &mut Consortium) -> Result<()> {
+    eprintln!("loading a chain of over 1,000 events and tracing it…");
+    let f = provenance::measure(&NodeClient::new(&c.apis[0]), &c.genesis, &c.market, 20)?;
+    c.children.stop();
+    provenance::print(&f);
+    write_json(&args.out, &f)
+}
 
-    // A fresh node syncs the whole chain.
-    let status = node0.status()?;
+/// Starts the observer `o0` (under `perf` with `--perf-sync`) and waits until it
+/// holds the chain up to `status`; the records synced per second.
+fn sync_fresh_node(
+    args: &Args,
+    node_bin: &Path,
+    c: &mut Consortium,
+    status: &Status,
+) -> Result<f64> {
     let start = Instant::now();
-    let (child, oapi, _) = spawn_node(&node_bin, dir.path(), "o0", 0, 0, &p2ps)?;
+    let (child, oapi, _) = spawn_node(node_bin, c.dir.path(), "o0", 0, 0, &c.p2ps)?;
     let perf = match &args.perf_sync {
         Some(out) => Some(
             std::process::Command::new("perf")
@@ -440,7 +231,7 @@ fn main() -> Result<()> {
         ),
         None => None,
     };
-    children.0.push(("o0".into(), child));
+    c.children.0.push(("o0".into(), child));
     let observer = NodeClient::new(&oapi);
     while observer.status().map(|s| s.height).unwrap_or(0) < status.height {
         if start.elapsed() > Duration::from_secs(600) {
@@ -456,19 +247,30 @@ fn main() -> Result<()> {
             .status()?;
         p.wait()?;
     }
+    Ok(sync_records_per_s)
+}
 
+/// The validators' folders on disk, per validator and record.
+fn disk_bytes_per_record(dir: &Path, records: u64) -> f64 {
     let disk: u64 = (0..4)
-        .map(|i| dir_bytes(&dir.path().join("nodes").join(format!("v{i}"))))
+        .map(|i| dir_bytes(&dir.join("nodes").join(format!("v{i}"))))
         .sum();
-    let disk_bytes_per_record = disk as f64 / 4.0 / status.ledger_size.max(1) as f64;
-    let peak_rss: Vec<(String, f64)> = children
+    disk as f64 / 4.0 / records.max(1) as f64
+}
+
+/// Each node's peak resident memory.
+fn peak_rss(children: &Children) -> Vec<(String, f64)> {
+    children
         .0
         .iter()
         .map(|(id, c)| (id.clone(), peak_rss_mib(c.id())))
-        .collect();
+        .collect()
+}
 
-    // Verifying proofs from a verified header.
-    let tip = node0.block(status.height)?;
+/// Verifying proofs from a verified header (the tip at `height`): one proof 200 times,
+/// and the last 1,000 records' proofs; ms per proof, and per 1,000 proofs.
+fn proof_figures(node0: &NodeClient, genesis: &Genesis, height: u64) -> Result<(f64, f64)> {
+    let tip = node0.block(height)?;
     let mut light = LightClient::new(genesis.clone());
     light
         .advance(
@@ -480,9 +282,9 @@ fn main() -> Result<()> {
         )
         .context("the tip verifies")?;
     let mut proofs = Vec::new();
-    'collect: for h in (1..=status.height).rev() {
+    'collect: for h in (1..=height).rev() {
         for id in node0.block(h)?.records {
-            proofs.push(node0.record_proof(&id, Some(status.height))?);
+            proofs.push(node0.record_proof(&id, Some(height))?);
             if proofs.len() == 1000 {
                 break 'collect;
             }
@@ -498,7 +300,11 @@ fn main() -> Result<()> {
         light.verify_record(p)?;
     }
     let proofs_1000_verify_ms = t.elapsed().as_secs_f64() * 1000.0 * 1000.0 / proofs.len() as f64;
+    Ok((proof_verify_ms, proofs_1000_verify_ms))
+}
 
+/// The submissions refused during the load, by code.
+fn refusals(shared: &workload::Shared) -> Vec<(String, u64)> {
     let mut refusals: Vec<(String, u64)> = shared
         .refusals
         .lock()
@@ -507,51 +313,7 @@ fn main() -> Result<()> {
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     refusals.sort();
-    let report = Report {
-        fraction_of_verification_bound: saturation.finalized_per_s
-            / (limits.ed25519_batch_verify_per_s / 4.0),
-        machine: limits,
-        validators: 4,
-        records: status.ledger_size,
-        ramp,
-        saturation,
-        half_saturation: half,
-        sync_records_per_s,
-        disk_bytes_per_record,
-        peak_rss_mib: peak_rss,
-        proof_verify_ms,
-        proofs_1000_verify_ms,
-        provenance,
-        block_interval_ms,
-        half_saturation_blocks,
-        disk: inspect::DiskBreakdown::default(),
-        refusals,
-    };
-    children.stop();
-    let report = Report {
-        disk: inspect::disk_breakdown(&dir.path().join("nodes/v0"), report.records)?,
-        ..report
-    };
-    print_table(&report);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    println!("(JSON: {})", args.out.display());
-    Ok(())
-}
-
-fn block_timings(log: &Path, heights: std::ops::RangeInclusive<u64>) -> BlockTimings {
-    let t = inspect::block_timings(log, heights);
-    if t.is_empty() {
-        return BlockTimings::default();
-    }
-    let mut ms: Vec<u64> = t.iter().map(|x| x.1).collect();
-    ms.sort_unstable();
-    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize] as f64;
-    BlockTimings {
-        blocks: t.len(),
-        records_per_block: t.iter().map(|x| x.2).sum::<u64>() as f64 / t.len() as f64,
-        propose_to_final_p50_ms: pct(0.5),
-        propose_to_final_p99_ms: pct(0.99),
-    }
+    refusals
 }
 
 /// `--fill`: a steady load until the ledger holds `target` records, every node's
@@ -561,8 +323,7 @@ fn fill(
     target: u64,
     shared: &Arc<workload::Shared>,
     node0: &NodeClient,
-    children: &mut Children,
-    dir: &Path,
+    c: &mut Consortium,
     threads: Vec<std::thread::JoinHandle<()>>,
 ) -> Result<()> {
     let start = Instant::now();
@@ -575,7 +336,8 @@ fn fill(
             let s = RssSample {
                 records: size,
                 elapsed_s: start.elapsed().as_secs_f64(),
-                rss_mib: children
+                rss_mib: c
+                    .children
                     .0
                     .iter()
                     .map(|(id, c)| (id.clone(), inspect::rss_mib(c.id())))
@@ -594,18 +356,11 @@ fn fill(
         std::thread::sleep(Duration::from_millis(500));
     }
     shared.set_rate(0);
-    shared.stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
-    }
+    consortium::stop_actors(shared, threads);
     let records = node0.status()?.ledger_size;
-    let peak: Vec<(String, f64)> = children
-        .0
-        .iter()
-        .map(|(id, c)| (id.clone(), peak_rss_mib(c.id())))
-        .collect();
-    children.stop();
-    let disk = inspect::disk_breakdown(&dir.join("nodes/v0"), records)?;
+    let peak = peak_rss(&c.children);
+    c.children.stop();
+    let disk = inspect::disk_breakdown(&c.dir.path().join("nodes/v0"), records)?;
     println!(
         "memory as the ledger grows ({} records/s offered):",
         args.fill_rate
@@ -629,84 +384,10 @@ fn fill(
         v.join(", ")
     );
     inspect::print_disk(&disk);
-    std::fs::write(
+    write_json(
         &args.out,
-        serde_json::to_string_pretty(&serde_json::json!({
+        &serde_json::json!({
             "fill_rate": args.fill_rate, "samples": samples, "peak_rss_mib": peak, "disk": disk,
-        }))?,
-    )?;
-    println!("(JSON: {})", args.out.display());
-    Ok(())
-}
-
-fn print_table(r: &Report) {
-    let m = &r.machine;
-    println!("machine ({} cores)", m.cores);
-    println!(
-        "  ed25519 batch verify (ZIP-215), all cores   {:>12.0} /s",
-        m.ed25519_batch_verify_per_s
-    );
-    println!(
-        "  SHA-256                                     {:>12.0} MB/s",
-        m.sha256_mb_per_s
-    );
-    println!(
-        "  sled group commit (flush per 1,000)         {:>12.0} inserts/s",
-        m.sled_group_commit_inserts_per_s
-    );
-    println!(
-        "  sled flush per insert                       {:>12.0} /s",
-        m.sled_flush_each_per_s
-    );
-    println!(
-        "ledger, 4 validators on this machine, {} records   figure      target    ratio",
-        r.records
-    );
-    let bound = m.ed25519_batch_verify_per_s / 4.0;
-    println!(
-        "  sustained finalized records/s           {:>12.0}    ≥ 15,000   {:.2} of the verification bound ({bound:.0}/s)",
-        r.saturation.finalized_per_s, r.fraction_of_verification_bound
-    );
-    for (name, l) in [
-        ("50% of saturation", &r.half_saturation),
-        ("saturation", &r.saturation),
-    ] {
-        println!(
-            "  submit→final at {name:<18} p50 {:>7.1} ms  p95 {:>7.1} ms  p99 {:>7.1} ms (target p99 ≤ 500 ms at 50%)",
-            l.p50_ms, l.p95_ms, l.p99_ms
-        );
-    }
-    println!(
-        "  fresh-node sync                         {:>12.0} records/s   ≥ 30,000",
-        r.sync_records_per_s
-    );
-    println!(
-        "  disk per record (all indexes)           {:>12.0} bytes       ≤ 1,024",
-        r.disk_bytes_per_record
-    );
-    for (id, mib) in &r.peak_rss_mib {
-        println!("  peak RSS {id:<4}                           {mib:>12.1} MiB");
-    }
-    println!(
-        "  verify one record's proof (trusted hdr) {:>12.3} ms          ≤ 0.2",
-        r.proof_verify_ms
-    );
-    println!(
-        "  verify 1,000 record proofs              {:>12.1} ms",
-        r.proofs_1000_verify_ms
-    );
-    let b = &r.half_saturation_blocks;
-    println!(
-        "  at 50%: {} blocks of {:.0} records, proposal→final p50 {:.0} ms, p99 {:.0} ms (block interval {} ms)",
-        b.blocks,
-        b.records_per_block,
-        b.propose_to_final_p50_ms,
-        b.propose_to_final_p99_ms,
-        r.block_interval_ms
-    );
-    inspect::print_disk(&r.disk);
-    provenance::print(&r.provenance);
-    if !r.refusals.is_empty() {
-        println!("  refused submissions by code: {:?}", r.refusals);
-    }
+        }),
+    )
 }

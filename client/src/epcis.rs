@@ -714,14 +714,12 @@ pub fn import(
             errors: &mut errors,
         };
         let before = ev.errors.len();
-        let bodies = map_event(
-            &mut ev,
-            opts,
-            importer,
+        let mut receipts = Receipts {
             lookup,
-            &own_ships,
-            &mut used_remote,
-        );
+            own_ships: &own_ships,
+            used_remote: &mut used_remote,
+        };
+        let bodies = map_event(&mut ev, opts, importer, &mut receipts);
         ev.leftovers();
         if ev.errors.len() > before {
             continue;
@@ -780,15 +778,27 @@ fn time_of(ev: &mut Ev) -> Option<EventTime> {
     Some(time)
 }
 
-fn map_event(
-    ev: &mut Ev,
-    opts: &ImportOptions,
-    importer: Option<&Uscc>,
-    lookup: &dyn ShipmentLookup,
-    own_ships: &[(String, Uscc, u64, RecordId)],
-    used_remote: &mut Vec<RecordId>,
-) -> Vec<Body> {
-    let ty = ev.str("type").unwrap_or_default().to_string();
+/// Where a receipt's shipment is looked for: shipments earlier in this document, then
+/// open ones on the ledger (each of those matched once).
+struct Receipts<'a> {
+    lookup: &'a dyn ShipmentLookup,
+    /// `(batch, to, amount, ship record id)` of this import's unreceived shipments.
+    own_ships: &'a [(String, Uscc, u64, RecordId)],
+    /// Shipments on the ledger already matched by an earlier receipt of this import.
+    used_remote: &'a mut Vec<RecordId>,
+}
+
+/// The fields every event type reads alike, with the one location a record keeps
+/// (`bizLocation`, else `readPoint`; both only when they agree).
+struct Common {
+    time: Option<EventTime>,
+    step: Option<String>,
+    disp: Option<String>,
+    action: Option<String>,
+    location: Option<String>,
+}
+
+fn common_fields(ev: &mut Ev) -> Common {
     let time = time_of(ev);
     let step = ev.vocab(
         "bizStep",
@@ -811,411 +821,568 @@ fn map_event(
             format!("'{r}' differs from bizLocation '{b}'; a record keeps one location"),
         );
     }
-    let location = biz_location.or(read_point);
-    let read_point = location.clone();
-    let mut bodies = Vec::new();
+    Common {
+        time,
+        step,
+        disp,
+        action,
+        location: biz_location.or(read_point),
+    }
+}
+
+/// The record bodies of one event, by its type; whatever cannot be mapped is reported
+/// through `ev` (an event with errors gives no records).
+fn map_event(
+    ev: &mut Ev,
+    opts: &ImportOptions,
+    importer: Option<&Uscc>,
+    receipts: &mut Receipts,
+) -> Vec<Body> {
+    let ty = ev.str("type").unwrap_or_default().to_string();
+    let common = common_fields(ev);
     match ty.as_str() {
-        "ObjectEvent" => {
-            let els = elements(ev, "epcList", "quantityList", false);
-            if els.is_empty() {
-                ev.err("quantityList", "required: the batches the event is about");
-            }
-            let sources = ends(ev, "sourceList", "source");
-            let dests = ends(ev, "destinationList", "destination");
-            let (from, _) = one_party(ev, &sources, "sourceList", opts);
-            let (to, to_location) = one_party(ev, &dests, "destinationList", opts);
-            let ilmd = ev.take("ilmd").cloned();
-            let standard = ev.str("xinlian:standard").map(str::to_string);
-            let report = ev.str("xinlian:report").map(str::to_string);
-            let reason = ev.str("xinlian:reason").map(str::to_string);
-            let shipment = ev.str("xinlian:shipment").map(str::to_string);
-            let Some(time) = time else {
-                return bodies;
-            };
-            let need_q = |ev: &mut Ev, q: &Option<Quantity>| -> Option<Quantity> {
-                if q.is_none() {
-                    ev.err("quantityList", "each element needs a quantity for this step");
-                }
-                q.clone()
-            };
-            let need_loc = |ev: &mut Ev, l: &Option<String>, what: &'static str| {
-                if l.is_none() {
-                    ev.err(what, "required for this step");
-                }
-                l.clone()
-            };
-            let step_disp = (action.as_deref(), step.as_deref(), disp.as_deref());
-            // Fields only some steps carry: anywhere else they would be dropped.
-            let kind_of = match step_disp {
-                (_, Some("commissioning"), _) => "commissioning",
-                (_, Some("shipping"), _) => "shipping",
-                (_, Some("receiving"), _) => "receiving",
-                (_, Some("inspecting"), _) => "inspecting",
-                (_, _, Some("recalled")) => "recall",
-                _ => "other",
-            };
-            for (field, present, allowed) in [
-                ("ilmd", ilmd.is_some(), &["commissioning"][..]),
-                ("xinlian:standard", standard.is_some(), &["inspecting"][..]),
-                ("xinlian:report", report.is_some(), &["inspecting"][..]),
-                ("xinlian:reason", reason.is_some(), &["recall"][..]),
-                ("xinlian:shipment", shipment.is_some(), &["receiving"][..]),
-                ("sourceList", !sources.is_empty(), &["shipping", "receiving"][..]),
-                ("destinationList", !dests.is_empty(), &["shipping", "receiving"][..]),
-            ] {
-                if present && !allowed.contains(&kind_of) {
-                    ev.err(field, format!("not representable for this event ({kind_of})"));
-                }
-            }
-            if let (Some(from), Some(me), "shipping") = (&from, importer, kind_of)
-                && from != me
-            {
-                ev.err(
-                    "sourceList",
-                    format!("the shipper {from} is not the importer {me}: only the holder ships"),
-                );
-            }
-            match step_disp {
-                (Some("ADD"), Some("commissioning"), None | Some("active")) => {
-                    let Some(origin) = need_loc(ev, &read_point, "readPoint") else {
-                        return bodies;
-                    };
-                    let m = match &ilmd {
-                        Some(Value::Object(m)) => m.clone(),
-                        _ => {
-                            ev.err("ilmd", "required: the product's name, lot and domain");
-                            return bodies;
-                        }
-                    };
-                    let Some((product, lot, domain)) = product_of(ev, &m, "ilmd", opts) else {
-                        return bodies;
-                    };
-                    for (batch, q) in &els {
-                        if let Some(quantity) = need_q(ev, q) {
-                            bodies.push(Body::Commission(Commission {
-                                batch: batch.clone(),
-                                domain: domain.clone(),
-                                product: product.clone(),
-                                lot: lot.clone(),
-                                quantity,
-                                origin: origin.clone(),
-                                time,
-                            }));
-                        }
-                    }
-                }
-                (Some("OBSERVE"), Some("shipping"), None | Some("in_transit")) => {
-                    let from_location = need_loc(ev, &read_point, "readPoint");
-                    if to.is_none() {
-                        ev.err(
-                            "destinationList",
-                            "required: an owning_party or possessing_party destination, the receiving enterprise",
-                        );
-                    }
-                    let to_location = need_loc(ev, &to_location, "destinationList (location)");
-                    if let (Some(to), Some(fl), Some(tl)) = (to, from_location, to_location) {
-                        for (batch, q) in &els {
-                            if let Some(quantity) = need_q(ev, q) {
-                                bodies.push(Body::Ship(Ship {
-                                    batch: batch.clone(),
-                                    quantity,
-                                    to: to.clone(),
-                                    from_location: fl.clone(),
-                                    to_location: tl.clone(),
-                                    time,
-                                }));
-                            }
-                        }
-                    }
-                }
-                (Some("OBSERVE"), Some("receiving"), None | Some("in_progress")) => {
-                    let Some(loc) = need_loc(ev, &location, "bizLocation") else {
-                        return bodies;
-                    };
-                    let receiver = to.or(importer.cloned());
-                    for (i, (batch, q)) in els.iter().enumerate() {
-                        let shipment = match &shipment {
-                            Some(s) => match s
-                                .strip_prefix(RECORD_PREFIX)
-                                .and_then(|h| RecordId::from_hex(h).ok())
-                            {
-                                Some(id) => Some(id),
-                                None => {
-                                    ev.err("xinlian:shipment", "must be urn:xinlian:record:HEX");
-                                    None
-                                }
-                            },
-                            None => find_shipment(
-                                ev,
-                                i,
-                                batch,
-                                q,
-                                receiver.as_ref(),
-                                lookup,
-                                own_ships,
-                                used_remote,
-                            ),
-                        };
-                        if let Some(shipment) = shipment {
-                            bodies.push(Body::Receive(Receive {
-                                shipment,
-                                location: loc.clone(),
-                                time,
-                            }));
-                        }
-                    }
-                }
-                (Some("OBSERVE"), Some("inspecting"), Some(d @ ("conformant" | "non_conformant"))) => {
-                    let result = if d == "conformant" {
-                        InspectionResult::Pass
-                    } else {
-                        InspectionResult::Fail
-                    };
-                    let Some(loc) = need_loc(ev, &location, "readPoint") else {
-                        return bodies;
-                    };
-                    let Some(standard) = standard else {
-                        ev.err("xinlian:standard", "required: the standard tested against");
-                        return bodies;
-                    };
-                    let report = match report.map(|r| crate::genesis::Hash32::from_hex(&r)) {
-                        None => None,
-                        Some(Ok(h)) => Some(h),
-                        Some(Err(_)) => {
-                            ev.err("xinlian:report", "must be a SHA-256 in hex");
-                            return bodies;
-                        }
-                    };
-                    for (batch, _) in &els {
-                        bodies.push(Body::Inspect(Inspect {
-                            batch: batch.clone(),
-                            result,
-                            standard: standard.clone(),
-                            report,
-                            location: loc.clone(),
-                            time,
-                        }));
-                    }
-                }
-                (Some("OBSERVE"), _, Some("recalled")) => {
-                    if step.is_some() {
-                        ev.err("bizStep", "a recall has no business step here");
-                    }
-                    let Some(reason) = reason else {
-                        ev.err("xinlian:reason", "required: why the batch is recalled");
-                        return bodies;
-                    };
-                    for (batch, _) in &els {
-                        bodies.push(Body::Recall(Recall {
-                            batch: batch.clone(),
-                            reason: reason.clone(),
-                            time,
-                        }));
-                    }
-                }
-                (
-                    Some("OBSERVE" | "DELETE"),
-                    Some(s @ ("retail_selling" | "dispensing")),
-                    None | Some("retail_sold" | "dispensed"),
-                ) => {
-                    let kind = if s == "retail_selling" {
-                        SaleKind::RetailSold
-                    } else {
-                        SaleKind::Dispensed
-                    };
-                    let Some(loc) = need_loc(ev, &location, "bizLocation") else {
-                        return bodies;
-                    };
-                    for (batch, q) in &els {
-                        if let Some(quantity) = need_q(ev, q) {
-                            bodies.push(Body::Sell(Sell {
-                                batch: batch.clone(),
-                                quantity,
-                                kind,
-                                location: loc.clone(),
-                                time,
-                            }));
-                        }
-                    }
-                }
-                _ => ev.err(
-                    "bizStep",
-                    format!(
-                        "no record kind for an ObjectEvent with action {action:?}, bizStep {step:?}, disposition {disp:?} (see docs/epcis.md for the ones that are)"
-                    ),
-                ),
-            }
+        "ObjectEvent" => object_event(ev, &common, opts, importer, receipts),
+        "AggregationEvent" => aggregation_event(ev, common, opts),
+        "TransformationEvent" => transformation_event(ev, common, opts),
+        "" => {
+            ev.err("type", "required");
+            Vec::new()
         }
-        "AggregationEvent" => {
-            let parent = ev.str("parentID").map(str::to_string);
-            let children = elements(ev, "childEPCs", "childQuantityList", true);
-            let domain = ev.str("xinlian:domain").map(str::to_string);
-            let product = ev.str("xinlian:productName").map(str::to_string);
-            if action.as_deref() != Some("ADD") {
-                ev.err(
-                    "action",
-                    "only packing (ADD) is representable: it makes a new batch of the children; an OBSERVE restates containment the ledger does not keep, and a DELETE (unpacking) cannot re-create batches consumed by packing",
-                );
-                return bodies;
-            }
-            if !matches!(step.as_deref(), None | Some("packing")) {
-                ev.err("bizStep", "an aggregation is imported as packing");
-            }
-            if !matches!(disp.as_deref(), None | Some("in_progress" | "active")) {
-                ev.err("disposition", "not representable for packing");
-            }
-            let Some(parent) = parent else {
-                ev.err("parentID", "required: the container, which becomes a batch of one");
-                return bodies;
-            };
-            let Some(loc) = location else {
-                ev.err("readPoint", "required: where the packing happened");
-                return bodies;
-            };
-            let Some(domain) = domain.or(opts.domain.clone()) else {
-                ev.err("xinlian:domain", "required: the trace domain, or give --domain");
-                return bodies;
-            };
-            let (Some(time), false) = (time, children.is_empty()) else {
-                if children.is_empty() {
-                    ev.err("childQuantityList", "required: what was packed");
-                }
-                return bodies;
-            };
-            bodies.push(Body::Transform(Transform {
-                inputs: children
-                    .into_iter()
-                    .map(|(batch, q)| BatchAmount {
-                        batch,
-                        quantity: q.expect("required above"),
-                    })
-                    .collect(),
-                outputs: vec![NewBatch {
-                    batch: parent.clone(),
-                    domain,
-                    product: Product {
-                        name: product.unwrap_or_else(|| format!("container {parent}")),
-                        gtin: None,
-                        drug_code: None,
-                    },
-                    lot: parent,
-                    quantity: Quantity {
-                        amount: 1,
-                        uom: PIECE.into(),
-                    },
-                }],
-                location: loc,
-                time,
-            }));
+        other => {
+            ev.err(
+                "type",
+                format!("'{other}' events are not representable (ObjectEvent, AggregationEvent and TransformationEvent are)"),
+            );
+            Vec::new()
         }
-        "TransformationEvent" => {
-            let inputs = elements(ev, "inputEPCList", "inputQuantityList", true);
-            let outputs = elements(ev, "outputEPCList", "outputQuantityList", true);
-            let ilmd = ev.take("ilmd").cloned();
-            let per_output = ev.take("xinlian:outputs").cloned();
-            if !matches!(
-                step.as_deref(),
-                None | Some("commissioning" | "transforming" | "packing" | "creating_class_instance")
-            ) {
-                ev.err("bizStep", "not representable for a transformation");
-            }
-            if !matches!(disp.as_deref(), None | Some("in_progress" | "active")) {
-                ev.err("disposition", "not representable for a transformation");
-            }
-            if action.is_some() {
-                ev.err("action", "a TransformationEvent has no action");
-            }
-            if inputs.is_empty() {
-                ev.err("inputQuantityList", "required: what was used");
-            }
-            if outputs.is_empty() {
-                ev.err("outputQuantityList", "required: what was made");
-            }
-            let Some(loc) = location else {
-                ev.err("readPoint", "required: where it was made");
-                return bodies;
-            };
-            let mut products = BTreeMap::new();
-            let errors_before = ev.errors.len();
-            match (&ilmd, &per_output) {
-                (Some(Value::Object(m)), None) => {
-                    if let Some(p) = product_of(ev, m, "ilmd", opts) {
-                        for (b, _) in &outputs {
-                            products.insert(b.clone(), p.clone());
-                        }
-                    }
-                }
-                (None, Some(Value::Array(list))) => {
-                    for (i, o) in list.iter().enumerate() {
-                        let Some(m) = o.as_object() else {
-                            ev.err(format!("xinlian:outputs[{i}]"), "must be an object");
-                            continue;
-                        };
-                        let b = m.get("epcClass").and_then(Value::as_str).map(class_batch);
-                        if let (Some(b), Some(p)) =
-                            (b, product_of(ev, m, &format!("xinlian:outputs[{i}]"), opts))
-                        {
-                            products.insert(b, p);
-                        }
-                    }
-                }
-                _ => ev.err(
-                    "ilmd",
-                    "required: the outputs' product name, lot and domain (ilmd, or xinlian:outputs per output)",
-                ),
-            }
-            let Some(time) = time else {
-                return bodies;
-            };
-            let mut new = Vec::new();
-            for (b, q) in outputs {
-                match products.get(&b) {
-                    Some((product, lot, domain)) => new.push(NewBatch {
-                        batch: b,
-                        domain: domain.clone(),
-                        product: product.clone(),
-                        lot: lot.clone(),
-                        quantity: q.expect("required above"),
-                    }),
-                    // Once the master data itself is in error, each output lacking it says nothing new.
-                    None if ev.errors.len() > errors_before => {}
-                    None => ev.err("xinlian:outputs", format!("no master data for output {b}")),
-                }
-            }
-            if !inputs.is_empty() && !new.is_empty() {
-                bodies.push(Body::Transform(Transform {
-                    inputs: inputs
-                        .into_iter()
-                        .map(|(batch, q)| BatchAmount {
-                            batch,
-                            quantity: q.expect("required above"),
-                        })
-                        .collect(),
-                    outputs: new,
-                    location: loc,
-                    time,
-                }));
-            }
-        }
-        "" => ev.err("type", "required"),
-        other => ev.err(
-            "type",
-            format!("'{other}' events are not representable (ObjectEvent, AggregationEvent and TransformationEvent are)"),
+    }
+}
+
+// ------------------------------------------------ import: ObjectEvent, by business step
+
+/// What an ObjectEvent carries besides the common fields.
+struct Observed {
+    els: Vec<(String, Option<Quantity>)>,
+    /// The destination party and location.
+    to: Option<Uscc>,
+    to_location: Option<String>,
+    ilmd: Option<Value>,
+    standard: Option<String>,
+    report: Option<String>,
+    reason: Option<String>,
+    shipment: Option<String>,
+}
+
+/// An ObjectEvent: reads its fields, refuses those its step cannot carry, then maps it
+/// by `(action, bizStep, disposition)` to one record kind.
+fn object_event(
+    ev: &mut Ev,
+    c: &Common,
+    opts: &ImportOptions,
+    importer: Option<&Uscc>,
+    receipts: &mut Receipts,
+) -> Vec<Body> {
+    let els = elements(ev, "epcList", "quantityList", false);
+    if els.is_empty() {
+        ev.err("quantityList", "required: the batches the event is about");
+    }
+    let sources = ends(ev, "sourceList", "source");
+    let dests = ends(ev, "destinationList", "destination");
+    let (from, _) = one_party(ev, &sources, "sourceList", opts);
+    let (to, to_location) = one_party(ev, &dests, "destinationList", opts);
+    let ilmd = ev.take("ilmd").cloned();
+    let standard = ev.str("xinlian:standard").map(str::to_string);
+    let report = ev.str("xinlian:report").map(str::to_string);
+    let reason = ev.str("xinlian:reason").map(str::to_string);
+    let shipment = ev.str("xinlian:shipment").map(str::to_string);
+    let o = Observed {
+        els,
+        to,
+        to_location,
+        ilmd,
+        standard,
+        report,
+        reason,
+        shipment,
+    };
+    let Some(time) = c.time else {
+        return Vec::new();
+    };
+    let step_disp = (c.action.as_deref(), c.step.as_deref(), c.disp.as_deref());
+    // Fields only some steps carry: anywhere else they would be dropped.
+    let kind_of = match step_disp {
+        (_, Some("commissioning"), _) => "commissioning",
+        (_, Some("shipping"), _) => "shipping",
+        (_, Some("receiving"), _) => "receiving",
+        (_, Some("inspecting"), _) => "inspecting",
+        (_, _, Some("recalled")) => "recall",
+        _ => "other",
+    };
+    for (field, present, allowed) in [
+        ("ilmd", o.ilmd.is_some(), &["commissioning"][..]),
+        (
+            "xinlian:standard",
+            o.standard.is_some(),
+            &["inspecting"][..],
         ),
+        ("xinlian:report", o.report.is_some(), &["inspecting"][..]),
+        ("xinlian:reason", o.reason.is_some(), &["recall"][..]),
+        ("xinlian:shipment", o.shipment.is_some(), &["receiving"][..]),
+        (
+            "sourceList",
+            !sources.is_empty(),
+            &["shipping", "receiving"][..],
+        ),
+        (
+            "destinationList",
+            !dests.is_empty(),
+            &["shipping", "receiving"][..],
+        ),
+    ] {
+        if present && !allowed.contains(&kind_of) {
+            ev.err(
+                field,
+                format!("not representable for this event ({kind_of})"),
+            );
+        }
+    }
+    if let (Some(from), Some(me), "shipping") = (&from, importer, kind_of)
+        && from != me
+    {
+        ev.err(
+            "sourceList",
+            format!("the shipper {from} is not the importer {me}: only the holder ships"),
+        );
+    }
+    let loc = &c.location;
+    match step_disp {
+        (Some("ADD"), Some("commissioning"), None | Some("active")) => {
+            commission(ev, &o, loc, time, opts)
+        }
+        (Some("OBSERVE"), Some("shipping"), None | Some("in_transit")) => ship(ev, &o, loc, time),
+        (Some("OBSERVE"), Some("receiving"), None | Some("in_progress")) => {
+            receive(ev, &o, loc, time, importer, receipts)
+        }
+        (Some("OBSERVE"), Some("inspecting"), Some("conformant")) => {
+            inspect(ev, &o, loc, time, InspectionResult::Pass)
+        }
+        (Some("OBSERVE"), Some("inspecting"), Some("non_conformant")) => {
+            inspect(ev, &o, loc, time, InspectionResult::Fail)
+        }
+        (Some("OBSERVE"), step, Some("recalled")) => recall(ev, &o, step.is_some(), time),
+        (
+            Some("OBSERVE" | "DELETE"),
+            Some(s @ ("retail_selling" | "dispensing")),
+            None | Some("retail_sold" | "dispensed"),
+        ) => {
+            let kind = if s == "retail_selling" {
+                SaleKind::RetailSold
+            } else {
+                SaleKind::Dispensed
+            };
+            sell(ev, &o, loc, time, kind)
+        }
+        (action, step, disp) => {
+            ev.err(
+                "bizStep",
+                format!(
+                    "no record kind for an ObjectEvent with action {action:?}, bizStep {step:?}, disposition {disp:?} (see docs/epcis.md for the ones that are)"
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The event's location, which this step needs (`what` names the field to give).
+fn need_loc(ev: &mut Ev, l: &Option<String>, what: &'static str) -> Option<String> {
+    if l.is_none() {
+        ev.err(what, "required for this step");
+    }
+    l.clone()
+}
+
+/// One body per element, made by `make` from its batch and quantity, which this step
+/// needs.
+fn per_element(
+    ev: &mut Ev,
+    els: &[(String, Option<Quantity>)],
+    mut make: impl FnMut(&str, Quantity) -> Body,
+) -> Vec<Body> {
+    let mut bodies = Vec::new();
+    for (batch, q) in els {
+        match q {
+            Some(quantity) => bodies.push(make(batch, quantity.clone())),
+            None => ev.err(
+                "quantityList",
+                "each element needs a quantity for this step",
+            ),
+        }
     }
     bodies
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `commissioning` (ADD): a new batch per element, its master data in `ilmd`.
+fn commission(
+    ev: &mut Ev,
+    o: &Observed,
+    loc: &Option<String>,
+    time: EventTime,
+    opts: &ImportOptions,
+) -> Vec<Body> {
+    let Some(origin) = need_loc(ev, loc, "readPoint") else {
+        return Vec::new();
+    };
+    let Some(Value::Object(m)) = &o.ilmd else {
+        ev.err("ilmd", "required: the product's name, lot and domain");
+        return Vec::new();
+    };
+    let Some((product, lot, domain)) = product_of(ev, m, "ilmd", opts) else {
+        return Vec::new();
+    };
+    per_element(ev, &o.els, |batch, quantity| {
+        Body::Commission(Commission {
+            batch: batch.to_string(),
+            domain: domain.clone(),
+            product: product.clone(),
+            lot: lot.clone(),
+            quantity,
+            origin: origin.clone(),
+            time,
+        })
+    })
+}
+
+/// `shipping`: from the read point to the destination party and location.
+fn ship(ev: &mut Ev, o: &Observed, loc: &Option<String>, time: EventTime) -> Vec<Body> {
+    let from_location = need_loc(ev, loc, "readPoint");
+    if o.to.is_none() {
+        ev.err(
+            "destinationList",
+            "required: an owning_party or possessing_party destination, the receiving enterprise",
+        );
+    }
+    let to_location = need_loc(ev, &o.to_location, "destinationList (location)");
+    let (Some(to), Some(fl), Some(tl)) = (&o.to, from_location, to_location) else {
+        return Vec::new();
+    };
+    per_element(ev, &o.els, |batch, quantity| {
+        Body::Ship(Ship {
+            batch: batch.to_string(),
+            quantity,
+            to: to.clone(),
+            from_location: fl.clone(),
+            to_location: tl.clone(),
+            time,
+        })
+    })
+}
+
+/// `receiving`: each element's shipment, named (`xinlian:shipment`) or matched by
+/// batch, receiver and amount.
+fn receive(
+    ev: &mut Ev,
+    o: &Observed,
+    loc: &Option<String>,
+    time: EventTime,
+    importer: Option<&Uscc>,
+    receipts: &mut Receipts,
+) -> Vec<Body> {
+    let Some(loc) = need_loc(ev, loc, "bizLocation") else {
+        return Vec::new();
+    };
+    let receiver = o.to.clone().or(importer.cloned());
+    let mut bodies = Vec::new();
+    for (i, (batch, q)) in o.els.iter().enumerate() {
+        let shipment = match &o.shipment {
+            Some(s) => match s
+                .strip_prefix(RECORD_PREFIX)
+                .and_then(|h| RecordId::from_hex(h).ok())
+            {
+                Some(id) => Some(id),
+                None => {
+                    ev.err("xinlian:shipment", "must be urn:xinlian:record:HEX");
+                    None
+                }
+            },
+            None => find_shipment(ev, i, batch, q, receiver.as_ref(), receipts),
+        };
+        if let Some(shipment) = shipment {
+            bodies.push(Body::Receive(Receive {
+                shipment,
+                location: loc.clone(),
+                time,
+            }));
+        }
+    }
+    bodies
+}
+
+/// `inspecting`: each batch passed or failed against `xinlian:standard`.
+fn inspect(
+    ev: &mut Ev,
+    o: &Observed,
+    loc: &Option<String>,
+    time: EventTime,
+    result: InspectionResult,
+) -> Vec<Body> {
+    let Some(loc) = need_loc(ev, loc, "readPoint") else {
+        return Vec::new();
+    };
+    let Some(standard) = &o.standard else {
+        ev.err("xinlian:standard", "required: the standard tested against");
+        return Vec::new();
+    };
+    let report = match o.report.as_deref().map(crate::genesis::Hash32::from_hex) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => {
+            ev.err("xinlian:report", "must be a SHA-256 in hex");
+            return Vec::new();
+        }
+    };
+    o.els
+        .iter()
+        .map(|(batch, _)| {
+            Body::Inspect(Inspect {
+                batch: batch.clone(),
+                result,
+                standard: standard.clone(),
+                report,
+                location: loc.clone(),
+                time,
+            })
+        })
+        .collect()
+}
+
+/// Disposition `recalled`: each batch, for `xinlian:reason`.
+fn recall(ev: &mut Ev, o: &Observed, has_step: bool, time: EventTime) -> Vec<Body> {
+    if has_step {
+        ev.err("bizStep", "a recall has no business step here");
+    }
+    let Some(reason) = &o.reason else {
+        ev.err("xinlian:reason", "required: why the batch is recalled");
+        return Vec::new();
+    };
+    o.els
+        .iter()
+        .map(|(batch, _)| {
+            Body::Recall(Recall {
+                batch: batch.clone(),
+                reason: reason.clone(),
+                time,
+            })
+        })
+        .collect()
+}
+
+/// `retail_selling` or `dispensing`: a sale of each element's quantity.
+fn sell(
+    ev: &mut Ev,
+    o: &Observed,
+    loc: &Option<String>,
+    time: EventTime,
+    kind: SaleKind,
+) -> Vec<Body> {
+    let Some(loc) = need_loc(ev, loc, "bizLocation") else {
+        return Vec::new();
+    };
+    per_element(ev, &o.els, |batch, quantity| {
+        Body::Sell(Sell {
+            batch: batch.to_string(),
+            quantity,
+            kind,
+            location: loc.clone(),
+            time,
+        })
+    })
+}
+
+// ------------------------------------- import: AggregationEvent and TransformationEvent
+
+/// Elements read with their quantities required (`elements(.., true)`) as amounts.
+fn amounts(els: Vec<(String, Option<Quantity>)>) -> Vec<BatchAmount> {
+    els.into_iter()
+        .map(|(batch, q)| BatchAmount {
+            batch,
+            quantity: q.expect("required above"),
+        })
+        .collect()
+}
+
+/// An AggregationEvent is packing: a transformation of the children into a new batch
+/// of one, the container.
+fn aggregation_event(ev: &mut Ev, c: Common, opts: &ImportOptions) -> Vec<Body> {
+    let parent = ev.str("parentID").map(str::to_string);
+    let children = elements(ev, "childEPCs", "childQuantityList", true);
+    let domain = ev.str("xinlian:domain").map(str::to_string);
+    let product = ev.str("xinlian:productName").map(str::to_string);
+    if c.action.as_deref() != Some("ADD") {
+        ev.err(
+            "action",
+            "only packing (ADD) is representable: it makes a new batch of the children; an OBSERVE restates containment the ledger does not keep, and a DELETE (unpacking) cannot re-create batches consumed by packing",
+        );
+        return Vec::new();
+    }
+    if !matches!(c.step.as_deref(), None | Some("packing")) {
+        ev.err("bizStep", "an aggregation is imported as packing");
+    }
+    if !matches!(c.disp.as_deref(), None | Some("in_progress" | "active")) {
+        ev.err("disposition", "not representable for packing");
+    }
+    let Some(parent) = parent else {
+        ev.err(
+            "parentID",
+            "required: the container, which becomes a batch of one",
+        );
+        return Vec::new();
+    };
+    let Some(loc) = c.location else {
+        ev.err("readPoint", "required: where the packing happened");
+        return Vec::new();
+    };
+    let Some(domain) = domain.or(opts.domain.clone()) else {
+        ev.err(
+            "xinlian:domain",
+            "required: the trace domain, or give --domain",
+        );
+        return Vec::new();
+    };
+    let (Some(time), false) = (c.time, children.is_empty()) else {
+        if children.is_empty() {
+            ev.err("childQuantityList", "required: what was packed");
+        }
+        return Vec::new();
+    };
+    vec![Body::Transform(Transform {
+        inputs: amounts(children),
+        outputs: vec![NewBatch {
+            batch: parent.clone(),
+            domain,
+            product: Product {
+                name: product.unwrap_or_else(|| format!("container {parent}")),
+                gtin: None,
+                drug_code: None,
+            },
+            lot: parent,
+            quantity: Quantity {
+                amount: 1,
+                uom: PIECE.into(),
+            },
+        }],
+        location: loc,
+        time,
+    })]
+}
+
+/// A TransformationEvent: inputs used, outputs made as new batches with master data
+/// from `ilmd` (all alike) or `xinlian:outputs` (one each).
+fn transformation_event(ev: &mut Ev, c: Common, opts: &ImportOptions) -> Vec<Body> {
+    let inputs = elements(ev, "inputEPCList", "inputQuantityList", true);
+    let outputs = elements(ev, "outputEPCList", "outputQuantityList", true);
+    let ilmd = ev.take("ilmd");
+    let per_output = ev.take("xinlian:outputs");
+    if !matches!(
+        c.step.as_deref(),
+        None | Some("commissioning" | "transforming" | "packing" | "creating_class_instance")
+    ) {
+        ev.err("bizStep", "not representable for a transformation");
+    }
+    if !matches!(c.disp.as_deref(), None | Some("in_progress" | "active")) {
+        ev.err("disposition", "not representable for a transformation");
+    }
+    if c.action.is_some() {
+        ev.err("action", "a TransformationEvent has no action");
+    }
+    if inputs.is_empty() {
+        ev.err("inputQuantityList", "required: what was used");
+    }
+    if outputs.is_empty() {
+        ev.err("outputQuantityList", "required: what was made");
+    }
+    let Some(loc) = c.location else {
+        ev.err("readPoint", "required: where it was made");
+        return Vec::new();
+    };
+    let errors_before = ev.errors.len();
+    let products = output_products(ev, ilmd, per_output, &outputs, opts);
+    let Some(time) = c.time else {
+        return Vec::new();
+    };
+    let mut new = Vec::new();
+    for (b, q) in outputs {
+        match products.get(&b) {
+            Some((product, lot, domain)) => new.push(NewBatch {
+                batch: b,
+                domain: domain.clone(),
+                product: product.clone(),
+                lot: lot.clone(),
+                quantity: q.expect("required above"),
+            }),
+            // Once the master data itself is in error, each output lacking it says nothing new.
+            None if ev.errors.len() > errors_before => {}
+            None => ev.err("xinlian:outputs", format!("no master data for output {b}")),
+        }
+    }
+    if inputs.is_empty() || new.is_empty() {
+        return Vec::new();
+    }
+    vec![Body::Transform(Transform {
+        inputs: amounts(inputs),
+        outputs: new,
+        location: loc,
+        time,
+    })]
+}
+
+/// The master data `(product, lot, domain)` of each output batch: one `ilmd` for all of
+/// `outputs`, or `xinlian:outputs` naming each by its `epcClass`.
+fn output_products(
+    ev: &mut Ev,
+    ilmd: Option<&Value>,
+    per_output: Option<&Value>,
+    outputs: &[(String, Option<Quantity>)],
+    opts: &ImportOptions,
+) -> BTreeMap<String, (Product, String, String)> {
+    let mut products = BTreeMap::new();
+    match (ilmd, per_output) {
+        (Some(Value::Object(m)), None) => {
+            if let Some(p) = product_of(ev, m, "ilmd", opts) {
+                for (b, _) in outputs {
+                    products.insert(b.clone(), p.clone());
+                }
+            }
+        }
+        (None, Some(Value::Array(list))) => {
+            for (i, o) in list.iter().enumerate() {
+                let Some(m) = o.as_object() else {
+                    ev.err(format!("xinlian:outputs[{i}]"), "must be an object");
+                    continue;
+                };
+                let b = m.get("epcClass").and_then(Value::as_str).map(class_batch);
+                if let (Some(b), Some(p)) =
+                    (b, product_of(ev, m, &format!("xinlian:outputs[{i}]"), opts))
+                {
+                    products.insert(b, p);
+                }
+            }
+        }
+        _ => ev.err(
+            "ilmd",
+            "required: the outputs' product name, lot and domain (ilmd, or xinlian:outputs per output)",
+        ),
+    }
+    products
+}
+
 fn find_shipment(
     ev: &mut Ev,
     i: usize,
     batch: &str,
     q: &Option<Quantity>,
     receiver: Option<&Uscc>,
-    lookup: &dyn ShipmentLookup,
-    own_ships: &[(String, Uscc, u64, RecordId)],
-    used_remote: &mut Vec<RecordId>,
+    receipts: &mut Receipts,
 ) -> Option<RecordId> {
     let Some(q) = q else {
         ev.err(
@@ -1231,13 +1398,14 @@ fn find_shipment(
         );
         return None;
     };
-    if let Some(s) = own_ships
+    if let Some(s) = receipts
+        .own_ships
         .iter()
         .find(|(b, to, a, _)| b == batch && to == receiver && *a == q.amount)
     {
         return Some(s.3);
     }
-    match lookup.open_shipments(batch) {
+    match receipts.lookup.open_shipments(batch) {
         Err(e) => {
             ev.err(
                 format!("quantityList[{i}]"),
@@ -1247,11 +1415,11 @@ fn find_shipment(
         }
         Ok(open) => {
             let found = open.iter().find(|s| {
-                &s.to == receiver && s.amount == q.amount && !used_remote.contains(&s.ship)
+                &s.to == receiver && s.amount == q.amount && !receipts.used_remote.contains(&s.ship)
             });
             match found {
                 Some(s) => {
-                    used_remote.push(s.ship);
+                    receipts.used_remote.push(s.ship);
                     Some(s.ship)
                 }
                 None => {

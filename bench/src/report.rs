@@ -1,0 +1,113 @@
+//! The benchmark's report: the figures as JSON (field order is the file's), the
+//! table printed with their targets and ratios, and writing a JSON result file.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::load::{BlockTimings, Latency};
+use crate::{inspect, machine, provenance};
+
+#[derive(Serialize)]
+pub struct Report {
+    pub machine: machine::Limits,
+    pub validators: usize,
+    /// Records on the ledger at the end of the load.
+    pub records: u64,
+    pub ramp: Vec<Latency>,
+    pub saturation: Latency,
+    pub half_saturation: Latency,
+    /// Finalized records/s at saturation over the verification bound for 4 nodes
+    /// (every node checks every signature: all-core batch rate / 4).
+    pub fraction_of_verification_bound: f64,
+    pub sync_records_per_s: f64,
+    pub disk_bytes_per_record: f64,
+    pub peak_rss_mib: Vec<(String, f64)>,
+    pub proof_verify_ms: f64,
+    pub proofs_1000_verify_ms: f64,
+    pub provenance: provenance::Figures,
+    pub block_interval_ms: u64,
+    pub half_saturation_blocks: BlockTimings,
+    pub disk: inspect::DiskBreakdown,
+    pub refusals: Vec<(String, u64)>,
+}
+
+/// Writes `value` as pretty JSON to `path` and says where.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)?)?;
+    println!("(JSON: {})", path.display());
+    Ok(())
+}
+
+pub fn print_table(r: &Report) {
+    let m = &r.machine;
+    println!("machine ({} cores)", m.cores);
+    println!(
+        "  ed25519 batch verify (ZIP-215), all cores   {:>12.0} /s",
+        m.ed25519_batch_verify_per_s
+    );
+    println!(
+        "  SHA-256                                     {:>12.0} MB/s",
+        m.sha256_mb_per_s
+    );
+    println!(
+        "  sled group commit (flush per 1,000)         {:>12.0} inserts/s",
+        m.sled_group_commit_inserts_per_s
+    );
+    println!(
+        "  sled flush per insert                       {:>12.0} /s",
+        m.sled_flush_each_per_s
+    );
+    println!(
+        "ledger, 4 validators on this machine, {} records   figure      target    ratio",
+        r.records
+    );
+    let bound = m.ed25519_batch_verify_per_s / 4.0;
+    println!(
+        "  sustained finalized records/s           {:>12.0}    ≥ 15,000   {:.2} of the verification bound ({bound:.0}/s)",
+        r.saturation.finalized_per_s, r.fraction_of_verification_bound
+    );
+    for (name, l) in [
+        ("50% of saturation", &r.half_saturation),
+        ("saturation", &r.saturation),
+    ] {
+        println!(
+            "  submit→final at {name:<18} p50 {:>7.1} ms  p95 {:>7.1} ms  p99 {:>7.1} ms (target p99 ≤ 500 ms at 50%)",
+            l.p50_ms, l.p95_ms, l.p99_ms
+        );
+    }
+    println!(
+        "  fresh-node sync                         {:>12.0} records/s   ≥ 30,000",
+        r.sync_records_per_s
+    );
+    println!(
+        "  disk per record (all indexes)           {:>12.0} bytes       ≤ 1,024",
+        r.disk_bytes_per_record
+    );
+    for (id, mib) in &r.peak_rss_mib {
+        println!("  peak RSS {id:<4}                           {mib:>12.1} MiB");
+    }
+    println!(
+        "  verify one record's proof (trusted hdr) {:>12.3} ms          ≤ 0.2",
+        r.proof_verify_ms
+    );
+    println!(
+        "  verify 1,000 record proofs              {:>12.1} ms",
+        r.proofs_1000_verify_ms
+    );
+    let b = &r.half_saturation_blocks;
+    println!(
+        "  at 50%: {} blocks of {:.0} records, proposal→final p50 {:.0} ms, p99 {:.0} ms (block interval {} ms)",
+        b.blocks,
+        b.records_per_block,
+        b.propose_to_final_p50_ms,
+        b.propose_to_final_p99_ms,
+        r.block_interval_ms
+    );
+    inspect::print_disk(&r.disk);
+    provenance::print(&r.provenance);
+    if !r.refusals.is_empty() {
+        println!("  refused submissions by code: {:?}", r.refusals);
+    }
+}
