@@ -1,0 +1,195 @@
+//! Starting heights (afresh or from the write-ahead log) and the loop that feeds
+//! queued inputs to Malachite's state machine.
+
+use malachite::{Input, Params, State, ValuePayload};
+use malachite_types::{NilOrVal, ThresholdParams, VoteExtensionPolicy, VoteType};
+
+use super::{Action, INPUT_QUEUE_MAX, INPUT_QUEUE_PER_HEIGHT_MAX, Replica, ReplicaError, Timer};
+use crate::consensus::context::{Address, Ctx, Height};
+use crate::consensus::ledger::Ledger;
+use crate::consensus::wire::SignedProposal;
+
+/// What asks [`Replica::maybe_start`] to start the next height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Start {
+    /// Start only when it is due: a block interval after the last block, and once
+    /// there is something to record or a heartbeat is due; else schedule a look later.
+    IfDue,
+    /// Another validator has started the height: join it now.
+    Join,
+}
+
+/// How [`Replica::start_height`] begins the height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Begin {
+    /// A new height: nothing of it has been logged.
+    Afresh,
+    /// Resuming a height we were in the middle of: replay its write-ahead log.
+    FromWal,
+}
+
+impl<L: Ledger> Replica<L> {
+    fn params(&self) -> Params<Ctx> {
+        Params {
+            address: Address(self.me),
+            threshold_params: ThresholdParams::default(),
+            value_payload: ValuePayload::ProposalOnly,
+            enabled: true,
+        }
+    }
+
+    /// Starts the next height when it is time: at least a block interval after the
+    /// last block, and once there is something to record, a heartbeat is due, or
+    /// ([`Start::Join`]) another validator has started it.
+    pub(super) fn maybe_start(&mut self, start: Start) -> Result<(), ReplicaError> {
+        if !self.is_validator() || self.consensus.is_some() {
+            return Ok(());
+        }
+        let since = self.now_ms - self.tip.time_ms;
+        let interval = self.timeouts.block_interval_ms as i64;
+        let heartbeat = self.timeouts.heartbeat_ms as i64;
+        let due = since >= interval && (!self.mempool.is_empty() || since >= heartbeat);
+        if start == Start::Join || due {
+            return self.start_height(Begin::Afresh);
+        }
+        let wait = if self.mempool.is_empty() {
+            heartbeat - since
+        } else {
+            interval - since
+        };
+        self.schedule(Timer::NextHeight, wait.max(1) as u64);
+        Ok(())
+    }
+
+    /// Starts consensus at `tip + 1`, replaying the write-ahead log of that height
+    /// when `begin` is [`Begin::FromWal`].
+    pub(super) fn start_height(&mut self, begin: Begin) -> Result<(), ReplicaError> {
+        let height = Height(self.tip.height + 1);
+        self.candidates.clear();
+        self.proposals.clear();
+        self.signed_votes.retain(|(h, _, _), _| *h >= height.0);
+        self.signed_proposals.retain(|(h, _), _| *h >= height.0);
+        self.consensus = Some(State::new(
+            self.ctx.clone(),
+            height,
+            self.vals.clone(),
+            self.params(),
+            INPUT_QUEUE_MAX,
+            INPUT_QUEUE_PER_HEIGHT_MAX,
+        ));
+        self.actions.push(Action::CancelConsensusTimers);
+        let wal = match begin {
+            Begin::FromWal => self.ledger.wal(height.0)?,
+            Begin::Afresh => Vec::new(),
+        };
+        self.inputs.push_back(Input::StartHeight(
+            height,
+            self.vals.clone(),
+            !wal.is_empty(),
+            None,
+            VoteExtensionPolicy::Disabled,
+        ));
+        self.drain()?;
+        if !wal.is_empty() {
+            tracing::info!(
+                height = height.0,
+                entries = wal.len(),
+                "replaying the write-ahead log"
+            );
+            let inputs: Vec<Input<Ctx>> = wal.into_iter().map(|e| e.into_input(height.0)).collect();
+            for input in &inputs {
+                self.remember_own(input);
+                // Logged proposals re-execute so that a decision can commit their block.
+                match input {
+                    Input::Proposal(p) => {
+                        let _ = self.validate(&p.message.value)?;
+                    }
+                    Input::ProposedValue(v, _) => {
+                        let _ = self.validate(&v.value)?;
+                    }
+                    _ => {}
+                }
+            }
+            self.consensus
+                .as_mut()
+                .expect("validator")
+                .index_wal_entries(inputs.iter());
+            self.replaying = true;
+            self.inputs.extend(inputs);
+            let r = self.drain();
+            self.replaying = false;
+            self.consensus
+                .as_mut()
+                .expect("validator")
+                .reset_entries_index();
+            r?;
+        }
+        // Proposals that arrived early for this height.
+        let early: Vec<SignedProposal> = std::mem::take(&mut self.future)
+            .into_iter()
+            .filter(|p| p.message.height.0 > self.tip.height)
+            .collect();
+        for p in early {
+            let from = p.message.proposer.0;
+            self.on_proposal(from, p)?;
+        }
+        self.drain()
+    }
+
+    fn remember_own(&mut self, input: &Input<Ctx>) {
+        match input {
+            Input::Vote(v) if v.message.validator.0 == self.me => {
+                self.signed_votes.insert(
+                    (
+                        v.message.height.0,
+                        v.message.round.as_u32(),
+                        v.message.kind == VoteType::Precommit,
+                    ),
+                    match v.message.value {
+                        NilOrVal::Nil => None,
+                        NilOrVal::Val(id) => Some(id.0),
+                    },
+                );
+            }
+            Input::Proposal(p) if p.message.proposer.0 == self.me => {
+                self.signed_proposals.insert(
+                    (p.message.height.0, p.message.round.as_u32()),
+                    p.message.value.id,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Feeds queued inputs to Malachite one at a time, handling every effect.
+    pub(super) fn drain(&mut self) -> Result<(), ReplicaError> {
+        while let Some(input) = self.inputs.pop_front() {
+            let Some(mut state) = self.consensus.take() else {
+                self.inputs.clear();
+                break;
+            };
+            let mut failure: Option<ReplicaError> = None;
+            let result: Result<(), malachite::Error<Ctx>> = malachite::process!(
+                input: input,
+                state: &mut state,
+                metrics: &(),
+                with: effect => self.on_effect(effect, &mut failure)
+            );
+            self.consensus = Some(state);
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "consensus input refused");
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            // A decision was committed: the old state has finished its input, so none
+            // of its effects leak into the next height, which starts afresh.
+            if std::mem::take(&mut self.start_next) {
+                self.consensus = None;
+                self.actions.push(Action::CancelConsensusTimers);
+                self.maybe_start(Start::IfDue)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,340 @@
+//! One node's part in the consortium as a deterministic state machine: fed network
+//! messages, timer expiries and submissions together with the current time, it
+//! answers with actions (send, schedule, commit happened). It owns Malachite's
+//! consensus state (validators only), the mempool, the validated candidate blocks of the
+//! current height, and block sync. It reads no clock and does no network I/O; storage
+//! is reached through [`Ledger`], whose in-memory form makes the whole replica
+//! simulable.
+//!
+//! Safety rests on Malachite's Tendermint core; what this module adds, it asserts:
+//! a block is committed only with a certificate that `verify_certificate` accepts
+//! under the set in force; a proposal reaches consensus only after its block
+//! re-executed on our tip; the inputs Malachite asks to log are logged (durably for
+//! our own messages) before anything is sent.
+//!
+//! Here are the replica's state and entry points; each job has its own file: `intake`,
+//! `proposals`, `heights`, `effects`, `certificates`, `commit` and `sync`.
+
+mod certificates;
+mod commit;
+mod effects;
+mod heights;
+mod intake;
+mod proposals;
+mod sync;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use malachite::{Input, State};
+use malachite_types::{Timeout, TimeoutKind};
+use xinlian_client::record::{EncodedRecord, RecordId};
+use xinlian_genesis::keys::{SigningKey, public_key};
+use xinlian_genesis::{Hash32, PublicKey};
+
+use self::heights::{Begin, Start};
+use super::context::{Address, Ctx, Validators};
+use super::ledger::{Ledger, LedgerError};
+use super::wire::{
+    NetMsg, SignedProposal, polka_from_wire, proposal_from_wire, round_cert_from_wire,
+    vote_from_wire,
+};
+use crate::chain::{BlockError, Executed, Tip};
+use crate::execute::Consortium;
+use crate::mempool::{AdmissionError, Mempool, SignatureCheck};
+/// Timer durations, in milliseconds. Round `r` waits `base + r × delta`.
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    pub propose_ms: u64,
+    pub prevote_ms: u64,
+    pub precommit_ms: u64,
+    pub delta_ms: u64,
+    /// Re-sending our last vote (and certificates) when a round makes no progress.
+    pub rebroadcast_ms: u64,
+    /// Announcing our height, which is how laggards learn to sync.
+    pub status_ms: u64,
+    /// Least time between a block and the next one's start: records gather meanwhile.
+    pub block_interval_ms: u64,
+    /// With nothing to record, an empty block still follows after this long, so that
+    /// a quiet chain shows it is alive.
+    pub heartbeat_ms: u64,
+}
+
+impl Timeouts {
+    /// Derived from the consortium's block interval.
+    pub fn for_interval(block_interval_ms: u64) -> Self {
+        let base = block_interval_ms.max(50);
+        Timeouts {
+            propose_ms: 3 * base + 300,
+            prevote_ms: base + 200,
+            precommit_ms: base + 200,
+            delta_ms: base,
+            rebroadcast_ms: 2 * base + 400,
+            status_ms: 500,
+            block_interval_ms,
+            heartbeat_ms: 10_000,
+        }
+    }
+
+    fn of(&self, t: Timeout) -> u64 {
+        let r = u64::from(t.round.as_u32().unwrap_or(0));
+        match t.kind {
+            TimeoutKind::Propose => self.propose_ms + r * self.delta_ms,
+            TimeoutKind::Prevote => self.prevote_ms + r * self.delta_ms,
+            TimeoutKind::Precommit => self.precommit_ms + r * self.delta_ms,
+            TimeoutKind::Rebroadcast => self.rebroadcast_ms + r * self.delta_ms,
+            TimeoutKind::FinalizeHeight(d) => d.as_millis() as u64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    Consensus(Timeout),
+    Status,
+    /// Time to consider starting the next height (see `maybe_start`).
+    NextHeight,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Broadcast(NetMsg),
+    /// A record admitted here, for every other mempool: the host gathers these into
+    /// `NetMsg::Records` batches (at most `RELAY_RECORDS_MAX` / `RELAY_BYTES_MAX`).
+    Relay(Vec<u8>),
+    Send(PublicKey, NetMsg),
+    Schedule {
+        timer: Timer,
+        after_ms: u64,
+    },
+    Cancel(Timer),
+    CancelConsensusTimers,
+    /// A block was committed; the new tip and the ids it finalized.
+    Committed {
+        tip: Tip,
+        records: Vec<RecordId>,
+    },
+    /// A committed block announced a new roster, in force from the next height: who
+    /// may connect, who votes, and the policy change with it.
+    RosterChanged(Arc<Consortium>),
+    /// A peer sent something malformed or provably wrong.
+    Penalise {
+        peer: PublicKey,
+        reason: String,
+    },
+}
+
+/// Bounds on what a replica keeps for later.
+const CANDIDATES_MAX: usize = 64;
+const FUTURE_PROPOSALS_MAX: usize = 16;
+const INPUT_QUEUE_MAX: usize = 4096;
+const INPUT_QUEUE_PER_HEIGHT_MAX: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("state: {0}")]
+    State(#[from] crate::overlay::StateError),
+    #[error("block {height} from the ledger does not re-execute: {source}")]
+    Replay { height: u64, source: BlockError },
+}
+
+pub struct Replica<L: Ledger> {
+    c: Arc<Consortium>,
+    ctx: Ctx,
+    vals: Validators,
+    key: SigningKey,
+    me: PublicKey,
+    ledger: L,
+    tip: Tip,
+    /// Malachite's state; `None` on observers. Taken out while an input is processed.
+    consensus: Option<State<Ctx>>,
+    mempool: Mempool,
+    timeouts: Timeouts,
+    now_ms: i64,
+    /// Blocks of the current height that re-executed on our tip, by hash.
+    candidates: HashMap<Hash32, Executed>,
+    /// Signed proposals seen at the current height, to re-send on request.
+    proposals: BTreeMap<(u32, Hash32), SignedProposal>,
+    /// Proposals for later heights, kept until we get there.
+    future: Vec<SignedProposal>,
+    inputs: VecDeque<Input<Ctx>>,
+    actions: Vec<Action>,
+    /// Finalized heights peers announced.
+    peer_heights: HashMap<PublicKey, u64>,
+    /// The sync request in flight: (peer, first height asked, when).
+    syncing: Option<(PublicKey, u64, i64)>,
+    /// Since when a peer has announced a height above ours.
+    behind_since: Option<i64>,
+    replaying: bool,
+    /// Set by a decision: start the next height once the current input is done.
+    start_next: bool,
+    /// Our own votes: (height, round, precommit) → value. A second, different signature
+    /// for the same slot is refused whatever the state machine asks.
+    signed_votes: HashMap<(u64, Option<u32>, bool), Option<Hash32>>,
+    signed_proposals: HashMap<(u64, Option<u32>), Hash32>,
+}
+
+impl<L: Ledger> Replica<L> {
+    /// A replica on `ledger`, whose last committed block is `tip`. A validator replays
+    /// its write-ahead log for the next height before anything else.
+    pub fn new(
+        c: Arc<Consortium>,
+        key: SigningKey,
+        ledger: L,
+        tip: Tip,
+        timeouts: Timeouts,
+        mempool: Mempool,
+        now_ms: i64,
+    ) -> Result<(Self, Vec<Action>), ReplicaError> {
+        let me = public_key(&key);
+        let vals = Validators::new(c.validators.clone());
+        let ctx = Ctx { chain: c.chain };
+        let mut r = Replica {
+            c,
+            ctx,
+            vals,
+            key,
+            me,
+            ledger,
+            tip,
+            consensus: None,
+            mempool,
+            timeouts,
+            now_ms,
+            candidates: HashMap::new(),
+            proposals: BTreeMap::new(),
+            future: Vec::new(),
+            inputs: VecDeque::new(),
+            actions: Vec::new(),
+            peer_heights: HashMap::new(),
+            syncing: None,
+            behind_since: None,
+            replaying: false,
+            start_next: false,
+            signed_votes: HashMap::new(),
+            signed_proposals: HashMap::new(),
+        };
+        r.schedule(Timer::Status, r.timeouts.status_ms);
+        if r.is_validator() {
+            if r.ledger.wal(r.tip.height + 1)?.is_empty() {
+                r.maybe_start(Start::IfDue)?;
+            } else {
+                // We were in the middle of this height: resume it at once.
+                r.start_height(Begin::FromWal)?;
+            }
+        }
+        let actions = std::mem::take(&mut r.actions);
+        Ok((r, actions))
+    }
+
+    pub fn is_validator(&self) -> bool {
+        self.vals.index_of(&Address(self.me)).is_some()
+    }
+
+    pub fn tip(&self) -> &Tip {
+        &self.tip
+    }
+
+    pub fn ledger(&self) -> &L {
+        &self.ledger
+    }
+
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// The current consensus round, for observation.
+    pub fn round(&self) -> Option<u32> {
+        self.consensus.as_ref().and_then(|s| s.round().as_u32())
+    }
+
+    /// A record submitted to this node: admitted to the mempool and relayed.
+    pub fn submit(
+        &mut self,
+        now_ms: i64,
+        rec: EncodedRecord,
+    ) -> (Result<RecordId, AdmissionError>, Vec<Action>) {
+        self.now_ms = now_ms;
+        let bytes = rec.bytes().to_vec();
+        let out = self.admit(rec, SignatureCheck::Needed);
+        if out.is_ok() {
+            self.actions.push(Action::Relay(bytes));
+            if let Err(e) = self.maybe_start(Start::IfDue) {
+                tracing::error!(error = %e, "starting the next height failed");
+            }
+        }
+        (out, std::mem::take(&mut self.actions))
+    }
+
+    pub fn on_timer(&mut self, now_ms: i64, timer: Timer) -> Result<Vec<Action>, ReplicaError> {
+        self.now_ms = now_ms;
+        match timer {
+            Timer::Status => {
+                self.actions.push(Action::Broadcast(NetMsg::Status {
+                    height: self.tip.height,
+                    tip: self.tip.hash,
+                }));
+                self.schedule(Timer::Status, self.timeouts.status_ms);
+                self.maybe_sync();
+            }
+            Timer::Consensus(t) => {
+                if self.consensus.is_some() {
+                    self.inputs.push_back(Input::TimeoutElapsed(t));
+                    self.drain()?;
+                }
+            }
+            Timer::NextHeight => self.maybe_start(Start::IfDue)?,
+        }
+        Ok(std::mem::take(&mut self.actions))
+    }
+
+    /// A message from peer `from` (a member's node key, authenticated by the transport).
+    pub fn on_message(
+        &mut self,
+        now_ms: i64,
+        from: PublicKey,
+        msg: NetMsg,
+    ) -> Result<Vec<Action>, ReplicaError> {
+        self.now_ms = now_ms;
+        let next = self.tip.height + 1;
+        let for_next = match &msg {
+            NetMsg::Proposal(p) => p.height == next,
+            NetMsg::Vote(v) => v.height == next,
+            NetMsg::PolkaCertificate(c) => c.height == next,
+            NetMsg::RoundCertificate(c) => c.height == next,
+            _ => false,
+        };
+        if for_next {
+            // Another validator has started the height: join it.
+            self.maybe_start(Start::Join)?;
+        }
+        match msg {
+            NetMsg::Proposal(p) => self.on_proposal(from, proposal_from_wire(*p))?,
+            NetMsg::Vote(v) => {
+                if self.consensus.is_some() && v.height > self.tip.height {
+                    self.inputs.push_back(Input::Vote(vote_from_wire(&v)));
+                }
+            }
+            NetMsg::PolkaCertificate(c) => {
+                if self.consensus.is_some() && c.height > self.tip.height {
+                    self.inputs
+                        .push_back(Input::PolkaCertificate(polka_from_wire(&c)));
+                }
+            }
+            NetMsg::RoundCertificate(c) => {
+                if self.consensus.is_some() && c.height > self.tip.height {
+                    self.inputs
+                        .push_back(Input::RoundCertificate(round_cert_from_wire(&c)));
+                }
+            }
+            NetMsg::Records(batch) => self.on_records(from, batch)?,
+            NetMsg::Status { height, .. } => self.on_status(from, height),
+            NetMsg::SyncRequest { from: first, max } => self.serve_sync(from, first, max)?,
+            NetMsg::SyncResponse { blocks } => self.on_sync_response(from, blocks)?,
+        }
+        self.drain()?;
+        Ok(std::mem::take(&mut self.actions))
+    }
+}
