@@ -13,6 +13,15 @@ use super::wire::WalEntry;
 use crate::chain::{Executed, Tip};
 use crate::overlay::{StateError, StateRead};
 
+/// Whether a write-ahead-log append must survive a crash before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Our own vote or proposal: flushed before it may be sent.
+    Synced,
+    /// Others' messages: made durable by the next synced append or commit.
+    Buffered,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("ledger storage: {0}")]
 pub struct LedgerError(pub String);
@@ -25,9 +34,14 @@ pub trait Ledger: StateRead {
         &self,
         height: u64,
     ) -> Result<Option<(Block, Certificate)>, LedgerError>;
-    /// Appends to the log of `height`. With `durable`, returns only once this entry and
-    /// every one before it survive a crash.
-    fn wal_append(&self, height: u64, entry: &WalEntry, durable: bool) -> Result<(), LedgerError>;
+    /// Appends to the log of `height`. With [`Durability::Synced`], returns only once
+    /// this entry and every one before it survive a crash.
+    fn wal_append(
+        &self,
+        height: u64,
+        entry: &WalEntry,
+        durability: Durability,
+    ) -> Result<(), LedgerError>;
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError>;
 }
 
@@ -42,7 +56,7 @@ struct Mem {
 }
 
 /// An in-memory ledger. Blocks are durable once committed; log entries once an entry is
-/// appended with `durable` (as a flush would make them).
+/// appended with [`Durability::Synced`] (as a flush would make them).
 #[derive(Default)]
 pub struct MemLedger {
     inner: Mutex<Mem>,
@@ -118,10 +132,15 @@ impl Ledger for MemLedger {
             .cloned())
     }
 
-    fn wal_append(&self, height: u64, entry: &WalEntry, durable: bool) -> Result<(), LedgerError> {
+    fn wal_append(
+        &self,
+        height: u64,
+        entry: &WalEntry,
+        durability: Durability,
+    ) -> Result<(), LedgerError> {
         let mut m = self.inner.lock().expect("not poisoned");
         m.wal.push((height, entry.clone()));
-        if durable {
+        if durability == Durability::Synced {
             m.wal_durable = m.wal.len();
         }
         Ok(())
@@ -150,8 +169,13 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
     ) -> Result<Option<(Block, Certificate)>, LedgerError> {
         (**self).block_and_certificate(height)
     }
-    fn wal_append(&self, height: u64, entry: &WalEntry, durable: bool) -> Result<(), LedgerError> {
-        (**self).wal_append(height, entry, durable)
+    fn wal_append(
+        &self,
+        height: u64,
+        entry: &WalEntry,
+        durability: Durability,
+    ) -> Result<(), LedgerError> {
+        (**self).wal_append(height, entry, durability)
     }
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
         (**self).wal(height)

@@ -10,7 +10,7 @@ use crate::consensus::context::{
     BlockId, BlockProposal, ConsensusVote, Ctx, Height, proposal_message, sign, verify,
     vote_message,
 };
-use crate::consensus::ledger::{Ledger, LedgerError};
+use crate::consensus::ledger::{Durability, Ledger, LedgerError};
 use crate::consensus::wire::{
     NetMsg, SignedProposal, SignedVote, WalEntry, polka_to_wire, proposal_to_wire,
     round_cert_to_wire, vote_to_wire,
@@ -233,7 +233,12 @@ impl<L: Ledger> Replica<L> {
                 Input::ProposedValue(v, _) => v.proposer.0 == self.me,
                 _ => false,
             };
-            self.ledger.wal_append(height.0, &entry, own)?;
+            let durability = if own {
+                Durability::Synced
+            } else {
+                Durability::Buffered
+            };
+            self.ledger.wal_append(height.0, &entry, durability)?;
         }
         Ok(())
     }
