@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate never depends on `xinlian-node`.
 
 pub mod api;
+pub mod authority;
 pub mod block;
 pub mod checks;
 pub mod crypto;

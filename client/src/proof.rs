@@ -13,8 +13,9 @@
 //! Everything here is sans-IO: the HTTP client and the CLI fetch, this module decides.
 
 use serde::{Deserialize, Serialize};
-use xinlian_genesis::{Genesis, Hash32, Member, Role, Roster, ValidatorSet};
+use xinlian_genesis::{Genesis, Hash32, Member, Roster, ValidatorSet};
 
+use crate::authority::authority;
 use crate::block::{Certificate, CertificateError, Header, verify_certificate};
 use crate::checks::{StatelessError, check_unsigned};
 use crate::ids::Uscc;
@@ -567,8 +568,8 @@ impl LightClient {
     }
 
     /// The authority of a record at ledger index `index` signed by a member's key: its
-    /// roles in the roster then in force, checked where the body alone decides the
-    /// role needed.
+    /// roles in the roster then in force, checked against the table of who may sign
+    /// what ([`authority`]) where the body alone decides the role needed.
     pub(crate) fn member_authority(
         &self,
         rec: &EncodedRecord,
@@ -578,7 +579,7 @@ impl LightClient {
         let m = self
             .member_at_index(&signer, index)
             .expect("called for member keys");
-        if let Some(role) = static_role(&rec.record().envelope.body)
+        if let Some(role) = authority(&rec.record().envelope.body).member_role()
             && !m.has(&role)
         {
             return Err(VerifyError::Authority {
@@ -657,7 +658,9 @@ impl LightClient {
             bound_by.push(br.id());
             let by = br.record().envelope.signer;
             if let Some(m) = self.member_at_index(&by, b.index) {
-                if !m.has(&Role::Registrar) {
+                // The table's rule for both kinds of binding: a member must be a registrar.
+                let needed = authority(&br.record().envelope.body).member_role();
+                if needed.is_some_and(|r| !m.has(&r)) {
                     return Err(fail(format!(
                         "binding {} is signed by member '{}', who is not a registrar",
                         br.id(),
@@ -701,15 +704,93 @@ pub(crate) fn check_bound_before(
     }
 }
 
-/// The role a member must hold to sign a body, where the body alone decides it. The
-/// rules that depend on ledger state (the accepting agency, a batch's domain) are
-/// enforced by the validators whose certificate finalised the record.
-pub fn static_role(body: &Body) -> Option<Role> {
-    match body {
-        Body::RegisterEntity(_) | Body::RotateEntityKey(_) | Body::RevokeEntityKey(_) => {
-            Some(Role::Registrar)
-        }
-        Body::ListMeasure(b) => Some(Role::CreditAuthority(b.domain.clone())),
-        _ => None,
+#[cfg(test)]
+mod tests {
+    use xinlian_genesis::keys::{SigningKey, public_key};
+    use xinlian_genesis::{Policy, Role};
+
+    use super::*;
+    use crate::record::{Envelope, ListAction, ListKind, ListMeasure, RotateEntityKey, Vote};
+    use crate::when::Date;
+
+    /// A member's record verifies only if the member holds the role that the body
+    /// alone decides, by the table of who may sign what; rules that depend on ledger
+    /// state are the validators' to enforce.
+    #[test]
+    fn member_signers_need_the_role_the_body_decides() {
+        let (v, market) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let member = |id: &str, roles, k: &SigningKey, node: bool| Member {
+            id: id.into(),
+            name: id.into(),
+            region: "310000".into(),
+            voting_power: u64::from(node),
+            roles,
+            node_key: node.then(|| public_key(&SigningKey::from_bytes(&[9; 32]))),
+            signing_key: public_key(k),
+        };
+        let client = LightClient::new(Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: 0,
+            policy: Policy::default(),
+            members: vec![
+                member("validator", vec![Role::Validator], &v, true),
+                member(
+                    "market",
+                    vec![Role::CreditAuthority("market".into())],
+                    &market,
+                    false,
+                ),
+            ],
+        });
+        let signed = |body: Body| {
+            let env = Envelope {
+                chain: client.chain(),
+                signer: public_key(&market),
+                nonce: 1,
+                body,
+            };
+            EncodedRecord::new(env.sign(&market))
+        };
+        let uscc = Uscc("91310117MA1G0A1B2P".into());
+        let list = |domain: &str| {
+            Body::from(ListMeasure {
+                subject: uscc.clone(),
+                list: ListKind::Reward,
+                action: ListAction::Add,
+                domain: domain.into(),
+                basis: vec![],
+                reason: "model enterprise".into(),
+                date: Date::parse("2026-01-01").expect("a date"),
+            })
+        };
+        let refusal = |body: Body| {
+            client
+                .member_authority(&signed(body), 0)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(client.member_authority(&signed(list("market")), 0).is_ok());
+        assert!(
+            refusal(list("drug")).ends_with(
+                "a list_measure record needs the role 'credit-authority:drug', which member 'market' lacks"
+            )
+        );
+        let rotate = RotateEntityKey {
+            uscc: uscc.clone(),
+            new_key: public_key(&v),
+        };
+        assert!(
+            refusal(rotate.into())
+                .ends_with("needs the role 'registrar', which member 'market' lacks")
+        );
+        // Who may vote depends on the proposal: not for a light client to decide.
+        let vote = Vote {
+            proposal: RecordId([3; 32]),
+            approve: true,
+        };
+        assert!(client.member_authority(&signed(vote.into()), 0).is_ok());
     }
 }

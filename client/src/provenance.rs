@@ -445,24 +445,42 @@ fn verify_batch(
             "its events do not hash to the proven event chain: one is missing, extra, altered or out of order",
         ));
     }
-    let mut vb = VerifiedBatch {
-        state,
-        events,
-        holders: BTreeMap::new(),
-        in_transit: Vec::new(),
-        transfers: Vec::new(),
-        sold: 0,
-        consumed: 0,
-        children: Vec::new(),
-        final_at: header.height,
-    };
-    replay(&mut vb)?;
-    Ok(vb)
+    VerifiedBatch::from_events(state, events, header.height)
+}
+
+impl VerifiedBatch {
+    /// A batch with what follows from its events: holders, shipments in transit,
+    /// transfers, amounts sold and consumed, and the batches made from it. It proves
+    /// nothing itself: the state and events must already be verified against the
+    /// header at `final_at`, as [`LightClient::verify_provenance`] does before calling it.
+    ///
+    /// This is the verifier's own derivation from the events, independent on purpose
+    /// of the holdings execution keeps (`node/core/tests/custody.rs` checks that the
+    /// two agree). It also checks that each event is one of this batch: validators
+    /// enforced every rule, so a failure means the proven chain contradicts itself.
+    pub fn from_events(
+        state: BatchState,
+        events: Vec<VerifiedEvent>,
+        final_at: u64,
+    ) -> Result<VerifiedBatch, ProvenanceError> {
+        let mut vb = VerifiedBatch {
+            state,
+            events,
+            holders: BTreeMap::new(),
+            in_transit: Vec::new(),
+            transfers: Vec::new(),
+            sold: 0,
+            consumed: 0,
+            children: Vec::new(),
+            final_at,
+        };
+        replay(&mut vb)?;
+        Ok(vb)
+    }
 }
 
 /// Derives holdings, transit, sales, consumption and children from the events, and
-/// checks that each event is one of this batch (validators already enforced every
-/// rule; a failure here means the proven chain contradicts itself).
+/// checks that each is an event of this batch.
 fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
     let name = vb.state.batch.clone();
     let mut transit: BTreeMap<RecordId, InTransit> = BTreeMap::new();

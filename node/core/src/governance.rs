@@ -11,7 +11,8 @@ use xinlian_client::state::{KeyBinding, key};
 use xinlian_genesis::{Genesis, Member, PublicKey, Roster};
 
 use crate::chain::Executed;
-use crate::execute::{BlockContext, Consortium, Ex, Rejection, need, reject, unauthorised};
+use crate::consortium::Consortium;
+use crate::execute::{BlockContext, Ex, Rejection, need, reject, unauthorised};
 use crate::overlay::{Overlay, StateError, StateRead};
 
 fn wrong_state<T>(reason: String) -> Ex<T> {

@@ -21,6 +21,7 @@
 pub mod batch_index;
 pub mod chain;
 pub mod consensus;
+pub mod consortium;
 pub mod execute;
 pub mod governance;
 pub mod mempool;

@@ -1,0 +1,300 @@
+//! Credit: an enterprise's commitment to an accepting agency, the agency's outcome,
+//! credit authorities' list measures, and repair (the enterprise's application, the
+//! determining agency's decision), with each enterprise's profile of counts by status.
+
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::{
+    Commitment, CommitmentKind, ListAction, ListKind, ListMeasure, Outcome, RecordId,
+    RepairApplication, RepairDecision, Severity, Verdict,
+};
+use xinlian_client::state::{self as st, key};
+use xinlian_genesis::Role;
+
+use super::{Ex, Exec, Found, Rejection, entity, need, not_dated_after, reject, require_role};
+use crate::overlay::Overlay;
+
+pub(super) fn commitment(s: &mut Overlay, x: &Exec, b: &Commitment) -> Ex<Vec<Uscc>> {
+    x.authorise(Found::Nothing)?;
+    let subject = x.enterprise();
+    // The body names the agency it is made to: that agency must be able to verify it.
+    let agency = need(
+        x.c.roster.member(&b.accepting_agency),
+        "accepting agency",
+        &b.accepting_agency,
+    )?;
+    require_role(x.kind(), agency, Role::CreditAuthority(b.domain.clone()))?;
+    not_dated_after("commitment", b.date, x.ctx)?;
+    let mut p = profile(s, &subject)?;
+    if b.kind == CommitmentKind::ApprovalSubstitute {
+        let reason = if p.on_serious_dishonesty_list {
+            Some("it is on the serious-dishonesty list")
+        } else if p.breached_serious > 0 {
+            Some("it has an unrepaired serious breach")
+        } else if p.breached_notification > 0 {
+            Some("it has an unrepaired false notification-commitment")
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            return reject(Rejection::NotEligible {
+                subject,
+                reason: r.into(),
+            });
+        }
+    }
+    p.commitments += 1;
+    count_status(&mut p, st::CommitmentStatus::Pending, 1);
+    s.put(key::profile(&subject), &p);
+    s.put(
+        key::commitment(&x.id),
+        &st::CommitmentState {
+            id: x.id,
+            subject: subject.clone(),
+            kind: b.kind,
+            accepting_agency: b.accepting_agency.clone(),
+            domain: b.domain.clone(),
+            deadline: b.deadline,
+            status: st::CommitmentStatus::Pending,
+            outcome: None,
+            outcome_date: None,
+            open_repair: None,
+            repaired_by: None,
+        },
+    );
+    Ok(vec![subject])
+}
+
+pub(super) fn outcome(s: &mut Overlay, x: &Exec, b: &Outcome) -> Ex<Vec<Uscc>> {
+    let mut cm = commitment_state(s, &b.commitment)?;
+    x.authorise(Found::Agency(&cm.accepting_agency))?;
+    if cm.status != st::CommitmentStatus::Pending {
+        return reject(Rejection::WrongState {
+            what: "commitment",
+            reason: format!(
+                "{} was already decided by outcome {}",
+                b.commitment,
+                cm.outcome.expect("decided has outcome")
+            ),
+        });
+    }
+    not_dated_after("outcome", b.date, x.ctx)?;
+    let status = match b.verdict {
+        Verdict::Fulfilled => st::CommitmentStatus::Fulfilled,
+        Verdict::NotVerifiable => st::CommitmentStatus::NotVerifiable,
+        Verdict::Breached(sev) => st::CommitmentStatus::Breached(sev),
+    };
+    let mut p = profile(s, &cm.subject)?;
+    count_status(&mut p, st::CommitmentStatus::Pending, -1);
+    count_status(&mut p, status, 1);
+    if matches!(status, st::CommitmentStatus::Breached(_))
+        && cm.kind == CommitmentKind::ApprovalSubstitute
+    {
+        p.breached_notification += 1;
+    }
+    s.put(key::profile(&cm.subject), &p);
+    cm.status = status;
+    cm.outcome = Some(x.id);
+    cm.outcome_date = Some(b.date);
+    s.put(key::commitment(&b.commitment), &cm);
+    s.put(key::outcome(&x.id), &b.commitment);
+    Ok(vec![cm.subject])
+}
+
+pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec<Uscc>> {
+    x.authorise(Found::Nothing)?;
+    entity(s, &b.subject)?;
+    not_dated_after("list measure", b.date, x.ctx)?;
+    let lk = key::list(b.list, &b.subject);
+    let on_list = s.get_raw(&lk)?.is_some();
+    let mut serious_basis = false;
+    for r in &b.basis {
+        let cid: RecordId = need(s.get(&key::outcome(r))?, "outcome", r)?;
+        let cm = commitment_state(s, &cid)?;
+        if cm.subject != b.subject {
+            return reject(Rejection::WrongState {
+                what: "basis",
+                reason: format!("outcome {r} concerns {}, not {}", cm.subject, b.subject),
+            });
+        }
+        serious_basis |= cm.status == st::CommitmentStatus::Breached(Severity::Serious);
+    }
+    let mut p = profile(s, &b.subject)?;
+    let flag = match b.list {
+        ListKind::Reward => &mut p.on_reward_list,
+        ListKind::SeriousDishonesty => &mut p.on_serious_dishonesty_list,
+    };
+    match b.action {
+        ListAction::Add => {
+            if on_list {
+                return reject(Rejection::WrongState {
+                    what: "list",
+                    reason: format!("{} is already on the {:?} list", b.subject, b.list),
+                });
+            }
+            if b.list == ListKind::SeriousDishonesty && !serious_basis {
+                return reject(Rejection::WrongState {
+                    what: "basis",
+                    reason: "the serious-dishonesty list needs an unrepaired serious breach among the basis".into(),
+                });
+            }
+            *flag = true;
+            s.put(
+                lk,
+                &st::ListEntry {
+                    list: b.list,
+                    subject: b.subject.clone(),
+                    domain: b.domain.clone(),
+                    measure: x.id,
+                    date: b.date,
+                },
+            );
+        }
+        ListAction::Remove => {
+            if !on_list {
+                return reject(Rejection::WrongState {
+                    what: "list",
+                    reason: format!("{} is not on the {:?} list", b.subject, b.list),
+                });
+            }
+            *flag = false;
+            s.delete(lk);
+        }
+    }
+    s.put(key::profile(&b.subject), &p);
+    Ok(vec![b.subject.clone()])
+}
+
+pub(super) fn repair_application(
+    s: &mut Overlay,
+    x: &Exec,
+    b: &RepairApplication,
+) -> Ex<Vec<Uscc>> {
+    let cid: RecordId = need(s.get(&key::outcome(&b.outcome))?, "outcome", b.outcome)?;
+    let mut cm = commitment_state(s, &cid)?;
+    x.authorise(Found::Enterprise(&cm.subject))?;
+    let st::CommitmentStatus::Breached(sev) = cm.status else {
+        return reject(Rejection::WrongState {
+            what: "commitment",
+            reason: format!("status is {:?}; only a breach can be repaired", cm.status),
+        });
+    };
+    let publication = &x.c.policy().publication;
+    let tier = match sev {
+        Severity::Minor => &publication.minor,
+        Severity::General => &publication.general,
+        Severity::Serious => &publication.serious,
+    };
+    if !tier.repairable {
+        return reject(Rejection::NotEligible {
+            subject: cm.subject,
+            reason: format!(
+                "{} breaches are not repairable under the consortium policy",
+                tier_name(sev)
+            ),
+        });
+    }
+    let determined = cm
+        .outcome_date
+        .expect("breached commitments have an outcome date");
+    let earliest = determined.plus_days(tier.min_days);
+    if x.ctx.date() < earliest {
+        return reject(Rejection::TooEarly {
+            outcome: b.outcome,
+            earliest,
+            tier: tier_name(sev),
+            min_days: tier.min_days,
+            determined,
+        });
+    }
+    if let Some(open) = cm.open_repair {
+        return reject(Rejection::WrongState {
+            what: "repair",
+            reason: format!("application {open} is still open"),
+        });
+    }
+    cm.open_repair = Some(x.id);
+    s.put(key::commitment(&cid), &cm);
+    s.put(
+        key::repair(&x.id),
+        &st::RepairState {
+            application: x.id,
+            commitment: cid,
+            outcome: b.outcome,
+            subject: cm.subject.clone(),
+            status: st::RepairStatus::Pending,
+            decision: None,
+        },
+    );
+    Ok(vec![cm.subject])
+}
+
+pub(super) fn repair_decision(s: &mut Overlay, x: &Exec, b: &RepairDecision) -> Ex<Vec<Uscc>> {
+    let mut r: st::RepairState = need(
+        s.get(&key::repair(&b.application))?,
+        "repair application",
+        b.application,
+    )?;
+    let mut cm = commitment_state(s, &r.commitment)?;
+    x.authorise(Found::Agency(&cm.accepting_agency))?;
+    if r.status != st::RepairStatus::Pending {
+        return reject(Rejection::WrongState {
+            what: "repair application",
+            reason: format!("already decided ({:?})", r.status),
+        });
+    }
+    cm.open_repair = None;
+    if b.approved {
+        let st::CommitmentStatus::Breached(sev) = cm.status else {
+            unreachable!("an open repair application implies a breach");
+        };
+        let mut p = profile(s, &cm.subject)?;
+        count_status(&mut p, cm.status, -1);
+        count_status(&mut p, st::CommitmentStatus::Repaired(sev), 1);
+        if cm.kind == CommitmentKind::ApprovalSubstitute {
+            p.breached_notification -= 1;
+        }
+        s.put(key::profile(&cm.subject), &p);
+        cm.status = st::CommitmentStatus::Repaired(sev);
+        cm.repaired_by = Some(x.id);
+    }
+    r.status = if b.approved {
+        st::RepairStatus::Approved
+    } else {
+        st::RepairStatus::Rejected
+    };
+    r.decision = Some(x.id);
+    s.put(key::repair(&b.application), &r);
+    s.put(key::commitment(&r.commitment), &cm);
+    Ok(vec![cm.subject])
+}
+
+fn commitment_state(s: &Overlay, id: &RecordId) -> Ex<st::CommitmentState> {
+    need(s.get(&key::commitment(id))?, "commitment", id)
+}
+
+fn profile(s: &Overlay, u: &Uscc) -> Ex<st::Profile> {
+    Ok(s.get(&key::profile(u))?.unwrap_or_default())
+}
+
+fn tier_name(sev: Severity) -> &'static str {
+    match sev {
+        Severity::Minor => "minor",
+        Severity::General => "general",
+        Severity::Serious => "serious",
+    }
+}
+
+fn count_status(p: &mut st::Profile, status: st::CommitmentStatus, delta: i32) {
+    let slot = match status {
+        st::CommitmentStatus::Pending => &mut p.pending,
+        st::CommitmentStatus::Fulfilled => &mut p.fulfilled,
+        st::CommitmentStatus::NotVerifiable => &mut p.not_verifiable,
+        st::CommitmentStatus::Breached(Severity::Minor) => &mut p.breached_minor,
+        st::CommitmentStatus::Breached(Severity::General) => &mut p.breached_general,
+        st::CommitmentStatus::Breached(Severity::Serious) => &mut p.breached_serious,
+        st::CommitmentStatus::Repaired(_) => &mut p.repaired,
+    };
+    *slot = slot
+        .checked_add_signed(delta)
+        .expect("profile counts follow commitment states");
+}
