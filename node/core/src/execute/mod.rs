@@ -238,9 +238,11 @@ impl<'c> Exec<'_, 'c> {
             | (Authority::SubjectOfOutcome(_) | Authority::AddresseeOf(_), Found::Enterprise(u)) => {
                 self.enterprise_signer(Some(u))
             }
-            (rule, found) => unreachable!(
-                "the {} family resolves {rule:?} from state, not as {found:?}",
-                kind.name()
+            // A family passing the wrong kind of looked-up state is a bug in this
+            // crate; it refuses the record (the same on every node) rather than halt.
+            (rule, found) => unauthorised(
+                kind,
+                format!("internal: rule {rule:?} cannot be decided from {found:?}"),
             ),
         }
     }
