@@ -50,6 +50,15 @@ pub enum Direction {
     Both,
 }
 
+/// One way through the batch graph, for [`Provenance::walk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Towards {
+    /// By parents: the batches this one was made from, back to every origin.
+    Origins,
+    /// By children: everything made from this one.
+    Products,
+}
+
 impl Direction {
     pub fn up(self) -> bool {
         matches!(self, Direction::Upstream | Direction::Both)
@@ -682,7 +691,7 @@ impl Provenance {
 
     /// Batches reachable from `from` by parents (upstream) or children (downstream),
     /// excluding `from`, in breadth-first order, among those verified.
-    pub fn walk(&self, from: &str, upstream: bool) -> Vec<&VerifiedBatch> {
+    pub fn walk(&self, from: &str, towards: Towards) -> Vec<&VerifiedBatch> {
         let mut seen = BTreeSet::from([from.to_string()]);
         let mut queue = VecDeque::from([from.to_string()]);
         let mut out = Vec::new();
@@ -693,10 +702,9 @@ impl Provenance {
             if b != from {
                 out.push(vb);
             }
-            let next = if upstream {
-                &vb.state.parents
-            } else {
-                &vb.children
+            let next = match towards {
+                Towards::Origins => &vb.state.parents,
+                Towards::Products => &vb.children,
             };
             for n in next {
                 if seen.insert(n.clone()) {
@@ -710,7 +718,7 @@ impl Provenance {
     /// Recalls that affect `batch`: its own and any of a batch upstream of it.
     pub fn recalls_affecting(&self, batch: &str) -> Vec<(String, RecordId)> {
         let own = self.batches.get(batch).into_iter();
-        own.chain(self.walk(batch, true))
+        own.chain(self.walk(batch, Towards::Origins))
             .filter_map(|b| b.state.recalled.map(|r| (b.state.batch.clone(), r)))
             .collect()
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Uscc;
-use crate::provenance::{InTransit, Provenance, VerifiedBatch};
+use crate::provenance::{InTransit, Provenance, Towards, VerifiedBatch};
 use crate::record::RecordId;
 
 /// One batch reached downstream of the root.
@@ -60,7 +60,7 @@ pub fn recall_reach(p: &Provenance) -> RecallReach {
         affected_by: p.recalls_affecting(&b.state.batch),
     };
     let mut batches: Vec<Reached> = p.batches.get(&p.root).map(reached).into_iter().collect();
-    batches.extend(p.walk(&p.root, false).into_iter().map(reached));
+    batches.extend(p.walk(&p.root, Towards::Products).into_iter().map(reached));
     RecallReach {
         root: p.root.clone(),
         final_from: p.final_from,
