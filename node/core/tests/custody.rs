@@ -8,6 +8,10 @@
 //! want of quantity, or a receipt by the wrong party or of a closed shipment, the
 //! verifier's derivation would refuse that event too, for the same reason.
 
+mod common;
+
+use common::member;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -22,7 +26,7 @@ use xinlian_core::execute::{BlockContext, Consortium, ExecError, Rejection, exec
 use xinlian_core::overlay::Overlay;
 use xinlian_genesis::canonical;
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, Member, Policy, PublicKey, Role};
+use xinlian_genesis::{Genesis, Policy, PublicKey, Role};
 
 /// 2026-11-29 00:00 Beijing time.
 const NOW_MS: i64 = 1_795_881_600_000 - 8 * 3_600_000;
@@ -30,18 +34,6 @@ const ENTERPRISES: usize = 3;
 
 fn key_of(tag: u8) -> SigningKey {
     SigningKey::from_bytes(&[tag; 32])
-}
-
-fn member(id: &str, roles: Vec<Role>, key: &SigningKey, node: Option<&SigningKey>) -> Member {
-    Member {
-        id: id.into(),
-        name: id.into(),
-        region: "310000".into(),
-        voting_power: u64::from(roles.contains(&Role::Validator)),
-        roles,
-        node_key: node.map(public_key),
-        signing_key: public_key(key),
-    }
 }
 
 fn at() -> EventTime {

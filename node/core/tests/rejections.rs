@@ -2,6 +2,10 @@
 //! is exactly as before. Execution is pure, so these run in memory, through the same
 //! `execute_record` the mempool and block execution use.
 
+mod common;
+
+use common::member;
+
 use std::collections::BTreeMap;
 
 use xinlian_client::checks::StatelessError;
@@ -13,7 +17,7 @@ use xinlian_client::when::{Date, EventTime};
 use xinlian_core::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
 use xinlian_core::overlay::Overlay;
 use xinlian_genesis::keys::{self, SigningKey, public_key};
-use xinlian_genesis::{Genesis, Member, Policy, Role};
+use xinlian_genesis::{Genesis, Policy, Role};
 
 struct World {
     c: Consortium,
@@ -28,18 +32,6 @@ struct World {
 const DAY_MS: i64 = 86_400_000;
 /// 2026-11-29 00:00 Beijing time.
 const NOW_MS: i64 = 1_795_881_600_000 - 8 * 3_600_000;
-
-fn member(id: &str, roles: Vec<Role>, key: &SigningKey, node: Option<&SigningKey>) -> Member {
-    Member {
-        id: id.into(),
-        name: id.into(),
-        region: "310000".into(),
-        voting_power: u64::from(roles.contains(&Role::Validator)),
-        roles,
-        node_key: node.map(public_key),
-        signing_key: public_key(key),
-    }
-}
 
 impl World {
     fn new() -> World {

@@ -1,5 +1,7 @@
 //! A consortium for replica-level tests: `n` validators `v0…` with power 1 and a
 //! registrar, every key derived from a fixed seed so that runs repeat exactly.
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -55,4 +57,17 @@ pub fn consortium(n: usize, chain_id: &str, policy: Policy) -> Arc<Consortium> {
     Arc::new(Consortium::new(
         genesis.to_file().validate().expect("valid genesis"),
     ))
+}
+
+/// A member with one region, power 1 if it validates, and the given keys.
+pub fn member(id: &str, roles: Vec<Role>, key: &SigningKey, node: Option<&SigningKey>) -> Member {
+    Member {
+        id: id.into(),
+        name: id.into(),
+        region: "310000".into(),
+        voting_power: u64::from(roles.contains(&Role::Validator)),
+        roles,
+        node_key: node.map(public_key),
+        signing_key: public_key(key),
+    }
 }
