@@ -60,6 +60,10 @@ enum Command {
         /// Do not load the sample enterprises, commitments and supply chains.
         #[arg(long)]
         no_sample: bool,
+        /// Load this scenario instead of the built-in sample (same format as
+        /// node/devnet/sample.toml: members, enterprises, ordered steps).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// Re-verify a stopped node's whole store: every header link, certificate and
     /// record, re-executing every block and comparing the derived state.
@@ -165,7 +169,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             dir,
             port,
             no_sample,
-        } => xinlian_devnet::devnet(&dir, port, !no_sample),
+            scenario,
+        } => xinlian_devnet::run(&xinlian_devnet::Options {
+            port,
+            sample: !no_sample,
+            scenario,
+            ..xinlian_devnet::Options::new(dir)
+        }),
         Command::Check { genesis, data } => {
             let genesis = Genesis::load(&genesis)?;
             let report = crate::store_check::check_store(genesis, &data.join("ledger"))?;

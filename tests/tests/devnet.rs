@@ -1,20 +1,28 @@
 //! The README's first command: `xinlian-node devnet` creates a consortium, starts it,
-//! loads the sample data through the API, and resumes the same chain when run again.
+//! loads the sample data through the API, and resumes the same chain when run again;
+//! its supervisor keeps the chain going when a validator is killed, restarts that
+//! validator, which catches up, and stops every node when it is stopped.
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use xinlian_client::http::NodeClient;
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::RegisterEntity;
+use xinlian_client::signer::RecordSigner;
 use xinlian_client::state::CommitmentStatus;
+use xinlian_genesis::keys;
 
 const BIN: &str = env!("CARGO_BIN_EXE_xinlian-node-under-test");
 
 /// The loader writes `sample.json` after its last record is final.
-fn wait_for_sample(
-    node: &xinlian_tests::Node,
-    dir: &std::path::Path,
-) -> anyhow::Result<xinlian_client::api::Status> {
+fn wait_for_sample(client: &NodeClient, dir: &Path) -> anyhow::Result<xinlian_client::api::Status> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let s = node.client.status()?;
+        let s = client.status()?;
         if s.ledger_size >= 43 && dir.join("sample.json").exists() {
             return Ok(s);
         }
@@ -31,7 +39,7 @@ fn wait_for_sample(
 fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let node = xinlian_tests::start_devnet(BIN, dir.path())?;
-    let status = wait_for_sample(&node, dir.path())?;
+    let status = wait_for_sample(&node.client, dir.path())?;
     assert_eq!(status.chain_id, "xinlian-devnet");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
@@ -88,5 +96,288 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
         (status.height, status.tip_hash),
         "the same chain, not a new one"
     );
+    Ok(())
+}
+
+/// A devnet process with its stdin (for commands) and its stdout lines; stopped on
+/// drop (SIGTERM, then SIGKILL), and its nodes with it.
+struct Devnet {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every line read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Devnet {
+    /// `xinlian-node devnet --dir DIR --port 0`, restarting exited nodes after
+    /// `restart_ms`.
+    fn start(dir: &Path, restart_ms: u64) -> anyhow::Result<Devnet> {
+        let mut child = Command::new(BIN)
+            .arg("devnet")
+            .arg("--dir")
+            .arg(dir)
+            .arg("--port")
+            .arg("0")
+            .env(
+                "RUST_LOG",
+                std::env::var("XINLIAN_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("XINLIAN_DEVNET_RESTART_MS", restart_ms.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("devnet | {line}");
+                let _ = tx.send(line);
+            }
+        });
+        Ok(Devnet {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+        })
+    }
+
+    /// The next line (skipping others) that `pred` accepts, within `within`.
+    fn expect_line(
+        &mut self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => anyhow::bail!(
+                    "no line {what} within {within:?}; the devnet printed:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!(
+                    "the devnet's stdout closed before a line {what}; it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Lines printed so far without waiting.
+    fn drain(&mut self) -> Vec<String> {
+        let new: Vec<String> = self.lines.try_iter().collect();
+        self.seen.extend(new.iter().cloned());
+        new
+    }
+
+    fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM (the devnet's Ctrl-C path) and waits for it to exit.
+    fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), "-TERM")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "devnet did not stop within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.stop();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill {sig} {pid} failed");
+    Ok(())
+}
+
+/// `  NAME  ROLE  API URL  pid PID` from the devnet's list of nodes.
+struct Listed {
+    name: String,
+    api: String,
+    pid: u32,
+}
+
+fn listed(line: &str) -> Option<Listed> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| {
+        let i = words.iter().position(|x| *x == w)?;
+        words.get(i + 1).copied()
+    };
+    Some(Listed {
+        name: words.first()?.to_string(),
+        api: after("API")?.to_string(),
+        pid: after("pid")?.parse().ok()?,
+    })
+}
+
+/// A registration by the market regulator: any record makes the chain cut a block.
+fn registration(
+    registrar: &RecordSigner,
+    n: u64,
+) -> anyhow::Result<xinlian_client::record::SignedRecord> {
+    Ok(registrar.sign(RegisterEntity {
+        uscc: Uscc::with_check(&format!("91310000{n:09}"))?,
+        name: format!("supervisor test enterprise {n}"),
+        key: keys::public_key(&keys::generate()?),
+        check_override: None,
+    }))
+}
+
+fn height(client: &NodeClient) -> Option<u64> {
+    client.status().ok().map(|s| s.height)
+}
+
+#[test]
+fn devnet_survives_a_killed_validator_and_restarts_it() -> anyhow::Result<()> {
+    const VICTIM: &str = "js-credit";
+    let dir = tempfile::tempdir()?;
+    // A restart delay long enough to see the chain move while the validator is down.
+    let mut devnet = Devnet::start(dir.path(), 5_000)?;
+    let announced = devnet.expect_line(Duration::from_secs(60), "announcing the API", |l| {
+        l.starts_with("xinlian-node: API listening on ")
+    })?;
+    let node0 = NodeClient::new(announced.trim_start_matches("xinlian-node: API listening on "));
+    wait_for_sample(&node0, dir.path())?;
+    let mut nodes = Vec::new();
+    devnet.expect_line(Duration::from_secs(60), "listing the nodes", |l| {
+        l.starts_with("xinlian devnet: 4 validators and 1 observer(s)")
+    })?;
+    while nodes.len() < 5 {
+        let line = devnet.expect_line(Duration::from_secs(10), "listing a node", |l| {
+            listed(l).is_some()
+        })?;
+        nodes.push(listed(&line).expect("checked"));
+    }
+    let hint = devnet.expect_line(Duration::from_secs(10), "about the supervisor", |l| {
+        l.starts_with("supervisor: kill a validator")
+    })?;
+    assert!(hint.contains("status, stop NAME, start NAME"), "{hint}");
+    let victim = nodes
+        .iter()
+        .find(|n| n.name == VICTIM)
+        .expect("js-credit runs");
+    let victim_api = NodeClient::new(&victim.api);
+    assert!(
+        height(&victim_api).is_some(),
+        "{VICTIM} answers before the kill"
+    );
+
+    signal(victim.pid, "-9")?;
+    let exited = devnet.expect_line(Duration::from_secs(10), "reporting the exit", |l| {
+        l.starts_with(&format!("node {VICTIM} exited"))
+    })?;
+    assert!(
+        exited.contains("signal: 9") && exited.contains(&format!("{VICTIM}.log")),
+        "{exited}"
+    );
+    assert!(devnet.running(), "the devnet carries on");
+
+    // Three of four validators finalize on their own.
+    let genesis = xinlian_genesis::Genesis::load(&dir.path().join("genesis.toml"))?;
+    let registrar = RecordSigner {
+        key: keys::read_pem(&dir.path().join("keys/sh-market.signing.pem"))?,
+        chain: genesis.hash(),
+    };
+    let before = node0.status()?.height;
+    for n in 1..=3 {
+        let v = node0.submit_and_wait(&registration(&registrar, n)?, 15_000)?;
+        anyhow::ensure!(v.height.is_some(), "record {n} not final within 15 s");
+    }
+    let moved = node0.status()?.height;
+    assert!(
+        moved > before,
+        "height {before} → {moved} while {VICTIM} is down"
+    );
+    assert!(
+        height(&victim_api).is_none()
+            && !devnet
+                .drain()
+                .iter()
+                .any(|l| l.starts_with(&format!("restarting {VICTIM}"))),
+        "{VICTIM} was back before the chain moved (the test's restart delay is too short)"
+    );
+
+    // The supervisor brings it back on the same API port, as a new process.
+    devnet.expect_line(Duration::from_secs(15), "restarting it", |l| {
+        l.starts_with(&format!("restarting {VICTIM} …"))
+    })?;
+    let again = devnet.expect_line(Duration::from_secs(45), "saying it runs again", |l| {
+        l.starts_with(&format!("node {VICTIM} is running again: pid "))
+    })?;
+    let new_pid: u32 = again
+        .split_whitespace()
+        .nth(6)
+        .and_then(|p| p.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("a pid in: {again}"));
+    assert_ne!(new_pid, victim.pid);
+    xinlian_tests::wait_until(Duration::from_secs(30), "the restarted API", || {
+        height(&victim_api).is_some()
+    })?;
+    devnet.command("status")?;
+    let status = devnet.expect_line(Duration::from_secs(10), "with its status", |l| {
+        l.split_whitespace().next() == Some(VICTIM) && l.contains("running")
+    })?;
+    assert!(status.contains(&format!("pid {new_pid} ")), "{status}");
+
+    // It catches up with node 0, and goes on with the others.
+    xinlian_tests::wait_until(
+        Duration::from_secs(60),
+        "the restarted node to catch up",
+        || height(&victim_api).is_some_and(|h| h >= moved),
+    )?;
+    let v = node0.submit_and_wait(&registration(&registrar, 4)?, 15_000)?;
+    let last = v.height.expect("final within 15 s");
+    xinlian_tests::wait_until(
+        Duration::from_secs(30),
+        "the restarted node to follow",
+        || height(&victim_api).is_some_and(|h| h >= last),
+    )?;
+    assert!(devnet.running(), "the devnet still runs");
+
+    // Stopping the devnet stops every node.
+    let status = devnet.stop()?;
+    assert!(status.success(), "devnet exit: {status}");
+    for n in &nodes {
+        assert!(
+            height(&NodeClient::new(&n.api)).is_none(),
+            "node {} still answers after the devnet stopped",
+            n.name
+        );
+    }
     Ok(())
 }

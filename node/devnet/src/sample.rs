@@ -1,0 +1,177 @@
+//! Loading a scenario into a fresh chain through a node's HTTP API: for each step,
+//! substitute, parse, sign with the step's signer, submit; then wait for the last
+//! record to be final and write `DIR/sample.json`, the manifest a new user reads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use xinlian_client::http::NodeClient;
+use xinlian_client::record::{Body, RecordId};
+use xinlian_client::signer::RecordSigner;
+use xinlian_genesis::keys;
+use xinlian_genesis::scaffold::signing_key_path;
+use xinlian_genesis::{Genesis, PublicKey};
+
+use crate::scenario::{Context, Scenario};
+
+/// What a new user needs to try the devnet: written to `DIR/sample.json`.
+#[derive(Serialize, Deserialize)]
+pub struct SampleManifest {
+    pub api: String,
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub enterprises: Vec<SampleEnterprise>,
+    pub batches: Vec<String>,
+    /// (step label, record id in hex), in submission order.
+    pub records: Vec<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SampleEnterprise {
+    pub slug: String,
+    pub name: String,
+    pub uscc: String,
+    pub key_file: String,
+}
+
+pub fn enterprise_key_path(dir: &Path, slug: &str) -> PathBuf {
+    dir.join("keys")
+        .join("enterprises")
+        .join(format!("{slug}.pem"))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn wait_ready(client: &NodeClient) -> Result<xinlian_client::api::Status> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.status() {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).context("node did not come up");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Loads `scenario` through the node at `api`, unless this chain already has it (a
+/// resumed devnet): then the manifest written the first time is returned.
+pub(crate) fn load(
+    dir: &Path,
+    api: &str,
+    genesis: &Genesis,
+    scenario: &Scenario,
+) -> Result<SampleManifest> {
+    let client = NodeClient::new(api);
+    let status = wait_ready(&client)?;
+    let manifest_path = dir.join("sample.json");
+    if status.height > 0 && manifest_path.exists() {
+        let text = std::fs::read_to_string(&manifest_path)?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("reading {}", manifest_path.display()));
+    }
+    let mut keys = HashMap::new();
+    for e in &scenario.enterprises {
+        let k = keys::read_pem(&enterprise_key_path(dir, &e.slug))?;
+        keys.insert(e.slug.clone(), keys::public_key(&k));
+    }
+    let (records, batches) = submit_steps(&client, dir, genesis, scenario, &keys)?;
+    let manifest = SampleManifest {
+        api: api.to_string(),
+        chain_id: genesis.chain_id.clone(),
+        genesis_hash: genesis.hash().to_hex(),
+        enterprises: scenario
+            .enterprises
+            .iter()
+            .map(|e| SampleEnterprise {
+                slug: e.slug.clone(),
+                name: e.name.clone(),
+                uscc: e.uscc.to_string(),
+                key_file: enterprise_key_path(dir, &e.slug).display().to_string(),
+            })
+            .collect(),
+        batches,
+        records,
+    };
+    // Write then rename: readers never see a half-written manifest.
+    let tmp = manifest_path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)?;
+    std::fs::rename(&tmp, &manifest_path)?;
+    Ok(manifest)
+}
+
+type Labelled = Vec<(String, String)>;
+
+/// Submits every step in order, then waits for the last one to be final. Returns the
+/// (label, id) of each record and the batches the scenario created.
+fn submit_steps(
+    client: &NodeClient,
+    dir: &Path,
+    genesis: &Genesis,
+    scenario: &Scenario,
+    keys: &HashMap<String, PublicKey>,
+) -> Result<(Labelled, Vec<String>)> {
+    let now_ms = now_ms();
+    let mut ids: HashMap<String, RecordId> = HashMap::new();
+    let (mut records, mut batches) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let body = scenario.body(
+            i,
+            &Context {
+                now_ms,
+                ids: &ids,
+                keys,
+            },
+        )?;
+        match &body {
+            Body::Commission(c) => batches.push(c.batch.clone()),
+            Body::Transform(t) => batches.extend(t.outputs.iter().map(|o| o.batch.clone())),
+            _ => {}
+        }
+        let what = || format!("step {} '{}'", i + 1, step.label);
+        let signer = signer(dir, genesis, scenario, &step.signer).with_context(what)?;
+        let id = client.submit(&signer.sign(body)).with_context(what)?.id;
+        ids.insert(step.label.clone(), id);
+        records.push((step.label.clone(), id.to_hex()));
+        last = Some(id);
+    }
+    if let Some(last) = last {
+        client
+            .record(&last, 20_000)
+            .context("waiting for the sample data to be final")?;
+    }
+    Ok((records, batches))
+}
+
+/// An enterprise slug signs with its key; a member id with the agency's signing key.
+fn signer(dir: &Path, genesis: &Genesis, scenario: &Scenario, who: &str) -> Result<RecordSigner> {
+    let path = if scenario.enterprise(who).is_some() {
+        enterprise_key_path(dir, who)
+    } else if genesis.members.iter().any(|m| m.id == who) {
+        signing_key_path(dir, who)
+    } else {
+        anyhow::bail!(
+            "signer '{who}' is not a member of this devnet's genesis ({})",
+            genesis
+                .members
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    Ok(RecordSigner {
+        key: keys::read_pem(&path).with_context(|| format!("signer '{who}'"))?,
+        chain: genesis.hash(),
+    })
+}
