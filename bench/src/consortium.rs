@@ -22,13 +22,11 @@ pub struct Consortium {
     /// First, so that the processes stop before their folder is removed.
     pub children: Children,
     pub genesis: Genesis,
-    pub chain: Hash32,
     /// Each validator's API and p2p address, `v0` first.
     pub apis: Vec<String>,
     pub p2ps: Vec<String>,
     /// The market regulator: registrar, credit and food trace authority.
     pub market: RecordSigner,
-    pub block_interval_ms: u64,
     pub dir: tempfile::TempDir,
 }
 
@@ -59,7 +57,6 @@ pub fn start(node_bin: &Path, block_interval_ms: Option<u64>) -> Result<Consorti
         block_interval_ms: block_interval_ms.unwrap_or(Policy::default().block_interval_ms),
         ..Policy::default()
     };
-    let block_interval_ms = policy.block_interval_ms;
     let genesis = scaffold(dir.path(), "xinlian-bench", 0, policy, &specs)?;
     let chain = genesis.hash();
     let mut children = Children(Vec::new());
@@ -78,11 +75,9 @@ pub fn start(node_bin: &Path, block_interval_ms: Option<u64>) -> Result<Consorti
     Ok(Consortium {
         children,
         genesis,
-        chain,
         apis,
         p2ps,
         market,
-        block_interval_ms,
         dir,
     })
 }
@@ -97,7 +92,7 @@ pub fn register_enterprises(
     let mut ents = Vec::new();
     let mut last = None;
     for i in 0..count {
-        let (e, key) = workload::enterprise(i, c.chain)?;
+        let (e, key) = workload::enterprise(i, c.genesis.hash())?;
         let rec = c.market.sign(RegisterEntity {
             uscc: e.uscc.clone(),
             name: format!("bench enterprise {i}"),
@@ -139,10 +134,10 @@ pub fn start_actors(
     for i in 0..ents.len() {
         let partner_index = (i + 1) % ents.len();
         let actor = workload::Actor {
-            me: enterprise(&ents[i], c.chain),
-            partner: enterprise(&ents[partner_index], c.chain),
-            market: signer(&c.market.key, c.chain),
-            registrar: signer(&c.market.key, c.chain),
+            me: enterprise(&ents[i], c.genesis.hash()),
+            partner: enterprise(&ents[partner_index], c.genesis.hash()),
+            market: signer(&c.market.key, c.genesis.hash()),
+            registrar: signer(&c.market.key, c.genesis.hash()),
             node: NodeClient::new(&c.apis[i % 4]),
             index: i,
         };

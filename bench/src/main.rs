@@ -157,7 +157,7 @@ fn main() -> Result<()> {
         proof_verify_ms,
         proofs_1000_verify_ms,
         provenance,
-        block_interval_ms: c.block_interval_ms,
+        block_interval_ms: c.genesis.policy.block_interval_ms,
         half_saturation_blocks: phases.half_saturation_blocks,
         disk: inspect::DiskBreakdown::default(),
         refusals: refusals(&shared),

@@ -37,6 +37,19 @@ pub struct SignedRecord {
     pub signature: Signature,
 }
 
+/// A record kind's name that names no kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKind(pub String);
+
+impl std::fmt::Display for UnknownKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        write!(f, "unknown kind '{}'; one of: {}", self.0, names.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownKind {}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -192,6 +205,11 @@ macro_rules! bodies {
             }
             pub fn from_name(s: &str) -> Option<Kind> {
                 match s { $($name => Some(Kind::$variant),)* _ => None }
+            }
+
+            /// As [`Kind::from_name`], with an error that lists the kinds there are.
+            pub fn parse(s: &str) -> Result<Kind, UnknownKind> {
+                Kind::from_name(s).ok_or_else(|| UnknownKind(s.to_string()))
             }
         }
 

@@ -12,7 +12,7 @@ use xinlian_client::state::key as state_key;
 use xinlian_genesis::{Hash32, canonical};
 
 use xinlian_core::chain::{Executed, Tip};
-use xinlian_core::consensus::ledger::{Durability, Ledger, LedgerError};
+use xinlian_core::consensus::ledger::{Durability, Ledger, LedgerError, LedgerResult};
 use xinlian_core::consensus::wire::WalEntry;
 use xinlian_core::execute::Consortium;
 use xinlian_core::overlay::{StateError, StateRead};
@@ -446,12 +446,7 @@ impl Ledger for Store {
         Ok(Some((b, c)))
     }
 
-    fn wal_append(
-        &self,
-        height: u64,
-        entry: &WalEntry,
-        durability: Durability,
-    ) -> Result<(), LedgerError> {
+    fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
         let seq = self
             .db
             .scan_prefix(k(WAL, height))

@@ -68,18 +68,25 @@ struct Metadata {
     direct: BTreeMap<String, BTreeSet<String>>,
 }
 
-fn metadata() -> Metadata {
+/// What `cargo ARGS` prints, run in the workspace root.
+fn cargo(args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(args)
         .current_dir(root())
         .output()
-        .expect("cargo metadata runs");
+        .expect("cargo runs");
     assert!(
         out.status.success(),
-        "cargo metadata failed: {}",
+        "cargo {} failed: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    out.stdout
+}
+
+fn metadata() -> Metadata {
+    let out = cargo(&["metadata", "--format-version", "1", "--locked"]);
+    let v: Value = serde_json::from_slice(&out).expect("cargo metadata prints JSON");
     let mut direct = BTreeMap::new();
     for p in v["packages"].as_array().expect("packages") {
         let name = p["name"].as_str().expect("name").to_string();
@@ -102,20 +109,10 @@ impl Metadata {
     /// it is built with when built alone (`cargo tree -p`, not the workspace's
     /// unified features), itself excluded.
     fn reaches(&self, name: &str) -> BTreeSet<String> {
-        let out = std::process::Command::new(env!("CARGO"))
-            .args([
-                "tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p",
-                name,
-            ])
-            .current_dir(root())
-            .output()
-            .expect("cargo tree runs");
-        assert!(
-            out.status.success(),
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
+        let out = cargo(&[
+            "tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", name,
+        ]);
+        String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| *n != name)

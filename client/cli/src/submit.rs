@@ -21,16 +21,7 @@ pub(crate) fn run(
     fields: &[String],
     wait: bool,
 ) -> Result<(), Failure> {
-    let kind = Kind::from_name(kind).ok_or_else(|| {
-        local(format!(
-            "unknown kind '{kind}'; one of: {}",
-            Kind::ALL
-                .iter()
-                .map(|k| k.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let kind = Kind::parse(kind).map_err(|e| local(e.to_string()))?;
     if body.is_none() && fields.is_empty() {
         return Err(local(
             "give the body with --body FILE and/or --field PATH=VALUE",

@@ -26,7 +26,7 @@ use xinlian_core::execute::{BlockContext, Consortium, ExecError, Rejection, exec
 use xinlian_core::overlay::Overlay;
 use xinlian_genesis::canonical;
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, Policy, PublicKey, Role};
+use xinlian_genesis::{PublicKey, Role};
 
 /// 2026-11-29 00:00 Beijing time.
 const NOW_MS: i64 = 1_795_881_600_000 - 8 * 3_600_000;
@@ -182,21 +182,12 @@ struct Chain {
 impl Chain {
     fn new() -> Chain {
         let (v, vn, registrar, inspector) = (key_of(1), key_of(2), key_of(3), key_of(4));
-        let genesis = Genesis {
-            chain_id: "custody".into(),
-            genesis_time_ms: 0,
-            policy: Policy::default(),
-            members: vec![
-                member("validator", vec![Role::Validator], &v, Some(&vn)),
-                member("registrar", vec![Role::Registrar], &registrar, None),
-                member(
-                    "inspector",
-                    vec![Role::TraceAuthority("food".into())],
-                    &inspector,
-                    None,
-                ),
-            ],
-        };
+        let inspecting = vec![Role::TraceAuthority("food".into())];
+        let genesis = common::genesis_with(
+            "custody",
+            (&v, &vn, &registrar),
+            vec![member("inspector", inspecting, &inspector, None)],
+        );
         let mut chain = Chain {
             c: Consortium::new(genesis),
             state: BTreeMap::new(),
@@ -269,12 +260,7 @@ impl Chain {
         let writes = o.into_writes();
         match out {
             Ok(()) => {
-                for (k, v) in writes {
-                    match v {
-                        Some(v) => self.state.insert(k, v),
-                        None => self.state.remove(&k),
-                    };
-                }
+                common::apply(&mut self.state, writes);
                 self.records
                     .insert(rec.id(), (self.next_index, rec.clone()));
                 self.next_index += 1;

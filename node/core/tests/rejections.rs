@@ -16,8 +16,8 @@ use xinlian_client::state::{self as st, key};
 use xinlian_client::when::{Date, EventTime};
 use xinlian_core::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
 use xinlian_core::overlay::Overlay;
+use xinlian_genesis::Role;
 use xinlian_genesis::keys::{self, SigningKey, public_key};
-use xinlian_genesis::{Genesis, Policy, Role};
 
 struct World {
     c: Consortium,
@@ -37,13 +37,10 @@ impl World {
     fn new() -> World {
         let k = || keys::generate().unwrap();
         let (v, vn, reg, mkt, drg) = (k(), k(), k(), k(), k());
-        let genesis = Genesis {
-            chain_id: "test".into(),
-            genesis_time_ms: 0,
-            policy: Policy::default(),
-            members: vec![
-                member("validator", vec![Role::Validator], &v, Some(&vn)),
-                member("registrar", vec![Role::Registrar], &reg, None),
+        let genesis = common::genesis_with(
+            "test",
+            (&v, &vn, &reg),
+            vec![
                 member(
                     "market",
                     vec![
@@ -63,7 +60,7 @@ impl World {
                     None,
                 ),
             ],
-        };
+        );
         let c = Consortium::new(genesis);
         let chain = c.chain;
         let s = |key| RecordSigner { key, chain };
@@ -101,12 +98,7 @@ impl World {
         let writes = o.into_writes();
         match out {
             Ok(()) => {
-                for (k, v) in writes {
-                    match v {
-                        Some(v) => self.state.insert(k, v),
-                        None => self.state.remove(&k),
-                    };
-                }
+                common::apply(&mut self.state, writes);
                 self.next_index += 1;
                 self.height += 1;
                 Ok(())

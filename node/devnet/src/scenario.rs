@@ -189,14 +189,14 @@ impl Scenario {
             });
         }
         for kind in file.defaults.keys() {
-            if Kind::from_name(kind).is_none() {
-                return Err(entry(format!("defaults.{kind}"), unknown_kind(kind)));
+            if let Err(e) = Kind::parse(kind) {
+                return Err(entry(format!("defaults.{kind}"), e.to_string()));
             }
         }
         let kinds = (file.steps.iter().enumerate())
             .map(|(i, st)| {
-                Kind::from_name(&st.kind)
-                    .ok_or_else(|| step_error(origin, i, &st.label, "kind", unknown_kind(&st.kind)))
+                Kind::parse(&st.kind)
+                    .map_err(|e| step_error(origin, i, &st.label, "kind", e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let scenario = Scenario {
@@ -414,17 +414,6 @@ fn step_error(
     }
 }
 
-fn unknown_kind(kind: &str) -> String {
-    format!(
-        "unknown record kind '{kind}'; one of: {}",
-        Kind::ALL
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 fn member_spec(m: &MemberEntry) -> Result<MemberSpec, String> {
     Ok(MemberSpec {
         id: m.id.clone(),
@@ -557,10 +546,7 @@ mod tests {
         let e = error("[[step]]\nlabel = \"c\"\nsigner = \"nobody\"\nkind = \"recall\"\n");
         assert!(e.contains("step 2 'c', signer: 'nobody'"), "{e}");
         let e = error("[[step]]\nlabel = \"c\"\nsigner = \"farm\"\nkind = \"shout\"\n");
-        assert!(
-            e.contains("step 2 'c', kind: unknown record kind 'shout'"),
-            "{e}"
-        );
+        assert!(e.contains("step 2 'c', kind: unknown kind 'shout'"), "{e}");
         let e = error("[[step]]\nlabel = \"first\"\nsigner = \"farm\"\nkind = \"recall\"\n");
         assert!(e.contains("step 2 'first', label:"), "{e}");
         let e = error(

@@ -13,6 +13,9 @@ use super::wire::WalEntry;
 use crate::chain::{Executed, Tip};
 use crate::overlay::{StateError, StateRead};
 
+/// What a ledger operation answers.
+pub type LedgerResult<T = ()> = Result<T, LedgerError>;
+
 /// Whether a write-ahead-log append must survive a crash before it returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -36,12 +39,7 @@ pub trait Ledger: StateRead {
     ) -> Result<Option<(Block, Certificate)>, LedgerError>;
     /// Appends to the log of `height`. With [`Durability::Synced`], returns only once
     /// this entry and every one before it survive a crash.
-    fn wal_append(
-        &self,
-        height: u64,
-        entry: &WalEntry,
-        durability: Durability,
-    ) -> Result<(), LedgerError>;
+    fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult;
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError>;
 }
 
@@ -132,12 +130,7 @@ impl Ledger for MemLedger {
             .cloned())
     }
 
-    fn wal_append(
-        &self,
-        height: u64,
-        entry: &WalEntry,
-        durability: Durability,
-    ) -> Result<(), LedgerError> {
+    fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
         let mut m = self.inner.lock().expect("not poisoned");
         m.wal.push((height, entry.clone()));
         if durability == Durability::Synced {
@@ -169,12 +162,7 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
     ) -> Result<Option<(Block, Certificate)>, LedgerError> {
         (**self).block_and_certificate(height)
     }
-    fn wal_append(
-        &self,
-        height: u64,
-        entry: &WalEntry,
-        durability: Durability,
-    ) -> Result<(), LedgerError> {
+    fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
         (**self).wal_append(height, entry, durability)
     }
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {

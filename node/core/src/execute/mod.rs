@@ -353,8 +353,10 @@ fn entity(s: &Overlay, u: &Uscc) -> Ex<st::Entity> {
     need(s.get(&key::entity(u))?, "enterprise", u)
 }
 
-/// Validates `rec` against state and applies it, atomically. `ledger_index` is the
-/// position the record takes in the ledger-wide tree.
+/// Validates `rec` against state and applies it, atomically: replay protection, the
+/// signer, the family of the record's kind, and the index of records by the
+/// enterprises they concern. `ledger_index` is the position the record takes in the
+/// ledger-wide tree.
 pub fn execute_record(
     s: &mut Overlay,
     c: &Consortium,
@@ -362,47 +364,49 @@ pub fn execute_record(
     rec: &EncodedRecord,
     ledger_index: u64,
 ) -> Ex {
-    s.atomically(|s| apply(s, c, ctx, rec, ledger_index))
+    s.atomically(|s| {
+        let id = rec.id();
+        if s.get_raw(&key::seen(&id))?.is_some() {
+            return reject(Rejection::Duplicate(id));
+        }
+        s.put(key::seen(&id), &(ctx.height, ledger_index));
+        let env = &rec.record().envelope;
+        let x = Exec {
+            c,
+            ctx,
+            id,
+            body: &env.body,
+            signer: resolve_signer(s, c, &env.signer)?,
+        };
+        let mut concerns = by_family(s, &x)?;
+        concerns.sort();
+        concerns.dedup();
+        for u in &concerns {
+            s.put(key::subject_record(u, ledger_index), &id);
+        }
+        Ok(())
+    })
 }
 
-/// Replay protection, the signer, the family of the record's kind, and the index of
-/// records by the enterprises they concern.
-fn apply(
-    s: &mut Overlay,
-    c: &Consortium,
-    ctx: &BlockContext,
-    rec: &EncodedRecord,
-    ledger_index: u64,
-) -> Ex {
-    let id = rec.id();
-    if s.get_raw(&key::seen(&id))?.is_some() {
-        return reject(Rejection::Duplicate(id));
-    }
-    s.put(key::seen(&id), &(ctx.height, ledger_index));
-    let env = &rec.record().envelope;
-    let x = Exec {
-        c,
-        ctx,
-        id,
-        body: &env.body,
-        signer: resolve_signer(s, c, &env.signer)?,
-    };
-    let mut concerns: Vec<Uscc> = match &env.body {
-        Body::RegisterEntity(b) => entities::register(s, &x, b)?,
-        Body::RotateEntityKey(b) => entities::rotate(s, &x, b)?,
-        Body::RevokeEntityKey(b) => entities::revoke(s, &x, b)?,
-        Body::Commitment(b) => credit::commitment(s, &x, b)?,
-        Body::Outcome(b) => credit::outcome(s, &x, b)?,
-        Body::ListMeasure(b) => credit::list_measure(s, &x, b)?,
-        Body::RepairApplication(b) => credit::repair_application(s, &x, b)?,
-        Body::RepairDecision(b) => credit::repair_decision(s, &x, b)?,
-        Body::Commission(b) => custody::commission(s, &x, b)?,
-        Body::Ship(b) => custody::ship(s, &x, b)?,
-        Body::Receive(b) => custody::receive(s, &x, b)?,
-        Body::Transform(b) => custody::transform(s, &x, b)?,
-        Body::Inspect(b) => custody::inspect(s, &x, b)?,
-        Body::Recall(b) => custody::recall(s, &x, b)?,
-        Body::Sell(b) => custody::sell(s, &x, b)?,
+/// Executes the record in its family; returns the enterprises it concerns.
+fn by_family(s: &mut Overlay, x: &Exec) -> Ex<Vec<Uscc>> {
+    let (c, ctx, id) = (x.c, x.ctx, x.id);
+    Ok(match x.body {
+        Body::RegisterEntity(b) => entities::register(s, x, b)?,
+        Body::RotateEntityKey(b) => entities::rotate(s, x, b)?,
+        Body::RevokeEntityKey(b) => entities::revoke(s, x, b)?,
+        Body::Commitment(b) => credit::commitment(s, x, b)?,
+        Body::Outcome(b) => credit::outcome(s, x, b)?,
+        Body::ListMeasure(b) => credit::list_measure(s, x, b)?,
+        Body::RepairApplication(b) => credit::repair_application(s, x, b)?,
+        Body::RepairDecision(b) => credit::repair_decision(s, x, b)?,
+        Body::Commission(b) => custody::commission(s, x, b)?,
+        Body::Ship(b) => custody::ship(s, x, b)?,
+        Body::Receive(b) => custody::receive(s, x, b)?,
+        Body::Transform(b) => custody::transform(s, x, b)?,
+        Body::Inspect(b) => custody::inspect(s, x, b)?,
+        Body::Recall(b) => custody::recall(s, x, b)?,
+        Body::Sell(b) => custody::sell(s, x, b)?,
         Body::Propose(b) => {
             x.authorise(Found::Nothing)?;
             crate::governance::propose(s, c, ctx, id, x.member(), b)?;
@@ -413,11 +417,5 @@ fn apply(
             crate::governance::vote(s, ctx, id, x.member(), b)?;
             Vec::new()
         }
-    };
-    concerns.sort();
-    concerns.dedup();
-    for u in &concerns {
-        s.put(key::subject_record(u, ledger_index), &id);
-    }
-    Ok(())
+    })
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use xinlian_core::execute::Consortium;
+use xinlian_core::overlay::Writes;
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, Member, Policy, Role};
 
@@ -69,5 +70,35 @@ pub fn member(id: &str, roles: Vec<Role>, key: &SigningKey, node: Option<&Signin
         roles,
         node_key: node.map(public_key),
         signing_key: public_key(key),
+    }
+}
+
+/// A genesis at time 0 with the default policy: a validator `validator` (agency key
+/// `v`, node key `vn`), a registrar, then `others`.
+pub fn genesis_with(
+    chain_id: &str,
+    (v, vn, registrar): (&SigningKey, &SigningKey, &SigningKey),
+    others: Vec<Member>,
+) -> Genesis {
+    let mut members = vec![
+        member("validator", vec![Role::Validator], v, Some(vn)),
+        member("registrar", vec![Role::Registrar], registrar, None),
+    ];
+    members.extend(others);
+    Genesis {
+        chain_id: chain_id.into(),
+        genesis_time_ms: 0,
+        policy: Policy::default(),
+        members,
+    }
+}
+
+/// Applies an overlay's writes to an in-memory state.
+pub fn apply(state: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>, writes: Writes) {
+    for (k, v) in writes {
+        match v {
+            Some(v) => state.insert(k, v),
+            None => state.remove(&k),
+        };
     }
 }
