@@ -236,7 +236,11 @@ impl Host {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 Some(cmd) = commands.recv() => self.command(cmd)?,
-                event = self.net.next_event() => self.net_event(event)?,
+                event = self.net.next_event() => {
+                    if let Some(event) = event {
+                        self.net_event(event)?;
+                    }
+                }
                 _ = sleep => self.fire_timers()?,
                 _ = redial.tick() => self.net.redial(&self.peers),
                 _ = relay.tick() => self.flush_relay(),

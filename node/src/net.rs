@@ -245,15 +245,14 @@ impl Network {
         Ok(())
     }
 
-    /// The next event for the host; everything else libp2p reports is handled (and
-    /// logged) here. Cancel-safe: an event is taken from the swarm and handled at once.
-    pub async fn next_event(&mut self) -> NetEvent {
-        loop {
-            let event = self.swarm.select_next_some().await;
-            if let Some(e) = self.on_swarm_event(event) {
-                return e;
-            }
-        }
+    /// Handles the swarm's next event; what is for the host comes back, everything
+    /// else libp2p reports is handled (and logged) here and gives `None`. One swarm
+    /// event per call, so that a peer flooding events the host never sees (invalid
+    /// gossip, dial noise) cannot keep the host's loop from its timers and commands.
+    /// Cancel-safe: an event is taken from the swarm and handled at once.
+    pub async fn next_event(&mut self) -> Option<NetEvent> {
+        let event = self.swarm.select_next_some().await;
+        self.on_swarm_event(event)
     }
 
     /// Gossips `msg` to every member's node.

@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the hot paths: canonical encoding and decoding of a
 //! record, batched signature verification, Merkle appends and proofs, and executing a
-//! block of registrations. `cargo bench -p xinlian-node`.
+//! block of registrations. `cargo bench -p xinlian-core`.
 
 use std::hint::black_box;
 use std::sync::Arc;
