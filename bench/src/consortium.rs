@@ -98,6 +98,11 @@ pub fn register_enterprises(
             name: format!("bench enterprise {i}"),
             key: keys::public_key(&key),
             check_override: None,
+            possession: xinlian_client::crypto::prove_possession(
+                &key,
+                &c.genesis.hash(),
+                xinlian_client::crypto::KeyHolder::Enterprise(e.uscc.as_str()),
+            ),
         });
         last = Some(node0.submit(&rec)?.id);
         ents.push(e);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use xinlian_client::crypto::{KeyHolder, prove_possession};
 use xinlian_client::http::{ClientError, NodeClient};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::*;
@@ -173,14 +174,21 @@ impl Actor {
                 cycle % 1_000_000_000
             ))
             .expect("payload of digits");
+            let key = keys::generate().expect("randomness");
+            let possession = prove_possession(
+                &key,
+                &self.registrar.chain,
+                KeyHolder::Enterprise(fresh.as_str()),
+            );
             self.send(
                 shared,
                 &self.registrar,
                 RegisterEntity {
                     uscc: fresh,
                     name: format!("bench {} {}", self.index, cycle),
-                    key: keys::public_key(&keys::generate().expect("randomness")),
+                    key: keys::public_key(&key),
                     check_override: None,
+                    possession,
                 },
             );
             // Traceability: commission, ship part, the partner acknowledges.

@@ -1,13 +1,14 @@
 //! Stateless validation: everything about a record that can be decided from its bytes
-//! and the chain id alone — bounds, identifiers, chain binding, signature. The same
-//! checks run in the node's mempool, in block execution and in any verifier.
+//! and the chain id alone — bounds, identifiers, chain binding, proofs of possession of
+//! the keys a record binds, signature. The same checks run in the node's mempool, in
+//! block execution and in any verifier.
 
 use std::collections::BTreeSet;
 
-use xinlian_genesis::Hash32;
 use xinlian_genesis::keys::check_bindable;
+use xinlian_genesis::{Hash32, PublicKey};
 
-use crate::crypto::SignatureError;
+use crate::crypto::{KeyHolder, Signature, SignatureError, verify_possession};
 use crate::ids::{IdError, Uscc, check_drug_code, check_gtin};
 use crate::record::*;
 
@@ -36,6 +37,15 @@ pub enum StatelessError {
     },
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// The record binds a key without a valid proof that the holder it names holds it.
+    #[error(
+        "{field}: not a proof of possession of key {key} for {holder} on this chain (sign it with that key: `xinlian key possession`)"
+    )]
+    Possession {
+        field: &'static str,
+        key: PublicKey,
+        holder: String,
+    },
 }
 
 type R = Result<(), StatelessError>;
@@ -373,8 +383,63 @@ fn check_proposal(b: &Proposal) -> R {
     }
 }
 
-/// Chain binding and field rules; the signature is checked separately so that block
-/// execution can verify a whole block's signatures in one batch.
+fn possession(
+    field: &'static str,
+    chain: &Hash32,
+    key: &PublicKey,
+    holder: KeyHolder<'_>,
+    proof: &Signature,
+) -> R {
+    verify_possession(chain, key, holder, proof).map_err(|_| StatelessError::Possession {
+        field,
+        key: *key,
+        holder: holder.to_string(),
+    })
+}
+
+/// Every key a record binds — an enterprise's, or one a governance change gives a
+/// member — comes with its holder's proof of possession for this chain, so that no
+/// one binds a key they do not hold (another's, to veto or to confuse who signed).
+pub fn check_possession(body: &Body, chain: &Hash32) -> R {
+    match body {
+        Body::RegisterEntity(b) => possession(
+            "possession",
+            chain,
+            &b.key,
+            KeyHolder::Enterprise(b.uscc.as_str()),
+            &b.possession,
+        ),
+        Body::RotateEntityKey(b) => possession(
+            "possession",
+            chain,
+            &b.new_key,
+            KeyHolder::Enterprise(b.uscc.as_str()),
+            &b.possession,
+        ),
+        Body::Propose(p) => {
+            let named = p.change.named_keys();
+            if named.len() != p.possession.len() {
+                return Err(field(
+                    "possession",
+                    format!(
+                        "the change names {} key(s); give one proof of possession for each, in order (has {})",
+                        named.len(),
+                        p.possession.len()
+                    ),
+                ));
+            }
+            for ((key, member), proof) in named.iter().zip(&p.possession) {
+                possession("possession", chain, key, KeyHolder::Member(member), proof)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Chain binding, field rules and proofs of possession; the record's signature is
+/// checked separately so that block execution can verify a whole block's signatures
+/// in one batch.
 pub fn check_unsigned(record: &SignedRecord, chain: &Hash32) -> R {
     if record.envelope.chain != *chain {
         return Err(StatelessError::WrongChain {
@@ -382,7 +447,8 @@ pub fn check_unsigned(record: &SignedRecord, chain: &Hash32) -> R {
             got: record.envelope.chain,
         });
     }
-    check_body(&record.envelope.body)
+    check_body(&record.envelope.body)?;
+    check_possession(&record.envelope.body, chain)
 }
 
 /// Everything stateless, signature last (the most expensive check).

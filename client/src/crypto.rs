@@ -4,11 +4,12 @@
 //! construction, so a signature is valid everywhere or nowhere.
 //!
 //! Every signed message starts with a domain tag, so a signature over one kind of
-//! message (a record, a vote) can never be replayed as another.
+//! message (a record, a vote, a proof of possession) can never be replayed as another.
 
 use ed25519_consensus::{VerificationKey, VerificationKeyBytes, batch};
-use xinlian_genesis::keys::SigningKey;
-use xinlian_genesis::{PublicKey, fixed_bytes};
+use serde::Serialize;
+use xinlian_genesis::keys::{SigningKey, public_key};
+use xinlian_genesis::{Hash32, PublicKey, canonical, fixed_bytes};
 
 fixed_bytes!(
     /// An ed25519 signature (R ‖ s).
@@ -24,6 +25,9 @@ pub enum Domain {
     /// Every other consensus message (proposals, prevotes, nil precommits), so that
     /// no signature on one can be read as a precommit for a block.
     Consensus,
+    /// A key's holder shows it holds the key before the key is bound to it
+    /// ([`possession_message`]).
+    KeyPossession,
 }
 
 impl Domain {
@@ -32,6 +36,7 @@ impl Domain {
             Domain::Record => b"xinlian/record/v1\0",
             Domain::Precommit => b"xinlian/precommit/v1\0",
             Domain::Consensus => b"xinlian/consensus/v1\0",
+            Domain::KeyPossession => b"xinlian/key-possession/v1\0",
         }
     }
 
@@ -76,6 +81,44 @@ pub fn verify_raw(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<()
     let vk = VerificationKey::try_from(key.0).map_err(|_| SignatureError::Invalid(*key))?;
     vk.verify(&ed25519_consensus::Signature::from(sig.0), message)
         .map_err(|_| SignatureError::Invalid(*key))
+}
+
+/// Whom a key is bound to: an enterprise (by USCC) or a consortium member (by id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum KeyHolder<'a> {
+    Enterprise(&'a str),
+    Member(&'a str),
+}
+
+impl std::fmt::Display for KeyHolder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyHolder::Enterprise(u) => write!(f, "enterprise {u}"),
+            KeyHolder::Member(m) => write!(f, "member '{m}'"),
+        }
+    }
+}
+
+/// What a proof of possession signs, after its domain tag: the canonical encoding of
+/// (chain, key, holder) — the genesis hash (32 bytes), the key (32 bytes), then 0 for
+/// an enterprise or 1 for a member, a varint length and the USCC or member id in
+/// UTF-8. Bound to the chain and the holder, a proof cannot be replayed for another.
+pub fn possession_message(chain: &Hash32, key: &PublicKey, holder: KeyHolder<'_>) -> Vec<u8> {
+    Domain::KeyPossession.message(&canonical::encode(&(chain, key, holder)))
+}
+
+/// The proof that the holder of `key` means it to be bound to `holder` on `chain`.
+pub fn prove_possession(key: &SigningKey, chain: &Hash32, holder: KeyHolder<'_>) -> Signature {
+    sign_raw(key, &possession_message(chain, &public_key(key), holder))
+}
+
+pub fn verify_possession(
+    chain: &Hash32,
+    key: &PublicKey,
+    holder: KeyHolder<'_>,
+    proof: &Signature,
+) -> Result<(), SignatureError> {
+    verify_raw(key, &possession_message(chain, key, holder), proof)
 }
 
 /// Checks many signatures at once. On failure it re-checks each one (same rule) and
@@ -128,5 +171,34 @@ mod tests {
         assert!(verify(&pk, Domain::Record, b"abc", &s).is_ok());
         assert!(verify(&pk, Domain::Precommit, b"abc", &s).is_err());
         assert!(verify(&pk, Domain::Record, b"abd", &s).is_err());
+    }
+
+    #[test]
+    fn a_possession_proof_holds_for_its_chain_key_and_holder_only() {
+        let k = xinlian_genesis::keys::generate().unwrap();
+        let pk = public_key(&k);
+        let (chain, other) = (Hash32([1; 32]), Hash32([2; 32]));
+        let u = KeyHolder::Enterprise("91310000MA1ABC1234");
+        let p = prove_possession(&k, &chain, u);
+        assert!(verify_possession(&chain, &pk, u, &p).is_ok());
+        assert!(verify_possession(&other, &pk, u, &p).is_err());
+        let u2 = KeyHolder::Enterprise("91310000MA1ABC1235");
+        assert!(verify_possession(&chain, &pk, u2, &p).is_err());
+        // The same text as a member id is another holder.
+        let m = KeyHolder::Member("91310000MA1ABC1234");
+        assert!(verify_possession(&chain, &pk, m, &p).is_err());
+        let stranger = public_key(&xinlian_genesis::keys::generate().unwrap());
+        assert!(verify_possession(&chain, &stranger, u, &p).is_err());
+        // Not a record signature either.
+        let body = canonical::encode(&(chain, pk, u));
+        assert!(verify(&pk, Domain::Record, &body, &p).is_err());
+        // The layout the documentation gives, for producers in other languages.
+        let mut expected = b"xinlian/key-possession/v1\0".to_vec();
+        expected.extend_from_slice(&chain.0);
+        expected.extend_from_slice(&pk.0);
+        expected.push(0);
+        expected.push(18);
+        expected.extend_from_slice(b"91310000MA1ABC1234");
+        assert_eq!(possession_message(&chain, &pk, u), expected);
     }
 }

@@ -3,7 +3,7 @@
 //! (docs/governance.md).
 
 use serde::{Deserialize, Serialize};
-use xinlian_genesis::{Policy, Roster};
+use xinlian_genesis::{Policy, PublicKey, Roster};
 
 use crate::record::{Change, RecordId};
 
@@ -77,6 +77,24 @@ impl Change {
             return Err(format!("the roster would be invalid: {}", list.join("; ")));
         }
         Ok(next)
+    }
+
+    /// The keys the change gives a member, each with the member's id: what its
+    /// proposal proves possession of, in this order (an added member's signing key,
+    /// then its node key).
+    pub fn named_keys(&self) -> Vec<(PublicKey, &str)> {
+        match self {
+            Change::AddMember(m) => std::iter::once(m.signing_key)
+                .chain(m.node_key)
+                .map(|k| (k, m.id.as_str()))
+                .collect(),
+            Change::RotateNodeKey { member, key } | Change::RotateSigningKey { member, key } => {
+                vec![(*key, member.as_str())]
+            }
+            Change::RemoveMember { .. } | Change::SetRoles { .. } | Change::SetPolicy(_) => {
+                Vec::new()
+            }
+        }
     }
 
     /// A short description for lists and logs.

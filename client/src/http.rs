@@ -251,12 +251,18 @@ pub enum FetchVerifyError {
 }
 
 /// Moves `light`'s trusted header to `cp` (or checks it, if older), fetching the
-/// consistency proof between the two ledgers.
+/// consistency proof between the two ledgers, and first any roster change `cp`
+/// announces that `light` has not seen (one made since the changes were fetched).
 fn advance_to(
     node: &NodeClient,
     light: &mut LightClient,
     cp: &Checkpoint,
 ) -> Result<(), FetchVerifyError> {
+    // A header newer than the roster changes fetched may announce one made since.
+    if light.check_next_roster(&cp.header).is_err() {
+        let changes = node.roster_changes(light.rosters_known_from())?;
+        light.accept_changes(&changes.changes)?;
+    }
     let trusted = light.trusted().map(|t| t.header.clone());
     let new = &cp.header;
     let consistency = match &trusted {
@@ -275,8 +281,11 @@ fn advance_to(
 }
 
 /// Fetches a batch's provenance page by page until nothing is missing (or
-/// `BUNDLE_PAGES_MAX` pages; with a `depth`, one page), verifying each against `light` as it comes. Returns the
-/// merged verified answer and the pages, for a bundle.
+/// `BUNDLE_PAGES_MAX` pages; with a `depth`, one page), verifying each against `light`
+/// as it comes. Every continuation page must be proven against the first page's
+/// header or a later one (the node proves against its newest), each extending the
+/// ledger already trusted; an older one is refused ([`ProvenanceError::OlderPage`]).
+/// Returns the merged verified answer and the pages, for a bundle.
 pub fn fetch_provenance(
     node: &NodeClient,
     light: &mut LightClient,
@@ -316,7 +325,8 @@ pub fn fetch_provenance(
             .into());
         }
         let before = answer.batches.len();
-        answer.merge(v);
+        // A page proven against an older header than the first is refused.
+        answer.merge(v)?;
         pages.push(page);
         // A page that verifies but adds nothing would only repeat: stop, partial.
         if answer.batches.len() == before {

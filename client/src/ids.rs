@@ -1,5 +1,6 @@
 //! Identifiers with published check rules: the Unified Social Credit Code (GB
-//! 32100-2015), GTIN (GS1 mod-10), and the format of the drug traceability code.
+//! 32100-2015), GTIN (GS1 mod-10), and the format of the drug traceability code; and
+//! the form of a batch id, for names that arrive outside a record (a URL's path).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,12 @@ pub enum IdError {
     GtinCheck { code: String, expected: u32 },
     #[error("drug traceability code '{0}' must be 20 digits")]
     DrugCodeFormat(String),
+    /// Shown escaped (`{0:?}`): the name may hold control characters.
+    #[error(
+        "batch id {0:?} must be 1 to {max} printable ASCII characters without spaces",
+        max = crate::checks::ID_BYTES_MAX
+    )]
+    BatchId(String),
 }
 
 /// A Unified Social Credit Code. The type holds any 18-character code in the right
@@ -130,6 +137,21 @@ pub fn check_drug_code(code: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// A batch id as records may name one: 1 to `ID_BYTES_MAX` printable ASCII characters,
+/// no spaces (the rule the stateless checks apply to every batch field). A name from
+/// elsewhere — a URL's path, a provenance request's roots — is checked with this before
+/// it is used as a key: a NUL or other control character could otherwise reach the
+/// state's key layout, whose components it separates.
+pub fn check_batch_id(name: &str) -> Result<(), IdError> {
+    let ok = !name.is_empty()
+        && name.len() <= crate::checks::ID_BYTES_MAX
+        && name.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(IdError::BatchId(name.chars().take(160).collect()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +216,36 @@ mod tests {
         ));
         check_drug_code("81234560000000000001").unwrap();
         assert!(check_drug_code("8123456").is_err());
+    }
+
+    #[test]
+    fn batch_ids_are_printable_ascii_and_a_nul_is_refused_by_name() {
+        for ok in [
+            "rice-2026-sj-001",
+            "urn:epc:id:sscc:0614141.1234567890",
+            &"x".repeat(crate::checks::ID_BYTES_MAX),
+        ] {
+            check_batch_id(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let e = check_batch_id("\0").unwrap_err();
+        assert_eq!(e, IdError::BatchId("\0".into()));
+        assert!(
+            e.to_string()
+                .starts_with(r#"batch id "\0" must be 1 to 128"#),
+            "{e}"
+        );
+        for bad in [
+            "",
+            "a b",
+            "rice\0",
+            "a\nb",
+            "米-1",
+            &"x".repeat(crate::checks::ID_BYTES_MAX + 1),
+        ] {
+            assert!(
+                matches!(check_batch_id(bad), Err(IdError::BatchId(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -83,14 +83,30 @@ pub fn root_of(leaves: &[Hash32]) -> Hash32 {
     }
 }
 
+/// Why a proof could not be built: sizes no proof exists for (a request's, refused
+/// rather than asserted), or the subtrees could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError<E> {
+    #[error("leaf index {index} is not below tree size {size}")]
+    IndexBeyondSize { index: u64, size: u64 },
+    #[error("a consistency proof needs 0 < first <= second; got {first} and {second}")]
+    Sizes { first: u64, second: u64 },
+    #[error(transparent)]
+    Subtrees(E),
+}
+
 /// RFC 9162 PATH(m, D[n]): the audit path of leaf `index` in a tree of `size`.
-pub fn inclusion_proof<S: Subtrees>(s: &S, index: u64, size: u64) -> Result<Vec<Hash32>, S::Error> {
-    assert!(
-        index < size,
-        "inclusion proof of leaf {index} in a tree of {size}"
-    );
+pub fn inclusion_proof<S: Subtrees>(
+    s: &S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash32>, BuildError<S::Error>> {
+    if index >= size {
+        return Err(BuildError::IndexBeyondSize { index, size });
+    }
     let mut out = Vec::new();
-    path(s, index, 0, size, &mut out)?;
+    path(s, index, 0, size, &mut out).map_err(BuildError::Subtrees)?;
     Ok(out)
 }
 
@@ -121,13 +137,15 @@ pub fn consistency_proof<S: Subtrees>(
     s: &S,
     size1: u64,
     size2: u64,
-) -> Result<Vec<Hash32>, S::Error> {
-    assert!(
-        0 < size1 && size1 <= size2,
-        "consistency proof from {size1} to {size2}"
-    );
+) -> Result<Vec<Hash32>, BuildError<S::Error>> {
+    if size1 == 0 || size1 > size2 {
+        return Err(BuildError::Sizes {
+            first: size1,
+            second: size2,
+        });
+    }
     let mut out = Vec::new();
-    subproof(s, size1, 0, size2, true, &mut out)?;
+    subproof(s, size1, 0, size2, true, &mut out).map_err(BuildError::Subtrees)?;
     Ok(out)
 }
 
@@ -366,6 +384,27 @@ mod tests {
                 let p = consistency_proof(&Leaves(l), m as u64, n as u64).unwrap();
                 verify_consistency(m as u64, n as u64, &root_of(&all[..m]), &r, &p).unwrap();
             }
+        }
+    }
+
+    /// Sizes no proof exists for, as a request may give them, are refused with an
+    /// error (they used to trip an assertion).
+    #[test]
+    fn proofs_of_impossible_sizes_are_refused() {
+        let l = leaves(5);
+        assert_eq!(
+            inclusion_proof(&Leaves(&l), 5, 5),
+            Err(BuildError::IndexBeyondSize { index: 5, size: 5 })
+        );
+        assert_eq!(
+            inclusion_proof(&Leaves(&l), 0, 0),
+            Err(BuildError::IndexBeyondSize { index: 0, size: 0 })
+        );
+        for (first, second) in [(0, 3), (4, 3)] {
+            assert_eq!(
+                consistency_proof(&Leaves(&l), first, second),
+                Err(BuildError::Sizes { first, second })
+            );
         }
     }
 }

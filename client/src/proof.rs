@@ -154,6 +154,18 @@ pub enum VerifyError {
     },
     #[error("roster change at height {height}: {reason}")]
     RosterChange { height: u64, reason: String },
+    /// A certified header names a next roster other than the one the client holds for
+    /// that height: the node left out a roster change (one that may keep the validator
+    /// set, so the certificate alone cannot tell).
+    #[error(
+        "header {height} names roster {announced} as the one in force at height {next}, but the roster this client holds there hashes to {held}: a roster change is missing from the answer"
+    )]
+    MissingRosterChange {
+        height: u64,
+        next: u64,
+        announced: Hash32,
+        held: Hash32,
+    },
     #[error("record bytes at ledger index {index} are malformed: {source}")]
     RecordBytes {
         index: u64,
@@ -359,6 +371,19 @@ impl LightClient {
                     "out of order: changes up to height {last} are already verified"
                 )));
             }
+            // The trusted header passed `check_next_roster` with every change up to
+            // the height after it already known: a new one there contradicts it.
+            if let Some(t) = &self.trusted
+                && c.height <= t.header.height.saturating_add(1)
+            {
+                return Err(fail(format!(
+                    "the trusted header at height {} names roster {} for height {}; a change at height {} contradicts it",
+                    t.header.height,
+                    t.header.next_roster_hash,
+                    t.header.height + 1,
+                    c.height
+                )));
+            }
             let problems = c.roster.problems();
             if let Some(p) = problems.first() {
                 return Err(fail(format!("the roster is not valid: {p}")));
@@ -371,7 +396,8 @@ impl LightClient {
                     c.height - 1
                 )));
             }
-            self.check_checkpoint(&c.announced_by)?;
+            // The announcing header names the new roster, not the one held before it.
+            self.check_certified(&c.announced_by)?;
             if hd.next_roster_hash != c.roster.hash() {
                 return Err(fail(format!(
                     "the announcing header names next roster {}, this roster hashes to {}",
@@ -390,13 +416,38 @@ impl LightClient {
         Ok(())
     }
 
-    /// Checks that a header belongs to this chain and that its certificate holds under
-    /// the set in force at its height.
+    /// Checks that a header belongs to this chain, that its certificate holds under
+    /// the set in force at its height, and that the roster it names for the next
+    /// height is the one this client holds there. The last matters even when the
+    /// validator set stays: a node that leaves out a change of members, keys, roles
+    /// or policy would otherwise have the client judge records by a stale roster.
     pub fn check_checkpoint(&self, cp: &Checkpoint) -> Result<(), VerifyError> {
         // Already verified: repeat checks against the trusted header cost a comparison.
         if self.trusted.as_ref() == Some(cp) {
             return Ok(());
         }
+        self.check_certified(cp)?;
+        self.check_next_roster(&cp.header)
+    }
+
+    /// Whether `header` names, as the roster in force at the next height, the roster
+    /// this client holds there. `Err` names both: the answer lacks a roster change.
+    pub fn check_next_roster(&self, header: &Header) -> Result<(), VerifyError> {
+        let next = header.height.saturating_add(1);
+        let held = self.roster_at(next).hash();
+        if header.next_roster_hash != held {
+            return Err(VerifyError::MissingRosterChange {
+                height: header.height,
+                next,
+                announced: header.next_roster_hash,
+                held,
+            });
+        }
+        Ok(())
+    }
+
+    /// The chain and the certificate of a header, under the set in force at its height.
+    fn check_certified(&self, cp: &Checkpoint) -> Result<(), VerifyError> {
         if cp.header.chain != self.chain {
             return Err(VerifyError::WrongChain {
                 what: "header",
@@ -781,6 +832,7 @@ mod tests {
         let rotate = RotateEntityKey {
             uscc: uscc.clone(),
             new_key: public_key(&v),
+            possession: crate::crypto::Signature([0; 64]),
         };
         assert!(
             refusal(rotate.into())
@@ -792,5 +844,144 @@ mod tests {
             approve: true,
         };
         assert!(client.member_authority(&signed(vote.into()), 0).is_ok());
+    }
+
+    /// A header certified by `keys` (the genesis validators, unchanged by the roster
+    /// change), at `height`, naming `next` as the next height's roster.
+    fn certified(g: &Genesis, keys: &[SigningKey], height: u64, next: &Roster) -> Checkpoint {
+        use crate::block::{CommitSignature, Precommit};
+        let set = g.validator_set();
+        let header = Header {
+            chain: g.hash(),
+            height,
+            parent: Hash32([height as u8; 32]),
+            time_ms: 1_000 + height as i64,
+            proposer: set.validators()[0].key,
+            records_root: crate::merkle::empty_root(),
+            records_count: 0,
+            ledger_root: crate::merkle::empty_root(),
+            ledger_size: 0,
+            state_hash: Hash32([0; 32]),
+            trace_root: Hash32([0; 32]),
+            validators_hash: set.hash(),
+            next_roster_hash: next.hash(),
+        };
+        let block = header.hash();
+        let signatures = set
+            .validators()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let k = keys.iter().find(|k| public_key(k) == v.key).expect("a key");
+                let p = Precommit {
+                    chain: header.chain,
+                    height,
+                    round: 0,
+                    block,
+                    validator: v.key,
+                };
+                CommitSignature {
+                    validator: i as u16,
+                    signature: p.sign(k),
+                }
+            })
+            .collect();
+        Checkpoint {
+            certificate: Certificate {
+                height,
+                round: 0,
+                block,
+                signatures,
+            },
+            header,
+        }
+    }
+
+    /// A node that leaves out a roster change keeping the validator set (here a
+    /// member's role) cannot have its headers accepted: each names the next roster,
+    /// and the client holds another one there.
+    #[test]
+    fn an_answer_omitting_a_member_only_roster_change_is_refused() {
+        let keys: Vec<SigningKey> = (0..4)
+            .map(|i| SigningKey::from_bytes(&[10 + i; 32]))
+            .collect();
+        let mut members: Vec<Member> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Member {
+                id: format!("v{i}"),
+                name: format!("validator {i}"),
+                region: "310000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+                node_key: Some(public_key(k)),
+                signing_key: public_key(&SigningKey::from_bytes(&[20 + i as u8; 32])),
+            })
+            .collect();
+        members.push(Member {
+            id: "market".into(),
+            name: "market".into(),
+            region: "310000".into(),
+            roles: vec![Role::CreditAuthority("market".into())],
+            voting_power: 0,
+            node_key: None,
+            signing_key: public_key(&SigningKey::from_bytes(&[30; 32])),
+        });
+        let g = Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: 0,
+            policy: Policy::default(),
+            members,
+        };
+        // From height 10 the market authority may no longer sign credit records.
+        let old = g.roster();
+        let mut new = old.clone();
+        new.members[4].roles = vec![Role::CreditAuthority("drug".into())];
+        assert_eq!(new.validator_set(), old.validator_set());
+        assert!(new.problems().is_empty(), "{:?}", new.problems());
+        let change = RosterChange {
+            height: 10,
+            roster: new.clone(),
+            announced_by: certified(&g, &keys, 9, &new),
+        };
+        let later = certified(&g, &keys, 12, &new);
+
+        // The answer without the change: its certificate holds, its next roster does not.
+        let mut lc = LightClient::new(g.clone());
+        let e = lc.check_checkpoint(&later).unwrap_err();
+        assert_eq!(
+            e,
+            VerifyError::MissingRosterChange {
+                height: 12,
+                next: 13,
+                announced: new.hash(),
+                held: old.hash(),
+            }
+        );
+        assert!(e.to_string().contains("a roster change is missing"), "{e}");
+        assert_eq!(lc.advance(later.clone(), None).unwrap_err(), e);
+        assert!(lc.trusted().is_none(), "nothing was trusted");
+        assert!(matches!(
+            lc.check_checkpoint(&change.announced_by),
+            Err(VerifyError::MissingRosterChange { height: 9, .. })
+        ));
+        // Headers before the change still verify under the roster they name.
+        lc.check_checkpoint(&certified(&g, &keys, 8, &old)).unwrap();
+
+        // With the change supplied (and its proof), the same header is accepted.
+        lc.accept_changes(std::slice::from_ref(&change)).unwrap();
+        lc.advance(later.clone(), None).unwrap();
+        assert_eq!(lc.roster_at(12), &new);
+
+        // Once a header is trusted, a change at or before the height after it
+        // contradicts what it named and is refused.
+        let fork = RosterChange {
+            height: 13,
+            roster: old.clone(),
+            announced_by: certified(&g, &keys, 12, &old),
+        };
+        let e = lc.accept_changes(&[fork]).unwrap_err();
+        assert!(e.to_string().contains("contradicts"), "{e}");
+        assert_eq!(lc.rosters_known_from(), 10);
     }
 }

@@ -182,8 +182,12 @@ pub struct Provenance {
     pub batches: BTreeMap<String, VerifiedBatch>,
     /// Batches reached but not (yet) verified: while any remain, the answer is partial.
     pub missing: BTreeSet<String>,
-    /// The lowest and highest heights the pages were checked against.
+    /// The height of the first page's header. No later page is proven against an
+    /// older header ([`Provenance::merge`] refuses one), so every batch's state is as
+    /// of this height or later: the answer shows every recall and every event final
+    /// by then, and "complete" means complete as of this height.
     pub final_from: u64,
+    /// The highest height a page was checked against.
     pub final_to: u64,
 }
 
@@ -216,6 +220,12 @@ pub enum ProvenanceError {
     },
     #[error("the answer neither includes nor lists as missing batch {0}, which the walk reaches")]
     Omitted(String),
+    /// A continuation page proven against a header older than the first page's: its
+    /// batches could hide what happened since (a recall) while the answer looks complete.
+    #[error(
+        "a continuation page is proven against header {page}, older than the first page's header {first}: its batches could omit later events such as a recall"
+    )]
+    OlderPage { first: u64, page: u64 },
 }
 
 fn batch_err(batch: &str, reason: impl Into<String>) -> ProvenanceError {
@@ -310,7 +320,7 @@ impl LightClient {
                     }
                     out = Some(v)
                 }
-                Some(acc) => acc.merge(v),
+                Some(acc) => acc.merge(v)?,
             }
         }
         Ok(out.expect("at least one page"))
@@ -631,8 +641,18 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
 }
 
 impl Provenance {
-    /// Adds a later page: its batches fill in those listed missing.
-    pub fn merge(&mut self, other: Provenance) {
+    /// Adds a continuation page: its batches fill in those listed missing. A page
+    /// proven against a header older than this answer's first page is refused (and
+    /// nothing is added), so no batch of a merged answer is staler than its first page.
+    /// A page against a later header is taken as it is: its batches are then as of that
+    /// later header, never older than `final_from`.
+    pub fn merge(&mut self, other: Provenance) -> Result<(), ProvenanceError> {
+        if other.final_from < self.final_from {
+            return Err(ProvenanceError::OlderPage {
+                first: self.final_from,
+                page: other.final_from,
+            });
+        }
         for (k, v) in other.batches {
             self.missing.remove(&k);
             self.batches.entry(k).or_insert(v);
@@ -642,8 +662,8 @@ impl Provenance {
                 self.missing.insert(m);
             }
         }
-        self.final_from = self.final_from.min(other.final_from);
         self.final_to = self.final_to.max(other.final_to);
+        Ok(())
     }
 
     pub fn is_complete(&self) -> bool {

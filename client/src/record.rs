@@ -264,12 +264,18 @@ pub struct RegisterEntity {
     /// Set only for a genuine code that fails the GB 32100 check (early pilot regions):
     /// the registrar's recorded reason for accepting it anyway.
     pub check_override: Option<String>,
+    /// The enterprise's proof that it holds `key`: its signature over (chain, `key`,
+    /// the enterprise's `uscc`) under [`Domain::KeyPossession`]
+    /// ([`crypto::prove_possession`]).
+    pub possession: Signature,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotateEntityKey {
     pub uscc: Uscc,
     pub new_key: PublicKey,
+    /// The proof that the enterprise holds `new_key`, as for [`RegisterEntity`].
+    pub possession: Signature,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,6 +532,11 @@ pub struct Proposal {
     pub deadline: u64,
     /// The height from which a passed change is in force; after `deadline`.
     pub effective: u64,
+    /// For each key the change gives a member ([`Change::named_keys`], in that order),
+    /// the proof that the member holds it: its signature over (chain, key, member id)
+    /// under [`Domain::KeyPossession`]. Empty for changes that name no key.
+    #[serde(default)]
+    pub possession: Vec<Signature>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

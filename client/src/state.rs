@@ -39,6 +39,9 @@ pub mod key {
     pub const SCHEDULED: u8 = b'a';
     /// Nodes of the batch index (`crate::smt`): `z` ‖ position bytes.
     pub const BATCH_INDEX: u8 = b'z';
+    /// Keys a proposal on the ledger named for a member (genesis keys are genesis's):
+    /// never bindable to an enterprise.
+    pub const MEMBER_KEY: u8 = b'M';
 
     fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         let mut k = vec![tag];
@@ -60,6 +63,9 @@ pub mod key {
     }
     pub fn key_binding(k: &PublicKey) -> Vec<u8> {
         join(KEY_BINDING, &[&k.0])
+    }
+    pub fn member_key(k: &PublicKey) -> Vec<u8> {
+        join(MEMBER_KEY, &[&k.0])
     }
     pub fn commitment(id: &RecordId) -> Vec<u8> {
         join(COMMITMENT, &[&id.0])
@@ -169,6 +175,15 @@ pub struct KeyBinding {
     pub bound_by: RecordId,
     /// From this height on, records signed with the key are refused; earlier ones stay valid.
     pub revoked_at: Option<u64>,
+}
+
+/// A key once named for a member by a proposal (the first that named it), whether or
+/// not the change passed: such a key is a member's, never an enterprise's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberKey {
+    pub member: String,
+    pub proposal: RecordId,
+    pub height: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

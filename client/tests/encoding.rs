@@ -28,6 +28,9 @@ fn body() -> impl Strategy<Value = Body> {
                     name,
                     key: PublicKey(k),
                     check_override,
+                    possession: xinlian_client::crypto::Signature(std::array::from_fn(|i| {
+                        k[i % 32] ^ i as u8
+                    })),
                 })
             }
         ),

@@ -3,17 +3,20 @@
 //! `code` and a `message`; bodies and answers are bounded. [`ApiServer`] runs the
 //! server on a listener the caller bound, and stops it.
 
+mod limits;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRef, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use xinlian_client::api::*;
 use xinlian_client::ids::Uscc;
@@ -22,11 +25,11 @@ use xinlian_client::provenance::{ANSWER_BATCHES_MAX, Direction, ProvenanceProof}
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
-use crate::host::{Command, Shared};
+use crate::host::{Command, Shared, VerifiedRecord};
 use crate::proof_assembly::{self, ProofRequestError};
 use crate::store::StoreError;
 use xinlian_core::execute::Rejection;
-use xinlian_core::mempool::AdmissionError;
+use xinlian_core::mempool::{AdmissionError, SignatureCheck};
 
 /// Longest a request may wait for finality.
 const WAIT_MS_MAX: u64 = 30_000;
@@ -38,6 +41,8 @@ const PAGE_DEFAULT: usize = 100;
 /// documents exactly these (a test keeps the two equal).
 pub use xinlian_client::api::paths;
 
+pub use limits::{ApiLimits, ClientAddr};
+
 /// The API served on `listener` until [`ApiServer::shutdown`]: the HTTP server's
 /// whole lifecycle, so the host knows no HTTP.
 pub struct ApiServer {
@@ -46,16 +51,31 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Starts serving [`router`] on `listener` in a task of its own.
-    pub fn start(listener: TcpListener, shared: Shared) -> ApiServer {
+    /// Starts serving [`router`] on `listener` in a task of its own, under `limits`.
+    pub fn start(listener: TcpListener, shared: Shared, limits: &ApiLimits) -> ApiServer {
         let (stop, mut stop_rx) = watch::channel(false);
-        let app = router(shared);
+        let rates = Arc::new(limits::ClientRates::new(limits.rate_per_s, limits.burst));
+        let app = router(shared, limits, rates.clone());
+        let listener = limits::CappedListener::new(listener, limits.connections_max);
+        let mut forget_rx = stop.subscribe();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(limits::FORGET_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => rates.forget_idle(),
+                    _ = forget_rx.wait_for(|s| *s) => return,
+                }
+            }
+        });
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<limits::ClientAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
         });
         ApiServer { stop, task }
     }
@@ -67,7 +87,33 @@ impl ApiServer {
     }
 }
 
-pub fn router(shared: Shared) -> Router {
+/// What the handlers share: the node's [`Shared`] state, the heavy-read pool and the
+/// body bound of records/check.
+#[derive(Clone)]
+pub struct ApiState {
+    shared: Shared,
+    heavy: limits::HeavyPool,
+    check_body_bytes_max: usize,
+}
+
+impl FromRef<ApiState> for Shared {
+    fn from_ref(s: &ApiState) -> Shared {
+        s.shared.clone()
+    }
+}
+
+/// Every route, under `limits` ([`limits::guard`]); `rates` is the per-client token
+/// buckets (the server forgets idle ones).
+pub fn router(shared: Shared, limits: &ApiLimits, rates: Arc<limits::ClientRates>) -> Router {
+    let state = ApiState {
+        shared,
+        heavy: limits::HeavyPool::new(limits.heavy_running_max, limits.heavy_waiting_max),
+        check_body_bytes_max: limits.check_body_bytes_max,
+    };
+    limits::guard(routes().with_state(state), limits, rates)
+}
+
+fn routes() -> Router<ApiState> {
     Router::new()
         .route(paths::STATUS, get(status))
         .route(paths::RECORDS, axum::routing::post(submit))
@@ -93,24 +139,37 @@ pub fn router(shared: Shared) -> Router {
                 "no such endpoint; see docs/api.md",
             )
         })
-        .with_state(shared)
 }
 
-pub struct ApiFailure(StatusCode, ApiError);
+/// An error answer: its status, the JSON body every error has, and for refusals the
+/// client should retry, a `Retry-After` in seconds.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    error: ApiError,
+    retry_after_s: Option<u64>,
+}
 
 fn err(status: StatusCode, code: &str, message: impl Into<String>) -> ApiFailure {
-    ApiFailure(
+    ApiFailure {
         status,
-        ApiError {
+        error: ApiError {
             code: code.to_string(),
             message: message.into(),
         },
-    )
+        retry_after_s: None,
+    }
 }
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        let mut response = (self.status, Json(self.error)).into_response();
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        response
     }
 }
 
@@ -125,7 +184,10 @@ impl From<AdmissionError> for ApiFailure {
     fn from(e: AdmissionError) -> Self {
         let status = match &e {
             AdmissionError::Rejected(r) => return r.clone().into(),
-            AdmissionError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdmissionError::Full(_) => {
+                return err(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+                    .retry_after(1);
+            }
             AdmissionError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AdmissionError::Pending(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,7 +218,8 @@ impl From<ProofRequestError> for ApiFailure {
             | ProofRequestError::NoBatch(_) => {
                 err(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            ProofRequestError::AfterCheckpoint { .. } => {
+            ProofRequestError::AfterCheckpoint { .. }
+            | ProofRequestError::BeyondCheckpoint { .. } => {
                 err(StatusCode::CONFLICT, "after_checkpoint", e.to_string())
             }
             ProofRequestError::Sizes { .. } => {
@@ -262,6 +325,7 @@ fn provenance_request(
             ),
         ));
     }
+    roots.iter().try_for_each(|r| batch_id(r))?;
     let depth = depth.unwrap_or(PROVENANCE_DEPTH_MAX);
     let batches = max_batches.unwrap_or(ANSWER_BATCHES_MAX);
     if depth > PROVENANCE_DEPTH_MAX || !(1..=ANSWER_BATCHES_MAX).contains(&batches) {
@@ -281,53 +345,69 @@ fn provenance_request(
     })
 }
 
+/// The provenance answer to `req`, read on the heavy pool.
 async fn answer_provenance(
-    s: Shared,
+    s: &ApiState,
     req: proof_assembly::ProvenanceRequest,
 ) -> ApiResult<ProvenanceProof> {
-    // Many reads under the store's read lock: off the async workers.
-    tokio::task::spawn_blocking(move || proof_assembly::provenance(&s.store, &req))
+    let store = s.shared.store.clone();
+    s.heavy
+        .admit()?
+        .run(move || proof_assembly::provenance(&store, &req).map_err(ApiFailure::from))
         .await
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?
         .map(Json)
-        .map_err(ApiFailure::from)
 }
 
 async fn batch_provenance(
-    State(s): State<Shared>,
+    State(s): State<ApiState>,
     P(name): P<String>,
     Q(q): Q<ProvenanceQuery>,
 ) -> ApiResult<ProvenanceProof> {
     let req = provenance_request(vec![name], q.direction, q.depth, q.max_batches)?;
-    answer_provenance(s, req).await
+    answer_provenance(&s, req).await
 }
 
 /// The batch's events as an EPCIS 2.0 document: built from the same proof a client
 /// gets, verified here as a client would, so the node exports nothing it cannot prove.
-async fn batch_epcis(State(s): State<Shared>, P(name): P<String>) -> Result<Response, ApiFailure> {
+/// The walk, the verification (a signature per event) and the export all run as one
+/// job on the heavy pool.
+async fn batch_epcis(
+    State(s): State<ApiState>,
+    P(name): P<String>,
+) -> Result<Response, ApiFailure> {
     let req = provenance_request(vec![name.clone()], None, Some(0), None)?;
-    let proof = answer_provenance(s.clone(), req).await?.0;
-    let mut light = xinlian_client::proof::LightClient::new(s.genesis.as_ref().clone());
-    light
-        .accept_changes(&proof_assembly::roster_changes(&s.store, 1)?)
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
-    let answer = light.verify_provenance(&proof).map_err(|e| {
-        tracing::error!(error = %e, "own provenance answer does not verify");
-        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-    })?;
-    let now = xinlian_client::when::EventTime {
-        unix_ms: now_ms(),
-        offset_minutes: 480,
-    };
-    let doc = xinlian_client::epcis::export(&[&answer.batches[&name]], now);
-    Ok((
-        [(header::CONTENT_TYPE, "application/ld+json")],
-        doc.to_string(),
-    )
-        .into_response())
+    let (store, genesis) = (s.shared.store.clone(), s.shared.genesis.clone());
+    let doc = s
+        .heavy
+        .admit()?
+        .run(move || -> Result<String, ApiFailure> {
+            let proof = proof_assembly::provenance(&store, &req)?;
+            let mut light = xinlian_client::proof::LightClient::new(genesis.as_ref().clone());
+            light
+                .accept_changes(&proof_assembly::roster_changes(&store, 1)?)
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
+            let answer = light.verify_provenance(&proof).map_err(|e| {
+                tracing::error!(error = %e, "own provenance answer does not verify");
+                err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            })?;
+            let batch = answer.batches.get(&name).ok_or_else(|| {
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    format!("the answer for batch {name} does not hold it"),
+                )
+            })?;
+            let now = xinlian_client::when::EventTime {
+                unix_ms: now_ms(),
+                offset_minutes: 480,
+            };
+            Ok(xinlian_client::epcis::export(&[batch], now).to_string())
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/ld+json")], doc).into_response())
 }
 
-async fn provenance(State(s): State<Shared>, req: Request) -> ApiResult<ProvenanceProof> {
+async fn provenance(State(s): State<ApiState>, req: Request) -> ApiResult<ProvenanceProof> {
     let body = axum::body::to_bytes(req.into_body(), 64 << 10)
         .await
         .map_err(|_| {
@@ -340,17 +420,19 @@ async fn provenance(State(s): State<Shared>, req: Request) -> ApiResult<Provenan
     let b: ProvenanceBody = serde_json::from_slice(&body)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let req = provenance_request(b.roots, b.direction, b.depth, b.max_batches)?;
-    answer_provenance(s, req).await
+    answer_provenance(&s, req).await
 }
 
 /// Most records one check may carry.
 pub const CHECK_RECORDS_MAX: usize = 1_000;
 
 /// Executes records in order on the current state, keeping nothing: what an importer
-/// asks before submitting a set that must go in whole.
-async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<CheckedRecords> {
-    let max = s.consortium().policy().record_bytes_max as usize;
-    let limit = CHECK_RECORDS_MAX * (4 * max + 64);
+/// asks before submitting a set that must go in whole. A place on the heavy pool is
+/// taken before the body is read, so at most the pool's places hold a body; parsing,
+/// the signature checks and execution run there, holding no lock.
+async fn check_records(State(s): State<ApiState>, req: Request) -> ApiResult<CheckedRecords> {
+    let ticket = s.heavy.admit()?;
+    let limit = s.check_body_bytes_max;
     let body = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| {
@@ -360,7 +442,17 @@ async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<Check
                 format!("request body over {limit} bytes"),
             )
         })?;
-    let records: Vec<SignedRecord> = serde_json::from_slice(&body).map_err(|e| {
+    let shared = s.shared.clone();
+    let answer = ticket.run(move || check_body(&shared, &body)).await?;
+    Ok(Json(answer))
+}
+
+/// A records/check body: parsed, each record's stateless checks and signature (in one
+/// batch), then the records that passed executed in order on one tip; no lock is
+/// held at any step.
+fn check_body(s: &Shared, body: &[u8]) -> Result<CheckedRecords, ApiFailure> {
+    let max = s.consortium().policy().record_bytes_max as usize;
+    let records: Vec<SignedRecord> = serde_json::from_slice(body).map_err(|e| {
         err(
             StatusCode::BAD_REQUEST,
             "malformed_json",
@@ -382,36 +474,98 @@ async fn check_records(State(s): State<Shared>, req: Request) -> ApiResult<Check
             format!("record {} is over {max} bytes", r.id()),
         ));
     }
-    let answer = tokio::task::spawn_blocking(move || {
-        s.store
-            .consistent(|store| -> Result<CheckedRecords, ApiFailure> {
-                let tip = store.tip()?;
-                let c = xinlian_core::governance::consortium_at(store, &s.genesis, tip.height + 1)
-                    .map_err(|e| {
-                        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-                    })?;
-                let verdicts =
-                    xinlian_core::chain::check_records(store, &c, &tip, now_ms(), &encoded)
-                        .map_err(|e| {
-                            err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-                        })?;
-                Ok(CheckedRecords {
-                    height: tip.height,
-                    results: encoded
-                        .iter()
-                        .zip(verdicts)
-                        .map(|(r, v)| CheckResult {
-                            id: r.id(),
-                            code: v.as_ref().map(|v| v.code().to_string()),
-                            message: v.map(|v| v.to_string()),
-                        })
-                        .collect(),
-                })
-            })
-    })
-    .await
-    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))??;
-    Ok(Json(answer))
+    let stateless = check_signed(&encoded, &s.consortium().chain);
+    // Executed with no lock: the tip read after equal to the one read before means no
+    // block was committed meanwhile (every commit moves the tip, atomically with its
+    // writes), so every read saw that one tip. A commit never waits for a check.
+    for _ in 0..CHECK_ATTEMPTS {
+        let tip = s.store.tip()?;
+        let results = execute_checked(s, &tip, &encoded, &stateless)?;
+        if s.store.tip()?.hash == tip.hash {
+            return Ok(CheckedRecords {
+                height: tip.height,
+                results,
+            });
+        }
+    }
+    Err(err(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!("a block was committed during each of {CHECK_ATTEMPTS} attempts; retry"),
+    )
+    .retry_after(1))
+}
+
+/// Tries at executing a check on one tip before it is refused `busy`.
+const CHECK_ATTEMPTS: usize = 3;
+
+/// The verdicts of `encoded` executed in order on `tip`, those that failed their
+/// stateless checks (`stateless`) left out.
+fn execute_checked(
+    s: &Shared,
+    tip: &xinlian_core::chain::Tip,
+    encoded: &[EncodedRecord],
+    stateless: &[Result<(), Rejection>],
+) -> Result<Vec<CheckResult>, ApiFailure> {
+    let storage = |e: String| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e);
+    let store = s.store.as_ref();
+    let c = xinlian_core::governance::consortium_at(store, &s.genesis, tip.height + 1)
+        .map_err(|e| storage(e.to_string()))?;
+    // The mempool's admission on an empty pool is execution in order on this tip,
+    // each record seeing the ones before it; signatures are already checked.
+    let mut pool = xinlian_core::mempool::Mempool::new(encoded.len(), usize::MAX);
+    let now = now_ms();
+    let mut results = Vec::with_capacity(encoded.len());
+    for (r, checked) in encoded.iter().zip(stateless) {
+        let verdict = match checked {
+            Err(e) => Some(e.clone()),
+            Ok(()) => match pool.admit(store, &c, tip, now, r.clone(), SignatureCheck::Done) {
+                Ok(_) => None,
+                Err(AdmissionError::Rejected(rejection)) => Some(rejection),
+                // The same record twice in one set: the second is a duplicate.
+                Err(AdmissionError::Pending(id)) => Some(Rejection::Duplicate(id)),
+                Err(e) => return Err(storage(e.to_string())),
+            },
+        };
+        results.push(CheckResult {
+            id: r.id(),
+            code: verdict.as_ref().map(|v| v.code().to_string()),
+            message: verdict.map(|v| v.to_string()),
+        });
+    }
+    Ok(results)
+}
+
+/// Each record's stateless checks and signature, as admission would give them
+/// (`check_stateless`), with the signatures checked in one batch.
+fn check_signed(
+    records: &[EncodedRecord],
+    chain: &xinlian_genesis::Hash32,
+) -> Vec<Result<(), Rejection>> {
+    use xinlian_client::checks::{StatelessError, check_unsigned};
+    use xinlian_client::crypto::{Domain, SignatureError, verify_batch};
+    let bad = verify_batch(records.iter().map(|r| {
+        (
+            &r.record().envelope.signer,
+            Domain::Record.message(r.envelope_bytes()),
+            &r.record().signature,
+        )
+    }))
+    .err()
+    .unwrap_or_default();
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            check_unsigned(r.record(), chain)?;
+            if bad.binary_search(&i).is_ok() {
+                let key = r.record().envelope.signer;
+                return Err(StatelessError::Signature(SignatureError::Invalid(key)));
+            }
+            Ok(())
+        })
+        .map(|v| v.map_err(Rejection::from))
+        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -440,12 +594,13 @@ struct AfterQuery {
     after: u64,
 }
 
-async fn rosters(State(s): State<Shared>, Q(q): Q<AfterQuery>) -> ApiResult<RosterChanges> {
-    let store = s.store.clone();
-    let changes =
-        tokio::task::spawn_blocking(move || proof_assembly::roster_changes(&store, q.after))
-            .await
-            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))??;
+async fn rosters(State(s): State<ApiState>, Q(q): Q<AfterQuery>) -> ApiResult<RosterChanges> {
+    let store = s.shared.store.clone();
+    let changes = s
+        .heavy
+        .admit()?
+        .run(move || proof_assembly::roster_changes(&store, q.after).map_err(ApiFailure::from))
+        .await?;
     Ok(Json(RosterChanges { changes }))
 }
 
@@ -534,9 +689,9 @@ async fn status(State(s): State<Shared>) -> ApiResult<Status> {
     let c = s.consortium();
     let tip = s.tip.borrow().clone();
     let (tx, rx) = oneshot::channel();
-    let mempool_records = match s.commands.send(Command::MempoolLen { reply: tx }).await {
+    let mempool_records = match s.commands.try_send(Command::MempoolLen { reply: tx }) {
         Ok(()) => rx.await.unwrap_or(0),
-        Err(_) => 0,
+        Err(e) => return Err(command_refused(e)),
     };
     Ok(Json(Status {
         chain_id: s.genesis.chain_id.clone(),
@@ -642,20 +797,16 @@ async fn submit(
             )
         })?;
     let rec = decode_submission(&content_type, &body, max)?;
+    // The signature is checked here, on the API's threads: a record that fails its
+    // stateless checks never reaches the consensus thread.
+    let rec = VerifiedRecord::check(rec, &s.consortium().chain)?;
     let (tx, rx) = oneshot::channel();
     s.commands
-        .send(Command::Submit {
+        .try_send(Command::Submit {
             record: Box::new(rec),
             reply: tx,
         })
-        .await
-        .map_err(|_| {
-            err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "node is stopping",
-            )
-        })?;
+        .map_err(command_refused)?;
     let id = rx.await.map_err(|_| {
         err(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -701,9 +852,28 @@ fn final_view(s: &Shared, id: &RecordId) -> Result<Option<RecordView>, ApiFailur
     ))
 }
 
+/// A command the host's queue did not take: full (`503`, retry) or closed.
+fn command_refused<T>(e: mpsc::error::TrySendError<T>) -> ApiFailure {
+    match e {
+        mpsc::error::TrySendError::Full(_) => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the node's event loop has a full queue; retry",
+        )
+        .retry_after(1),
+        mpsc::error::TrySendError::Closed(_) => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "node is stopping",
+        ),
+    }
+}
+
 async fn pending_view(s: &Shared, id: RecordId) -> Result<RecordView, ApiFailure> {
     let (tx, rx) = oneshot::channel();
-    let _ = s.commands.send(Command::Pending { id, reply: tx }).await;
+    s.commands
+        .try_send(Command::Pending { id, reply: tx })
+        .map_err(command_refused)?;
     match rx.await.ok().flatten() {
         Some(rec) => Ok(RecordView::new(rec, None)),
         None => Err(err(
@@ -854,11 +1024,18 @@ async fn enterprise(
     }))
 }
 
+/// A batch name from a path or request body, refused unless records could name it.
+fn batch_id(name: &str) -> Result<(), ApiFailure> {
+    xinlian_client::ids::check_batch_id(name)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_identifier", e.to_string()))
+}
+
 async fn batch(
     State(s): State<Shared>,
     P(name): P<String>,
     Q(q): Q<PageQuery>,
 ) -> ApiResult<BatchView> {
+    batch_id(&name)?;
     let limit = q.limit()?;
     let after = match q.after.map(u32::try_from).transpose() {
         Ok(a) => a.map(u32::to_be_bytes),

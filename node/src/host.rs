@@ -3,6 +3,11 @@
 //! [`Replica`], whose actions this loop carries out. Nothing here decides anything
 //! about blocks or votes, and nothing here knows libp2p or HTTP: [`Network`] and
 //! [`ApiServer`] own those.
+//!
+//! Threads: the loop, the replica and the network run on an OS thread of their own
+//! ("consensus", a single-threaded runtime); the API runs on the caller's runtime.
+//! They meet only through bounded channels and the store, so a flooded API cannot
+//! delay a vote. Sync requests are answered from the store on blocking threads.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,17 +17,22 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use xinlian_client::block::{Block, Certificate};
+use xinlian_client::checks::check_stateless;
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{Genesis, PublicKey};
+use xinlian_genesis::{Genesis, Hash32, PublicKey};
 
-use crate::api::ApiServer;
-use crate::net::{NetEvent, Network, PeerAddress};
+use crate::api::{ApiLimits, ApiServer};
+use crate::net::{NetEvent, Network, PeerAddress, SyncTicket};
 use crate::store::Store;
 use xinlian_core::chain::Tip;
+use xinlian_core::consensus::ledger::Ledger;
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
-use xinlian_core::consensus::wire::{NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX};
-use xinlian_core::execute::Consortium;
+use xinlian_core::consensus::wire::{
+    NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX,
+};
+use xinlian_core::execute::{Consortium, Rejection};
 use xinlian_core::mempool::{AdmissionError, Mempool};
 
 pub struct NodeConfig {
@@ -41,6 +51,9 @@ pub struct NodeConfig {
     /// sled's page cache. Left at sled's default (1 GiB) it grows with the ledger:
     /// bounded, a node's memory stays flat (measured in docs/performance.md).
     pub cache_bytes: u64,
+    /// The API's admission control (connections, rates, requests in flight, heavy
+    /// reads): docs/api.md, "Limits and overload".
+    pub api: ApiLimits,
 }
 
 impl NodeConfig {
@@ -60,13 +73,27 @@ impl NodeConfig {
             mempool_records_max,
             mempool_bytes_max,
             cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
+            api: ApiLimits::default(),
         }
+    }
+}
+
+/// A record whose stateless checks and signature have passed: the API checks them on
+/// its own threads, so the consensus thread admits it without a signature check and
+/// junk never reaches it.
+pub struct VerifiedRecord(EncodedRecord);
+
+impl VerifiedRecord {
+    /// `rec`, if it passes every stateless check under `chain`, signature included.
+    pub fn check(rec: EncodedRecord, chain: &Hash32) -> Result<VerifiedRecord, Rejection> {
+        check_stateless(&rec, chain)?;
+        Ok(VerifiedRecord(rec))
     }
 }
 
 pub enum Command {
     Submit {
-        record: Box<EncodedRecord>,
+        record: Box<VerifiedRecord>,
         reply: oneshot::Sender<Result<RecordId, AdmissionError>>,
     },
     Pending {
@@ -107,13 +134,19 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Sync requests read from the store at once; more are answered empty.
+const SYNC_READS_MAX: usize = 2;
+
 /// How often disconnected peers are dialled again.
 const REDIAL: Duration = Duration::from_secs(2);
 /// Longest a relayed record waits for others to share its gossip message.
 const RELAY_LINGER: Duration = Duration::from_millis(10);
 
-/// Opens the store, joins the network, starts the API on `listener`, and runs until
-/// `shutdown` resolves.
+/// Opens the store, starts the consensus thread (the replica, the network and their
+/// timers), serves the API on `listener` from the calling runtime, and runs until
+/// `shutdown` resolves or the consensus thread stops. The consensus thread inherits
+/// the scheduling priority of the thread that polls this first (the command line's
+/// main thread, not the API's lowered workers).
 pub async fn run(
     config: NodeConfig,
     listener: tokio::net::TcpListener,
@@ -134,12 +167,6 @@ pub async fn run(
     let validator = consortium.validators.index_of(&node_pk).is_some();
     tracing::info!(member = %member, validator, height = tip.height, ledger_size = tip.frontier.size(), "store opened");
 
-    let net = Network::new(
-        &genesis,
-        &consortium.roster,
-        &config.node_key,
-        config.p2p_listen.clone(),
-    )?;
     let (consortium_tx, consortium_rx) = watch::channel(consortium.clone());
     let (tip_tx, tip_rx) = watch::channel(tip.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_MAX);
@@ -151,32 +178,112 @@ pub async fn run(
         commands: cmd_tx,
         node_key: node_pk,
     };
-    let api = ApiServer::start(listener, shared);
-
-    let timeouts = Timeouts::for_interval(consortium.policy().block_interval_ms);
-    let (replica, actions) = Replica::new(
-        consortium.clone(),
-        config.node_key,
-        store.clone(),
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let consensus = Consensus {
+        genesis,
+        store,
         tip,
-        timeouts,
-        Mempool::new(config.mempool_records_max, config.mempool_bytes_max),
-        now_ms(),
-    )?;
-    let mut host = Host {
-        replica,
-        net,
+        consortium,
+        node_key: config.node_key,
+        p2p_listen: config.p2p_listen,
         peers: config.peers,
-        timers: HashMap::new(),
+        mempool: Mempool::new(config.mempool_records_max, config.mempool_bytes_max),
         tip_tx,
         consortium_tx,
-        relay: Vec::new(),
-        relay_bytes: 0,
     };
-    host.apply(actions);
-    let result = host.run(cmd_rx, shutdown).await;
+    let mut done = consensus.spawn(cmd_rx, stop_rx)?;
+    let api = ApiServer::start(listener, shared, &config.api);
+    let result = tokio::select! {
+        _ = shutdown => {
+            let _ = stop_tx.send(());
+            (&mut done).await
+        }
+        r = &mut done => r,
+    };
     api.shutdown().await?;
-    result
+    result.unwrap_or_else(|_| Err(anyhow::anyhow!("the consensus thread panicked")))
+}
+
+/// Everything the consensus thread starts from.
+struct Consensus {
+    genesis: Arc<Genesis>,
+    store: Arc<Store>,
+    tip: Tip,
+    consortium: Arc<Consortium>,
+    node_key: SigningKey,
+    p2p_listen: PeerAddress,
+    peers: Vec<PeerAddress>,
+    mempool: Mempool,
+    tip_tx: watch::Sender<Tip>,
+    consortium_tx: watch::Sender<Arc<Consortium>>,
+}
+
+impl Consensus {
+    /// Runs the replica and the network on an OS thread of their own with a
+    /// single-threaded runtime, so that no amount of API work can delay a vote; the
+    /// receiver gets the loop's result when it ends.
+    fn spawn(
+        self,
+        commands: mpsc::Receiver<Command>,
+        stop: oneshot::Receiver<()>,
+    ) -> Result<oneshot::Receiver<Result<()>>> {
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("consensus".into())
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .max_blocking_threads(SYNC_READS_MAX)
+                    .build()
+                    .context("starting the consensus runtime")
+                    .and_then(|rt| rt.block_on(self.run(commands, stop)));
+                let _ = done_tx.send(result);
+            })
+            .context("starting the consensus thread")?;
+        Ok(done_rx)
+    }
+
+    async fn run(
+        self,
+        commands: mpsc::Receiver<Command>,
+        stop: oneshot::Receiver<()>,
+    ) -> Result<()> {
+        let net = Network::new(
+            &self.genesis,
+            &self.consortium.roster,
+            &self.node_key,
+            self.p2p_listen,
+        )?;
+        let timeouts = Timeouts::for_interval(self.consortium.policy().block_interval_ms);
+        let (replica, actions) = Replica::new(
+            self.consortium,
+            self.node_key,
+            self.store.clone(),
+            self.tip,
+            timeouts,
+            self.mempool,
+            now_ms(),
+        )?;
+        let (sync_tx, sync_rx) = mpsc::channel(SYNC_READS_MAX);
+        let mut host = Host {
+            replica,
+            net,
+            store: self.store,
+            peers: self.peers,
+            timers: HashMap::new(),
+            tip_tx: self.tip_tx,
+            consortium_tx: self.consortium_tx,
+            relay: Vec::new(),
+            relay_bytes: 0,
+            sync_reads: 0,
+            sync_done: sync_tx,
+        };
+        host.apply(actions);
+        host.run(commands, sync_rx, async {
+            let _ = stop.await;
+        })
+        .await
+    }
 }
 
 /// The store under `data_dir`, its tip, and the consortium in force at the next height.
@@ -203,6 +310,8 @@ fn open_store(
 struct Host {
     replica: Replica<Arc<Store>>,
     net: Network,
+    /// The store, read off this thread to serve sync requests.
+    store: Arc<Store>,
     peers: Vec<PeerAddress>,
     timers: HashMap<Timer, Instant>,
     tip_tx: watch::Sender<Tip>,
@@ -210,6 +319,10 @@ struct Host {
     /// Records waiting to be relayed in one batch, and their size.
     relay: Vec<Vec<u8>>,
     relay_bytes: usize,
+    /// Sync requests being read from the store on blocking threads, and where their
+    /// answers come back.
+    sync_reads: usize,
+    sync_done: mpsc::Sender<(SyncTicket, NetMsg)>,
 }
 
 impl Host {
@@ -217,6 +330,7 @@ impl Host {
     async fn run(
         &mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut synced: mpsc::Receiver<(SyncTicket, NetMsg)>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         self.net.redial(&self.peers);
@@ -241,6 +355,10 @@ impl Host {
                         self.net_event(event)?;
                     }
                 }
+                Some((ticket, answer)) = synced.recv() => {
+                    self.sync_reads -= 1;
+                    self.net.answer_sync(ticket, &answer);
+                }
                 _ = sleep => self.fire_timers()?,
                 _ = redial.tick() => self.net.redial(&self.peers),
                 _ = relay.tick() => self.flush_relay(),
@@ -251,7 +369,7 @@ impl Host {
     fn command(&mut self, cmd: Command) -> Result<()> {
         match cmd {
             Command::Submit { record, reply } => {
-                let (out, actions) = self.replica.submit(now_ms(), *record);
+                let (out, actions) = self.replica.submit_verified(now_ms(), record.0);
                 let _ = reply.send(out);
                 self.apply(actions);
             }
@@ -294,13 +412,33 @@ impl Host {
                 println!("xinlian-node: p2p listening on {address}");
             }
             NetEvent::Message { from, msg } => self.deliver(from, msg)?,
-            NetEvent::SyncRequest { from, msg } => {
-                self.deliver(from, msg)?;
-                // No blocks to give: answer empty rather than leave it open.
-                self.net.close_sync_request(&from);
-            }
+            NetEvent::SyncRequest { first, max, ticket } => self.serve_sync(first, max, ticket),
+            // What it claimed about its height goes with it (see the replica's sync).
+            NetEvent::PeerGone(peer) => self.replica.peer_gone(&peer),
         }
         Ok(())
+    }
+
+    /// Answers a sync request from the store on a blocking thread, with the bounds of
+    /// the replica's own `serve_sync`: consensus never waits for a peer's catching up.
+    /// With `SYNC_READS_MAX` reads under way, the answer is empty at once (the peer
+    /// asks again, or another peer).
+    fn serve_sync(&mut self, first: u64, max: u64, ticket: SyncTicket) {
+        if self.sync_reads >= SYNC_READS_MAX {
+            self.net
+                .answer_sync(ticket, &NetMsg::SyncResponse { blocks: Vec::new() });
+            return;
+        }
+        self.sync_reads += 1;
+        let (store, done) = (self.store.clone(), self.sync_done.clone());
+        tokio::task::spawn_blocking(move || {
+            let blocks = read_blocks(&store, first, max).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading blocks to serve a sync request");
+                Vec::new()
+            });
+            // The loop holds the receiver while it runs; after it, nobody is waiting.
+            let _ = done.blocking_send((ticket, NetMsg::SyncResponse { blocks }));
+        });
     }
 
     fn flush_relay(&mut self) {
@@ -327,7 +465,11 @@ impl Host {
                 Action::Send(peer, msg @ NetMsg::SyncRequest { .. }) => {
                     self.net.send_sync_request(&peer, msg)
                 }
-                Action::Send(peer, msg) => self.net.respond_sync(&peer, msg),
+                // The replica is never handed a sync request (the host serves them),
+                // so it has nothing else to send to one peer.
+                Action::Send(peer, msg) => {
+                    tracing::debug!(%peer, kind = msg.kind(), "unexpected direct message dropped");
+                }
                 Action::Schedule { timer, after_ms } => {
                     self.timers
                         .insert(timer, Instant::now() + Duration::from_millis(after_ms));
@@ -361,4 +503,24 @@ impl Host {
             }
         }
     }
+}
+
+/// The blocks after `first` (at most `max`, and at most `SYNC_BLOCKS_MAX` blocks or
+/// about `SYNC_BYTES_MAX` bytes) with their certificates: the bounds of the replica's
+/// `serve_sync`. Blocks once stored never change, so no lock is needed.
+fn read_blocks(store: &Store, first: u64, max: u64) -> Result<Vec<(Block, Certificate)>> {
+    let mut blocks = Vec::new();
+    let mut bytes = 0usize;
+    let last = first.saturating_add(max.min(SYNC_BLOCKS_MAX));
+    for h in first..last {
+        let Some((b, c)) = Ledger::block_and_certificate(store, h)? else {
+            break;
+        };
+        bytes += xinlian_genesis::canonical::encode(&b).len();
+        blocks.push((b, c));
+        if bytes >= SYNC_BYTES_MAX {
+            break;
+        }
+    }
+    Ok(blocks)
 }

@@ -9,9 +9,11 @@
 //! libp2p event is handled here: the host sees only [`NetEvent`]s — well-formed
 //! messages with an authenticated sender, named by node key — and speaks to peers by
 //! node key through [`Network`]'s methods. Open sync requests, and the strikes that
-//! disconnect a misbehaving peer, are kept here too.
+//! disconnect a misbehaving member's node (only members are counted, and a message is
+//! blamed on the member that relayed it, never on its claimed author), are kept here
+//! too.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identity, noise, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identity, noise, ping, tcp, yamux,
 };
 use tokio::time::Instant;
 use xinlian_core::consensus::wire::NetMsg;
@@ -41,6 +43,12 @@ const SYNC_REQUEST_BYTES_MAX: usize = 4096;
 /// is disconnected (it may reconnect, and its strikes start again).
 const STRIKES_MAX: u32 = 20;
 const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+/// Sync requests a connection may have open at once (libp2p's default is 100): a
+/// node asks one peer at a time, so two leave room for a retry.
+const SYNC_STREAMS_MAX: usize = 2;
+/// Sync requests waiting for the host's answer, from all peers together; more are
+/// answered empty at once.
+const SYNC_OPEN_MAX: usize = 64;
 
 fn peer_id(key: &PublicKey) -> Result<PeerId> {
     let pk = identity::ed25519::PublicKey::try_from_bytes(&key.0)
@@ -134,7 +142,15 @@ struct Behaviour {
     members: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     gossip: gossipsub::Behaviour,
     sync: request_response::Behaviour<BytesCodec>,
+    /// Liveness of each connection: a link that went dead (a pulled cable, a one-way
+    /// loss) stays open and silent while TCP backs off, for as long as the outage
+    /// lasted. A ping unanswered within `PING_TIMEOUT` closes the connection, and the
+    /// redial (every 2 s) brings it back when the link is.
+    ping: ping::Behaviour,
 }
+
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the network has for the host.
 #[derive(Debug)]
@@ -144,10 +160,50 @@ pub enum NetEvent {
     /// A message for the replica from a member's node: gossip (anything but sync,
     /// from its signing author), or the blocks answering our sync request.
     Message { from: PublicKey, msg: NetMsg },
-    /// A member's node asks for blocks (`msg` is a `NetMsg::SyncRequest`). The
-    /// request stays open here until [`Network::respond_sync`] or
-    /// [`Network::close_sync_request`] answers it.
-    SyncRequest { from: PublicKey, msg: NetMsg },
+    /// A member's node asks for the blocks from height `first` on (at most `max`).
+    /// The request stays open here until [`Network::answer_sync`] answers `ticket`.
+    SyncRequest {
+        first: u64,
+        max: u64,
+        ticket: SyncTicket,
+    },
+    /// The last connection to a member's node closed.
+    PeerGone(PublicKey),
+}
+
+/// An open sync request, to answer with [`Network::answer_sync`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyncTicket(u64);
+
+/// Misbehaviour by members' nodes: (count, start of the window) per peer id. Only
+/// members are counted, so the map holds at most one entry per member's node; a
+/// roster change drops the others.
+#[derive(Default)]
+struct Strikes {
+    counts: HashMap<PeerId, (u32, Instant)>,
+}
+
+impl Strikes {
+    /// Counts one strike against `peer` at `now`; true when it has reached
+    /// `STRIKES_MAX` within `STRIKE_WINDOW` (its count starts again).
+    fn strike(&mut self, peer: PeerId, now: Instant) -> (u32, bool) {
+        let e = self.counts.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) > STRIKE_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        let count = e.0;
+        if count >= STRIKES_MAX {
+            self.counts.remove(&peer);
+            return (count, true);
+        }
+        (count, false)
+    }
+
+    /// Forgets peers that are not members' nodes any more.
+    fn retain_members(&mut self, members: &HashMap<PeerId, PublicKey>) {
+        self.counts.retain(|p, _| members.contains_key(p));
+    }
 }
 
 pub struct Network {
@@ -157,10 +213,10 @@ pub struct Network {
     members: HashMap<PeerId, PublicKey>,
     /// Largest gossip or sync message accepted.
     max_message: usize,
-    /// Sync requests waiting for the replica's answer, per asking node, oldest first.
-    sync_channels: HashMap<PublicKey, VecDeque<ResponseChannel<Vec<u8>>>>,
-    /// Misbehaviour per peer: (count, start of the window).
-    strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Sync requests waiting for the host's answer, and the next ticket.
+    sync_open: HashMap<SyncTicket, ResponseChannel<Vec<u8>>>,
+    next_ticket: u64,
+    strikes: Strikes,
 }
 
 impl Network {
@@ -207,7 +263,13 @@ impl Network {
                             ProtocolSupport::Full,
                         )],
                         request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(20)),
+                            .with_request_timeout(Duration::from_secs(20))
+                            .with_max_concurrent_streams(SYNC_STREAMS_MAX),
+                    ),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new()
+                            .with_interval(PING_INTERVAL)
+                            .with_timeout(PING_TIMEOUT),
                     ),
                 })
             })?
@@ -221,8 +283,9 @@ impl Network {
             topic,
             members,
             max_message,
-            sync_channels: HashMap::new(),
-            strikes: HashMap::new(),
+            sync_open: HashMap::new(),
+            next_ticket: 0,
+            strikes: Strikes::default(),
         })
     }
 
@@ -242,6 +305,7 @@ impl Network {
             allow.allow_peer(*p);
         }
         self.members = next;
+        self.strikes.retain_members(&self.members);
         Ok(())
     }
 
@@ -280,24 +344,15 @@ impl Network {
         }
     }
 
-    /// Answers the oldest open sync request from `to` with `msg`; with none open,
-    /// there is nobody to answer and `msg` is dropped.
-    pub fn respond_sync(&mut self, to: &PublicKey, msg: NetMsg) {
-        if let Some(ch) = self.open_sync_request(to) {
+    /// Answers the open sync request `ticket` with `msg` (a `NetMsg::SyncResponse`);
+    /// a ticket already answered, or whose peer is gone, is ignored.
+    pub fn answer_sync(&mut self, ticket: SyncTicket, msg: &NetMsg) {
+        if let Some(ch) = self.sync_open.remove(&ticket) {
             let _ = self
                 .swarm
                 .behaviour_mut()
                 .sync
                 .send_response(ch, msg.encode());
-        }
-    }
-
-    /// Answers the oldest open sync request from `to` with no blocks, if it is still
-    /// open: a request the replica had no blocks for is not left hanging.
-    pub fn close_sync_request(&mut self, to: &PublicKey) {
-        if let Some(ch) = self.open_sync_request(to) {
-            let empty = NetMsg::SyncResponse { blocks: Vec::new() }.encode();
-            let _ = self.swarm.behaviour_mut().sync.send_response(ch, empty);
         }
     }
 
@@ -322,12 +377,6 @@ impl Network {
         }
     }
 
-    fn open_sync_request(&mut self, from: &PublicKey) -> Option<ResponseChannel<Vec<u8>>> {
-        self.sync_channels
-            .get_mut(from)
-            .and_then(VecDeque::pop_front)
-    }
-
     fn peer_of(&self, key: &PublicKey) -> Option<PeerId> {
         self.members
             .iter()
@@ -335,19 +384,18 @@ impl Network {
             .map(|(p, _)| *p)
     }
 
-    /// Counts a peer's misbehaviour; disconnects it after too much.
+    /// Counts a member's node's misbehaviour; disconnects it after too much. Peers
+    /// that are not members' nodes are not counted (they cannot be connected).
     fn strike(&mut self, peer: PeerId, reason: &str) {
-        let now = Instant::now();
-        let e = self.strikes.entry(peer).or_insert((0, now));
-        if now.duration_since(e.1) > STRIKE_WINDOW {
-            *e = (0, now);
+        if !self.members.contains_key(&peer) {
+            tracing::debug!(%peer, %reason, "misbehaviour by a peer that is not a member's node");
+            return;
         }
-        e.0 += 1;
-        tracing::warn!(%peer, strikes = e.0, %reason, "peer misbehaved");
-        if e.0 >= STRIKES_MAX {
+        let (strikes, disconnect) = self.strikes.strike(peer, Instant::now());
+        tracing::warn!(%peer, strikes, %reason, "peer misbehaved");
+        if disconnect {
             tracing::warn!(%peer, "disconnecting a peer after {STRIKES_MAX} invalid messages");
             let _ = self.swarm.disconnect_peer_id(peer);
-            self.strikes.remove(&peer);
         }
     }
 
@@ -360,8 +408,17 @@ impl Network {
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::info!(%peer_id, "member connected");
             }
-            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
                 tracing::info!(%peer_id, "member disconnected");
+                if num_established == 0
+                    && let Some(key) = self.members.get(&peer_id)
+                {
+                    return Some(NetEvent::PeerGone(*key));
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -389,6 +446,15 @@ impl Network {
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(ping::Failure::Timeout),
+            })) => {
+                // A peer without the ping protocol (`Unsupported`) is left alone.
+                tracing::info!(%peer, "a member's connection went silent: closing it to redial");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
         None
@@ -415,14 +481,21 @@ impl Network {
                 self.report(message_id, &propagation_source, true);
                 Some(NetEvent::Message { from, msg })
             }
-            (_, decoded) => {
+            (author, decoded) => {
                 self.report(message_id, &propagation_source, false);
-                let blame = message.source.unwrap_or(propagation_source);
-                let why = match decoded {
-                    Err(e) => format!("malformed gossip message: {e}"),
-                    Ok(m) => format!("{} sent over gossip", m.kind()),
+                let why = match (author, decoded) {
+                    (None, _) => format!(
+                        "relayed gossip authored by {}, not a member's node",
+                        message.source.map_or("nobody".into(), |p| p.to_string())
+                    ),
+                    (_, Err(e)) => format!("malformed gossip message: {e}"),
+                    (_, Ok(m)) => format!("{} sent over gossip", m.kind()),
                 };
-                self.strike(blame, &why);
+                // The relaying peer is the one the transport authenticated (and the
+                // allow-list admitted): members validate before they forward, so it
+                // is the one that injected the message. An author id costs nothing to
+                // make, so it is never what is blamed.
+                self.strike(propagation_source, &why);
                 None
             }
         }
@@ -439,15 +512,23 @@ impl Network {
             request_response::Message::Request {
                 request, channel, ..
             } => match NetMsg::decode(&request, SYNC_REQUEST_BYTES_MAX) {
-                Ok(msg @ NetMsg::SyncRequest { .. }) => {
-                    self.sync_channels
-                        .entry(from)
-                        .or_default()
-                        .push_back(channel);
-                    Some(NetEvent::SyncRequest { from, msg })
+                Ok(NetMsg::SyncRequest { from: first, max }) => {
+                    if self.sync_open.len() >= SYNC_OPEN_MAX {
+                        let empty = NetMsg::SyncResponse { blocks: Vec::new() }.encode();
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_response(channel, empty);
+                        return None;
+                    }
+                    let ticket = SyncTicket(self.next_ticket);
+                    self.next_ticket += 1;
+                    self.sync_open.insert(ticket, channel);
+                    Some(NetEvent::SyncRequest { first, max, ticket })
                 }
                 other => {
-                    tracing::warn!(%peer, error = ?other.err(), "malformed sync request");
+                    tracing::warn!(%peer, node_key = %from, error = ?other.err(), "malformed sync request");
                     None
                 }
             },
@@ -500,4 +581,41 @@ fn gossip_config(genesis: &Genesis) -> Result<gossipsub::Config> {
         .heartbeat_interval(Duration::from_millis(200))
         .build()
         .map_err(|e| anyhow::anyhow!("gossip configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(n: u8) -> (PeerId, PublicKey) {
+        let key = xinlian_genesis::keys::public_key(&SigningKey::from_bytes(&[n; 32]));
+        (peer_id(&key).unwrap(), key)
+    }
+
+    #[test]
+    fn strikes_disconnect_at_the_bound_within_the_window() {
+        let (p, _) = member(1);
+        let mut s = Strikes::default();
+        let t = Instant::now();
+        for n in 1..STRIKES_MAX {
+            assert_eq!(s.strike(p, t), (n, false));
+        }
+        assert_eq!(s.strike(p, t), (STRIKES_MAX, true));
+        assert!(s.counts.is_empty(), "a disconnected peer starts again");
+        s.strike(p, t);
+        let later = t + STRIKE_WINDOW + Duration::from_secs(1);
+        assert_eq!(s.strike(p, later), (1, false), "an old window is forgotten");
+    }
+
+    #[test]
+    fn strikes_hold_only_members_and_forget_those_removed() {
+        let (a, ka) = member(1);
+        let (b, kb) = member(2);
+        let mut s = Strikes::default();
+        s.strike(a, Instant::now());
+        s.strike(b, Instant::now());
+        s.retain_members(&HashMap::from([(a, ka)]));
+        assert_eq!(s.counts.keys().collect::<Vec<_>>(), vec![&a]);
+        let _ = kb;
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use xinlian_client::governance::RosterEntry;
-use xinlian_client::merkle::{consistency_proof, inclusion_proof};
+use xinlian_client::merkle::{BuildError, consistency_proof, inclusion_proof};
 use xinlian_client::proof::{
     Checkpoint, ConsistencyProof, HexBytes, KEY_BINDINGS_MAX, LedgerEntry, ROSTER_CHANGES_MAX,
     RecordProof, RosterChange,
@@ -43,6 +43,8 @@ pub enum ProofRequestError {
         "tree sizes must satisfy 0 < first <= second <= {size} (the ledger size); got {first} and {second}"
     )]
     Sizes { first: u64, second: u64, size: u64 },
+    #[error("ledger index {index} is not below the checkpoint's ledger size {size}")]
+    BeyondCheckpoint { index: u64, size: u64 },
     #[error("batch {0} is not on the ledger")]
     NoBatch(String),
     #[error(
@@ -55,6 +57,23 @@ pub enum ProofRequestError {
 
 fn damaged(what: String) -> ProofRequestError {
     ProofRequestError::Store(StoreError::Damaged(what))
+}
+
+impl From<BuildError<StoreError>> for ProofRequestError {
+    fn from(e: BuildError<StoreError>) -> Self {
+        match e {
+            BuildError::IndexBeyondSize { index, size } => {
+                ProofRequestError::BeyondCheckpoint { index, size }
+            }
+            BuildError::Sizes { first, second } => ProofRequestError::Sizes {
+                first,
+                second,
+                size: second,
+            },
+            BuildError::Subtrees(e) => ProofRequestError::Store(e),
+            other => damaged(other.to_string()),
+        }
+    }
 }
 
 pub fn checkpoint(store: &Store, height: u64) -> Result<Checkpoint, ProofRequestError> {
@@ -117,8 +136,11 @@ pub fn record_proof(
 
 /// The records that bound `signer`, newest first, back to a registrar's (see
 /// `RecordProof::key_bindings`), proven against a ledger of `size`. Empty for a member:
-/// member keys are never bound (execution keeps the two apart), whichever roster they
-/// were in, so the walk needs no roster.
+/// a key that ever was, or was named to be, a member's is never bound (execution keeps
+/// the two apart), whichever roster it was in, so the walk needs no roster. The walk
+/// also stops at a binding that does not come before the one it would authorise (or
+/// before `size`): it cannot have authorised it, and a chain that once let a former
+/// member key be bound must not make the records that key signed unprovable.
 pub fn key_bindings(
     store: &Store,
     signer: &PublicKey,
@@ -126,6 +148,7 @@ pub fn key_bindings(
 ) -> Result<Vec<LedgerEntry>, ProofRequestError> {
     let mut key_bindings = Vec::new();
     let mut signer = *signer;
+    let mut before = size;
     while let Some(kb) = store.state_value::<st::KeyBinding>(&key::key_binding(&signer))? {
         if key_bindings.len() == KEY_BINDINGS_MAX {
             // Execution never lets a chain of self-rotations grow unnoticed this long
@@ -135,6 +158,10 @@ pub fn key_bindings(
         let (_, bi) = store
             .locate(&kb.bound_by)?
             .ok_or_else(|| damaged(format!("key binding record {} is not final", kb.bound_by)))?;
+        if bi >= before {
+            break;
+        }
+        before = bi;
         let binding = ledger_entry(store, bi, size)?;
         signer = store
             .record_at(bi)?

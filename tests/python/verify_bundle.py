@@ -2,12 +2,15 @@
 """An independent verifier of xinlian proof bundles, sharing no code with the Rust one.
 
 It re-derives the canonical (postcard) encodings of headers, precommits and validator
-sets by hand, hashes them with hashlib, and checks every ed25519 signature with
-`cryptography` (OpenSSL): the validators' precommits against the genesis file's node
-keys, the record's signature against the signer key inside the record, and the
-record's RFC 9162 inclusion path to the certified ledger root.
+sets by hand, hashes them with hashlib, and checks every ed25519 signature by the
+ledger's rule, ZIP-215, implemented here in plain Python (no OpenSSL: its stricter rule
+refuses some signatures the ledger accepts): the validators' precommits against the
+genesis file's node keys, the record's signature against the signer key inside the
+record, and the record's RFC 9162 inclusion path to the certified ledger root.
 
 Usage: verify_bundle.py GENESIS.toml BUNDLE.json   (exit 0: verified, 1: not)
+       verify_bundle.py --signature-vectors CASES.json
+           prints the indices of the ed25519-speccheck cases this rule accepts
 """
 
 import hashlib
@@ -15,8 +18,75 @@ import json
 import sys
 import tomllib
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+# Ed25519 by ZIP-215 (https://zips.z.cash/zip-0215), the rule of
+# client/src/crypto.rs: A and R are any encodings of curve points, canonical or not
+# (y may be >= p; x = 0 with the sign bit set is accepted); S must be below L; and the
+# cofactored equation [8][S]B = [8]R + [8][k]A must hold, with
+# k = SHA-512(R || A || M) over the encodings as given.
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+IDENTITY = (0, 1, 1, 0)
+
+
+def point_add(a: tuple, b: tuple) -> tuple:
+    """Extended twisted Edwards coordinates (RFC 8032 5.1.4): complete for every pair."""
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    aa = (y1 - x1) * (y2 - x2) % P
+    bb = (y1 + x1) * (y2 + x2) % P
+    cc = 2 * D * t1 * t2 % P
+    dd = 2 * z1 * z2 % P
+    e, f, g, hh = bb - aa, dd - cc, dd + cc, bb + aa
+    return (e * f % P, g * hh % P, f * g % P, e * hh % P)
+
+
+def point_mul(n: int, pt: tuple) -> tuple:
+    out = IDENTITY
+    while n:
+        if n & 1:
+            out = point_add(out, pt)
+        pt = point_add(pt, pt)
+        n >>= 1
+    return out
+
+
+def point_eq(a: tuple, b: tuple) -> bool:
+    return (a[0] * b[2] - b[0] * a[2]) % P == 0 and (a[1] * b[2] - b[1] * a[2]) % P == 0
+
+
+def decode_point(enc: bytes):
+    """Any 32-byte encoding of a curve point, canonical or not; None if none."""
+    if len(enc) != 32:
+        return None
+    n = int.from_bytes(enc, "little")
+    sign, y = n >> 255, (n & ((1 << 255) - 1)) % P
+    u, v = (y * y - 1) % P, (D * y * y + 1) % P
+    x = u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P) % P
+    if (v * x * x - u) % P != 0:
+        x = x * SQRT_M1 % P
+        if (v * x * x - u) % P != 0:
+            return None
+    if x & 1 != sign:
+        x = (P - x) % P  # for x = 0 this stays 0: the sign bit is ignored, as ZIP-215 says
+    return (x, y, 1, x * y % P)
+
+
+BASE = decode_point((4 * pow(5, P - 2, P) % P).to_bytes(32, "little"))
+
+
+def zip215_verify(pk: bytes, sig: bytes, msg: bytes) -> bool:
+    if len(sig) != 64:
+        return False
+    a, r = decode_point(pk), decode_point(sig[:32])
+    s = int.from_bytes(sig[32:], "little")
+    if a is None or r is None or s >= L:
+        return False
+    k = int.from_bytes(hashlib.sha512(sig[:32] + pk + msg).digest(), "little") % L
+    left = point_mul(8, point_mul(s, BASE))
+    right = point_mul(8, point_add(r, point_mul(k, a)))
+    return point_eq(left, right)
 
 
 def varint(n: int) -> bytes:
@@ -63,9 +133,7 @@ def validator_set_hash(validators: list) -> bytes:
 
 
 def verify(pk: bytes, sig: bytes, msg: bytes, what: str) -> None:
-    try:
-        Ed25519PublicKey.from_public_bytes(pk).verify(sig, msg)
-    except InvalidSignature:
+    if not zip215_verify(pk, sig, msg):
         raise SystemExit(f"not verified: {what}: bad signature")
 
 
@@ -150,5 +218,19 @@ def main(genesis_path: str, bundle_path: str) -> None:
     }))
 
 
+def signature_vectors(path: str) -> None:
+    """The indices of the cases (ed25519-speccheck's cases.json) this rule accepts."""
+    with open(path) as f:
+        cases = json.load(f)
+    print(json.dumps([
+        i for i, c in enumerate(cases)
+        if zip215_verify(bytes.fromhex(c["pub_key"]), bytes.fromhex(c["signature"]),
+                         bytes.fromhex(c["message"]))
+    ]))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--signature-vectors":
+        signature_vectors(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])

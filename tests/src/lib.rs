@@ -3,6 +3,7 @@
 //! own announcement, so there is no race), readiness by polling the API, and a kill on
 //! drop so no process outlives its test.
 
+pub mod netns;
 pub mod supply_chain;
 
 use std::io::{BufRead, BufReader};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use xinlian_client::crypto::{KeyHolder, prove_possession};
 use xinlian_client::http::NodeClient;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{Commission, Product, Quantity, RecordId, RegisterEntity};
@@ -105,10 +107,16 @@ impl Consortium {
 
     /// Starts member `id`'s node, dialling the given running nodes.
     pub fn start_member(&self, id: &str, peers: &[&Node]) -> Result<Node> {
+        self.start_member_with(id, peers, &[])
+    }
+
+    /// As [`Consortium::start_member`], with more `xinlian-node run` arguments (limits).
+    pub fn start_member_with(&self, id: &str, peers: &[&Node], args: &[&str]) -> Result<Node> {
         let mut cmd = self.command_for(id, &self.data_dir_of(id));
         for p in peers {
             cmd.arg("--peer").arg(&p.p2p);
         }
+        cmd.args(args);
         Node::start(cmd, Some(self.path().join(format!("{id}.log"))))
     }
 
@@ -311,6 +319,21 @@ impl Node {
         Ok(())
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's resident memory (`VmRSS` in /proc), in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS line")
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill_9(mut self) -> Result<()> {
         self.child.kill()?;
@@ -360,6 +383,7 @@ pub fn register_enterprise(
     let reg = c.agency("registrar")?;
     let v = client.submit_and_wait(
         &reg.sign(RegisterEntity {
+            possession: prove_possession(&key, &reg.chain, KeyHolder::Enterprise(uscc.as_str())),
             uscc,
             name: "farm".into(),
             key: public_key(&key),
@@ -447,10 +471,16 @@ impl Load {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let uscc = Uscc::with_check(&format!("91310000{:09}", n)).unwrap();
+                    let key = xinlian_genesis::keys::generate().unwrap();
                     let rec = reg.sign(RegisterEntity {
+                        possession: prove_possession(
+                            &key,
+                            &reg.chain,
+                            KeyHolder::Enterprise(uscc.as_str()),
+                        ),
                         uscc,
                         name: format!("load {n}"),
-                        key: public_key(&xinlian_genesis::keys::generate().unwrap()),
+                        key: public_key(&key),
                         check_override: None,
                     });
                     // A node that is down or behind may refuse: the next one is tried.

@@ -121,6 +121,11 @@ pub fn food_chain(
             name: name.into(),
             key: public_key(&key),
             check_override: None,
+            possession: xinlian_client::crypto::prove_possession(
+                &key,
+                &chain_id,
+                xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+            ),
         });
         Ok((
             uscc,

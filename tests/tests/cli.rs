@@ -74,9 +74,22 @@ fn an_openssl_key_signs_end_to_end_and_proofs_verify_offline_and_independently()
         &format!("key={}", public.trim()),
         "-f",
         "check_override=null",
+        // The enterprise's key file: the proof of possession is made with it.
+        "--new-key",
+        key.to_str().unwrap(),
         "--wait",
     ]);
     assert!(out.starts_with("VERIFIED register_entity"), "{out}");
+    // The same proof, printed for a body written by hand.
+    let proof = cli.ok(&[
+        "key",
+        "possession",
+        "--key",
+        key.to_str().unwrap(),
+        "--enterprise",
+        uscc.as_str(),
+    ]);
+    assert_eq!(proof.trim().len(), 128, "{proof}");
     assert!(out.contains("consortium member 'registrar'"), "{out}");
 
     // The openssl key signs a record; --wait verifies it from genesis.

@@ -223,10 +223,17 @@ fn a_block_over_64_kib_is_proposed_and_finalized_by_all() -> Result<()> {
     let nodes = start_all(&c, &["v0", "v1", "v2", "v3"])?;
     let reg = c.agency("registrar")?;
     let sign = |n: u64| {
+        let uscc = Uscc::with_check(&format!("91310000{n:09}")).unwrap();
+        let key = keys::generate().unwrap();
         reg.sign(RegisterEntity {
-            uscc: Uscc::with_check(&format!("91310000{n:09}")).unwrap(),
+            possession: xinlian_client::crypto::prove_possession(
+                &key,
+                &reg.chain,
+                xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+            ),
+            uscc,
             name: format!("{n:0>200}"),
-            key: keys::public_key(&keys::generate().unwrap()),
+            key: keys::public_key(&key),
             check_override: None,
         })
     };

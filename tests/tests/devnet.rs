@@ -250,10 +250,17 @@ fn registration(
     registrar: &RecordSigner,
     n: u64,
 ) -> anyhow::Result<xinlian_client::record::SignedRecord> {
+    let uscc = Uscc::with_check(&format!("91310000{n:09}"))?;
+    let key = keys::generate()?;
     Ok(registrar.sign(RegisterEntity {
-        uscc: Uscc::with_check(&format!("91310000{n:09}"))?,
+        possession: xinlian_client::crypto::prove_possession(
+            &key,
+            &registrar.chain,
+            xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+        ),
+        uscc,
         name: format!("supervisor test enterprise {n}"),
-        key: keys::public_key(&keys::generate()?),
+        key: keys::public_key(&key),
         check_override: None,
     }))
 }

@@ -2,8 +2,8 @@
 //! `shared/vectors/epcis/`) are refused whole, each offending event and field named;
 //! the same examples, with what the ledger cannot represent taken out and their parties
 //! mapped to registered enterprises, import into records the ledger accepts; a verified
-//! export imports back to the very same records; and a document the node would refuse
-//! in part is not submitted at all.
+//! export imports back to the very same records; a document the node would refuse
+//! in part is not submitted at all; and a dry run gives the node nothing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -345,5 +345,64 @@ fn a_document_the_node_would_refuse_in_part_is_not_submitted_at_all() -> anyhow:
     assert_eq!(node.client.status()?.ledger_size, before + 1);
     assert!(node.client.batch("rice-1").is_err());
     node.stop()?;
+    Ok(())
+}
+
+/// `epcis import --dry-run` checks here only: run with no node at all (an address
+/// nothing listens on), it maps and checks the document and succeeds, so no signed
+/// record — which a node could submit later — was handed to anyone.
+#[test]
+fn a_dry_run_hands_the_node_no_signed_record() -> anyhow::Result<()> {
+    let c = xinlian_tests::consortium!()?;
+    let key_file = c.path().join("farm.pem");
+    write_pem(&key_file, &keys::generate()?)?;
+    let to = Uscc::with_check("91310115MA1H0C3D4")?;
+    let doc = json!({"type": "EPCISDocument", "schemaVersion": "2.0", "epcisBody": {"eventList": [
+        {"type": "ObjectEvent", "action": "ADD", "bizStep": "commissioning",
+         "eventTime": "2026-11-01T08:00:00+08:00", "eventTimeZoneOffset": "+08:00",
+         "quantityList": [{"epcClass": "urn:xinlian:batch:rice-1", "quantity": 100, "uom": "KGM"}],
+         "readPoint": {"id": "urn:test:field"},
+         "ilmd": {"cbvmda:lotNumber": "L1", "xinlian:productName": "rice", "xinlian:domain": "food"}},
+        {"type": "ObjectEvent", "action": "OBSERVE", "bizStep": "shipping",
+         "eventTime": "2026-11-02T08:00:00+08:00", "eventTimeZoneOffset": "+08:00",
+         "quantityList": [{"epcClass": "urn:xinlian:batch:rice-1", "quantity": 40, "uom": "KGM"}],
+         "readPoint": {"id": "urn:test:field"},
+         "destinationList": [{"type": "owning_party", "destination": format!("urn:xinlian:uscc:{to}")},
+                             {"type": "location", "destination": "urn:test:plant"}]}
+    ]}});
+    let file = c.path().join("doc.jsonld");
+    std::fs::write(&file, doc.to_string())?;
+    let dry = |json: bool| {
+        let mut cmd = Command::new(CLI);
+        cmd.args(["epcis", "import"])
+            .arg(&file)
+            .arg("--key")
+            .arg(&key_file)
+            .arg("--dry-run")
+            .env("XINLIAN_NODE", "http://127.0.0.1:9")
+            .env("XINLIAN_GENESIS", genesis_path(c.path()));
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output()
+    };
+    let out = dry(true)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["checked_by_node"], false);
+    assert_eq!(v["events"], 2);
+    let kinds: Vec<&str> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_object().unwrap().keys().next().unwrap().as_str())
+        .collect();
+    assert_eq!(kinds, ["commission", "ship"]);
+    let text = String::from_utf8(dry(false)?.stdout)?;
+    assert!(text.contains("nothing was sent to the node"), "{text}");
     Ok(())
 }

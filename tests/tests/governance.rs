@@ -96,6 +96,11 @@ fn a_member_is_voted_in_and_another_out_while_blocks_keep_coming() -> Result<()>
         &deadline.to_string(),
         "--effective",
         &e1.to_string(),
+        // Jiangsu proves it holds both keys the change gives it.
+        "--new-key",
+        &key_arg(&c, "v4"),
+        "--new-key",
+        &node_key_path(c.path(), "v4").display().to_string(),
         "--wait",
         "add-member",
         "--id",
@@ -234,6 +239,8 @@ fn a_member_is_voted_in_and_another_out_while_blocks_keep_coming() -> Result<()>
     // after both changes, and v0's proposal from before its removal, both verify.
     let fresh = cli(&c, &v2, "trust-fresh.json");
     let uscc = Uscc::with_check("91320000MA1XYA123")?.to_string();
+    let enterprise_key = c.path().join("suzhou.pem").display().to_string();
+    keys::write_pem(enterprise_key.as_ref(), &keys::generate()?)?;
     let out = fresh.ok(&[
         "--json",
         "submit",
@@ -245,8 +252,8 @@ fn a_member_is_voted_in_and_another_out_while_blocks_keep_coming() -> Result<()>
         &format!("uscc={uscc}"),
         "-f",
         "name=Suzhou Rice Co.",
-        "-f",
-        &format!("key={}", keys::public_key(&keys::generate()?).to_hex()),
+        "--new-key",
+        &enterprise_key,
         "--wait",
     ]);
     let registration = json_field(&out, "id");

@@ -84,9 +84,15 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
     let client = &node.client;
     let uscc = Uscc::with_check("91310117MA1G0A1B2").unwrap();
     let (farm, registration) = register_enterprise(&c, client, uscc.clone(), keys::generate()?)?;
+    let k2 = keys::generate()?;
     let rotated = farm.sign(RotateEntityKey {
         uscc: uscc.clone(),
-        new_key: keys::public_key(&keys::generate()?),
+        new_key: keys::public_key(&k2),
+        possession: xinlian_client::crypto::prove_possession(
+            &k2,
+            &farm.chain,
+            xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+        ),
     });
     let ready = farm.sign(commission("b1"));
     let spare = farm.sign(commission("b2"));

@@ -2,7 +2,9 @@
 //! events and on the devnet's food and drug chains, upstream, downstream and recall
 //! reach are exactly what the generator's own books say; an answer with an event
 //! removed, reordered or altered, a batch or record dropped, or a later recall left out
-//! does not verify; offline bundles verify with no node, through the CLI as well.
+//! does not verify; a continuation page proven against a header older than the first
+//! page's is refused (it could hide a later recall); offline bundles verify with no
+//! node, through the CLI as well; a batch name that is no identifier is a 400.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -145,7 +147,7 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
         .client
         .provenance_from(&roots, Direction::Upstream, None)?;
     let mut merged = partial.clone();
-    merged.merge(lc.verify_provenance(&next)?);
+    merged.merge(lc.verify_provenance(&next)?)?;
     assert!(merged.is_complete());
     assert_eq!(
         merged.batches.keys().collect::<Vec<_>>(),
@@ -241,6 +243,8 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
     let e = verify_err(&lc, &p);
     assert!(e.to_string().contains("batch index"), "{e}");
 
+    older_continuation_pages_are_refused(&node, &c.genesis, &chain, &next, &recall)?;
+
     // Offline: a bundle verifies with genesis alone; a wrong format is refused.
     let bundle = ProvenanceBundle {
         format: PROVENANCE_BUNDLE_FORMAT.into(),
@@ -261,6 +265,242 @@ fn a_generated_chain_of_over_1000_events_traces_exactly_and_tampering_fails() ->
     let mut b = bundle;
     b.root = chain.origins[0].clone();
     assert!(LightClient::verify_provenance_bundle(c.genesis.clone(), &b).is_err());
+    node.stop()?;
+    Ok(())
+}
+
+/// After `recall` of an origin: a first page from the newest header (every origin
+/// listed missing) continued by `stale`, a genuine page of the origins proven against
+/// a header before the recall, would hide the recall while the answer looks complete.
+/// The merge, an offline bundle and `fetch_provenance` from a node answering so all
+/// refuse it with `OlderPage`; a continuation from a header no older verifies and shows
+/// the recall.
+fn older_continuation_pages_are_refused(
+    node: &xinlian_tests::Node,
+    genesis: &xinlian_genesis::Genesis,
+    chain: &Chain,
+    stale: &ProvenanceProof,
+    recall: &xinlian_client::record::SignedRecord,
+) -> anyhow::Result<()> {
+    let target = &chain.final_batch;
+    let first = node
+        .client
+        .provenance(target, Direction::Upstream, Some(1))?;
+    let (h0, h1) = (
+        stale.checkpoint.header.height,
+        first.checkpoint.header.height,
+    );
+    anyhow::ensure!(h0 < h1, "the stale page ({h0}) predates the first ({h1})");
+    let lc = LightClient::new(genesis.clone());
+    let mut answer = lc.verify_provenance(&first)?;
+    let roots: Vec<String> = answer.missing.iter().cloned().collect();
+    assert_eq!(
+        roots, stale.roots,
+        "the stale page continues from the same roots"
+    );
+    assert_eq!(
+        answer.clone().merge(lc.verify_provenance(stale)?),
+        Err(ProvenanceError::OlderPage {
+            first: h1,
+            page: h0
+        })
+    );
+    let bundle = |pages: Vec<ProvenanceProof>| ProvenanceBundle {
+        format: PROVENANCE_BUNDLE_FORMAT.into(),
+        chain: genesis.hash(),
+        roster_changes: Vec::new(),
+        root: target.clone(),
+        direction: Direction::Upstream,
+        pages,
+    };
+    let e = LightClient::verify_provenance_bundle(
+        genesis.clone(),
+        &bundle(vec![first.clone(), stale.clone()]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("older than the first page"), "{e}");
+    expect!(e, ProvenanceError::OlderPage { .. });
+
+    // Over HTTP, from a node that serves continuations from the stale header.
+    let liar = LyingNode::start(node.client.base_url(), &first, stale)?;
+    let e = fetch_provenance(
+        &liar.client(),
+        &mut LightClient::new(genesis.clone()),
+        target,
+        Direction::Upstream,
+        None,
+    )
+    .map(|(a, _)| a.recalls_affecting(target))
+    .unwrap_err();
+    expect!(
+        e,
+        xinlian_client::http::FetchVerifyError::Provenance(ProvenanceError::OlderPage { .. })
+    );
+    liar.stop();
+
+    // A continuation from the newest header is taken, and shows the recall.
+    let fresh = node
+        .client
+        .provenance_from(&roots, Direction::Upstream, None)?;
+    answer.merge(lc.verify_provenance(&fresh)?)?;
+    assert!(answer.is_complete());
+    assert_eq!(answer.final_from, h1);
+    assert_eq!(
+        answer.recalls_affecting(target),
+        vec![(chain.origins[5].clone(), recall.id())]
+    );
+    let v = LightClient::verify_provenance_bundle(genesis.clone(), &bundle(vec![first, fresh]))?;
+    assert_eq!(v, answer);
+    Ok(())
+}
+
+/// A node on 127.0.0.1 that answers a batch's provenance with `first` and every
+/// continuation with `next`, and passes every other GET to the real node `upstream`.
+struct LyingNode {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LyingNode {
+    fn start(
+        upstream: &str,
+        first: &ProvenanceProof,
+        next: &ProvenanceProof,
+    ) -> anyhow::Result<LyingNode> {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (first, next) = (serde_json::to_vec(first)?, serde_json::to_vec(next)?);
+        let (upstream, flag) = (upstream.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(conn) = conn {
+                    // A request the test's client sent; failing to answer fails the test.
+                    let _ = LyingNode::answer(conn, &upstream, &first, &next);
+                }
+            }
+        });
+        Ok(LyingNode {
+            url,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn client(&self) -> xinlian_client::http::NodeClient {
+        xinlian_client::http::NodeClient::new(&self.url)
+    }
+
+    /// Reads one request and answers it (`Connection: close`).
+    fn answer(
+        mut conn: std::net::TcpStream,
+        upstream: &str,
+        first: &[u8],
+        next: &[u8],
+    ) -> anyhow::Result<()> {
+        use std::io::{BufRead, Read, Write};
+        let mut reader = std::io::BufReader::new(conn.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse()?;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let (status, answer) = if method == "POST" && path.starts_with("/v1/provenance") {
+            (200, next.to_vec())
+        } else if path.starts_with("/v1/batches/") && path.contains("/provenance") {
+            (200, first.to_vec())
+        } else {
+            let mut resp = ureq::get(format!("{upstream}{path}"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call()?;
+            let status = resp.status().as_u16();
+            (status, resp.body_mut().read_to_vec()?)
+        };
+        write!(
+            conn,
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            answer.len()
+        )?;
+        conn.write_all(&answer)?;
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accepting thread so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.url.trim_start_matches("http://"));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A batch name no record could hold (a NUL, a space, too long) is refused with a 400
+/// naming it, on every route that takes one, and the node goes on answering.
+#[test]
+fn a_batch_name_that_is_no_identifier_is_a_specific_400() -> anyhow::Result<()> {
+    use xinlian_client::http::ClientError;
+    let c = xinlian_tests::consortium!()?;
+    let node = c.start()?;
+    let refused = |r: Result<(), ClientError>, what: &str| match r {
+        Err(ClientError::Refused {
+            status: 400,
+            code,
+            message,
+        }) => {
+            assert_eq!(code, "invalid_identifier", "{what}: {message}");
+            assert!(message.contains("batch id"), "{what}: {message}");
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    let long = "x".repeat(129);
+    for name in ["\0", "rice\0-1", "a b", long.as_str()] {
+        refused(node.client.batch(name).map(drop), "GET /v1/batches/{name}");
+        refused(
+            node.client
+                .provenance(name, Direction::Upstream, None)
+                .map(drop),
+            "GET /v1/batches/{name}/provenance",
+        );
+        refused(
+            node.client
+                .provenance_from(&[name.to_string()], Direction::Both, None)
+                .map(drop),
+            "POST /v1/provenance",
+        );
+    }
+    let epcis = ureq::get(format!("{}/v1/batches/%00/epcis", node.client.base_url()))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()?;
+    assert_eq!(epcis.status().as_u16(), 400);
+    // Still serving: an unknown but well-formed name is a 404, as before.
+    match node.client.batch("no-such-batch") {
+        Err(ClientError::Refused { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
     node.stop()?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! answers verify, and every kind of tampering (a byte of a record, a proof hash, a
 //! header field, a certificate signature, a validator set, a key binding, a swapped
 //! height, a ledger that does not extend the trusted one) fails with a reason that
-//! names what is wrong.
+//! names what is wrong. The independent Python verifier follows the ledger's signature
+//! rule (ZIP-215) on the edge-case vectors.
 
 use xinlian_client::block::{Certificate, CertificateError, CommitSignature, Precommit};
 use xinlian_client::http::{NodeClient, fetch_verified};
@@ -51,12 +52,18 @@ fn ledger() -> anyhow::Result<Ledger> {
         register_enterprise(&c, &node.client, uscc.clone(), keys::generate()?)?;
     let first = wait(&node.client, &farm, commission("b1"))?;
     let k2 = keys::generate()?;
+    let possession = xinlian_client::crypto::prove_possession(
+        &k2,
+        &c.genesis.hash(),
+        xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+    );
     wait(
         &node.client,
         &farm,
         RotateEntityKey {
             uscc,
             new_key: public_key(&k2),
+            possession,
         },
     )?;
     let farm2 = RecordSigner {
@@ -472,5 +479,45 @@ fn the_trusted_header_only_moves_along_consistency_proofs() -> anyhow::Result<()
     let good = client.consistency(h1.ledger_size, h2.ledger_size)?;
     fresh.advance(cp2.clone(), Some(&good))?;
     assert_eq!(fresh.trusted(), Some(&cp2));
+    Ok(())
+}
+
+/// The independent verifier (tests/python/verify_bundle.py) checks signatures by the
+/// ledger's rule, ZIP-215, not OpenSSL's stricter one: on the 12 ed25519-speccheck edge
+/// cases (small-order and mixed-order keys and R, non-canonical encodings, S out of
+/// range) it accepts exactly what `xinlian_client::crypto` accepts, including the
+/// signatures with a small-order component that OpenSSL refuses (cases 4 and 5).
+#[test]
+fn the_python_verifier_accepts_exactly_the_signatures_the_ledger_accepts() -> anyhow::Result<()> {
+    use xinlian_client::crypto::{Signature, verify_raw};
+    let Some(dir) = xinlian_client::vectors::dir() else {
+        return Ok(());
+    };
+    let cases = dir.join("ed25519-speccheck/cases.json");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/verify_bundle.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--signature-vectors")
+        .arg(&cases)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python: Vec<usize> = serde_json::from_slice(&out.stdout)?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cases)?)?;
+    let mut ledger = Vec::new();
+    for (i, c) in v.as_array().into_iter().flatten().enumerate() {
+        let text = |f: &str| c[f].as_str().unwrap_or_default().to_string();
+        let key = xinlian_genesis::PublicKey::from_hex(&text("pub_key"))?;
+        let sig = Signature::from_hex(&text("signature"))?;
+        let msg: HexBytes = serde_json::from_value(c["message"].clone())?;
+        if verify_raw(&key, &msg.0, &sig).is_ok() {
+            ledger.push(i);
+        }
+    }
+    assert_eq!(python, ledger, "Python's verdicts against the ledger's");
+    assert_eq!(ledger, [0, 1, 2, 3, 4, 5, 9, 10, 11], "ZIP-215's verdicts");
     Ok(())
 }

@@ -1,16 +1,17 @@
 //! `xinlian epcis …`: a batch's verified events exported as a GS1 EPCIS 2.0 document,
 //! and a document imported as signed records, submitted only when the node would
-//! accept every one.
+//! accept every one. A dry run gives the node no signed record: it checks here only.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use xinlian_client::checks::check_stateless;
 use xinlian_client::epcis;
 use xinlian_client::http::{ClientError, NodeClient, fetch_provenance};
 use xinlian_client::ids::Uscc;
 use xinlian_client::provenance::Direction;
-use xinlian_client::record::{RecordId, SignedRecord};
+use xinlian_client::record::{Body, EncodedRecord, RecordId, SignedRecord};
 
 use crate::submit::record_signer;
 use crate::verify::{fetch_failure, load_light, save_light};
@@ -30,7 +31,8 @@ pub(crate) enum EpcisCmd {
         out: Option<PathBuf>,
     },
     /// Map an EPCISDocument to records signed with KEY, have the node check them all in
-    /// order, and submit them only if every one would be accepted.
+    /// order, and submit them only if every one would be accepted (with --dry-run, map
+    /// and check here only: the node is given no signed record).
     Import(ImportArgs),
 }
 
@@ -49,7 +51,9 @@ pub(crate) struct ImportArgs {
     /// A party URI the document uses (an SGLN, a PGLN) and the USCC it stands for.
     #[arg(long = "party", value_name = "URI=USCC")]
     parties: Vec<String>,
-    /// Map and check only; submit nothing.
+    /// Map and check the records here only (fields, identifiers, signatures); give the
+    /// node nothing. The node's check of the ledger's state needs signed records, which
+    /// a node could submit later, so only a real import asks for it.
     #[arg(long)]
     dry_run: bool,
 }
@@ -75,7 +79,7 @@ fn export(
     out: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
     let g = require_genesis(cli)?;
-    let (mut light, path) = load_light(cli, g);
+    let (mut light, path) = load_light(cli, g)?;
     let depth = if upstream { None } else { Some(0) };
     let (answer, _) = fetch_provenance(node, &mut light, batch, Direction::Upstream, depth)
         .map_err(fetch_failure)?;
@@ -137,19 +141,11 @@ fn import(cli: &Cli, node: &NodeClient, args: &ImportArgs) -> Result<(), Failure
         }
     };
     let (events, recs): (Vec<usize>, Vec<SignedRecord>) = records.into_iter().unzip();
-    let height = check_all(cli, node, &events, &recs)?;
-    let ids: Vec<RecordId> = recs.iter().map(SignedRecord::id).collect();
     if args.dry_run {
-        print(cli.json, &ids, || {
-            format!(
-                "{} events map to {} records, all of which the node would accept at height {}",
-                events.iter().collect::<BTreeSet<_>>().len(),
-                recs.len(),
-                height + 1
-            )
-        });
-        return Ok(());
+        return dry_run(cli, &signer.chain, &events, &recs);
     }
+    check_all(cli, node, &events, &recs)?;
+    let ids: Vec<RecordId> = recs.iter().map(SignedRecord::id).collect();
     submit_all(node, &events, &recs)?;
     let last = node.record(ids.last().expect("at least one"), 30_000)?;
     print(cli.json, &ids, || {
@@ -160,6 +156,53 @@ fn import(cli: &Cli, node: &NodeClient, args: &ImportArgs) -> Result<(), Failure
                 Some(h) => format!("final at height {h}"),
                 None => "still pending".into(),
             }
+        )
+    });
+    Ok(())
+}
+
+/// `epcis import --dry-run`: the stateless checks every node applies, here, on the
+/// mapped records; they never leave this process. (A node's check of them against the
+/// ledger's state would need them signed, and a node holding signed records could
+/// submit them whenever it liked.)
+fn dry_run(
+    cli: &Cli,
+    chain: &xinlian_client::genesis::Hash32,
+    events: &[usize],
+    recs: &[SignedRecord],
+) -> Result<(), Failure> {
+    let refused: Vec<String> = recs
+        .iter()
+        .zip(events)
+        .filter_map(|(r, ev)| {
+            let checked = check_stateless(&EncodedRecord::new(r.clone()), chain);
+            checked
+                .err()
+                .map(|e| format!("event {ev}: {} record: {e}", r.kind().name()))
+        })
+        .collect();
+    if !refused.is_empty() {
+        print(cli.json, &refused, || refused.join("\n"));
+        return Err(Failure::Invalid(format!(
+            "{} of {} records fail the checks every node applies; nothing was sent",
+            refused.len(),
+            recs.len()
+        )));
+    }
+    let events_n = events.iter().collect::<BTreeSet<_>>().len();
+    let bodies: Vec<&Body> = recs.iter().map(|r| &r.envelope.body).collect();
+    let summary = serde_json::json!({
+        "events": events_n,
+        "records": bodies,
+        "checked_by_node": false,
+    });
+    print(cli.json, &summary, || {
+        format!(
+            "{events_n} events map to {} records, each passing the checks every node applies \
+             (checked here; nothing was sent to the node). Whether the ledger's state \
+             accepts them is checked by the node when importing without --dry-run, before \
+             anything is submitted.",
+            recs.len()
         )
     });
     Ok(())

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use xinlian_genesis::{Member, Policy, PublicKey, Role};
 
+use crate::key::{chain, possession_proofs};
 use crate::{Cli, Failure, local, parse_record_id, print, submit_body};
 use xinlian_client::api::ProposalView;
+use xinlian_client::crypto::KeyHolder;
 use xinlian_client::governance::Status;
 use xinlian_client::http::NodeClient;
 use xinlian_client::record::{Change, Proposal, Vote};
@@ -15,7 +17,7 @@ use xinlian_client::record::{Change, Proposal, Vote};
 #[derive(Subcommand)]
 pub enum GovernanceCmd {
     /// Propose a change, signed with a member's key (a proposer with a vote approves).
-    Propose(ProposeArgs),
+    Propose(Box<ProposeArgs>),
     /// Approve or reject an open proposal, signed with a voting member's key.
     Vote {
         /// The proposal: its propose record's id.
@@ -57,6 +59,14 @@ pub struct ProposeArgs {
     /// The height from which a passed change is in force (default: the deadline + 10).
     #[arg(long)]
     effective: Option<u64>,
+    /// The file of a key the change names (an added member's signing and node keys, a
+    /// rotated key; repeatable): the member's proof of possession is made with it.
+    #[arg(long = "new-key", value_name = "FILE")]
+    new_keys: Vec<PathBuf>,
+    /// A proof of possession made elsewhere (`xinlian key possession --member ID`), for
+    /// each named key no --new-key file holds, in order: signing key, then node key.
+    #[arg(long, value_name = "HEX")]
+    possession: Vec<String>,
     #[arg(long)]
     wait: bool,
     #[command(subcommand)]
@@ -203,11 +213,18 @@ pub fn run(cli: &Cli, node: &NodeClient, cmd: &GovernanceCmd) -> Result<(), Fail
                 Some(d) => d,
                 None => node.status()?.height + a.voting_blocks,
             };
+            let change = change(&a.change)?;
+            let named: Vec<_> = (change.named_keys().into_iter())
+                .map(|(k, m)| (k, KeyHolder::Member(m)))
+                .collect();
+            let possession =
+                possession_proofs(&chain(cli, node)?, &named, &a.new_keys, &a.possession)?;
             let body = Proposal {
-                change: change(&a.change)?,
+                change,
                 reason: a.reason.clone(),
                 deadline,
                 effective: a.effective.unwrap_or(deadline + 10),
+                possession,
             };
             submit_body(cli, node, &a.key, body.into(), a.wait)
         }

@@ -75,6 +75,13 @@ enum Cmd {
         /// value is read as JSON when it parses, else as text). Applied over --body.
         #[arg(long = "field", short = 'f', value_name = "PATH=VALUE")]
         fields: Vec<String>,
+        /// The file of a key the body binds (register_entity `key`, rotate_entity_key
+        /// `new_key`, the keys a proposal's change names; repeatable): fills that key
+        /// when the body gives none, and makes the body's proofs of possession with
+        /// it. Without it the body must carry `possession` itself (`xinlian key
+        /// possession`).
+        #[arg(long = "new-key", value_name = "FILE")]
+        new_keys: Vec<PathBuf>,
         /// Wait until the record is final (and, given --genesis, verify its proof).
         #[arg(long)]
         wait: bool,
@@ -175,14 +182,26 @@ pub fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), Failure> {
     let node = NodeClient::new(&cli.node);
     match &cli.command {
-        Cmd::Key { command } => key::run(cli, command),
+        Cmd::Key { command } => key::run(cli, &node, command),
         Cmd::Submit {
             key,
             kind,
             body,
             fields,
+            new_keys,
             wait,
-        } => submit::run(cli, &node, key, kind, body.as_deref(), fields, *wait),
+        } => submit::run(
+            cli,
+            &node,
+            &submit::SubmitArgs {
+                key,
+                kind,
+                body: body.as_deref(),
+                fields,
+                new_keys,
+                wait: *wait,
+            },
+        ),
         Cmd::Governance { command } => governance::run(cli, &node, command),
         Cmd::Record { id, wait } => read::record(cli, &node, id, *wait),
         Cmd::Prove { id, out } => verify::prove(cli, &node, id, out),

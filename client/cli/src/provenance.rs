@@ -23,7 +23,7 @@ pub(crate) fn run(
     bundle: Option<&Path>,
 ) -> Result<(), Failure> {
     let g = require_genesis(cli)?;
-    let (mut light, path) = load_light(cli, g);
+    let (mut light, path) = load_light(cli, g)?;
     let seen = light.trusted().map(|t| t.header.height);
     let (answer, pages) =
         fetch_provenance(node, &mut light, batch, direction, depth).map_err(fetch_failure)?;

@@ -3,35 +3,125 @@
 
 use std::path::Path;
 
+use std::path::PathBuf;
+
 use xinlian_client::checks::check_stateless;
+use xinlian_client::crypto::{KeyHolder, Signature};
 use xinlian_client::genesis::{Genesis, keys};
 use xinlian_client::http::NodeClient;
 use xinlian_client::record::{Body, EncodedRecord, Kind};
 use xinlian_client::signer::RecordSigner;
 
+use crate::key::{chain, possession_proofs};
 use crate::verify::{describe, verify_online};
 use crate::{Cli, Failure, load_genesis, local, print, read_file};
 
-pub(crate) fn run(
-    cli: &Cli,
-    node: &NodeClient,
-    key: &Path,
-    kind: &str,
-    body: Option<&Path>,
-    fields: &[String],
-    wait: bool,
-) -> Result<(), Failure> {
-    let kind = Kind::parse(kind).map_err(|e| local(e.to_string()))?;
-    if body.is_none() && fields.is_empty() {
+/// What `xinlian submit` was given.
+pub(crate) struct SubmitArgs<'a> {
+    pub key: &'a Path,
+    pub kind: &'a str,
+    pub body: Option<&'a Path>,
+    pub fields: &'a [String],
+    /// Files of the keys the body binds: they fill the bound key when the body names
+    /// none, and sign every proof of possession the body needs.
+    pub new_keys: &'a [PathBuf],
+    pub wait: bool,
+}
+
+pub(crate) fn run(cli: &Cli, node: &NodeClient, a: &SubmitArgs<'_>) -> Result<(), Failure> {
+    let kind = Kind::parse(a.kind).map_err(|e| local(e.to_string()))?;
+    if a.body.is_none() && a.fields.is_empty() {
         return Err(local(
             "give the body with --body FILE and/or --field PATH=VALUE",
         ));
     }
-    let body = read_body(kind, body, fields)?;
-    submit_body(cli, node, key, body, wait)
+    let mut value = read_value(a.body, a.fields)?;
+    if !a.new_keys.is_empty() {
+        fill_bound_key(kind, &mut value, a.new_keys)?;
+    }
+    let mut body: Body = serde_json::from_value(serde_json::json!({ kind.name(): value }))
+        .map_err(|e| {
+            let hint = if e.to_string().contains("possession") {
+                " (give the bound key's file with --new-key FILE, or make the proof with `xinlian key possession`)"
+            } else {
+                ""
+            };
+            Failure::Invalid(format!("not a {} body: {e}{hint}", kind.name()))
+        })?;
+    if !a.new_keys.is_empty() {
+        prove_possession(&mut body, &chain(cli, node)?, a.new_keys)?;
+    }
+    submit_body(cli, node, a.key, body, a.wait)
 }
 
-fn read_body(kind: Kind, path: Option<&Path>, fields: &[String]) -> Result<Body, Failure> {
+/// The field of a body kind that names the key it binds to an enterprise.
+fn bound_key_field(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::RegisterEntity => Some("key"),
+        Kind::RotateEntityKey => Some("new_key"),
+        _ => None,
+    }
+}
+
+/// Before parsing: the bound key from the one `--new-key` file when the body names
+/// none, and a stand-in `possession` that [`prove_possession`] replaces.
+fn fill_bound_key(
+    kind: Kind,
+    value: &mut serde_json::Value,
+    files: &[PathBuf],
+) -> Result<(), Failure> {
+    let Some(fields) = value.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(field) = bound_key_field(kind) {
+        if !fields.contains_key(field) {
+            let [file] = files else {
+                return Err(local(format!(
+                    "the body has no '{field}': give it, or exactly one --new-key FILE"
+                )));
+            };
+            let k = keys::read_pem(file).map_err(|e| local(format!("{}: {e}", file.display())))?;
+            fields.insert(field.into(), keys::public_key(&k).to_hex().into());
+        }
+        fields
+            .entry("possession")
+            .or_insert_with(|| Signature([0; 64]).to_hex().into());
+    }
+    Ok(())
+}
+
+/// Replaces the body's proofs of possession with ones made by the `--new-key` files.
+fn prove_possession(
+    body: &mut Body,
+    chain: &xinlian_client::genesis::Hash32,
+    files: &[PathBuf],
+) -> Result<(), Failure> {
+    match body {
+        Body::RegisterEntity(b) => {
+            let named = [(b.key, KeyHolder::Enterprise(b.uscc.as_str()))];
+            b.possession = possession_proofs(chain, &named, files, &[])?[0];
+        }
+        Body::RotateEntityKey(b) => {
+            let named = [(b.new_key, KeyHolder::Enterprise(b.uscc.as_str()))];
+            b.possession = possession_proofs(chain, &named, files, &[])?[0];
+        }
+        Body::Propose(p) => {
+            let named: Vec<_> = (p.change.named_keys().into_iter())
+                .map(|(k, m)| (k, KeyHolder::Member(m)))
+                .collect();
+            p.possession = possession_proofs(chain, &named, files, &[])?;
+        }
+        other => {
+            return Err(local(format!(
+                "--new-key: a {} body binds no key",
+                other.kind().name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read_value(path: Option<&Path>, fields: &[String]) -> Result<serde_json::Value, Failure> {
     let mut value = match path {
         Some(p) => read_body_file(p)?,
         None => serde_json::Value::Object(Default::default()),
@@ -54,8 +144,7 @@ fn read_body(kind: Kind, path: Option<&Path>, fields: &[String]) -> Result<Body,
         }
         *slot = v;
     }
-    serde_json::from_value(serde_json::json!({ kind.name(): value }))
-        .map_err(|e| Failure::Invalid(format!("not a {} body: {e}", kind.name())))
+    Ok(value)
 }
 
 fn read_body_file(path: &Path) -> Result<serde_json::Value, Failure> {

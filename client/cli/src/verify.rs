@@ -28,24 +28,45 @@ fn trust_path(cli: &Cli, chain: &Hash32) -> Option<PathBuf> {
     Some(base.join("xinlian").join(format!("{chain}.trust.json")))
 }
 
-/// A light client for `genesis`, resumed from the saved trust state when it still
-/// verifies, and where to save it again.
-pub(crate) fn load_light(cli: &Cli, genesis: Genesis) -> (LightClient, Option<PathBuf>) {
+/// A light client for `genesis`, resumed from the saved trust state, and where to save
+/// it again. No trust file yet: a fresh client. A trust file that cannot be read, is
+/// not a trust state, or does not verify against `genesis` is an error naming it: a
+/// client that silently started again from genesis would forget the header it had
+/// verified, and with it the check that the ledger it sees only grows.
+pub(crate) fn load_light(
+    cli: &Cli,
+    genesis: Genesis,
+) -> Result<(LightClient, Option<PathBuf>), Failure> {
     let chain = genesis.hash();
     let path = trust_path(cli, &chain);
-    let saved: Option<TrustState> = path
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let light = match saved {
-        // A saved state that no longer verifies (another genesis, a damaged file) is
-        // dropped: the client starts again from genesis.
-        Some(s) => {
-            LightClient::restore(genesis.clone(), &s).unwrap_or_else(|_| LightClient::new(genesis))
-        }
-        None => LightClient::new(genesis),
+    let Some(p) = &path else {
+        return Ok((LightClient::new(genesis), None));
     };
-    (light, path)
+    let text = match std::fs::read_to_string(p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((LightClient::new(genesis), path));
+        }
+        Err(e) => {
+            return Err(local(format!(
+                "cannot read the trust file {}: {e}",
+                p.display()
+            )));
+        }
+    };
+    let damaged = |what: String| {
+        local(format!(
+            "the trust file {} {what}. It holds the newest header this client verified; to \
+             start again from the genesis file alone, move it away (or pass --trust with \
+             another path)",
+            p.display()
+        ))
+    };
+    let saved: TrustState = serde_json::from_str(&text)
+        .map_err(|e| damaged(format!("is damaged: not a trust state ({e})")))?;
+    let light = LightClient::restore(genesis, &saved)
+        .map_err(|e| damaged(format!("does not verify against this genesis ({e})")))?;
+    Ok((light, path))
 }
 
 pub(crate) fn save_light(light: &LightClient, path: Option<PathBuf>) {
@@ -73,7 +94,7 @@ pub(crate) fn verify_online(
     genesis: Genesis,
     id: &RecordId,
 ) -> Result<(VerifiedRecord, RecordProof), Failure> {
-    let (mut light, path) = load_light(cli, genesis);
+    let (mut light, path) = load_light(cli, genesis)?;
     let out = fetch_verified(node, &mut light, id).map_err(fetch_failure)?;
     save_light(&light, path);
     Ok(out)
@@ -182,4 +203,84 @@ pub(crate) fn verify(cli: &Cli, node: &NodeClient, target: &str) -> Result<(), F
     };
     print(cli.json, &verified, || describe(&verified));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use xinlian_client::genesis::keys::{SigningKey, public_key};
+    use xinlian_client::genesis::{Member, Policy, Role};
+
+    use super::*;
+
+    fn genesis(chain_id: &str) -> Genesis {
+        Genesis {
+            chain_id: chain_id.into(),
+            genesis_time_ms: 0,
+            policy: Policy::default(),
+            members: vec![Member {
+                id: "v0".into(),
+                name: "validator".into(),
+                region: "310000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+                node_key: Some(public_key(&SigningKey::from_bytes(&[1; 32]))),
+                signing_key: public_key(&SigningKey::from_bytes(&[2; 32])),
+            }],
+        }
+    }
+
+    /// A folder of its own under the system's temporary folder, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn load(trust: &Path, g: Genesis) -> Result<(LightClient, Option<PathBuf>), Failure> {
+        let cli = Cli::try_parse_from(["xinlian", "--trust", trust.to_str().unwrap(), "status"])
+            .expect("arguments parse");
+        load_light(&cli, g)
+    }
+
+    fn local_message(r: Result<(LightClient, Option<PathBuf>), Failure>) -> String {
+        match r {
+            Err(Failure::Local(m)) => m,
+            Err(Failure::Invalid(m) | Failure::Unreachable(m)) => panic!("not local: {m}"),
+            Ok(_) => panic!("a damaged trust file was accepted"),
+        }
+    }
+
+    #[test]
+    fn a_missing_trust_file_is_a_fresh_start_and_a_damaged_one_an_error_saying_what_to_do() {
+        let dir = Scratch(std::env::temp_dir().join(format!(
+            "xinlian-cli-trust-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let g = genesis("test");
+        let file = dir.0.join("trust.json");
+
+        let (fresh, path) = load(&file, g.clone()).map_err(|_| "missing").unwrap();
+        assert!(fresh.trusted().is_none());
+        assert_eq!(path.as_deref(), Some(file.as_path()));
+
+        save_light(&fresh, Some(file.clone()));
+        load(&file, g.clone()).map_err(|_| "saved").unwrap();
+
+        std::fs::write(&file, "{\"chain\": \"00").unwrap();
+        let m = local_message(load(&file, g.clone()));
+        assert!(m.contains(&file.display().to_string()), "{m}");
+        assert!(m.contains("is damaged"), "{m}");
+        assert!(m.contains("move it away") && m.contains("--trust"), "{m}");
+
+        // Well formed, but of another chain: it does not verify, and says so.
+        save_light(&LightClient::new(genesis("other")), Some(file.clone()));
+        let m = local_message(load(&file, g));
+        assert!(m.contains("does not verify against this genesis"), "{m}");
+        assert!(m.contains("move it away"), "{m}");
+    }
 }

@@ -35,12 +35,14 @@ fn consortium() -> Arc<Consortium> {
 fn registrations(c: &Consortium, n: usize) -> Vec<EncodedRecord> {
     (0..n)
         .map(|i| {
+            let uscc = Uscc::with_check(&format!("91310000{i:09}")).expect("digits");
             let env = Envelope {
                 chain: c.chain,
                 signer: public_key(&common::registrar()),
                 nonce: i as u64,
                 body: RegisterEntity {
-                    uscc: Uscc::with_check(&format!("91310000{i:09}")).expect("digits"),
+                    possession: common::enterprise_possession(&c.chain, &uscc, &enterprise_key(i)),
+                    uscc,
                     name: format!("benchmark enterprise {i}"),
                     key: public_key(&enterprise_key(i)),
                     check_override: None,

@@ -79,6 +79,14 @@ pub enum BlockError {
         id: RecordId,
         rejection: Box<Rejection>,
     },
+    #[error("block proposer {0} is not a validator of its height")]
+    Proposer(PublicKey),
+    #[error("record #{index} is {bytes} bytes, over the bound of {max}")]
+    RecordTooLarge {
+        index: usize,
+        bytes: usize,
+        max: u32,
+    },
     #[error("header field {field} does not match re-execution")]
     HeaderMismatch { field: &'static str },
     #[error(transparent)]
@@ -246,7 +254,18 @@ pub fn execute_block(
             bytes_max: policy.block_bytes_max,
         });
     }
+    if c.validators.index_of(&h.proposer).is_none() {
+        return Err(BlockError::Proposer(h.proposer));
+    }
     for (index, r) in records.iter().enumerate() {
+        // The bound a submission or relay is held to holds inside blocks too.
+        if r.bytes().len() > policy.record_bytes_max as usize {
+            return Err(BlockError::RecordTooLarge {
+                index,
+                bytes: r.bytes().len(),
+                max: policy.record_bytes_max,
+            });
+        }
         if let Err(e) = check_unsigned(r.record(), &c.chain) {
             return Err(invalid(index, r, e.into()));
         }

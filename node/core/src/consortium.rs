@@ -52,9 +52,4 @@ impl Consortium {
     pub fn member_by_signing_key(&self, k: &PublicKey) -> Option<&Member> {
         self.by_signing_key.get(k).map(|&i| &self.roster.members[i])
     }
-
-    /// Whether `k` is any member's signing or node key (no enterprise may hold one).
-    pub(crate) fn is_member_key(&self, k: &PublicKey) -> bool {
-        self.by_signing_key.contains_key(k) || self.roster.member_by_node_key(k).is_some()
-    }
 }

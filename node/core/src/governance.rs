@@ -7,7 +7,7 @@ use xinlian_client::governance::{
 };
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{Change, Kind, Proposal, RecordId, Vote};
-use xinlian_client::state::{KeyBinding, key};
+use xinlian_client::state::{KeyBinding, MemberKey, key};
 use xinlian_genesis::{Genesis, Member, PublicKey, Roster};
 
 use crate::chain::Executed;
@@ -22,19 +22,10 @@ fn wrong_state<T>(reason: String) -> Ex<T> {
     })
 }
 
-/// Keys a change would give a member: none may be an enterprise's.
-fn new_keys(change: &Change) -> Vec<PublicKey> {
-    match change {
-        Change::AddMember(m) => m.node_key.iter().copied().chain([m.signing_key]).collect(),
-        Change::RotateNodeKey { key, .. } | Change::RotateSigningKey { key, .. } => vec![*key],
-        _ => Vec::new(),
-    }
-}
-
-/// The first key the change would give a member that an enterprise holds, with the
-/// enterprise.
+/// The first key the change would give a member that an enterprise holds or once
+/// held (bindings stay after revocation), with the enterprise.
 fn enterprise_key(s: &Overlay, change: &Change) -> Result<Option<(PublicKey, Uscc)>, StateError> {
-    for k in new_keys(change) {
+    for (k, _) in change.named_keys() {
         if let Some(kb) = s.get::<KeyBinding>(&key::key_binding(&k))? {
             return Ok(Some((k, kb.uscc)));
         }
@@ -73,6 +64,7 @@ pub(crate) fn propose(
             id: format!("{k} (bound to {uscc})"),
         });
     }
+    reserve_member_keys(s, ctx, id, &p.change)?;
     let electorate: Vec<(String, u64)> = c
         .validators
         .validators()
@@ -104,6 +96,46 @@ pub(crate) fn propose(
     settle(s, &state)?;
     s.put(key::proposal(&id), &state);
     Ok(())
+}
+
+/// Marks every key the change names as a member's from now on, passed or not: no
+/// enterprise can then bind it, so none can make a passed change fail at its
+/// effective height by binding its key first. (Its holder proved possession; a key
+/// named twice keeps the first naming.)
+fn reserve_member_keys(s: &mut Overlay, ctx: &BlockContext, id: RecordId, change: &Change) -> Ex {
+    for (k, member) in change.named_keys() {
+        if s.get_raw(&key::member_key(&k))?.is_none() {
+            s.put(
+                key::member_key(&k),
+                &MemberKey {
+                    member: member.to_string(),
+                    proposal: id,
+                    height: ctx.height,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The member `k` is or ever was named for — in genesis, in the roster in force, or by
+/// any proposal on the ledger (which every later roster's keys came through) — if any.
+/// Genesis and the roster are in memory; the rest is one state read.
+pub(crate) fn member_key_owner(
+    s: &Overlay,
+    c: &Consortium,
+    k: &PublicKey,
+) -> Result<Option<String>, StateError> {
+    let in_roster = |members: &[Member]| {
+        members
+            .iter()
+            .find(|m| m.signing_key == *k || m.node_key == Some(*k))
+            .map(|m| m.id.clone())
+    };
+    if let Some(m) = in_roster(&c.roster.members).or_else(|| in_roster(&c.genesis.members)) {
+        return Ok(Some(m));
+    }
+    Ok(s.get::<MemberKey>(&key::member_key(k))?.map(|mk| mk.member))
 }
 
 fn power_of(p: &ProposalState, member: &str) -> Option<u64> {

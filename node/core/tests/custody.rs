@@ -218,6 +218,11 @@ impl Chain {
                 name: payload.into(),
                 key: public_key(&k),
                 check_override: None,
+                possession: xinlian_client::crypto::prove_possession(
+                    &k,
+                    &chain.c.chain,
+                    xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+                ),
             };
             let registrar = chain.registrar.clone();
             chain.submit(&registrar, reg.into()).expect("registered");

@@ -46,17 +46,23 @@ fn record_encoding_is_pinned() {
             name: "上海新申贸易有限公司".into(),
             key: public_key(&key(9, 0)),
             check_override: None,
+            possession: common::enterprise_possession(
+                &chain(),
+                &Uscc::with_check("91310000MA1FL8TQ3").expect("valid payload"),
+                &key(9, 0),
+            ),
         }),
     }
     .sign(&registrar());
+    // Changed when `register_entity` gained its proof of possession (issue 14).
     assert_eq!(
         hex(&rec.canonical_bytes()),
-        "32e0f6a44bef56252767e6521bde0f16c06e51cbe38f1e2e9c2a3abe0835ebb3",
+        "496991ef57cbad961a8f63a8723201f4c1a4f44808115f48c35dfb8d573d77e7",
         "record bytes"
     );
     assert_eq!(
         rec.id().to_hex(),
-        "d7e0694f64adb02ec4d84b2e0c91226405b01082decae955066d7f92f8fdb925",
+        "5e8cfef6d355fd736dff1ea7181644d1a829576cf85c1e3f227fc3d0241dec3b",
         "record id"
     );
 }

@@ -100,12 +100,33 @@ impl Chain {
         canonical::decode(&self.state[&key::proposal(id)], usize::MAX).unwrap()
     }
 
+    /// A proposal by validator `i`, with proofs of possession made by the fixture's
+    /// own keys (agency keys, node keys, the registrar's).
     fn propose(&self, by: usize, change: Change, deadline: u64, effective: u64) -> SignedRecord {
+        self.propose_with(by, change, deadline, effective, &[])
+    }
+
+    /// As [`Chain::propose`], with `keys` also at hand for the proofs.
+    fn propose_with(
+        &self,
+        by: usize,
+        change: Change,
+        deadline: u64,
+        effective: u64,
+        keys: &[&SigningKey],
+    ) -> SignedRecord {
+        let own: Vec<SigningKey> = (0..4)
+            .flat_map(|i| [common::key(3, i), common::node_key(i)])
+            .chain([common::registrar()])
+            .collect();
+        let all: Vec<&SigningKey> = own.iter().chain(keys.iter().copied()).collect();
+        let possession = common::member_possession(&self.c.chain, &change, &all);
         self.v(by).sign(Proposal {
             change,
             reason: "test".into(),
             deadline,
             effective,
+            possession,
         })
     }
 
@@ -130,7 +151,13 @@ fn newcomer(node: &SigningKey, agency: &SigningKey) -> Member {
 fn a_change_passes_with_more_than_two_thirds_and_takes_effect_at_its_height() {
     let mut ch = Chain::new();
     let (node, agency) = (generate().unwrap(), generate().unwrap());
-    let p = ch.propose(0, Change::AddMember(newcomer(&node, &agency)), 5, 8);
+    let p = ch.propose_with(
+        0,
+        Change::AddMember(newcomer(&node, &agency)),
+        5,
+        8,
+        &[&node, &agency],
+    );
     let id = p.id();
     let genesis_roster = ch.c.roster_hash;
     ch.block(&[p]);
@@ -157,12 +184,12 @@ fn a_change_passes_with_more_than_two_thirds_and_takes_effect_at_its_height() {
     assert_eq!(ch.c.validators.len(), 5);
     assert!(ch.c.validators.index_of(&public_key(&node)).is_some());
     // The new member's agency key is a member's from then on: it may register.
-    let reg = ch.signer(agency).sign(RegisterEntity {
-        uscc: Uscc::with_check("91320000MA1XYA123").unwrap(),
-        name: "Suzhou Rice Co.".into(),
-        key: public_key(&generate().unwrap()),
-        check_override: None,
-    });
+    let reg = ch.signer(agency).sign(common::register(
+        &ch.c.chain,
+        &Uscc::with_check("91320000MA1XYA123").unwrap(),
+        "Suzhou Rice Co.",
+        &generate().unwrap(),
+    ));
     ch.block(&[reg]);
 }
 
@@ -320,12 +347,12 @@ fn votes_and_proposals_are_refused_precisely() {
     assert!(e.to_string().contains("is used by both"), "{e}");
     let ent = generate().unwrap();
     let u = Uscc::with_check("91310000MA1ABC123").unwrap();
-    ch.block(&[ch.signer(common::registrar()).sign(RegisterEntity {
-        uscc: u,
-        name: "Shanghai Foods".into(),
-        key: public_key(&ent),
-        check_override: None,
-    })]);
+    ch.block(&[ch.signer(common::registrar()).sign(common::register(
+        &ch.c.chain,
+        &u,
+        "Shanghai Foods",
+        &ent,
+    ))]);
     let e = ch.refuse(ch.signer(ent.clone()).sign(Proposal {
         change: Change::RemoveMember {
             member: "v3".into(),
@@ -333,10 +360,11 @@ fn votes_and_proposals_are_refused_precisely() {
         reason: "x".into(),
         deadline: 9,
         effective: 10,
+        possession: Vec::new(),
     }));
     assert!(matches!(e, Rejection::Unauthorised { .. }), "{e}");
     // An enterprise's key cannot become a member's.
-    let e = ch.refuse(ch.propose(
+    let e = ch.refuse(ch.propose_with(
         1,
         Change::RotateSigningKey {
             member: "v2".into(),
@@ -344,15 +372,75 @@ fn votes_and_proposals_are_refused_precisely() {
         },
         9,
         10,
+        &[&ent],
     ));
     assert_eq!(e.code(), "already_exists", "{e}");
+}
+
+#[test]
+fn a_change_naming_a_key_needs_its_holders_proof_of_possession() {
+    let ch = Chain::new();
+    let (node, agency) = (generate().unwrap(), generate().unwrap());
+    let add = Change::AddMember(newcomer(&node, &agency));
+    let proposal = |possession| Proposal {
+        change: add.clone(),
+        reason: "x".into(),
+        deadline: 9,
+        effective: 10,
+        possession,
+    };
+    // None, or only one of the two keys the change names.
+    let e = ch.refuse(ch.v(0).sign(proposal(Vec::new())));
+    assert_eq!(e.code(), "invalid_field", "{e}");
+    assert!(e.to_string().contains("names 2 key(s)"), "{e}");
+    let good = common::member_possession(&ch.c.chain, &add, &[&node, &agency]);
+    let e = ch.refuse(ch.v(0).sign(proposal(good[..1].to_vec())));
+    assert_eq!(e.code(), "invalid_field", "{e}");
+    // In the wrong order, for another member, or for another chain.
+    let e = ch.refuse(ch.v(0).sign(proposal(vec![good[1], good[0]])));
+    assert_eq!(e.code(), "bad_possession", "{e}");
+    let rename = Change::RotateSigningKey {
+        member: "v3".into(),
+        key: public_key(&agency),
+    };
+    let for_v3 = common::member_possession(&ch.c.chain, &rename, &[&agency]);
+    let e = ch.refuse(ch.v(0).sign(proposal(vec![for_v3[0], good[1]])));
+    assert_eq!(e.code(), "bad_possession", "{e}");
+    assert!(e.to_string().contains("member 'jiangsu'"), "{e}");
+    let elsewhere =
+        common::member_possession(&xinlian_genesis::Hash32([7; 32]), &add, &[&node, &agency]);
+    let e = ch.refuse(ch.v(0).sign(proposal(elsewhere)));
+    assert_eq!(e.code(), "bad_possession", "{e}");
+    // A member cannot claim a key it does not hold: made with another key.
+    let forged = common::member_possession(&ch.c.chain, &rename, &[&agency]);
+    let e = ch.refuse(ch.v(0).sign(Proposal {
+        change: Change::RotateSigningKey {
+            member: "v3".into(),
+            key: public_key(&node),
+        },
+        reason: "x".into(),
+        deadline: 9,
+        effective: 10,
+        possession: forged,
+    }));
+    assert_eq!(e.code(), "bad_possession", "{e}");
+    // With both, in order, it is accepted.
+    let ok = check_records(
+        &ch.state,
+        &ch.c,
+        &ch.tip,
+        ch.tip.time_ms + 200,
+        &[EncodedRecord::new(ch.v(0).sign(proposal(good)))],
+    )
+    .unwrap();
+    assert!(ok[0].is_none(), "{ok:?}");
 }
 
 #[test]
 fn a_rotated_member_key_is_refused_from_its_effective_height_and_a_clash_is_not_applied() {
     let mut ch = Chain::new();
     let new_key = generate().unwrap();
-    let rotate = ch.propose(
+    let rotate = ch.propose_with(
         0,
         Change::RotateSigningKey {
             member: "registrar".into(),
@@ -360,6 +448,7 @@ fn a_rotated_member_key_is_refused_from_its_effective_height_and_a_clash_is_not_
         },
         4,
         6,
+        &[&new_key],
     );
     // Passed at the same height, due at the same height: the second names a member
     // the first removes, so it is kept as not applied and changes nothing.
@@ -399,12 +488,12 @@ fn a_rotated_member_key_is_refused_from_its_effective_height_and_a_clash_is_not_
     }
     let old = ch.signer(common::registrar());
     let register = |s: &RecordSigner, n: u32| {
-        s.sign(RegisterEntity {
-            uscc: Uscc::with_check(&format!("91310000MA1AB{n:04}")).unwrap(),
-            name: format!("Enterprise {n}"),
-            key: public_key(&generate().unwrap()),
-            check_override: None,
-        })
+        s.sign(common::register(
+            &s.chain,
+            &Uscc::with_check(&format!("91310000MA1AB{n:04}")).unwrap(),
+            &format!("Enterprise {n}"),
+            &generate().unwrap(),
+        ))
     };
     ch.blocks_until(4);
     // Block 5 is the last under the old key.
@@ -424,5 +513,93 @@ fn a_rotated_member_key_is_refused_from_its_effective_height_and_a_clash_is_not_
     assert_eq!(
         ch.proposal(&ids[2]).status(ch.tip.height),
         Status::NotApplied
+    );
+}
+
+#[test]
+fn a_former_member_key_is_never_bindable_to_an_enterprise() {
+    let mut ch = Chain::new();
+    let new_key = generate().unwrap();
+    let rotate = ch.propose_with(
+        0,
+        Change::RotateSigningKey {
+            member: "registrar".into(),
+            key: public_key(&new_key),
+        },
+        3,
+        5,
+        &[&new_key],
+    );
+    let id = rotate.id();
+    ch.block(&[rotate]);
+    ch.block(&[ch.vote(1, id, true), ch.vote(2, id, true)]);
+    ch.blocks_until(5);
+    assert_eq!(ch.c.since, 5);
+    let registrar = ch.signer(new_key);
+    let ent = generate().unwrap();
+    let u = Uscc::with_check("91310000MA1ABC123").unwrap();
+    ch.block(&[registrar.sign(common::register(&ch.c.chain, &u, "Shanghai Foods", &ent))]);
+    // The old registrar key, no longer any member's: neither the enterprise itself
+    // nor a registrar may bind it.
+    // (Whoever holds the old key can prove possession of it; that is not enough.)
+    let old = common::registrar();
+    let e = ch.refuse(
+        ch.signer(ent.clone())
+            .sign(common::rotate(&ch.c.chain, &u, &old)),
+    );
+    assert_eq!(e.code(), "member_key", "{e}");
+    assert!(e.to_string().contains("member 'registrar'"), "{e}");
+    let e = ch.refuse(registrar.sign(common::register(
+        &ch.c.chain,
+        &Uscc::with_check("91310000MA1ABC456").unwrap(),
+        "Old Key Co.",
+        &old,
+    )));
+    assert_eq!(e.code(), "member_key", "{e}");
+    // A genesis node key, never a signing key, is a member key too.
+    let e = ch.refuse(registrar.sign(common::register(
+        &ch.c.chain,
+        &Uscc::with_check("91310000MA1ABC789").unwrap(),
+        "Node Key Co.",
+        &common::node_key(3),
+    )));
+    assert_eq!(e.code(), "member_key", "{e}");
+}
+
+#[test]
+fn an_enterprise_cannot_bind_a_key_named_in_a_passed_change() {
+    let mut ch = Chain::new();
+    let ent = generate().unwrap();
+    let u = Uscc::with_check("91310000MA1ABC123").unwrap();
+    ch.block(&[ch.signer(common::registrar()).sign(common::register(
+        &ch.c.chain,
+        &u,
+        "Shanghai Foods",
+        &ent,
+    ))]);
+    // The key v2 rotates to: whoever holds it cannot also bind it to an enterprise
+    // between the change passing and its taking effect, and so cannot veto it.
+    let k = generate().unwrap();
+    let rotate = ch.propose_with(
+        0,
+        Change::RotateSigningKey {
+            member: "v2".into(),
+            key: public_key(&k),
+        },
+        4,
+        7,
+        &[&k],
+    );
+    let id = rotate.id();
+    ch.block(&[rotate]);
+    ch.block(&[ch.vote(1, id, true), ch.vote(2, id, true)]);
+    assert!(matches!(ch.proposal(&id).decision, Decision::Passed { .. }));
+    let e = ch.refuse(ch.signer(ent).sign(common::rotate(&ch.c.chain, &u, &k)));
+    assert_eq!(e.code(), "member_key", "{e}");
+    ch.blocks_until(7);
+    assert_eq!(ch.c.since, 7);
+    assert_eq!(
+        ch.c.roster.member("v2").unwrap().signing_key,
+        public_key(&k)
     );
 }

@@ -139,12 +139,9 @@ impl World {
     fn enterprise(&mut self, payload: &str) -> (Uscc, RecordSigner) {
         let u = Uscc::with_check(payload).unwrap();
         let key = keys::generate().unwrap();
-        let rec = self.registrar.sign(RegisterEntity {
-            uscc: u.clone(),
-            name: payload.into(),
-            key: public_key(&key),
-            check_override: None,
-        });
+        let rec = self
+            .registrar
+            .sign(common::register(&self.c.chain, &u, payload, &key));
         self.ok(rec);
         (u, self.signer(key))
     }
@@ -233,12 +230,12 @@ fn wrong_chain() {
         chain: xinlian_genesis::Hash32([7; 32]),
     };
     let u = Uscc::with_check("91310000MA1FL8TQ3").unwrap();
-    let r = w.refuse(other.sign(RegisterEntity {
-        uscc: u,
-        name: "x".into(),
-        key: public_key(&keys::generate().unwrap()),
-        check_override: None,
-    }));
+    let r = w.refuse(other.sign(common::register(
+        &other.chain,
+        &u,
+        "x",
+        &keys::generate().unwrap(),
+    )));
     assert!(
         matches!(r, Rejection::Stateless(StatelessError::WrongChain { .. })),
         "{r}"
@@ -250,12 +247,12 @@ fn wrong_chain() {
 fn bad_signature() {
     let mut w = World::new();
     let u = Uscc::with_check("91310000MA1FL8TQ3").unwrap();
-    let mut rec = w.registrar.sign(RegisterEntity {
-        uscc: u,
-        name: "x".into(),
-        key: public_key(&keys::generate().unwrap()),
-        check_override: None,
-    });
+    let mut rec = w.registrar.sign(common::register(
+        &w.c.chain,
+        &u,
+        "x",
+        &keys::generate().unwrap(),
+    ));
     rec.signature.0[10] ^= 1;
     let r = w.refuse(rec);
     assert_eq!(r.code(), "bad_signature", "{r}");
@@ -264,22 +261,14 @@ fn bad_signature() {
 #[test]
 fn bad_identifiers_and_fields() {
     let mut w = World::new();
-    let key = public_key(&keys::generate().unwrap());
-    let r = w.refuse(w.registrar.sign(RegisterEntity {
-        uscc: Uscc("91310000MA1FL8TQ3X".into()),
-        name: "x".into(),
-        key,
-        check_override: None,
-    }));
+    let key = keys::generate().unwrap();
+    let mut reg = common::register(&w.c.chain, &Uscc("91310000MA1FL8TQ3X".into()), "x", &key);
+    let r = w.refuse(w.registrar.sign(reg.clone()));
     assert!(r.to_string().contains("should be '6'"), "{r}");
     assert_eq!(r.code(), "invalid_identifier");
     // A recorded override accepts a genuine code that fails the check.
-    w.ok(w.registrar.sign(RegisterEntity {
-        uscc: Uscc("91310000MA1FL8TQ3X".into()),
-        name: "x".into(),
-        key,
-        check_override: Some("pilot-era code, verified on paper".into()),
-    }));
+    reg.check_override = Some("pilot-era code, verified on paper".into());
+    w.ok(w.registrar.sign(reg));
     let (_, farm) = w.enterprise("91310117MA1G0A1B2");
     let mut c = commission("b1", 10);
     c.product.gtin = Some("4006381333932".into());
@@ -304,12 +293,7 @@ fn unknown_signer_and_unauthorised_signer() {
     let mut w = World::new();
     let stranger = w.signer(keys::generate().unwrap());
     let u = Uscc::with_check("91310000MA1FL8TQ3").unwrap();
-    let reg = RegisterEntity {
-        uscc: u.clone(),
-        name: "x".into(),
-        key: public_key(&keys::generate().unwrap()),
-        check_override: None,
-    };
+    let reg = common::register(&w.c.chain, &u, "x", &keys::generate().unwrap());
     assert!(matches!(
         w.refuse(stranger.sign(reg.clone())),
         Rejection::UnknownSigner(_)
@@ -688,10 +672,7 @@ fn revoked_key_is_refused_from_then_on_and_rotation_moves_the_binding() {
     let (u, old) = w.enterprise("91310117MA1G0A1B2");
     w.ok(old.sign(commission("b1", 10)));
     let new_key = keys::generate().unwrap();
-    w.ok(old.sign(RotateEntityKey {
-        uscc: u.clone(),
-        new_key: public_key(&new_key),
-    }));
+    w.ok(old.sign(common::rotate(&w.c.chain, &u, &new_key)));
     let r = w.refuse(old.sign(commission("b2", 10)));
     assert!(matches!(&r, Rejection::KeyRevoked { .. }), "{r}");
     assert_eq!(r.code(), "key_revoked");
@@ -711,16 +692,57 @@ fn revoked_key_is_refused_from_then_on_and_rotation_moves_the_binding() {
         reason: "again".into(),
     }));
     assert!(r.to_string().contains("no key to revoke"), "{r}");
-    // A member's key can never be bound to an enterprise.
+    // A member's key can never be bound to an enterprise, even by its holder.
     let other = Uscc::with_check("91310115MA1H0C3D4").unwrap();
-    let r = w.refuse(w.registrar.sign(RegisterEntity {
-        uscc: other,
-        name: "x".into(),
-        key: public_key(&w.market.key),
-        check_override: None,
-    }));
+    let r = w.refuse(
+        w.registrar
+            .sign(common::register(&w.c.chain, &other, "x", &w.market.key)),
+    );
     assert!(
-        r.to_string().contains("belongs to a consortium member"),
+        matches!(&r, Rejection::MemberKey { member, .. } if member == "market"),
         "{r}"
     );
+    assert_eq!(r.code(), "member_key");
+}
+
+/// A key is bound only with its holder's proof of possession for that enterprise on
+/// this chain: not made by another key, not one made for another enterprise or chain.
+#[test]
+fn binding_a_key_needs_a_proof_of_possession_for_that_enterprise() {
+    let mut w = World::new();
+    let (u, farm) = w.enterprise("91310117MA1G0A1B2");
+    let other = Uscc::with_check("91310115MA1H0C3D4").unwrap();
+    let k = keys::generate().unwrap();
+    let mut reg = common::register(&w.c.chain, &other, "x", &k);
+    let cases = [
+        // Signed by the registrar's key, not the key bound.
+        common::enterprise_possession(&w.c.chain, &other, &w.registrar.key),
+        // Made by the key, but for another enterprise or another chain.
+        common::enterprise_possession(&w.c.chain, &u, &k),
+        common::enterprise_possession(&xinlian_genesis::Hash32([7; 32]), &other, &k),
+        xinlian_client::crypto::Signature([0; 64]),
+    ];
+    for bad in cases {
+        reg.possession = bad;
+        let r = w.refuse(w.registrar.sign(reg.clone()));
+        assert!(
+            matches!(&r, Rejection::Stateless(StatelessError::Possession { key, .. }) if *key == public_key(&k)),
+            "{r}"
+        );
+        assert_eq!(r.code(), "bad_possession");
+    }
+    // A rotation likewise: the enterprise cannot take a key it does not hold.
+    let stranger = public_key(&keys::generate().unwrap());
+    let r = w.refuse(farm.sign(RotateEntityKey {
+        uscc: u.clone(),
+        new_key: stranger,
+        possession: common::enterprise_possession(&w.c.chain, &u, &farm.key),
+    }));
+    assert_eq!(r.code(), "bad_possession", "{r}");
+    let mut rot = common::rotate(&w.c.chain, &u, &k);
+    w.ok(farm.sign(rot.clone()));
+    // The proof once used for one enterprise cannot bind the key to another.
+    rot.uscc = other;
+    let r = w.refuse(w.registrar.sign(rot));
+    assert_eq!(r.code(), "bad_possession", "{r}");
 }

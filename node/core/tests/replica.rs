@@ -41,15 +41,23 @@ fn replica(c: &Arc<Consortium>, i: usize) -> (Replica<Arc<MemLedger>>, Vec<Actio
 }
 
 fn registration(c: &Consortium, n: u64) -> EncodedRecord {
+    let uscc = Uscc::with_check(&format!("91310000{n:09}")).unwrap();
+    let enterprise = key(9, n as usize);
+    let possession = xinlian_client::crypto::prove_possession(
+        &enterprise,
+        &c.chain,
+        xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+    );
     let env = Envelope {
         chain: c.chain,
         signer: public_key(&key(2, 0)),
         nonce: n,
         body: RegisterEntity {
-            uscc: Uscc::with_check(&format!("91310000{n:09}")).unwrap(),
+            uscc,
             name: "test".into(),
-            key: public_key(&key(9, n as usize)),
+            key: public_key(&enterprise),
             check_override: None,
+            possession,
         }
         .into(),
     };
@@ -196,12 +204,25 @@ fn a_synced_block_is_applied_only_with_a_valid_certificate() {
     let blocks: Vec<_> = (1..=2)
         .map(|h| rs[0].ledger().block_and_certificate(h).unwrap().unwrap())
         .collect();
-    let peer = public_key(&key(1, 1));
 
+    // Only a peer asked is heard: each answer below follows its peer's claim.
+    let (mut fresh, _) = replica(&c, 3);
+    let claims = |fresh: &mut Replica<Arc<MemLedger>>, peer: PublicKey| {
+        let tip = Hash32([0; 32]);
+        let a = fresh
+            .on_message(NOW, peer, NetMsg::Status { height: 2, tip })
+            .unwrap();
+        assert!(
+            a.iter()
+                .any(|a| matches!(a, Action::Send(p, NetMsg::SyncRequest { .. }) if *p == peer)),
+            "{a:?}"
+        );
+    };
     // One precommit signature spoiled: refused, blamed, nothing applied.
     let mut bad = blocks.clone();
     bad[0].1.signatures[0].signature.0[0] ^= 1;
-    let (mut fresh, _) = replica(&c, 3);
+    let peer = public_key(&key(1, 1));
+    claims(&mut fresh, peer);
     let actions = fresh
         .on_message(NOW, peer, NetMsg::SyncResponse { blocks: bad })
         .unwrap();
@@ -211,6 +232,8 @@ fn a_synced_block_is_applied_only_with_a_valid_certificate() {
     // Too few signatures: refused as well.
     let mut thin = blocks.clone();
     thin[0].1.signatures.truncate(2);
+    let peer = public_key(&key(1, 2));
+    claims(&mut fresh, peer);
     let actions = fresh
         .on_message(NOW, peer, NetMsg::SyncResponse { blocks: thin })
         .unwrap();
@@ -218,6 +241,8 @@ fn a_synced_block_is_applied_only_with_a_valid_certificate() {
     assert_eq!(fresh.tip().height, 0);
 
     // The genuine blocks: applied in order, the same chain.
+    let peer = public_key(&key(1, 0));
+    claims(&mut fresh, peer);
     let actions = fresh
         .on_message(
             NOW,
@@ -250,4 +275,345 @@ proptest! {
         prop_assert!(NetMsg::decode(&m, max).is_err());
         prop_assert!(NetMsg::decode(&long, m.len()).is_err());
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A validator that lies with well-signed messages (issue 14). Each test below failed
+// before its fix: a panic, a second signature, or a replica that did what it was told.
+
+fn node(i: usize) -> PublicKey {
+    public_key(&key(1, i))
+}
+
+/// A proposal of `block` for height 1, signed by validator `signer`.
+fn proposal(
+    c: &Consortium,
+    block: xinlian_client::block::Block,
+    signer: usize,
+    round: Option<u32>,
+    pol_round: Option<u32>,
+) -> NetMsg {
+    let mut p = wire::WireProposal {
+        height: block.header.height,
+        round,
+        pol_round,
+        block,
+        proposer: node(signer),
+        signature: xinlian_client::crypto::Signature([0; 64]),
+    };
+    let sp = wire::proposal_from_wire(p.clone());
+    p.signature = sign(&key(1, signer), &proposal_message(&c.chain, &sp.message));
+    NetMsg::Proposal(Box::new(p))
+}
+
+/// A precommit (or prevote) of validator `i` for `value` at height 1, round 0.
+fn vote(c: &Consortium, i: usize, precommit: bool, value: Option<Hash32>) -> NetMsg {
+    let mut v = wire::WireVote {
+        precommit,
+        height: 1,
+        round: Some(0),
+        value,
+        validator: node(i),
+        signature: xinlian_client::crypto::Signature([0; 64]),
+    };
+    let sv = wire::vote_from_wire(&v);
+    v.signature = sign(
+        &key(1, i),
+        &xinlian_core::consensus::context::vote_message(&c.chain, &sv.message),
+    );
+    NetMsg::Vote(v)
+}
+
+/// Height 1's block as the consortium finalized it, by round 0's proposer (`v1`).
+fn first_block(c: &Arc<Consortium>) -> xinlian_client::block::Block {
+    let rs = finalize(c, 1);
+    let (block, _) = rs[0].ledger().block_and_certificate(1).unwrap().unwrap();
+    assert_eq!(
+        block.header.proposer,
+        node(1),
+        "round 0 of height 1 is v1's"
+    );
+    block
+}
+
+fn proposed_ids(actions: &[Action]) -> Vec<Hash32> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast(NetMsg::Proposal(p)) => Some(p.block.header.hash()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A fresh validator `v0` handed `msg` from validator `from`: the sender is blamed,
+/// and no vote for a block follows.
+fn blamed_without_a_vote(c: &Arc<Consortium>, from: usize, msg: NetMsg) {
+    let (mut honest, _) = replica(c, 0);
+    let actions = honest.on_message(NOW, node(from), msg).unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
+}
+
+#[test]
+fn a_proposal_for_no_round_is_blamed_and_stops_nobody() {
+    let c = consortium();
+    let block = first_block(&c);
+    blamed_without_a_vote(&c, 1, proposal(&c, block, 1, None, None));
+}
+
+#[test]
+fn a_proposal_whose_block_names_another_proposer_is_blamed() {
+    let c = consortium();
+    let mut block = first_block(&c);
+    block.header.proposer = node(2);
+    blamed_without_a_vote(&c, 1, proposal(&c, block, 1, Some(0), None));
+}
+
+#[test]
+fn a_proposal_by_a_validator_out_of_turn_is_blamed_unexecuted() {
+    let c = consortium();
+    let mut block = first_block(&c);
+    // v2 is not round 0's proposer; its block is otherwise valid.
+    block.header.proposer = node(2);
+    blamed_without_a_vote(&c, 2, proposal(&c, block, 2, Some(0), None));
+}
+
+#[test]
+fn a_flood_of_valid_proposals_cannot_make_the_decision_fail() {
+    let c = consortium();
+    let block = first_block(&c);
+    let (mut honest, _) = replica(&c, 0);
+    // Round 0's proposer signs 70 distinct valid blocks for its one slot: the same
+    // records at 70 different times. The first is the one the others decide on.
+    let first_id = block.header.hash();
+    let mut blamed = 0;
+    for k in 0..70 {
+        let mut b = block.clone();
+        b.header.time_ms += k;
+        let actions = honest
+            .on_message(NOW, node(1), proposal(&c, b, 1, Some(0), None))
+            .unwrap();
+        blamed += usize::from(penalised(&actions));
+    }
+    for i in 1..4 {
+        honest
+            .on_message(NOW, node(i), vote(&c, i, true, Some(first_id)))
+            .unwrap();
+    }
+    assert_eq!(honest.tip().height, 1, "the decided block is committed");
+    assert_eq!(honest.tip().hash, first_id);
+    assert!(
+        blamed >= 68,
+        "equivocations beyond the second are blamed: {blamed}"
+    );
+}
+
+#[test]
+fn a_restarted_proposer_signs_the_same_proposal_again() {
+    let c = consortium();
+    let ledger = Arc::new(MemLedger::new());
+    let start = |now: i64| {
+        Replica::new(
+            c.clone(),
+            key(1, 1),
+            ledger.clone(),
+            Tip::genesis(&c),
+            Timeouts::for_interval(c.genesis.policy.block_interval_ms),
+            Mempool::new(1000, 1 << 20),
+            now,
+        )
+        .unwrap()
+    };
+    // v1 proposes for height 1 round 0 at once (a heartbeat is due), then crashes.
+    let (first, actions) = start(NOW);
+    let before = proposed_ids(&actions);
+    assert_eq!(before.len(), 1, "{actions:?}");
+    drop(first);
+    ledger.crash();
+    // Back a little later: a fresh block would carry another time, so another hash.
+    let (_again, actions) = start(NOW + 50);
+    for id in proposed_ids(&actions) {
+        assert_eq!(
+            id, before[0],
+            "a second, different proposal for the same slot"
+        );
+    }
+    for a in &actions {
+        if let Action::Broadcast(NetMsg::Vote(v)) = a
+            && v.round == Some(0)
+            && !v.precommit
+        {
+            assert_eq!(v.value, Some(before[0]), "a second, different prevote");
+        }
+    }
+}
+
+#[test]
+fn a_peer_lying_about_its_height_does_not_capture_sync() {
+    let c = consortium();
+    let rs = finalize(&c, 2);
+    let blocks: Vec<_> = (1..=2)
+        .map(|h| rs[1].ledger().block_and_certificate(h).unwrap().unwrap())
+        .collect();
+    let status_ms = Timeouts::for_interval(c.genesis.policy.block_interval_ms).status_ms as i64;
+    let asks = |actions: &[Action]| -> Vec<PublicKey> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(p, NetMsg::SyncRequest { .. }) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    };
+    // An observer would do; here v3 lies: it claims the greatest height there is, and
+    // answers nothing. v2 tells the truth.
+    let (mut lagging, _) = replica(&c, 0);
+    let tip = Hash32([0; 32]);
+    let a = lagging
+        .on_message(
+            NOW,
+            node(3),
+            NetMsg::Status {
+                height: u64::MAX,
+                tip,
+            },
+        )
+        .unwrap();
+    assert_eq!(asks(&a), vec![node(3)]);
+    lagging
+        .on_message(NOW, node(2), NetMsg::Status { height: 2, tip })
+        .unwrap();
+    // The liar's silence costs a few status periods, then the truthful peer is asked.
+    let mut now = NOW;
+    let mut asked = Vec::new();
+    for _ in 0..6 {
+        now += status_ms;
+        let a = lagging
+            .on_timer(now, xinlian_core::consensus::replica::Timer::Status)
+            .unwrap();
+        asked.extend(asks(&a));
+    }
+    assert_eq!(
+        asked,
+        vec![node(2)],
+        "after the liar's silence, the truthful peer"
+    );
+    let a = lagging
+        .on_message(
+            now,
+            node(2),
+            NetMsg::SyncResponse {
+                blocks: blocks.clone(),
+            },
+        )
+        .unwrap();
+    assert_eq!(lagging.tip().height, 2);
+    // Its back-off over, the liar's claim is tried once more: an empty answer strikes
+    // too, and it is not asked again in a row.
+    assert_eq!(asks(&a), vec![node(3)]);
+    lagging
+        .on_message(now, node(3), NetMsg::SyncResponse { blocks: vec![] })
+        .unwrap();
+    let a = lagging
+        .on_timer(
+            now + status_ms,
+            xinlian_core::consensus::replica::Timer::Status,
+        )
+        .unwrap();
+    assert!(asks(&a).is_empty(), "the liar sits out its back-off: {a:?}");
+}
+
+#[test]
+fn an_unsigned_vote_for_the_next_height_starts_nothing() {
+    let c = consortium();
+    // Early: no block is due yet, so only a validator's start would start this one.
+    let early = GENESIS_MS + 100;
+    let (mut r, _) = Replica::new(
+        c.clone(),
+        key(1, 0),
+        Arc::new(MemLedger::new()),
+        Tip::genesis(&c),
+        Timeouts::for_interval(c.genesis.policy.block_interval_ms),
+        Mempool::new(1000, 1 << 20),
+        early,
+    )
+    .unwrap();
+    assert_eq!(r.round(), None);
+    let NetMsg::Vote(mut v) = vote(&c, 2, false, None) else {
+        unreachable!()
+    };
+    v.signature.0[0] ^= 1;
+    r.on_message(early, node(2), NetMsg::Vote(v)).unwrap();
+    assert_eq!(r.round(), None, "a forged vote started the height");
+    // A genuine one does.
+    r.on_message(early, node(2), vote(&c, 2, false, None))
+        .unwrap();
+    assert_eq!(r.round(), Some(0));
+}
+
+#[test]
+fn proposals_for_later_heights_are_kept_only_from_validators() {
+    let c = consortium();
+    let mut block = first_block(&c);
+    block.header.height = 5;
+    let outsider = key(7, 7);
+    let mut p = wire::WireProposal {
+        height: 5,
+        round: Some(0),
+        pol_round: None,
+        block,
+        proposer: public_key(&outsider),
+        signature: xinlian_client::crypto::Signature([0; 64]),
+    };
+    let sp = wire::proposal_from_wire(p.clone());
+    p.signature = sign(&outsider, &proposal_message(&c.chain, &sp.message));
+    let (mut r, _) = replica(&c, 0);
+    let actions = r
+        .on_message(NOW, node(1), NetMsg::Proposal(Box::new(p)))
+        .unwrap();
+    assert!(
+        penalised(&actions),
+        "a self-signed proposal kept for later: {actions:?}"
+    );
+}
+
+#[test]
+fn a_certificate_for_the_last_round_there_is_is_refused_not_counted_past() {
+    let c = consortium();
+    let (mut honest, _) = replica(&c, 0);
+    // Precommits of three validators for round u32::MAX: Malachite would count the
+    // round after it and overflow (found by the `replica` fuzz target).
+    let round = u32::MAX;
+    let signatures = (1..4)
+        .map(|i| {
+            let v = wire::WireVote {
+                precommit: true,
+                height: 1,
+                round: Some(round),
+                value: None,
+                validator: node(i),
+                signature: xinlian_client::crypto::Signature([0; 64]),
+            };
+            let sv = wire::vote_from_wire(&v);
+            wire::WireRoundSignature {
+                precommit: true,
+                value: None,
+                validator: node(i),
+                signature: sign(
+                    &key(1, i),
+                    &xinlian_core::consensus::context::vote_message(&c.chain, &sv.message),
+                ),
+            }
+        })
+        .collect();
+    let cert = NetMsg::RoundCertificate(wire::WireRoundCertificate {
+        height: 1,
+        round: Some(round),
+        precommits: true,
+        signatures,
+    });
+    let actions = honest.on_message(NOW, node(1), cert).unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert_eq!(honest.round(), Some(0));
 }

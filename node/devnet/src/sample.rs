@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
+use xinlian_client::crypto::{KeyHolder, Signature, prove_possession};
 use xinlian_client::http::NodeClient;
 use xinlian_client::record::{Body, RecordId};
 use xinlian_client::signer::RecordSigner;
@@ -82,7 +83,9 @@ pub(crate) fn load(
     let mut keys = HashMap::new();
     for e in &scenario.enterprises {
         let k = keys::read_pem(&enterprise_key_path(dir, &e.slug))?;
-        keys.insert(e.slug.clone(), keys::public_key(&k));
+        let holder = KeyHolder::Enterprise(e.uscc.as_str());
+        let possession = prove_possession(&k, &genesis.hash(), holder);
+        keys.insert(e.slug.clone(), (keys::public_key(&k), possession));
     }
     let (records, batches) = submit_steps(&client, dir, genesis, scenario, &keys)?;
     let manifest = SampleManifest {
@@ -118,7 +121,7 @@ fn submit_steps(
     dir: &Path,
     genesis: &Genesis,
     scenario: &Scenario,
-    keys: &HashMap<String, PublicKey>,
+    keys: &HashMap<String, (PublicKey, Signature)>,
 ) -> Result<(Labelled, Vec<String>)> {
     let now_ms = now_ms();
     let mut ids: HashMap<String, RecordId> = HashMap::new();

@@ -4,7 +4,7 @@
 //! step names a label, a signer, a record kind and a body in the shape
 //! `xinlian submit --kind KIND --body FILE` accepts, with a few whole-string
 //! substitutions (`@LABEL`, `$today-N`, `$now-Nd+Hh`, `$uscc SLUG`, `$name SLUG`,
-//! `$key SLUG`, `$gtin DIGITS`, `$sha256 TEXT`).
+//! `$key SLUG`, `$possession SLUG`, `$gtin DIGITS`, `$sha256 TEXT`).
 //!
 //! [`Scenario::parse`] checks everything that can be checked without a chain — kinds,
 //! signers, labels and references, substitutions, and every body's shape — so a bad
@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use xinlian_client::crypto::Signature;
 use xinlian_client::ids::{Uscc, gtin_check_digit};
 use xinlian_client::record::{Body, Kind, RecordId};
 use xinlian_client::when::{Date, EventTime, MS_PER_DAY};
@@ -137,11 +138,11 @@ impl std::fmt::Debug for Scenario {
 }
 
 /// What substitutions read: the clock, the ids of the records made so far, and the
-/// enterprises' public keys.
+/// enterprises' public keys with each key's proof of possession for its enterprise.
 pub struct Context<'a> {
     pub now_ms: i64,
     pub ids: &'a HashMap<String, RecordId>,
-    pub keys: &'a HashMap<String, PublicKey>,
+    pub keys: &'a HashMap<String, (PublicKey, Signature)>,
 }
 
 impl Scenario {
@@ -215,10 +216,10 @@ impl Scenario {
     /// Labels unique, signers known, and a dry run of every body with stand-in ids and
     /// keys, so that references, substitutions and shapes are all checked.
     fn check_steps(&self) -> Result<(), ScenarioError> {
-        let keys: HashMap<String, PublicKey> = self
+        let keys: HashMap<String, (PublicKey, Signature)> = self
             .enterprises
             .iter()
-            .map(|e| (e.slug.clone(), PublicKey([0; 32])))
+            .map(|e| (e.slug.clone(), (PublicKey([0; 32]), Signature([0; 64]))))
             .collect();
         let mut ids = HashMap::new();
         let mut labels = HashSet::new();
@@ -355,12 +356,17 @@ impl Scenario {
         let out = match name {
             "uscc" => enterprise()?.uscc.to_string(),
             "name" => enterprise()?.name.clone(),
-            "key" => {
+            "key" | "possession" => {
                 enterprise()?;
-                cx.keys
+                let (key, possession) = cx
+                    .keys
                     .get(arg)
-                    .ok_or_else(|| format!("'{s}': no key for enterprise '{arg}'"))?
-                    .to_hex()
+                    .ok_or_else(|| format!("'{s}': no key for enterprise '{arg}'"))?;
+                if name == "key" {
+                    key.to_hex()
+                } else {
+                    possession.to_hex()
+                }
             }
             "gtin" => {
                 if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
@@ -389,8 +395,8 @@ impl Scenario {
             _ => {
                 return Err(format!(
                     "'{s}': unknown substitution (known: @LABEL, $today±N, $now±Nd±Nh±Nm, \
-                     $uscc SLUG, $name SLUG, $key SLUG, $gtin DIGITS, $sha256 TEXT; \
-                     $$ for a literal $)"
+                     $uscc SLUG, $name SLUG, $key SLUG, $possession SLUG, $gtin DIGITS, \
+                     $sha256 TEXT; $$ for a literal $)"
                 ));
             }
         };
@@ -509,7 +515,8 @@ mod tests {
              uscc = \"93310117MA1G0A1B2\"\n[[member]]\nid = \"reg\"\nname = \"R\"\n\
              region = \"310000\"\nroles = [\"validator\", \"registrar\"]\nvoting_power = 1\n\
              [[step]]\nlabel = \"first\"\nsigner = \"reg\"\nkind = \"register_entity\"\n\
-             body = {{ uscc = \"$uscc farm\", name = \"$name farm\", key = \"$key farm\" }}\n{step}"
+             body = {{ uscc = \"$uscc farm\", name = \"$name farm\", key = \"$key farm\", \
+             possession = \"$possession farm\" }}\n{step}"
         )
     }
 
@@ -584,7 +591,7 @@ mod tests {
     fn substitutions_expand() {
         let s = Scenario::parse(&one_step(""), "t.toml").unwrap();
         let ids = HashMap::from([("first".to_string(), RecordId([7; 32]))]);
-        let keys = HashMap::from([("farm".to_string(), PublicKey([9; 32]))]);
+        let keys = HashMap::from([("farm".to_string(), (PublicKey([9; 32]), Signature([8; 64])))]);
         let cx = Context {
             now_ms: 1_795_881_600_000,
             ids: &ids,
@@ -593,6 +600,7 @@ mod tests {
         let x = |t: &str| s.expand(t, &cx).unwrap();
         assert_eq!(x("@first"), Some(RecordId([7; 32]).to_hex()));
         assert_eq!(x("$key farm"), Some(PublicKey([9; 32]).to_hex()));
+        assert_eq!(x("$possession farm"), Some(Signature([8; 64]).to_hex()));
         assert_eq!(x("$uscc farm").unwrap().len(), 18);
         assert_eq!(x("$gtin 690123456789"), Some("6901234567892".into()));
         assert_eq!(x("$today-1"), Some("2026-11-28".into()));

@@ -102,6 +102,25 @@ impl Validators {
     pub fn index_of(&self, address: &Address) -> Option<usize> {
         self.list.iter().position(|v| &v.address == address)
     }
+
+    /// The proposer of `round` at `height` (see `Ctx::select_proposer`). Total: a nil
+    /// round — which no honest proposal carries, and which the replica refuses before
+    /// Malachite sees it — is treated as round 0 rather than panicking, so that no
+    /// message can make this function abort a validator.
+    pub fn proposer(&self, height: Height, round: Round) -> &ConsensusValidator {
+        let r = u64::from(round.as_u32().unwrap_or(0));
+        // A set always holds at least one validator with power (genesis validation and
+        // governance both refuse an empty set); `max(1)` keeps the arithmetic total.
+        let total = self.set.total_power().max(1);
+        let mut slot = height.0.wrapping_add(r) % total;
+        for v in &self.list {
+            if slot < v.power {
+                return v;
+            }
+            slot -= v.power;
+        }
+        &self.list[0]
+    }
 }
 
 impl mt::ValidatorSet<Ctx> for Validators {
@@ -352,19 +371,7 @@ impl mt::Context for Ctx {
         height: Height,
         round: Round,
     ) -> &'a ConsensusValidator {
-        let total = vs.set.total_power();
-        assert!(total > 0, "a validator set has power");
-        let r = round
-            .as_u32()
-            .expect("proposers are chosen for defined rounds");
-        let mut slot = (height.0.wrapping_add(u64::from(r))) % total;
-        for v in &vs.list {
-            if slot < v.power {
-                return v;
-            }
-            slot -= v.power;
-        }
-        unreachable!("slot below the total power")
+        vs.proposer(height, round)
     }
 
     fn new_proposal(

@@ -43,8 +43,21 @@ pub trait Ledger: StateRead {
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError>;
 }
 
+/// A storage operation a simulation can make fail once, as a process killed in the
+/// middle of it would: nothing of it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// The next write-ahead-log append that must be durable (our own vote or proposal,
+    /// between signing it and sending it).
+    SyncedAppend,
+    /// The next block commit.
+    Commit,
+}
+
 #[derive(Default)]
 struct Mem {
+    /// An operation armed to fail.
+    fault: Option<FaultPoint>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     blocks: BTreeMap<u64, (Block, Certificate)>,
     tip: Option<Tip>,
@@ -70,6 +83,17 @@ impl MemLedger {
         let mut m = self.inner.lock().expect("not poisoned");
         let keep = m.wal_durable;
         m.wal.truncate(keep);
+    }
+
+    /// Arms `point` to fail once with a [`LedgerError`], storing nothing; the
+    /// simulator then treats the replica as crashed at that point.
+    pub fn fail_next(&self, point: FaultPoint) {
+        self.inner.lock().expect("not poisoned").fault = Some(point);
+    }
+
+    /// Whether an armed fault has not fired yet.
+    pub fn fault_armed(&self) -> bool {
+        self.inner.lock().expect("not poisoned").fault.is_some()
     }
 
     /// The tip as last committed (for restarting a replica on this ledger).
@@ -102,6 +126,10 @@ impl StateRead for MemLedger {
 impl Ledger for MemLedger {
     fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError> {
         let mut m = self.inner.lock().expect("not poisoned");
+        if m.fault == Some(FaultPoint::Commit) {
+            m.fault = None;
+            return Err(LedgerError("injected fault: killed mid-commit".into()));
+        }
         for (k, v) in &ex.writes {
             match v {
                 Some(v) => m.state.insert(k.clone(), v.clone()),
@@ -132,6 +160,12 @@ impl Ledger for MemLedger {
 
     fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
         let mut m = self.inner.lock().expect("not poisoned");
+        if durability == Durability::Synced && m.fault == Some(FaultPoint::SyncedAppend) {
+            m.fault = None;
+            return Err(LedgerError(
+                "injected fault: killed before the flush".into(),
+            ));
+        }
         m.wal.push((height, entry.clone()));
         if durability == Durability::Synced {
             m.wal_durable = m.wal.len();

@@ -1,14 +1,18 @@
 //! Enterprises and their keys: a registrar registers an enterprise with its first key;
 //! a registrar or the enterprise itself rotates or revokes it. One key per enterprise
-//! is accepted at a time, and no key is both an enterprise's and a member's.
+//! is accepted at a time, and no key is ever both an enterprise's and a member's: a
+//! key that was a member's in any roster, or was named for one by any proposal, is
+//! never bindable. (That the enterprise holds the key is checked statelessly: its
+//! proof of possession, `xinlian_client::checks::check_possession`.)
 
 use xinlian_client::ids::Uscc;
-use xinlian_client::record::{Kind, RegisterEntity, RevokeEntityKey, RotateEntityKey};
+use xinlian_client::record::{RegisterEntity, RevokeEntityKey, RotateEntityKey};
 use xinlian_client::state::{self as st, key};
 use xinlian_genesis::PublicKey;
 
-use super::{Ex, Exec, Found, Rejection, entity, need, reject, unauthorised};
+use super::{Ex, Exec, Found, Rejection, entity, need, reject};
 use crate::consortium::Consortium;
+use crate::governance::member_key_owner;
 use crate::overlay::Overlay;
 
 pub(super) fn register(s: &mut Overlay, x: &Exec, b: &RegisterEntity) -> Ex<Vec<Uscc>> {
@@ -19,7 +23,7 @@ pub(super) fn register(s: &mut Overlay, x: &Exec, b: &RegisterEntity) -> Ex<Vec<
             id: b.uscc.to_string(),
         });
     }
-    key_is_free(s, x.c, &b.key, x.kind())?;
+    key_is_free(s, x.c, &b.key)?;
     s.put(
         key::entity(&b.uscc),
         &st::Entity {
@@ -39,7 +43,7 @@ pub(super) fn register(s: &mut Overlay, x: &Exec, b: &RegisterEntity) -> Ex<Vec<
 pub(super) fn rotate(s: &mut Overlay, x: &Exec, b: &RotateEntityKey) -> Ex<Vec<Uscc>> {
     let mut e = entity(s, &b.uscc)?;
     x.authorise(Found::Nothing)?;
-    key_is_free(s, x.c, &b.new_key, x.kind())?;
+    key_is_free(s, x.c, &b.new_key)?;
     if let Some(old) = e.key {
         revoke_key(s, &old, x.ctx.height)?;
     }
@@ -77,9 +81,11 @@ fn bind(s: &mut Overlay, x: &Exec, u: &Uscc, k: PublicKey) {
     );
 }
 
-fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey, kind: Kind) -> Ex {
-    if c.is_member_key(k) {
-        return unauthorised(kind, format!("key {k} belongs to a consortium member"));
+/// A key is bindable to an enterprise only if it never was, nor was named to be, a
+/// member's, and was never bound before (bindings stay after revocation).
+fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey) -> Ex {
+    if let Some(member) = member_key_owner(s, c, k)? {
+        return reject(Rejection::MemberKey { key: *k, member });
     }
     if let Some(kb) = s.get::<st::KeyBinding>(&key::key_binding(k))? {
         return reject(Rejection::AlreadyExists {

@@ -55,6 +55,10 @@ pub enum Rejection {
     },
     #[error("{kind} not authorised: {reason}")]
     Unauthorised { kind: &'static str, reason: String },
+    #[error(
+        "key {key} is, or was once, named for consortium member '{member}': it can never be an enterprise's"
+    )]
+    MemberKey { key: PublicKey, member: String },
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
     #[error("{what} {id} already exists")]
@@ -102,11 +106,13 @@ impl Rejection {
             Rejection::Stateless(StatelessError::WrongChain { .. }) => "wrong_chain",
             Rejection::Stateless(StatelessError::Signature(_)) => "bad_signature",
             Rejection::Stateless(StatelessError::Identifier { .. }) => "invalid_identifier",
+            Rejection::Stateless(StatelessError::Possession { .. }) => "bad_possession",
             Rejection::Stateless(_) => "invalid_field",
             Rejection::Duplicate(_) => "duplicate",
             Rejection::UnknownSigner(_) => "unknown_signer",
             Rejection::KeyRevoked { .. } => "key_revoked",
             Rejection::Unauthorised { .. } => "unauthorised",
+            Rejection::MemberKey { .. } => "member_key",
             Rejection::NotFound { .. } => "not_found",
             Rejection::AlreadyExists { .. } => "already_exists",
             Rejection::WrongState { .. } => "wrong_state",

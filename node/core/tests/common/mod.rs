@@ -28,6 +28,16 @@ pub fn registrar() -> SigningKey {
 }
 
 pub fn consortium(n: usize, chain_id: &str, policy: Policy) -> Arc<Consortium> {
+    consortium_with(n, chain_id, policy, Vec::new())
+}
+
+/// As [`consortium`], with `extra` members after the registrar.
+pub fn consortium_with(
+    n: usize,
+    chain_id: &str,
+    policy: Policy,
+    extra: Vec<Member>,
+) -> Arc<Consortium> {
     let mut members: Vec<Member> = (0..n)
         .map(|i| Member {
             id: format!("v{i}"),
@@ -48,6 +58,7 @@ pub fn consortium(n: usize, chain_id: &str, policy: Policy) -> Arc<Consortium> {
         node_key: None,
         signing_key: public_key(&registrar()),
     });
+    members.extend(extra);
     let genesis = Genesis {
         chain_id: chain_id.into(),
         genesis_time_ms: GENESIS_MS,
@@ -101,4 +112,64 @@ pub fn apply(state: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>, writes: W
             None => state.remove(&k),
         };
     }
+}
+
+/// `key`'s proof of possession for enterprise `uscc` on `chain`.
+pub fn enterprise_possession(
+    chain: &xinlian_genesis::Hash32,
+    uscc: &xinlian_client::ids::Uscc,
+    key: &SigningKey,
+) -> xinlian_client::crypto::Signature {
+    use xinlian_client::crypto::{KeyHolder, prove_possession};
+    prove_possession(key, chain, KeyHolder::Enterprise(uscc.as_str()))
+}
+
+/// A registration of `uscc` binding `key`, with its proof of possession.
+pub fn register(
+    chain: &xinlian_genesis::Hash32,
+    uscc: &xinlian_client::ids::Uscc,
+    name: &str,
+    key: &SigningKey,
+) -> xinlian_client::record::RegisterEntity {
+    xinlian_client::record::RegisterEntity {
+        uscc: uscc.clone(),
+        name: name.into(),
+        key: public_key(key),
+        check_override: None,
+        possession: enterprise_possession(chain, uscc, key),
+    }
+}
+
+/// A rotation of `uscc`'s key to `key`, with its proof of possession.
+pub fn rotate(
+    chain: &xinlian_genesis::Hash32,
+    uscc: &xinlian_client::ids::Uscc,
+    key: &SigningKey,
+) -> xinlian_client::record::RotateEntityKey {
+    xinlian_client::record::RotateEntityKey {
+        uscc: uscc.clone(),
+        new_key: public_key(key),
+        possession: enterprise_possession(chain, uscc, key),
+    }
+}
+
+/// The proofs of possession a proposal of `change` carries, made with `keys` (which
+/// must hold every key the change names; others are ignored).
+pub fn member_possession(
+    chain: &xinlian_genesis::Hash32,
+    change: &xinlian_client::record::Change,
+    keys: &[&SigningKey],
+) -> Vec<xinlian_client::crypto::Signature> {
+    use xinlian_client::crypto::{KeyHolder, prove_possession};
+    change
+        .named_keys()
+        .into_iter()
+        .map(|(k, member)| {
+            let sk = keys
+                .iter()
+                .find(|sk| public_key(sk) == k)
+                .unwrap_or_else(|| panic!("no signing key given for {k}"));
+            prove_possession(sk, chain, KeyHolder::Member(member))
+        })
+        .collect()
 }

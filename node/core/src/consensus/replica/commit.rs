@@ -7,16 +7,21 @@ use std::sync::Arc;
 use malachite_types::CommitCertificate;
 use xinlian_client::block::{Certificate, verify_certificate};
 use xinlian_client::record::{EncodedRecord, RecordId};
+use xinlian_genesis::Hash32;
 
 use super::{Action, Replica, ReplicaError};
-use crate::chain::Executed;
+use crate::chain::{BlockError, Executed, execute_block};
 use crate::consensus::context::{Ctx, Validators};
 use crate::consensus::ledger::Ledger;
 use crate::consensus::wire::{NetMsg, certificate_from_malachite};
 use crate::execute::Consortium;
 
 impl<L: Ledger> Replica<L> {
-    /// Commits the block Malachite decided on, then has the next height start.
+    /// Commits the block Malachite decided on, then has the next height start. Should
+    /// the decided block's execution be gone (its proposal dropped under the bounds of
+    /// a long height), it is executed again from the proposal; should even that be
+    /// gone, nothing is committed here and block sync brings the block with its
+    /// certificate.
     pub(super) fn commit_decision(
         &mut self,
         cert: &CommitCertificate<Ctx>,
@@ -26,28 +31,68 @@ impl<L: Ledger> Replica<L> {
             // Already committed (e.g. by sync) — nothing to do.
             return Ok(());
         }
-        let ours = certificate_from_malachite(cert, &self.vals)
-            .expect("Malachite decides on precommits of validators in the set");
-        let ex = self
-            .candidates
-            .remove(&ours.block)
-            .expect("a decided block was validated before its proposal reached consensus");
-        verify_certificate(&ex.header, &ours, &self.c.validators)
-            .expect("a decision's certificate verifies as clients check it");
+        let Some(ours) = certificate_from_malachite(cert, &self.vals) else {
+            tracing::error!(
+                height,
+                "a decision whose precommits are not all of validators"
+            );
+            return Ok(());
+        };
+        let Some(ex) = self.decided_execution(&ours.block)? else {
+            tracing::warn!(height, block = %ours.block, "decided block not at hand: waiting for sync");
+            return Ok(());
+        };
+        if let Err(e) = verify_certificate(&ex.header, &ours, &self.c.validators) {
+            tracing::error!(height, error = %e, "a decision's certificate does not verify");
+            return Ok(());
+        }
         self.commit(ex, &ours)?;
         self.start_next = true;
         Ok(())
     }
 
+    /// The execution of a block of the current height: kept, or redone from a proposal.
+    fn decided_execution(&mut self, id: &Hash32) -> Result<Option<Executed>, ReplicaError> {
+        if let Some(ex) = self.candidates.remove(id) {
+            return Ok(Some(ex));
+        }
+        let Some(value) = self
+            .proposals
+            .values()
+            .find(|p| p.message.value.id == *id)
+            .map(|p| p.message.value.clone())
+            .or_else(|| self.logged_values.get(id).cloned())
+        else {
+            return Ok(None);
+        };
+        match execute_block(&self.ledger, &self.c, &self.tip, (*value.block).clone()) {
+            Ok(ex) => Ok(Some(ex)),
+            Err(BlockError::State(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "a decided block does not re-execute");
+                Ok(None)
+            }
+        }
+    }
+
     /// Commits a re-executed block with its certificate, swapping in the roster it
     /// announces, if any.
     pub(super) fn commit(&mut self, ex: Executed, cert: &Certificate) -> Result<(), ReplicaError> {
+        // Our own execution produced this header; a roster hash without the roster would
+        // be a bug of execution, refused before anything is stored rather than followed.
+        let announced = if ex.header.next_roster_hash != self.c.roster_hash {
+            let entry = crate::governance::announced(&ex)
+                .filter(|e| e.roster.hash() == ex.header.next_roster_hash)
+                .ok_or(ReplicaError::RosterMissing {
+                    height: ex.header.height,
+                })?;
+            Some(entry)
+        } else {
+            None
+        };
         self.ledger.commit(&ex, cert)?;
         let records: Vec<RecordId> = ex.records.iter().map(EncodedRecord::id).collect();
-        if ex.header.next_roster_hash != self.c.roster_hash {
-            let entry = crate::governance::announced(&ex)
-                .expect("a header announcing another roster comes with its writes");
-            assert_eq!(entry.roster.hash(), ex.header.next_roster_hash);
+        if let Some(entry) = announced {
             let was_validator = self.is_validator();
             self.c = Arc::new(Consortium::with_roster(
                 self.c.genesis.clone(),

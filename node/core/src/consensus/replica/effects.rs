@@ -3,11 +3,11 @@
 
 use malachite::{ConsensusMsg, Effect, Input, LivenessMsg, Resumable, Resume, SignedConsensusMsg};
 use malachite_types::{NilOrVal, Round, SignedMessage, VoteType};
-use xinlian_genesis::PublicKey;
+use xinlian_genesis::{Hash32, PublicKey};
 
 use super::{Action, Replica, ReplicaError, Timer};
 use crate::consensus::context::{
-    BlockId, BlockProposal, ConsensusVote, Ctx, Height, proposal_message, sign, verify,
+    BlockId, BlockProposal, BlockValue, ConsensusVote, Ctx, Height, proposal_message, sign, verify,
     vote_message,
 };
 use crate::consensus::ledger::{Durability, Ledger, LedgerError};
@@ -136,15 +136,39 @@ impl<L: Ledger> Replica<L> {
     }
 
     /// We propose at this height and round: our block goes back to Malachite as input.
+    /// If we already proposed for this slot before a restart (our write-ahead log says
+    /// so), it is that very block again — never a second one.
     fn propose(&mut self, height: Height, round: Round) -> Result<(), ReplicaError> {
         if height.0 == self.tip.height + 1 {
-            let value = self.build()?;
+            let value = match self.signed_proposals.get(&(height.0, round.as_u32())) {
+                Some(id) => match self.reproposal(id) {
+                    Some(v) => v,
+                    None => {
+                        // Our block of then is gone (it no longer executes): proposing
+                        // nothing lets the round time out, which is safe.
+                        tracing::warn!(height = height.0, "our logged proposal is not at hand");
+                        return Ok(());
+                    }
+                },
+                None => self.build()?,
+            };
             self.inputs
                 .push_back(Input::Propose(malachite::LocallyProposedValue::new(
                     height, round, value,
                 )));
         }
         Ok(())
+    }
+
+    /// The value we proposed before, from the proposals kept or the logged value.
+    fn reproposal(&self, id: &Hash32) -> Option<BlockValue> {
+        if !self.candidates.contains_key(id) {
+            return None;
+        }
+        if let Some(p) = self.proposals.values().find(|p| p.message.value.id == *id) {
+            return Some(p.message.value.clone());
+        }
+        self.logged_values.get(id).cloned()
     }
 
     /// Re-sends a proposal of the current height we signed or accepted.
@@ -201,8 +225,7 @@ impl<L: Ledger> Replica<L> {
         let signature = sign(&self.key, &proposal_message(&self.c.chain, &p));
         let signed = SignedMessage::new(p, signature);
         if let Some(rd) = signed.message.round.as_u32() {
-            self.proposals
-                .insert((rd, signed.message.value.id), signed.clone());
+            self.keep_proposal(rd, signed.clone());
         }
         Ok(signed)
     }
@@ -220,10 +243,11 @@ impl<L: Ledger> Replica<L> {
         }
     }
 
-    /// Logs an input Malachite asks to log (not while replaying the log itself).
+    /// Logs an input Malachite asks to log, unless it is an entry of the log being
+    /// replayed (what replay newly derives — a vote we had not yet cast — is logged).
     fn log_input(&self, height: Height, input: &Input<Ctx>) -> Result<(), LedgerError> {
-        if !self.replaying
-            && let Some(entry) = WalEntry::from_input(input)
+        if let Some(entry) = WalEntry::from_input(input)
+            && !self.replayed.contains(&wal_digest(&entry))
         {
             // Our own messages must survive a crash before they are sent; a flush also
             // makes every earlier entry durable.
@@ -242,4 +266,9 @@ impl<L: Ledger> Replica<L> {
         }
         Ok(())
     }
+}
+
+/// What identifies a log entry among those replayed.
+pub(super) fn wal_digest(entry: &WalEntry) -> Hash32 {
+    xinlian_genesis::canonical::sha256(&xinlian_genesis::canonical::encode(entry))
 }

@@ -4,6 +4,7 @@
 use malachite::{Input, Params, State, ValuePayload};
 use malachite_types::{NilOrVal, ThresholdParams, VoteExtensionPolicy, VoteType};
 
+use super::effects::wal_digest;
 use super::{Action, INPUT_QUEUE_MAX, INPUT_QUEUE_PER_HEIGHT_MAX, Replica, ReplicaError, Timer};
 use crate::consensus::context::{Address, Ctx, Height};
 use crate::consensus::ledger::Ledger;
@@ -63,67 +64,64 @@ impl<L: Ledger> Replica<L> {
 
     /// Starts consensus at `tip + 1`, replaying the write-ahead log of that height
     /// when `begin` is [`Begin::FromWal`].
+    ///
+    /// On a restart, everything the log says we signed is known *before* Malachite
+    /// starts the height: starting it may at once ask us to propose or vote (round 0),
+    /// and the double-sign guard and Malachite's replay index must already refuse
+    /// anything but what we signed before the crash.
     pub(super) fn start_height(&mut self, begin: Begin) -> Result<(), ReplicaError> {
         let height = Height(self.tip.height + 1);
         self.candidates.clear();
         self.proposals.clear();
+        self.logged_values.clear();
         self.signed_votes.retain(|(h, _, _), _| *h >= height.0);
         self.signed_proposals.retain(|(h, _), _| *h >= height.0);
-        self.consensus = Some(State::new(
+        let mut state = State::new(
             self.ctx.clone(),
             height,
             self.vals.clone(),
             self.params(),
             INPUT_QUEUE_MAX,
             INPUT_QUEUE_PER_HEIGHT_MAX,
-        ));
+        );
         self.actions.push(Action::CancelConsensusTimers);
-        let wal = match begin {
+        let logged = match begin {
             Begin::FromWal => self.ledger.wal(height.0)?,
             Begin::Afresh => Vec::new(),
         };
-        self.inputs.push_back(Input::StartHeight(
-            height,
-            self.vals.clone(),
-            !wal.is_empty(),
-            None,
-            VoteExtensionPolicy::Disabled,
-        ));
-        self.drain()?;
-        if !wal.is_empty() {
+        let wal: Vec<Input<Ctx>> = logged
+            .iter()
+            .cloned()
+            .map(|e| e.into_input(height.0))
+            .collect();
+        let restart = !wal.is_empty();
+        if restart {
             tracing::info!(
                 height = height.0,
                 entries = wal.len(),
                 "replaying the write-ahead log"
             );
-            let inputs: Vec<Input<Ctx>> = wal.into_iter().map(|e| e.into_input(height.0)).collect();
-            for input in &inputs {
-                self.remember_own(input);
-                // Logged proposals re-execute so that a decision can commit their block.
-                match input {
-                    Input::Proposal(p) => {
-                        let _ = self.validate(&p.message.value)?;
-                    }
-                    Input::ProposedValue(v, _) => {
-                        let _ = self.validate(&v.value)?;
-                    }
-                    _ => {}
-                }
-            }
-            self.consensus
-                .as_mut()
-                .expect("validator")
-                .index_wal_entries(inputs.iter());
-            self.replaying = true;
-            self.inputs.extend(inputs);
-            let r = self.drain();
-            self.replaying = false;
-            self.consensus
-                .as_mut()
-                .expect("validator")
-                .reset_entries_index();
-            r?;
+            self.recall_logged(&wal)?;
+            state.index_wal_entries(wal.iter());
+            self.replayed = logged.iter().map(wal_digest).collect();
         }
+        self.consensus = Some(state);
+        self.inputs.push_back(Input::StartHeight(
+            height,
+            self.vals.clone(),
+            restart,
+            None,
+            VoteExtensionPolicy::Disabled,
+        ));
+        self.inputs.extend(wal);
+        let replayed = self.drain();
+        if restart {
+            self.replayed.clear();
+            if let Some(state) = self.consensus.as_mut() {
+                state.reset_entries_index();
+            }
+        }
+        replayed?;
         // Proposals that arrived early for this height.
         let early: Vec<SignedProposal> = std::mem::take(&mut self.future)
             .into_iter()
@@ -134,6 +132,29 @@ impl<L: Ledger> Replica<L> {
             self.on_proposal(from, p)?;
         }
         self.drain()
+    }
+
+    /// What a write-ahead log says of a height, known before it restarts: what we
+    /// signed (the double-sign guard), and the blocks proposed, re-executed so that a
+    /// decision can commit them and our own can be proposed again.
+    fn recall_logged(&mut self, wal: &[Input<Ctx>]) -> Result<(), ReplicaError> {
+        for input in wal {
+            self.remember_own(input);
+            match input {
+                Input::Proposal(p) => {
+                    if self.validate(&p.message.value)?
+                        && let Some(r) = p.message.round.as_u32()
+                    {
+                        self.keep_proposal(r, p.clone());
+                    }
+                }
+                Input::ProposedValue(v, _) if self.validate(&v.value)? => {
+                    self.logged_values.insert(v.value.id, v.value.clone());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn remember_own(&mut self, input: &Input<Ctx>) {
@@ -156,6 +177,12 @@ impl<L: Ledger> Replica<L> {
                     (p.message.height.0, p.message.round.as_u32()),
                     p.message.value.id,
                 );
+            }
+            // The value we chose to propose, logged (durably) before we signed it.
+            Input::ProposedValue(v, _) if v.proposer.0 == self.me => {
+                self.signed_proposals
+                    .entry((v.height.0, v.round.as_u32()))
+                    .or_insert(v.value.id);
             }
             _ => {}
         }

@@ -8,8 +8,11 @@ use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
 use super::{Action, Replica, ReplicaError, Timer};
+use crate::consensus::context::{proposal_message, verify, vote_message};
 use crate::consensus::ledger::Ledger;
-use crate::consensus::wire::{RELAY_BYTES_MAX, RELAY_RECORDS_MAX};
+use crate::consensus::wire::{
+    NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX, proposal_from_wire, vote_from_wire,
+};
 use crate::execute::Rejection;
 use crate::mempool::{AdmissionError, SignatureCheck};
 
@@ -63,7 +66,8 @@ impl<L: Ledger> Replica<L> {
         let mut admitted = false;
         for rec in recs {
             // Refusals of relayed records are normal (already final, already pending,
-            // raced a conflicting record); a bad signature blames the sender.
+            // raced a conflicting record); a bad signature or proof of possession —
+            // which no node admits, so none relays — blames the sender.
             let signature = if batch_verified {
                 SignatureCheck::Done
             } else {
@@ -72,7 +76,7 @@ impl<L: Ledger> Replica<L> {
             match self.admit(rec, signature) {
                 Ok(_) => admitted = true,
                 Err(AdmissionError::Rejected(Rejection::Stateless(
-                    e @ StatelessError::Signature(_),
+                    e @ (StatelessError::Signature(_) | StatelessError::Possession { .. }),
                 ))) => {
                     self.penalise(from, format!("relayed record: {e}"));
                 }
@@ -85,10 +89,49 @@ impl<L: Ledger> Replica<L> {
         Ok(())
     }
 
+    /// Whether `msg` shows that a validator of our set has started the height after our
+    /// tip: a proposal or vote of that height, *signed by a validator*. Anything else —
+    /// an unsigned claim, a certificate — starts nothing, so that no peer can make us
+    /// start heights (and cut empty blocks) faster than the block interval.
+    pub(super) fn announces_next_height(&self, msg: &NetMsg) -> bool {
+        if self.consensus.is_some() || !self.is_validator() {
+            return false;
+        }
+        let next = self.tip.height + 1;
+        match msg {
+            NetMsg::Proposal(p) if p.height == next => {
+                let sp = proposal_from_wire((**p).clone());
+                self.vals.index_of(&sp.message.proposer).is_some()
+                    && verify(
+                        &sp.message.proposer.0,
+                        &proposal_message(&self.c.chain, &sp.message),
+                        &sp.signature,
+                    )
+            }
+            NetMsg::Vote(v) if v.height == next => {
+                let sv = vote_from_wire(v);
+                self.vals.index_of(&sv.message.validator).is_some()
+                    && verify(
+                        &sv.message.validator.0,
+                        &vote_message(&self.c.chain, &sv.message),
+                        &sv.signature,
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// A peer announced its finalized height: perhaps we are behind.
+    ///
+    /// Only members' nodes are heard (so the table is bounded by the roster), and a
+    /// peer's latest claim replaces its earlier one: a claim is a hint of whom to ask,
+    /// never trusted — what a peer serves is checked block by block, and a peer whose
+    /// claim its answers do not bear out is asked last (see `sync`).
     pub(super) fn on_status(&mut self, from: PublicKey, height: u64) {
-        let h = self.peer_heights.entry(from).or_insert(0);
-        *h = (*h).max(height);
+        if self.c.roster.member_by_node_key(&from).is_none() {
+            return;
+        }
+        self.peer_heights.insert(from, height);
         self.maybe_sync();
     }
 
@@ -100,5 +143,29 @@ impl<L: Ledger> Replica<L> {
     /// Asks the host to fire `timer` after `after_ms`.
     pub(super) fn schedule(&mut self, timer: Timer, after_ms: u64) {
         self.actions.push(Action::Schedule { timer, after_ms });
+    }
+}
+
+/// The highest round a consensus message may name. No honest height gets near it:
+/// round `r` lasts over `r × delta` ms, so round 1,000,000 comes after years. Past it,
+/// Malachite's round arithmetic would overflow (`Round::increment` at `u32::MAX`,
+/// found by the `replica` fuzz target).
+pub(super) const ROUND_MAX: u32 = 1_000_000;
+
+/// Consensus messages for no round or a round past [`ROUND_MAX`]: Malachite assumes
+/// every proposal, vote and certificate it is handed names a round it can count past.
+/// Refused, with the reason, before anything.
+pub(super) fn round_out_of_range(msg: &NetMsg) -> Option<String> {
+    let (what, round) = match msg {
+        NetMsg::Proposal(p) => ("proposal", p.round),
+        NetMsg::Vote(v) => ("vote", v.round),
+        NetMsg::PolkaCertificate(c) => ("polka certificate", c.round),
+        NetMsg::RoundCertificate(c) => ("round certificate", c.round),
+        _ => return None,
+    };
+    match round {
+        None => Some(format!("a {what} for no round")),
+        Some(r) if r > ROUND_MAX => Some(format!("a {what} for round {r}, past {ROUND_MAX}")),
+        Some(_) => None,
     }
 }

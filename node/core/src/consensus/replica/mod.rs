@@ -23,7 +23,7 @@ mod intake;
 mod proposals;
 mod sync;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use malachite::{Input, State};
@@ -33,7 +33,7 @@ use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, PublicKey};
 
 use self::heights::{Begin, Start};
-use super::context::{Address, Ctx, Validators};
+use super::context::{Address, BlockValue, Ctx, Validators};
 use super::ledger::{Ledger, LedgerError};
 use super::wire::{
     NetMsg, SignedProposal, polka_from_wire, proposal_from_wire, round_cert_from_wire,
@@ -124,11 +124,41 @@ pub enum Action {
     },
 }
 
-/// Bounds on what a replica keeps for later.
-const CANDIDATES_MAX: usize = 64;
+/// Bounds on what a replica keeps for later. Every one is per height, and each is
+/// reached only by a validator that misbehaves or a height that runs many rounds.
+///
+/// Proposals (and the executions of their blocks) kept at the current height; past it,
+/// the lowest rounds' are dropped, and a decision on one of those waits for sync.
+const PROPOSALS_KEPT_MAX: usize = 64;
+/// A round's proposer may sign at most this many proposals for it: one honest one, and
+/// one more kept as evidence of equivocation. Further ones are blamed and not executed.
+const PROPOSALS_PER_ROUND_MAX: usize = 2;
+/// Malachite's look-ahead (`MAX_FUTURE_ROUND_LOOKAHEAD`): a proposal for a round further
+/// ahead than this is dropped unexecuted, as Malachite would drop it.
+const ROUNDS_AHEAD_MAX: u32 = 10;
+/// Proposals for later heights kept until we get there: at most this many, for the
+/// next `FUTURE_HEIGHTS_AHEAD` heights, a few per proposer.
 const FUTURE_PROPOSALS_MAX: usize = 16;
-const INPUT_QUEUE_MAX: usize = 4096;
+const FUTURE_HEIGHTS_AHEAD: u64 = 2;
+const FUTURE_PER_PROPOSER_MAX: usize = 4;
+/// Malachite's queue of inputs for heights it has not started: at most this many
+/// distinct heights (its `capacity` counts heights, not inputs), each with at most
+/// `INPUT_QUEUE_PER_HEIGHT_MAX` inputs. Only messages for the next
+/// `FUTURE_HEIGHTS_AHEAD` heights are handed to it at all.
+const INPUT_QUEUE_MAX: usize = FUTURE_HEIGHTS_AHEAD as usize + 1;
 const INPUT_QUEUE_PER_HEIGHT_MAX: usize = 1024;
+
+/// A sync request unanswered for this many status periods is given up.
+const SYNC_PATIENCE_PERIODS: i64 = 4;
+/// A peer's back-off doubles per strike up to `status × 2^this` (64 periods).
+const SYNC_BACKOFF_DOUBLINGS_MAX: u32 = 6;
+
+/// A sync peer's record of answers that brought nothing.
+#[derive(Clone, Copy, Debug, Default)]
+struct SyncBackoff {
+    strikes: u32,
+    until_ms: i64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
@@ -136,6 +166,8 @@ pub enum ReplicaError {
     Ledger(#[from] LedgerError),
     #[error("state: {0}")]
     State(#[from] crate::overlay::StateError),
+    #[error("block {height} announces a new roster its execution does not hold")]
+    RosterMissing { height: u64 },
     #[error("block {height} from the ledger does not re-execute: {source}")]
     Replay { height: u64, source: BlockError },
 }
@@ -157,17 +189,22 @@ pub struct Replica<L: Ledger> {
     candidates: HashMap<Hash32, Executed>,
     /// Signed proposals seen at the current height, to re-send on request.
     proposals: BTreeMap<(u32, Hash32), SignedProposal>,
+    /// Values we proposed at the current height before a restart, from the log.
+    logged_values: HashMap<Hash32, BlockValue>,
     /// Proposals for later heights, kept until we get there.
     future: Vec<SignedProposal>,
     inputs: VecDeque<Input<Ctx>>,
     actions: Vec<Action>,
     /// Finalized heights peers announced.
     peer_heights: HashMap<PublicKey, u64>,
+    /// Peers whose sync answers did not bear out their claims, sitting out a back-off.
+    sync_backoff: HashMap<PublicKey, SyncBackoff>,
     /// The sync request in flight: (peer, first height asked, when).
     syncing: Option<(PublicKey, u64, i64)>,
     /// Since when a peer has announced a height above ours.
     behind_since: Option<i64>,
-    replaying: bool,
+    /// While a write-ahead log is replayed: its entries, which are not logged again.
+    replayed: HashSet<Hash32>,
     /// Set by a decision: start the next height once the current input is done.
     start_next: bool,
     /// Our own votes: (height, round, precommit) → value. A second, different signature
@@ -205,13 +242,15 @@ impl<L: Ledger> Replica<L> {
             now_ms,
             candidates: HashMap::new(),
             proposals: BTreeMap::new(),
+            logged_values: HashMap::new(),
             future: Vec::new(),
             inputs: VecDeque::new(),
             actions: Vec::new(),
             peer_heights: HashMap::new(),
+            sync_backoff: HashMap::new(),
             syncing: None,
             behind_since: None,
-            replaying: false,
+            replayed: HashSet::new(),
             start_next: false,
             signed_votes: HashMap::new(),
             signed_proposals: HashMap::new(),
@@ -250,15 +289,42 @@ impl<L: Ledger> Replica<L> {
         self.consensus.as_ref().and_then(|s| s.round().as_u32())
     }
 
+    /// Whether a consensus message of `height` is worth keeping: not decided yet, and
+    /// no further ahead than a laggard's next couple of heights (further ones are
+    /// dropped; sync brings what consensus there decided).
+    fn height_in_reach(&self, height: u64) -> bool {
+        height > self.tip.height && height <= self.tip.height + FUTURE_HEIGHTS_AHEAD
+    }
+
     /// A record submitted to this node: admitted to the mempool and relayed.
     pub fn submit(
         &mut self,
         now_ms: i64,
         rec: EncodedRecord,
     ) -> (Result<RecordId, AdmissionError>, Vec<Action>) {
+        self.submit_with(now_ms, rec, SignatureCheck::Needed)
+    }
+
+    /// A submitted record whose signature the caller has already verified (the API
+    /// does, on its own threads, so that junk never costs the consensus thread a
+    /// signature check); otherwise as [`Replica::submit`].
+    pub fn submit_verified(
+        &mut self,
+        now_ms: i64,
+        rec: EncodedRecord,
+    ) -> (Result<RecordId, AdmissionError>, Vec<Action>) {
+        self.submit_with(now_ms, rec, SignatureCheck::Done)
+    }
+
+    fn submit_with(
+        &mut self,
+        now_ms: i64,
+        rec: EncodedRecord,
+        signature: SignatureCheck,
+    ) -> (Result<RecordId, AdmissionError>, Vec<Action>) {
         self.now_ms = now_ms;
         let bytes = rec.bytes().to_vec();
-        let out = self.admit(rec, SignatureCheck::Needed);
+        let out = self.admit(rec, signature);
         if out.is_ok() {
             self.actions.push(Action::Relay(bytes));
             if let Err(e) = self.maybe_start(Start::IfDue) {
@@ -298,33 +364,29 @@ impl<L: Ledger> Replica<L> {
         msg: NetMsg,
     ) -> Result<Vec<Action>, ReplicaError> {
         self.now_ms = now_ms;
-        let next = self.tip.height + 1;
-        let for_next = match &msg {
-            NetMsg::Proposal(p) => p.height == next,
-            NetMsg::Vote(v) => v.height == next,
-            NetMsg::PolkaCertificate(c) => c.height == next,
-            NetMsg::RoundCertificate(c) => c.height == next,
-            _ => false,
-        };
-        if for_next {
-            // Another validator has started the height: join it.
+        if let Some(why) = intake::round_out_of_range(&msg) {
+            self.penalise(from, why);
+            return Ok(std::mem::take(&mut self.actions));
+        }
+        if self.announces_next_height(&msg) {
+            // A validator has started the height: join it.
             self.maybe_start(Start::Join)?;
         }
         match msg {
             NetMsg::Proposal(p) => self.on_proposal(from, proposal_from_wire(*p))?,
             NetMsg::Vote(v) => {
-                if self.consensus.is_some() && v.height > self.tip.height {
+                if self.consensus.is_some() && self.height_in_reach(v.height) {
                     self.inputs.push_back(Input::Vote(vote_from_wire(&v)));
                 }
             }
             NetMsg::PolkaCertificate(c) => {
-                if self.consensus.is_some() && c.height > self.tip.height {
+                if self.consensus.is_some() && self.height_in_reach(c.height) {
                     self.inputs
                         .push_back(Input::PolkaCertificate(polka_from_wire(&c)));
                 }
             }
             NetMsg::RoundCertificate(c) => {
-                if self.consensus.is_some() && c.height > self.tip.height {
+                if self.consensus.is_some() && self.height_in_reach(c.height) {
                     self.inputs
                         .push_back(Input::RoundCertificate(round_cert_from_wire(&c)));
                 }

@@ -5,43 +5,51 @@ use xinlian_client::block::{Block, Certificate, verify_certificate};
 use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
-use super::{Action, Replica, ReplicaError};
+use super::{Action, Replica, ReplicaError, SYNC_BACKOFF_DOUBLINGS_MAX, SYNC_PATIENCE_PERIODS};
 use crate::chain::{BlockError, execute_block};
 use crate::consensus::ledger::Ledger;
 use crate::consensus::wire::{NetMsg, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX};
 
 impl<L: Ledger> Replica<L> {
-    /// Asks the highest peer ahead of us for the blocks after our tip, unless consensus
-    /// is about to bring them or a request is already in flight.
+    /// Asks a peer ahead of us for the blocks after our tip, unless consensus is about
+    /// to bring them or a request is already in flight.
+    ///
+    /// Whom to ask: among the peers claiming a height above ours, the one with the
+    /// highest claim that is not sitting out a back-off. A peer that answers a request
+    /// with nothing we can apply, or not at all, sits out `status × 2^strikes` (capped),
+    /// so one that lies about its height — `u64::MAX`, say — is asked once and then
+    /// rarely, and the others are asked meanwhile.
     pub(super) fn maybe_sync(&mut self) {
+        self.expire_sync_request();
+        let now = self.now_ms;
         let ahead = self
             .peer_heights
             .iter()
-            .filter(|(_, h)| **h > self.tip.height)
+            .filter(|(p, h)| {
+                **h > self.tip.height && self.sync_backoff.get(*p).is_none_or(|b| b.until_ms <= now)
+            })
             .max_by_key(|(p, h)| (**h, **p))
             .map(|(p, h)| (*p, *h));
         let Some((peer, their)) = ahead else {
-            self.behind_since = None;
+            if !self.peer_heights.values().any(|h| *h > self.tip.height) {
+                self.behind_since = None;
+            }
             return;
         };
         // A validator one height behind is usually just a few milliseconds slower than
         // the peer that announced it: consensus will bring the decision. It syncs when
         // two or more behind, or when one behind for a while.
-        let since = *self.behind_since.get_or_insert(self.now_ms);
+        let since = *self.behind_since.get_or_insert(now);
         if self.is_validator()
             && their == self.tip.height + 1
-            && self.now_ms - since < 2 * self.timeouts.status_ms as i64
+            && now - since < 2 * self.timeouts.status_ms as i64
         {
             return;
         }
-        // One request at a time; a silent peer is given up after a few status periods.
-        if let Some((_, from, at)) = self.syncing
-            && from == self.tip.height + 1
-            && self.now_ms - at < 4 * self.timeouts.status_ms as i64
-        {
-            return;
+        if self.syncing.is_some() {
+            return; // one request at a time
         }
-        self.syncing = Some((peer, self.tip.height + 1, self.now_ms));
+        self.syncing = Some((peer, self.tip.height + 1, now));
         self.actions.push(Action::Send(
             peer,
             NetMsg::SyncRequest {
@@ -49,6 +57,34 @@ impl<L: Ledger> Replica<L> {
                 max: SYNC_BLOCKS_MAX,
             },
         ));
+    }
+
+    /// Gives up on a request unanswered for a few status periods, striking its peer.
+    fn expire_sync_request(&mut self) {
+        if let Some((peer, _, at)) = self.syncing
+            && self.now_ms - at >= SYNC_PATIENCE_PERIODS * self.timeouts.status_ms as i64
+        {
+            self.syncing = None;
+            self.strike_sync_peer(peer);
+        }
+    }
+
+    /// A peer did not bear out its claim: it sits out a doubling back-off.
+    fn strike_sync_peer(&mut self, peer: PublicKey) {
+        let status = self.timeouts.status_ms as i64;
+        let b = self.sync_backoff.entry(peer).or_default();
+        b.strikes = (b.strikes + 1).min(SYNC_BACKOFF_DOUBLINGS_MAX);
+        b.until_ms = self.now_ms + status * (1i64 << b.strikes);
+        tracing::debug!(%peer, strikes = b.strikes, "sync peer did not deliver");
+    }
+
+    /// A peer's connection is gone: forget what it claimed and its sync record.
+    pub fn peer_gone(&mut self, peer: &PublicKey) {
+        self.peer_heights.remove(peer);
+        self.sync_backoff.remove(peer);
+        if matches!(self.syncing, Some((p, _, _)) if p == *peer) {
+            self.syncing = None;
+        }
     }
 
     /// Sends a peer the blocks it asked for that we have, with their certificates.
@@ -80,11 +116,18 @@ impl<L: Ledger> Replica<L> {
 
     /// Applies synced blocks in order, each only with a valid certificate under the set
     /// in force and a successful re-execution.
+    ///
+    /// Only an answer from the peer we asked is read (anything else would let any peer
+    /// make us check certificates at will); an answer that brings nothing strikes it.
     pub(super) fn on_sync_response(
         &mut self,
         peer: PublicKey,
         blocks: Vec<(Block, Certificate)>,
     ) -> Result<(), ReplicaError> {
+        if !matches!(self.syncing, Some((p, _, _)) if p == peer) {
+            return Ok(());
+        }
+        let asked_beyond_tip = self.peer_heights.get(&peer).copied().unwrap_or(0) > self.tip.height;
         let mut applied = 0;
         for (block, cert) in blocks {
             if block.header.height <= self.tip.height {
@@ -117,6 +160,11 @@ impl<L: Ledger> Replica<L> {
             }
         }
         self.syncing = None;
+        if applied == 0 && asked_beyond_tip {
+            self.strike_sync_peer(peer);
+        } else if applied > 0 {
+            self.sync_backoff.remove(&peer);
+        }
         if applied > 0 {
             tracing::info!(height = self.tip.height, blocks = applied, "synced");
             self.consensus = None;
