@@ -1,0 +1,106 @@
+//! Consensus messages signed by the fixture's validators, exactly as a validator signs
+//! them (`xinlian_core::consensus::context::{vote_message, proposal_message}`), so
+//! that fuzzed messages pass signature checks and reach the logic behind them.
+
+use xinlian_client::block::Block;
+use xinlian_client::crypto::Signature;
+use xinlian_core::consensus::context::{proposal_message, sign, vote_message};
+use xinlian_core::consensus::wire::{
+    WirePolka, WireProposal, WireRoundCertificate, WireRoundSignature, WireVote,
+    proposal_from_wire, vote_from_wire,
+};
+use xinlian_genesis::Hash32;
+use xinlian_genesis::keys::public_key;
+
+use crate::chain::{fixture, node_key};
+
+const NO_SIGNATURE: Signature = Signature([0; 64]);
+
+pub fn vote(
+    validator: usize,
+    precommit: bool,
+    height: u64,
+    round: Option<u32>,
+    value: Option<Hash32>,
+) -> WireVote {
+    let mut w = WireVote {
+        precommit,
+        height,
+        round,
+        value,
+        validator: public_key(&node_key(validator)),
+        signature: NO_SIGNATURE,
+    };
+    let v = vote_from_wire(&w);
+    w.signature = sign(
+        &node_key(validator),
+        &vote_message(&fixture().chain(), &v.message),
+    );
+    w
+}
+
+pub fn proposal(
+    validator: usize,
+    height: u64,
+    round: Option<u32>,
+    pol_round: Option<u32>,
+    block: Block,
+) -> WireProposal {
+    let mut w = WireProposal {
+        height,
+        round,
+        pol_round,
+        block,
+        proposer: public_key(&node_key(validator)),
+        signature: NO_SIGNATURE,
+    };
+    let p = proposal_from_wire(w.clone());
+    w.signature = sign(
+        &node_key(validator),
+        &proposal_message(&fixture().chain(), &p.message),
+    );
+    w
+}
+
+/// Prevotes for `block` by `signers`.
+pub fn polka(height: u64, round: Option<u32>, block: Hash32, signers: &[usize]) -> WirePolka {
+    WirePolka {
+        height,
+        round,
+        block,
+        signatures: signers
+            .iter()
+            .map(|&i| {
+                let v = vote(i, false, height, round, Some(block));
+                (v.validator, v.signature)
+            })
+            .collect(),
+    }
+}
+
+/// Votes of `signers` (all precommits, or all prevotes), for `value`.
+pub fn round_certificate(
+    height: u64,
+    round: Option<u32>,
+    precommits: bool,
+    value: Option<Hash32>,
+    signers: &[usize],
+) -> WireRoundCertificate {
+    WireRoundCertificate {
+        height,
+        round,
+        precommits,
+        signatures: signers
+            .iter()
+            .map(|&i| {
+                let v = vote(i, precommits, height, round, value);
+                WireRoundSignature {
+                    precommit: v.precommit,
+                    value: v.value,
+                    validator: v.validator,
+                    signature: v.signature,
+                }
+            })
+            .collect(),
+    }
+}
