@@ -546,8 +546,12 @@ fn an_unsigned_vote_for_the_next_height_starts_nothing() {
     v.signature.0[0] ^= 1;
     r.on_message(early, node(2), NetMsg::Vote(v)).unwrap();
     assert_eq!(r.round(), None, "a forged vote started the height");
-    // A genuine one does.
+    // One validator's genuine vote does not either (it could rush every height).
     r.on_message(early, node(2), vote(&c, 2, false, None))
+        .unwrap();
+    assert_eq!(r.round(), None, "one validator started the height");
+    // Votes of more than a third of the power do.
+    r.on_message(early, node(3), vote(&c, 3, false, None))
         .unwrap();
     assert_eq!(r.round(), Some(0));
 }

@@ -1235,15 +1235,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "0259dfe66a43773a0518bc06b94003b06460a17cc39c44f20d380c454b144789",
+            "2324f93799b037940a71aed98cb898fab1ad16d42ee51b9c0bff6233cc243324",
         ),
         (
             8,
-            "ca4b721f6a9cd5600d7e38d685519bb5a9ad80e6a7c095f34012937bb048c3ad",
+            "9797ac09599a3fa37261e7fe082c456741db1137788be8277183b64665bf4ff8",
         ),
         (
             11,
-            "483c9ed2e3dc166027bdc47feaa3d9fa3fc35d0f255ac26c987240c6cfa42de0",
+            "94d092f7613f161166c50a539b029108c58a6ad349b2741efdb10596d76a0253",
         ),
     ];
     for (seed, want) in pinned {

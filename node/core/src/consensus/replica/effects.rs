@@ -247,7 +247,7 @@ impl<L: Ledger> Replica<L> {
     /// replayed (what replay newly derives — a vote we had not yet cast — is logged).
     fn log_input(&self, height: Height, input: &Input<Ctx>) -> Result<(), LedgerError> {
         if let Some(entry) = WalEntry::from_input(input)
-            && !self.replayed.contains(&wal_digest(&entry))
+            && (self.replayed.is_empty() || !self.replayed.contains(&wal_digest(&entry)))
         {
             // Our own messages must survive a crash before they are sent; a flush also
             // makes every earlier entry durable.

@@ -74,6 +74,7 @@ impl<L: Ledger> Replica<L> {
         self.candidates.clear();
         self.proposals.clear();
         self.logged_values.clear();
+        self.early_voters.clear();
         self.signed_votes.retain(|(h, _, _), _| *h >= height.0);
         self.signed_proposals.retain(|(h, _), _| *h >= height.0);
         let mut state = State::new(

@@ -89,33 +89,54 @@ impl<L: Ledger> Replica<L> {
         Ok(())
     }
 
-    /// Whether `msg` shows that a validator of our set has started the height after our
-    /// tip: a proposal or vote of that height, *signed by a validator*. Anything else —
-    /// an unsigned claim, a certificate — starts nothing, so that no peer can make us
-    /// start heights (and cut empty blocks) faster than the block interval.
-    pub(super) fn announces_next_height(&self, msg: &NetMsg) -> bool {
+    /// Whether `msg` shows that the validators have started the height after our tip: a
+    /// round-0 proposal of that height signed by its proposer, or votes for it signed by
+    /// validators with more than a third of the power. Anything else — an unsigned
+    /// claim, a certificate, one validator's vote — starts nothing, so that no peer can
+    /// make us start heights (and cut empty blocks) faster than the block interval.
+    pub(super) fn announces_next_height(&mut self, msg: &NetMsg) -> bool {
         if self.consensus.is_some() || !self.is_validator() {
             return false;
         }
         let next = self.tip.height + 1;
         match msg {
-            NetMsg::Proposal(p) if p.height == next => {
+            // Only round 0's proposer starts a height by proposing; a byzantine one can
+            // rush only its own turns.
+            NetMsg::Proposal(p) if p.height == next && p.round == Some(0) => {
                 let sp = proposal_from_wire((**p).clone());
-                self.vals.index_of(&sp.message.proposer).is_some()
+                self.vals
+                    .proposer(sp.message.height, sp.message.round)
+                    .address
+                    == sp.message.proposer
                     && verify(
                         &sp.message.proposer.0,
                         &proposal_message(&self.c.chain, &sp.message),
                         &sp.signature,
                     )
             }
+            // One validator alone could otherwise start every height the moment the
+            // last one ends and cut empty blocks at consensus speed: it takes votes
+            // from more than a third of the power, at least one of them honest.
             NetMsg::Vote(v) if v.height == next => {
                 let sv = vote_from_wire(v);
-                self.vals.index_of(&sv.message.validator).is_some()
+                let signed = self.vals.index_of(&sv.message.validator).is_some()
                     && verify(
                         &sv.message.validator.0,
                         &vote_message(&self.c.chain, &sv.message),
                         &sv.signature,
-                    )
+                    );
+                if signed {
+                    self.early_voters.insert(sv.message.validator.0);
+                }
+                let power: u64 = self
+                    .c
+                    .validators
+                    .validators()
+                    .iter()
+                    .filter(|v| self.early_voters.contains(&v.key))
+                    .map(|v| v.power)
+                    .sum();
+                u128::from(power) * 3 > u128::from(self.c.validators.total_power())
             }
             _ => false,
         }

@@ -153,6 +153,18 @@ const SYNC_PATIENCE_PERIODS: i64 = 4;
 /// A peer's back-off doubles per strike up to `status × 2^this` (64 periods).
 const SYNC_BACKOFF_DOUBLINGS_MAX: u32 = 6;
 
+/// A sync request in flight: whom we asked, when, and what it claimed then (an empty
+/// answer is judged by the claim it was asked on, not by a claim sent since).
+#[derive(Clone, Copy, Debug)]
+struct SyncRequest {
+    peer: PublicKey,
+    at_ms: i64,
+    claimed: u64,
+}
+
+/// How many recent sync peers' answers are still read when they come late.
+const ASKED_REMEMBERED: usize = 4;
+
 /// A sync peer's record of answers that brought nothing.
 #[derive(Clone, Copy, Debug, Default)]
 struct SyncBackoff {
@@ -199,8 +211,13 @@ pub struct Replica<L: Ledger> {
     peer_heights: HashMap<PublicKey, u64>,
     /// Peers whose sync answers did not bear out their claims, sitting out a back-off.
     sync_backoff: HashMap<PublicKey, SyncBackoff>,
-    /// The sync request in flight: (peer, first height asked, when).
-    syncing: Option<(PublicKey, u64, i64)>,
+    /// The sync request in flight.
+    syncing: Option<SyncRequest>,
+    /// Peers asked lately, whose answers are still read when they come late.
+    asked: VecDeque<PublicKey>,
+    /// Validators that signed a vote for the height after our tip before we started
+    /// it: a third of the power of them makes us join early.
+    early_voters: HashSet<PublicKey>,
     /// Since when a peer has announced a height above ours.
     behind_since: Option<i64>,
     /// While a write-ahead log is replayed: its entries, which are not logged again.
@@ -249,6 +266,8 @@ impl<L: Ledger> Replica<L> {
             peer_heights: HashMap::new(),
             sync_backoff: HashMap::new(),
             syncing: None,
+            asked: VecDeque::new(),
+            early_voters: HashSet::new(),
             behind_since: None,
             replayed: HashSet::new(),
             start_next: false,

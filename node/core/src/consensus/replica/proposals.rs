@@ -75,8 +75,11 @@ impl<L: Ledger> Replica<L> {
             .range((round, Hash32([0; 32]))..=(round, Hash32([0xff; 32])))
             .count();
         if in_round >= PROPOSALS_PER_ROUND_MAX {
+            // The signer equivocated, not whoever relayed it (honest validators
+            // republish the proposal they locked on, from round 10 on).
+            let proposer = p.message.proposer.0;
             self.penalise(
-                from,
+                proposer,
                 format!("proposer equivocates: another proposal for height {h} round {round}"),
             );
             return Ok(());
@@ -91,25 +94,22 @@ impl<L: Ledger> Replica<L> {
     }
 
     /// Keeps a proposal of a later height (or one that arrived before we started this
-    /// height) until we get there: only from a validator of the set we know, only for
-    /// the next couple of heights, and a few per proposer, so that no validator can
+    /// height) until we get there: only from a member's node (a validator voted in
+    /// proposes before we commit the block that admits it), only for the next couple of
+    /// heights, and a few per proposer — copies not counted — so that no member can
     /// fill the buffer for the others. The set in force *then* authenticates it again.
     fn keep_for_later(&mut self, from: PublicKey, p: SignedProposal) {
-        if self.vals.index_of(&p.message.proposer).is_none() {
-            // A member voted in may propose before we know it votes: dropped, not
-            // blamed. A key of no member at all is blamed.
-            if self
-                .c
-                .roster
-                .member_by_node_key(&p.message.proposer.0)
-                .is_none()
-            {
-                self.penalise(from, "proposal not signed by a member".into());
-            }
+        if self
+            .c
+            .roster
+            .member_by_node_key(&p.message.proposer.0)
+            .is_none()
+        {
+            self.penalise(from, "proposal not signed by a member".into());
             return;
         }
         let h = p.message.height.0;
-        if !self.is_validator() || h > self.tip.height + FUTURE_HEIGHTS_AHEAD {
+        if h > self.tip.height + FUTURE_HEIGHTS_AHEAD || self.future.contains(&p) {
             return;
         }
         let theirs = self

@@ -5,7 +5,10 @@ use xinlian_client::block::{Block, Certificate, verify_certificate};
 use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
-use super::{Action, Replica, ReplicaError, SYNC_BACKOFF_DOUBLINGS_MAX, SYNC_PATIENCE_PERIODS};
+use super::{
+    ASKED_REMEMBERED, Action, Replica, ReplicaError, SYNC_BACKOFF_DOUBLINGS_MAX,
+    SYNC_PATIENCE_PERIODS, SyncRequest,
+};
 use crate::chain::{BlockError, execute_block};
 use crate::consensus::ledger::Ledger;
 use crate::consensus::wire::{NetMsg, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX};
@@ -49,7 +52,15 @@ impl<L: Ledger> Replica<L> {
         if self.syncing.is_some() {
             return; // one request at a time
         }
-        self.syncing = Some((peer, self.tip.height + 1, now));
+        self.syncing = Some(SyncRequest {
+            peer,
+            at_ms: now,
+            claimed: their,
+        });
+        if self.asked.len() == ASKED_REMEMBERED {
+            self.asked.pop_front();
+        }
+        self.asked.push_back(peer);
         self.actions.push(Action::Send(
             peer,
             NetMsg::SyncRequest {
@@ -61,11 +72,11 @@ impl<L: Ledger> Replica<L> {
 
     /// Gives up on a request unanswered for a few status periods, striking its peer.
     fn expire_sync_request(&mut self) {
-        if let Some((peer, _, at)) = self.syncing
-            && self.now_ms - at >= SYNC_PATIENCE_PERIODS * self.timeouts.status_ms as i64
+        if let Some(req) = self.syncing
+            && self.now_ms - req.at_ms >= SYNC_PATIENCE_PERIODS * self.timeouts.status_ms as i64
         {
             self.syncing = None;
-            self.strike_sync_peer(peer);
+            self.strike_sync_peer(req.peer);
         }
     }
 
@@ -78,11 +89,11 @@ impl<L: Ledger> Replica<L> {
         tracing::debug!(%peer, strikes = b.strikes, "sync peer did not deliver");
     }
 
-    /// A peer's connection is gone: forget what it claimed and its sync record.
+    /// A peer's connection is gone: forget what it claimed. Its back-off stays (the
+    /// table is bounded by the roster), so reconnecting does not clear its strikes.
     pub fn peer_gone(&mut self, peer: &PublicKey) {
         self.peer_heights.remove(peer);
-        self.sync_backoff.remove(peer);
-        if matches!(self.syncing, Some((p, _, _)) if p == *peer) {
+        if matches!(self.syncing, Some(r) if r.peer == *peer) {
             self.syncing = None;
         }
     }
@@ -117,17 +128,21 @@ impl<L: Ledger> Replica<L> {
     /// Applies synced blocks in order, each only with a valid certificate under the set
     /// in force and a successful re-execution.
     ///
-    /// Only an answer from the peer we asked is read (anything else would let any peer
-    /// make us check certificates at will); an answer that brings nothing strikes it.
+    /// Only an answer from a peer we asked lately is read (anything else would let any
+    /// peer make us check certificates at will); an empty answer to the request in
+    /// flight, asked on a claim above our tip, strikes its peer.
     pub(super) fn on_sync_response(
         &mut self,
         peer: PublicKey,
         blocks: Vec<(Block, Certificate)>,
     ) -> Result<(), ReplicaError> {
-        if !matches!(self.syncing, Some((p, _, _)) if p == peer) {
+        if !self.asked.contains(&peer) {
             return Ok(());
         }
-        let asked_beyond_tip = self.peer_heights.get(&peer).copied().unwrap_or(0) > self.tip.height;
+        // The request this answers, if it is the one in flight (else a late answer to an
+        // earlier one: applied if it holds, never struck).
+        let current = self.syncing.filter(|r| r.peer == peer);
+        let asked_beyond_tip = current.is_some_and(|r| r.claimed > self.tip.height);
         let mut applied = 0;
         for (block, cert) in blocks {
             if block.header.height <= self.tip.height {
@@ -159,7 +174,9 @@ impl<L: Ledger> Replica<L> {
                 }
             }
         }
-        self.syncing = None;
+        if current.is_some() {
+            self.syncing = None;
+        }
         if applied == 0 && asked_beyond_tip {
             self.strike_sync_peer(peer);
         } else if applied > 0 {
