@@ -285,11 +285,22 @@ fn node(i: usize) -> PublicKey {
     public_key(&key(1, i))
 }
 
-/// A proposal of `block` for height 1, signed by validator `signer`.
+/// A proposal of `block`, signed by validator `signer`.
 fn proposal(
     c: &Consortium,
     block: xinlian_client::block::Block,
     signer: usize,
+    round: Option<u32>,
+    pol_round: Option<u32>,
+) -> NetMsg {
+    signed_proposal(c, block, &key(1, signer), round, pol_round)
+}
+
+/// A proposal of `block` for its height, signed by any key.
+fn signed_proposal(
+    c: &Consortium,
+    block: xinlian_client::block::Block,
+    signer: &xinlian_genesis::keys::SigningKey,
     round: Option<u32>,
     pol_round: Option<u32>,
 ) -> NetMsg {
@@ -298,11 +309,11 @@ fn proposal(
         round,
         pol_round,
         block,
-        proposer: node(signer),
+        proposer: public_key(signer),
         signature: xinlian_client::crypto::Signature([0; 64]),
     };
     let sp = wire::proposal_from_wire(p.clone());
-    p.signature = sign(&key(1, signer), &proposal_message(&c.chain, &sp.message));
+    p.signature = sign(signer, &proposal_message(&c.chain, &sp.message));
     NetMsg::Proposal(Box::new(p))
 }
 
@@ -557,25 +568,13 @@ fn an_unsigned_vote_for_the_next_height_starts_nothing() {
 }
 
 #[test]
-fn proposals_for_later_heights_are_kept_only_from_validators() {
+fn proposals_for_later_heights_are_kept_only_from_members() {
     let c = consortium();
     let mut block = first_block(&c);
     block.header.height = 5;
-    let outsider = key(7, 7);
-    let mut p = wire::WireProposal {
-        height: 5,
-        round: Some(0),
-        pol_round: None,
-        block,
-        proposer: public_key(&outsider),
-        signature: xinlian_client::crypto::Signature([0; 64]),
-    };
-    let sp = wire::proposal_from_wire(p.clone());
-    p.signature = sign(&outsider, &proposal_message(&c.chain, &sp.message));
+    let p = signed_proposal(&c, block, &key(7, 7), Some(0), None);
     let (mut r, _) = replica(&c, 0);
-    let actions = r
-        .on_message(NOW, node(1), NetMsg::Proposal(Box::new(p)))
-        .unwrap();
+    let actions = r.on_message(NOW, node(1), p).unwrap();
     assert!(
         penalised(&actions),
         "a self-signed proposal kept for later: {actions:?}"
