@@ -78,9 +78,89 @@ pub fn verify(
 
 /// Verifies a signature over `message` exactly as given (no domain tag): the rule itself.
 pub fn verify_raw(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<(), SignatureError> {
+    let seen = verified::Digest::of(key, message, sig);
+    if verified::contains(&seen) {
+        return Ok(());
+    }
+    verify_uncached(key, message, sig)?;
+    verified::insert([seen]);
+    Ok(())
+}
+
+fn verify_uncached(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<(), SignatureError> {
     let vk = VerificationKey::try_from(key.0).map_err(|_| SignatureError::Invalid(*key))?;
     vk.verify(&ed25519_consensus::Signature::from(sig.0), message)
         .map_err(|_| SignatureError::Invalid(*key))
+}
+
+/// Signatures this process has already found valid. One signature is checked many times
+/// over: a record at admission to the mempool, again in every proposal that carries it
+/// and again at commit; a vote when it arrives and again in the certificate it ends up
+/// in. Verification is a pure function of (key, message, signature), so remembering its
+/// positive answers changes no result, only the cost. Only successes are remembered
+/// (what a liar sends cannot evict more than the bound), keyed by SHA-256 over the
+/// three, length-delimited, so a hit needs the very same key, message and signature.
+/// Bounded: two generations of `GENERATION_MAX` digests; when the current one fills,
+/// it becomes the previous and the oldest is dropped.
+mod verified {
+    use std::collections::HashSet;
+    use std::sync::{LazyLock, Mutex, MutexGuard};
+
+    use sha2::{Digest as _, Sha256};
+
+    use super::Signature;
+    use xinlian_genesis::PublicKey;
+
+    pub(super) const GENERATION_MAX: usize = 1 << 14;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    pub(super) struct Digest(pub(super) [u8; 32]);
+
+    impl Digest {
+        pub(super) fn of(key: &PublicKey, message: &[u8], sig: &Signature) -> Digest {
+            let mut h = Sha256::new();
+            h.update(b"xinlian/verified/v1\0");
+            h.update(key.0);
+            h.update(sig.0);
+            h.update((message.len() as u64).to_le_bytes());
+            h.update(message);
+            Digest(h.finalize().into())
+        }
+    }
+
+    #[derive(Default)]
+    struct Generations {
+        current: HashSet<Digest>,
+        previous: HashSet<Digest>,
+    }
+
+    static VERIFIED: LazyLock<Mutex<Generations>> = LazyLock::new(Default::default);
+
+    fn cache() -> MutexGuard<'static, Generations> {
+        // The sets hold no invariant a panicking holder could break half-way.
+        VERIFIED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn contains(d: &Digest) -> bool {
+        let c = cache();
+        c.current.contains(d) || c.previous.contains(d)
+    }
+
+    pub(super) fn insert(ds: impl IntoIterator<Item = Digest>) {
+        let mut c = cache();
+        for d in ds {
+            if c.current.len() >= GENERATION_MAX {
+                c.previous = std::mem::take(&mut c.current);
+            }
+            c.current.insert(d);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        let c = cache();
+        c.current.len() + c.previous.len()
+    }
 }
 
 /// Whom a key is bound to: an enterprise (by USCC) or a consortium member (by id).
@@ -129,7 +209,13 @@ pub fn verify_batch<'a>(
     let items: Vec<_> = items.into_iter().collect();
     let mut verifier = batch::Verifier::new();
     let mut undecodable = Vec::new();
+    let mut checked = Vec::new();
     for (i, (key, message, sig)) in items.iter().enumerate() {
+        let seen = verified::Digest::of(key, message, sig);
+        if verified::contains(&seen) {
+            continue;
+        }
+        checked.push(seen);
         // The batch takes key bytes; a key that is not a point fails single checks too.
         if VerificationKey::try_from(key.0).is_err() {
             undecodable.push(i);
@@ -141,13 +227,14 @@ pub fn verify_batch<'a>(
             message,
         ));
     }
-    if undecodable.is_empty() && verifier.verify(rand_core::OsRng).is_ok() {
+    if undecodable.is_empty() && (checked.is_empty() || verifier.verify(rand_core::OsRng).is_ok()) {
+        verified::insert(checked);
         return Ok(());
     }
     let bad: Vec<usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, (key, message, sig))| verify_raw(key, message, sig).is_err())
+        .filter(|(_, (key, message, sig))| verify_uncached(key, message, sig).is_err())
         .map(|(i, _)| i)
         .collect();
     // ZIP-215 batch and single checks agree; a batch failure with no single failure
@@ -171,6 +258,52 @@ mod tests {
         assert!(verify(&pk, Domain::Record, b"abc", &s).is_ok());
         assert!(verify(&pk, Domain::Precommit, b"abc", &s).is_err());
         assert!(verify(&pk, Domain::Record, b"abd", &s).is_err());
+    }
+
+    #[test]
+    fn a_remembered_signature_vouches_for_nothing_else() {
+        let k = xinlian_genesis::keys::generate().unwrap();
+        let pk = public_key(&k);
+        let s = sign(&k, Domain::Record, b"remembered");
+        // Twice: the second answer comes from what the first remembered.
+        assert!(verify(&pk, Domain::Record, b"remembered", &s).is_ok());
+        assert!(verify(&pk, Domain::Record, b"remembered", &s).is_ok());
+        assert!(verify(&pk, Domain::Record, b"remembereD", &s).is_err());
+        let mut spoiled = s;
+        spoiled.0[40] ^= 1;
+        assert!(verify(&pk, Domain::Record, b"remembered", &spoiled).is_err());
+        let stranger = public_key(&xinlian_genesis::keys::generate().unwrap());
+        assert!(verify(&stranger, Domain::Record, b"remembered", &s).is_err());
+        // A batch of a remembered good one and a bad one names the bad one only, and
+        // a batch of remembered good ones passes without a check.
+        let good = Domain::Record.message(b"remembered");
+        let bad = Domain::Record.message(b"forgotten");
+        assert_eq!(
+            verify_batch([(&pk, good.clone(), &s), (&pk, bad, &s)]),
+            Err(vec![1])
+        );
+        assert_eq!(
+            verify_batch([(&pk, good.clone(), &s), (&pk, good, &s)]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn what_is_remembered_stays_bounded() {
+        let many = (0..3 * verified::GENERATION_MAX as u64).map(|i| {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&i.to_le_bytes());
+            d[8] = 0xee;
+            verified::Digest(d)
+        });
+        verified::insert(many);
+        assert!(verified::len() <= 2 * verified::GENERATION_MAX);
+        let mut first = [0u8; 32];
+        first[8] = 0xee;
+        assert!(
+            !verified::contains(&verified::Digest(first)),
+            "the oldest generation is dropped"
+        );
     }
 
     #[test]
