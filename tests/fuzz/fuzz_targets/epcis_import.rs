@@ -22,11 +22,17 @@ use xinlian_client::state::Shipment;
 use xinlian_fuzz::chain::{fixture, key};
 use xinlian_fuzz::mutate::mutate;
 use xinlian_fuzz::seeds::epcis_documents;
-use xinlian_genesis::keys::public_key;
+use xinlian_genesis::keys::{SigningKey, public_key};
 
 fn bases() -> &'static [Value] {
     static B: OnceLock<Vec<Value>> = OnceLock::new();
     B.get_or_init(epcis_documents)
+}
+
+/// The importer's key, derived once (deriving computes its public point).
+fn importer_key() -> &'static SigningKey {
+    static K: OnceLock<SigningKey> = OnceLock::new();
+    K.get_or_init(|| key(5, 1))
 }
 
 /// The fixture's shipments of a batch, all presented as open; or a failing look-up.
@@ -82,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
         parties: BTreeMap::new(),
     };
     let signer = RecordSigner {
-        key: key(5, 1),
+        key: importer_key().clone(),
         chain: fx.chain(),
     };
     let importer = fx.batches["flour-1"].transfers[0].to.clone();

@@ -42,8 +42,12 @@ pub fn key(tag: u8, i: usize) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+/// Validator `i`'s node key. Deriving a key computes its public point, which cost the
+/// replica target half its time, so the validators' keys are derived once per process.
 pub fn node_key(i: usize) -> SigningKey {
-    key(1, i)
+    static KEYS: OnceLock<Vec<SigningKey>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| (0..VALIDATORS).map(|i| key(1, i)).collect());
+    keys.get(i).cloned().unwrap_or_else(|| key(1, i))
 }
 
 pub fn registrar() -> SigningKey {

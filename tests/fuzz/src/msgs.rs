@@ -2,6 +2,9 @@
 //! them (`xinlian_core::consensus::context::{vote_message, proposal_message}`), so
 //! that fuzzed messages pass signature checks and reach the logic behind them.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use xinlian_client::block::Block;
 use xinlian_client::crypto::Signature;
 use xinlian_core::consensus::context::{proposal_message, sign, vote_message};
@@ -15,6 +18,26 @@ use xinlian_genesis::keys::public_key;
 use crate::chain::{fixture, node_key};
 
 const NO_SIGNATURE: Signature = Signature([0; 64]);
+const SIGNED_REMEMBERED_MAX: usize = 1 << 16;
+
+/// Validator `validator`'s signature over `message`, as `sign` makes it. Ed25519
+/// signatures are deterministic and the fuzzer's messages repeat (heights near the
+/// tip, a few rounds and values), so they are remembered (bounded): the replica
+/// target spends its time in the replica, not in signing its input.
+fn signed(validator: usize, message: Vec<u8>) -> Signature {
+    static SIGNED: LazyLock<Mutex<HashMap<(usize, Vec<u8>), Signature>>> =
+        LazyLock::new(Default::default);
+    let mut memo = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = memo.get(&(validator, message.clone())) {
+        return *s;
+    }
+    if memo.len() >= SIGNED_REMEMBERED_MAX {
+        memo.clear();
+    }
+    let s = sign(&node_key(validator), &message);
+    memo.insert((validator, message), s);
+    s
+}
 
 pub fn vote(
     validator: usize,
@@ -32,10 +55,7 @@ pub fn vote(
         signature: NO_SIGNATURE,
     };
     let v = vote_from_wire(&w);
-    w.signature = sign(
-        &node_key(validator),
-        &vote_message(&fixture().chain(), &v.message),
-    );
+    w.signature = signed(validator, vote_message(&fixture().chain(), &v.message));
     w
 }
 
@@ -55,10 +75,7 @@ pub fn proposal(
         signature: NO_SIGNATURE,
     };
     let p = proposal_from_wire(w.clone());
-    w.signature = sign(
-        &node_key(validator),
-        &proposal_message(&fixture().chain(), &p.message),
-    );
+    w.signature = signed(validator, proposal_message(&fixture().chain(), &p.message));
     w
 }
 
