@@ -87,6 +87,12 @@ pub fn verify_raw(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<()
     Ok(())
 }
 
+/// Forgets every signature remembered as valid: for benchmarks, which measure the
+/// checks themselves, and would otherwise time the memo from their second iteration on.
+pub fn forget_verified() {
+    verified::forget();
+}
+
 fn verify_uncached(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<(), SignatureError> {
     let vk = VerificationKey::try_from(key.0).map_err(|_| SignatureError::Invalid(*key))?;
     vk.verify(&ed25519_consensus::Signature::from(sig.0), message)
@@ -97,11 +103,12 @@ fn verify_uncached(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<(
 /// over: a record at admission to the mempool, again in every proposal that carries it
 /// and again at commit; a vote when it arrives and again in the certificate it ends up
 /// in. Verification is a pure function of (key, message, signature), so remembering its
-/// positive answers changes no result, only the cost. Only successes are remembered
-/// (what a liar sends cannot evict more than the bound), keyed by SHA-256 over the
-/// three, length-delimited, so a hit needs the very same key, message and signature.
-/// Bounded: two generations of `GENERATION_MAX` digests; when the current one fills,
-/// it becomes the previous and the oldest is dropped.
+/// positive answers changes no result, only the cost. Only successes are remembered,
+/// keyed by SHA-256 over the three, length-delimited, so a hit needs the very same key,
+/// message and signature. Bounded: two generations of `GENERATION_MAX` digests; when
+/// the current one fills, it becomes the previous and the oldest is dropped. Anyone can
+/// make valid signatures with keys of their own, so a flood of them can flush the memo:
+/// that costs the checks the memo saved, never a wrong answer.
 mod verified {
     use std::collections::HashSet;
     use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -154,6 +161,12 @@ mod verified {
             }
             c.current.insert(d);
         }
+    }
+
+    pub(super) fn forget() {
+        let mut c = cache();
+        c.current.clear();
+        c.previous.clear();
     }
 
     #[cfg(test)]
@@ -231,10 +244,11 @@ pub fn verify_batch<'a>(
         verified::insert(checked);
         return Ok(());
     }
+    // Each one alone, by the same rule; the good ones are remembered like any other.
     let bad: Vec<usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, (key, message, sig))| verify_uncached(key, message, sig).is_err())
+        .filter(|(_, (key, message, sig))| verify_raw(key, message, sig).is_err())
         .map(|(i, _)| i)
         .collect();
     // ZIP-215 batch and single checks agree; a batch failure with no single failure
