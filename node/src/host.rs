@@ -421,12 +421,11 @@ impl Host {
 
     /// Answers a sync request from the store on a blocking thread, with the bounds of
     /// the replica's own `serve_sync`: consensus never waits for a peer's catching up.
-    /// With `SYNC_READS_MAX` reads under way, the answer is empty at once (the peer
-    /// asks again, or another peer).
+    /// With `SYNC_READS_MAX` reads under way, the answer is "busy" at once (the peer
+    /// asks another, and this one later).
     fn serve_sync(&mut self, first: u64, max: u64, ticket: SyncTicket) {
         if self.sync_reads >= SYNC_READS_MAX {
-            self.net
-                .answer_sync(ticket, &NetMsg::SyncResponse { blocks: Vec::new() });
+            self.net.answer_sync(ticket, &NetMsg::SyncBusy);
             return;
         }
         self.sync_reads += 1;

@@ -475,7 +475,7 @@ impl Network {
             (Some(from), Ok(msg))
                 if !matches!(
                     msg,
-                    NetMsg::SyncRequest { .. } | NetMsg::SyncResponse { .. }
+                    NetMsg::SyncRequest { .. } | NetMsg::SyncResponse { .. } | NetMsg::SyncBusy
                 ) =>
             {
                 self.report(message_id, &propagation_source, true);
@@ -514,12 +514,8 @@ impl Network {
             } => match NetMsg::decode(&request, SYNC_REQUEST_BYTES_MAX) {
                 Ok(NetMsg::SyncRequest { from: first, max }) => {
                     if self.sync_open.len() >= SYNC_OPEN_MAX {
-                        let empty = NetMsg::SyncResponse { blocks: Vec::new() }.encode();
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_response(channel, empty);
+                        let busy = NetMsg::SyncBusy.encode();
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, busy);
                         return None;
                     }
                     let ticket = SyncTicket(self.next_ticket);
@@ -534,7 +530,9 @@ impl Network {
             },
             request_response::Message::Response { response, .. } => {
                 match NetMsg::decode(&response, self.max_message) {
-                    Ok(msg @ NetMsg::SyncResponse { .. }) => Some(NetEvent::Message { from, msg }),
+                    Ok(msg @ (NetMsg::SyncResponse { .. } | NetMsg::SyncBusy)) => {
+                        Some(NetEvent::Message { from, msg })
+                    }
                     other => {
                         tracing::warn!(%peer, error = ?other.err(), "malformed sync response");
                         None

@@ -11,7 +11,7 @@ use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
 use xinlian_core::chain::Tip;
 use xinlian_core::consensus::context::{proposal_message, sign};
 use xinlian_core::consensus::ledger::{Ledger, MemLedger};
-use xinlian_core::consensus::replica::{Action, Replica, Timeouts};
+use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
 use xinlian_core::consensus::wire::{self, NetMsg};
 use xinlian_core::execute::Consortium;
 use xinlian_core::mempool::Mempool;
@@ -101,6 +101,16 @@ fn finalize(c: &Arc<Consortium>, height: u64) -> Vec<Replica<Arc<MemLedger>>> {
                         Action::Send(peer, m) => {
                             let to = keys.iter().position(|k| *k == peer).unwrap();
                             queue.push_back((from, to, m));
+                        }
+                        // A height due at once (a submission made it so).
+                        Action::Schedule {
+                            timer: Timer::NextHeight,
+                            after_ms: 0,
+                        } => {
+                            let actions = rs[from]
+                                .on_timer(NOW + 1000 * n as i64, Timer::NextHeight)
+                                .unwrap();
+                            pending.push_back((from, actions));
                         }
                         _ => {}
                     }
@@ -460,6 +470,63 @@ fn a_restarted_proposer_signs_the_same_proposal_again() {
     }
 }
 
+/// The peers `actions` ask for blocks.
+fn asks(actions: &[Action]) -> Vec<PublicKey> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(p, NetMsg::SyncRequest { .. }) => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_busy_peer_is_asked_again_soon_and_another_meanwhile() {
+    let c = consortium();
+    let rs = finalize(&c, 2);
+    let blocks: Vec<_> = (1..=2)
+        .map(|h| rs[1].ledger().block_and_certificate(h).unwrap().unwrap())
+        .collect();
+    let status_ms = Timeouts::for_interval(c.genesis.policy.block_interval_ms).status_ms as i64;
+    let (mut lagging, _) = replica(&c, 0);
+    let tip = Hash32([0; 32]);
+    let a = lagging
+        .on_message(NOW, node(3), NetMsg::Status { height: 4, tip })
+        .unwrap();
+    assert_eq!(asks(&a), vec![node(3)]);
+    lagging
+        .on_message(NOW, node(2), NetMsg::Status { height: 2, tip })
+        .unwrap();
+    // v3 is too busy: the other peer is asked at once.
+    let a = lagging.on_message(NOW, node(3), NetMsg::SyncBusy).unwrap();
+    assert_eq!(asks(&a), vec![node(2)]);
+    let a = lagging
+        .on_message(NOW, node(2), NetMsg::SyncResponse { blocks })
+        .unwrap();
+    assert_eq!(lagging.tip().height, 2);
+    assert!(asks(&a).is_empty(), "v3 sits out a status period: {a:?}");
+    // No strike: one status period later v3 is asked again (an empty answer would
+    // have made it sit out two).
+    let a = lagging.on_timer(NOW + status_ms, Timer::Status).unwrap();
+    assert_eq!(asks(&a), vec![node(3)]);
+    // "Busy" from a peer not asked changes nothing.
+    let a = lagging
+        .on_message(NOW + status_ms, node(1), NetMsg::SyncBusy)
+        .unwrap();
+    assert!(a.is_empty(), "{a:?}");
+    // "Busy" after holding the request longer than a status period is struck as
+    // silence is: v3 now sits out two periods.
+    let late = NOW + 3 * status_ms;
+    lagging.on_message(late, node(3), NetMsg::SyncBusy).unwrap();
+    let a = lagging.on_timer(late + status_ms, Timer::Status).unwrap();
+    assert!(asks(&a).is_empty(), "a late busy is struck: {a:?}");
+    let a = lagging
+        .on_timer(late + 2 * status_ms, Timer::Status)
+        .unwrap();
+    assert_eq!(asks(&a), vec![node(3)]);
+}
+
 #[test]
 fn a_peer_lying_about_its_height_does_not_capture_sync() {
     let c = consortium();
@@ -468,15 +535,6 @@ fn a_peer_lying_about_its_height_does_not_capture_sync() {
         .map(|h| rs[1].ledger().block_and_certificate(h).unwrap().unwrap())
         .collect();
     let status_ms = Timeouts::for_interval(c.genesis.policy.block_interval_ms).status_ms as i64;
-    let asks = |actions: &[Action]| -> Vec<PublicKey> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send(p, NetMsg::SyncRequest { .. }) => Some(*p),
-                _ => None,
-            })
-            .collect()
-    };
     // An observer would do; here v3 lies: it claims the greatest height there is, and
     // answers nothing. v2 tells the truth.
     let (mut lagging, _) = replica(&c, 0);

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use xinlian_client::block::verify_certificate;
+use xinlian_client::crypto::Signature;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{
     Body, Change, EncodedRecord, Envelope, Proposal, RecordId, RegisterEntity, Vote,
@@ -129,6 +130,10 @@ enum What {
         to: usize,
         first: u64,
     },
+    /// The liar's late "too busy" to node `to`.
+    LiarBusy {
+        to: usize,
+    },
     /// Node `i` is killed at its next `FaultPoint`.
     Fault(usize, FaultPoint),
     /// Node `i` is killed just after its next commit, before it sends anything.
@@ -180,8 +185,8 @@ struct Sim<'f> {
     forgers: BTreeMap<usize, Forger>,
     liar: Option<Liar>,
     /// Every vote and proposal an honest replica signed: (node, height, round, kind) →
-    /// value. Kept across restarts: a second, different signature is a violation.
-    signed: HashMap<(usize, u64, Option<u32>, u8), Option<Hash32>>,
+    /// its signature. Kept across restarts: a second, different one is a violation.
+    signed: HashMap<(usize, u64, Option<u32>, u8), Signature>,
     /// Nodes to kill just after their next commit.
     crash_after_commit: std::collections::BTreeSet<usize>,
     /// Group of each node while partitioned.
@@ -403,6 +408,8 @@ impl<'f> Sim<'f> {
             LiarAnswers::Slowly(ms) => {
                 self.push(self.now + ms, What::LiarAnswer { to: from, first })
             }
+            LiarAnswers::Busy(0) => self.send(liar, from, &NetMsg::SyncBusy),
+            LiarAnswers::Busy(ms) => self.push(self.now + ms, What::LiarBusy { to: from }),
             LiarAnswers::Spoiled => {
                 let mut blocks = self.honest_blocks(first);
                 for (_, cert) in &mut blocks {
@@ -446,23 +453,24 @@ impl<'f> Sim<'f> {
             return;
         }
         let me = self.keys[i];
-        let (slot, value) = match msg {
+        // Ed25519 is deterministic: one signed message, one signature. So two different
+        // signatures for a slot are two different messages (another value, or the same
+        // block under another proof-of-lock round).
+        let (slot, signature) = match msg {
             NetMsg::Vote(v) if v.validator == me => {
-                ((i, v.height, v.round, u8::from(v.precommit)), v.value)
+                ((i, v.height, v.round, u8::from(v.precommit)), v.signature)
             }
-            NetMsg::Proposal(p) if p.proposer == me => {
-                ((i, p.height, p.round, 2), Some(p.block.header.hash()))
-            }
+            NetMsg::Proposal(p) if p.proposer == me => ((i, p.height, p.round, 2), p.signature),
             _ => return,
         };
         match self.signed.get(&slot) {
             Some(before) => assert_eq!(
-                *before, value,
+                *before, signature,
                 "node {i} signed two different messages (kind {}) for height {} round {:?}",
                 slot.3, slot.1, slot.2
             ),
             None => {
-                self.signed.insert(slot, value);
+                self.signed.insert(slot, signature);
             }
         }
     }
@@ -880,6 +888,10 @@ impl<'f> Sim<'f> {
                     let liar = self.liar_index();
                     self.send(liar, to, &NetMsg::SyncResponse { blocks });
                 }
+                What::LiarBusy { to } => {
+                    let liar = self.liar_index();
+                    self.send(liar, to, &NetMsg::SyncBusy);
+                }
                 What::Fault(i, point) => {
                     if self.now < FAULTS_END {
                         self.note(format!("arm {i} {point:?}"));
@@ -937,10 +949,12 @@ impl<'f> Sim<'f> {
             self.push(at, What::Mischief(i));
         }
         if self.rng.chance(0.3) {
-            let answers = match self.rng.below(4) {
+            let answers = match self.rng.below(5) {
                 0 => LiarAnswers::Never,
                 1 => LiarAnswers::Empty,
                 2 => LiarAnswers::Slowly(self.rng.range(1_000, 5_000)),
+                3 if self.rng.chance(0.5) => LiarAnswers::Busy(0),
+                3 => LiarAnswers::Busy(self.rng.range(500, 2_000)),
                 _ => LiarAnswers::Spoiled,
             };
             self.liar = Some(Liar { answers });
@@ -1235,15 +1249,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "2324f93799b037940a71aed98cb898fab1ad16d42ee51b9c0bff6233cc243324",
+            "303556085cdd0247f8faa12df81d760bf71dfe3e75120d8b839a7ad6df2c1d5f",
         ),
         (
             8,
-            "9797ac09599a3fa37261e7fe082c456741db1137788be8277183b64665bf4ff8",
+            "444f0c590e5357881455abb54e6ad3e3d1e759b6487761ae1ddc1543a4b07c01",
         ),
         (
             11,
-            "94d092f7613f161166c50a539b029108c58a6ad349b2741efdb10596d76a0253",
+            "a1988b2c304cfd5881e9511d8ebc8e08ca1377640f07ef45822140fd47c35633",
         ),
     ];
     for (seed, want) in pinned {

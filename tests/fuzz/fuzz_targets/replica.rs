@@ -17,6 +17,7 @@ use std::sync::Arc;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use xinlian_client::block::Block;
+use xinlian_client::crypto::Signature;
 use xinlian_core::chain::build_block;
 use xinlian_core::consensus::ledger::MemLedger;
 use xinlian_core::consensus::replica::{Action, Replica, ReplicaError, Timeouts, Timer};
@@ -35,8 +36,8 @@ struct Run {
     me: PublicKey,
     now: i64,
     timers: Vec<Timer>,
-    votes: HashMap<(u64, Option<u32>, bool), Option<Hash32>>,
-    proposals: HashMap<(u64, Option<u32>), Hash32>,
+    votes: HashMap<(u64, Option<u32>, bool), Signature>,
+    proposals: HashMap<(u64, Option<u32>), Signature>,
 }
 
 fn height(u: &mut Unstructured, tip: u64) -> Result<u64> {
@@ -153,6 +154,7 @@ fn message(u: &mut Unstructured, run: &mut Run) -> Result<Option<NetMsg>> {
             from: height(u, tip)?,
             max: u.arbitrary()?,
         },
+        9 if u.ratio(1, 8)? => NetMsg::SyncBusy,
         9 => {
             let from = u.choose_index(fx.blocks.len())?;
             let to = from + u.choose_index(fx.blocks.len() - from)? + 1;
@@ -196,20 +198,21 @@ fn settle(run: &mut Run, out: std::result::Result<Vec<Action>, ReplicaError>) {
                     run.timers.push(timer);
                 }
             }
+            // Ed25519 is deterministic: another signature for a slot is another message
+            // (another value, or the same block under another proof-of-lock round).
             Action::Broadcast(NetMsg::Vote(v)) | Action::Send(_, NetMsg::Vote(v))
                 if v.validator == run.me =>
             {
                 let slot = (v.height, v.round, v.precommit);
-                let first = *run.votes.entry(slot).or_insert(v.value);
-                assert_eq!(first, v.value, "two different votes signed for {slot:?}");
+                let first = *run.votes.entry(slot).or_insert(v.signature);
+                assert_eq!(first, v.signature, "two different votes signed for {slot:?}");
             }
             Action::Broadcast(NetMsg::Proposal(p)) | Action::Send(_, NetMsg::Proposal(p))
                 if p.proposer == run.me =>
             {
                 let slot = (p.height, p.round);
-                let hash = p.block.header.hash();
-                let first = *run.proposals.entry(slot).or_insert(hash);
-                assert_eq!(first, hash, "two different proposals signed for {slot:?}");
+                let first = *run.proposals.entry(slot).or_insert(p.signature);
+                assert_eq!(first, p.signature, "two different proposals signed for {slot:?}");
             }
             _ => {}
         }

@@ -58,6 +58,7 @@ pub fn messages() -> Vec<NetMsg> {
         NetMsg::SyncResponse {
             blocks: fx.blocks[..2].to_vec(),
         },
+        NetMsg::SyncBusy,
     ]
 }
 

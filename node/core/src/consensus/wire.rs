@@ -93,6 +93,10 @@ pub enum NetMsg {
     SyncResponse {
         blocks: Vec<(Block, Certificate)>,
     },
+    /// The answer of a node too busy to serve a sync request now (its reads or open
+    /// requests are at their bound): not a claim about its blocks, so the asker tries
+    /// another peer without holding it against this one.
+    SyncBusy,
 }
 
 impl NetMsg {
@@ -116,6 +120,7 @@ impl NetMsg {
             NetMsg::Status { .. } => "status",
             NetMsg::SyncRequest { .. } => "sync-request",
             NetMsg::SyncResponse { .. } => "sync-response",
+            NetMsg::SyncBusy => "sync-busy",
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum LiarAnswers {
     Slowly(i64),
     /// Real blocks whose certificates are spoiled.
     Spoiled,
+    /// "Too busy", every time, after this long (ms): at once, as an honest server at
+    /// its bound says it, or late, to hold the asker without a strike.
+    Busy(i64),
 }
 
 /// A lying member's node.

@@ -141,7 +141,7 @@ impl<L: Ledger> Replica<L> {
     fn propose(&mut self, height: Height, round: Round) -> Result<(), ReplicaError> {
         if height.0 == self.tip.height + 1 {
             let value = match self.signed_proposals.get(&(height.0, round.as_u32())) {
-                Some(id) => match self.reproposal(id) {
+                Some((id, _)) => match self.reproposal(id) {
                     Some(v) => v,
                     None => {
                         // Our block of then is gone (it no longer executes): proposing
@@ -213,15 +213,16 @@ impl<L: Ledger> Replica<L> {
     /// it to re-send.
     fn sign_proposal(&mut self, p: BlockProposal) -> Result<SignedProposal, String> {
         let slot = (p.height.0, p.round.as_u32());
+        let signing = (p.value.id, p.pol_round.as_u32());
         if let Some(prev) = self.signed_proposals.get(&slot)
-            && *prev != p.value.id
+            && *prev != signing
         {
             return Err(format!(
                 "refusing to sign a second, different proposal for height {} round {:?}",
                 slot.0, slot.1
             ));
         }
-        self.signed_proposals.insert(slot, p.value.id);
+        self.signed_proposals.insert(slot, signing);
         let signature = sign(&self.key, &proposal_message(&self.c.chain, &p));
         let signed = SignedMessage::new(p, signature);
         if let Some(rd) = signed.message.round.as_u32() {

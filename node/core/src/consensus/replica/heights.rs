@@ -176,14 +176,17 @@ impl<L: Ledger> Replica<L> {
             Input::Proposal(p) if p.message.proposer.0 == self.me => {
                 self.signed_proposals.insert(
                     (p.message.height.0, p.message.round.as_u32()),
-                    p.message.value.id,
+                    (p.message.value.id, p.message.pol_round.as_u32()),
                 );
             }
-            // The value we chose to propose, logged (durably) before we signed it.
+            // The value we chose to propose, logged (durably) before we signed it. Only a
+            // fresh value is logged so (Malachite re-proposes a valid value without
+            // asking us), and a fresh value goes out under no proof-of-lock round: the
+            // logged `valid_round` is always nil, as that proposal's is.
             Input::ProposedValue(v, _) if v.proposer.0 == self.me => {
                 self.signed_proposals
                     .entry((v.height.0, v.round.as_u32()))
-                    .or_insert(v.value.id);
+                    .or_insert((v.value.id, v.valid_round.as_u32()));
             }
             _ => {}
         }

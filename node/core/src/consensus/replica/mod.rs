@@ -227,7 +227,9 @@ pub struct Replica<L: Ledger> {
     /// Our own votes: (height, round, precommit) → value. A second, different signature
     /// for the same slot is refused whatever the state machine asks.
     signed_votes: HashMap<(u64, Option<u32>, bool), Option<Hash32>>,
-    signed_proposals: HashMap<(u64, Option<u32>), Hash32>,
+    /// Our own proposals: (height, round) → (value, proof-of-lock round). The same
+    /// value under another proof-of-lock round is another signed message, refused too.
+    signed_proposals: HashMap<(u64, Option<u32>), (Hash32, Option<u32>)>,
 }
 
 impl<L: Ledger> Replica<L> {
@@ -346,8 +348,11 @@ impl<L: Ledger> Replica<L> {
         let out = self.admit(rec, signature);
         if out.is_ok() {
             self.actions.push(Action::Relay(bytes));
-            if let Err(e) = self.maybe_start(Start::IfDue) {
-                tracing::error!(error = %e, "starting the next height failed");
+            // A height may now be due. Starting one writes to the ledger, and a ledger
+            // failure must reach a caller that stops the node, which an admission
+            // answer is not: the start is left to the timer, due at once.
+            if self.is_validator() && self.consensus.is_none() {
+                self.schedule(Timer::NextHeight, 0);
             }
         }
         (out, std::mem::take(&mut self.actions))
@@ -414,6 +419,7 @@ impl<L: Ledger> Replica<L> {
             NetMsg::Status { height, .. } => self.on_status(from, height),
             NetMsg::SyncRequest { from: first, max } => self.serve_sync(from, first, max)?,
             NetMsg::SyncResponse { blocks } => self.on_sync_response(from, blocks)?,
+            NetMsg::SyncBusy => self.on_sync_busy(from),
         }
         self.drain()?;
         Ok(std::mem::take(&mut self.actions))

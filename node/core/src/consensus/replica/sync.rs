@@ -98,6 +98,26 @@ impl<L: Ledger> Replica<L> {
         }
     }
 
+    /// The peer asked is too busy to answer. Said at once, as a server at its bound
+    /// says it, that is no lie: no strike, but it sits out one status period while
+    /// another peer is asked, so a peer that always says so costs one prompt round trip
+    /// per status period, whatever height it claims. Said after more than a status
+    /// period, it held the request as silence would, and is struck as silence is.
+    pub(super) fn on_sync_busy(&mut self, peer: PublicKey) {
+        let Some(req) = self.syncing.filter(|r| r.peer == peer) else {
+            return;
+        };
+        self.syncing = None;
+        let status = self.timeouts.status_ms as i64;
+        if self.now_ms - req.at_ms > status {
+            self.strike_sync_peer(peer);
+        } else {
+            let b = self.sync_backoff.entry(peer).or_default();
+            b.until_ms = b.until_ms.max(self.now_ms + status);
+        }
+        self.maybe_sync();
+    }
+
     /// Sends a peer the blocks it asked for that we have, with their certificates.
     pub(super) fn serve_sync(
         &mut self,
