@@ -9,7 +9,7 @@
 //! They meet only through bounded channels and the store, so a flooded API cannot
 //! delay a vote. Sync requests are answered from the store on blocking threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +134,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Sync requests read from the store at once; more are answered empty.
+/// Sync requests read from the store at once, one per asking node; more are answered
+/// "busy".
 const SYNC_READS_MAX: usize = 2;
 
 /// How often disconnected peers are dialled again.
@@ -275,7 +276,7 @@ impl Consensus {
             consortium_tx: self.consortium_tx,
             relay: Vec::new(),
             relay_bytes: 0,
-            sync_reads: 0,
+            sync_reading: HashSet::new(),
             sync_done: sync_tx,
         };
         host.apply(actions);
@@ -321,8 +322,9 @@ struct Host {
     relay_bytes: usize,
     /// Sync requests being read from the store on blocking threads, and where their
     /// answers come back.
-    sync_reads: usize,
-    sync_done: mpsc::Sender<(SyncTicket, NetMsg)>,
+    /// The nodes whose sync request is being read from the store.
+    sync_reading: HashSet<PublicKey>,
+    sync_done: mpsc::Sender<(SyncTicket, PublicKey, NetMsg)>,
 }
 
 impl Host {
@@ -330,7 +332,7 @@ impl Host {
     async fn run(
         &mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut synced: mpsc::Receiver<(SyncTicket, NetMsg)>,
+        mut synced: mpsc::Receiver<(SyncTicket, PublicKey, NetMsg)>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         self.net.redial(&self.peers);
@@ -355,8 +357,8 @@ impl Host {
                         self.net_event(event)?;
                     }
                 }
-                Some((ticket, answer)) = synced.recv() => {
-                    self.sync_reads -= 1;
+                Some((ticket, asker, answer)) = synced.recv() => {
+                    self.sync_reading.remove(&asker);
                     self.net.answer_sync(ticket, &answer);
                 }
                 _ = sleep => self.fire_timers()?,
@@ -412,7 +414,12 @@ impl Host {
                 println!("xinlian-node: p2p listening on {address}");
             }
             NetEvent::Message { from, msg } => self.deliver(from, msg)?,
-            NetEvent::SyncRequest { first, max, ticket } => self.serve_sync(first, max, ticket),
+            NetEvent::SyncRequest {
+                from,
+                first,
+                max,
+                ticket,
+            } => self.serve_sync(from, first, max, ticket),
             // What it claimed about its height goes with it (see the replica's sync).
             NetEvent::PeerGone(peer) => self.replica.peer_gone(&peer),
         }
@@ -421,14 +428,15 @@ impl Host {
 
     /// Answers a sync request from the store on a blocking thread, with the bounds of
     /// the replica's own `serve_sync`: consensus never waits for a peer's catching up.
-    /// With `SYNC_READS_MAX` reads under way, the answer is "busy" at once (the peer
-    /// asks another, and this one later).
-    fn serve_sync(&mut self, first: u64, max: u64, ticket: SyncTicket) {
-        if self.sync_reads >= SYNC_READS_MAX {
+    /// With `SYNC_READS_MAX` reads under way, or one already for the same node (an
+    /// honest one asks one thing at a time; a member flooding requests must not take
+    /// every read from the others), the answer is "busy" at once: the peer asks
+    /// another, and this one later.
+    fn serve_sync(&mut self, asker: PublicKey, first: u64, max: u64, ticket: SyncTicket) {
+        if self.sync_reading.len() >= SYNC_READS_MAX || !self.sync_reading.insert(asker) {
             self.net.answer_sync(ticket, &NetMsg::SyncBusy);
             return;
         }
-        self.sync_reads += 1;
         let (store, done) = (self.store.clone(), self.sync_done.clone());
         tokio::task::spawn_blocking(move || {
             let blocks = read_blocks(&store, first, max).unwrap_or_else(|e| {
@@ -436,7 +444,7 @@ impl Host {
                 Vec::new()
             });
             // The loop holds the receiver while it runs; after it, nobody is waiting.
-            let _ = done.blocking_send((ticket, NetMsg::SyncResponse { blocks }));
+            let _ = done.blocking_send((ticket, asker, NetMsg::SyncResponse { blocks }));
         });
     }
 

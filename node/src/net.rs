@@ -160,9 +160,11 @@ pub enum NetEvent {
     /// A message for the replica from a member's node: gossip (anything but sync,
     /// from its signing author), or the blocks answering our sync request.
     Message { from: PublicKey, msg: NetMsg },
-    /// A member's node asks for the blocks from height `first` on (at most `max`).
-    /// The request stays open here until [`Network::answer_sync`] answers `ticket`.
+    /// Member's node `from` asks for the blocks from height `first` on (at most
+    /// `max`). The request stays open here until [`Network::answer_sync`] answers
+    /// `ticket`.
     SyncRequest {
+        from: PublicKey,
         first: u64,
         max: u64,
         ticket: SyncTicket,
@@ -521,7 +523,12 @@ impl Network {
                     let ticket = SyncTicket(self.next_ticket);
                     self.next_ticket += 1;
                     self.sync_open.insert(ticket, channel);
-                    Some(NetEvent::SyncRequest { first, max, ticket })
+                    Some(NetEvent::SyncRequest {
+                        from,
+                        first,
+                        max,
+                        ticket,
+                    })
                 }
                 other => {
                     tracing::warn!(%peer, node_key = %from, error = ?other.err(), "malformed sync request");
