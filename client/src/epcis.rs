@@ -758,17 +758,7 @@ fn time_of(ev: &mut Ev) -> Option<EventTime> {
             return None;
         }
     };
-    let minutes = (|| {
-        let (sign, rest) = match off.as_bytes().first()? {
-            b'+' => (1, &off[1..]),
-            b'-' => (-1, &off[1..]),
-            _ => return None,
-        };
-        let (h, m) = rest.split_once(':')?;
-        let (h, m): (i16, i16) = (h.parse().ok()?, m.parse().ok()?);
-        (h <= 14 && m < 60 && rest.len() == 5).then_some(sign * (h * 60 + m))
-    })();
-    match minutes {
+    match offset_minutes(off) {
         Some(m) => time.offset_minutes = m,
         None => ev.err("eventTimeZoneOffset", format!("'{off}' is not ±hh:mm")),
     }
@@ -776,6 +766,24 @@ fn time_of(ev: &mut Ev) -> Option<EventTime> {
         ev.err("eventTime", "outside the years 1970–9999");
     }
     Some(time)
+}
+
+/// An EPCIS `eventTimeZoneOffset`, `±hh:mm` exactly (digits only, at most ±14:00), in
+/// minutes. Found by the `epcis_import` fuzz target: the parser this replaces read each
+/// part with `str::parse`, so it took `+-5:00` and `+05:-1`, and it computed the
+/// minutes before checking the hours, so `+999:9` overflowed.
+fn offset_minutes(off: &str) -> Option<i16> {
+    let (sign, rest) = match off.as_bytes() {
+        [b'+', rest @ ..] => (1, rest),
+        [b'-', rest @ ..] => (-1, rest),
+        _ => return None,
+    };
+    let &[h1, h0, b':', m1, m0] = rest else {
+        return None;
+    };
+    let digit = |d: u8| d.is_ascii_digit().then(|| i16::from(d - b'0'));
+    let (h, m) = (digit(h1)? * 10 + digit(h0)?, digit(m1)? * 10 + digit(m0)?);
+    (m < 60 && h * 60 + m <= 14 * 60).then(|| sign * (h * 60 + m))
 }
 
 /// Where a receipt's shipment is looked for: shipments earlier in this document, then
@@ -1433,6 +1441,30 @@ fn find_shipment(
                     None
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offset_minutes;
+
+    #[test]
+    fn a_time_zone_offset_is_exactly_sign_hours_colon_minutes() {
+        for (text, minutes) in [
+            ("+08:00", 480),
+            ("-03:30", -210),
+            ("+14:00", 840),
+            ("-00:00", 0),
+        ] {
+            assert_eq!(offset_minutes(text), Some(minutes), "{text}");
+        }
+        // The fuzz target's overflow, signs and signs inside parts, wrong shapes.
+        for text in [
+            "+999:9", "+-5:00", "+05:-1", "+5:000", "+15:00", "+14:30", "+05:60", "08:00", "+08:0",
+            "+08:000", "+0８:00", "", "+", "-12", "+ 8:00",
+        ] {
+            assert_eq!(offset_minutes(text), None, "{text:?}");
         }
     }
 }
