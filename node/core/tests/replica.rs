@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use xinlian_client::block::{Block, Certificate};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
 use xinlian_core::chain::Tip;
@@ -481,15 +482,22 @@ fn asks(actions: &[Action]) -> Vec<PublicKey> {
         .collect()
 }
 
-#[test]
-fn a_busy_peer_is_asked_again_soon_and_another_meanwhile() {
+/// Blocks 1 and 2 with their certificates, as a peer ahead would send them, and the
+/// status period of the consortium.
+fn two_certified_blocks() -> (Vec<(Block, Certificate)>, i64) {
     let c = consortium();
     let rs = finalize(&c, 2);
-    let blocks: Vec<_> = (1..=2)
+    let blocks = (1..=2)
         .map(|h| rs[1].ledger().block_and_certificate(h).unwrap().unwrap())
         .collect();
     let status_ms = Timeouts::for_interval(c.genesis.policy.block_interval_ms).status_ms as i64;
-    let (mut lagging, _) = replica(&c, 0);
+    (blocks, status_ms)
+}
+
+#[test]
+fn a_busy_peer_is_asked_again_soon_and_another_meanwhile() {
+    let (blocks, status_ms) = two_certified_blocks();
+    let (mut lagging, _) = replica(&consortium(), 0);
     let tip = Hash32([0; 32]);
     let a = lagging
         .on_message(NOW, node(3), NetMsg::Status { height: 4, tip })
@@ -529,15 +537,10 @@ fn a_busy_peer_is_asked_again_soon_and_another_meanwhile() {
 
 #[test]
 fn a_peer_lying_about_its_height_does_not_capture_sync() {
-    let c = consortium();
-    let rs = finalize(&c, 2);
-    let blocks: Vec<_> = (1..=2)
-        .map(|h| rs[1].ledger().block_and_certificate(h).unwrap().unwrap())
-        .collect();
-    let status_ms = Timeouts::for_interval(c.genesis.policy.block_interval_ms).status_ms as i64;
+    let (blocks, status_ms) = two_certified_blocks();
     // An observer would do; here v3 lies: it claims the greatest height there is, and
     // answers nothing. v2 tells the truth.
-    let (mut lagging, _) = replica(&c, 0);
+    let (mut lagging, _) = replica(&consortium(), 0);
     let tip = Hash32([0; 32]);
     let a = lagging
         .on_message(
