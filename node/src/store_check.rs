@@ -68,12 +68,15 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
             hex::encode(differing)
         );
     }
+    let marks = store.marks();
     Ok(format!(
-        "store OK: {} blocks, {} records, ledger root {}, state hash {} ({} entries) equal to a full replay",
+        "store OK: {} blocks, {} records, ledger root {}, state hash {} ({} entries) equal to a full replay; acknowledged height {} and signing mark {} in the anchor",
         tip.height,
         tip.frontier.size(),
         tip.frontier.root(),
         tip.state_hash,
-        state.len()
+        state.len(),
+        marks.acknowledged,
+        marks.signed
     ))
 }

@@ -1,7 +1,8 @@
 //! A node killed with SIGKILL in the middle of a stream of blocks loses no finalized
 //! block: after restart its chain and derived state are intact (verified by a full
 //! replay), every record it had reported final is still final at the same height, and
-//! it goes on finalizing. A damaged store is refused at start.
+//! it goes on finalizing. A damaged store is refused at start (a flipped byte in the
+//! history, an engine that lost its data or went back to an older state).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,19 +130,97 @@ fn damaged_or_foreign_store_is_refused_at_start() -> anyhow::Result<()> {
     let mut cmd_err = other.start_fails(&c.data_dir())?;
     assert!(cmd_err.contains("belongs to chain"), "{cmd_err}");
 
-    // Flip one byte of the last record as a disk error would.
-    {
+    // Flip one byte of the last record's bytes in its segment file, as a disk error
+    // would: refused at start and by `check`, naming the file and the offset.
+    let (file, offset, len) = {
         let cons = xinlian_core::execute::Consortium::new(c.genesis.clone());
         let (store, _) = xinlian_node::store::Store::open(&c.data_dir().join("ledger"), &cons)?;
-        let mut bytes = v.record.canonical_bytes();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x40;
-        store.corrupt_record_for_tests(index, &bytes)?;
-    }
+        store
+            .record_file_span(index)?
+            .expect("the record is stored")
+    };
+    flip_byte(&file, offset + len - 1)?;
+    let frame = offset - xinlian_node::store::segments::FRAME_BYTES as u64;
+    let named = format!("{} at offset {frame}", file.display());
     cmd_err = c.start_fails(&c.data_dir())?;
     assert!(
-        cmd_err.contains("store is damaged") && cmd_err.contains("do not match its header"),
+        cmd_err.contains("store is damaged")
+            && cmd_err.contains(&named)
+            && cmd_err.contains("checksum mismatch"),
         "{cmd_err}"
+    );
+    let report = c.check().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(report.contains(&named), "check: {report}");
+    Ok(())
+}
+
+fn flip_byte(file: &std::path::Path, at: u64) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)?;
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at)?;
+    f.write_all_at(&[b[0] ^ 0x40], at)?;
+    Ok(())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The failure the first storage engine had (an empty store opened without an error
+/// after damage) and its cousin, an engine restored to an older state: neither may
+/// open at a lower height than the node acknowledged, at start or in `check`.
+#[test]
+fn a_store_whose_engine_lost_its_data_or_went_back_is_refused() -> anyhow::Result<()> {
+    let c = xinlian_tests::consortium!()?;
+    let node = c.start()?;
+    let farm = register(&c, &node.client)?;
+    node.client
+        .submit_and_wait(&farm.sign(xinlian_tests::commission("b1")), 10_000)?;
+    drop(node);
+    let kv = c.data_dir().join("ledger").join("kv");
+    let old = c.path().join("kv-then");
+    copy_dir(&kv, &old)?;
+
+    let node = c.start()?;
+    let later = node
+        .client
+        .submit_and_wait(&farm.sign(xinlian_tests::commission("b2")), 10_000)?;
+    let acknowledged = node.client.status()?.height;
+    assert!(later.height.unwrap() <= acknowledged);
+    drop(node);
+
+    // The engine as it was before the last blocks.
+    std::fs::remove_dir_all(&kv)?;
+    copy_dir(&old, &kv)?;
+    let err = c.start_fails(&c.data_dir())?;
+    assert!(
+        err.contains("store rolled back")
+            && err.contains(&format!("acknowledged block {acknowledged}")),
+        "{err}"
+    );
+    let report = c.check().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(report.contains("store rolled back"), "check: {report}");
+
+    // The engine empty, as sled opened it after damage: not a fresh store at height 0.
+    std::fs::remove_dir_all(&kv)?;
+    let err = c.start_fails(&c.data_dir())?;
+    assert!(
+        err.contains("is empty but the folder holds history")
+            && err.contains(&format!("acknowledged height {acknowledged}")),
+        "{err}"
     );
     Ok(())
 }

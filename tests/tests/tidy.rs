@@ -4,7 +4,8 @@
 //! - the crates' dependency boundaries (read from `cargo metadata`): the core names no
 //!   runtime, store, network or HTTP crate and reaches none of them; the client library
 //!   compiles without HTTP, CLI or server crates; genesis knows nothing of records;
-//!   nothing depends on the node but its binaries, tests and benchmark;
+//!   nothing depends on the node but its binaries, tests and benchmark; only the store
+//!   (and the benchmark) names a storage engine;
 //! - the core's source names none of those crates either (its `clippy.toml` bans
 //!   clocks, sleeps, OS randomness and I/O);
 //! - no function outside tests runs past `FN_LINES_MAX` lines without a comment saying
@@ -135,6 +136,9 @@ const IO_CRATES: &[&str] = &[
     "tracing-subscriber",
 ];
 
+/// Storage engines: only `xinlian-store` (and the benchmark) may name one.
+const STORAGE_ENGINES: &[&str] = &["sled", "redb", "fjall", "rocksdb", "heed", "lmdb"];
+
 /// Of those, the ones the core may reach through a dependency: Malachite's
 /// core-consensus crate depends on tokio, and genesis and libp2p-identity (peer ids)
 /// on getrandom and rand. The core's own code uses none of them, which the source scan
@@ -215,6 +219,18 @@ fn the_crate_boundaries_hold() {
             "xinlian-cli links {inner}"
         );
     }
+    // Only the store names a storage engine (and the benchmark, which measures them).
+    let engine_users: Vec<&String> = m
+        .direct
+        .iter()
+        .filter(|(_, deps)| deps.iter().any(|d| STORAGE_ENGINES.contains(&d.as_str())))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        engine_users,
+        vec!["xinlian-bench", "xinlian-store"],
+        "who depends on a storage engine"
+    );
     // Only the binaries, tests and benchmark depend on the node library.
     let dependents: Vec<&String> = m
         .direct

@@ -1,0 +1,239 @@
+//! The anchor: what this node has acknowledged and signed, kept apart from the
+//! key-value store so that damage to it cannot erase them (docs/storage.md § Recovery).
+//!
+//! A small file of two fixed slots, written in turn (as redb flips its commit slots):
+//! each slot holds a counter, the chain, the height of the last block acknowledged and
+//! its hash, and the highest height at which this node made a durable signature, under
+//! a CRC. A torn write spoils at most the slot being written, and the other one still
+//! holds the previous anchor; the valid slot with the higher counter wins.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use xinlian_genesis::Hash32;
+
+const MAGIC: [u8; 8] = *b"xinlanc1";
+/// magic 8 ‖ counter 8 ‖ chain 32 ‖ acknowledged height 8 ‖ its hash 32 ‖ signed height 8 ‖ CRC 4.
+const SLOT_BYTES: usize = 100;
+
+/// What the anchor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marks {
+    pub chain: Hash32,
+    /// The height of the last block this node acknowledged as stored (0: none).
+    pub acknowledged: u64,
+    /// That block's hash (zero for height 0).
+    pub acknowledged_hash: Hash32,
+    /// The highest height at which this node wrote a signature of its own to its
+    /// write-ahead log (0: none).
+    pub signed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorError {
+    #[error("{}: {source}", file.display())]
+    Io { file: PathBuf, source: io::Error },
+    #[error("{}: neither slot holds a valid anchor ({what})", file.display())]
+    Corrupt { file: PathBuf, what: String },
+}
+
+pub struct Anchor {
+    path: PathBuf,
+    file: File,
+    counter: u64,
+    marks: Marks,
+}
+
+fn encode(counter: u64, m: &Marks) -> [u8; SLOT_BYTES] {
+    let mut s = [0u8; SLOT_BYTES];
+    s[..8].copy_from_slice(&MAGIC);
+    s[8..16].copy_from_slice(&counter.to_le_bytes());
+    s[16..48].copy_from_slice(&m.chain.0);
+    s[48..56].copy_from_slice(&m.acknowledged.to_le_bytes());
+    s[56..88].copy_from_slice(&m.acknowledged_hash.0);
+    s[88..96].copy_from_slice(&m.signed.to_le_bytes());
+    let crc = crc32fast::hash(&s[..96]);
+    s[96..].copy_from_slice(&crc.to_le_bytes());
+    s
+}
+
+fn decode(s: &[u8]) -> Option<(u64, Marks)> {
+    let u64_at = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let h32_at = |i: usize| Hash32(s[i..i + 32].try_into().expect("32 bytes"));
+    if s.len() != SLOT_BYTES || s[..8] != MAGIC {
+        return None;
+    }
+    let crc = u32::from_le_bytes(s[96..100].try_into().ok()?);
+    if crc32fast::hash(&s[..96]) != crc {
+        return None;
+    }
+    Some((
+        u64_at(8),
+        Marks {
+            chain: h32_at(16),
+            acknowledged: u64_at(48),
+            acknowledged_hash: h32_at(56),
+            signed: u64_at(88),
+        },
+    ))
+}
+
+impl Anchor {
+    /// Whether an anchor file exists at `path`.
+    pub fn exists(path: &Path) -> bool {
+        path.exists()
+    }
+
+    /// Creates the anchor of a new store, durable on return (file and folder).
+    pub fn create(path: &Path, marks: Marks) -> Result<Anchor, AnchorError> {
+        let io = |source| AnchorError::Io {
+            file: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
+        let mut a = Anchor {
+            path: path.to_path_buf(),
+            file,
+            counter: 0,
+            marks,
+        };
+        // Both slots, so that the file has its full size from the start.
+        a.file
+            .write_all_at(&[encode(0, &marks), encode(0, &marks)].concat(), 0)
+            .and_then(|()| a.file.sync_all())
+            .map_err(|source| AnchorError::Io {
+                file: path.to_path_buf(),
+                source,
+            })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| AnchorError::Io {
+                file: dir.to_path_buf(),
+                source,
+            })?;
+        a.counter = 0;
+        Ok(a)
+    }
+
+    /// Opens an existing anchor: the valid slot with the higher counter.
+    pub fn open(path: &Path) -> Result<Anchor, AnchorError> {
+        let io = |source| AnchorError::Io {
+            file: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len != 2 * SLOT_BYTES as u64 {
+            return Err(AnchorError::Corrupt {
+                file: path.to_path_buf(),
+                what: format!("{len} bytes, not {}", 2 * SLOT_BYTES),
+            });
+        }
+        let mut both = [0u8; 2 * SLOT_BYTES];
+        file.read_exact_at(&mut both, 0).map_err(io)?;
+        let best = [&both[..SLOT_BYTES], &both[SLOT_BYTES..]]
+            .into_iter()
+            .filter_map(decode)
+            .max_by_key(|(counter, _)| *counter)
+            .ok_or_else(|| AnchorError::Corrupt {
+                file: path.to_path_buf(),
+                what: "both checksums fail".into(),
+            })?;
+        Ok(Anchor {
+            path: path.to_path_buf(),
+            file,
+            counter: best.0,
+            marks: best.1,
+        })
+    }
+
+    pub fn marks(&self) -> Marks {
+        self.marks
+    }
+
+    /// Replaces the marks, durable on return. The slot not holding the current marks
+    /// is overwritten, so a crash meanwhile leaves the current ones readable.
+    pub fn set(&mut self, marks: Marks) -> Result<(), AnchorError> {
+        if marks == self.marks {
+            return Ok(());
+        }
+        let counter = self.counter + 1;
+        let slot = (counter % 2) as usize * SLOT_BYTES;
+        self.file
+            .write_all_at(&encode(counter, &marks), slot as u64)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| AnchorError::Io {
+                file: self.path.clone(),
+                source,
+            })?;
+        self.counter = counter;
+        self.marks = marks;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(h: u64) -> Marks {
+        Marks {
+            chain: Hash32([7; 32]),
+            acknowledged: h,
+            acknowledged_hash: Hash32([h as u8; 32]),
+            signed: h + 1,
+        }
+    }
+
+    #[test]
+    fn the_latest_marks_survive_reopening_and_a_torn_slot_falls_back_to_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor");
+        let mut a = Anchor::create(&path, marks(0)).unwrap();
+        for h in 1..=5 {
+            a.set(marks(h)).unwrap();
+        }
+        assert_eq!(Anchor::open(&path).unwrap().marks(), marks(5));
+        // Counter 5 sits in slot 1; tear it: slot 0 (counter 4) is what remains.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xff; 10], SLOT_BYTES as u64 + 40).unwrap();
+        assert_eq!(Anchor::open(&path).unwrap().marks(), marks(4));
+        // Both torn: an error naming the file, not a fresh anchor.
+        f.write_all_at(&[0xff; 10], 40).unwrap();
+        let err = Anchor::open(&path).err().expect("refused").to_string();
+        assert!(
+            err.contains("anchor") && err.contains("neither slot"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_anchor_of_the_wrong_size_is_refused_and_create_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor");
+        Anchor::create(&path, marks(3)).unwrap();
+        assert!(Anchor::create(&path, marks(0)).is_err(), "create_new");
+        assert_eq!(Anchor::open(&path).unwrap().marks(), marks(3));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(150)
+            .unwrap();
+        let err = Anchor::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("150 bytes"), "{err}");
+    }
+}
