@@ -15,6 +15,14 @@ use xinlian_core::execute::Consortium;
 
 pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
     let mut c = Consortium::new(genesis);
+    // A check never creates a store where there is none (a mistyped folder).
+    ensure!(
+        ["kv", "anchor", "history"]
+            .iter()
+            .any(|f| path.join(f).exists()),
+        "{} holds no store",
+        path.display()
+    );
     let (store, tip) = Store::open(path, &c)?;
     let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut t = Tip::genesis(&c);

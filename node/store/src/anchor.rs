@@ -1,7 +1,8 @@
 //! The anchor: what this node has acknowledged and signed, kept apart from the
 //! key-value store so that damage to it cannot erase them (docs/storage.md § Recovery).
 //!
-//! A small file of two fixed slots, written in turn (as redb flips its commit slots):
+//! A small file of two slots a page apart (so that no one sector or page holds both),
+//! written in turn (as redb flips its commit slots):
 //! each slot holds a counter, the chain, the height of the last block acknowledged and
 //! its hash, and the highest height at which this node made a durable signature, under
 //! a CRC. A torn write spoils at most the slot being written, and the other one still
@@ -17,6 +18,9 @@ use xinlian_genesis::Hash32;
 const MAGIC: [u8; 8] = *b"xinlanc1";
 /// magic 8 ‖ counter 8 ‖ chain 32 ‖ acknowledged height 8 ‖ its hash 32 ‖ signed height 8 ‖ CRC 4.
 const SLOT_BYTES: usize = 100;
+/// Where slot 1 starts, and half the file.
+const SLOT_STRIDE: usize = 4096;
+const FILE_BYTES: u64 = 2 * SLOT_STRIDE as u64;
 
 /// What the anchor holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +28,7 @@ pub struct Marks {
     pub chain: Hash32,
     /// The height of the last block this node acknowledged as stored (0: none).
     pub acknowledged: u64,
-    /// That block's hash (zero for height 0).
+    /// That block's hash (the genesis tip's for height 0).
     pub acknowledged_hash: Hash32,
     /// The highest height at which this node wrote a signature of its own to its
     /// write-ahead log (0: none).
@@ -87,41 +91,41 @@ impl Anchor {
         path.exists()
     }
 
-    /// Creates the anchor of a new store, durable on return (file and folder).
+    /// Creates the anchor of a new store, durable on return: written whole beside its
+    /// place, synced, renamed into place and the folder synced, so that a crash leaves
+    /// either no anchor or a valid one.
     pub fn create(path: &Path, marks: Marks) -> Result<Anchor, AnchorError> {
-        let io = |source| AnchorError::Io {
-            file: path.to_path_buf(),
-            source,
+        let io = |file: &Path| {
+            let file = file.to_path_buf();
+            move |source| AnchorError::Io { file, source }
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io)?;
-        let mut a = Anchor {
-            path: path.to_path_buf(),
-            file,
-            counter: 0,
-            marks,
-        };
-        // Both slots, so that the file has its full size from the start.
-        a.file
-            .write_all_at(&[encode(0, &marks), encode(0, &marks)].concat(), 0)
-            .and_then(|()| a.file.sync_all())
-            .map_err(|source| AnchorError::Io {
+        let tmp = path.with_extension("new");
+        let mut image = vec![0u8; FILE_BYTES as usize];
+        image[..SLOT_BYTES].copy_from_slice(&encode(0, &marks));
+        image[SLOT_STRIDE..SLOT_STRIDE + SLOT_BYTES].copy_from_slice(&encode(0, &marks));
+        {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(io(&tmp))?;
+            f.write_all_at(&image, 0)
+                .and_then(|()| f.sync_all())
+                .map_err(io(&tmp))?;
+        }
+        if path.exists() {
+            return Err(AnchorError::Io {
                 file: path.to_path_buf(),
-                source,
-            })?;
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "an anchor exists"),
+            });
+        }
+        std::fs::rename(&tmp, path).map_err(io(path))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| AnchorError::Io {
-                file: dir.to_path_buf(),
-                source,
-            })?;
-        a.counter = 0;
-        Ok(a)
+            .map_err(io(dir))?;
+        Self::open(path)
     }
 
     /// Opens an existing anchor: the valid slot with the higher counter.
@@ -136,15 +140,18 @@ impl Anchor {
             .open(path)
             .map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        if len != 2 * SLOT_BYTES as u64 {
+        if len != FILE_BYTES {
             return Err(AnchorError::Corrupt {
                 file: path.to_path_buf(),
-                what: format!("{len} bytes, not {}", 2 * SLOT_BYTES),
+                what: format!("{len} bytes, not {FILE_BYTES}"),
             });
         }
-        let mut both = [0u8; 2 * SLOT_BYTES];
-        file.read_exact_at(&mut both, 0).map_err(io)?;
-        let best = [&both[..SLOT_BYTES], &both[SLOT_BYTES..]]
+        let mut slot0 = [0u8; SLOT_BYTES];
+        let mut slot1 = [0u8; SLOT_BYTES];
+        file.read_exact_at(&mut slot0, 0).map_err(io)?;
+        file.read_exact_at(&mut slot1, SLOT_STRIDE as u64)
+            .map_err(io)?;
+        let best = [&slot0[..], &slot1[..]]
             .into_iter()
             .filter_map(decode)
             .max_by_key(|(counter, _)| *counter)
@@ -171,7 +178,7 @@ impl Anchor {
             return Ok(());
         }
         let counter = self.counter + 1;
-        let slot = (counter % 2) as usize * SLOT_BYTES;
+        let slot = (counter % 2) as usize * SLOT_STRIDE;
         self.file
             .write_all_at(&encode(counter, &marks), slot as u64)
             .and_then(|()| self.file.sync_data())
@@ -209,7 +216,8 @@ mod tests {
         assert_eq!(Anchor::open(&path).unwrap().marks(), marks(5));
         // Counter 5 sits in slot 1; tear it: slot 0 (counter 4) is what remains.
         let f = OpenOptions::new().write(true).open(&path).unwrap();
-        f.write_all_at(&[0xff; 10], SLOT_BYTES as u64 + 40).unwrap();
+        f.write_all_at(&[0xff; 10], SLOT_STRIDE as u64 + 40)
+            .unwrap();
         assert_eq!(Anchor::open(&path).unwrap().marks(), marks(4));
         // Both torn: an error naming the file, not a fresh anchor.
         f.write_all_at(&[0xff; 10], 40).unwrap();
@@ -235,5 +243,11 @@ mod tests {
             .unwrap();
         let err = Anchor::open(&path).err().expect("refused").to_string();
         assert!(err.contains("150 bytes"), "{err}");
+        // A half-written anchor beside its place (a crash in `create`) is not an anchor.
+        let other = dir.path().join("other");
+        std::fs::write(other.with_extension("new"), [1, 2, 3]).unwrap();
+        assert!(!Anchor::exists(&other));
+        Anchor::create(&other, marks(0)).unwrap();
+        assert_eq!(Anchor::open(&other).unwrap().marks(), marks(0));
     }
 }

@@ -155,9 +155,10 @@ pub fn node_position(level: u32, index: u64) -> Option<u64> {
         .checked_add(u64::from(level))
 }
 
-/// Merkle nodes stored for a tree of `size` leaves.
-fn nodes_for(size: u64) -> u64 {
-    2 * size - u64::from(size.count_ones())
+/// Merkle nodes stored for a tree of `size` leaves (`None` past any real tree).
+fn nodes_for(size: u64) -> Option<u64> {
+    size.checked_mul(2)
+        .map(|n| n - u64::from(size.count_ones()))
 }
 
 fn state_key_of(key: &[u8]) -> Vec<u8> {
@@ -199,10 +200,9 @@ impl Paths {
         }
     }
 
-    /// Whether any history or an anchor exists (a fresh engine must find neither).
+    /// Whether any history segment exists (a new store has none).
     fn any_history(&self) -> Result<bool, StoreError> {
-        Ok(self.anchor.exists()
-            || SegmentLog::any_segments(&self.records)?
+        Ok(SegmentLog::any_segments(&self.records)?
             || SegmentLog::any_segments(&self.blocks)?
             || SegmentLog::any_segments(&self.nodes)?)
     }
@@ -214,9 +214,16 @@ pub struct Store {
     blocks: SegmentLog,
     nodes: FixedLog,
     anchor: Mutex<Anchor>,
-    /// Set when a commit failed after the engine may have taken it: the logs and the
-    /// engine can then disagree until the store is reopened, so nothing more is written.
+    /// The logs' ends as the engine last committed them (reads below them must find
+    /// their index entries).
+    committed: std::sync::RwLock<LogEnds>,
+    /// Set when a commit failed: after a failed sync nothing on disk can be trusted
+    /// until the store is reopened (which decides from what is on disk), and after the
+    /// engine took the batch the logs and the engine may disagree, so nothing more is
+    /// written.
     failed: AtomicBool,
+    /// One commit at a time (the host is the only writer; this makes it a rule).
+    writer: Mutex<()>,
     /// Held to write a block, and by readers that need several reads from one block
     /// (the engine makes each read and each batch atomic, not a sequence of reads).
     commit_lock: std::sync::RwLock<()>,
@@ -235,7 +242,8 @@ impl Store {
         Self::open_with_cache(path, c, CACHE_BYTES_DEFAULT)
     }
 
-    /// As `open`, with sled's page cache bounded to `cache_bytes`.
+    /// As `open`, with sled's page cache bounded to `cache_bytes`. The recovery rules
+    /// of docs/storage.md, in order.
     pub fn open_with_cache(
         path: &Path,
         c: &Consortium,
@@ -246,6 +254,7 @@ impl Store {
                 path: path.display().to_string(),
             });
         }
+        segments::create_dir_synced(path)?;
         let paths = Paths::of(path);
         let db = sled::Config::new()
             .path(&paths.kv)
@@ -255,50 +264,31 @@ impl Store {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let fresh = match db.get(META_GENESIS)? {
-            None => {
-                if !db.is_empty() {
-                    return Err(damaged("data present but no genesis marker"));
-                }
-                if paths.any_history()? {
-                    let acknowledged = Anchor::open(&paths.anchor)
-                        .map(|a| a.marks().acknowledged.to_string())
-                        .unwrap_or_else(|e| format!("unknown ({e})"));
-                    return Err(damaged(format!(
-                        "the key-value store in {} is empty but the folder holds history (acknowledged height {acknowledged}): the engine lost its data",
-                        paths.kv.display()
-                    )));
-                }
-                true
-            }
+        let (tip, ends, anchor) = match db.get(META_GENESIS)? {
+            None => begin(&db, &paths, c)?,
             Some(g) => {
                 check_marker(&db, &g, c)?;
-                false
+                let tip = read_tip(&db)?;
+                let bytes = db
+                    .get(META_LOGS)?
+                    .ok_or_else(|| damaged("no history-log marker"))?;
+                let ends: LogEnds = canonical::decode(&bytes, 1 << 10)
+                    .map_err(|e| damaged(format!("history-log marker: {e}")))?;
+                check_ends(&ends, &tip)?;
+                if !paths.anchor.exists() {
+                    return Err(damaged(format!(
+                        "the anchor {} is missing",
+                        paths.anchor.display()
+                    )));
+                }
+                let anchor = Anchor::open(&paths.anchor)?;
+                check_anchor(&db, &anchor.marks(), c, &tip)?;
+                (tip, ends, anchor)
             }
         };
-        let ends = if fresh {
-            LogEnds::empty()
-        } else {
-            let bytes = db
-                .get(META_LOGS)?
-                .ok_or_else(|| damaged("no history-log marker"))?;
-            canonical::decode(&bytes, 1 << 10)
-                .map_err(|e| damaged(format!("history-log marker: {e}")))?
-        };
-        let tip = if fresh {
-            Tip::genesis(c)
-        } else {
-            read_tip(&db)?
-        };
-        let anchor = if fresh {
-            None
-        } else {
-            let a = Anchor::open(&paths.anchor)?;
-            check_anchor(&db, &a.marks(), c, &tip)?;
-            Some(a)
-        };
-        // Only now, with the engine known not to be behind what was acknowledged, may
-        // the logs' uncommitted tails be cut.
+        // Only now, with the engine known not to be behind what was acknowledged and its
+        // ends agreeing with its tip, may the logs' uncommitted tails be cut.
+        let marks = anchor.marks();
         let store = Store {
             records: SegmentLog::open(&paths.records, RECORDS, Some(ends.records))?,
             blocks: SegmentLog::open(&paths.blocks, BLOCKS, Some(ends.blocks))?,
@@ -309,32 +299,14 @@ impl Store {
                 NODE_SEGMENT_BYTES,
                 Some(ends.nodes),
             )?,
-            anchor: Mutex::new(match anchor {
-                Some(a) => a,
-                None => Anchor::create(
-                    &paths.anchor,
-                    Marks {
-                        chain: c.chain,
-                        acknowledged: 0,
-                        acknowledged_hash: tip.hash,
-                        signed: 0,
-                    },
-                )?,
-            }),
+            anchor: Mutex::new(anchor),
+            committed: std::sync::RwLock::new(ends),
             db,
             failed: AtomicBool::new(false),
+            writer: Mutex::new(()),
             commit_lock: std::sync::RwLock::new(()),
         };
-        if fresh {
-            let mut b = sled::Batch::default();
-            b.insert(META_FORMAT, &FORMAT.to_be_bytes());
-            b.insert(META_GENESIS, &c.chain.0);
-            b.insert(META_TIP, canonical::encode(&tip));
-            b.insert(META_LOGS, canonical::encode(&ends));
-            store.db.apply_batch(b)?;
-            store.db.flush()?;
-        }
-        store.check_tip(c, &tip)?;
+        store.check_tip(c, &tip, &marks)?;
         Ok((store, tip))
     }
 
@@ -363,20 +335,10 @@ impl Store {
     /// Cheap consistency checks run at every open: the tip's header, certificate,
     /// records, Merkle frontier and recent parent links agree with each other and with
     /// the history logs' lengths.
-    fn check_tip(&self, c: &Consortium, tip: &Tip) -> Result<(), StoreError> {
+    // Long: one check after another, each with its own error; split, they would only
+    // pass the same header along.
+    fn check_tip(&self, c: &Consortium, tip: &Tip, marks: &Marks) -> Result<(), StoreError> {
         let size = tip.frontier.size();
-        if self.records.end().next_seq != size
-            || self.nodes.len() != nodes_for(size)
-            || self.blocks.end().next_seq != tip.height + 1
-        {
-            return Err(damaged(format!(
-                "the history logs hold {} records, {} Merkle nodes and {} blocks, the tip {size} records and {} blocks",
-                self.records.end().next_seq,
-                self.nodes.len(),
-                self.blocks.end().next_seq - 1,
-                tip.height
-            )));
-        }
         let rebuilt = Frontier::from_subtrees(self, size)?;
         if rebuilt != tip.frontier {
             return Err(damaged(
@@ -437,6 +399,34 @@ impl Store {
             }
             child = hd;
         }
+        // The records of those blocks are read, so their checksums are checked: damage
+        // to recent history is found at start, older damage when read or by `check`.
+        let oldest = child
+            .ledger_size
+            .checked_sub(u64::from(child.records_count))
+            .ok_or_else(|| {
+                damaged(format!(
+                    "header {} counts more records than its ledger",
+                    child.height
+                ))
+            })?;
+        for i in oldest..size {
+            self.record_bytes_at(i)?
+                .ok_or_else(|| damaged(format!("record {i} has no index entry")))?;
+        }
+        if marks.acknowledged > 0 && marks.acknowledged < tip.height {
+            let acknowledged = self
+                .header(marks.acknowledged)?
+                .ok_or_else(|| damaged(format!("no header at height {}", marks.acknowledged)))?;
+            if acknowledged.hash() != marks.acknowledged_hash {
+                return Err(damaged(format!(
+                    "block {} is {} in the anchor but {} in the store",
+                    marks.acknowledged,
+                    marks.acknowledged_hash,
+                    acknowledged.hash()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -455,17 +445,27 @@ impl Store {
                 cert.height, cert.block, h.height
             )));
         }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut b = sled::Batch::default();
+        // The log of this height (and any older leftovers) is spent with the block.
+        for kv in self
+            .db
+            .range(&[WAL][..]..&k(WAL, h.height.saturating_add(1))[..])
+        {
+            b.remove(kv?.0);
+        }
         let before = LogEnds {
             records: self.records.end(),
             blocks: self.blocks.end(),
             nodes: self.nodes.len(),
         };
-        let mut b = sled::Batch::default();
-        let appended = self.append_history(ex, cert, &mut b);
-        let ends = match appended {
+        let ends = match self.append_history(ex, cert, &mut b) {
             Ok(ends) => ends,
             Err(e) => {
-                self.rewind(before)?;
+                // After a failed write or sync, trust nothing until reopened; the rewind
+                // only tidies (an open would cut the same tail).
+                self.failed.store(true, Ordering::Release);
+                let _ = self.rewind(before);
                 return Err(e);
             }
         };
@@ -477,22 +477,21 @@ impl Store {
         }
         b.insert(META_TIP, canonical::encode(&ex.tip));
         b.insert(META_LOGS, canonical::encode(&ends));
-        // The log of this height (and any older leftovers) is spent with the block.
-        for kv in self.db.range(&[WAL][..]..&k(WAL, h.height + 1)[..]) {
-            match kv {
-                Ok((key, _)) => b.remove(key),
-                Err(e) => {
-                    self.rewind(before)?;
-                    return Err(e.into());
-                }
-            }
-        }
         let engine = {
             let _guard = self
                 .commit_lock
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.db.apply_batch(b).and_then(|()| self.db.flush())
+            self.db.apply_batch(b).and_then(|()| {
+                // Visible to readers from here (the block is decided and certified, so
+                // final in the consortium); acknowledged only after the flush and the
+                // anchor.
+                *self
+                    .committed
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = ends;
+                self.db.flush().map(|_| ())
+            })
         };
         if let Err(e) = engine {
             self.failed.store(true, Ordering::Release);
@@ -547,15 +546,9 @@ impl Store {
     }
 
     fn rewind(&self, to: LogEnds) -> Result<(), StoreError> {
-        let undone = self
-            .records
-            .rewind(to.records)
-            .and_then(|()| self.nodes.rewind(to.nodes))
-            .and_then(|()| self.blocks.rewind(to.blocks));
-        if let Err(e) = undone {
-            self.failed.store(true, Ordering::Release);
-            return Err(e.into());
-        }
+        self.records.rewind(to.records)?;
+        self.nodes.rewind(to.nodes)?;
+        self.blocks.rewind(to.blocks)?;
         Ok(())
     }
 
@@ -570,8 +563,18 @@ impl Store {
         Ok(out)
     }
 
+    fn committed(&self) -> LogEnds {
+        *self
+            .committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn block_entry(&self, height: u64) -> Result<Option<BlockEntry>, StoreError> {
         let Some(at) = self.db.get(k(BLOCK_AT, height))? else {
+            if height >= BLOCKS.first_seq && height < self.committed().blocks.next_seq {
+                return Err(damaged(format!("block {height} has no index entry")));
+            }
             return Ok(None);
         };
         let at = segments::Location::from_bytes(&at)
@@ -600,6 +603,9 @@ impl Store {
     /// ledger tree).
     pub fn record_bytes_at(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(at) = self.db.get(k(RECORD_AT, index))? else {
+            if index < self.committed().records.next_seq {
+                return Err(damaged(format!("record {index} has no index entry")));
+            }
             return Ok(None);
         };
         let at = segments::Location::from_bytes(&at)
@@ -628,7 +634,8 @@ impl Store {
                     "header {height} counts more records than its ledger"
                 ))
             })?;
-        let mut records = Vec::with_capacity(header.records_count as usize);
+        // Bounded by the records the log holds, whatever the header says.
+        let mut records = Vec::with_capacity((header.records_count as usize).min(1 << 16));
         for i in first..header.ledger_size {
             records.push(
                 self.record_at(i)?
@@ -731,6 +738,82 @@ impl Store {
     }
 }
 
+/// The anchor of a store that has acknowledged nothing and signed nothing.
+fn new_store_marks(c: &Consortium, tip: &Tip) -> Marks {
+    Marks {
+        chain: c.chain,
+        acknowledged: 0,
+        acknowledged_hash: tip.hash,
+        signed: 0,
+    }
+}
+
+/// An engine with no genesis marker: a new store, if the folder holds no history and at
+/// most the anchor of a new store (a first start interrupted after creating it);
+/// otherwise an engine that lost its data. The anchor is made durable before the
+/// engine's markers, so a store with markers always has one.
+fn begin(
+    db: &sled::Db,
+    paths: &Paths,
+    c: &Consortium,
+) -> Result<(Tip, LogEnds, Anchor), StoreError> {
+    if !db.is_empty() {
+        return Err(damaged("data present but no genesis marker"));
+    }
+    let tip = Tip::genesis(c);
+    let history = paths.any_history()?;
+    let lost = |acknowledged: String| {
+        damaged(format!(
+            "the key-value store in {} is empty but the folder holds history (acknowledged height {acknowledged}): the engine lost its data",
+            paths.kv.display()
+        ))
+    };
+    let anchor = if paths.anchor.exists() {
+        match Anchor::open(&paths.anchor) {
+            Ok(a) if !history && a.marks() == new_store_marks(c, &tip) => a,
+            Ok(a) => return Err(lost(a.marks().acknowledged.to_string())),
+            Err(e) => return Err(lost(format!("unknown: {e}"))),
+        }
+    } else if history {
+        return Err(lost("unknown: the anchor is missing too".into()));
+    } else {
+        Anchor::create(&paths.anchor, new_store_marks(c, &tip))?
+    };
+    let ends = LogEnds::empty();
+    let mut b = sled::Batch::default();
+    b.insert(META_FORMAT, &FORMAT.to_be_bytes());
+    b.insert(META_GENESIS, &c.chain.0);
+    b.insert(META_TIP, canonical::encode(&tip));
+    b.insert(META_LOGS, canonical::encode(&ends));
+    db.apply_batch(b)?;
+    db.flush()?;
+    Ok((tip, ends, anchor))
+}
+
+/// The history logs' committed ends must be those of the tip: as many records as the
+/// ledger, the Merkle nodes of a tree that size, a block per height. Checked before the
+/// logs are opened, since opening cuts them to these ends.
+fn check_ends(ends: &LogEnds, tip: &Tip) -> Result<(), StoreError> {
+    let size = tip.frontier.size();
+    let expected = (
+        Some(size),
+        nodes_for(size),
+        tip.height.checked_add(BLOCKS.first_seq),
+    );
+    let found = (
+        Some(ends.records.next_seq),
+        Some(ends.nodes),
+        Some(ends.blocks.next_seq),
+    );
+    if expected != found {
+        return Err(damaged(format!(
+            "the history-log marker ({} records, {} Merkle nodes, next block {}) disagrees with the tip ({size} records, height {})",
+            ends.records.next_seq, ends.nodes, ends.blocks.next_seq, tip.height
+        )));
+    }
+    Ok(())
+}
+
 /// The genesis marker must name this chain, and the format marker this format.
 fn check_marker(db: &sled::Db, genesis: &[u8], c: &Consortium) -> Result<(), StoreError> {
     let found = Hash32(
@@ -817,16 +900,29 @@ impl Ledger for Store {
     }
 
     fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
-        let seq = self
+        if self.failed.load(Ordering::Acquire) {
+            return Err(ledger(StoreError::Failed("an earlier commit".into())));
+        }
+        let last = self
             .db
             .scan_prefix(k(WAL, height))
             .keys()
             .next_back()
             .transpose()
-            .map_err(|e| LedgerError(e.to_string()))?
-            .map_or(0, |key| {
-                u32::from_be_bytes(key[9..13].try_into().expect("log keys are 13 bytes")) + 1
-            });
+            .map_err(|e| LedgerError(e.to_string()))?;
+        let seq = match last {
+            None => 0,
+            Some(key) => key
+                .get(9..13)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .and_then(|b| u32::from_be_bytes(b).checked_add(1))
+                .ok_or_else(|| {
+                    ledger(damaged(format!(
+                        "write-ahead log key {} of height {height}",
+                        hex::encode(&key)
+                    )))
+                })?,
+        };
         let mut key = k(WAL, height).to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
         self.db
@@ -889,6 +985,83 @@ impl Subtrees for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xinlian_genesis::keys::{SigningKey, public_key};
+    use xinlian_genesis::{Genesis, Member, Policy, Role};
+
+    fn consortium() -> Consortium {
+        let key = |tag: u8| public_key(&SigningKey::from_bytes(&[tag; 32]));
+        let genesis = Genesis {
+            chain_id: "store-test".into(),
+            genesis_time_ms: 1_795_000_000_000,
+            policy: Policy::default(),
+            members: vec![Member {
+                id: "v0".into(),
+                name: "Validator 0".into(),
+                region: "310000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+                node_key: Some(key(1)),
+                signing_key: key(3),
+            }],
+        };
+        Consortium::new(genesis.to_file().validate().expect("valid genesis"))
+    }
+
+    #[test]
+    fn a_first_start_interrupted_after_the_anchor_opens_as_a_new_store() {
+        let c = consortium();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ledger");
+        std::fs::create_dir_all(&root).unwrap();
+        // The anchor was made durable, the engine's markers never written; a half
+        // written anchor of an earlier attempt lies beside it.
+        std::fs::write(root.join("anchor.new"), [9; 10]).unwrap();
+        Anchor::create(&root.join("anchor"), new_store_marks(&c, &Tip::genesis(&c))).unwrap();
+        let (store, tip) = Store::open(&root, &c).expect("a new store");
+        assert_eq!(tip, Tip::genesis(&c));
+        assert_eq!(store.marks(), new_store_marks(&c, &tip));
+        drop(store);
+        assert!(Store::open(&root, &c).is_ok(), "and reopens");
+    }
+
+    #[test]
+    fn an_empty_engine_beside_an_anchor_that_acknowledged_blocks_is_refused() {
+        let c = consortium();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ledger");
+        std::fs::create_dir_all(&root).unwrap();
+        let mut anchor =
+            Anchor::create(&root.join("anchor"), new_store_marks(&c, &Tip::genesis(&c))).unwrap();
+        anchor
+            .set(Marks {
+                acknowledged: 5,
+                ..anchor.marks()
+            })
+            .unwrap();
+        drop(anchor);
+        let err = Store::open(&root, &c).err().expect("refused").to_string();
+        assert!(
+            err.contains("is empty but the folder holds history (acknowledged height 5)"),
+            "{err}"
+        );
+        // Refused again, not turned into a new store by the first attempt.
+        assert!(Store::open(&root, &c).is_err());
+    }
+
+    #[test]
+    fn a_store_of_the_earlier_layout_is_refused_with_how_to_resync() {
+        let c = consortium();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("conf"), b"segment_size: 524288").unwrap();
+        let err = Store::open(dir.path(), &c)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("earlier format") && err.contains("re-sync"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn node_positions_follow_the_order_leaves_complete_them() {
@@ -899,7 +1072,7 @@ mod tests {
                 assert_eq!(node_position(level, index), Some(n), "({level}, {index})");
                 n += 1;
             }
-            assert_eq!(nodes_for(i + 1), n);
+            assert_eq!(nodes_for(i + 1), Some(n));
         }
         assert_eq!(node_position(64, 0), None);
         assert_eq!(node_position(1, u64::MAX), None);

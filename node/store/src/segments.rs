@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 
 const MAGIC: [u8; 8] = *b"xinlseg1";
-/// magic 8 ‖ log name 16 (zero-padded) ‖ segment number u32 ‖ first sequence u64 ‖ CRC u32.
-pub const SEGMENT_HEADER_BYTES: u32 = 40;
+/// magic 8 ‖ log name 16 (zero-padded) ‖ segment number u32 ‖ first sequence u64 ‖
+/// previous segment's final length u32 ‖ reserved 4 ‖ CRC u32.
+pub const SEGMENT_HEADER_BYTES: u32 = 48;
 /// length u32 ‖ CRC u32.
 pub const FRAME_BYTES: u32 = 8;
 const NAME_BYTES: usize = 16;
@@ -157,14 +158,20 @@ impl LogShape {
         Ok(())
     }
 
-    fn header(&self, segment: u32, first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+    fn header(
+        &self,
+        segment: u32,
+        first_seq: u64,
+        prev_len: u32,
+    ) -> [u8; SEGMENT_HEADER_BYTES as usize] {
         let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
         h[..8].copy_from_slice(&MAGIC);
         h[8..8 + self.name.len()].copy_from_slice(self.name.as_bytes());
         h[24..28].copy_from_slice(&segment.to_le_bytes());
         h[28..36].copy_from_slice(&first_seq.to_le_bytes());
-        let crc = crc32fast::hash(&h[..36]);
-        h[36..].copy_from_slice(&crc.to_le_bytes());
+        h[36..40].copy_from_slice(&prev_len.to_le_bytes());
+        let crc = crc32fast::hash(&h[..44]);
+        h[44..].copy_from_slice(&crc.to_le_bytes());
         h
     }
 }
@@ -172,6 +179,8 @@ impl LogShape {
 struct Segment {
     path: PathBuf,
     file: File,
+    /// The number of its first entry (from its header).
+    first_seq: u64,
 }
 
 struct Tail {
@@ -223,6 +232,96 @@ fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
         .map_err(io_at(dir))
 }
 
+/// Creates `dir` if need be, and makes each created folder's entry durable in its
+/// parent.
+pub fn create_dir_synced(dir: &Path) -> Result<(), SegmentError> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.is_dir() {
+        missing.push(d);
+        match d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    for m in missing.iter().rev() {
+        if let Some(p) = m.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens and checks segments `0..=end.at.segment` without changing any of them.
+fn check_segments(
+    dir: &Path,
+    shape: &LogShape,
+    found: &[u32],
+    end: LogEnd,
+) -> Result<Vec<Arc<Segment>>, SegmentError> {
+    let last = end.at.segment;
+    let mut segments: Vec<Arc<Segment>> = Vec::new();
+    let mut prev: Option<(u64, u64)> = None; // (first seq, length) of the previous segment
+    for n in 0..=last {
+        let path = segment_path(dir, n);
+        if !found.contains(&n) {
+            return Err(SegmentError::Missing {
+                file: path,
+                log: shape.name,
+                last,
+            });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        let facts = check_header(&path, &file, shape, n)?;
+        let len = file.metadata().map_err(io_at(&path))?.len();
+        let in_order = match prev {
+            None => facts.first_seq == shape.first_seq,
+            Some((first, _)) => facts.first_seq > first && facts.first_seq < end.next_seq,
+        };
+        if !in_order {
+            return Err(corrupt(
+                &path,
+                0,
+                format!(
+                    "segment header's first entry {} is out of order",
+                    facts.first_seq
+                ),
+            ));
+        }
+        if let Some((_, prev_len)) = prev
+            && prev_len != u64::from(facts.prev_len)
+        {
+            return Err(SegmentError::Truncated {
+                file: segment_path(dir, n - 1),
+                len: prev_len,
+                committed: u64::from(facts.prev_len),
+            });
+        }
+        if n == last && len < u64::from(end.at.offset) {
+            return Err(SegmentError::Truncated {
+                file: path,
+                len,
+                committed: u64::from(end.at.offset),
+            });
+        }
+        prev = Some((facts.first_seq, len));
+        segments.push(Arc::new(Segment {
+            path,
+            file,
+            first_seq: facts.first_seq,
+        }));
+    }
+    Ok(segments)
+}
+
 impl SegmentLog {
     /// Whether `dir` holds any segment file (a store uses this to tell an empty folder
     /// from a history its key-value store has lost).
@@ -234,17 +333,18 @@ impl SegmentLog {
     }
 
     /// Opens the log in `dir` at its committed end: `None` for a log that was never
-    /// committed (its folder must hold no segment). Segments beyond the committed end
-    /// are removed and the last one is cut to it, so what an interrupted commit wrote is
-    /// gone; a segment that is missing, shorter than committed or has a bad header is an
-    /// error.
+    /// committed (its folder must hold no segment). Every segment through the end is
+    /// checked first — present, its header intact, numbered in order, the previous
+    /// segment as long as the next one's header says, the last at least as long as
+    /// committed — and only then are segments beyond the end removed and the last one cut
+    /// to it, so what an interrupted commit wrote is gone and nothing committed is.
     pub fn open(
         dir: &Path,
         shape: LogShape,
         committed: Option<LogEnd>,
     ) -> Result<SegmentLog, SegmentError> {
         shape.check()?;
-        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        create_dir_synced(dir)?;
         let found = list_segments(dir)?;
         let end = match committed {
             Some(end) => end,
@@ -259,57 +359,38 @@ impl SegmentLog {
                 LogEnd::empty(shape.first_seq)
             }
         };
-        let mut segments = Vec::new();
+        let empty = end == LogEnd::empty(shape.first_seq);
+        if !empty
+            && (end.next_seq <= shape.first_seq
+                || end.at.offset <= SEGMENT_HEADER_BYTES
+                || end.at.offset > shape.segment_bytes)
+        {
+            return Err(SegmentError::Misuse {
+                log: shape.name,
+                what: format!("a committed end no log can have: {end:?}"),
+            });
+        }
+        let segments = if empty {
+            Vec::new()
+        } else {
+            check_segments(dir, &shape, &found, end)?
+        };
+        // Checked: now what lies beyond the committed end may go.
+        let keep = segments.len() as u32;
         let mut removed = false;
-        for n in found.iter().copied().filter(|n| *n > end.at.segment) {
+        for n in found.iter().copied().filter(|n| *n >= keep) {
             let path = segment_path(dir, n);
             std::fs::remove_file(&path).map_err(io_at(&path))?;
             removed = true;
         }
-        let wrote_any = end.next_seq > shape.first_seq;
-        let last = if wrote_any || end.at.segment > 0 {
-            Some(end.at.segment)
-        } else {
-            None
-        };
-        if let Some(last) = last {
-            for n in 0..=last {
-                let path = segment_path(dir, n);
-                if !found.contains(&n) {
-                    return Err(SegmentError::Missing {
-                        file: path,
-                        log: shape.name,
-                        last,
-                    });
-                }
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_at(&path))?;
-                check_header(&path, &file, &shape, n)?;
-                let len = file.metadata().map_err(io_at(&path))?.len();
-                if n == last {
-                    let committed = u64::from(end.at.offset);
-                    if len < committed {
-                        return Err(SegmentError::Truncated {
-                            file: path,
-                            len,
-                            committed,
-                        });
-                    }
-                    if len > committed {
-                        file.set_len(committed).map_err(io_at(&path))?;
-                        file.sync_all().map_err(io_at(&path))?;
-                    }
-                }
-                segments.push(Arc::new(Segment { path, file }));
+        if let Some(last) = segments.last() {
+            let len = last.file.metadata().map_err(io_at(&last.path))?.len();
+            if len > u64::from(end.at.offset) {
+                last.file
+                    .set_len(u64::from(end.at.offset))
+                    .and_then(|()| last.file.sync_all())
+                    .map_err(io_at(&last.path))?;
             }
-        } else if let Some(n) = found.first().filter(|n| **n == 0) {
-            // Created but never committed an entry: start it again.
-            let path = segment_path(dir, *n);
-            std::fs::remove_file(&path).map_err(io_at(&path))?;
-            removed = true;
         }
         if removed {
             sync_dir(dir)?;
@@ -391,7 +472,12 @@ impl SegmentLog {
             };
         }
         if self.segment(at.segment).is_none() {
-            self.create_segment(at.segment, seq)?;
+            let prev_len = if at.segment == tail.end.at.segment {
+                0
+            } else {
+                tail.end.at.offset
+            };
+            self.create_segment(at.segment, seq, prev_len)?;
             tail.created = true;
         }
         let segment = self
@@ -421,7 +507,7 @@ impl SegmentLog {
         Ok(at)
     }
 
-    fn create_segment(&self, n: u32, first_seq: u64) -> Result<(), SegmentError> {
+    fn create_segment(&self, n: u32, first_seq: u64, prev_len: u32) -> Result<(), SegmentError> {
         let mut segments = self
             .segments
             .write()
@@ -440,9 +526,13 @@ impl SegmentLog {
             .truncate(true)
             .open(&path)
             .map_err(io_at(&path))?;
-        file.write_all_at(&self.shape.header(n, first_seq), 0)
+        file.write_all_at(&self.shape.header(n, first_seq, prev_len), 0)
             .map_err(io_at(&path))?;
-        segments.push(Arc::new(Segment { path, file }));
+        segments.push(Arc::new(Segment {
+            path,
+            file,
+            first_seq,
+        }));
         Ok(())
     }
 
@@ -464,7 +554,10 @@ impl SegmentLog {
     /// after appending must not leave its entries in the way of the retry.
     pub fn rewind(&self, to: LogEnd) -> Result<(), SegmentError> {
         let mut tail = self.lock_tail();
-        if to.next_seq > tail.end.next_seq || to.at.segment > tail.end.at.segment {
+        if to.next_seq > tail.end.next_seq
+            || to.at.segment > tail.end.at.segment
+            || (to.at.segment == tail.end.at.segment && to.at.offset > tail.end.at.offset)
+        {
             return Err(self.misuse(format!(
                 "rewind to {} beyond the end {}",
                 to.next_seq, tail.end.next_seq
@@ -550,42 +643,43 @@ impl SegmentLog {
     }
 
     /// Every entry from the log's start through its end, in order, checked: for full
-    /// checks and for measuring. Calls `f(seq, location, payload)`.
+    /// checks and for measuring. Calls `f(seq, location, payload)`. Each segment must
+    /// end exactly after the entry before the next segment's first.
     pub fn scan(
         &self,
         mut f: impl FnMut(u64, Location, &[u8]) -> Result<(), SegmentError>,
     ) -> Result<(), SegmentError> {
         let end = self.end();
+        let segments: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut seq = self.shape.first_seq;
-        let mut at = Location {
-            segment: 0,
-            offset: SEGMENT_HEADER_BYTES,
-        };
-        while seq < end.next_seq {
-            let payload = match self.read(seq, at) {
-                Ok(p) => p,
-                // The entry did not fit: it starts the next segment.
-                Err(_) if at.segment < end.at.segment && self.at_segment_end(at)? => {
-                    at = Location {
-                        segment: at.segment + 1,
-                        offset: SEGMENT_HEADER_BYTES,
-                    };
-                    continue;
-                }
-                Err(e) => return Err(e),
+        for (n, segment) in segments.iter().enumerate() {
+            let stop = segments
+                .get(n + 1)
+                .map_or(end.next_seq, |next| next.first_seq);
+            let mut at = Location {
+                segment: n as u32,
+                offset: SEGMENT_HEADER_BYTES,
             };
-            f(seq, at, &payload)?;
-            at.offset += FRAME_BYTES + payload.len() as u32;
-            seq += 1;
+            while seq < stop {
+                let payload = self.read(seq, at)?;
+                f(seq, at, &payload)?;
+                at.offset += FRAME_BYTES + payload.len() as u32;
+                seq += 1;
+            }
+            let len = segment.file.metadata().map_err(io_at(&segment.path))?.len();
+            if n + 1 < segments.len() && len != u64::from(at.offset) {
+                return Err(corrupt(
+                    &segment.path,
+                    u64::from(at.offset),
+                    format!("the segment's last entry ends here but the file holds {len} bytes"),
+                ));
+            }
         }
         Ok(())
-    }
-
-    fn at_segment_end(&self, at: Location) -> Result<bool, SegmentError> {
-        let s = self
-            .segment(at.segment)
-            .ok_or_else(|| self.misuse(format!("segment {} not open", at.segment)))?;
-        Ok(s.file.metadata().map_err(io_at(&s.path))?.len() == u64::from(at.offset))
     }
 
     /// Bytes in this log's segment files.
@@ -600,12 +694,23 @@ impl SegmentLog {
     }
 }
 
-fn check_header(path: &Path, file: &File, shape: &LogShape, n: u32) -> Result<(), SegmentError> {
+/// What a segment's header says beyond its identity.
+struct HeaderFacts {
+    first_seq: u64,
+    prev_len: u32,
+}
+
+fn check_header(
+    path: &Path,
+    file: &File,
+    shape: &LogShape,
+    n: u32,
+) -> Result<HeaderFacts, SegmentError> {
     let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
     file.read_exact_at(&mut h, 0)
         .map_err(|_| corrupt(path, 0, "segment header is cut short"))?;
-    let crc = u32::from_le_bytes([h[36], h[37], h[38], h[39]]);
-    if h[..8] != MAGIC || crc32fast::hash(&h[..36]) != crc {
+    let crc = u32::from_le_bytes([h[44], h[45], h[46], h[47]]);
+    if h[..8] != MAGIC || crc32fast::hash(&h[..44]) != crc {
         return Err(corrupt(path, 0, "bad segment header"));
     }
     let mut name = [0u8; NAME_BYTES];
@@ -621,7 +726,12 @@ fn check_header(path: &Path, file: &File, shape: &LogShape, n: u32) -> Result<()
             ),
         ));
     }
-    Ok(())
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h[28..36]);
+    Ok(HeaderFacts {
+        first_seq: u64::from_le_bytes(first),
+        prev_len: u32::from_le_bytes([h[36], h[37], h[38], h[39]]),
+    })
 }
 
 /// A log of fixed-size entries (Merkle node hashes): an entry's place is computed from

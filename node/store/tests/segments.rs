@@ -28,7 +28,7 @@ enum Op {
     FailedCommit,
     /// The process dies: unsynced bytes may be lost, kept, or half-written (torn), and
     /// the log is reopened at the committed end.
-    Crash { keep_tail: u8, garbage: bool },
+    Crash { keep_tail: u8, garbage: Option<u8> },
     /// Read a committed entry (by its index into the committed ones, modulo their number).
     Read(usize),
 }
@@ -38,7 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0usize..=200).prop_map(Op::Append),
         2 => Just(Op::Commit),
         1 => Just(Op::FailedCommit),
-        1 => (any::<u8>(), any::<bool>()).prop_map(|(keep_tail, garbage)| Op::Crash { keep_tail, garbage }),
+        1 => (any::<u8>(), any::<Option<u8>>()).prop_map(|(keep_tail, garbage)| Op::Crash { keep_tail, garbage }),
         3 => any::<usize>().prop_map(Op::Read),
     ]
 }
@@ -48,8 +48,9 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 }
 
 /// What a crash leaves of the segment files: everything up to the committed end, and
-/// of each file's unsynced rest a prefix of `keep_tail`/255, optionally scribbled on.
-fn crash_files(dir: &Path, committed: LogEnd, keep_tail: u8, garbage: bool) {
+/// of each file's unsynced rest a prefix of `keep_tail`/255, optionally scribbled on at
+/// the place `garbage`/255 of that prefix.
+fn crash_files(dir: &Path, committed: LogEnd, keep_tail: u8, garbage: Option<u8>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let path = e.unwrap().path();
         let n: u32 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
@@ -62,9 +63,10 @@ fn crash_files(dir: &Path, committed: LogEnd, keep_tail: u8, garbage: bool) {
         };
         let keep = floor + (len - floor) * u64::from(keep_tail) / 255;
         f.set_len(keep).unwrap();
-        if garbage && keep > floor {
-            f.write_all_at(&[0xa5; 7], keep - (keep - floor).min(7))
-                .unwrap();
+        if let Some(g) = garbage.filter(|_| keep > floor) {
+            let at = floor + (keep - floor - 1) * u64::from(g) / 255;
+            let n = (keep - at).min(7) as usize;
+            f.write_all_at(&[0xa5; 7][..n], at).unwrap();
         }
     }
 }
@@ -192,6 +194,78 @@ fn a_truncated_segment_and_a_missing_segment_are_refused_at_open() {
         Err(SegmentError::Missing { file, .. }) => assert_eq!(file, middle),
         other => panic!("expected a missing segment, got {:?}", other.err()),
     }
+}
+
+#[test]
+fn a_shortened_segment_before_the_last_is_refused_at_open_by_the_next_ones_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, end) = filled(dir.path(), 20);
+    drop(log);
+    assert!(end.at.segment >= 2);
+    let middle = dir.path().join("00000001.seg");
+    let f = OpenOptions::new().write(true).open(&middle).unwrap();
+    let len = f.metadata().unwrap().len();
+    // Cut exactly one entry off, so that the rest still parses.
+    f.set_len(len - 108).unwrap();
+    match SegmentLog::open(dir.path(), SHAPE, Some(end)) {
+        Err(SegmentError::Truncated {
+            file,
+            len: got,
+            committed,
+        }) => {
+            assert_eq!(file, middle);
+            assert_eq!((got, committed), (len - 108, len));
+        }
+        other => panic!("expected a truncation error, got {:?}", other.err()),
+    }
+    // Nothing was cut or removed by the refused open.
+    f.set_len(len).unwrap();
+    assert!(SegmentLog::open(dir.path(), SHAPE, Some(end)).is_ok());
+}
+
+#[test]
+fn a_committed_end_no_log_can_have_is_refused_before_anything_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, end) = filled(dir.path(), 20);
+    drop(log);
+    let before: Vec<u64> = (0..=end.at.segment)
+        .map(|n| {
+            std::fs::metadata(dir.path().join(format!("{n:08}.seg")))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    for bad in [
+        LogEnd {
+            at: xinlian_store::segments::Location {
+                offset: 3,
+                ..end.at
+            },
+            ..end
+        },
+        LogEnd {
+            at: xinlian_store::segments::Location {
+                offset: SHAPE.segment_bytes + 1,
+                ..end.at
+            },
+            ..end
+        },
+        LogEnd { next_seq: 0, ..end },
+        LogEnd { next_seq: 2, ..end },
+    ] {
+        assert!(
+            SegmentLog::open(dir.path(), SHAPE, Some(bad)).is_err(),
+            "{bad:?}"
+        );
+    }
+    let after: Vec<u64> = (0..=end.at.segment)
+        .map(|n| {
+            std::fs::metadata(dir.path().join(format!("{n:08}.seg")))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(before, after);
 }
 
 #[test]
