@@ -139,12 +139,14 @@ pub fn start_actors(
     for i in 0..ents.len() {
         let partner_index = (i + 1) % ents.len();
         let actor = workload::Actor {
-            me: enterprise(&ents[i], c.genesis.hash()),
-            partner: enterprise(&ents[partner_index], c.genesis.hash()),
-            market: signer(&c.market.key, c.genesis.hash()),
-            registrar: signer(&c.market.key, c.genesis.hash()),
+            cast: workload::Cast {
+                me: enterprise(&ents[i], c.genesis.hash()),
+                partner: enterprise(&ents[partner_index], c.genesis.hash()),
+                market: signer(&c.market.key, c.genesis.hash()),
+                registrar: signer(&c.market.key, c.genesis.hash()),
+                index: i,
+            },
             node: NodeClient::new(&c.apis[i % 4]),
-            index: i,
         };
         let s = shared.clone();
         threads.push(std::thread::spawn(move || actor.run(&s)));

@@ -10,6 +10,7 @@ mod load;
 mod machine;
 mod provenance;
 mod report;
+mod store_fill;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,20 @@ struct Args {
     /// Hot-key overwrites per record in `--sled-alone`.
     #[arg(long, default_value_t = 3)]
     sled_alone_hot: u64,
+    /// Instead of a consortium: this many records of the mix executed into blocks and
+    /// committed through the node's store alone (no network, no consensus), its time,
+    /// memory and disk sampled as it grows (docs/storage.md § Figures).
+    #[arg(long)]
+    store_fill: Option<u64>,
+    /// Records per block in `--store-fill` (the genesis policy's bound).
+    #[arg(long, default_value_t = 4096)]
+    block_records: u32,
+    /// The engine's cache in `--store-fill`, MiB.
+    #[arg(long, default_value_t = 64)]
+    cache_mib: u64,
+    /// Where `--store-fill` writes (default: a new temporary folder, removed after).
+    #[arg(long)]
+    fill_dir: Option<PathBuf>,
     /// Offered records/s during `--fill`.
     #[arg(long, default_value_t = 1_500)]
     fill_rate: u64,
@@ -110,6 +125,9 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.store_fill {
+        return store_fill::run(n, args.block_records, args.cache_mib, args.fill_dir.clone());
+    }
     let node_bin = node_binary(&args)?;
     if let Some(n) = args.sled_alone {
         return sled_alone(n, args.sled_alone_hot);

@@ -97,13 +97,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn event_time() -> EventTime {
-    EventTime {
-        unix_ms: now_ms() - 60_000,
-        offset_minutes: 480,
-    }
-}
-
 fn kg(amount: u64) -> Quantity {
     Quantity {
         amount,
@@ -111,23 +104,38 @@ fn kg(amount: u64) -> Quantity {
     }
 }
 
-pub struct Actor {
+/// Who takes part in one actor's cycle: its enterprise, the partner it ships to, and
+/// the market regulator as credit authority and as registrar.
+pub struct Cast {
     pub me: Enterprise,
     pub partner: Enterprise,
     pub market: RecordSigner,
     pub registrar: RecordSigner,
-    pub node: NodeClient,
     pub index: usize,
 }
 
-impl Actor {
-    /// Sends one record; `None` when it was refused (counted) or stopping.
-    fn send(
-        &self,
-        shared: &Shared,
-        signer: &RecordSigner,
-        body: impl Into<Body>,
-    ) -> Option<RecordId> {
+/// Where a cycle's records go: a node's API under the pacer (`Actor`), or the blocks
+/// of the store fill (`store_fill`).
+pub trait Sink {
+    /// Signs and sends one record: its id if it was taken, `None` if it was refused or
+    /// the run is stopping.
+    fn send(&mut self, signer: &RecordSigner, body: Body) -> Option<RecordId>;
+}
+
+pub struct Actor {
+    pub cast: Cast,
+    pub node: NodeClient,
+}
+
+/// An actor's records through a node's API, at the pacer's rate.
+struct ApiSink<'a> {
+    node: &'a NodeClient,
+    shared: &'a Shared,
+}
+
+impl Sink for ApiSink<'_> {
+    fn send(&mut self, signer: &RecordSigner, body: Body) -> Option<RecordId> {
+        let shared = self.shared;
         if !shared.permit() {
             return None;
         }
@@ -161,144 +169,162 @@ impl Actor {
             }
         }
     }
+}
 
+impl Actor {
     pub fn run(&self, shared: &Shared) {
+        let mut sink = ApiSink {
+            node: &self.node,
+            shared,
+        };
         let mut cycle: u64 = 0;
         while !shared.stop.load(Ordering::Relaxed) {
             cycle += 1;
-            let today = Date::of_ms_beijing(now_ms());
-            // A new enterprise registered by the registrar.
-            let fresh = Uscc::with_check(&format!(
-                "9131{:04}{:09}",
-                self.index,
-                cycle % 1_000_000_000
-            ))
-            .expect("payload of digits");
-            let key = keys::generate().expect("randomness");
-            let possession = prove_possession(
-                &key,
-                &self.registrar.chain,
-                KeyHolder::Enterprise(fresh.as_str()),
-            );
-            self.send(
-                shared,
-                &self.registrar,
-                RegisterEntity {
-                    uscc: fresh,
-                    name: format!("bench {} {}", self.index, cycle),
-                    key: keys::public_key(&key),
-                    check_override: None,
-                    possession,
-                },
-            );
-            // Traceability: commission, ship part, the partner acknowledges.
-            let batch = format!("bench-{}-{cycle}", self.index);
-            if self
-                .send(
-                    shared,
-                    &self.me.signer,
-                    Commission {
-                        batch: batch.clone(),
-                        domain: "food".into(),
-                        product: Product {
-                            name: "rice".into(),
-                            gtin: None,
-                            drug_code: None,
-                        },
-                        lot: format!("L{cycle}"),
-                        quantity: kg(100),
-                        origin: "urn:xinlian:loc:bench-farm".into(),
-                        time: event_time(),
-                    },
-                )
-                .is_some()
-                && let Some(ship) = self.send(
-                    shared,
-                    &self.me.signer,
-                    Ship {
-                        batch,
-                        quantity: kg(40),
-                        to: self.partner.uscc.clone(),
-                        from_location: "urn:xinlian:loc:bench-farm".into(),
-                        to_location: "urn:xinlian:loc:bench-plant".into(),
-                        time: event_time(),
-                    },
-                )
-            {
-                self.send(
-                    shared,
-                    &self.partner.signer,
-                    Receive {
-                        shipment: ship,
-                        location: "urn:xinlian:loc:bench-plant".into(),
-                        time: event_time(),
-                    },
-                );
+            self.cast.cycle(cycle, now_ms(), &mut sink);
+        }
+    }
+}
+
+impl Cast {
+    /// One cycle of the mix, dated `now_ms` (at most nine records; a refused record
+    /// skips those that depend on it).
+    pub fn cycle(&self, cycle: u64, now_ms: i64, sink: &mut impl Sink) {
+        let today = Date::of_ms_beijing(now_ms);
+        let event_time = || EventTime {
+            unix_ms: now_ms - 60_000,
+            offset_minutes: 480,
+        };
+        // A new enterprise registered by the registrar.
+        let fresh = Uscc::with_check(&format!(
+            "9131{:04}{:09}",
+            self.index,
+            cycle % 1_000_000_000
+        ))
+        .expect("payload of digits");
+        let key = keys::generate().expect("randomness");
+        let possession = prove_possession(
+            &key,
+            &self.registrar.chain,
+            KeyHolder::Enterprise(fresh.as_str()),
+        );
+        sink.send(
+            &self.registrar,
+            RegisterEntity {
+                uscc: fresh,
+                name: format!("bench {} {}", self.index, cycle),
+                key: keys::public_key(&key),
+                check_override: None,
+                possession,
             }
-            // Credit: a commitment, its outcome, and a repair of every third breach.
-            let Some(c) = self.send(
-                shared,
+            .into(),
+        );
+        // Traceability: commission, ship part, the partner acknowledges.
+        let batch = format!("bench-{}-{cycle}", self.index);
+        if sink
+            .send(
                 &self.me.signer,
-                Commitment {
-                    subject: self.me.uscc.clone(),
-                    kind: CommitmentKind::IndustrySelfDiscipline,
-                    matter: format!("行业自律承诺 self-discipline pledge {cycle}"),
-                    legal_basis: "《上海市社会信用条例》 Shanghai Social Credit Regulations".into(),
-                    template_version: "SH-CC-2026-01".into(),
-                    accepting_agency: "market".into(),
-                    domain: "market".into(),
-                    content: Content::Text("诚信经营 honest trading".into()),
-                    date: today,
-                    deadline: Date(today.0 + 30),
-                    disclosure: Disclosure::Public,
-                    publication_consent: true,
-                },
-            ) else {
-                continue;
-            };
-            let breach = cycle.is_multiple_of(3);
-            let verdict = if breach {
-                Verdict::Breached(Severity::Minor)
-            } else {
-                Verdict::Fulfilled
-            };
-            let Some(o) = self.send(
-                shared,
-                &self.market,
-                Outcome {
-                    commitment: c,
-                    verdict,
-                    method: "document review".into(),
-                    evidence: Some(sha256(&cycle.to_be_bytes())),
-                    document: format!("沪市监〔2026〕{cycle}号"),
-                    date: today,
-                },
-            ) else {
-                continue;
-            };
-            if breach
-                && let Some(a) = self.send(
-                    shared,
-                    &self.me.signer,
-                    RepairApplication {
-                        outcome: o,
-                        pledge: Content::Text("已整改 rectified".into()),
-                        evidence: vec![sha256(b"rectification")],
-                        date: today,
+                Commission {
+                    batch: batch.clone(),
+                    domain: "food".into(),
+                    product: Product {
+                        name: "rice".into(),
+                        gtin: None,
+                        drug_code: None,
                     },
-                )
-            {
-                self.send(
-                    shared,
-                    &self.market,
-                    RepairDecision {
-                        application: a,
-                        approved: true,
-                        reason: "整改到位 verified".into(),
-                        date: today,
-                    },
-                );
+                    lot: format!("L{cycle}"),
+                    quantity: kg(100),
+                    origin: "urn:xinlian:loc:bench-farm".into(),
+                    time: event_time(),
+                }
+                .into(),
+            )
+            .is_some()
+            && let Some(ship) = sink.send(
+                &self.me.signer,
+                Ship {
+                    batch,
+                    quantity: kg(40),
+                    to: self.partner.uscc.clone(),
+                    from_location: "urn:xinlian:loc:bench-farm".into(),
+                    to_location: "urn:xinlian:loc:bench-plant".into(),
+                    time: event_time(),
+                }
+                .into(),
+            )
+        {
+            sink.send(
+                &self.partner.signer,
+                Receive {
+                    shipment: ship,
+                    location: "urn:xinlian:loc:bench-plant".into(),
+                    time: event_time(),
+                }
+                .into(),
+            );
+        }
+        // Credit: a commitment, its outcome, and a repair of every third breach.
+        let Some(c) = sink.send(
+            &self.me.signer,
+            Commitment {
+                subject: self.me.uscc.clone(),
+                kind: CommitmentKind::IndustrySelfDiscipline,
+                matter: format!("行业自律承诺 self-discipline pledge {cycle}"),
+                legal_basis: "《上海市社会信用条例》 Shanghai Social Credit Regulations".into(),
+                template_version: "SH-CC-2026-01".into(),
+                accepting_agency: "market".into(),
+                domain: "market".into(),
+                content: Content::Text("诚信经营 honest trading".into()),
+                date: today,
+                deadline: Date(today.0 + 30),
+                disclosure: Disclosure::Public,
+                publication_consent: true,
             }
+            .into(),
+        ) else {
+            return;
+        };
+        let breach = cycle.is_multiple_of(3);
+        let verdict = if breach {
+            Verdict::Breached(Severity::Minor)
+        } else {
+            Verdict::Fulfilled
+        };
+        let Some(o) = sink.send(
+            &self.market,
+            Outcome {
+                commitment: c,
+                verdict,
+                method: "document review".into(),
+                evidence: Some(sha256(&cycle.to_be_bytes())),
+                document: format!("沪市监〔2026〕{cycle}号"),
+                date: today,
+            }
+            .into(),
+        ) else {
+            return;
+        };
+        if breach
+            && let Some(a) = sink.send(
+                &self.me.signer,
+                RepairApplication {
+                    outcome: o,
+                    pledge: Content::Text("已整改 rectified".into()),
+                    evidence: vec![sha256(b"rectification")],
+                    date: today,
+                }
+                .into(),
+            )
+        {
+            sink.send(
+                &self.market,
+                RepairDecision {
+                    application: a,
+                    approved: true,
+                    reason: "整改到位 verified".into(),
+                    date: today,
+                }
+                .into(),
+            );
         }
     }
 }

@@ -77,8 +77,12 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
         );
     }
     let marks = store.marks();
+    let cut = match store.cut_at_open() {
+        0 => String::new(),
+        n => format!("; removed {n} bytes of history an interrupted commit had appended"),
+    };
     Ok(format!(
-        "store OK: {} blocks, {} records, ledger root {}, state hash {} ({} entries) equal to a full replay; acknowledged height {} and signing mark {} in the anchor",
+        "store OK: {} blocks, {} records, ledger root {}, state hash {} ({} entries) equal to a full replay; acknowledged height {} and signing mark {} in the anchor{cut}",
         tip.height,
         tip.frontier.size(),
         tip.frontier.root(),

@@ -3,7 +3,7 @@
 //! History that is written once — records, Merkle nodes, blocks with their
 //! certificates — lives in checksummed append-only segment files ([`segments`]); derived
 //! state, the indexes into the history, the write-ahead log and the tip live in the
-//! key-value engine (sled); the [`anchor`] keeps the acknowledged height and the
+//! key-value engine ([`kv`]); the [`anchor`] keeps the acknowledged height and the
 //! signing high-water mark apart from both. A block is appended and synced to the
 //! segments, then committed in one engine batch that also records the segments' new
 //! ends, then acknowledged in the anchor (docs/storage.md § Write path). At open, the
@@ -12,6 +12,7 @@
 //! rolled-back store is refused rather than served.
 
 pub mod anchor;
+mod kv;
 pub mod segments;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use xinlian_core::execute::Consortium;
 use xinlian_core::overlay::{StateError, StateRead};
 
 use anchor::{Anchor, AnchorError, Marks};
+use kv::{Batch, Kv, KvError};
 use segments::{FixedLog, LogEnd, LogShape, SegmentError, SegmentLog};
 
 // 2: key bindings name the record that bound them.
@@ -101,7 +103,7 @@ pub enum StoreError {
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("storage I/O: {0}")]
-    Io(#[from] sled::Error),
+    Io(#[from] KvError),
     #[error("this data folder belongs to chain {found}, not {expected}; use another folder")]
     OtherChain { expected: Hash32, found: Hash32 },
     #[error(
@@ -176,7 +178,7 @@ fn decode_state<T: serde::Serialize + serde::de::DeserializeOwned>(
         .map_err(|e| damaged(format!("state {}: {e}", hex::encode(key))))
 }
 
-/// sled's page cache unless told otherwise.
+/// The engine's cache unless told otherwise.
 pub const CACHE_BYTES_DEFAULT: u64 = 64 << 20;
 
 /// The files of a store under its folder.
@@ -209,7 +211,7 @@ impl Paths {
 }
 
 pub struct Store {
-    db: sled::Db,
+    db: Kv,
     records: SegmentLog,
     blocks: SegmentLog,
     nodes: FixedLog,
@@ -242,7 +244,7 @@ impl Store {
         Self::open_with_cache(path, c, CACHE_BYTES_DEFAULT)
     }
 
-    /// As `open`, with sled's page cache bounded to `cache_bytes`. The recovery rules
+    /// As `open`, with the engine's cache bounded to `cache_bytes`. The recovery rules
     /// of docs/storage.md, in order.
     pub fn open_with_cache(
         path: &Path,
@@ -256,14 +258,10 @@ impl Store {
         }
         segments::create_dir_synced(path)?;
         let paths = Paths::of(path);
-        let db = sled::Config::new()
-            .path(&paths.kv)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let db = Kv::open(&paths.kv, cache_bytes).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let (tip, ends, anchor) = match db.get(META_GENESIS)? {
             None => begin(&db, &paths, c)?,
             Some(g) => {
@@ -322,6 +320,12 @@ impl Store {
     /// The last committed block's tip, as stored.
     pub fn tip(&self) -> Result<Tip, StoreError> {
         read_tip(&self.db)
+    }
+
+    /// Bytes of history an interrupted commit had appended that this open removed (in
+    /// all three logs).
+    pub fn cut_at_open(&self) -> u64 {
+        self.records.cut_at_open() + self.blocks.cut_at_open() + self.nodes.cut_at_open()
     }
 
     /// What the anchor holds now.
@@ -446,13 +450,13 @@ impl Store {
             )));
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut b = sled::Batch::default();
+        let mut b = Batch::default();
         // The log of this height (and any older leftovers) is spent with the block.
-        for kv in self
+        for key in self
             .db
-            .range(&[WAL][..]..&k(WAL, h.height.saturating_add(1))[..])
+            .keys_between(&[WAL], &k(WAL, h.height.saturating_add(1)))?
         {
-            b.remove(kv?.0);
+            b.delete(&key);
         }
         let before = LogEnds {
             records: self.records.end(),
@@ -471,26 +475,23 @@ impl Store {
         };
         for (key, v) in &ex.writes {
             match v {
-                Some(v) => b.insert(state_key_of(key), v.as_slice()),
-                None => b.remove(state_key_of(key)),
+                Some(v) => b.put(&state_key_of(key), v),
+                None => b.delete(&state_key_of(key)),
             }
         }
-        b.insert(META_TIP, canonical::encode(&ex.tip));
-        b.insert(META_LOGS, canonical::encode(&ends));
+        b.put(META_TIP, &canonical::encode(&ex.tip));
+        b.put(META_LOGS, &canonical::encode(&ends));
         let engine = {
             let _guard = self
                 .commit_lock
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.db.apply_batch(b).and_then(|()| {
-                // Visible to readers from here (the block is decided and certified, so
-                // final in the consortium); acknowledged only after the flush and the
-                // anchor.
+            self.db.write(b, kv::Sync::Durable).inspect(|()| {
+                // Acknowledged only after the anchor.
                 *self
                     .committed
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = ends;
-                self.db.flush().map(|_| ())
             })
         };
         if let Err(e) = engine {
@@ -515,7 +516,7 @@ impl Store {
         &self,
         ex: &Executed,
         cert: &Certificate,
-        b: &mut sled::Batch,
+        b: &mut Batch,
     ) -> Result<LogEnds, StoreError> {
         let h = &ex.header;
         let first = h
@@ -525,7 +526,7 @@ impl Store {
         for (i, r) in ex.records.iter().enumerate() {
             let index = first + i as u64;
             let at = self.records.append(index, r.bytes())?;
-            b.insert(&k(RECORD_AT, index), &at.to_bytes());
+            b.put(&k(RECORD_AT, index), &at.to_bytes());
         }
         for (level, index, hash) in &ex.merkle_nodes {
             let pos = node_position(*level, *index)
@@ -537,7 +538,7 @@ impl Store {
             certificate: cert.clone(),
         });
         let at = self.blocks.append(h.height, &entry)?;
-        b.insert(&k(BLOCK_AT, h.height), &at.to_bytes());
+        b.put(&k(BLOCK_AT, h.height), &at.to_bytes());
         Ok(LogEnds {
             records: self.records.sync()?,
             nodes: self.nodes.sync()?,
@@ -552,13 +553,12 @@ impl Store {
         Ok(())
     }
 
-    fn wal_entries(&self, height: u64) -> Result<Vec<(sled::IVec, WalEntry)>, StoreError> {
+    fn wal_entries(&self, height: u64) -> Result<Vec<WalEntry>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.db.scan_prefix(k(WAL, height)) {
-            let (key, v) = kv?;
+        for (_, v) in self.db.scan(&k(WAL, height), None, usize::MAX)? {
             let e = canonical::decode(&v, 64 << 20)
                 .map_err(|e| damaged(format!("write-ahead log entry: {e}")))?;
-            out.push((key, e));
+            out.push(e);
         }
         Ok(out)
     }
@@ -571,7 +571,7 @@ impl Store {
     }
 
     fn block_entry(&self, height: u64) -> Result<Option<BlockEntry>, StoreError> {
-        let Some(at) = self.db.get(k(BLOCK_AT, height))? else {
+        let Some(at) = self.db.get(&k(BLOCK_AT, height))? else {
             if height >= BLOCKS.first_seq && height < self.committed().blocks.next_seq {
                 return Err(damaged(format!("block {height} has no index entry")));
             }
@@ -602,7 +602,7 @@ impl Store {
     /// The canonical bytes of the record at `index`, as stored (and as hashed into the
     /// ledger tree).
     pub fn record_bytes_at(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(at) = self.db.get(k(RECORD_AT, index))? else {
+        let Some(at) = self.db.get(&k(RECORD_AT, index))? else {
             if index < self.committed().records.next_seq {
                 return Err(damaged(format!("record {index} has no index entry")));
             }
@@ -654,7 +654,7 @@ impl Store {
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
         self.db
-            .get(state_key_of(key))?
+            .get(&state_key_of(key))?
             .map(|v| decode_state(key, &v))
             .transpose()
     }
@@ -677,22 +677,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
         let full = state_key_of(prefix);
-        let iter = match after {
-            None => self.db.scan_prefix(&full),
-            Some(a) => {
-                let mut start = full.clone();
-                start.extend_from_slice(a);
-                // The smallest key above `start`.
-                start.push(0);
-                self.db.range(start..)
-            }
-        };
+        let start = after.map(|a| {
+            let mut start = full.clone();
+            start.extend_from_slice(a);
+            // The smallest key above `start`.
+            start.push(0);
+            start
+        });
         let mut out = Vec::new();
-        for kv in iter.take(limit) {
-            let (k, v) = kv?;
-            if !k.starts_with(&full) {
-                break;
-            }
+        for (k, v) in self.db.scan(&full, start.as_deref(), limit)? {
             let key = &k[1..];
             out.push((key[prefix.len()..].to_vec(), decode_state(key, &v)?));
         }
@@ -702,9 +695,8 @@ impl Store {
     /// All derived state, for full checks.
     pub fn state_all(&self) -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
         let mut out = std::collections::BTreeMap::new();
-        for kv in self.db.scan_prefix([STATE]) {
-            let (k, v) = kv?;
-            out.insert(k[1..].to_vec(), v.to_vec());
+        for (k, v) in self.db.scan(&[STATE], None, usize::MAX)? {
+            out.insert(k[1..].to_vec(), v);
         }
         Ok(out)
     }
@@ -712,7 +704,7 @@ impl Store {
     /// Where record `index`'s bytes lie on disk: the segment file, the offset of its
     /// payload and its length (for error reports and for damage tests).
     pub fn record_file_span(&self, index: u64) -> Result<Option<(PathBuf, u64, u64)>, StoreError> {
-        let Some(at) = self.db.get(k(RECORD_AT, index))? else {
+        let Some(at) = self.db.get(&k(RECORD_AT, index))? else {
             return Ok(None);
         };
         let at = segments::Location::from_bytes(&at)
@@ -752,12 +744,8 @@ fn new_store_marks(c: &Consortium, tip: &Tip) -> Marks {
 /// most the anchor of a new store (a first start interrupted after creating it);
 /// otherwise an engine that lost its data. The anchor is made durable before the
 /// engine's markers, so a store with markers always has one.
-fn begin(
-    db: &sled::Db,
-    paths: &Paths,
-    c: &Consortium,
-) -> Result<(Tip, LogEnds, Anchor), StoreError> {
-    if !db.is_empty() {
+fn begin(db: &Kv, paths: &Paths, c: &Consortium) -> Result<(Tip, LogEnds, Anchor), StoreError> {
+    if !db.is_empty()? {
         return Err(damaged("data present but no genesis marker"));
     }
     let tip = Tip::genesis(c);
@@ -780,13 +768,12 @@ fn begin(
         Anchor::create(&paths.anchor, new_store_marks(c, &tip))?
     };
     let ends = LogEnds::empty();
-    let mut b = sled::Batch::default();
-    b.insert(META_FORMAT, &FORMAT.to_be_bytes());
-    b.insert(META_GENESIS, &c.chain.0);
-    b.insert(META_TIP, canonical::encode(&tip));
-    b.insert(META_LOGS, canonical::encode(&ends));
-    db.apply_batch(b)?;
-    db.flush()?;
+    let mut b = Batch::default();
+    b.put(META_FORMAT, &FORMAT.to_be_bytes());
+    b.put(META_GENESIS, &c.chain.0);
+    b.put(META_TIP, &canonical::encode(&tip));
+    b.put(META_LOGS, &canonical::encode(&ends));
+    db.write(b, kv::Sync::Durable)?;
     Ok((tip, ends, anchor))
 }
 
@@ -815,7 +802,7 @@ fn check_ends(ends: &LogEnds, tip: &Tip) -> Result<(), StoreError> {
 }
 
 /// The genesis marker must name this chain, and the format marker this format.
-fn check_marker(db: &sled::Db, genesis: &[u8], c: &Consortium) -> Result<(), StoreError> {
+fn check_marker(db: &Kv, genesis: &[u8], c: &Consortium) -> Result<(), StoreError> {
     let found = Hash32(
         genesis
             .try_into()
@@ -831,10 +818,7 @@ fn check_marker(db: &sled::Db, genesis: &[u8], c: &Consortium) -> Result<(), Sto
         .get(META_FORMAT)?
         .ok_or_else(|| damaged("no format marker"))?;
     let found = u32::from_be_bytes(
-        format
-            .as_ref()
-            .try_into()
-            .map_err(|_| damaged("format marker"))?,
+        <[u8; 4]>::try_from(format.as_slice()).map_err(|_| damaged("format marker"))?,
     );
     if found != FORMAT {
         return Err(StoreError::Format { found });
@@ -842,14 +826,14 @@ fn check_marker(db: &sled::Db, genesis: &[u8], c: &Consortium) -> Result<(), Sto
     Ok(())
 }
 
-fn read_tip(db: &sled::Db) -> Result<Tip, StoreError> {
+fn read_tip(db: &Kv) -> Result<Tip, StoreError> {
     let bytes = db.get(META_TIP)?.ok_or_else(|| damaged("no tip marker"))?;
     canonical::decode(&bytes, 1 << 16).map_err(|e| damaged(format!("tip marker: {e}")))
 }
 
 /// The engine must not be behind what the anchor says was acknowledged, and must still
 /// hold the write-ahead log of a height this node signed at and has not committed.
-fn check_anchor(db: &sled::Db, marks: &Marks, c: &Consortium, tip: &Tip) -> Result<(), StoreError> {
+fn check_anchor(db: &Kv, marks: &Marks, c: &Consortium, tip: &Tip) -> Result<(), StoreError> {
     if marks.chain != c.chain {
         return Err(damaged(format!(
             "the anchor names chain {}, the store {}",
@@ -868,7 +852,7 @@ fn check_anchor(db: &sled::Db, marks: &Marks, c: &Consortium, tip: &Tip) -> Resu
             tip.height, marks.acknowledged_hash, tip.hash
         )));
     }
-    if marks.signed > tip.height && db.scan_prefix(k(WAL, marks.signed)).next().is_none() {
+    if marks.signed > tip.height && db.scan(&k(WAL, marks.signed), None, 1)?.is_empty() {
         return Err(StoreError::GuardLost {
             height: marks.signed,
         });
@@ -905,10 +889,7 @@ impl Ledger for Store {
         }
         let last = self
             .db
-            .scan_prefix(k(WAL, height))
-            .keys()
-            .next_back()
-            .transpose()
+            .last_key_with_prefix(&k(WAL, height))
             .map_err(|e| LedgerError(e.to_string()))?;
         let seq = match last {
             None => 0,
@@ -925,11 +906,16 @@ impl Ledger for Store {
         };
         let mut key = k(WAL, height).to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
+        let mut b = Batch::default();
+        b.put(&key, &canonical::encode(entry));
+        let sync = match durability {
+            Durability::Synced => kv::Sync::Durable,
+            Durability::Buffered => kv::Sync::Buffered,
+        };
         self.db
-            .insert(key, canonical::encode(entry))
+            .write(b, sync)
             .map_err(|e| LedgerError(e.to_string()))?;
         if durability == Durability::Synced {
-            self.db.flush().map_err(|e| LedgerError(e.to_string()))?;
             // The signing high-water mark, kept where damage to the engine cannot
             // erase it: once per height, before the signature may be sent.
             let mut anchor = self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
@@ -947,20 +933,14 @@ impl Ledger for Store {
     }
 
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
-        Ok(self
-            .wal_entries(height)
-            .map_err(ledger)?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect())
+        self.wal_entries(height).map_err(ledger)
     }
 }
 
 impl StateRead for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.db
-            .get(state_key_of(key))
-            .map(|v| v.map(|v| v.to_vec()))
+            .get(&state_key_of(key))
             .map_err(|e| StateError::Storage(e.to_string()))
     }
 }

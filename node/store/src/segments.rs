@@ -202,6 +202,8 @@ pub struct SegmentLog {
     /// The end as readers see it: updated after each append, so that a read never
     /// waits for the writer's `sync`.
     written: Mutex<LogEnd>,
+    /// Bytes beyond the committed end that opening removed (an interrupted commit's).
+    cut_at_open: u64,
 }
 
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -378,14 +380,17 @@ impl SegmentLog {
         // Checked: now what lies beyond the committed end may go.
         let keep = segments.len() as u32;
         let mut removed = false;
+        let mut cut_at_open = 0;
         for n in found.iter().copied().filter(|n| *n >= keep) {
             let path = segment_path(dir, n);
+            cut_at_open += std::fs::metadata(&path).map_err(io_at(&path))?.len();
             std::fs::remove_file(&path).map_err(io_at(&path))?;
             removed = true;
         }
         if let Some(last) = segments.last() {
             let len = last.file.metadata().map_err(io_at(&last.path))?.len();
             if len > u64::from(end.at.offset) {
+                cut_at_open += len - u64::from(end.at.offset);
                 last.file
                     .set_len(u64::from(end.at.offset))
                     .and_then(|()| last.file.sync_all())
@@ -406,7 +411,14 @@ impl SegmentLog {
                 buf: Vec::new(),
             }),
             written: Mutex::new(end),
+            cut_at_open,
         })
+    }
+
+    /// Bytes beyond the committed end that opening removed: what a commit interrupted
+    /// after appending and before the engine's batch had written.
+    pub fn cut_at_open(&self) -> u64 {
+        self.cut_at_open
     }
 
     /// The file a location is in.
@@ -819,6 +831,10 @@ impl FixedLog {
 
     pub fn bytes_on_disk(&self) -> u64 {
         self.log.bytes_on_disk()
+    }
+
+    pub fn cut_at_open(&self) -> u64 {
+        self.log.cut_at_open()
     }
 }
 
