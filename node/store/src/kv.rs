@@ -103,6 +103,15 @@ impl Kv {
             .map(|k| k.to_vec()))
     }
 
+    /// Writes one entry (cheaper than a batch of one); durable as [`Kv::write`] says.
+    pub fn put(&self, key: &[u8], value: &[u8], sync: Sync) -> Result<(), KvError> {
+        self.0.insert(key, value)?;
+        if sync == Sync::Durable {
+            self.0.flush()?;
+        }
+        Ok(())
+    }
+
     /// Applies `batch` atomically; with [`Sync::Durable`], it and every earlier write
     /// are on disk when this returns.
     pub fn write(&self, batch: Batch, sync: Sync) -> Result<(), KvError> {

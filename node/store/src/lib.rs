@@ -906,14 +906,12 @@ impl Ledger for Store {
         };
         let mut key = k(WAL, height).to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
-        let mut b = Batch::default();
-        b.put(&key, &canonical::encode(entry));
         let sync = match durability {
             Durability::Synced => kv::Sync::Durable,
             Durability::Buffered => kv::Sync::Buffered,
         };
         self.db
-            .write(b, sync)
+            .put(&key, &canonical::encode(entry), sync)
             .map_err(|e| LedgerError(e.to_string()))?;
         if durability == Durability::Synced {
             // The signing high-water mark, kept where damage to the engine cannot
