@@ -30,6 +30,22 @@ pub struct Consortium {
     pub dir: tempfile::TempDir,
 }
 
+/// The market regulator: registrar, credit authority of `market`, trace authority of
+/// `food` — every role the benchmark's mix needs.
+pub fn market_spec() -> MemberSpec {
+    MemberSpec {
+        id: "market".into(),
+        name: "Market regulator".into(),
+        region: "310000".into(),
+        roles: vec![
+            Role::Registrar,
+            Role::CreditAuthority("market".into()),
+            Role::TraceAuthority("food".into()),
+        ],
+        voting_power: 0,
+    }
+}
+
 /// Four validators, an observer (not started) and the market regulator on a new
 /// genesis with `block_interval_ms` (default: the policy's), the validators started.
 pub fn start(node_bin: &Path, block_interval_ms: Option<u64>) -> Result<Consortium> {
@@ -42,17 +58,7 @@ pub fn start(node_bin: &Path, block_interval_ms: Option<u64>) -> Result<Consorti
         roles: vec![Role::Observer],
         voting_power: 0,
     });
-    specs.push(MemberSpec {
-        id: "market".into(),
-        name: "Market regulator".into(),
-        region: "310000".into(),
-        roles: vec![
-            Role::Registrar,
-            Role::CreditAuthority("market".into()),
-            Role::TraceAuthority("food".into()),
-        ],
-        voting_power: 0,
-    });
+    specs.push(market_spec());
     let policy = Policy {
         block_interval_ms: block_interval_ms.unwrap_or(Policy::default().block_interval_ms),
         ..Policy::default()

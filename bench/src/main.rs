@@ -112,11 +112,16 @@ fn dir_bytes(p: &Path) -> u64 {
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
+    status_mib(&pid.to_string(), "VmHWM:")
+}
+
+/// A memory field (`VmRSS:`, `VmHWM:`) of `/proc/<pid>/status` (`pid` may be `self`), MiB.
+fn status_mib(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

@@ -18,9 +18,9 @@ use xinlian_client::record::{Body, EncodedRecord, RecordId, RegisterEntity};
 use xinlian_client::signer::RecordSigner;
 use xinlian_core::chain::build_block;
 use xinlian_core::execute::Consortium;
+use xinlian_genesis::Policy;
 use xinlian_genesis::keys::{self, SigningKey};
 use xinlian_genesis::scaffold::{MemberSpec, node_key_path, scaffold, signing_key_path};
-use xinlian_genesis::{Policy, Role};
 use xinlian_node::store::Store;
 
 use crate::workload::{self, Cast, Sink};
@@ -82,31 +82,11 @@ impl Sink for Collect {
     }
 }
 
-fn status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The records of the fill, `block` at a time: first the actors' registrations, then
@@ -125,7 +105,7 @@ fn sign_blocks(
         cycle += 1;
         let mut sink = Collect(std::mem::take(&mut pending));
         for cast in &casts {
-            cast.cycle(cycle, now_ms(), &mut sink);
+            cast.cycle(cycle, workload::now_ms(), &mut sink);
         }
         pending = sink.0;
         while pending.len() >= block || (sent + pending.len() as u64 >= records) {
@@ -155,17 +135,7 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
     std::fs::create_dir_all(&dir)?;
     let keys_dir = dir.join("consortium");
     let mut specs = MemberSpec::validators(4);
-    specs.push(MemberSpec {
-        id: "market".into(),
-        name: "Market regulator".into(),
-        region: "310000".into(),
-        roles: vec![
-            Role::Registrar,
-            Role::CreditAuthority("market".into()),
-            Role::TraceAuthority("food".into()),
-        ],
-        voting_power: 0,
-    });
+    specs.push(crate::consortium::market_spec());
     let policy = Policy {
         block_records_max: block_records,
         block_bytes_max: Policy::default().block_bytes_max.max(block_records * 1024),
@@ -261,7 +231,7 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         let t = Instant::now();
         let height = tip.height + 1;
         let proposer = validators[height as usize % validators.len()].1.clone();
-        let time_ms = now_ms().max(tip.time_ms + 1);
+        let time_ms = workload::now_ms().max(tip.time_ms + 1);
         let (ex, rejected) = build_block(
             &store,
             &c,
@@ -346,7 +316,7 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         commit_ms_p50: percentile(&commit_ms, 0.5),
         commit_ms_p99: percentile(&commit_ms, 0.99),
         commit_ms_max: percentile(&commit_ms, 1.0),
-        peak_rss_mib: status_mib("VmHWM:"),
+        peak_rss_mib: crate::status_mib("self", "VmHWM:"),
         bytes_per_record: last.bytes_per_record,
         history_bytes: last.history_bytes,
         engine_bytes: last.engine_bytes,
@@ -393,7 +363,7 @@ fn sample(store: &Store, ledger: &Path, records: u64, started: Instant) -> Sampl
     Sample {
         records,
         seconds: started.elapsed().as_secs_f64(),
-        rss_mib: status_mib("VmRSS:"),
+        rss_mib: crate::status_mib("self", "VmRSS:"),
         history_bytes,
         engine_bytes,
         bytes_per_record: (history_bytes + engine_bytes) as f64 / records.max(1) as f64,
