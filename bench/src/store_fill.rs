@@ -18,9 +18,9 @@ use xinlian_client::record::{Body, EncodedRecord, RecordId, RegisterEntity};
 use xinlian_client::signer::RecordSigner;
 use xinlian_core::chain::build_block;
 use xinlian_core::execute::Consortium;
-use xinlian_genesis::Policy;
 use xinlian_genesis::keys::{self, SigningKey};
 use xinlian_genesis::scaffold::{MemberSpec, node_key_path, scaffold, signing_key_path};
+use xinlian_genesis::{Hash32, Policy};
 use xinlian_node::store::Store;
 
 use crate::workload::{self, Cast, Sink};
@@ -125,15 +125,16 @@ fn sign_blocks(
     }
 }
 
-/// Runs the fill into `dir` (a new folder by default) and prints its figures.
-pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf>) -> Result<()> {
-    if records == 0 || block_records == 0 {
-        bail!("--store-fill and --block-records must be positive");
-    }
-    let temp = tempfile::tempdir()?;
-    let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
-    std::fs::create_dir_all(&dir)?;
-    let keys_dir = dir.join("consortium");
+/// The fill's consortium: four validators and the market regulator, from a fresh
+/// genesis in `keys_dir`, the mix's actors and their registrations for the first block.
+struct Setup {
+    consortium: Consortium,
+    validators: Vec<(u16, SigningKey)>,
+    casts: Vec<Cast>,
+    registrations: Vec<EncodedRecord>,
+}
+
+fn setup(keys_dir: &Path, block_records: u32) -> Result<Setup> {
     let mut specs = MemberSpec::validators(4);
     specs.push(crate::consortium::market_spec());
     let policy = Policy {
@@ -141,13 +142,13 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         block_bytes_max: Policy::default().block_bytes_max.max(block_records * 1024),
         ..Policy::default()
     };
-    let genesis = scaffold(&keys_dir, "xinlian-store-fill", 0, policy, &specs)
+    let genesis = scaffold(keys_dir, "xinlian-store-fill", 0, policy, &specs)
         .context("the fill's genesis")?;
     let chain = genesis.hash();
     let c = Consortium::new(genesis);
     let validators: Vec<(u16, SigningKey)> = (0..4)
         .map(|i| -> Result<(u16, SigningKey)> {
-            let key = keys::read_pem(&node_key_path(&keys_dir, &format!("v{i}")))?;
+            let key = keys::read_pem(&node_key_path(keys_dir, &format!("v{i}")))?;
             let index = c
                 .validators
                 .index_of(&keys::public_key(&key))
@@ -156,7 +157,7 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         })
         .collect::<Result<_>>()?;
     let market = RecordSigner {
-        key: keys::read_pem(&signing_key_path(&keys_dir, "market"))?,
+        key: keys::read_pem(&signing_key_path(keys_dir, "market"))?,
         chain,
     };
     // The actors, and their registrations for the first block.
@@ -201,6 +202,28 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
             }
         })
         .collect();
+    Ok(Setup {
+        consortium: c,
+        validators,
+        casts,
+        registrations,
+    })
+}
+
+/// Runs the fill into `dir` (a new folder by default) and prints its figures.
+pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf>) -> Result<()> {
+    if records == 0 || block_records == 0 {
+        bail!("--store-fill and --block-records must be positive");
+    }
+    let temp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let Setup {
+        consortium: c,
+        validators,
+        casts,
+        registrations,
+    } = setup(&dir.join("consortium"), block_records)?;
     let (tx, rx) = mpsc::sync_channel(4);
     let signer = std::thread::spawn(move || {
         sign_blocks(casts, registrations, records, block_records as usize, tx)
@@ -243,27 +266,7 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         if let Some((id, why)) = rejected.first() {
             bail!("the mix's record {id} was refused at height {height}: {why}");
         }
-        let hash = ex.header.hash();
-        let signatures = validators
-            .iter()
-            .map(|(index, key)| CommitSignature {
-                validator: *index,
-                signature: Precommit {
-                    chain,
-                    height,
-                    round: 0,
-                    block: hash,
-                    validator: keys::public_key(key),
-                }
-                .sign(key),
-            })
-            .collect();
-        let cert = Certificate {
-            height,
-            round: 0,
-            block: hash,
-            signatures,
-        };
+        let cert = certify(&validators, c.chain, height, ex.header.hash());
         execute_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
         store.commit(&ex, &cert)?;
@@ -326,6 +329,41 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         record_read_us_p99: percentile(&read, 0.99),
         samples,
     };
+    report(&figures);
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(())
+}
+
+/// A commit certificate for `block` signed by every validator at round 0.
+fn certify(
+    validators: &[(u16, SigningKey)],
+    chain: Hash32,
+    height: u64,
+    block: Hash32,
+) -> Certificate {
+    let signatures = validators
+        .iter()
+        .map(|(index, key)| CommitSignature {
+            validator: *index,
+            signature: Precommit {
+                chain,
+                height,
+                round: 0,
+                block,
+                validator: keys::public_key(key),
+            }
+            .sign(key),
+        })
+        .collect();
+    Certificate {
+        height,
+        round: 0,
+        block,
+        signatures,
+    }
+}
+
+fn report(figures: &Figures) {
     eprintln!(
         "{} records in {} blocks, {:.0} s ({:.0} s executing, {:.0} s committing, {:.0} s waiting for signed records): {:.0} records/s through execution and the store",
         figures.records,
@@ -353,8 +391,6 @@ pub fn run(records: u64, block_records: u32, cache_mib: u64, dir: Option<PathBuf
         figures.record_read_us_p50,
         figures.record_read_us_p99
     );
-    println!("{}", serde_json::to_string(&figures)?);
-    Ok(())
 }
 
 fn sample(store: &Store, ledger: &Path, records: u64, started: Instant) -> Sample {
