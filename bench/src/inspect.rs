@@ -1,5 +1,5 @@
 //! What the bench reads off the nodes besides their API: bytes on disk by what they
-//! hold (a store's history segments and its sled engine, opened after its node stopped), memory from /proc, and block
+//! hold (a store's history segments and its engine, opened after its node stopped), memory from /proc, and block
 //! timings from a node's log.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
+use xinlian_node::store::kv::Kv;
 
 /// Bytes of keys and values in one node's store, by what they hold.
 #[derive(Serialize, Clone, Debug, Default)]
@@ -51,7 +52,7 @@ fn class(key: &[u8]) -> String {
 pub fn disk_breakdown(data: &Path, records: u64) -> Result<DiskBreakdown> {
     let on_disk_bytes = crate::dir_bytes(data);
     let ledger = data.join("ledger");
-    let db = sled::Config::new().path(ledger.join("kv")).open()?;
+    let kv = Kv::open(&ledger.join("kv"), 8 << 20)?;
     let mut logical_bytes: BTreeMap<String, u64> = BTreeMap::new();
     // The append-only history: segment files of our own, counted as they lie on disk.
     for (log, name) in [
@@ -64,10 +65,9 @@ pub fn disk_breakdown(data: &Path, records: u64) -> Result<DiskBreakdown> {
             crate::dir_bytes(&ledger.join("history").join(log)),
         );
     }
-    for kv in db.iter() {
-        let (k, v) = kv?;
-        *logical_bytes.entry(class(&k)).or_default() += (k.len() + v.len()) as u64;
-    }
+    kv.for_each(|k, v| {
+        *logical_bytes.entry(class(k)).or_default() += (k.len() + v.len()) as u64;
+    })?;
     Ok(DiskBreakdown {
         on_disk_bytes,
         logical_bytes,
@@ -128,55 +128,4 @@ pub fn block_timings(log: &Path, heights: std::ops::RangeInclusive<u64>) -> Vec<
             ))
         })
         .collect()
-}
-
-/// sled alone under the ledger's write pattern, to tell its memory from the node's:
-/// per record one 250-byte append (the record), one 64-byte append (Merkle nodes),
-/// two new state values, and `hot` 60-byte values that overwrite a few thousand hot
-/// keys; one batch and one flush per 350 records (a block at half load). Returns
-/// (records, RSS MiB) every `every` records.
-pub fn sled_alone(
-    dir: &Path,
-    records: u64,
-    every: u64,
-    cache_bytes: u64,
-    hot: u64,
-) -> Result<Vec<(u64, f64)>> {
-    use sha2::{Digest, Sha256};
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        .open()?;
-    let me = std::process::id();
-    let mut out = Vec::new();
-    let mut batch = sled::Batch::default();
-    for i in 0..records {
-        let h: [u8; 32] = Sha256::digest(i.to_be_bytes()).into();
-        let mut k = vec![b'R'];
-        k.extend_from_slice(&i.to_be_bytes());
-        batch.insert(k.clone(), vec![7u8; 250]);
-        k[0] = b'N';
-        batch.insert(k, vec![9u8; 64]);
-        let mut x = vec![b'S', b'x'];
-        x.extend_from_slice(&h);
-        batch.insert(x.clone(), vec![1u8; 20]);
-        x[1] = b's';
-        batch.insert(x, vec![2u8; 32]);
-        // Hot keys: a few thousand values overwritten again and again (profiles,
-        // holdings, batch-index paths).
-        for j in 0..hot {
-            let hot = (i.wrapping_mul(2_654_435_761).wrapping_add(j)) % 5_000;
-            let mut k = vec![b'S', b'p'];
-            k.extend_from_slice(&hot.to_be_bytes());
-            batch.insert(k, vec![3u8; 60]);
-        }
-        if (i + 1) % 350 == 0 {
-            db.apply_batch(std::mem::take(&mut batch))?;
-            db.flush()?;
-        }
-        if (i + 1) % every == 0 {
-            out.push((i + 1, rss_mib(me)));
-        }
-    }
-    Ok(out)
 }

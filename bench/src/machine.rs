@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use ed25519_consensus::{SigningKey, VerificationKeyBytes, batch};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use xinlian_node::store::kv::{Batch, Kv, Sync};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Limits {
@@ -13,10 +14,12 @@ pub struct Limits {
     /// ZIP-215 batch verification (batches of 256) on all cores.
     pub ed25519_batch_verify_per_s: f64,
     pub sha256_mb_per_s: f64,
-    /// sled: 300-byte values, one flush per 1,000 inserts (a block's group commit).
-    pub sled_group_commit_inserts_per_s: f64,
-    /// sled: one flush per insert (the fsync bound on serial durable commits).
-    pub sled_flush_each_per_s: f64,
+    /// The store's engine: 300-byte values, one durable batch per 1,000 inserts (a
+    /// block's group commit).
+    pub engine_group_commit_inserts_per_s: f64,
+    /// The store's engine: one durable insert at a time (the fsync bound on serial
+    /// durable commits).
+    pub engine_durable_each_per_s: f64,
 }
 
 const WINDOW: Duration = Duration::from_millis(1500);
@@ -56,27 +59,27 @@ fn sha256_mb_per_s() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn sled_rates() -> anyhow::Result<(f64, f64)> {
+/// The store's engine (`xinlian_node::store::kv`): inserts per second in durable
+/// batches of 1,000 300-byte values, and durable single inserts per second.
+fn engine_rates() -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let db = sled::Config::new().path(dir.path()).open()?;
+    let kv = Kv::open(dir.path(), 64 << 20)?;
     let value = [3u8; 300];
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < WINDOW {
-        let mut b = sled::Batch::default();
+        let mut b = Batch::default();
         for _ in 0..1000 {
-            b.insert(&n.to_be_bytes(), &value[..]);
+            b.put(&n.to_be_bytes(), &value);
             n += 1;
         }
-        db.apply_batch(b)?;
-        db.flush()?;
+        kv.write(b, Sync::Durable)?;
     }
     let group = n as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     let mut m = 0u64;
     while start.elapsed() < WINDOW {
-        db.insert((n + m).to_be_bytes(), &value[..])?;
-        db.flush()?;
+        kv.put(&(n + m).to_be_bytes(), &value, Sync::Durable)?;
         m += 1;
     }
     Ok((group, m as f64 / start.elapsed().as_secs_f64()))
@@ -88,12 +91,12 @@ pub fn measure() -> anyhow::Result<Limits> {
         let hs: Vec<_> = (0..cores).map(|_| s.spawn(batch_verify_per_s)).collect();
         hs.into_iter().map(|h| h.join().expect("thread")).sum()
     });
-    let (group, each) = sled_rates()?;
+    let (group, each) = engine_rates()?;
     Ok(Limits {
         cores,
         ed25519_batch_verify_per_s: verify,
         sha256_mb_per_s: sha256_mb_per_s() * 1.048_576,
-        sled_group_commit_inserts_per_s: group,
-        sled_flush_each_per_s: each,
+        engine_group_commit_inserts_per_s: group,
+        engine_durable_each_per_s: each,
     })
 }

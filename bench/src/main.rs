@@ -64,13 +64,6 @@ struct Args {
     /// every node's memory as it grows (the 1,000,000-record memory run).
     #[arg(long)]
     fill: Option<u64>,
-    /// Instead of a consortium: sled alone under the ledger's write pattern for this
-    /// many records, its memory sampled (to tell sled's memory from the node's).
-    #[arg(long)]
-    sled_alone: Option<u64>,
-    /// Hot-key overwrites per record in `--sled-alone`.
-    #[arg(long, default_value_t = 3)]
-    sled_alone_hot: u64,
     /// Instead of a consortium: this many records of the mix executed into blocks and
     /// committed through the node's store alone (no network, no consensus), its time,
     /// memory and disk sampled as it grows (docs/storage.md § Figures).
@@ -134,9 +127,6 @@ fn main() -> Result<()> {
         return store_fill::run(n, args.block_records, args.cache_mib, args.fill_dir.clone());
     }
     let node_bin = node_binary(&args)?;
-    if let Some(n) = args.sled_alone {
-        return sled_alone(n, args.sled_alone_hot);
-    }
     eprintln!("measuring the machine…");
     let limits = machine::measure()?;
     let mut c = consortium::start(&node_bin, args.block_interval_ms)?;
@@ -207,18 +197,6 @@ fn node_binary(args: &Args) -> Result<PathBuf> {
         );
     }
     Ok(node_bin)
-}
-
-/// `--sled-alone`: sled under the ledger's write pattern for `n` records, no nodes.
-fn sled_alone(n: u64, hot: u64) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    println!(
-        "sled alone, the ledger's write pattern with {hot} hot-key overwrites per record, 64 MiB page cache:"
-    );
-    for (records, mib) in inspect::sled_alone(dir.path(), n, 100_000, 64 << 20, hot)? {
-        println!("  {records:>9} records   RSS {mib:>6.0} MiB");
-    }
-    Ok(())
 }
 
 /// `--provenance-only`: the provenance figure on an otherwise empty ledger.

@@ -52,12 +52,12 @@ pub fn print_table(r: &Report) {
         m.sha256_mb_per_s
     );
     println!(
-        "  sled group commit (flush per 1,000)         {:>12.0} inserts/s",
-        m.sled_group_commit_inserts_per_s
+        "  engine group commit (durable per 1,000)     {:>12.0} inserts/s",
+        m.engine_group_commit_inserts_per_s
     );
     println!(
-        "  sled flush per insert                       {:>12.0} /s",
-        m.sled_flush_each_per_s
+        "  engine durable insert, one at a time        {:>12.0} /s",
+        m.engine_durable_each_per_s
     );
     println!(
         "ledger, 4 validators on this machine, {} records   figure      target    ratio",

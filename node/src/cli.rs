@@ -94,7 +94,7 @@ enum Command {
         /// at start and whenever the connection is lost.
         #[arg(long = "peer")]
         peers: Vec<PeerAddress>,
-        /// Memory for sled's page cache, in MiB (the OS file cache comes on top).
+        /// Memory for the store engine's block cache, in MiB (the OS file cache comes on top).
         #[arg(long, default_value_t = 64)]
         cache_mb: u64,
         #[command(flatten)]
@@ -133,7 +133,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sled=warn".into()),
+                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
         .with_writer(std::io::stderr)
         // Colour only on a terminal: logs written to files stay plain text.

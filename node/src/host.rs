@@ -48,8 +48,8 @@ pub struct NodeConfig {
     /// backlog that would make every block and every re-check slower.
     pub mempool_records_max: usize,
     pub mempool_bytes_max: usize,
-    /// sled's page cache. Left at sled's default (1 GiB) it grows with the ledger:
-    /// bounded, a node's memory stays flat (measured in docs/performance.md).
+    /// The store engine's block cache. Bounded, a node's memory stays flat as the
+    /// ledger grows (measured in docs/performance.md and docs/storage.md).
     pub cache_bytes: u64,
     /// The API's admission control (connections, rates, requests in flight, heavy
     /// reads): docs/api.md, "Limits and overload".

@@ -136,7 +136,7 @@ const IO_CRATES: &[&str] = &[
     "tracing-subscriber",
 ];
 
-/// Storage engines: only `xinlian-store` (and the benchmark) may name one.
+/// Storage engines: only `xinlian-store` may name one.
 const STORAGE_ENGINES: &[&str] = &["sled", "redb", "fjall", "rocksdb", "heed", "lmdb"];
 
 /// Of those, the ones the core may reach through a dependency: Malachite's
@@ -219,7 +219,8 @@ fn the_crate_boundaries_hold() {
             "xinlian-cli links {inner}"
         );
     }
-    // Only the store names a storage engine (and the benchmark, which measures them).
+    // Only the store names a storage engine (the engine comparison, bench/engines, is a
+    // workspace of its own).
     let engine_users: Vec<&String> = m
         .direct
         .iter()
@@ -228,7 +229,7 @@ fn the_crate_boundaries_hold() {
         .collect();
     assert_eq!(
         engine_users,
-        vec!["xinlian-bench", "xinlian-store"],
+        vec!["xinlian-store"],
         "who depends on a storage engine"
     );
     // Only the binaries, tests and benchmark depend on the node library.
@@ -264,6 +265,32 @@ fn the_core_source_names_no_io_crate() {
     assert!(
         hits.is_empty(),
         "the core names I/O crates:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn inside_the_store_only_kv_names_the_engine() {
+    let store = root().join("node/store");
+    let kv = store.join("src/kv.rs");
+    let mut hits = Vec::new();
+    for p in rust_files()
+        .into_iter()
+        .filter(|p| p.starts_with(&store) && *p != kv)
+    {
+        let text = std::fs::read_to_string(&p).expect("readable");
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for e in STORAGE_ENGINES {
+                if code.contains(&format!("{e}::")) || code.contains(&format!("use {e}")) {
+                    hits.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "the engine is named outside node/store/src/kv.rs:\n{}",
         hits.join("\n")
     );
 }

@@ -127,8 +127,15 @@ mod fjall_engine {
     }
 
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Fjall> {
-        let db = Database::builder(dir).cache_size(cache_bytes).open()?;
-        let ks = db.keyspace("kv", KeyspaceCreateOptions::default)?;
+        // As the store configures it (node/store/src/kv.rs): small memtables and a
+        // short journal, so that memory stays flat while compaction catches up.
+        let db = Database::builder(dir)
+            .cache_size(cache_bytes)
+            .max_journaling_size(128 << 20)
+            .open()?;
+        let ks = db.keyspace("kv", || {
+            KeyspaceCreateOptions::default().max_memtable_size(16 << 20)
+        })?;
         Ok(Fjall { db, ks })
     }
 

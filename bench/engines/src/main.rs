@@ -213,7 +213,10 @@ fn compare(a: &Args) -> Result<()> {
         eprintln!("{name}: {}", v);
         results.push(v);
     }
-    let _ = std::fs::remove_dir_all(&base);
+    // Only the folder this run made up is removed; a `--dir` given may hold other things.
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
     println!(
         "{} records, blocks of {}, cache {} MiB, one durable commit per block",
         a.records, a.block, a.cache_mib

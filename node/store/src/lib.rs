@@ -12,7 +12,7 @@
 //! rolled-back store is refused rather than served.
 
 pub mod anchor;
-mod kv;
+pub mod kv;
 pub mod segments;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ use segments::{FixedLog, LogEnd, LogShape, SegmentError, SegmentLog};
 // 3: the batch index (`z` nodes) and batch event chains.
 // 4: headers name the next roster (`next_roster_hash`); governance state.
 // 5: history in segment files, the anchor.
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 const META_FORMAT: &[u8] = b"m/format";
 const META_GENESIS: &[u8] = b"m/genesis";
 const META_TIP: &[u8] = b"m/tip";
@@ -111,9 +111,9 @@ pub enum StoreError {
     )]
     Format { found: u32 },
     #[error(
-        "{path} holds a store of an earlier format (before {FORMAT}: sled files at its top); re-sync this node into an empty data folder"
+        "{path} holds a store of an earlier format ({what}); re-sync this node into an empty data folder"
     )]
-    OldLayout { path: String },
+    OldLayout { path: String, what: &'static str },
     #[error("store is damaged: {0}. Refusing to serve it; restore from a peer or a backup")]
     Damaged(String),
     #[error("store is damaged: {0}. Refusing to serve it; restore from a peer or a backup")]
@@ -251,10 +251,20 @@ impl Store {
         c: &Consortium,
         cache_bytes: u64,
     ) -> Result<(Store, Tip), StoreError> {
-        if path.join("db").exists() || path.join("conf").exists() {
-            return Err(StoreError::OldLayout {
-                path: path.display().to_string(),
-            });
+        // sled's files, at the top (format 4 and earlier) or under kv/ (format 5).
+        for (folder, what) in [
+            (
+                path.to_path_buf(),
+                "format 4 or earlier: sled files at its top",
+            ),
+            (path.join("kv"), "format 5: a sled engine under kv/"),
+        ] {
+            if folder.join("db").exists() || folder.join("conf").exists() {
+                return Err(StoreError::OldLayout {
+                    path: path.display().to_string(),
+                    what,
+                });
+            }
         }
         segments::create_dir_synced(path)?;
         let paths = Paths::of(path);
@@ -1036,8 +1046,24 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(
-            err.contains("earlier format") && err.contains("re-sync"),
+            err.contains("earlier format (format 4") && err.contains("re-sync"),
             "{err}"
+        );
+        // Format 5: history segments beside a sled engine.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("kv")).unwrap();
+        std::fs::write(dir.path().join("kv").join("conf"), b"segment_size: 524288").unwrap();
+        let err = Store::open(dir.path(), &c)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("earlier format (format 5: a sled engine") && err.contains("re-sync"),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("kv").join("version").exists(),
+            "nothing created"
         );
     }
 
