@@ -1,0 +1,324 @@
+//! The whole store against the in-memory ledger the simulator uses (`MemLedger`), with
+//! reboots: random sequences of block commits (registrations executed by the
+//! proposer's path and certified), replays of committed records, write-ahead-log
+//! appends, reopenings, and torn writes past the committed ends of the history
+//! segments before a reopening (what a crash in the middle of a commit leaves). After
+//! every step the store and the model agree on the tip, every block and certificate,
+//! the derived state, the log of the next height, and where each record is.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use proptest::prelude::*;
+use xinlian_client::block::{Certificate, CommitSignature, Precommit};
+use xinlian_client::crypto::{KeyHolder, prove_possession};
+use xinlian_client::ids::Uscc;
+use xinlian_client::record::{EncodedRecord, RegisterEntity};
+use xinlian_client::signer::RecordSigner;
+use xinlian_core::chain::{Executed, Tip, build_block};
+use xinlian_core::consensus::ledger::{Durability, Ledger, MemLedger};
+use xinlian_core::consensus::wire::WalEntry;
+use xinlian_core::execute::Consortium;
+use xinlian_core::overlay::StateRead;
+use xinlian_genesis::keys::{SigningKey, public_key};
+use xinlian_genesis::{Genesis, Member, Policy, Role};
+use xinlian_store::Store;
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A block of this many new registrations.
+    Commit(usize),
+    /// A block offering an already committed record again (by its number modulo the
+    /// records so far) beside one new registration: the replay is refused.
+    Replay(usize),
+    /// A write-ahead-log entry for the next height.
+    Wal { durable: bool, kind: u8 },
+    /// The store closed and opened again.
+    Reopen,
+    /// Bytes past the committed end of every history log, as a commit cut short by a
+    /// crash leaves them, then a reopening (which cuts them).
+    TornReopen(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0usize..6).prop_map(Op::Commit),
+        1 => any::<usize>().prop_map(Op::Replay),
+        3 => (any::<bool>(), any::<u8>()).prop_map(|(durable, kind)| Op::Wal { durable, kind }),
+        2 => Just(Op::Reopen),
+        2 => proptest::collection::vec(any::<u8>(), 1..300).prop_map(Op::TornReopen),
+    ]
+}
+
+struct Keys {
+    /// The validator's node key (it signs precommits and proposes).
+    validator: SigningKey,
+    registrar: SigningKey,
+}
+
+fn consortium(keys: &Keys) -> Consortium {
+    let genesis = Genesis {
+        chain_id: "store-model".into(),
+        genesis_time_ms: 1_795_000_000_000,
+        policy: Policy::default(),
+        members: vec![
+            Member {
+                id: "v0".into(),
+                name: "Validator 0".into(),
+                region: "310000".into(),
+                roles: vec![Role::Validator],
+                voting_power: 1,
+                node_key: Some(public_key(&keys.validator)),
+                signing_key: public_key(&SigningKey::from_bytes(&[1; 32])),
+            },
+            Member {
+                id: "market".into(),
+                name: "Market regulator".into(),
+                region: "310000".into(),
+                roles: vec![Role::Registrar],
+                voting_power: 0,
+                node_key: None,
+                signing_key: public_key(&keys.registrar),
+            },
+        ],
+    };
+    Consortium::new(genesis.to_file().validate().expect("valid genesis"))
+}
+
+fn registration(c: &Consortium, keys: &Keys, n: usize) -> EncodedRecord {
+    // A key of its own, none of the members' (those are all-equal bytes).
+    let mut seed = [0xE0; 32];
+    seed[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    let key = SigningKey::from_bytes(&seed);
+    let uscc = Uscc::with_check(&format!("91319{n:012}")).expect("digits");
+    let possession = prove_possession(&key, &c.chain, KeyHolder::Enterprise(uscc.as_str()));
+    let registrar = RecordSigner {
+        key: keys.registrar.clone(),
+        chain: c.chain,
+    };
+    EncodedRecord::new(registrar.sign(RegisterEntity {
+        uscc,
+        name: format!("enterprise {n}"),
+        key: public_key(&key),
+        check_override: None,
+        possession,
+    }))
+}
+
+fn certify(c: &Consortium, keys: &Keys, ex: &Executed) -> Certificate {
+    let block = ex.header.hash();
+    let height = ex.header.height;
+    Certificate {
+        height,
+        round: 0,
+        block,
+        signatures: vec![CommitSignature {
+            validator: 0,
+            signature: Precommit {
+                chain: c.chain,
+                height,
+                round: 0,
+                block,
+                validator: public_key(&keys.validator),
+            }
+            .sign(&keys.validator),
+        }],
+    }
+}
+
+/// Appends `bytes` to the newest segment of each history log (past its committed end).
+fn tear(root: &Path, bytes: &[u8]) {
+    for log in ["records", "blocks", "nodes"] {
+        let dir = root.join("history").join(log);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let newest = entries.filter_map(|e| e.ok()).map(|e| e.path()).max();
+        if let Some(file) = newest {
+            let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+            f.write_all(bytes).unwrap();
+        }
+    }
+}
+
+struct Run {
+    keys: Keys,
+    c: Consortium,
+    root: std::path::PathBuf,
+    store: Option<Store>,
+    tip: Tip,
+    model: MemLedger,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    committed: Vec<EncodedRecord>,
+    registered: usize,
+}
+
+impl Run {
+    fn store(&self) -> &Store {
+        self.store.as_ref().expect("open")
+    }
+
+    fn commit(&mut self, records: Vec<EncodedRecord>, replayed: Option<&EncodedRecord>) {
+        let mut offered = records.clone();
+        offered.extend(replayed.cloned());
+        let proposer = public_key(&self.keys.validator);
+        let time_ms = self.tip.time_ms + 500;
+        let (ex, rejected) = build_block(
+            self.store(),
+            &self.c,
+            &self.tip,
+            proposer,
+            time_ms,
+            &offered,
+        )
+        .unwrap();
+        // Only the replay is refused, by the store's replay index.
+        if rejected
+            .iter()
+            .any(|(id, _)| Some(*id) != replayed.map(|r| r.id()))
+        {
+            panic!("refused: {rejected:?}");
+        }
+        assert_eq!(
+            rejected.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            replayed.map(|r| r.id()).into_iter().collect::<Vec<_>>()
+        );
+        let cert = certify(&self.c, &self.keys, &ex);
+        self.store().commit(&ex, &cert).unwrap();
+        self.model.commit(&ex, &cert).unwrap();
+        for (k, v) in &ex.writes {
+            match v {
+                Some(v) => self.state.insert(k.clone(), v.clone()),
+                None => self.state.remove(k),
+            };
+        }
+        self.committed.extend(ex.records.iter().cloned());
+        self.tip = ex.tip;
+    }
+
+    fn reopen(&mut self) {
+        drop(self.store.take());
+        let (store, tip) = Store::open(&self.root, &self.c).unwrap();
+        assert_eq!(tip, self.tip, "the tip after reopening");
+        self.store = Some(store);
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Commit(n) => {
+                let records = (0..*n)
+                    .map(|i| registration(&self.c, &self.keys, self.registered + i))
+                    .collect();
+                self.registered += n;
+                self.commit(records, None);
+            }
+            Op::Replay(i) => {
+                if self.committed.is_empty() {
+                    return;
+                }
+                let old = self.committed[i % self.committed.len()].clone();
+                let new = registration(&self.c, &self.keys, self.registered);
+                self.registered += 1;
+                self.commit(vec![new], Some(&old));
+            }
+            Op::Wal { durable, kind } => {
+                let entry = WalEntry::Timeout {
+                    round: Some(u32::from(*kind % 4)),
+                    kind: *kind,
+                };
+                let d = if *durable {
+                    Durability::Synced
+                } else {
+                    Durability::Buffered
+                };
+                let h = self.tip.height + 1;
+                self.store().wal_append(h, &entry, d).unwrap();
+                self.model.wal_append(h, &entry, d).unwrap();
+            }
+            Op::Reopen => self.reopen(),
+            Op::TornReopen(bytes) => {
+                drop(self.store.take());
+                tear(&self.root, bytes);
+                self.reopen();
+            }
+        }
+    }
+
+    fn agree(&self) {
+        let store = self.store();
+        assert_eq!(store.tip().unwrap(), self.tip);
+        for h in 1..=self.tip.height {
+            let ours = store.block_and_certificate(h).unwrap();
+            let model = self.model.block_and_certificate(h).unwrap();
+            assert_eq!(
+                ours.map(|(b, c)| (b.header.hash(), b.records.len(), c)),
+                model.map(|(b, c)| (b.header.hash(), b.records.len(), c)),
+                "block {h}"
+            );
+        }
+        assert!(
+            store
+                .block_and_certificate(self.tip.height + 1)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.state_all().unwrap(), self.state, "derived state");
+        for (key, value) in &self.state {
+            assert_eq!(self.model.get(key).unwrap().as_ref(), Some(value));
+        }
+        let next = self.tip.height + 1;
+        assert_eq!(
+            format!("{:?}", store.wal(next).unwrap()),
+            format!("{:?}", self.model.wal(next).unwrap()),
+            "write-ahead log of height {next}"
+        );
+        for (index, rec) in self.committed.iter().enumerate() {
+            let (_, at) = store.locate(&rec.id()).unwrap().expect("located");
+            assert_eq!(at, index as u64, "ledger index of record {index}");
+            assert_eq!(
+                store.record_bytes_at(index as u64).unwrap().as_deref(),
+                Some(rec.bytes())
+            );
+        }
+        assert!(
+            store
+                .record_bytes_at(self.committed.len() as u64)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_store_agrees_with_the_in_memory_ledger_across_reboots(
+        ops in proptest::collection::vec(op(), 1..40)
+    ) {
+        let keys = Keys {
+            validator: SigningKey::from_bytes(&[3; 32]),
+            registrar: SigningKey::from_bytes(&[4; 32]),
+        };
+        let c = consortium(&keys);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ledger");
+        let (store, tip) = Store::open(&root, &c).unwrap();
+        let mut run = Run {
+            keys,
+            c,
+            root,
+            store: Some(store),
+            tip,
+            model: MemLedger::new(),
+            state: BTreeMap::new(),
+            committed: Vec::new(),
+            registered: 0,
+        };
+        for op in &ops {
+            run.apply(op);
+            run.agree();
+        }
+    }
+}
