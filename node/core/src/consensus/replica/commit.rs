@@ -114,6 +114,7 @@ impl<L: Ledger> Replica<L> {
         self.behind_since = None;
         let tip = self.tip.height;
         self.future.retain(|p| p.message.height.0 > tip);
+        self.later_votes.retain(|v| v.message.height.0 > tip);
         let included: HashSet<RecordId> = records.iter().copied().collect();
         for (id, why) in
             self.mempool

@@ -8,7 +8,7 @@ use super::effects::wal_digest;
 use super::{Action, INPUT_QUEUE_MAX, INPUT_QUEUE_PER_HEIGHT_MAX, Replica, ReplicaError, Timer};
 use crate::consensus::context::{Address, Ctx, Height};
 use crate::consensus::ledger::Ledger;
-use crate::consensus::wire::SignedProposal;
+use crate::consensus::wire::{SignedProposal, SignedVote};
 
 /// What asks [`Replica::maybe_start`] to start the next height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +132,14 @@ impl<L: Ledger> Replica<L> {
             let from = p.message.proposer.0;
             self.on_proposal(from, p)?;
         }
+        // Votes that arrived early for this height; later heights' stay.
+        let (now, later): (Vec<SignedVote>, Vec<SignedVote>) =
+            std::mem::take(&mut self.later_votes)
+                .into_iter()
+                .filter(|v| v.message.height.0 >= height.0)
+                .partition(|v| v.message.height == height);
+        self.later_votes = later;
+        self.inputs.extend(now.into_iter().map(Input::Vote));
         self.drain()
     }
 

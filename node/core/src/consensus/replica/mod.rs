@@ -36,7 +36,7 @@ use self::heights::{Begin, Start};
 use super::context::{Address, BlockValue, Ctx, Validators};
 use super::ledger::{Ledger, LedgerError};
 use super::wire::{
-    NetMsg, SignedProposal, polka_from_wire, proposal_from_wire, round_cert_from_wire,
+    NetMsg, SignedProposal, SignedVote, polka_from_wire, proposal_from_wire, round_cert_from_wire,
     vote_from_wire,
 };
 use crate::chain::{BlockError, Executed, Tip};
@@ -141,6 +141,10 @@ const ROUNDS_AHEAD_MAX: u32 = 10;
 const FUTURE_PROPOSALS_MAX: usize = 16;
 const FUTURE_HEIGHTS_AHEAD: u64 = 2;
 const FUTURE_PER_PROPOSER_MAX: usize = 4;
+/// Votes kept per member for heights we have not started: a prevote and a precommit
+/// for a few rounds of the next heights. A member's further votes push out its oldest,
+/// never another's.
+const LATER_VOTES_PER_MEMBER_MAX: usize = 8;
 /// Malachite's queue of inputs for heights it has not started: at most this many
 /// distinct heights (its `capacity` counts heights, not inputs), each with at most
 /// `INPUT_QUEUE_PER_HEIGHT_MAX` inputs. Only messages for the next
@@ -205,6 +209,9 @@ pub struct Replica<L: Ledger> {
     logged_values: HashMap<Hash32, BlockValue>,
     /// Proposals for later heights, kept until we get there.
     future: Vec<SignedProposal>,
+    /// Votes for the next heights that arrived before we started them (a fresh
+    /// consensus state per height forgets what it queued), fed in when we do.
+    later_votes: Vec<SignedVote>,
     inputs: VecDeque<Input<Ctx>>,
     actions: Vec<Action>,
     /// Finalized heights peers announced.
@@ -263,6 +270,7 @@ impl<L: Ledger> Replica<L> {
             proposals: BTreeMap::new(),
             logged_values: HashMap::new(),
             future: Vec::new(),
+            later_votes: Vec::new(),
             inputs: VecDeque::new(),
             actions: Vec::new(),
             peer_heights: HashMap::new(),
@@ -399,8 +407,10 @@ impl<L: Ledger> Replica<L> {
         match msg {
             NetMsg::Proposal(p) => self.on_proposal(from, proposal_from_wire(*p))?,
             NetMsg::Vote(v) => {
-                if self.consensus.is_some() && self.height_in_reach(v.height) {
+                if self.consensus.is_some() && v.height == self.tip.height + 1 {
                     self.inputs.push_back(Input::Vote(vote_from_wire(&v)));
+                } else if self.height_in_reach(v.height) {
+                    self.keep_vote_for_later(vote_from_wire(&v));
                 }
             }
             NetMsg::PolkaCertificate(c) => {
