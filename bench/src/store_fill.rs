@@ -434,3 +434,13 @@ fn lookups(store: &Store, sampled: &[(RecordId, u64)]) -> Result<(Vec<f64>, Vec<
     read.sort_by(f64::total_cmp);
     Ok((locate, read))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The CI smoke of `--store-fill` (the 10 M run's figures are in docs/storage.md):
+    /// every record of the mix is accepted, certified, committed and found again.
+    #[test]
+    fn a_small_store_fill_commits_every_record_and_finds_them() {
+        super::run(3_000, 512, 8, None).expect("the fill runs to its end");
+    }
+}
