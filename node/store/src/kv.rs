@@ -22,7 +22,7 @@ pub enum KvError {
     #[error("key-value engine: {0}")]
     Engine(String),
     #[error(
-        "key-value engine: a key of {0} bytes (at most {MAX_KEY_BYTES}) or a value of {1} bytes (at most {MAX_VALUE_BYTES}); nothing was written"
+        "key-value engine: a key of {0} bytes (1 to {MAX_KEY_BYTES}) or a value of {1} bytes (at most {MAX_VALUE_BYTES}); nothing was written"
     )]
     TooLarge(usize, usize),
 }
@@ -75,7 +75,8 @@ pub struct Kv {
 }
 
 fn check_sizes(key: &[u8], value: &[u8]) -> Result<(), KvError> {
-    if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES {
+    // Empty keys too: the engine asserts against them, at every later open.
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES {
         return Err(KvError::TooLarge(key.len(), value.len()));
     }
     Ok(())
@@ -162,6 +163,11 @@ impl Kv {
         for (key, value) in &batch.0 {
             check_sizes(key, value.as_deref().unwrap_or_default())?;
         }
+        if batch.0.is_empty() {
+            // The engine returns early on an empty batch without syncing; the promise
+            // about earlier writes still holds.
+            return Ok(self.db.persist(sync.mode())?);
+        }
         let mut writes = self.db.batch().durability(Some(sync.mode()));
         for (key, value) in batch.0 {
             match value {
@@ -226,6 +232,11 @@ mod tests {
             kv.put(b"k", &vec![0u8; MAX_VALUE_BYTES + 1], Sync::Buffered),
             Err(KvError::TooLarge(1, _))
         ));
+        assert!(matches!(
+            kv.put(b"", b"v", Sync::Durable),
+            Err(KvError::TooLarge(0, 1))
+        ));
+        assert!(kv.is_empty().unwrap());
     }
 
     #[test]

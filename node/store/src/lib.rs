@@ -920,9 +920,15 @@ impl Ledger for Store {
             Durability::Synced => kv::Sync::Durable,
             Durability::Buffered => kv::Sync::Buffered,
         };
+        // A failed write or sync may have left the entry visible but not durable:
+        // like a failed commit, it fails the store until it is reopened.
+        let fail = |e: String| {
+            self.failed.store(true, Ordering::Release);
+            LedgerError(e)
+        };
         self.db
             .put(&key, &canonical::encode(entry), sync)
-            .map_err(|e| LedgerError(e.to_string()))?;
+            .map_err(|e| fail(e.to_string()))?;
         if durability == Durability::Synced {
             // The signing high-water mark, kept where damage to the engine cannot
             // erase it: once per height, before the signature may be sent.
@@ -934,7 +940,7 @@ impl Ledger for Store {
                         signed: height,
                         ..marks
                     })
-                    .map_err(|e| LedgerError(e.to_string()))?;
+                    .map_err(|e| fail(e.to_string()))?;
             }
         }
         Ok(())
