@@ -1045,31 +1045,32 @@ mod tests {
     #[test]
     fn a_store_of_the_earlier_layout_is_refused_with_how_to_resync() {
         let c = consortium();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("conf"), b"segment_size: 524288").unwrap();
-        let err = Store::open(dir.path(), &c)
-            .err()
-            .expect("refused")
-            .to_string();
+        // sled's `conf` file in `sled_at` (relative to the store's folder): the answer.
+        let refusal = |sled_at: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let folder = dir.path().join(sled_at);
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("conf"), b"segment_size: 524288").unwrap();
+            let err = Store::open(dir.path(), &c)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                !dir.path().join("kv").join("version").exists(),
+                "nothing created"
+            );
+            err
+        };
+        let top = refusal("");
         assert!(
-            err.contains("earlier format (format 4") && err.contains("re-sync"),
-            "{err}"
+            top.contains("earlier format (format 4") && top.contains("re-sync"),
+            "{top}"
         );
         // Format 5: history segments beside a sled engine.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("kv")).unwrap();
-        std::fs::write(dir.path().join("kv").join("conf"), b"segment_size: 524288").unwrap();
-        let err = Store::open(dir.path(), &c)
-            .err()
-            .expect("refused")
-            .to_string();
+        let kv = refusal("kv");
         assert!(
-            err.contains("earlier format (format 5: a sled engine") && err.contains("re-sync"),
-            "{err}"
-        );
-        assert!(
-            !dir.path().join("kv").join("version").exists(),
-            "nothing created"
+            kv.contains("earlier format (format 5: a sled engine") && kv.contains("re-sync"),
+            "{kv}"
         );
     }
 
