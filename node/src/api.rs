@@ -176,6 +176,16 @@ impl IntoResponse for ApiFailure {
 impl From<StoreError> for ApiFailure {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error while answering");
+        if e.is_damage() {
+            // Never served, and the answer names no file of this machine: the node
+            // repairs it from a peer's copy (docs/storage.md), another node has it now.
+            return err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "history_damaged",
+                "this node's copy of the history asked for is damaged and being repaired; ask another node",
+            )
+            .retry_after(5);
+        }
         err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
     }
 }

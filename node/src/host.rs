@@ -25,9 +25,9 @@ use xinlian_genesis::{Genesis, Hash32, PublicKey};
 
 use crate::api::{ApiLimits, ApiServer};
 use crate::net::{NetEvent, Network, PeerAddress, SyncTicket};
-use crate::store::Store;
+use crate::store::{BlockHealth, Store};
 use xinlian_core::chain::Tip;
-use xinlian_core::consensus::ledger::Ledger;
+use xinlian_core::consensus::ledger::{Ledger, LedgerError};
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
 use xinlian_core::consensus::wire::{
     NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX,
@@ -256,6 +256,7 @@ impl Consensus {
             self.p2p_listen,
         )?;
         let timeouts = Timeouts::for_interval(self.consortium.policy().block_interval_ms);
+        let scrub_to = self.tip.height;
         let (replica, actions) = Replica::new(
             self.consortium,
             self.node_key,
@@ -266,6 +267,8 @@ impl Consensus {
             now_ms(),
         )?;
         let (sync_tx, sync_rx) = mpsc::channel(SYNC_READS_MAX);
+        let (damage_tx, damage_rx) = mpsc::channel(DAMAGE_REPORTS_QUEUED);
+        spawn_scrub(self.store.clone(), scrub_to, damage_tx.clone())?;
         let mut host = Host {
             replica,
             net,
@@ -278,9 +281,10 @@ impl Consensus {
             relay_bytes: 0,
             sync_reading: HashSet::new(),
             sync_done: sync_tx,
+            damage: damage_tx,
         };
         host.apply(actions);
-        host.run(commands, sync_rx, async {
+        host.run(commands, sync_rx, damage_rx, async {
             let _ = stop.await;
         })
         .await
@@ -325,6 +329,8 @@ struct Host {
     /// The nodes whose sync request is being read from the store.
     sync_reading: HashSet<PublicKey>,
     sync_done: mpsc::Sender<(SyncTicket, PublicKey, NetMsg)>,
+    /// Where reads report damaged history (height, what), for the replica to repair.
+    damage: mpsc::Sender<(u64, String)>,
 }
 
 impl Host {
@@ -333,6 +339,7 @@ impl Host {
         &mut self,
         mut commands: mpsc::Receiver<Command>,
         mut synced: mpsc::Receiver<(SyncTicket, PublicKey, NetMsg)>,
+        mut damaged: mpsc::Receiver<(u64, String)>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         self.net.redial(&self.peers);
@@ -360,6 +367,10 @@ impl Host {
                 Some((ticket, asker, answer)) = synced.recv() => {
                     self.sync_reading.remove(&asker);
                     self.net.answer_sync(ticket, &answer);
+                }
+                Some((height, what)) = damaged.recv() => {
+                    let actions = self.replica.history_damaged(now_ms(), height, &what);
+                    self.apply(actions);
                 }
                 _ = sleep => self.fire_timers()?,
                 _ = redial.tick() => self.net.redial(&self.peers),
@@ -438,8 +449,9 @@ impl Host {
             return;
         }
         let (store, done) = (self.store.clone(), self.sync_done.clone());
+        let damage = self.damage.clone();
         tokio::task::spawn_blocking(move || {
-            let blocks = read_blocks(&store, first, max).unwrap_or_else(|e| {
+            let blocks = read_blocks(&store, first, max, &damage).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading blocks to serve a sync request");
                 Vec::new()
             });
@@ -514,14 +526,27 @@ impl Host {
 
 /// The blocks after `first` (at most `max`, and at most `SYNC_BLOCKS_MAX` blocks or
 /// about `SYNC_BYTES_MAX` bytes) with their certificates: the bounds of the replica's
-/// `serve_sync`. Blocks once stored never change, so no lock is needed.
-fn read_blocks(store: &Store, first: u64, max: u64) -> Result<Vec<(Block, Certificate)>> {
+/// `serve_sync`. Blocks once stored never change, so no lock is needed. A damaged
+/// block is never served: the answer stops before it, and it is reported for repair.
+fn read_blocks(
+    store: &Store,
+    first: u64,
+    max: u64,
+    damage: &mpsc::Sender<(u64, String)>,
+) -> Result<Vec<(Block, Certificate)>> {
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
     let last = first.saturating_add(max.min(SYNC_BLOCKS_MAX));
     for h in first..last {
-        let Some((b, c)) = Ledger::block_and_certificate(store, h)? else {
-            break;
+        let (b, c) = match Ledger::block_and_certificate(store, h) {
+            Ok(Some(found)) => found,
+            Ok(None) => break,
+            Err(LedgerError::Damaged { height, what }) => {
+                // A full queue drops the report: the scrub at the next start finds it.
+                let _ = damage.try_send((height, what));
+                break;
+            }
+            Err(e) => return Err(e.into()),
         };
         bytes += xinlian_genesis::canonical::encode(&b).len();
         blocks.push((b, c));
@@ -530,4 +555,48 @@ fn read_blocks(store: &Store, first: u64, max: u64) -> Result<Vec<(Block, Certif
         }
     }
     Ok(blocks)
+}
+
+/// Damage reports waiting for the consensus loop; more are dropped (and found again).
+const DAMAGE_REPORTS_QUEUED: usize = 64;
+
+/// Reads back, at every start and on a thread of its own, the history of every block
+/// up to `tip`, so that damage is found and repaired from peers while the node runs
+/// rather than when someone asks for the damaged block. Records damaged are reported
+/// to the replica; a damaged block entry (header and certificate) is logged, since only
+/// a re-sync restores it.
+fn spawn_scrub(store: Arc<Store>, tip: u64, damage: mpsc::Sender<(u64, String)>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("scrub".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let mut found = 0u64;
+            for height in 1..=tip {
+                match store.block_health(height) {
+                    Ok(BlockHealth::Intact | BlockHealth::Absent) => {}
+                    Ok(BlockHealth::RecordsDamaged(what)) => {
+                        found += 1;
+                        if damage.blocking_send((height, what)).is_err() {
+                            return; // the node is stopping
+                        }
+                    }
+                    Ok(BlockHealth::EntryDamaged(what)) => {
+                        found += 1;
+                        tracing::error!(height, what, "block entry damaged: only a re-sync restores it");
+                    }
+                    Err(e) => {
+                        tracing::error!(height, error = %e, "scrub stopped: the history cannot be read");
+                        return;
+                    }
+                }
+            }
+            tracing::info!(
+                blocks = tip,
+                damaged = found,
+                ms = started.elapsed().as_millis() as u64,
+                "history read back"
+            );
+        })
+        .context("starting the scrub thread")?;
+    Ok(())
 }

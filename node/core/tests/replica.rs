@@ -268,6 +268,62 @@ fn a_synced_block_is_applied_only_with_a_valid_certificate() {
     assert_eq!(fresh.tip().hash, rs[0].tip().hash);
 }
 
+/// A height whose stored history was found damaged is asked of one peer at a time
+/// (`SyncRequest` for that height alone); a copy that is not the block committed here
+/// blames its peer and the next peer is asked; the true copy ends the repair.
+#[test]
+fn a_damaged_height_is_asked_of_a_peer_and_a_false_copy_is_blamed() {
+    let c = consortium();
+    let mut rs = finalize(&c, 2);
+    let mut r = rs.pop().unwrap();
+    let true_copy = r.ledger().block_and_certificate(1).unwrap().unwrap();
+    for (i, peer) in rs.iter().take(2).enumerate() {
+        let tip = peer.tip().hash;
+        r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
+            .unwrap();
+    }
+    let asked = |actions: &[Action]| -> Vec<PublicKey> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(p, NetMsg::SyncRequest { from: 1, max: 1 }) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    };
+    let actions = r.history_damaged(NOW, 1, "a record of block 1: checksum mismatch");
+    let first = asked(&actions);
+    assert_eq!(first.len(), 1, "{actions:?}");
+
+    let mut lie = true_copy.clone();
+    lie.0.header.time_ms += 1;
+    let actions = r
+        .on_message(NOW, first[0], NetMsg::SyncResponse { blocks: vec![lie] })
+        .unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    let second = asked(&actions);
+    assert!(second.len() == 1 && second != first, "{actions:?}");
+
+    let actions = r
+        .on_message(
+            NOW,
+            second[0],
+            NetMsg::SyncResponse {
+                blocks: vec![true_copy],
+            },
+        )
+        .unwrap();
+    assert!(
+        !penalised(&actions) && asked(&actions).is_empty(),
+        "{actions:?}"
+    );
+    // Nothing is left to ask for.
+    let actions = r.on_timer(NOW + 60_000, Timer::Status).unwrap();
+    assert!(asked(&actions).is_empty(), "{actions:?}");
+    // Heights not committed here are not damage.
+    assert!(asked(&r.history_damaged(NOW, 9, "no such block")).is_empty());
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -27,7 +27,9 @@ use xinlian_client::state::key as state_key;
 use xinlian_genesis::{Hash32, canonical};
 
 use xinlian_core::chain::{Executed, Tip};
-use xinlian_core::consensus::ledger::{Durability, Ledger, LedgerError, LedgerResult};
+use xinlian_core::consensus::ledger::{
+    Durability, Ledger, LedgerError, LedgerResult, RepairOutcome,
+};
 use xinlian_core::consensus::wire::WalEntry;
 use xinlian_core::execute::Consortium;
 use xinlian_core::overlay::{StateError, StateRead};
@@ -132,6 +134,22 @@ pub enum StoreError {
     Failed(String),
 }
 
+impl StoreError {
+    /// Whether this is damage found in what is stored (a checksum, a frame, an index
+    /// entry that does not hold), as opposed to a failure to read or write at all.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Damaged(_)
+                | StoreError::Segment(
+                    SegmentError::Corrupt { .. }
+                        | SegmentError::Truncated { .. }
+                        | SegmentError::Missing { .. }
+                )
+        )
+    }
+}
+
 fn damaged(s: impl Into<String>) -> StoreError {
     StoreError::Damaged(s.into())
 }
@@ -229,6 +247,18 @@ pub struct Store {
     /// Held to write a block, and by readers that need several reads from one block
     /// (the engine makes each read and each batch atomic, not a sequence of reads).
     commit_lock: std::sync::RwLock<()>,
+}
+
+/// What reading one block's history back found ([`Store::block_health`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockHealth {
+    Intact,
+    /// No such block here.
+    Absent,
+    /// A record of it is damaged; a peer's copy can repair it.
+    RecordsDamaged(String),
+    /// Its header and certificate entry is damaged: the store must be re-synced.
+    EntryDamaged(String),
 }
 
 /// What a block entry in the blocks log holds.
@@ -391,14 +421,22 @@ impl Store {
             .map_err(|e| damaged(format!("roster at height {}: {e}", tip.height)))?;
         verify_certificate(&header, &cert, &at.validators)
             .map_err(|e| damaged(format!("certificate at height {}: {e}", tip.height)))?;
-        let block = self
-            .block(tip.height)?
-            .ok_or_else(|| damaged(format!("no block at tip height {}", tip.height)))?;
-        if xinlian_client::block::records_root(&block.records) != header.records_root {
-            return Err(damaged(format!(
-                "records of block {} do not match its header",
-                tip.height
-            )));
+        // Records that fail their checksum are damage a peer's copy repairs while the
+        // node runs (the host reads all history back at every start): not a reason to
+        // refuse to start. Records that read whole but do not hash to the header are a
+        // store that disagrees with itself, and are refused.
+        match self.block(tip.height) {
+            Ok(Some(block)) => {
+                if xinlian_client::block::records_root(&block.records) != header.records_root {
+                    return Err(damaged(format!(
+                        "records of block {} do not match its header",
+                        tip.height
+                    )));
+                }
+            }
+            Ok(None) => return Err(damaged(format!("no block at tip height {}", tip.height))),
+            Err(e) if e.is_damage() => {}
+            Err(e) => return Err(e),
         }
         let mut child = header;
         for h in (tip.height.saturating_sub(OPEN_CHECK_DEPTH).max(1)..tip.height).rev() {
@@ -412,21 +450,6 @@ impl Store {
                 )));
             }
             child = hd;
-        }
-        // The records of those blocks are read, so their checksums are checked: damage
-        // to recent history is found at start, older damage when read or by `check`.
-        let oldest = child
-            .ledger_size
-            .checked_sub(u64::from(child.records_count))
-            .ok_or_else(|| {
-                damaged(format!(
-                    "header {} counts more records than its ledger",
-                    child.height
-                ))
-            })?;
-        for i in oldest..size {
-            self.record_bytes_at(i)?
-                .ok_or_else(|| damaged(format!("record {i} has no index entry")))?;
         }
         if marks.acknowledged > 0 && marks.acknowledged < tip.height {
             let acknowledged = self
@@ -711,6 +734,115 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether block `height`'s history reads back whole: its entry in the blocks log
+    /// (header and certificate) and each of its records. Damage is the answer, not an
+    /// error; an error is a failure to read at all.
+    pub fn block_health(&self, height: u64) -> Result<BlockHealth, StoreError> {
+        let header = match self.header(height) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(BlockHealth::Absent),
+            Err(e) if e.is_damage() => return Ok(BlockHealth::EntryDamaged(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        let first = header
+            .ledger_size
+            .saturating_sub(u64::from(header.records_count));
+        for i in first..header.ledger_size {
+            match self.record_bytes_at(i) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Ok(BlockHealth::RecordsDamaged(format!(
+                        "record {i} is missing"
+                    )));
+                }
+                Err(e) if e.is_damage() => return Ok(BlockHealth::RecordsDamaged(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(BlockHealth::Intact)
+    }
+
+    /// Writes the damaged records of block `copy.header.height` again from `copy`, a
+    /// peer's: only once the copy's header is ours (read from our own blocks log, so
+    /// checked when it was committed) and its records hash to that header's root, and
+    /// each into exactly the place its index entry names. A copy that is not ours is
+    /// refused and changes nothing. Damage of our own that keeps the copy from being
+    /// checked or placed is an error (`is_damage`): a damaged block entry (header and
+    /// certificate) is not repaired this way, since certificates differ from node to
+    /// node, nor a damaged index entry in the engine. Serialised
+    /// with commits, so the log's end does not move meanwhile.
+    pub fn repair_records(&self, copy: &Block) -> Result<RepairOutcome, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed("an earlier commit".into()));
+        }
+        let height = copy.header.height;
+        // Only the copy's faults are `Refused` (they are the peer's); what keeps us
+        // from checking or placing it is our damage, an error.
+        let ours = self
+            .header(height)?
+            .ok_or_else(|| damaged(format!("no block {height} here to repair")))?;
+        if copy.header != ours {
+            return Ok(RepairOutcome::Refused(format!(
+                "the copy's header of block {height} is not ours"
+            )));
+        }
+        if copy.records.len() != ours.records_count as usize
+            || xinlian_client::block::records_root(&copy.records) != ours.records_root
+        {
+            return Ok(RepairOutcome::Refused(format!(
+                "the copy's records of block {height} do not hash to our header's root"
+            )));
+        }
+        let first = ours
+            .ledger_size
+            .saturating_sub(u64::from(ours.records_count));
+        let end = self.committed().records;
+        let mut entries = 0;
+        for (index, record) in (first..).zip(&copy.records) {
+            match self.record_bytes_at(index) {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) if e.is_damage() => {}
+                Err(e) => return Err(e),
+            }
+            let location_of = |i: u64| -> Result<Option<segments::Location>, StoreError> {
+                self.db
+                    .get(&k(RECORD_AT, i))?
+                    .map(|b| {
+                        segments::Location::from_bytes(&b)
+                            .ok_or_else(|| damaged(format!("index entry of record {i}")))
+                    })
+                    .transpose()
+            };
+            let at = location_of(index)?
+                .ok_or_else(|| damaged(format!("record {index} has no index entry")))?;
+            let next = if index + 1 < end.next_seq {
+                location_of(index + 1)?
+                    .ok_or_else(|| damaged(format!("record {} has no index entry", index + 1)))?
+            } else {
+                end.at
+            };
+            match self
+                .records
+                .rewrite(index, at, next, &record.canonical_bytes())
+            {
+                Ok(()) => entries += 1,
+                Err(e @ SegmentError::Corrupt { .. }) => return Err(e.into()),
+                Err(e) => {
+                    // After a failed write or sync nothing of the file can be trusted
+                    // until it is reopened, as after a failed commit.
+                    self.failed.store(true, Ordering::Release);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(match entries {
+            0 => RepairOutcome::Intact,
+            entries => RepairOutcome::Repaired { entries },
+        })
+    }
+
     /// Where record `index`'s bytes lie on disk: the segment file, the offset of its
     /// payload and its length (for error reports and for damage tests).
     pub fn record_file_span(&self, index: u64) -> Result<Option<(PathBuf, u64, u64)>, StoreError> {
@@ -871,7 +1003,19 @@ fn check_anchor(db: &Kv, marks: &Marks, c: &Consortium, tip: &Tip) -> Result<(),
 }
 
 fn ledger(e: StoreError) -> LedgerError {
-    LedgerError(e.to_string())
+    LedgerError::Storage(e.to_string())
+}
+
+/// A read of block `height`'s history that failed: damage is reported as such (the
+/// node goes on and repairs it), anything else as a storage failure.
+fn ledger_at(height: u64) -> impl FnOnce(StoreError) -> LedgerError {
+    move |e| match e.is_damage() {
+        true => LedgerError::Damaged {
+            height,
+            what: e.to_string(),
+        },
+        false => ledger(e),
+    }
 }
 
 impl Ledger for Store {
@@ -883,13 +1027,16 @@ impl Ledger for Store {
         &self,
         height: u64,
     ) -> Result<Option<(Block, Certificate)>, LedgerError> {
-        let Some(b) = self.block(height).map_err(ledger)? else {
+        let Some(b) = self.block(height).map_err(ledger_at(height))? else {
             return Ok(None);
         };
         let c = self
             .certificate(height)
-            .map_err(ledger)?
-            .ok_or_else(|| LedgerError(format!("block {height} has no certificate")))?;
+            .map_err(ledger_at(height))?
+            .ok_or_else(|| LedgerError::Damaged {
+                height,
+                what: "no certificate".into(),
+            })?;
         Ok(Some((b, c)))
     }
 
@@ -900,7 +1047,7 @@ impl Ledger for Store {
         let last = self
             .db
             .last_key_with_prefix(&k(WAL, height))
-            .map_err(|e| LedgerError(e.to_string()))?;
+            .map_err(|e| LedgerError::Storage(e.to_string()))?;
         let seq = match last {
             None => 0,
             Some(key) => key
@@ -924,7 +1071,7 @@ impl Ledger for Store {
         // like a failed commit, it fails the store until it is reopened.
         let fail = |e: String| {
             self.failed.store(true, Ordering::Release);
-            LedgerError(e)
+            LedgerError::Storage(e)
         };
         self.db
             .put(&key, &canonical::encode(entry), sync)
@@ -948,6 +1095,11 @@ impl Ledger for Store {
 
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
         self.wal_entries(height).map_err(ledger)
+    }
+
+    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
+        self.repair_records(block)
+            .map_err(ledger_at(block.header.height))
     }
 }
 

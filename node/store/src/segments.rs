@@ -654,6 +654,69 @@ impl SegmentLog {
         Ok(payload)
     }
 
+    /// Writes entry `seq` again at `at`, where it was committed and found damaged, with
+    /// `payload` (which the caller has checked against a hash it trusts) and syncs it.
+    /// `next` is where the entry after it starts (or the log's end): the frame must
+    /// fill exactly the space between, so a repair can never overlap a neighbour, and
+    /// only committed bytes (before the end) are ever rewritten. Read back before it
+    /// returns.
+    pub fn rewrite(
+        &self,
+        seq: u64,
+        at: Location,
+        next: Location,
+        payload: &[u8],
+    ) -> Result<(), SegmentError> {
+        let end = self.end();
+        let Some(segment) = self.segment(at.segment) else {
+            return Err(self.misuse(format!("entry {seq}: no segment {}", at.segment)));
+        };
+        let path = &segment.path;
+        let stop = if next.segment == at.segment {
+            u64::from(next.offset)
+        } else if next.segment == at.segment + 1 && at.segment < end.at.segment {
+            segment.file.metadata().map_err(io_at(path))?.len()
+        } else {
+            return Err(self.misuse(format!(
+                "entry {seq}: the next entry is not in this segment or the next"
+            )));
+        };
+        let frame_end = u64::from(at.offset) + u64::from(FRAME_BYTES) + payload.len() as u64;
+        let before_end = at.segment < end.at.segment
+            || (at.segment == end.at.segment && stop <= u64::from(end.at.offset));
+        if u64::from(at.offset) < u64::from(SEGMENT_HEADER_BYTES)
+            || frame_end != stop
+            || !before_end
+        {
+            return Err(corrupt(
+                path,
+                u64::from(at.offset),
+                format!(
+                    "entry {seq}: a repair of {} bytes does not fill its place ({} bytes)",
+                    payload.len(),
+                    stop.saturating_sub(u64::from(at.offset) + u64::from(FRAME_BYTES))
+                ),
+            ));
+        }
+        let mut frame = Vec::with_capacity(FRAME_BYTES as usize + payload.len());
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&entry_crc(seq, payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        segment
+            .file
+            .write_all_at(&frame, u64::from(at.offset))
+            .map_err(io_at(path))?;
+        segment.file.sync_data().map_err(io_at(path))?;
+        if self.read(seq, at)? != payload {
+            return Err(corrupt(
+                path,
+                u64::from(at.offset),
+                format!("entry {seq}: reads back otherwise after its repair"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every entry from the log's start through its end, in order, checked: for full
     /// checks and for measuring. Calls `f(seq, location, payload)`. Each segment must
     /// end exactly after the entry before the next segment's first.

@@ -155,6 +155,27 @@ struct Run {
 }
 
 impl Run {
+    fn new(dir: &Path) -> Run {
+        let keys = Keys {
+            validator: SigningKey::from_bytes(&[3; 32]),
+            registrar: SigningKey::from_bytes(&[4; 32]),
+        };
+        let c = consortium(&keys);
+        let root = dir.join("ledger");
+        let (store, tip) = Store::open(&root, &c).unwrap();
+        Run {
+            keys,
+            c,
+            root,
+            store: Some(store),
+            tip,
+            model: MemLedger::new(),
+            state: BTreeMap::new(),
+            committed: Vec::new(),
+            registered: 0,
+        }
+    }
+
     fn store(&self) -> &Store {
         self.store.as_ref().expect("open")
     }
@@ -297,28 +318,93 @@ proptest! {
     fn the_store_agrees_with_the_in_memory_ledger_across_reboots(
         ops in proptest::collection::vec(op(), 1..40)
     ) {
-        let keys = Keys {
-            validator: SigningKey::from_bytes(&[3; 32]),
-            registrar: SigningKey::from_bytes(&[4; 32]),
-        };
-        let c = consortium(&keys);
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("ledger");
-        let (store, tip) = Store::open(&root, &c).unwrap();
-        let mut run = Run {
-            keys,
-            c,
-            root,
-            store: Some(store),
-            tip,
-            model: MemLedger::new(),
-            state: BTreeMap::new(),
-            committed: Vec::new(),
-            registered: 0,
-        };
+        let mut run = Run::new(dir.path());
         for op in &ops {
             run.apply(op);
             run.agree();
         }
     }
+}
+
+fn flip_byte(file: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+}
+
+/// The repair path a node takes with a peer's copy of a damaged block: a copy that is
+/// not the block (another record in its place, another header) is refused and changes
+/// nothing; the true copy writes back exactly the damaged records, after which the
+/// store reads, reopens and agrees with the model as before the damage.
+#[test]
+fn a_damaged_record_is_repaired_from_a_true_copy_and_a_false_copy_changes_nothing() {
+    use xinlian_core::consensus::ledger::RepairOutcome;
+    use xinlian_store::BlockHealth;
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::new(dir.path());
+    for n in [3, 4, 2] {
+        run.apply(&Op::Commit(n));
+    }
+    let true_copy = run.model.block_and_certificate(2).unwrap().unwrap().0;
+    // Records 3 and 6 are block 2's first and last (blocks of 3, 4, 2).
+    for index in [3, 6] {
+        let (file, offset, len) = run.store().record_file_span(index).unwrap().unwrap();
+        flip_byte(&file, offset + len / 2);
+    }
+    assert!(run.store().record_bytes_at(3).is_err());
+    assert!(matches!(
+        run.store().block_health(2).unwrap(),
+        BlockHealth::RecordsDamaged(what) if what.contains("checksum mismatch")
+    ));
+    assert_eq!(run.store().block_health(1).unwrap(), BlockHealth::Intact);
+    let damaged_bytes = |run: &Run| {
+        let (file, _, _) = run.store().record_file_span(0).unwrap().unwrap();
+        std::fs::read(file).unwrap()
+    };
+    let before = damaged_bytes(&run);
+
+    // A lying peer's copies: a record of another block in place of one of block 2's,
+    // and block 3 offered as block 2.
+    let mut swapped = true_copy.clone();
+    swapped.records[0] = run
+        .model
+        .block_and_certificate(1)
+        .unwrap()
+        .unwrap()
+        .0
+        .records[0]
+        .clone();
+    let mut other = run.model.block_and_certificate(3).unwrap().unwrap().0;
+    other.header.height = 2;
+    for lie in [&swapped, &other] {
+        assert!(matches!(
+            run.store().repair_records(lie).unwrap(),
+            RepairOutcome::Refused(_)
+        ));
+    }
+    assert_eq!(
+        damaged_bytes(&run),
+        before,
+        "a refused copy changes nothing"
+    );
+
+    assert_eq!(
+        run.store().repair_records(&true_copy).unwrap(),
+        RepairOutcome::Repaired { entries: 2 }
+    );
+    assert_eq!(
+        run.store().repair_records(&true_copy).unwrap(),
+        RepairOutcome::Intact
+    );
+    assert_eq!(run.store().block_health(2).unwrap(), BlockHealth::Intact);
+    run.agree();
+    run.reopen();
+    run.agree();
 }

@@ -167,6 +167,55 @@ fn a_flipped_byte_in_an_entry_is_refused_with_its_file_and_offset() {
     assert!(err.to_string().contains("checksum"), "{err}");
 }
 
+/// A repair writes an entry back exactly where it was and nowhere else: into the space
+/// between it and the next entry (across a segment's end too), never past the log's
+/// end, and the copy must fill that space exactly.
+#[test]
+fn a_damaged_entry_is_rewritten_in_its_place_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, at, end) = filled(dir.path(), 10);
+    // Entries of 108 bytes in segments of 512: four per segment.
+    assert_eq!((at[3].segment, at[4].segment), (0, 1));
+    for victim in [2usize, 3, 9] {
+        let file = dir.path().join(format!("{:08}.seg", at[victim].segment));
+        let f = OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all_at(&[0x5a], u64::from(at[victim].offset) + 8 + 7)
+            .unwrap();
+        assert!(log.read(victim as u64, at[victim]).is_err());
+        let next = at.get(victim + 1).copied().unwrap_or(end.at);
+        // A copy of another length does not fit, and changes nothing.
+        for len in [99, 101] {
+            let err = log
+                .rewrite(
+                    victim as u64,
+                    at[victim],
+                    next,
+                    &payload(victim as u64, len),
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("does not fill its place"), "{err}");
+            assert!(log.read(victim as u64, at[victim]).is_err());
+        }
+        log.rewrite(
+            victim as u64,
+            at[victim],
+            next,
+            &payload(victim as u64, 100),
+        )
+        .unwrap();
+    }
+    for (i, a) in at.iter().enumerate() {
+        assert_eq!(log.read(i as u64, *a).unwrap(), payload(i as u64, 100));
+    }
+    // Nothing past the end: the "next" of the last entry cannot be beyond it.
+    let past = xinlian_store::segments::Location {
+        segment: end.at.segment,
+        offset: end.at.offset + 108,
+    };
+    assert!(log.rewrite(10, end.at, past, &payload(10, 100)).is_err());
+    assert_eq!(log.end(), end);
+}
+
 #[test]
 fn a_truncated_segment_and_a_missing_segment_are_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();

@@ -26,8 +26,27 @@ pub enum Durability {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("ledger storage: {0}")]
-pub struct LedgerError(pub String);
+pub enum LedgerError {
+    /// The storage failed: the node cannot go on safely and stops.
+    #[error("ledger storage: {0}")]
+    Storage(String),
+    /// Block `height`'s history is damaged (a checksum or a frame that does not hold):
+    /// it is not served, and is repaired from a peer where it can be. The node goes on.
+    #[error("ledger storage: the history of block {height} is damaged: {what}")]
+    Damaged { height: u64, what: String },
+}
+
+/// What a repair of one block's history from a peer's copy did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepairOutcome {
+    /// Nothing of it was damaged.
+    Intact,
+    /// This many damaged entries were written again from the copy.
+    Repaired { entries: usize },
+    /// The copy is not the block we hold, or this damage cannot be repaired from a
+    /// copy; nothing was written.
+    Refused(String),
+}
 
 pub trait Ledger: StateRead {
     /// Stores a finalized block atomically and durably, dropping the write-ahead log of
@@ -41,6 +60,11 @@ pub trait Ledger: StateRead {
     /// this entry and every one before it survive a crash.
     fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult;
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError>;
+    /// Writes the damaged history of block `block.header.height` again from `block`, a
+    /// peer's copy, once the copy is shown to be the block committed here (its header
+    /// equal to ours, its records hashing to our header's root). A lying peer's copy is
+    /// [`RepairOutcome::Refused`] and changes nothing.
+    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError>;
 }
 
 /// A storage operation a simulation can make fail once, as a process killed in the
@@ -128,7 +152,9 @@ impl Ledger for MemLedger {
         let mut m = self.inner.lock().expect("not poisoned");
         if m.fault == Some(FaultPoint::Commit) {
             m.fault = None;
-            return Err(LedgerError("injected fault: killed mid-commit".into()));
+            return Err(LedgerError::Storage(
+                "injected fault: killed mid-commit".into(),
+            ));
         }
         for (k, v) in &ex.writes {
             match v {
@@ -162,7 +188,7 @@ impl Ledger for MemLedger {
         let mut m = self.inner.lock().expect("not poisoned");
         if durability == Durability::Synced && m.fault == Some(FaultPoint::SyncedAppend) {
             m.fault = None;
-            return Err(LedgerError(
+            return Err(LedgerError::Storage(
                 "injected fault: killed before the flush".into(),
             ));
         }
@@ -184,6 +210,16 @@ impl Ledger for MemLedger {
             .map(|(_, e)| e.clone())
             .collect())
     }
+
+    /// Nothing in memory is ever damaged: a copy equal to ours is intact, another one
+    /// refused.
+    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
+        let m = self.inner.lock().expect("not poisoned");
+        Ok(match m.blocks.get(&block.header.height) {
+            Some((ours, _)) if ours == block => RepairOutcome::Intact,
+            _ => RepairOutcome::Refused("not the block stored here".into()),
+        })
+    }
 }
 
 impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
@@ -201,5 +237,8 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
     }
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
         (**self).wal(height)
+    }
+    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
+        (**self).repair(block)
     }
 }

@@ -7,7 +7,7 @@ use xinlian_client::record::{EncodedRecord, RecordId};
 use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
-use super::{Action, LATER_VOTES_PER_MEMBER_MAX, Replica, ReplicaError, Timer};
+use super::{Action, LATER_VOTES_PER_MEMBER_MAX, ROUNDS_AHEAD_MAX, Replica, ReplicaError, Timer};
 use crate::consensus::context::{proposal_message, verify, vote_message};
 use crate::consensus::ledger::Ledger;
 use crate::consensus::wire::{
@@ -89,29 +89,37 @@ impl<L: Ledger> Replica<L> {
         Ok(())
     }
 
-    /// Whether `msg` shows that the validators have started the height after our tip: a
-    /// round-0 proposal of that height signed by its proposer, or votes for it signed by
-    /// validators with more than a third of the power. Anything else — an unsigned
-    /// claim, a certificate, one validator's vote — starts nothing, so that no peer can
-    /// make us start heights (and cut empty blocks) faster than the block interval.
     /// Keeps a vote for a height we have not started (the next, or the one after while
     /// we finish ours), to feed to consensus when we start it: without it, a validator
     /// that starts a height late loses the votes sent meanwhile, and with f
     /// equivocators one lost honest vote can cost the round for every honest node that
     /// saw the other half of their votes (found by the long simulator run, seeds 70185
-    /// and 81510). Only a member's signed votes are kept, copies once, at most
-    /// `LATER_VOTES_PER_MEMBER_MAX` each: the set in force at that height checks them
-    /// again.
-    pub(super) fn keep_vote_for_later(&mut self, sv: SignedVote) {
+    /// and 81510). Only on a validator (nothing else starts heights), only a vote its
+    /// signer sent itself (`from`, the gossip author: so nobody but the signer can
+    /// choose which of its votes are kept), of a member, of a round consensus will
+    /// look at when it starts the height, signed — a forged signature blames the
+    /// sender —, copies once, at most `LATER_VOTES_PER_MEMBER_MAX` each (its oldest
+    /// goes): the set in force at that height checks them again.
+    pub(super) fn keep_vote_for_later(&mut self, from: PublicKey, sv: SignedVote) {
         let who = sv.message.validator.0;
-        if self.c.roster.member_by_node_key(&who).is_none()
+        if !self.is_validator()
+            || who != from
+            || sv
+                .message
+                .round
+                .as_u32()
+                .is_none_or(|r| r > ROUNDS_AHEAD_MAX)
+            || self.c.roster.member_by_node_key(&who).is_none()
             || self.later_votes.contains(&sv)
-            || !verify(
-                &who,
-                &vote_message(&self.c.chain, &sv.message),
-                &sv.signature,
-            )
         {
+            return;
+        }
+        if !verify(
+            &who,
+            &vote_message(&self.c.chain, &sv.message),
+            &sv.signature,
+        ) {
+            self.penalise(from, "vote for a later height: bad signature".into());
             return;
         }
         let mut theirs = self
@@ -128,6 +136,11 @@ impl<L: Ledger> Replica<L> {
         self.later_votes.push(sv);
     }
 
+    /// Whether `msg` shows that the validators have started the height after our tip: a
+    /// round-0 proposal of that height signed by its proposer, or votes for it signed by
+    /// validators with more than a third of the power. Anything else — an unsigned
+    /// claim, a certificate, one validator's vote — starts nothing, so that no peer can
+    /// make us start heights (and cut empty blocks) faster than the block interval.
     pub(super) fn announces_next_height(&mut self, msg: &NetMsg) -> bool {
         if self.consensus.is_some() || !self.is_validator() {
             return false;

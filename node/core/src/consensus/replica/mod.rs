@@ -23,7 +23,7 @@ mod intake;
 mod proposals;
 mod sync;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use malachite::{Input, State};
@@ -166,6 +166,18 @@ struct SyncRequest {
     claimed: u64,
 }
 
+/// A repair request in flight: whom we asked, when, for which damaged height.
+#[derive(Clone, Copy, Debug)]
+struct RepairRequest {
+    peer: PublicKey,
+    at_ms: i64,
+    height: u64,
+}
+
+/// Damaged heights waiting for a peer's copy. Past this many the store is too damaged
+/// to repair block by block: the rest are reported, and the operator re-syncs.
+const DAMAGED_HEIGHTS_MAX: usize = 1024;
+
 /// How many recent sync peers' answers are still read when they come late.
 const ASKED_REMEMBERED: usize = 4;
 
@@ -220,6 +232,10 @@ pub struct Replica<L: Ledger> {
     sync_backoff: HashMap<PublicKey, SyncBackoff>,
     /// The sync request in flight.
     syncing: Option<SyncRequest>,
+    /// Heights whose stored history was found damaged, to repair from a peer's copy.
+    damaged: BTreeSet<u64>,
+    /// The repair request in flight.
+    repairing: Option<RepairRequest>,
     /// Peers asked lately, whose answers are still read when they come late.
     asked: VecDeque<PublicKey>,
     /// Validators that signed a vote for the height after our tip before we started
@@ -276,6 +292,8 @@ impl<L: Ledger> Replica<L> {
             peer_heights: HashMap::new(),
             sync_backoff: HashMap::new(),
             syncing: None,
+            damaged: BTreeSet::new(),
+            repairing: None,
             asked: VecDeque::new(),
             early_voters: HashSet::new(),
             behind_since: None,
@@ -376,6 +394,7 @@ impl<L: Ledger> Replica<L> {
                 }));
                 self.schedule(Timer::Status, self.timeouts.status_ms);
                 self.maybe_sync();
+                self.maybe_repair();
             }
             Timer::Consensus(t) => {
                 if self.consensus.is_some() {
@@ -410,7 +429,7 @@ impl<L: Ledger> Replica<L> {
                 if self.consensus.is_some() && v.height == self.tip.height + 1 {
                     self.inputs.push_back(Input::Vote(vote_from_wire(&v)));
                 } else if self.height_in_reach(v.height) {
-                    self.keep_vote_for_later(vote_from_wire(&v));
+                    self.keep_vote_for_later(from, vote_from_wire(&v));
                 }
             }
             NetMsg::PolkaCertificate(c) => {

@@ -6,11 +6,11 @@ use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
 use super::{
-    ASKED_REMEMBERED, Action, Replica, ReplicaError, SYNC_BACKOFF_DOUBLINGS_MAX,
-    SYNC_PATIENCE_PERIODS, SyncRequest,
+    ASKED_REMEMBERED, Action, DAMAGED_HEIGHTS_MAX, RepairRequest, Replica, ReplicaError,
+    SYNC_BACKOFF_DOUBLINGS_MAX, SYNC_PATIENCE_PERIODS, SyncRequest,
 };
 use crate::chain::{BlockError, execute_block};
-use crate::consensus::ledger::Ledger;
+use crate::consensus::ledger::{Ledger, LedgerError, RepairOutcome};
 use crate::consensus::wire::{NetMsg, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX};
 
 impl<L: Ledger> Replica<L> {
@@ -57,17 +57,18 @@ impl<L: Ledger> Replica<L> {
             at_ms: now,
             claimed: their,
         });
+        self.ask_for_blocks(peer, self.tip.height + 1, SYNC_BLOCKS_MAX);
+    }
+
+    /// Sends `peer` a request for `max` blocks from `first`, remembering that we asked
+    /// (only answers from peers asked lately are read).
+    fn ask_for_blocks(&mut self, peer: PublicKey, first: u64, max: u64) {
         if self.asked.len() == ASKED_REMEMBERED {
             self.asked.pop_front();
         }
         self.asked.push_back(peer);
-        self.actions.push(Action::Send(
-            peer,
-            NetMsg::SyncRequest {
-                from: self.tip.height + 1,
-                max: SYNC_BLOCKS_MAX,
-            },
-        ));
+        self.actions
+            .push(Action::Send(peer, NetMsg::SyncRequest { from: first, max }));
     }
 
     /// Gives up on a request unanswered for a few status periods, striking its peer.
@@ -129,8 +130,15 @@ impl<L: Ledger> Replica<L> {
         let mut bytes = 0usize;
         let last = first.saturating_add(max.min(SYNC_BLOCKS_MAX));
         for h in first..last {
-            let Some((b, c)) = self.ledger.block_and_certificate(h)? else {
-                break;
+            let (b, c) = match self.ledger.block_and_certificate(h) {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                // Never served: what came before it is, and a peer's copy repairs it.
+                Err(LedgerError::Damaged { height, what }) => {
+                    self.note_damage(height, &what);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             };
             bytes += xinlian_genesis::canonical::encode(&b).len();
             blocks.push((b, c));
@@ -158,6 +166,13 @@ impl<L: Ledger> Replica<L> {
     ) -> Result<(), ReplicaError> {
         if !self.asked.contains(&peer) {
             return Ok(());
+        }
+        if let Some(req) = self.repairing.filter(|r| r.peer == peer)
+            && blocks
+                .first()
+                .is_some_and(|(b, _)| b.header.height == req.height)
+        {
+            return self.on_repair_copy(peer, blocks);
         }
         // The request this answers, if it is the one in flight (else a late answer to an
         // earlier one: applied if it holds, never struck).
@@ -209,6 +224,109 @@ impl<L: Ledger> Replica<L> {
             self.maybe_start(Start::IfDue)?;
             self.maybe_sync();
         }
+        Ok(())
+    }
+
+    /// The store found block `height`'s history damaged (a read of it, or the host's
+    /// scrub): it is repaired from a peer's copy, one height at a time.
+    pub fn history_damaged(&mut self, now_ms: i64, height: u64, what: &str) -> Vec<Action> {
+        self.now_ms = now_ms;
+        self.note_damage(height, what);
+        self.maybe_repair();
+        std::mem::take(&mut self.actions)
+    }
+
+    fn note_damage(&mut self, height: u64, what: &str) {
+        if height == 0 || height > self.tip.height || self.damaged.contains(&height) {
+            return;
+        }
+        if self.damaged.len() >= DAMAGED_HEIGHTS_MAX {
+            tracing::error!(
+                height,
+                what,
+                "history damaged beyond repair from peers: re-sync this node"
+            );
+            return;
+        }
+        tracing::error!(height, what, "history damaged: asking a peer for a copy");
+        self.damaged.insert(height);
+    }
+
+    /// Asks a peer that has the lowest damaged height for its copy, unless a request is
+    /// in flight; one unanswered for a few status periods strikes its peer as sync does.
+    pub(super) fn maybe_repair(&mut self) {
+        if let Some(req) = self.repairing
+            && self.now_ms - req.at_ms >= SYNC_PATIENCE_PERIODS * self.timeouts.status_ms as i64
+        {
+            self.repairing = None;
+            self.strike_sync_peer(req.peer);
+        }
+        let Some(&height) = self.damaged.first() else {
+            return;
+        };
+        if self.repairing.is_some() {
+            return;
+        }
+        let now = self.now_ms;
+        let Some(peer) = self
+            .peer_heights
+            .iter()
+            .filter(|(p, h)| {
+                **h >= height && self.sync_backoff.get(*p).is_none_or(|b| b.until_ms <= now)
+            })
+            .min_by_key(|(p, _)| {
+                // Rotate: the peer after the last one asked, by key.
+                let last = self.asked.back().copied();
+                (last.is_some_and(|l| **p <= l), **p)
+            })
+            .map(|(p, _)| *p)
+        else {
+            return;
+        };
+        self.repairing = Some(RepairRequest {
+            peer,
+            at_ms: now,
+            height,
+        });
+        self.ask_for_blocks(peer, height, 1);
+    }
+
+    /// A peer's copy of a damaged height: the store writes it back only if it is the
+    /// block committed here; a copy that is not is the peer's lie, penalised and struck.
+    fn on_repair_copy(
+        &mut self,
+        peer: PublicKey,
+        blocks: Vec<(Block, Certificate)>,
+    ) -> Result<(), ReplicaError> {
+        self.repairing = None;
+        let Some((block, _)) = blocks.into_iter().next() else {
+            return Ok(());
+        };
+        let height = block.header.height;
+        match self.ledger.repair(&block) {
+            Ok(RepairOutcome::Repaired { entries }) => {
+                tracing::info!(height, entries, %peer, "damaged history repaired from a peer's copy");
+                self.damaged.remove(&height);
+            }
+            Ok(RepairOutcome::Intact) => {
+                self.damaged.remove(&height);
+            }
+            Ok(RepairOutcome::Refused(why)) => {
+                self.penalise(peer, format!("copy of block {height} for repair: {why}"));
+                self.strike_sync_peer(peer);
+            }
+            Err(LedgerError::Damaged { what, .. }) => {
+                // Damage a copy cannot mend (the block's own entry, an index entry).
+                tracing::error!(
+                    height,
+                    what,
+                    "history damaged beyond repair from peers: re-sync this node"
+                );
+                self.damaged.remove(&height);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.maybe_repair();
         Ok(())
     }
 }
