@@ -1249,15 +1249,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "87285302e59a01638f668b40750cbbb0fbe0eafb3603d7174a02a921e7a33439",
+            "9600a40557f28bfe446e3564816d2028e336f9ec18cd52855613fdd34743d8d2",
         ),
         (
             8,
-            "dfa368174fbc2823071b6051d198970458a31b255affe5e19fc18ad2d01b72cf",
+            "a8941158a13e84d8a8970dfde00fa5ccaa4d5d4ee3b17f34eafca1c90488c7a0",
         ),
         (
             11,
-            "4d713e366717415fe3906b2d30f9d416ab027f1fcdd992c51ffbb792b993202f",
+            "c5b4f746e0cc6cd436d5687754ec0b97819ca0575eabaeffe89a7b54047616af",
         ),
     ];
     for (seed, want) in pinned {

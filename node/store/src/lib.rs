@@ -472,22 +472,42 @@ impl Store {
     /// anchor. A failure before the engine batch rewinds the logs; one after it leaves
     /// the store failed until reopened, since the engine may hold the batch.
     pub fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), StoreError> {
+        self.commit_blocks(&[(ex, cert)])
+    }
+
+    /// Stores consecutive finalized blocks at once, as [`Store::commit`] stores one but
+    /// with one sync of the history, one engine batch and one anchor write for them all
+    /// (blocks synced from a peer: the per-block syncs were most of a fresh node's
+    /// time). All of them or none are committed.
+    pub fn commit_blocks(&self, blocks: &[(&Executed, &Certificate)]) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(StoreError::Failed("an earlier commit".into()));
         }
-        let h = &ex.header;
-        if cert.height != h.height || cert.block != h.hash() {
-            return Err(damaged(format!(
-                "a certificate for block {} ({}) offered with block {}",
-                cert.height, cert.block, h.height
-            )));
+        let Some((last, _)) = blocks.last() else {
+            return Ok(());
+        };
+        for (i, (ex, cert)) in blocks.iter().enumerate() {
+            let h = &ex.header;
+            if cert.height != h.height || cert.block != h.hash() {
+                return Err(damaged(format!(
+                    "a certificate for block {} ({}) offered with block {}",
+                    cert.height, cert.block, h.height
+                )));
+            }
+            if i > 0 && h.height != blocks[i - 1].0.header.height + 1 {
+                return Err(damaged(format!(
+                    "block {} committed after block {}",
+                    h.height,
+                    blocks[i - 1].0.header.height
+                )));
+            }
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut b = Batch::default();
-        // The log of this height (and any older leftovers) is spent with the block.
+        // The log of these heights (and any older leftovers) is spent with the blocks.
         for key in self
             .db
-            .keys_between(&[WAL], &k(WAL, h.height.saturating_add(1)))?
+            .keys_between(&[WAL], &k(WAL, last.header.height.saturating_add(1)))?
         {
             b.delete(&key);
         }
@@ -496,7 +516,11 @@ impl Store {
             blocks: self.blocks.end(),
             nodes: self.nodes.len(),
         };
-        let ends = match self.append_history(ex, cert, &mut b) {
+        let appended = blocks
+            .iter()
+            .try_for_each(|(ex, cert)| self.append_block(ex, cert, &mut b))
+            .and_then(|()| self.sync_history());
+        let ends = match appended {
             Ok(ends) => ends,
             Err(e) => {
                 // After a failed write or sync, trust nothing until reopened; the rewind
@@ -506,13 +530,21 @@ impl Store {
                 return Err(e);
             }
         };
-        for (key, v) in &ex.writes {
+        // A key several blocks write gets the last one's value (one batch holds each
+        // key once).
+        let mut writes: std::collections::BTreeMap<&[u8], Option<&[u8]>> = Default::default();
+        for (ex, _) in blocks {
+            for (key, v) in &ex.writes {
+                writes.insert(key, v.as_deref());
+            }
+        }
+        for (key, v) in writes {
             match v {
                 Some(v) => b.put(&state_key_of(key), v),
                 None => b.delete(&state_key_of(key)),
             }
         }
-        b.put(META_TIP, &canonical::encode(&ex.tip));
+        b.put(META_TIP, &canonical::encode(&last.tip));
         b.put(META_LOGS, &canonical::encode(&ends));
         let engine = {
             let _guard = self
@@ -533,8 +565,8 @@ impl Store {
         }
         let mut anchor = self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
         let marks = Marks {
-            acknowledged: h.height,
-            acknowledged_hash: ex.tip.hash,
+            acknowledged: last.header.height,
+            acknowledged_hash: last.tip.hash,
             ..anchor.marks()
         };
         anchor.set(marks).inspect_err(|_| {
@@ -543,14 +575,15 @@ impl Store {
         Ok(())
     }
 
-    /// Steps 1 and 2 of a commit: the block's records, Merkle nodes and header with its
-    /// certificate appended to the history and synced; their index entries into `b`.
-    fn append_history(
+    /// Step 1 of a commit for one block: its records, Merkle nodes and header with its
+    /// certificate appended to the history (not yet synced); their index entries into
+    /// `b`.
+    fn append_block(
         &self,
         ex: &Executed,
         cert: &Certificate,
         b: &mut Batch,
-    ) -> Result<LogEnds, StoreError> {
+    ) -> Result<(), StoreError> {
         let h = &ex.header;
         let first = h
             .ledger_size
@@ -572,6 +605,11 @@ impl Store {
         });
         let at = self.blocks.append(h.height, &entry)?;
         b.put(&k(BLOCK_AT, h.height), &at.to_bytes());
+        Ok(())
+    }
+
+    /// Step 2: what was appended made durable; the logs' ends to commit.
+    fn sync_history(&self) -> Result<LogEnds, StoreError> {
         Ok(LogEnds {
             records: self.records.sync()?,
             nodes: self.nodes.sync()?,
@@ -1021,6 +1059,11 @@ fn ledger_at(height: u64) -> impl FnOnce(StoreError) -> LedgerError {
 impl Ledger for Store {
     fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError> {
         Store::commit(self, ex, cert).map_err(ledger)
+    }
+
+    fn commit_many(&self, blocks: &[(Executed, Certificate)]) -> Result<(), LedgerError> {
+        let blocks: Vec<(&Executed, &Certificate)> = blocks.iter().map(|(e, c)| (e, c)).collect();
+        self.commit_blocks(&blocks).map_err(ledger)
     }
 
     fn block_and_certificate(

@@ -32,6 +32,9 @@ enum Op {
     /// A block offering an already committed record again (by its number modulo the
     /// records so far) beside one new registration: the replay is refused.
     Replay(usize),
+    /// Consecutive blocks of these many registrations, each executed over the writes
+    /// of those before it, committed in one write (as synced blocks are).
+    CommitMany(Vec<usize>),
     /// A write-ahead-log entry for the next height.
     Wal { durable: bool, kind: u8 },
     /// The store closed and opened again.
@@ -45,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0usize..6).prop_map(Op::Commit),
         1 => any::<usize>().prop_map(Op::Replay),
+        2 => proptest::collection::vec(0usize..4, 1..5).prop_map(Op::CommitMany),
         3 => (any::<bool>(), any::<u8>()).prop_map(|(durable, kind)| Op::Wal { durable, kind }),
         2 => Just(Op::Reopen),
         2 => proptest::collection::vec(any::<u8>(), 1..300).prop_map(Op::TornReopen),
@@ -142,6 +146,21 @@ fn tear(root: &Path, bytes: &[u8]) {
     }
 }
 
+/// State as it will be once the writes of blocks executed but not yet committed are.
+struct Pending<'a> {
+    base: &'a Store,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl StateRead for Pending<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, xinlian_core::overlay::StateError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+}
+
 struct Run {
     keys: Keys,
     c: Consortium,
@@ -218,6 +237,50 @@ impl Run {
         self.tip = ex.tip;
     }
 
+    fn commit_many(&mut self, sizes: &[usize]) {
+        let store = self.store.as_ref().expect("open");
+        let mut overlay = Pending {
+            base: store,
+            writes: BTreeMap::new(),
+        };
+        let mut tip = self.tip.clone();
+        let mut blocks = Vec::new();
+        for n in sizes {
+            let records: Vec<EncodedRecord> = (0..*n)
+                .map(|i| registration(&self.c, &self.keys, self.registered + i))
+                .collect();
+            self.registered += n;
+            let proposer = public_key(&self.keys.validator);
+            let (ex, rejected) = build_block(
+                &overlay,
+                &self.c,
+                &tip,
+                proposer,
+                tip.time_ms + 500,
+                &records,
+            )
+            .unwrap();
+            assert!(rejected.is_empty(), "{rejected:?}");
+            overlay.writes.extend(ex.writes.clone());
+            tip = ex.tip.clone();
+            let cert = certify(&self.c, &self.keys, &ex);
+            blocks.push((ex, cert));
+        }
+        let refs: Vec<_> = blocks.iter().map(|(e, c)| (e, c)).collect();
+        store.commit_blocks(&refs).unwrap();
+        self.model.commit_many(&blocks).unwrap();
+        for (ex, _) in blocks {
+            for (k, v) in &ex.writes {
+                match v {
+                    Some(v) => self.state.insert(k.clone(), v.clone()),
+                    None => self.state.remove(k),
+                };
+            }
+            self.committed.extend(ex.records.iter().cloned());
+        }
+        self.tip = tip;
+    }
+
     fn reopen(&mut self) {
         drop(self.store.take());
         let (store, tip) = Store::open(&self.root, &self.c).unwrap();
@@ -243,6 +306,7 @@ impl Run {
                 self.registered += 1;
                 self.commit(vec![new], Some(&old));
             }
+            Op::CommitMany(sizes) => self.commit_many(sizes),
             Op::Wal { durable, kind } => {
                 let entry = WalEntry::Timeout {
                     round: Some(u32::from(*kind % 4)),

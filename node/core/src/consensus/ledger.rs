@@ -52,6 +52,13 @@ pub trait Ledger: StateRead {
     /// Stores a finalized block atomically and durably, dropping the write-ahead log of
     /// its height and below.
     fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError>;
+    /// Stores consecutive finalized blocks, all or none, as `commit` stores one (synced
+    /// blocks: a store shares its syncs between them). By default one at a time.
+    fn commit_many(&self, blocks: &[(Executed, Certificate)]) -> Result<(), LedgerError> {
+        blocks
+            .iter()
+            .try_for_each(|(ex, cert)| self.commit(ex, cert))
+    }
     fn block_and_certificate(
         &self,
         height: u64,
@@ -171,6 +178,22 @@ impl Ledger for MemLedger {
         Ok(())
     }
 
+    /// All or none, as a store's one batch: an armed commit fault stores nothing.
+    fn commit_many(&self, blocks: &[(Executed, Certificate)]) -> Result<(), LedgerError> {
+        {
+            let mut m = self.inner.lock().expect("not poisoned");
+            if m.fault == Some(FaultPoint::Commit) {
+                m.fault = None;
+                return Err(LedgerError::Storage(
+                    "injected fault: killed mid-commit".into(),
+                ));
+            }
+        }
+        blocks
+            .iter()
+            .try_for_each(|(ex, cert)| self.commit(ex, cert))
+    }
+
     fn block_and_certificate(
         &self,
         height: u64,
@@ -225,6 +248,9 @@ impl Ledger for MemLedger {
 impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
     fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError> {
         (**self).commit(ex, cert)
+    }
+    fn commit_many(&self, blocks: &[(Executed, Certificate)]) -> Result<(), LedgerError> {
+        (**self).commit_many(blocks)
     }
     fn block_and_certificate(
         &self,

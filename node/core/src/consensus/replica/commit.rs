@@ -78,20 +78,42 @@ impl<L: Ledger> Replica<L> {
     /// Commits a re-executed block with its certificate, swapping in the roster it
     /// announces, if any.
     pub(super) fn commit(&mut self, ex: Executed, cert: &Certificate) -> Result<(), ReplicaError> {
+        self.commit_blocks(vec![(ex, cert.clone())])
+    }
+
+    /// Commits consecutive re-executed blocks with their certificates in one write of
+    /// the ledger (synced blocks), then does once what follows a commit: the roster the
+    /// last one announces swapped in, the mempool rechecked, the new tip announced.
+    /// Only the last block may announce a roster: the next block's certificate is
+    /// checked under it, so the caller ends a batch there.
+    pub(super) fn commit_blocks(
+        &mut self,
+        blocks: Vec<(Executed, Certificate)>,
+    ) -> Result<(), ReplicaError> {
+        let Some((last, _)) = blocks.last() else {
+            return Ok(());
+        };
+        if let Some((ex, _)) = blocks[..blocks.len() - 1]
+            .iter()
+            .find(|(ex, _)| ex.header.next_roster_hash != self.c.roster_hash)
+        {
+            return Err(ReplicaError::RosterMissing {
+                height: ex.header.height,
+            });
+        }
         // Our own execution produced this header; a roster hash without the roster would
         // be a bug of execution, refused before anything is stored rather than followed.
-        let announced = if ex.header.next_roster_hash != self.c.roster_hash {
-            let entry = crate::governance::announced(&ex)
-                .filter(|e| e.roster.hash() == ex.header.next_roster_hash)
+        let announced = if last.header.next_roster_hash != self.c.roster_hash {
+            let entry = crate::governance::announced(last)
+                .filter(|e| e.roster.hash() == last.header.next_roster_hash)
                 .ok_or(ReplicaError::RosterMissing {
-                    height: ex.header.height,
+                    height: last.header.height,
                 })?;
             Some(entry)
         } else {
             None
         };
-        self.ledger.commit(&ex, cert)?;
-        let records: Vec<RecordId> = ex.records.iter().map(EncodedRecord::id).collect();
+        self.ledger.commit_many(&blocks)?;
         if let Some(entry) = announced {
             let was_validator = self.is_validator();
             self.c = Arc::new(Consortium::with_roster(
@@ -110,22 +132,27 @@ impl<L: Ledger> Replica<L> {
             );
             self.actions.push(Action::RosterChanged(self.c.clone()));
         }
-        self.tip = ex.tip;
+        self.tip = last.tip.clone();
         self.behind_since = None;
         let tip = self.tip.height;
         self.future.retain(|p| p.message.height.0 > tip);
         self.later_votes.retain(|v| v.message.height.0 > tip);
-        let included: HashSet<RecordId> = records.iter().copied().collect();
+        let included: HashSet<RecordId> = blocks
+            .iter()
+            .flat_map(|(ex, _)| ex.records.iter().map(EncodedRecord::id))
+            .collect();
         for (id, why) in
             self.mempool
                 .recheck(&self.ledger, &self.c, &self.tip, self.now_ms, &included)?
         {
             tracing::debug!(%id, %why, "dropped from mempool after block");
         }
-        self.actions.push(Action::Committed {
-            tip: self.tip.clone(),
-            records,
-        });
+        for (ex, _) in blocks {
+            self.actions.push(Action::Committed {
+                records: ex.records.iter().map(EncodedRecord::id).collect(),
+                tip: ex.tip,
+            });
+        }
         self.actions.push(Action::Broadcast(NetMsg::Status {
             height: self.tip.height,
             tip: self.tip.hash,

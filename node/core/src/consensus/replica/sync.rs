@@ -9,9 +9,28 @@ use super::{
     ASKED_REMEMBERED, Action, DAMAGED_HEIGHTS_MAX, RepairRequest, Replica, ReplicaError,
     SYNC_BACKOFF_DOUBLINGS_MAX, SYNC_PATIENCE_PERIODS, SyncRequest,
 };
-use crate::chain::{BlockError, execute_block};
+use crate::chain::{BlockError, Executed, execute_block};
 use crate::consensus::ledger::{Ledger, LedgerError, RepairOutcome};
 use crate::consensus::wire::{NetMsg, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX};
+use crate::overlay::{StateError, StateRead};
+
+/// Derived state as it will be once `blocks` (executed, not yet committed) are: a
+/// synced block executes over the writes of those before it in its batch.
+struct Pending<'a, L> {
+    base: &'a L,
+    blocks: &'a [(Executed, Certificate)],
+}
+
+impl<L: StateRead> StateRead for Pending<'_, L> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        for (ex, _) in self.blocks.iter().rev() {
+            if let Some(v) = ex.writes.get(key) {
+                return Ok(v.clone());
+            }
+        }
+        self.base.get(key)
+    }
+}
 
 impl<L: Ledger> Replica<L> {
     /// Asks a peer ahead of us for the blocks after our tip, unless consensus is about
@@ -178,12 +197,17 @@ impl<L: Ledger> Replica<L> {
         // earlier one: applied if it holds, never struck).
         let current = self.syncing.filter(|r| r.peer == peer);
         let asked_beyond_tip = current.is_some_and(|r| r.claimed > self.tip.height);
+        // Executed in order, each over the writes of those before it, and committed
+        // together (one write of the ledger), or up to a block that announces a roster,
+        // under which the next certificate is checked.
         let mut applied = 0;
+        let mut batch: Vec<(Executed, Certificate)> = Vec::new();
+        let mut tip = self.tip.clone();
         for (block, cert) in blocks {
-            if block.header.height <= self.tip.height {
+            if block.header.height <= tip.height {
                 continue;
             }
-            if block.header.height != self.tip.height + 1 {
+            if block.header.height != tip.height + 1 {
                 break;
             }
             if let Err(e) = verify_certificate(&block.header, &cert, &self.c.validators) {
@@ -191,10 +215,19 @@ impl<L: Ledger> Replica<L> {
                 break;
             }
             let height = block.header.height;
-            match execute_block(&self.ledger, &self.c, &self.tip, block) {
+            let pending = Pending {
+                base: &self.ledger,
+                blocks: &batch,
+            };
+            match execute_block(&pending, &self.c, &tip, block) {
                 Ok(ex) => {
-                    self.commit(ex, &cert)?;
+                    tip = ex.tip.clone();
+                    let announces = ex.header.next_roster_hash != self.c.roster_hash;
+                    batch.push((ex, cert));
                     applied += 1;
+                    if announces {
+                        self.commit_blocks(std::mem::take(&mut batch))?;
+                    }
                 }
                 Err(BlockError::State(e)) => return Err(e.into()),
                 Err(e) => {
@@ -209,6 +242,7 @@ impl<L: Ledger> Replica<L> {
                 }
             }
         }
+        self.commit_blocks(batch)?;
         if current.is_some() {
             self.syncing = None;
         }
