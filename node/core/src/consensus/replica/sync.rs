@@ -12,23 +12,23 @@ use super::{
 use crate::chain::{BlockError, Executed, execute_block};
 use crate::consensus::ledger::{Ledger, LedgerError, RepairOutcome};
 use crate::consensus::wire::{NetMsg, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX};
-use crate::overlay::{StateError, StateRead};
+use crate::overlay::{StateError, StateRead, Writes};
 
-/// Derived state as it will be once `blocks` (executed, not yet committed) are: a
-/// synced block executes over the writes of those before it in its batch.
+/// Derived state as it will be once the blocks executed but not yet committed are: a
+/// synced block executes over the writes of those before it in its batch, merged into
+/// one map (one lookup per read, not one per block: searching each block's writes in
+/// turn took a third of a fresh node's sync).
 struct Pending<'a, L> {
     base: &'a L,
-    blocks: &'a [(Executed, Certificate)],
+    writes: &'a Writes,
 }
 
 impl<L: StateRead> StateRead for Pending<'_, L> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        for (ex, _) in self.blocks.iter().rev() {
-            if let Some(v) = ex.writes.get(key) {
-                return Ok(v.clone());
-            }
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
         }
-        self.base.get(key)
     }
 }
 
@@ -202,6 +202,7 @@ impl<L: Ledger> Replica<L> {
         // under which the next certificate is checked.
         let mut applied = 0;
         let mut batch: Vec<(Executed, Certificate)> = Vec::new();
+        let mut pending_writes = Writes::new();
         let mut tip = self.tip.clone();
         for (block, cert) in blocks {
             if block.header.height <= tip.height {
@@ -217,16 +218,18 @@ impl<L: Ledger> Replica<L> {
             let height = block.header.height;
             let pending = Pending {
                 base: &self.ledger,
-                blocks: &batch,
+                writes: &pending_writes,
             };
             match execute_block(&pending, &self.c, &tip, block) {
                 Ok(ex) => {
                     tip = ex.tip.clone();
                     let announces = ex.header.next_roster_hash != self.c.roster_hash;
+                    pending_writes.extend(ex.writes.iter().map(|(k, v)| (k.clone(), v.clone())));
                     batch.push((ex, cert));
                     applied += 1;
                     if announces {
                         self.commit_blocks(std::mem::take(&mut batch))?;
+                        pending_writes.clear();
                     }
                 }
                 Err(BlockError::State(e)) => return Err(e.into()),
