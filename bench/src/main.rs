@@ -139,7 +139,7 @@ fn main() -> Result<()> {
     let watcher = load::watch(NodeClient::new(&c.apis[0]), shared.clone());
     let threads = consortium::start_actors(&ents, &c, &shared);
     if let Some(target) = args.fill {
-        return fill(&args, target, &shared, &node0, &mut c, threads);
+        return fill(&args, &node_bin, target, &shared, &node0, &mut c, threads);
     }
     let log = c.dir.path().join("nodes/v0.log");
     let phases = load::run(&watcher, &shared, &node0, &log, args.step_s, args.sustain_s)?;
@@ -155,6 +155,7 @@ fn main() -> Result<()> {
     let peak_rss_mib = peak_rss(&c.children);
     let (proof_verify_ms, proofs_1000_verify_ms) =
         proof_figures(&node0, &c.genesis, status.height)?;
+    let execution_records_per_s = execution_rate(&status)?;
     let report = Report {
         fraction_of_verification_bound: phases.saturation.finalized_per_s
             / (limits.ed25519_batch_verify_per_s / 4.0),
@@ -165,6 +166,7 @@ fn main() -> Result<()> {
         saturation: phases.saturation,
         half_saturation: phases.half_saturation,
         sync_records_per_s,
+        execution_records_per_s,
         disk_bytes_per_record,
         peak_rss_mib,
         proof_verify_ms,
@@ -240,7 +242,9 @@ fn sync_fresh_node(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let sync_records_per_s = status.ledger_size as f64 / start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
+    let sync_records_per_s = status.ledger_size as f64 / wall;
+    print_sync_breakdown(&xinlian_devnet::process::log_path(c.dir.path(), "o0"), wall);
     if let Some(mut p) = perf {
         // perf writes its file on SIGINT.
         std::process::Command::new("kill")
@@ -249,6 +253,49 @@ fn sync_fresh_node(
         p.wait()?;
     }
     Ok(sync_records_per_s)
+}
+
+/// Block execution alone in this process, over as many records of the mix as the chain
+/// holds (state grows as it executes, so a smaller run would flatter execution; at most
+/// 2,000,000, about two minutes) in blocks of the chain's average size: what sync is
+/// compared with.
+fn execution_rate(status: &Status) -> Result<f64> {
+    let records = status.ledger_size.clamp(1, 2_000_000);
+    let block_records = (status.ledger_size / status.height.max(1)).clamp(1, 4096) as u32;
+    eprintln!("block execution alone: {records} records in blocks of {block_records}…");
+    store_fill::execution_rate(records, block_records)
+}
+
+/// Where the fresh node's sync time went, from its log's `sync answer` lines (timed by
+/// its host at the edge): waiting for answers, checking their signatures on every core,
+/// and applying them (certificates, execution, one commit per answer); the rest is
+/// start-up, connecting and status.
+fn print_sync_breakdown(log: &Path, wall_s: f64) {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    let field = |line: &str, name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|t| t.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (mut answers, mut blocks) = (0u64, 0.0);
+    let (mut waited, mut signatures, mut applied) = (0.0, 0.0, 0.0);
+    for line in text.lines().filter(|l| l.contains("sync answer")) {
+        answers += 1;
+        blocks += field(line, "blocks");
+        waited += field(line, "waited_us") / 1e6;
+        signatures += field(line, "signatures_us") / 1e6;
+        applied += field(line, "applied_us") / 1e6;
+    }
+    let share = |s: f64| 100.0 * s / wall_s;
+    eprintln!(
+        "sync: {answers} answers, {blocks:.0} blocks in {wall_s:.1} s: {waited:.1} s waiting for answers ({:.0}%), {signatures:.1} s checking signatures ({:.0}%), {applied:.1} s applying them ({:.0}%)",
+        share(waited),
+        share(signatures),
+        share(applied)
+    );
 }
 
 /// The validators' folders on disk, per validator and record.
@@ -325,6 +372,7 @@ fn refusals(shared: &workload::Shared) -> Vec<(String, u64)> {
 /// memory sampled each 100,000; then the disk of one validator.
 fn fill(
     args: &Args,
+    node_bin: &Path,
     target: u64,
     shared: &Arc<workload::Shared>,
     node0: &NodeClient,
@@ -362,10 +410,14 @@ fn fill(
     }
     shared.set_rate(0);
     consortium::stop_actors(shared, threads);
-    let records = node0.status()?.ledger_size;
+    let status = node0.status()?;
+    let records = status.ledger_size;
+    eprintln!("a fresh node syncs the {records} records…");
+    let sync_records_per_s = sync_fresh_node(args, node_bin, c, &status)?;
     let peak = peak_rss(&c.children);
     c.children.stop();
     let disk = inspect::disk_breakdown(&c.dir.path().join("nodes/v0"), records)?;
+    let execution_records_per_s = execution_rate(&status)?;
     println!(
         "memory as the ledger grows ({} records/s offered):",
         args.fill_rate
@@ -389,10 +441,13 @@ fn fill(
         v.join(", ")
     );
     inspect::print_disk(&disk);
+    report::print_sync(sync_records_per_s, execution_records_per_s);
     write_json(
         &args.out,
         &serde_json::json!({
             "fill_rate": args.fill_rate, "samples": samples, "peak_rss_mib": peak, "disk": disk,
+            "sync_records_per_s": sync_records_per_s,
+            "execution_records_per_s": execution_records_per_s,
         }),
     )
 }

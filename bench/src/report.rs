@@ -22,6 +22,10 @@ pub struct Report {
     /// (every node checks every signature: all-core batch rate / 4).
     pub fraction_of_verification_bound: f64,
     pub sync_records_per_s: f64,
+    /// Records/s through block execution alone, in this process, over the mix in
+    /// blocks of the chain's average size (`store_fill::execution_rate`): the bound
+    /// sync is held to (≥ 0.7 of it).
+    pub execution_records_per_s: f64,
     pub disk_bytes_per_record: f64,
     pub peak_rss_mib: Vec<(String, f64)>,
     pub proof_verify_ms: f64,
@@ -77,10 +81,7 @@ pub fn print_table(r: &Report) {
             l.p50_ms, l.p95_ms, l.p99_ms
         );
     }
-    println!(
-        "  fresh-node sync                         {:>12.0} records/s   ≥ 30,000",
-        r.sync_records_per_s
-    );
+    print_sync(r.sync_records_per_s, r.execution_records_per_s);
     println!(
         "  disk per record (all indexes)           {:>12.0} bytes       ≤ 1,024",
         r.disk_bytes_per_record
@@ -110,4 +111,18 @@ pub fn print_table(r: &Report) {
     if !r.refusals.is_empty() {
         println!("  refused submissions by code: {:?}", r.refusals);
     }
+}
+
+/// The fresh node's sync rate against its targets: absolute, and as a share of block
+/// execution alone measured in the same run.
+pub fn print_sync(sync_records_per_s: f64, execution_records_per_s: f64) {
+    println!(
+        "  fresh-node sync                         {:>12.0} records/s   ≥ 30,000",
+        sync_records_per_s
+    );
+    println!(
+        "  block execution alone (same run)        {:>12.0} records/s   sync/execution {:.2} (≥ 0.7)",
+        execution_records_per_s,
+        sync_records_per_s / execution_records_per_s
+    );
 }

@@ -268,6 +268,7 @@ impl Consensus {
         )?;
         let (sync_tx, sync_rx) = mpsc::channel(SYNC_READS_MAX);
         let (damage_tx, damage_rx) = mpsc::channel(DAMAGE_REPORTS_QUEUED);
+        let (warmed_tx, warmed_rx) = mpsc::channel(SYNC_READS_MAX);
         spawn_scrub(self.store.clone(), scrub_to, damage_tx.clone())?;
         let mut host = Host {
             replica,
@@ -282,9 +283,11 @@ impl Consensus {
             sync_reading: HashSet::new(),
             sync_done: sync_tx,
             damage: damage_tx,
+            sync_asked: HashMap::new(),
+            warmed: warmed_tx,
         };
         host.apply(actions);
-        host.run(commands, sync_rx, damage_rx, async {
+        host.run(commands, sync_rx, damage_rx, warmed_rx, async {
             let _ = stop.await;
         })
         .await
@@ -331,6 +334,12 @@ struct Host {
     sync_done: mpsc::Sender<(SyncTicket, PublicKey, NetMsg)>,
     /// Where reads report damaged history (height, what), for the replica to repair.
     damage: mpsc::Sender<(u64, String)>,
+    /// When each peer was last sent a sync request (for the log's timings; bounded by
+    /// the roster).
+    sync_asked: HashMap<PublicKey, Instant>,
+    /// Where answers to our sync requests come back once their signatures are checked,
+    /// with how long after the request they came and how long the check took.
+    warmed: mpsc::Sender<(PublicKey, NetMsg, SyncTimes)>,
 }
 
 impl Host {
@@ -340,6 +349,7 @@ impl Host {
         mut commands: mpsc::Receiver<Command>,
         mut synced: mpsc::Receiver<(SyncTicket, PublicKey, NetMsg)>,
         mut damaged: mpsc::Receiver<(u64, String)>,
+        mut warmed: mpsc::Receiver<(PublicKey, NetMsg, SyncTimes)>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         self.net.redial(&self.peers);
@@ -368,6 +378,7 @@ impl Host {
                     self.sync_reading.remove(&asker);
                     self.net.answer_sync(ticket, &answer);
                 }
+                Some((from, msg, times)) = warmed.recv() => self.deliver(from, msg, Some(times))?,
                 Some((height, what)) = damaged.recv() => {
                     let actions = self.replica.history_damaged(now_ms(), height, &what);
                     self.apply(actions);
@@ -412,8 +423,52 @@ impl Host {
         Ok(())
     }
 
-    fn deliver(&mut self, from: PublicKey, msg: NetMsg) -> Result<()> {
+    /// An answer to our sync request goes to the replica once its records' signatures
+    /// are checked on every core (a blocking task), so that executing it finds them in
+    /// the verified-signature memo instead of checking them on this one thread. Only
+    /// the memo is changed: the replica checks every signature itself, and a bad one
+    /// is simply not remembered. Only the first answer from a peer after each request
+    /// is warmed (the request is forgotten here), so a peer that floods answers gets
+    /// no more work done on every core than it was asked for.
+    fn warm_signatures(&mut self, from: PublicKey, msg: NetMsg, asked: Instant) {
+        let waited = asked.elapsed();
+        let warmed = self.warmed.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            if let NetMsg::SyncResponse { blocks } = &msg {
+                warm_signature_memo(blocks);
+            }
+            let times = SyncTimes {
+                waited,
+                signatures: started.elapsed(),
+            };
+            // The loop holds the receiver while it runs; after it, nobody is waiting.
+            let _ = warmed.blocking_send((from, msg, times));
+        });
+    }
+
+    fn deliver(&mut self, from: PublicKey, msg: NetMsg, sync: Option<SyncTimes>) -> Result<()> {
+        let answer = match (&msg, sync) {
+            (NetMsg::SyncResponse { blocks }, Some(times)) => {
+                let records: usize = blocks.iter().map(|(b, _)| b.records.len()).sum();
+                Some((times, blocks.len(), records))
+            }
+            _ => None,
+        };
+        let started = Instant::now();
         let actions = self.replica.on_message(now_ms(), from, msg)?;
+        // Where a syncing node's time goes, at this edge: waiting for an answer,
+        // checking its signatures, and applying it (certificates, execution, one commit).
+        if let Some((times, blocks, records)) = answer {
+            tracing::info!(
+                blocks,
+                records,
+                waited_us = times.waited.as_micros() as u64,
+                signatures_us = times.signatures.as_micros() as u64,
+                applied_us = started.elapsed().as_micros() as u64,
+                "sync answer"
+            );
+        }
         self.apply(actions);
         Ok(())
     }
@@ -424,7 +479,14 @@ impl Host {
                 // Tests and scripts read this line to dial this node.
                 println!("xinlian-node: p2p listening on {address}");
             }
-            NetEvent::Message { from, msg } => self.deliver(from, msg)?,
+            NetEvent::Message {
+                from,
+                msg: msg @ NetMsg::SyncResponse { .. },
+            } => match self.sync_asked.remove(&from) {
+                Some(asked) => self.warm_signatures(from, msg, asked),
+                None => self.deliver(from, msg, None)?,
+            },
+            NetEvent::Message { from, msg } => self.deliver(from, msg, None)?,
             NetEvent::SyncRequest {
                 from,
                 first,
@@ -482,6 +544,7 @@ impl Host {
                     self.relay.push(bytes);
                 }
                 Action::Send(peer, msg @ NetMsg::SyncRequest { .. }) => {
+                    self.sync_asked.insert(peer, Instant::now());
                     self.net.send_sync_request(&peer, msg)
                 }
                 // The replica is never handed a sync request (the host serves them),
@@ -599,4 +662,34 @@ fn spawn_scrub(store: Arc<Store>, tip: u64, damage: mpsc::Sender<(u64, String)>)
         })
         .context("starting the scrub thread")?;
     Ok(())
+}
+
+/// How long an answer to a sync request took to come, and to have its signatures checked.
+#[derive(Clone, Copy)]
+struct SyncTimes {
+    waited: Duration,
+    signatures: Duration,
+}
+
+/// Checks the signatures of the records in `blocks` in batches spread over the cores,
+/// for the verified-signature memo only (the results are not used: the replica checks
+/// every signature itself when it executes the blocks).
+fn warm_signature_memo(blocks: &[(Block, Certificate)]) {
+    let records: Vec<&SignedRecord> = blocks.iter().flat_map(|(b, _)| &b.records).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = records.len().div_ceil(cores).max(1);
+    std::thread::scope(|s| {
+        for part in records.chunks(chunk) {
+            s.spawn(move || {
+                let _ = xinlian_client::crypto::verify_batch(part.iter().map(|r| {
+                    (
+                        &r.envelope.signer,
+                        xinlian_client::crypto::Domain::Record
+                            .message(&r.envelope.canonical_bytes()),
+                        &r.signature,
+                    )
+                }));
+            });
+        }
+    });
 }
