@@ -69,7 +69,13 @@ struct Args {
     /// memory and disk sampled as it grows (docs/storage.md § Figures).
     #[arg(long)]
     store_fill: Option<u64>,
-    /// Records per block in `--store-fill` (the genesis policy's bound).
+    /// Instead of a consortium: block execution alone (`execute_block`, no commit
+    /// timed) over this many records of the mix, in blocks of `--block-records`: the
+    /// bound `--fill` compares a fresh node's sync with, at any ledger size.
+    #[arg(long)]
+    execution_rate: Option<u64>,
+    /// Records per block in `--store-fill` and `--execution-rate` (the genesis
+    /// policy's bound).
     #[arg(long, default_value_t = 4096)]
     block_records: u32,
     /// The engine's cache in `--store-fill`, MiB.
@@ -125,6 +131,14 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(n) = args.store_fill {
         return store_fill::run(n, args.block_records, args.cache_mib, args.fill_dir.clone());
+    }
+    if let Some(n) = args.execution_rate {
+        let rate = store_fill::execution_rate(n, args.block_records)?;
+        println!(
+            "block execution alone: {rate:.0} records/s over {n} records in blocks of {}",
+            args.block_records
+        );
+        return Ok(());
     }
     let node_bin = node_binary(&args)?;
     eprintln!("measuring the machine…");

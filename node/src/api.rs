@@ -186,8 +186,18 @@ impl From<StoreError> for ApiFailure {
             )
             .retry_after(5);
         }
-        err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+        storage_failed()
     }
+}
+
+/// A failure of this node's own store (already logged, with its cause): the answer says
+/// only that, since the cause names files and paths of this machine.
+fn storage_failed() -> ApiFailure {
+    err(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage",
+        "this node's store failed to answer; the cause is in its operator's log",
+    )
 }
 
 impl From<AdmissionError> for ApiFailure {
@@ -395,7 +405,10 @@ async fn batch_epcis(
             let mut light = xinlian_client::proof::LightClient::new(genesis.as_ref().clone());
             light
                 .accept_changes(&proof_assembly::roster_changes(&store, 1)?)
-                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()))?;
+                .map_err(|e| {
+                    tracing::error!(error = %e, "own roster changes do not verify");
+                    storage_failed()
+                })?;
             let answer = light.verify_provenance(&proof).map_err(|e| {
                 tracing::error!(error = %e, "own provenance answer does not verify");
                 err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
@@ -517,7 +530,10 @@ fn execute_checked(
     encoded: &[EncodedRecord],
     stateless: &[Result<(), Rejection>],
 ) -> Result<Vec<CheckResult>, ApiFailure> {
-    let storage = |e: String| err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e);
+    let storage = |e: String| {
+        tracing::error!(error = %e, "store error while checking records");
+        storage_failed()
+    };
     let store = s.store.as_ref();
     let c = xinlian_core::governance::consortium_at(store, &s.genesis, tip.height + 1)
         .map_err(|e| storage(e.to_string()))?;

@@ -336,7 +336,7 @@ struct Host {
     damage: mpsc::Sender<(u64, String)>,
     /// When each peer was last sent a sync request (for the log's timings; bounded by
     /// the roster).
-    sync_asked: HashMap<PublicKey, Instant>,
+    sync_asked: HashMap<PublicKey, (Instant, u64)>,
     /// Where answers to our sync requests come back once their signatures are checked,
     /// with how long after the request they came and how long the check took.
     warmed: mpsc::Sender<(PublicKey, NetMsg, SyncTimes)>,
@@ -430,13 +430,16 @@ impl Host {
     /// is simply not remembered. Only the first answer from a peer after each request
     /// is warmed (the request is forgotten here), so a peer that floods answers gets
     /// no more work done on every core than it was asked for.
-    fn warm_signatures(&mut self, from: PublicKey, msg: NetMsg, asked: Instant) {
+    /// Only the `max` blocks asked for are checked (a repair asks for one; a peer may
+    /// answer with more).
+    fn warm_signatures(&mut self, from: PublicKey, msg: NetMsg, asked: Instant, max: u64) {
         let waited = asked.elapsed();
         let warmed = self.warmed.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             if let NetMsg::SyncResponse { blocks } = &msg {
-                warm_signature_memo(blocks);
+                let asked_for = usize::try_from(max).unwrap_or(usize::MAX).min(blocks.len());
+                warm_signature_memo(&blocks[..asked_for]);
             }
             let times = SyncTimes {
                 waited,
@@ -483,7 +486,7 @@ impl Host {
                 from,
                 msg: msg @ NetMsg::SyncResponse { .. },
             } => match self.sync_asked.remove(&from) {
-                Some(asked) => self.warm_signatures(from, msg, asked),
+                Some((asked, max)) => self.warm_signatures(from, msg, asked, max),
                 None => self.deliver(from, msg, None)?,
             },
             NetEvent::Message { from, msg } => self.deliver(from, msg, None)?,
@@ -543,8 +546,8 @@ impl Host {
                     self.relay_bytes += bytes.len();
                     self.relay.push(bytes);
                 }
-                Action::Send(peer, msg @ NetMsg::SyncRequest { .. }) => {
-                    self.sync_asked.insert(peer, Instant::now());
+                Action::Send(peer, msg @ NetMsg::SyncRequest { max, .. }) => {
+                    self.sync_asked.insert(peer, (Instant::now(), max));
                     self.net.send_sync_request(&peer, msg)
                 }
                 // The replica is never handed a sync request (the host serves them),

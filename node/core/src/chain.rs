@@ -4,7 +4,7 @@
 
 use xinlian_client::block::{Block, Header};
 use xinlian_client::checks::check_unsigned;
-use xinlian_client::crypto::{self, Domain};
+use xinlian_client::crypto::{self, Domain, SignatureError};
 use xinlian_client::merkle::{Frontier, leaf_hash, root_of};
 use xinlian_client::record::{EncodedRecord, RecordId};
 use xinlian_genesis::canonical::tagged_hash;
@@ -278,10 +278,13 @@ pub fn execute_block(
         )
     });
     if let Err(bad) = crypto::verify_batch(batch) {
+        // `bad` holds the records whose single check failed; the first one's error is
+        // the reason (and the same key's, should that check now pass: no panic here).
         let r = &records[bad[0]];
         let e = r
             .verify_signature()
-            .expect_err("batch blamed it, the same rule singly must too");
+            .err()
+            .unwrap_or(SignatureError::Invalid(r.record().envelope.signer));
         return Err(invalid(bad[0], r, Rejection::Stateless(e.into())));
     }
     let ctx = BlockContext {

@@ -324,6 +324,69 @@ fn a_damaged_height_is_asked_of_a_peer_and_a_false_copy_is_blamed() {
     assert!(asked(&r.history_damaged(NOW, 9, "no such block")).is_empty());
 }
 
+/// Found by review: repair asks shared the window of peers whose answers are read with
+/// sync asks (pushing each other's peer out, so honest peers were struck), could go to
+/// the peer syncing us (whose Busy then meant either), and a height whose damage no copy
+/// mends was asked for again at every read of it.
+#[test]
+fn a_repair_keeps_clear_of_sync_and_a_height_beyond_repair_is_not_asked_again() {
+    let c = consortium();
+    let mut rs = finalize(&c, 2);
+    let mut r = rs.pop().unwrap();
+    let true_copy = r.ledger().block_and_certificate(1).unwrap().unwrap();
+    let tip = r.tip().hash;
+    for i in 0..2 {
+        r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
+            .unwrap();
+    }
+    let asked = |actions: &[Action], from: u64| -> Vec<PublicKey> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(p, NetMsg::SyncRequest { from: f, .. }) if *f == from => Some(*p),
+                _ => None,
+            })
+            .collect()
+    };
+    // A peer claims more: it is the one syncing us, and a repair goes to another.
+    let actions = r
+        .on_message(NOW, node(2), NetMsg::Status { height: 9, tip })
+        .unwrap();
+    assert_eq!(asked(&actions, 3), vec![node(2)], "{actions:?}");
+    let actions = r.history_damaged(NOW, 1, "a record of block 1: checksum mismatch");
+    let first = asked(&actions, 1);
+    assert!(first.len() == 1 && first[0] != node(2), "{actions:?}");
+    // Busy at once: no blame, and the other peer is asked.
+    let actions = r.on_message(NOW, first[0], NetMsg::SyncBusy).unwrap();
+    let second = asked(&actions, 1);
+    assert!(
+        !penalised(&actions) && second.len() == 1 && second != first && second[0] != node(2),
+        "{actions:?}"
+    );
+    // An empty answer from the sync peer, to a request above our tip: struck, and
+    // not asked again at once.
+    let actions = r
+        .on_message(NOW, node(2), NetMsg::SyncResponse { blocks: vec![] })
+        .unwrap();
+    assert!(asked(&actions, 3).is_empty(), "{actions:?}");
+    // The true copy equals ours: the damage is something a copy does not hold. It is
+    // given up, and reading the same damage again asks nobody.
+    let actions = r
+        .on_message(
+            NOW,
+            second[0],
+            NetMsg::SyncResponse {
+                blocks: vec![true_copy],
+            },
+        )
+        .unwrap();
+    assert!(!penalised(&actions), "{actions:?}");
+    let again = r.history_damaged(NOW + 1, 1, "a record of block 1: checksum mismatch");
+    assert!(asked(&again, 1).is_empty(), "{again:?}");
+    let later = r.on_timer(NOW + 60_000, Timer::Status).unwrap();
+    assert!(asked(&later, 1).is_empty(), "{later:?}");
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -236,6 +236,12 @@ pub struct Replica<L: Ledger> {
     damaged: BTreeSet<u64>,
     /// The repair request in flight.
     repairing: Option<RepairRequest>,
+    /// The peer last asked for a repair copy (the next ask goes to the one after it).
+    repaired_by: Option<PublicKey>,
+    /// Damaged heights a peer's copy cannot mend (the block's own entry, an index
+    /// entry): reported once and never asked for again, since every read of them finds
+    /// the damage again (bounded like `damaged`).
+    beyond_repair: BTreeSet<u64>,
     /// Peers asked lately, whose answers are still read when they come late.
     asked: VecDeque<PublicKey>,
     /// Validators that signed a vote for the height after our tip before we started
@@ -294,6 +300,8 @@ impl<L: Ledger> Replica<L> {
             syncing: None,
             damaged: BTreeSet::new(),
             repairing: None,
+            repaired_by: None,
+            beyond_repair: BTreeSet::new(),
             asked: VecDeque::new(),
             early_voters: HashSet::new(),
             behind_since: None,

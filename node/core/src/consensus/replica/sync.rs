@@ -44,11 +44,16 @@ impl<L: Ledger> Replica<L> {
     pub(super) fn maybe_sync(&mut self) {
         self.expire_sync_request();
         let now = self.now_ms;
+        // Never the peer a repair is asking (one request per peer at a time, so that
+        // each answer, and each Busy, is known to be the one or the other's).
+        let repairing_from = self.repairing.map(|r| r.peer);
         let ahead = self
             .peer_heights
             .iter()
             .filter(|(p, h)| {
-                **h > self.tip.height && self.sync_backoff.get(*p).is_none_or(|b| b.until_ms <= now)
+                **h > self.tip.height
+                    && Some(**p) != repairing_from
+                    && self.sync_backoff.get(*p).is_none_or(|b| b.until_ms <= now)
             })
             .max_by_key(|(p, h)| (**h, **p))
             .map(|(p, h)| (*p, *h));
@@ -116,6 +121,10 @@ impl<L: Ledger> Replica<L> {
         if matches!(self.syncing, Some(r) if r.peer == *peer) {
             self.syncing = None;
         }
+        // A repair it can no longer answer goes to another peer, unstruck.
+        if matches!(self.repairing, Some(r) if r.peer == *peer) {
+            self.repairing = None;
+        }
     }
 
     /// The peer asked is too busy to answer. Said at once, as a server at its bound
@@ -124,18 +133,31 @@ impl<L: Ledger> Replica<L> {
     /// per status period, whatever height it claims. Said after more than a status
     /// period, it held the request as silence would, and is struck as silence is.
     pub(super) fn on_sync_busy(&mut self, peer: PublicKey) {
+        if let Some(req) = self.repairing.filter(|r| r.peer == peer) {
+            // Repairs never go to the peer syncing us, so this Busy is the repair's.
+            self.repairing = None;
+            self.sit_out_one_status_period(peer, req.at_ms);
+            self.maybe_repair();
+            return;
+        }
         let Some(req) = self.syncing.filter(|r| r.peer == peer) else {
             return;
         };
         self.syncing = None;
+        self.sit_out_one_status_period(peer, req.at_ms);
+        self.maybe_sync();
+    }
+
+    /// A peer that said at once that it cannot answer (a request asked at `asked_ms`)
+    /// sits out one status period unstruck; said late, it is struck as silence is.
+    fn sit_out_one_status_period(&mut self, peer: PublicKey, asked_ms: i64) {
         let status = self.timeouts.status_ms as i64;
-        if self.now_ms - req.at_ms > status {
+        if self.now_ms - asked_ms > status {
             self.strike_sync_peer(peer);
         } else {
             let b = self.sync_backoff.entry(peer).or_default();
             b.until_ms = b.until_ms.max(self.now_ms + status);
         }
-        self.maybe_sync();
     }
 
     /// Sends a peer the blocks it asked for that we have, with their certificates.
@@ -183,15 +205,14 @@ impl<L: Ledger> Replica<L> {
         peer: PublicKey,
         blocks: Vec<(Block, Certificate)>,
     ) -> Result<(), ReplicaError> {
+        // A repair's answer first: repairs are not in `asked`, so that they never push
+        // a sync peer out of it (nor sync asks the repair's peer), and never go to the
+        // peer syncing us, so an answer from the repair's peer is the repair's.
+        if self.repairing.is_some_and(|r| r.peer == peer) {
+            return self.on_repair_copy(peer, blocks);
+        }
         if !self.asked.contains(&peer) {
             return Ok(());
-        }
-        if let Some(req) = self.repairing.filter(|r| r.peer == peer)
-            && blocks
-                .first()
-                .is_some_and(|(b, _)| b.header.height == req.height)
-        {
-            return self.on_repair_copy(peer, blocks);
         }
         // The request this answers, if it is the one in flight (else a late answer to an
         // earlier one: applied if it holds, never struck).
@@ -274,7 +295,11 @@ impl<L: Ledger> Replica<L> {
     }
 
     fn note_damage(&mut self, height: u64, what: &str) {
-        if height == 0 || height > self.tip.height || self.damaged.contains(&height) {
+        if height == 0
+            || height > self.tip.height
+            || self.damaged.contains(&height)
+            || self.beyond_repair.contains(&height)
+        {
             return;
         }
         if self.damaged.len() >= DAMAGED_HEIGHTS_MAX {
@@ -305,16 +330,18 @@ impl<L: Ledger> Replica<L> {
             return;
         }
         let now = self.now_ms;
+        let syncing_from = self.syncing.map(|r| r.peer);
         let Some(peer) = self
             .peer_heights
             .iter()
             .filter(|(p, h)| {
-                **h >= height && self.sync_backoff.get(*p).is_none_or(|b| b.until_ms <= now)
+                **h >= height
+                    && Some(**p) != syncing_from
+                    && self.sync_backoff.get(*p).is_none_or(|b| b.until_ms <= now)
             })
             .min_by_key(|(p, _)| {
                 // Rotate: the peer after the last one asked, by key.
-                let last = self.asked.back().copied();
-                (last.is_some_and(|l| **p <= l), **p)
+                (self.repaired_by.is_some_and(|l| **p <= l), **p)
             })
             .map(|(p, _)| *p)
         else {
@@ -325,7 +352,14 @@ impl<L: Ledger> Replica<L> {
             at_ms: now,
             height,
         });
-        self.ask_for_blocks(peer, height, 1);
+        self.repaired_by = Some(peer);
+        self.actions.push(Action::Send(
+            peer,
+            NetMsg::SyncRequest {
+                from: height,
+                max: 1,
+            },
+        ));
     }
 
     /// A peer's copy of a damaged height: the store writes it back only if it is the
@@ -335,8 +369,18 @@ impl<L: Ledger> Replica<L> {
         peer: PublicKey,
         blocks: Vec<(Block, Certificate)>,
     ) -> Result<(), ReplicaError> {
-        self.repairing = None;
-        let Some((block, _)) = blocks.into_iter().next() else {
+        let Some(req) = self.repairing.take() else {
+            return Ok(());
+        };
+        let Some((block, _)) = blocks
+            .into_iter()
+            .next()
+            .filter(|(b, _)| b.header.height == req.height)
+        else {
+            // Nothing, or another height: no copy (an honest peer's may be damaged
+            // too). It sits out a status period and the next peer is asked.
+            self.sit_out_one_status_period(peer, req.at_ms);
+            self.maybe_repair();
             return Ok(());
         };
         let height = block.header.height;
@@ -346,7 +390,10 @@ impl<L: Ledger> Replica<L> {
                 self.damaged.remove(&height);
             }
             Ok(RepairOutcome::Intact) => {
+                // Our records equal the true copy's: what a read found damaged is
+                // something a copy does not hold.
                 self.damaged.remove(&height);
+                self.give_up_repair(height, "the records equal a true copy's");
             }
             Ok(RepairOutcome::Refused(why)) => {
                 self.penalise(peer, format!("copy of block {height} for repair: {why}"));
@@ -354,16 +401,25 @@ impl<L: Ledger> Replica<L> {
             }
             Err(LedgerError::Damaged { what, .. }) => {
                 // Damage a copy cannot mend (the block's own entry, an index entry).
-                tracing::error!(
-                    height,
-                    what,
-                    "history damaged beyond repair from peers: re-sync this node"
-                );
                 self.damaged.remove(&height);
+                self.give_up_repair(height, &what);
             }
             Err(e) => return Err(e.into()),
         }
         self.maybe_repair();
         Ok(())
+    }
+
+    /// A damaged height no copy mends: reported once, never asked for again (each read
+    /// of it would find the damage and report it anew).
+    fn give_up_repair(&mut self, height: u64, what: &str) {
+        tracing::error!(
+            height,
+            what,
+            "history damaged beyond repair from peers: re-sync this node"
+        );
+        if self.beyond_repair.len() < DAMAGED_HEIGHTS_MAX {
+            self.beyond_repair.insert(height);
+        }
     }
 }
