@@ -133,6 +133,27 @@ fn penalised(actions: &[Action]) -> bool {
     actions.iter().any(|a| matches!(a, Action::Penalise { .. }))
 }
 
+/// The peers asked for blocks from height `from`.
+fn asked_from(actions: &[Action], from: u64) -> Vec<PublicKey> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(p, NetMsg::SyncRequest { from: f, .. }) if *f == from => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `peer`'s answer of `blocks` to a sync or repair request.
+fn answer(
+    r: &mut Replica<Arc<MemLedger>>,
+    peer: PublicKey,
+    blocks: Vec<(Block, Certificate)>,
+) -> Vec<Action> {
+    r.on_message(NOW, peer, NetMsg::SyncResponse { blocks })
+        .unwrap()
+}
+
 fn votes_for_a_block(actions: &[Action]) -> bool {
     actions
         .iter()
@@ -282,37 +303,19 @@ fn a_damaged_height_is_asked_of_a_peer_and_a_false_copy_is_blamed() {
         r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
             .unwrap();
     }
-    let asked = |actions: &[Action]| -> Vec<PublicKey> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send(p, NetMsg::SyncRequest { from: 1, max: 1 }) => Some(*p),
-                _ => None,
-            })
-            .collect()
-    };
+    let asked = |actions: &[Action]| asked_from(actions, 1);
     let actions = r.history_damaged(NOW, 1, "a record of block 1: checksum mismatch");
     let first = asked(&actions);
     assert_eq!(first.len(), 1, "{actions:?}");
 
     let mut lie = true_copy.clone();
     lie.0.header.time_ms += 1;
-    let actions = r
-        .on_message(NOW, first[0], NetMsg::SyncResponse { blocks: vec![lie] })
-        .unwrap();
+    let actions = answer(&mut r, first[0], vec![lie]);
     assert!(penalised(&actions), "{actions:?}");
     let second = asked(&actions);
     assert!(second.len() == 1 && second != first, "{actions:?}");
 
-    let actions = r
-        .on_message(
-            NOW,
-            second[0],
-            NetMsg::SyncResponse {
-                blocks: vec![true_copy],
-            },
-        )
-        .unwrap();
+    let actions = answer(&mut r, second[0], vec![true_copy]);
     assert!(
         !penalised(&actions) && asked(&actions).is_empty(),
         "{actions:?}"
@@ -339,15 +342,7 @@ fn a_repair_keeps_clear_of_sync_and_a_height_beyond_repair_is_not_asked_again() 
         r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
             .unwrap();
     }
-    let asked = |actions: &[Action], from: u64| -> Vec<PublicKey> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send(p, NetMsg::SyncRequest { from: f, .. }) if *f == from => Some(*p),
-                _ => None,
-            })
-            .collect()
-    };
+    let asked = asked_from;
     // A peer claims more: it is the one syncing us, and a repair goes to another.
     let actions = r
         .on_message(NOW, node(2), NetMsg::Status { height: 9, tip })
@@ -365,21 +360,11 @@ fn a_repair_keeps_clear_of_sync_and_a_height_beyond_repair_is_not_asked_again() 
     );
     // An empty answer from the sync peer, to a request above our tip: struck, and
     // not asked again at once.
-    let actions = r
-        .on_message(NOW, node(2), NetMsg::SyncResponse { blocks: vec![] })
-        .unwrap();
+    let actions = answer(&mut r, node(2), vec![]);
     assert!(asked(&actions, 3).is_empty(), "{actions:?}");
     // The true copy equals ours: the damage is something a copy does not hold. It is
     // given up, and reading the same damage again asks nobody.
-    let actions = r
-        .on_message(
-            NOW,
-            second[0],
-            NetMsg::SyncResponse {
-                blocks: vec![true_copy],
-            },
-        )
-        .unwrap();
+    let actions = answer(&mut r, second[0], vec![true_copy]);
     assert!(!penalised(&actions), "{actions:?}");
     let again = r.history_damaged(NOW + 1, 1, "a record of block 1: checksum mismatch");
     assert!(asked(&again, 1).is_empty(), "{again:?}");
