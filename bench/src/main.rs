@@ -56,8 +56,9 @@ struct Args {
     /// The consortium's block interval (genesis policy; default 500 ms).
     #[arg(long)]
     block_interval_ms: Option<u64>,
-    /// Record a `perf` profile (frame-pointer call graphs) of the fresh node while it
-    /// syncs, into this file. Build with `RUSTFLAGS="-C force-frame-pointers=yes"`.
+    /// Record a `perf` profile (frame-pointer call graphs, and scheduler switches for
+    /// the time off the CPU) of the fresh node while it syncs, into this file. Build
+    /// with `RUSTFLAGS="-C force-frame-pointers=yes"` for useful call graphs.
     #[arg(long)]
     perf_sync: Option<PathBuf>,
     /// Instead of the ramp: load until the ledger holds this many records, sampling
@@ -237,7 +238,11 @@ fn sync_fresh_node(
     let perf = match &args.perf_sync {
         Some(out) => Some(
             std::process::Command::new("perf")
-                .args(["record", "-e", "cpu-clock", "--call-graph", "fp", "-o"])
+                // On-CPU samples, and every switch and wake-up of its threads for the
+                // off-CPU side (`perf sched timehist -s -i FILE`: each thread's run
+                // time, time asleep and time runnable but waiting for a core).
+                .args(["record", "-e", "cpu-clock", "-e", "sched:sched_switch"])
+                .args(["-e", "sched:sched_wakeup", "--call-graph", "fp", "-o"])
                 .arg(out)
                 .arg("-p")
                 .arg(child.id().to_string())
@@ -294,18 +299,19 @@ fn print_sync_breakdown(log: &Path, wall_s: f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let (mut answers, mut blocks) = (0u64, 0.0);
+    let (mut answers, mut blocks, mut largest) = (0u64, 0.0, 0.0f64);
     let (mut waited, mut signatures, mut applied) = (0.0, 0.0, 0.0);
     for line in text.lines().filter(|l| l.contains("sync answer")) {
         answers += 1;
         blocks += field(line, "blocks");
+        largest = largest.max(field(line, "records"));
         waited += field(line, "waited_us") / 1e6;
         signatures += field(line, "signatures_us") / 1e6;
         applied += field(line, "applied_us") / 1e6;
     }
     let share = |s: f64| 100.0 * s / wall_s;
     eprintln!(
-        "sync: {answers} answers, {blocks:.0} blocks in {wall_s:.1} s: {waited:.1} s waiting for answers ({:.0}%), {signatures:.1} s checking signatures ({:.0}%), {applied:.1} s applying them ({:.0}%)",
+        "sync: {answers} answers (the largest {largest:.0} records), {blocks:.0} blocks in {wall_s:.1} s: {waited:.1} s waiting for answers ({:.0}%), {signatures:.1} s checking signatures ({:.0}%), {applied:.1} s applying them ({:.0}%)",
         share(waited),
         share(signatures),
         share(applied)

@@ -87,6 +87,11 @@ pub fn verify_raw(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<()
     Ok(())
 }
 
+/// The most recent this many signatures found valid are always still remembered (the
+/// memo drops only older ones): a caller that checks ahead for later use (a sync
+/// answer, say) checks no more than this, less what else may be checked meanwhile.
+pub const REMEMBERED_AT_LEAST: usize = verified::GENERATION_MAX;
+
 /// Forgets every signature remembered as valid: for benchmarks, which measure the
 /// checks themselves, and would otherwise time the memo from their second iteration on.
 pub fn forget_verified() {
@@ -118,7 +123,10 @@ mod verified {
     use super::Signature;
     use xinlian_genesis::PublicKey;
 
-    pub(super) const GENERATION_MAX: usize = 1 << 14;
+    /// 2^16: a generation holds the records of one full sync answer (8 MiB of
+    /// records of at least 128 bytes), so warming an answer never evicts its own
+    /// start; two generations of 32-byte digests are a few MiB.
+    pub(super) const GENERATION_MAX: usize = 1 << 16;
 
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     pub(super) struct Digest(pub(super) [u8; 32]);

@@ -678,7 +678,14 @@ struct SyncTimes {
 /// for the verified-signature memo only (the results are not used: the replica checks
 /// every signature itself when it executes the blocks).
 fn warm_signature_memo(blocks: &[(Block, Certificate)]) {
-    let records: Vec<&SignedRecord> = blocks.iter().flat_map(|(b, _)| &b.records).collect();
+    // The first records in the order they are applied, no more than the memo surely
+    // keeps, with room for what is checked meanwhile (certificates, votes): checking
+    // more would evict the first ones before they are used.
+    let records: Vec<&SignedRecord> = blocks
+        .iter()
+        .flat_map(|(b, _)| &b.records)
+        .take(xinlian_client::crypto::REMEMBERED_AT_LEAST / 2)
+        .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = records.len().div_ceil(cores).max(1);
     std::thread::scope(|s| {
