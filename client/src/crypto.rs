@@ -125,7 +125,7 @@ mod verified {
 
     /// 2^16: a generation holds the records of one full sync answer (8 MiB of
     /// records of at least 128 bytes), so warming an answer never evicts its own
-    /// start; two generations of 32-byte digests are a few MiB.
+    /// start; two full generations of 32-byte digests take about 9 MiB.
     pub(super) const GENERATION_MAX: usize = 1 << 16;
 
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
