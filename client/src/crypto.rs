@@ -87,9 +87,10 @@ pub fn verify_raw(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<()
     Ok(())
 }
 
-/// The most recent this many signatures found valid are always still remembered (the
-/// memo drops only older ones): a caller that checks ahead for later use (a sync
-/// answer, say) checks no more than this, less what else may be checked meanwhile.
+/// The last this many distinct signatures found valid, or found again in the memo, are
+/// always still remembered (the memo drops only older ones): a caller that checks ahead
+/// for later use (a sync answer, say) checks no more than this, less what else may be
+/// checked meanwhile.
 pub const REMEMBERED_AT_LEAST: usize = verified::GENERATION_MAX;
 
 /// Forgets every signature remembered as valid: for benchmarks, which measure the
@@ -123,9 +124,9 @@ mod verified {
     use super::Signature;
     use xinlian_genesis::PublicKey;
 
-    /// 2^16: a generation holds the records of one full sync answer (8 MiB of
-    /// records of at least 128 bytes), so warming an answer never evicts its own
-    /// start; two full generations of 32-byte digests take about 9 MiB.
+    /// 2^16: twice the records the host checks ahead of one sync answer (it checks
+    /// at most half of this), so warming an answer never evicts its own start; two
+    /// full generations of 32-byte digests take about 9 MiB.
     pub(super) const GENERATION_MAX: usize = 1 << 16;
 
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,18 +157,33 @@ mod verified {
         VERIFIED.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `d` is remembered; one found only in the older generation is moved to
+    /// the current one, so what is looked up stays as long as what is new.
     pub(super) fn contains(d: &Digest) -> bool {
-        let c = cache();
-        c.current.contains(d) || c.previous.contains(d)
+        let mut c = cache();
+        if c.current.contains(d) {
+            return true;
+        }
+        if !c.previous.contains(d) {
+            return false;
+        }
+        c.add(*d);
+        true
     }
 
     pub(super) fn insert(ds: impl IntoIterator<Item = Digest>) {
         let mut c = cache();
         for d in ds {
-            if c.current.len() >= GENERATION_MAX {
-                c.previous = std::mem::take(&mut c.current);
+            c.add(d);
+        }
+    }
+
+    impl Generations {
+        fn add(&mut self, d: Digest) {
+            if self.current.len() >= GENERATION_MAX {
+                self.previous = std::mem::take(&mut self.current);
             }
-            c.current.insert(d);
+            self.current.insert(d);
         }
     }
 
@@ -322,6 +338,24 @@ mod tests {
         assert!(
             !verified::contains(&verified::Digest(first)),
             "the oldest generation is dropped"
+        );
+        // Found again, a digest of the older generation moves to the current one, so
+        // it outlives the next turn of generations (in this test, which alone fills
+        // the memo, so that no other test turns them meanwhile).
+        let digest = |i: u64| {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&i.to_le_bytes());
+            d[8] = 0xdd;
+            verified::Digest(d)
+        };
+        let kept = digest(u64::MAX);
+        verified::insert([kept]);
+        verified::insert((0..verified::GENERATION_MAX as u64).map(digest));
+        assert!(verified::contains(&kept), "still in the older generation");
+        verified::insert((0..verified::GENERATION_MAX as u64).map(|i| digest(i + (1 << 40))));
+        assert!(
+            verified::contains(&kept),
+            "moved to the current one when found"
         );
     }
 

@@ -362,11 +362,19 @@ fn a_repair_keeps_clear_of_sync_and_a_height_beyond_repair_is_not_asked_again() 
     // not asked again at once.
     let actions = answer(&mut r, node(2), vec![]);
     assert!(asked(&actions, 3).is_empty(), "{actions:?}");
-    // The true copy equals ours: the damage is something a copy does not hold. It is
-    // given up, and reading the same damage again asks nobody.
-    let actions = answer(&mut r, second[0], vec![true_copy]);
+    // The true copy equals ours and reads back whole: mended meanwhile (a second report
+    // of it was queued), so a report of it later is asked for again.
+    let actions = answer(&mut r, second[0], vec![true_copy.clone()]);
     assert!(!penalised(&actions), "{actions:?}");
     let again = r.history_damaged(NOW + 1, 1, "a record of block 1: checksum mismatch");
+    let third = asked(&again, 1);
+    assert_eq!(third.len(), 1, "{again:?}");
+    // The block's own entry is what is damaged: no copy mends it. It is given up once,
+    // and reading the same damage again asks nobody.
+    r.ledger().damage_block_entry(1);
+    let actions = answer(&mut r, third[0], vec![true_copy]);
+    assert!(!penalised(&actions), "{actions:?}");
+    let again = r.history_damaged(NOW + 2, 1, "the entry of block 1");
     assert!(asked(&again, 1).is_empty(), "{again:?}");
     let later = r.on_timer(NOW + 60_000, Timer::Status).unwrap();
     assert!(asked(&later, 1).is_empty(), "{later:?}");

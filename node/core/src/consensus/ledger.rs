@@ -4,7 +4,7 @@
 //! is the in-memory one the simulator uses (with crashes that lose what was not yet
 //! made durable).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use xinlian_client::block::{Block, Certificate};
@@ -95,6 +95,8 @@ struct Mem {
     wal: Vec<(u64, WalEntry)>,
     /// Entries at or after this index are lost in a crash.
     wal_durable: usize,
+    /// Heights whose block entry reads as damaged (`damage_block_entry`).
+    damaged_entries: BTreeSet<u64>,
 }
 
 /// An in-memory ledger. Blocks are durable once committed; log entries once an entry is
@@ -120,6 +122,16 @@ impl MemLedger {
     /// simulator then treats the replica as crashed at that point.
     pub fn fail_next(&self, point: FaultPoint) {
         self.inner.lock().expect("not poisoned").fault = Some(point);
+    }
+
+    /// Makes block `height`'s own entry (header and certificate) read as damaged, as a
+    /// flipped byte in a store's would: not served, and not mended by any copy.
+    pub fn damage_block_entry(&self, height: u64) {
+        self.inner
+            .lock()
+            .expect("not poisoned")
+            .damaged_entries
+            .insert(height);
     }
 
     /// Whether an armed fault has not fired yet.
@@ -198,13 +210,11 @@ impl Ledger for MemLedger {
         &self,
         height: u64,
     ) -> Result<Option<(Block, Certificate)>, LedgerError> {
-        Ok(self
-            .inner
-            .lock()
-            .expect("not poisoned")
-            .blocks
-            .get(&height)
-            .cloned())
+        let m = self.inner.lock().expect("not poisoned");
+        if m.damaged_entries.contains(&height) {
+            return Err(entry_damaged(height));
+        }
+        Ok(m.blocks.get(&height).cloned())
     }
 
     fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
@@ -234,14 +244,24 @@ impl Ledger for MemLedger {
             .collect())
     }
 
-    /// Nothing in memory is ever damaged: a copy equal to ours is intact, another one
-    /// refused.
+    /// Records in memory are never damaged: a copy equal to ours is intact, another one
+    /// refused; a damaged block entry is beyond a copy's repair.
     fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
         let m = self.inner.lock().expect("not poisoned");
+        if m.damaged_entries.contains(&block.header.height) {
+            return Err(entry_damaged(block.header.height));
+        }
         Ok(match m.blocks.get(&block.header.height) {
             Some((ours, _)) if ours == block => RepairOutcome::Intact,
             _ => RepairOutcome::Refused("not the block stored here".into()),
         })
+    }
+}
+
+fn entry_damaged(height: u64) -> LedgerError {
+    LedgerError::Damaged {
+        height,
+        what: format!("the entry of block {height}"),
     }
 }
 

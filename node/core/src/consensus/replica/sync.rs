@@ -207,8 +207,15 @@ impl<L: Ledger> Replica<L> {
     ) -> Result<(), ReplicaError> {
         // A repair's answer first: repairs are not in `asked`, so that they never push
         // a sync peer out of it (nor sync asks the repair's peer), and never go to the
-        // peer syncing us, so an answer from the repair's peer is the repair's.
-        if self.repairing.is_some_and(|r| r.peer == peer) {
+        // peer syncing us. Answers carry no request number, so the repair's is the one
+        // from its peer that is empty or starts at its height; anything else from that
+        // peer is a late answer to an earlier sync request, read as one (and a lie
+        // sent instead of a copy leaves the repair to expire and strike).
+        if let Some(req) = self.repairing.filter(|r| r.peer == peer)
+            && blocks
+                .first()
+                .is_none_or(|(b, _)| b.header.height == req.height)
+        {
             return self.on_repair_copy(peer, blocks);
         }
         if !self.asked.contains(&peer) {
@@ -372,13 +379,9 @@ impl<L: Ledger> Replica<L> {
         let Some(req) = self.repairing.take() else {
             return Ok(());
         };
-        let Some((block, _)) = blocks
-            .into_iter()
-            .next()
-            .filter(|(b, _)| b.header.height == req.height)
-        else {
-            // Nothing, or another height: no copy (an honest peer's may be damaged
-            // too). It sits out a status period and the next peer is asked.
+        let Some((block, _)) = blocks.into_iter().next() else {
+            // No copy (an honest peer's may be damaged too): it sits out a status
+            // period and the next peer is asked.
             self.sit_out_one_status_period(peer, req.at_ms);
             self.maybe_repair();
             return Ok(());
@@ -390,10 +393,15 @@ impl<L: Ledger> Replica<L> {
                 self.damaged.remove(&height);
             }
             Ok(RepairOutcome::Intact) => {
-                // Our records equal the true copy's: what a read found damaged is
-                // something a copy does not hold.
+                // Our records equal the true copy's: mended since it was reported (a
+                // second report of the same damage, queued meanwhile), or what is
+                // damaged is something a copy does not hold. A read tells which.
                 self.damaged.remove(&height);
-                self.give_up_repair(height, "the records equal a true copy's");
+                if let Err(LedgerError::Damaged { what, .. }) =
+                    self.ledger.block_and_certificate(height)
+                {
+                    self.give_up_repair(height, &what);
+                }
             }
             Ok(RepairOutcome::Refused(why)) => {
                 self.penalise(peer, format!("copy of block {height} for repair: {why}"));
