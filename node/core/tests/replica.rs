@@ -289,20 +289,26 @@ fn a_synced_block_is_applied_only_with_a_valid_certificate() {
     assert_eq!(fresh.tip().hash, rs[0].tip().hash);
 }
 
+/// A replica at height 2 that two peers told they are at 2 too, and its own (true)
+/// block 1 with its certificate: the start of the repair tests.
+fn at_height_2_with_two_peers() -> (Replica<Arc<MemLedger>>, (Block, Certificate)) {
+    let c = consortium();
+    let mut r = finalize(&c, 2).pop().unwrap();
+    let true_copy = r.ledger().block_and_certificate(1).unwrap().unwrap();
+    let tip = r.tip().hash;
+    for i in 0..2 {
+        r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
+            .unwrap();
+    }
+    (r, true_copy)
+}
+
 /// A height whose stored history was found damaged is asked of one peer at a time
 /// (`SyncRequest` for that height alone); a copy that is not the block committed here
 /// blames its peer and the next peer is asked; the true copy ends the repair.
 #[test]
 fn a_damaged_height_is_asked_of_a_peer_and_a_false_copy_is_blamed() {
-    let c = consortium();
-    let mut rs = finalize(&c, 2);
-    let mut r = rs.pop().unwrap();
-    let true_copy = r.ledger().block_and_certificate(1).unwrap().unwrap();
-    for (i, peer) in rs.iter().take(2).enumerate() {
-        let tip = peer.tip().hash;
-        r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
-            .unwrap();
-    }
+    let (mut r, true_copy) = at_height_2_with_two_peers();
     let asked = |actions: &[Action]| asked_from(actions, 1);
     let actions = r.history_damaged(NOW, 1, "a record of block 1: checksum mismatch");
     let first = asked(&actions);
@@ -333,15 +339,8 @@ fn a_damaged_height_is_asked_of_a_peer_and_a_false_copy_is_blamed() {
 /// mends was asked for again at every read of it.
 #[test]
 fn a_repair_keeps_clear_of_sync_and_a_height_beyond_repair_is_not_asked_again() {
-    let c = consortium();
-    let mut rs = finalize(&c, 2);
-    let mut r = rs.pop().unwrap();
-    let true_copy = r.ledger().block_and_certificate(1).unwrap().unwrap();
+    let (mut r, true_copy) = at_height_2_with_two_peers();
     let tip = r.tip().hash;
-    for i in 0..2 {
-        r.on_message(NOW, node(i), NetMsg::Status { height: 2, tip })
-            .unwrap();
-    }
     let asked = asked_from;
     // A peer claims more: it is the one syncing us, and a repair goes to another.
     let actions = r
