@@ -673,15 +673,24 @@ impl Store {
     /// The canonical bytes of the record at `index`, as stored (and as hashed into the
     /// ledger tree).
     pub fn record_bytes_at(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(at) = self.db.get(&k(RECORD_AT, index))? else {
+        let Some(at) = self.record_location(index)? else {
             if index < self.committed().records.next_seq {
                 return Err(damaged(format!("record {index} has no index entry")));
             }
             return Ok(None);
         };
-        let at = segments::Location::from_bytes(&at)
-            .ok_or_else(|| damaged(format!("index entry of record {index}")))?;
         Ok(Some(self.records.read(index, at)?))
+    }
+
+    /// Where record `index`'s entry starts, from its index entry (none if absent).
+    fn record_location(&self, index: u64) -> Result<Option<segments::Location>, StoreError> {
+        self.db
+            .get(&k(RECORD_AT, index))?
+            .map(|b| {
+                segments::Location::from_bytes(&b)
+                    .ok_or_else(|| damaged(format!("index entry of record {index}")))
+            })
+            .transpose()
     }
 
     pub fn record_at(&self, index: u64) -> Result<Option<SignedRecord>, StoreError> {
@@ -844,19 +853,11 @@ impl Store {
                 Err(e) if e.is_damage() => {}
                 Err(e) => return Err(e),
             }
-            let location_of = |i: u64| -> Result<Option<segments::Location>, StoreError> {
-                self.db
-                    .get(&k(RECORD_AT, i))?
-                    .map(|b| {
-                        segments::Location::from_bytes(&b)
-                            .ok_or_else(|| damaged(format!("index entry of record {i}")))
-                    })
-                    .transpose()
-            };
-            let at = location_of(index)?
+            let at = self
+                .record_location(index)?
                 .ok_or_else(|| damaged(format!("record {index} has no index entry")))?;
             let next = if index + 1 < end.next_seq {
-                location_of(index + 1)?
+                self.record_location(index + 1)?
                     .ok_or_else(|| damaged(format!("record {} has no index entry", index + 1)))?
             } else {
                 end.at
@@ -884,11 +885,9 @@ impl Store {
     /// Where record `index`'s bytes lie on disk: the segment file, the offset of its
     /// payload and its length (for error reports and for damage tests).
     pub fn record_file_span(&self, index: u64) -> Result<Option<(PathBuf, u64, u64)>, StoreError> {
-        let Some(at) = self.db.get(&k(RECORD_AT, index))? else {
+        let Some(at) = self.record_location(index)? else {
             return Ok(None);
         };
-        let at = segments::Location::from_bytes(&at)
-            .ok_or_else(|| damaged(format!("index entry of record {index}")))?;
         let len = self.records.read(index, at)?.len() as u64;
         Ok(Some((
             self.records.path_of(at),
