@@ -628,16 +628,33 @@ const DAMAGE_REPORTS_QUEUED: usize = 64;
 
 /// Reads back, at every start and on a thread of its own, the history of every block
 /// up to `tip`, so that damage is found and repaired from peers while the node runs
-/// rather than when someone asks for the damaged block. Records damaged are reported
-/// to the replica; a damaged block entry (header and certificate) is logged, since only
-/// a re-sync restores it.
+/// rather than when someone asks for the damaged block. Damaged Merkle nodes are
+/// written again from the records below them; records damaged are reported to the
+/// replica; a damaged block entry (header and certificate) is logged, since only a
+/// re-sync restores it.
 fn spawn_scrub(store: Arc<Store>, tip: u64, damage: mpsc::Sender<(u64, String)>) -> Result<()> {
     std::thread::Builder::new()
         .name("scrub".into())
         .spawn(move || {
             let started = std::time::Instant::now();
             let mut found = 0u64;
+            let mut mended = 0;
             for height in 1..=tip {
+                // Merkle nodes are ours to compute again: mended here, no peer needed.
+                match store.mend_nodes(height) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        mended += n;
+                        tracing::warn!(height, nodes = n, "damaged Merkle nodes written again from the records");
+                    }
+                    Err(e) if e.is_damage() => {
+                        tracing::warn!(height, error = %e, "damaged Merkle nodes not computable yet: what they are computed from is damaged too");
+                    }
+                    Err(e) => {
+                        tracing::error!(height, error = %e, "scrub stopped: the history cannot be mended");
+                        return;
+                    }
+                }
                 match store.block_health(height) {
                     Ok(BlockHealth::Intact | BlockHealth::Absent) => {}
                     Ok(BlockHealth::RecordsDamaged(what)) => {
@@ -659,6 +676,7 @@ fn spawn_scrub(store: Arc<Store>, tip: u64, damage: mpsc::Sender<(u64, String)>)
             tracing::info!(
                 blocks = tip,
                 damaged = found,
+                nodes_mended = mended,
                 ms = started.elapsed().as_millis() as u64,
                 "history read back"
             );

@@ -35,6 +35,11 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
             .with_context(|| format!("certificate {h} missing"))?;
         verify_certificate(&block.header, &cert, &c.validators)
             .with_context(|| format!("certificate of block {h}"))?;
+        if let Some((level, index, what)) = store.damaged_nodes(h)?.into_iter().next() {
+            anyhow::bail!(
+                "Merkle node ({level}, {index}) of block {h} is damaged: {what} (a start of the node writes it again from the records)"
+            );
+        }
         let ex =
             execute_block(&state, &c, &t, block).with_context(|| format!("replaying block {h}"))?;
         for (k, v) in ex.writes {

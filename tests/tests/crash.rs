@@ -317,8 +317,9 @@ fn record_span(
 }
 
 /// A validator whose history is damaged (a flipped byte in a record of an old block and
-/// in one of its tip block) finds it when it starts, fetches those blocks from its
-/// peers, writes back only what hashes to its own headers, and passes `check` again.
+/// in one of its tip block, and in the Merkle leaf of a record between them) finds it
+/// when it starts, fetches those blocks from its peers, writes back only what hashes to
+/// its own headers, computes the leaf again itself, and passes `check` again.
 #[test]
 fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Result<()> {
     use xinlian_tests::{Node, wait_until};
@@ -356,6 +357,13 @@ fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Resul
             offset - xinlian_node::store::segments::FRAME_BYTES as u64
         ));
     }
+    // And the Merkle leaf of the record between them: ours to compute again.
+    let leaf = xinlian_node::store::node_position(0, finals[1].ledger_index.context("index")?)
+        .context("a leaf's position")?;
+    let nodes_file = data.join("ledger/history/nodes/00000000.seg");
+    let node_width = 32 + xinlian_node::store::segments::FRAME_BYTES as u64;
+    let node_at = xinlian_node::store::segments::SEGMENT_HEADER_BYTES as u64 + leaf * node_width;
+    flip_byte(&nodes_file, node_at + node_width - 7)?;
     let report = c
         .check_member("v3")
         .err()
@@ -370,11 +378,13 @@ fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Resul
     let v3 = c.start_member("v3", &peers)?;
     wait_until(
         std::time::Duration::from_secs(60),
-        "v3 serving both records again",
+        "v3 serving both records again and its leaf mended",
         || {
             [&finals[0], &finals[2]]
                 .iter()
                 .all(|v| v3.client.record(&v.id, 0).is_ok_and(|r| r.id == v.id))
+                && std::fs::read_to_string(c.path().join("v3.log"))
+                    .is_ok_and(|log| log.contains("damaged Merkle nodes written again"))
         },
     )?;
     // Its chain went on meanwhile, and the repaired store checks whole.
@@ -390,6 +400,10 @@ fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Resul
             "v3's log does not name {place}:\n{log}"
         );
     }
+    assert!(
+        log.contains("damaged Merkle nodes written again from the records"),
+        "v3's log does not say it mended the leaf:\n{log}"
+    );
     let report = c.check_member("v3")?;
     assert!(report.contains("store OK"), "after the repair: {report}");
     Ok(())

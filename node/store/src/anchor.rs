@@ -4,8 +4,9 @@
 //! A small file of two slots a page apart (so that no one sector or page holds both),
 //! written in turn (as redb flips its commit slots):
 //! each slot holds a counter, the chain, the height of the last block acknowledged and
-//! its hash, and the highest height at which this node made a durable signature, under
-//! a CRC. A torn write spoils at most the slot being written, and the other one still
+//! its hash, the highest height at which this node made a durable signature, and the
+//! number and digest of the write-ahead-log entry that signature's flush made durable,
+//! under a CRC. A torn write spoils at most the slot being written, and the other one still
 //! holds the previous anchor; the valid slot with the higher counter wins.
 
 use std::fs::{File, OpenOptions};
@@ -15,9 +16,14 @@ use std::path::{Path, PathBuf};
 
 use xinlian_genesis::Hash32;
 
-const MAGIC: [u8; 8] = *b"xinlanc1";
-/// magic 8 ‖ counter 8 ‖ chain 32 ‖ acknowledged height 8 ‖ its hash 32 ‖ signed height 8 ‖ CRC 4.
-const SLOT_BYTES: usize = 100;
+/// The first layout: no write-ahead-log entry. Still read, never written.
+const MAGIC_V1: [u8; 8] = *b"xinlanc1";
+/// v1: magic 8 ‖ counter 8 ‖ chain 32 ‖ acknowledged height 8 ‖ its hash 32 ‖ signed height 8 ‖ CRC 4.
+const SLOT_V1_BYTES: usize = 100;
+const MAGIC: [u8; 8] = *b"xinlanc2";
+/// v2: the v1 fields to the signed height ‖ entry number 8 (`u64::MAX`: none) ‖ its
+/// digest 32 ‖ CRC 4.
+const SLOT_BYTES: usize = 140;
 /// Where slot 1 starts, and half the file.
 const SLOT_STRIDE: usize = 4096;
 const FILE_BYTES: u64 = 2 * SLOT_STRIDE as u64;
@@ -33,6 +39,18 @@ pub struct Marks {
     /// The highest height at which this node wrote a signature of its own to its
     /// write-ahead log (0: none).
     pub signed: u64,
+    /// The last entry of that height's write-ahead log made durable by a signature's
+    /// flush: the log must still hold it, and every entry before it, at open. `None`
+    /// in an anchor of the first layout (which kept only the height).
+    pub last_signed: Option<SignedEntry>,
+}
+
+/// A write-ahead-log entry named by its number within its height and the SHA-256 of
+/// its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedEntry {
+    pub number: u32,
+    pub digest: Hash32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,21 +77,37 @@ fn encode(counter: u64, m: &Marks) -> [u8; SLOT_BYTES] {
     s[48..56].copy_from_slice(&m.acknowledged.to_le_bytes());
     s[56..88].copy_from_slice(&m.acknowledged_hash.0);
     s[88..96].copy_from_slice(&m.signed.to_le_bytes());
-    let crc = crc32fast::hash(&s[..96]);
-    s[96..].copy_from_slice(&crc.to_le_bytes());
+    let (number, digest) = match m.last_signed {
+        Some(e) => (u64::from(e.number), e.digest),
+        None => (u64::MAX, Hash32([0; 32])),
+    };
+    s[96..104].copy_from_slice(&number.to_le_bytes());
+    s[104..136].copy_from_slice(&digest.0);
+    let crc = crc32fast::hash(&s[..136]);
+    s[136..].copy_from_slice(&crc.to_le_bytes());
     s
 }
 
-fn decode(s: &[u8]) -> Option<(u64, Marks)> {
+/// A slot of either layout, if its magic and CRC hold.
+fn decode(s: &[u8; SLOT_BYTES]) -> Option<(u64, Marks)> {
     let u64_at = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
     let h32_at = |i: usize| Hash32(s[i..i + 32].try_into().expect("32 bytes"));
-    if s.len() != SLOT_BYTES || s[..8] != MAGIC {
+    let crc_at = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    let last_signed = if s[..8] == MAGIC && crc32fast::hash(&s[..136]) == crc_at(136) {
+        match u64_at(96) {
+            u64::MAX => None,
+            n => Some(SignedEntry {
+                number: u32::try_from(n).ok()?,
+                digest: h32_at(104),
+            }),
+        }
+    } else if s[..8] == MAGIC_V1
+        && crc32fast::hash(&s[..SLOT_V1_BYTES - 4]) == crc_at(SLOT_V1_BYTES - 4)
+    {
+        None
+    } else {
         return None;
-    }
-    let crc = u32::from_le_bytes(s[96..100].try_into().ok()?);
-    if crc32fast::hash(&s[..96]) != crc {
-        return None;
-    }
+    };
     Some((
         u64_at(8),
         Marks {
@@ -81,6 +115,7 @@ fn decode(s: &[u8]) -> Option<(u64, Marks)> {
             acknowledged: u64_at(48),
             acknowledged_hash: h32_at(56),
             signed: u64_at(88),
+            last_signed,
         },
     ))
 }
@@ -151,7 +186,7 @@ impl Anchor {
         file.read_exact_at(&mut slot0, 0).map_err(io)?;
         file.read_exact_at(&mut slot1, SLOT_STRIDE as u64)
             .map_err(io)?;
-        let best = [&slot0[..], &slot1[..]]
+        let best = [&slot0, &slot1]
             .into_iter()
             .filter_map(decode)
             .max_by_key(|(counter, _)| *counter)
@@ -202,6 +237,10 @@ mod tests {
             acknowledged: h,
             acknowledged_hash: Hash32([h as u8; 32]),
             signed: h + 1,
+            last_signed: Some(SignedEntry {
+                number: h as u32,
+                digest: Hash32([h as u8 ^ 0x5a; 32]),
+            }),
         }
     }
 
@@ -249,5 +288,39 @@ mod tests {
         assert!(!Anchor::exists(&other));
         Anchor::create(&other, marks(0)).unwrap();
         assert_eq!(Anchor::open(&other).unwrap().marks(), marks(0));
+    }
+
+    /// An anchor written by the first layout (no write-ahead-log entry) still opens,
+    /// as marks with no last signed entry, and the next write replaces it in full.
+    #[test]
+    fn an_anchor_of_the_first_layout_opens_and_is_rewritten_in_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor");
+        let old = marks(4);
+        let mut slot = [0u8; SLOT_V1_BYTES];
+        slot[..8].copy_from_slice(&MAGIC_V1);
+        slot[8..16].copy_from_slice(&9u64.to_le_bytes());
+        slot[16..48].copy_from_slice(&old.chain.0);
+        slot[48..56].copy_from_slice(&old.acknowledged.to_le_bytes());
+        slot[56..88].copy_from_slice(&old.acknowledged_hash.0);
+        slot[88..96].copy_from_slice(&old.signed.to_le_bytes());
+        let crc = crc32fast::hash(&slot[..96]);
+        slot[96..].copy_from_slice(&crc.to_le_bytes());
+        let mut image = vec![0u8; FILE_BYTES as usize];
+        // Counter 9 sits in slot 1, so the next write (10) goes to slot 0.
+        image[SLOT_STRIDE..SLOT_STRIDE + SLOT_V1_BYTES].copy_from_slice(&slot);
+        std::fs::write(&path, &image).unwrap();
+        let mut a = Anchor::open(&path).unwrap();
+        let read = Marks {
+            last_signed: None,
+            ..old
+        };
+        assert_eq!(a.marks(), read);
+        a.set(marks(5)).unwrap();
+        assert_eq!(Anchor::open(&path).unwrap().marks(), marks(5));
+        // A flipped byte of the new entry's digest spoils that slot: the old one is read.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xee], 110).unwrap();
+        assert_eq!(Anchor::open(&path).unwrap().marks(), read);
     }
 }

@@ -6,7 +6,7 @@
 //! docs/storage.md; everything is in one keyspace, as the store's keys carry their
 //! own one-byte prefixes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
@@ -15,6 +15,11 @@ pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
 /// Our bound on a value's length: far above any value the store writes (records and
 /// blocks live in the history segments), well below the engine's own.
 pub const MAX_VALUE_BYTES: usize = 1 << 26;
+
+/// The fewest bytes one write takes in the engine's journal besides its key and value:
+/// fjall 3.1's item header (tag, value type, compression, keyspace id u64, key length
+/// u16, value length u32, stored length u32).
+pub const JOURNAL_BYTES_PER_WRITE_AT_LEAST: u64 = 21;
 
 /// A failure of the engine itself (I/O, or damage it detected), with its message.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,7 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct Kv {
     db: Database,
     state: Keyspace,
+    journal_bytes_at_open: u64,
 }
 
 fn check_sizes(key: &[u8], value: &[u8]) -> Result<(), KvError> {
@@ -82,9 +88,34 @@ fn check_sizes(key: &[u8], value: &[u8]) -> Result<(), KvError> {
     Ok(())
 }
 
+/// The bytes of every journal file (`*.jnl`) in the engine's folder, two levels deep.
+fn journal_bytes(path: &Path) -> Result<u64, KvError> {
+    let io = |e: std::io::Error, at: &Path| KvError::Engine(format!("{}: {e}", at.display()));
+    let mut total = 0;
+    let mut dirs: Vec<(PathBuf, u8)> = vec![(path.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e, &dir)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io(e, &dir))?;
+            let kind = entry.file_type().map_err(|e| io(e, &entry.path()))?;
+            if kind.is_dir() && depth < 2 {
+                dirs.push((entry.path(), depth + 1));
+            } else if kind.is_file() && entry.path().extension().is_some_and(|x| x == "jnl") {
+                total += entry.metadata().map_err(|e| io(e, &entry.path()))?.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
 impl Kv {
     /// Opens (or creates) the engine's folder, its block cache bounded to `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Kv, KvError> {
+        let journal_bytes_at_open = journal_bytes(path)?;
         let db = Database::builder(path)
             .cache_size(cache_bytes)
             // Every write's durability is said by the caller (`Sync`), none is implied.
@@ -99,7 +130,20 @@ impl Kv {
         let state = db.keyspace("state", || {
             KeyspaceCreateOptions::default().max_memtable_size(16 << 20)
         })?;
-        Ok(Kv { db, state })
+        Ok(Kv {
+            db,
+            state,
+            journal_bytes_at_open,
+        })
+    }
+
+    /// The size of the engine's journals when it was opened, before it replayed (and
+    /// perhaps cut) them: the writes that were not yet in its tables took at most
+    /// this much, [`JOURNAL_BYTES_PER_WRITE_AT_LEAST`] and more each. A journal it
+    /// cut at a damaged batch, though not its last, loses the batches after the damage
+    /// without an error, so the store checks that what those could have held is there.
+    pub fn journal_bytes_at_open(&self) -> u64 {
+        self.journal_bytes_at_open
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
@@ -140,6 +184,25 @@ impl Kv {
             out.push(guard.key()?.to_vec());
         }
         Ok(out)
+    }
+
+    /// How many keys lie in `start..end`, and the first of them at which `expected`
+    /// (given the number of keys before it) returns false, if any.
+    pub fn first_unexpected_key(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut expected: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(u64, Option<Vec<u8>>), KvError> {
+        let mut n = 0;
+        for guard in self.state.range(start..end) {
+            let key = guard.key()?;
+            if !expected(n, &key) {
+                return Ok((n, Some(key.to_vec())));
+            }
+            n += 1;
+        }
+        Ok((n, None))
     }
 
     /// The greatest key that starts with `prefix`.

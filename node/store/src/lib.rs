@@ -34,7 +34,7 @@ use xinlian_core::consensus::wire::WalEntry;
 use xinlian_core::execute::Consortium;
 use xinlian_core::overlay::{StateError, StateRead};
 
-use anchor::{Anchor, AnchorError, Marks};
+use anchor::{Anchor, AnchorError, Marks, SignedEntry};
 use kv::{Batch, Kv, KvError};
 use segments::{FixedLog, LogEnd, LogShape, SegmentError, SegmentLog};
 
@@ -127,9 +127,9 @@ pub enum StoreError {
     )]
     RolledBack { acknowledged: u64, found: u64 },
     #[error(
-        "store lost its write-ahead log: this node signed at height {height} but no log of that height remains, so it could sign twice. Refusing to open it; restore the data folder or re-sync as a new node"
+        "store lost its write-ahead log: this node signed at height {height}, but {what}, so it could sign twice. Refusing to open it; restore the data folder or re-sync as a new node"
     )]
-    GuardLost { height: u64 },
+    GuardLost { height: u64, what: String },
     #[error("the store failed during an earlier commit and must be reopened: {0}")]
     Failed(String),
 }
@@ -321,6 +321,7 @@ impl Store {
                 }
                 let anchor = Anchor::open(&paths.anchor)?;
                 check_anchor(&db, &anchor.marks(), c, &tip)?;
+                check_recent_blocks_indexed(&db, &tip)?;
                 (tip, ends, anchor)
             }
         };
@@ -916,6 +917,7 @@ fn new_store_marks(c: &Consortium, tip: &Tip) -> Marks {
         acknowledged: 0,
         acknowledged_hash: tip.hash,
         signed: 0,
+        last_signed: None,
     }
 }
 
@@ -1031,12 +1033,70 @@ fn check_anchor(db: &Kv, marks: &Marks, c: &Consortium, tip: &Tip) -> Result<(),
             tip.height, marks.acknowledged_hash, tip.hash
         )));
     }
-    if marks.signed > tip.height && db.scan(&k(WAL, marks.signed), None, 1)?.is_empty() {
-        return Err(StoreError::GuardLost {
-            height: marks.signed,
-        });
+    if marks.signed > tip.height {
+        check_signed_log(db, marks)?;
     }
     Ok(())
+}
+
+/// Every height the engine's journal could still hold must have its block's index
+/// entry. A commit's batch writes at least three entries (the tip, the logs' ends, the
+/// block's location), so the journal held at most `bytes / (3 × 21)` of them; a batch
+/// the engine dropped from the middle of its journals (it cuts a damaged journal at
+/// the damage and replays the later ones) leaves its height without one.
+fn check_recent_blocks_indexed(db: &Kv, tip: &Tip) -> Result<(), StoreError> {
+    let in_journal = db.journal_bytes_at_open() / (3 * kv::JOURNAL_BYTES_PER_WRITE_AT_LEAST) + 1;
+    let from = tip.height.saturating_sub(in_journal).max(1);
+    if tip.height == 0 {
+        return Ok(());
+    }
+    let (found, unexpected) = db.first_unexpected_key(
+        &k(BLOCK_AT, from),
+        &k(BLOCK_AT, tip.height.saturating_add(1)),
+        |n, key| key == k(BLOCK_AT, from + n),
+    )?;
+    if unexpected.is_none() && found == tip.height - from + 1 {
+        return Ok(());
+    }
+    Err(damaged(format!(
+        "the engine holds no index entry of block {}, below its tip {}: it lost that block's writes, as when it cuts a damaged journal; re-sync this node into an empty data folder",
+        from + found,
+        tip.height
+    )))
+}
+
+/// The write-ahead log of the height this node signed at last must hold, numbered from
+/// 0 without a gap, every entry through the one the anchor names, and that entry must
+/// be the one it was (an anchor of the first layout names none: then at least one).
+fn check_signed_log(db: &Kv, marks: &Marks) -> Result<(), StoreError> {
+    let height = marks.signed;
+    let lost = |what: String| StoreError::GuardLost { height, what };
+    let entries = db.scan(&k(WAL, height), None, usize::MAX)?;
+    for (n, (key, _)) in entries.iter().enumerate() {
+        let number = key.get(9..13).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        if number.map(u32::from_be_bytes) != u32::try_from(n).ok() {
+            return Err(lost(format!(
+                "that height's log lacks entry {n} (found key {})",
+                hex::encode(key)
+            )));
+        }
+    }
+    match marks.last_signed {
+        None if entries.is_empty() => Err(lost("that height's log holds no entry".into())),
+        None => Ok(()),
+        Some(last) => match entries.get(last.number as usize) {
+            None => Err(lost(format!(
+                "that height's log holds {} entries, and entry {} was durable when the node signed",
+                entries.len(),
+                last.number
+            ))),
+            Some((_, v)) if canonical::sha256(v) != last.digest => Err(lost(format!(
+                "entry {} of that height's log is not the one durable when the node signed",
+                last.number
+            ))),
+            Some(_) => Ok(()),
+        },
+    }
 }
 
 fn ledger(e: StoreError) -> LedgerError {
@@ -1115,18 +1175,24 @@ impl Ledger for Store {
             self.failed.store(true, Ordering::Release);
             LedgerError::Storage(e)
         };
+        let bytes = canonical::encode(entry);
         self.db
-            .put(&key, &canonical::encode(entry), sync)
+            .put(&key, &bytes, sync)
             .map_err(|e| fail(e.to_string()))?;
         if durability == Durability::Synced {
-            // The signing high-water mark, kept where damage to the engine cannot
-            // erase it: once per height, before the signature may be sent.
+            // The signing high-water mark and the entry this flush made durable, kept
+            // where damage to the engine cannot erase them, before the signature may
+            // be sent: an engine that loses this entry, or any before it, is refused.
             let mut anchor = self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
             let marks = anchor.marks();
-            if height > marks.signed {
+            if height >= marks.signed {
                 anchor
                     .set(Marks {
                         signed: height,
+                        last_signed: Some(SignedEntry {
+                            number: seq,
+                            digest: canonical::sha256(&bytes),
+                        }),
                         ..marks
                     })
                     .map_err(|e| fail(e.to_string()))?;
@@ -1140,8 +1206,13 @@ impl Ledger for Store {
     }
 
     fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
-        self.repair_records(block)
-            .map_err(ledger_at(block.header.height))
+        let height = block.header.height;
+        let outcome = self.repair_records(block).map_err(ledger_at(height))?;
+        if let RepairOutcome::Repaired { .. } = outcome {
+            // Leaves of the mended records may be damaged too: computable now.
+            self.mend_nodes(height).map_err(ledger_at(height))?;
+        }
+        Ok(outcome)
     }
 }
 
@@ -1153,20 +1224,110 @@ impl StateRead for Store {
     }
 }
 
-impl Subtrees for Store {
-    type Error = StoreError;
-    fn perfect(&self, level: u32, index: u64) -> Result<Hash32, StoreError> {
-        let missing = || damaged(format!("Merkle node ({level}, {index}) is missing"));
-        let pos = node_position(level, index).ok_or_else(missing)?;
-        if pos >= self.nodes.len() {
-            return Err(missing());
-        }
+/// Damaged Merkle nodes one read may compute again from their children.
+const NODE_RECOMPUTE_MAX: u32 = 4096;
+
+impl Store {
+    /// Merkle node `(level, index)` as stored, at `pos` in the nodes log.
+    fn stored_node(&self, pos: u64, level: u32, index: u64) -> Result<Hash32, StoreError> {
         let v = self.nodes.read(pos)?;
         Ok(Hash32(v.as_slice().try_into().map_err(|_| {
             damaged(format!(
                 "Merkle node ({level}, {index}) has the wrong length"
             ))
         })?))
+    }
+
+    /// Merkle node `(level, index)`, which must be in the log: as stored or, where its
+    /// entry is damaged, computed again from its children (a leaf from its record,
+    /// read under its checksum), each child the same way, at most `budget` of them.
+    fn node(&self, level: u32, index: u64, budget: &mut u32) -> Result<Hash32, StoreError> {
+        let missing = || damaged(format!("Merkle node ({level}, {index}) is missing"));
+        let pos = node_position(level, index).ok_or_else(missing)?;
+        if pos >= self.nodes.len() {
+            return Err(missing());
+        }
+        match self.stored_node(pos, level, index) {
+            Err(e) if e.is_damage() && *budget > 0 => {
+                *budget -= 1;
+                if level == 0 {
+                    let bytes = self.record_bytes_at(index)?.ok_or_else(missing)?;
+                    Ok(xinlian_client::merkle::leaf_hash(&bytes))
+                } else {
+                    let left = self.node(level - 1, 2 * index, budget)?;
+                    let right = self.node(level - 1, 2 * index + 1, budget)?;
+                    Ok(xinlian_client::merkle::node_hash(&left, &right))
+                }
+            }
+            read => read,
+        }
+    }
+
+    /// The Merkle nodes block `height`'s records completed whose entries fail their
+    /// read (damage, not an I/O failure), with what the read found: `(level, index,
+    /// what)`.
+    pub fn damaged_nodes(&self, height: u64) -> Result<Vec<(u32, u64, String)>, StoreError> {
+        let Some(header) = self.header(height)? else {
+            return Ok(Vec::new());
+        };
+        let first = header
+            .ledger_size
+            .saturating_sub(u64::from(header.records_count));
+        let mut damaged_nodes = Vec::new();
+        for leaf in first..header.ledger_size {
+            for level in 0..=leaf.trailing_ones() {
+                let index = leaf >> level;
+                let pos = node_position(level, index)
+                    .ok_or_else(|| damaged(format!("Merkle node ({level}, {index})")))?;
+                match self.stored_node(pos, level, index) {
+                    Ok(_) => {}
+                    Err(e) if e.is_damage() => damaged_nodes.push((level, index, e.to_string())),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(damaged_nodes)
+    }
+
+    /// Writes again, in place, each damaged Merkle node of block `height`
+    /// ([`Store::damaged_nodes`]), computed from its children (docs/storage.md §
+    /// Repair): the tree is ours to recompute, no peer is needed. Returns how many
+    /// were written; a node that cannot be computed (its record is damaged too, until
+    /// a peer's copy mends it) is an error that `is_damage`. Serialised with commits.
+    pub fn mend_nodes(&self, height: u64) -> Result<usize, StoreError> {
+        let found = self.damaged_nodes(height)?;
+        for (level, index, _) in &found {
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.failed.load(Ordering::Acquire) {
+                return Err(StoreError::Failed("an earlier commit".into()));
+            }
+            let mut budget = NODE_RECOMPUTE_MAX;
+            let hash = self.node(*level, *index, &mut budget)?;
+            let pos = node_position(*level, *index)
+                .ok_or_else(|| damaged(format!("Merkle node ({level}, {index})")))?;
+            match self.nodes.rewrite(pos, &hash.0) {
+                Ok(()) => {}
+                Err(e @ SegmentError::Corrupt { .. }) => return Err(e.into()),
+                Err(e) => {
+                    // As after a failed commit: nothing of the file can be trusted
+                    // until it is reopened.
+                    self.failed.store(true, Ordering::Release);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(found.len())
+    }
+}
+
+/// Every root and proof the store answers reads its Merkle nodes here: a damaged node
+/// is computed again from below rather than failing the read, until `mend_nodes`
+/// writes it back.
+impl Subtrees for Store {
+    type Error = StoreError;
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash32, StoreError> {
+        let mut budget = NODE_RECOMPUTE_MAX;
+        self.node(level, index, &mut budget)
     }
 }
 

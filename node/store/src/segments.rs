@@ -892,6 +892,22 @@ impl FixedLog {
         self.log.read(seq, self.location(seq))
     }
 
+    /// Writes entry `seq`, found damaged, again in its place with `entry` (which the
+    /// caller computed from what it trusts), synced and read back
+    /// ([`SegmentLog::rewrite`]).
+    pub fn rewrite(&self, seq: u64, entry: &[u8]) -> Result<(), SegmentError> {
+        if entry.len() != self.width as usize || seq >= self.len() {
+            return Err(self.log.misuse(format!(
+                "a rewrite of entry {seq} ({} bytes) in a log of {} entries of {}",
+                entry.len(),
+                self.len(),
+                self.width
+            )));
+        }
+        let next = this_end(seq + 1, self.per_segment, self.width).at;
+        self.log.rewrite(seq, self.location(seq), next, entry)
+    }
+
     pub fn bytes_on_disk(&self) -> u64 {
         self.log.bytes_on_disk()
     }

@@ -472,3 +472,154 @@ fn a_damaged_record_is_repaired_from_a_true_copy_and_a_false_copy_changes_nothin
     run.reopen();
     run.agree();
 }
+
+/// What an engine can lose without an error of its own (fjall cuts a damaged journal
+/// at the damage and replays the later ones): a block's writes below the tip, or the
+/// write-ahead-log entries of the height this node signed at. Each is refused at open
+/// with what is missing; losing only entries no signature made durable is not.
+#[test]
+fn an_engine_that_lost_a_block_below_its_tip_or_a_signed_log_entry_is_refused() {
+    use xinlian_store::kv::{Batch, Kv, Sync};
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::new(dir.path());
+    for n in [2, 1, 2] {
+        run.apply(&Op::Commit(n));
+    }
+    let timeout = |kind: u8| WalEntry::Timeout {
+        round: Some(0),
+        kind,
+    };
+    for (kind, d) in [
+        (0, Durability::Buffered),
+        (1, Durability::Synced),
+        (2, Durability::Buffered),
+        (3, Durability::Synced),
+        (4, Durability::Buffered),
+    ] {
+        run.store().wal_append(4, &timeout(kind), d).unwrap();
+    }
+    drop(run.store.take());
+    let kv_dir = run.root.join("kv");
+    let wal_key = |seq: u32| {
+        let mut key = vec![b'W'];
+        key.extend_from_slice(&4u64.to_be_bytes());
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    };
+    let block_key = |h: u64| [&[b'B'][..], &h.to_be_bytes()].concat();
+    // Applies `change` to the engine, opens the store, and undoes the change.
+    let opened_after = |change: &dyn Fn(&mut Batch, &Kv)| -> Result<(), String> {
+        let kv = Kv::open(&kv_dir, 1 << 20).unwrap();
+        let mut undo = Batch::default();
+        for key in [wal_key(1), wal_key(3), wal_key(4), block_key(2)] {
+            match kv.get(&key).unwrap() {
+                Some(v) => undo.put(&key, &v),
+                None => undo.delete(&key),
+            }
+        }
+        let mut batch = Batch::default();
+        change(&mut batch, &kv);
+        kv.write(batch, Sync::Durable).unwrap();
+        drop(kv);
+        let opened = Store::open(&run.root, &run.c)
+            .map(drop)
+            .map_err(|e| e.to_string());
+        let kv = Kv::open(&kv_dir, 1 << 20).unwrap();
+        kv.write(undo, Sync::Durable).unwrap();
+        opened
+    };
+    assert_eq!(opened_after(&|_, _| {}), Ok(()));
+    // The entry after the last durable one was never promised: losing it is no damage.
+    assert_eq!(opened_after(&|b, _| b.delete(&wal_key(4))), Ok(()));
+    let refusals = [
+        (
+            opened_after(&|b, _| {
+                b.delete(&wal_key(3));
+                b.delete(&wal_key(4));
+            }),
+            "holds 3 entries, and entry 3 was durable",
+        ),
+        (
+            opened_after(&|b, _| b.put(&wal_key(3), b"another entry")),
+            "entry 3 of that height's log is not the one durable",
+        ),
+        (opened_after(&|b, _| b.delete(&wal_key(1))), "lacks entry 1"),
+        (
+            opened_after(&|b, _| b.delete(&block_key(2))),
+            "no index entry of block 2, below its tip 3",
+        ),
+    ];
+    for (opened, expected) in refusals {
+        let err = opened.expect_err(expected);
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    // Undone, the store opens and agrees with the model again.
+    let (store, tip) = Store::open(&run.root, &run.c).unwrap();
+    assert_eq!(tip, run.tip);
+    assert_eq!(store.wal(4).unwrap().len(), 5);
+}
+
+/// Merkle nodes are ours to compute again: a damaged node is computed from its
+/// children where it is read (so the store opens and answers roots and proofs as
+/// before), `mend_nodes` writes it back in place, and a leaf whose record is damaged
+/// too waits for the record's repair, which then mends the leaf.
+#[test]
+fn a_damaged_merkle_node_is_computed_again_and_written_back_from_the_records() {
+    use xinlian_client::merkle::Frontier;
+    use xinlian_core::consensus::ledger::RepairOutcome;
+    use xinlian_store::node_position;
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::new(dir.path());
+    // Blocks of 3, 4 and 2 records: leaves 0-2, 3-6, 7-8.
+    for n in [3, 4, 2] {
+        run.apply(&Op::Commit(n));
+    }
+    let true_copy = run.model.block_and_certificate(3).unwrap().unwrap().0;
+    drop(run.store.take());
+    let segment = run.root.join("history/nodes/00000000.seg");
+    let flip_node = |level: u32, index: u64| {
+        let pos = node_position(level, index).unwrap();
+        flip_byte(&segment, 48 + pos * 40 + 8 + 5);
+    };
+    // (3, 0): leaves 0-7, completed in block 3 and on the frontier; (0, 1): a leaf of
+    // block 1; (0, 8): the last leaf, whose record is damaged below as well.
+    flip_node(3, 0);
+    flip_node(0, 1);
+    flip_node(0, 8);
+    run.reopen();
+    let store = run.store();
+    let size = run.tip.frontier.size();
+    assert_eq!(
+        Frontier::from_subtrees(store, size).unwrap(),
+        run.tip.frontier
+    );
+    let (file, offset, len) = store.record_file_span(8).unwrap().unwrap();
+    flip_byte(&file, offset + len / 2);
+    let found = |h: u64| -> Vec<(u32, u64)> {
+        let nodes = store.damaged_nodes(h).unwrap();
+        assert!(
+            nodes
+                .iter()
+                .all(|(_, _, what)| what.contains("00000000.seg")),
+            "{nodes:?}"
+        );
+        nodes.iter().map(|(l, i, _)| (*l, *i)).collect()
+    };
+    assert_eq!(found(1), vec![(0, 1)]);
+    assert_eq!(found(2), Vec::<(u32, u64)>::new());
+    assert_eq!(found(3), vec![(3, 0), (0, 8)]);
+    assert_eq!(store.mend_nodes(1).unwrap(), 1);
+    let err = store.mend_nodes(3).expect_err("leaf 8's record is damaged");
+    assert!(err.is_damage(), "{err}");
+    // (3, 0) came before (0, 8) in block 3's order and was written back.
+    assert_eq!(found(3), vec![(0, 8)]);
+    assert!(matches!(
+        store.repair(&true_copy).unwrap(),
+        RepairOutcome::Repaired { entries: 1 }
+    ));
+    for h in 1..=3 {
+        assert_eq!(found(h), Vec::<(u32, u64)>::new(), "block {h}");
+    }
+    run.reopen();
+    run.agree();
+}
