@@ -1040,12 +1040,14 @@ fn check_anchor(db: &Kv, marks: &Marks, c: &Consortium, tip: &Tip) -> Result<(),
 }
 
 /// Every height the engine's journal could still hold must have its block's index
-/// entry. A commit's batch writes at least three entries (the tip, the logs' ends, the
-/// block's location), so the journal held at most `bytes / (3 × 21)` of them; a batch
+/// entry. Each height committed writes at least its block's location (a 9-byte key, an
+/// 8-byte value, 21 bytes of item header: 38; several synced blocks share one batch's
+/// tip and logs' ends), so the journal held at most `bytes / 38` heights; a batch
 /// the engine dropped from the middle of its journals (it cuts a damaged journal at
 /// the damage and replays the later ones) leaves its height without one.
 fn check_recent_blocks_indexed(db: &Kv, tip: &Tip) -> Result<(), StoreError> {
-    let in_journal = db.journal_bytes_at_open() / (3 * kv::JOURNAL_BYTES_PER_WRITE_AT_LEAST) + 1;
+    let per_height = kv::JOURNAL_BYTES_PER_WRITE_AT_LEAST + 9 + 8;
+    let in_journal = db.journal_bytes_at_open() / per_height + 1;
     let from = tip.height.saturating_sub(in_journal).max(1);
     if tip.height == 0 {
         return Ok(());
@@ -1071,8 +1073,8 @@ fn check_recent_blocks_indexed(db: &Kv, tip: &Tip) -> Result<(), StoreError> {
 fn check_signed_log(db: &Kv, marks: &Marks) -> Result<(), StoreError> {
     let height = marks.signed;
     let lost = |what: String| StoreError::GuardLost { height, what };
-    let entries = db.scan(&k(WAL, height), None, usize::MAX)?;
-    for (n, (key, _)) in entries.iter().enumerate() {
+    let entries = db.keys_between(&k(WAL, height), &k(WAL, height.saturating_add(1)))?;
+    for (n, key) in entries.iter().enumerate() {
         let number = key.get(9..13).and_then(|b| <[u8; 4]>::try_from(b).ok());
         if number.map(u32::from_be_bytes) != u32::try_from(n).ok() {
             return Err(lost(format!(
@@ -1090,11 +1092,13 @@ fn check_signed_log(db: &Kv, marks: &Marks) -> Result<(), StoreError> {
                 entries.len(),
                 last.number
             ))),
-            Some((_, v)) if canonical::sha256(v) != last.digest => Err(lost(format!(
-                "entry {} of that height's log is not the one durable when the node signed",
-                last.number
-            ))),
-            Some(_) => Ok(()),
+            Some(key) => match db.get(key)? {
+                Some(v) if canonical::sha256(&v) == last.digest => Ok(()),
+                _ => Err(lost(format!(
+                    "entry {} of that height's log is not the one durable when the node signed",
+                    last.number
+                ))),
+            },
         },
     }
 }
@@ -1209,8 +1213,13 @@ impl Ledger for Store {
         let height = block.header.height;
         let outcome = self.repair_records(block).map_err(ledger_at(height))?;
         if let RepairOutcome::Repaired { .. } = outcome {
-            // Leaves of the mended records may be damaged too: computable now.
-            self.mend_nodes(height).map_err(ledger_at(height))?;
+            // Leaves of the mended records may be damaged too: computable now. A node
+            // that is not (its leaves lie in another damaged block) is no failure of
+            // this repair: reads compute it meanwhile, the next scrub writes it.
+            match self.mend_nodes(height) {
+                Err(e) if !e.is_damage() => return Err(ledger(e)),
+                _ => {}
+            }
         }
         Ok(outcome)
     }
@@ -1293,16 +1302,25 @@ impl Store {
     /// ([`Store::damaged_nodes`]), computed from its children (docs/storage.md §
     /// Repair): the tree is ours to recompute, no peer is needed. Returns how many
     /// were written; a node that cannot be computed (its record is damaged too, until
-    /// a peer's copy mends it) is an error that `is_damage`. Serialised with commits.
+    /// a peer's copy mends it) does not stop the others, and the first such is the
+    /// error (one that `is_damage`). Serialised with commits.
     pub fn mend_nodes(&self, height: u64) -> Result<usize, StoreError> {
         let found = self.damaged_nodes(height)?;
+        let mut not_computable = None;
         for (level, index, _) in &found {
             let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
             if self.failed.load(Ordering::Acquire) {
                 return Err(StoreError::Failed("an earlier commit".into()));
             }
             let mut budget = NODE_RECOMPUTE_MAX;
-            let hash = self.node(*level, *index, &mut budget)?;
+            let hash = match self.node(*level, *index, &mut budget) {
+                Ok(hash) => hash,
+                Err(e) if e.is_damage() => {
+                    not_computable.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let pos = node_position(*level, *index)
                 .ok_or_else(|| damaged(format!("Merkle node ({level}, {index})")))?;
             match self.nodes.rewrite(pos, &hash.0) {
@@ -1316,7 +1334,10 @@ impl Store {
                 }
             }
         }
-        Ok(found.len())
+        match not_computable {
+            Some(e) => Err(e),
+            None => Ok(found.len()),
+        }
     }
 }
 
