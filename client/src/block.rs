@@ -194,6 +194,36 @@ pub fn verify_precommits(
     Ok(())
 }
 
+/// The fewest of `cert`'s signatures that still hold more than two thirds of the power
+/// of `validators` (the largest first), in index order: a certificate that says no
+/// more than a commit needs. A store that writes a peer's certificate into the place of
+/// its own damaged one fits it there this way. Call it on a certificate that
+/// [`verify_certificate`] accepted; signatures naming no validator are dropped.
+pub fn trimmed_to_quorum(cert: &Certificate, validators: &ValidatorSet) -> Certificate {
+    let power = |cs: &CommitSignature| {
+        validators
+            .validators()
+            .get(usize::from(cs.validator))
+            .map_or(0, |v| v.power)
+    };
+    let mut by_power: Vec<&CommitSignature> = cert.signatures.iter().collect();
+    by_power.sort_by_key(|cs| (std::cmp::Reverse(power(cs)), cs.validator));
+    let mut signed: u64 = 0;
+    let mut kept = Vec::new();
+    for cs in by_power {
+        if validators.is_quorum(signed) {
+            break;
+        }
+        signed = signed.saturating_add(power(cs));
+        kept.push(cs.clone());
+    }
+    kept.sort_by_key(|cs| cs.validator);
+    Certificate {
+        signatures: kept,
+        ..cert.clone()
+    }
+}
+
 /// A block as proposed and as served: header and records in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {

@@ -214,3 +214,34 @@ fn a_change_without_a_quorum_of_the_outgoing_set_is_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("appears more than once"), "{e}");
 }
+
+/// A store writes a peer's certificate into the place of its own damaged one trimmed
+/// to a quorum: the trimmed one still verifies, and none of its signatures is spare.
+#[test]
+fn a_certificate_trimmed_to_a_quorum_verifies_and_has_no_spare_signature() {
+    use xinlian_client::block::{trimmed_to_quorum, verify_certificate};
+    let f = fixture();
+    let set = f.genesis.validator_set();
+    let full = certify(
+        header(&f.genesis, 5, &set, &f.genesis.roster()),
+        &set,
+        &f.old_keys,
+        &[0, 1, 2, 3],
+    );
+    let trimmed = trimmed_to_quorum(&full.certificate, &set);
+    assert_eq!(trimmed.signatures.len(), 3, "{trimmed:?}");
+    assert!(
+        trimmed
+            .signatures
+            .windows(2)
+            .all(|w| w[0].validator < w[1].validator)
+    );
+    verify_certificate(&full.header, &trimmed, &set).unwrap();
+    for drop in 0..trimmed.signatures.len() {
+        let mut short = trimmed.clone();
+        short.signatures.remove(drop);
+        assert!(verify_certificate(&full.header, &short, &set).is_err());
+    }
+    // Already a quorum and no more: unchanged.
+    assert_eq!(trimmed_to_quorum(&trimmed, &set), trimmed);
+}

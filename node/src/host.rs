@@ -629,9 +629,8 @@ const DAMAGE_REPORTS_QUEUED: usize = 64;
 /// Reads back, at every start and on a thread of its own, the history of every block
 /// up to `tip`, so that damage is found and repaired from peers while the node runs
 /// rather than when someone asks for the damaged block. Damaged Merkle nodes are
-/// written again from the records below them; records damaged are reported to the
-/// replica; a damaged block entry (header and certificate) is logged, since only a
-/// re-sync restores it.
+/// written again from the records below them; damaged records and block entries
+/// (header and certificate) are reported to the replica, which asks a peer for a copy.
 fn spawn_scrub(store: Arc<Store>, tip: u64, damage: mpsc::Sender<(u64, String)>) -> Result<()> {
     std::thread::Builder::new()
         .name("scrub".into())
@@ -657,15 +656,11 @@ fn spawn_scrub(store: Arc<Store>, tip: u64, damage: mpsc::Sender<(u64, String)>)
                 }
                 match store.block_health(height) {
                     Ok(BlockHealth::Intact | BlockHealth::Absent) => {}
-                    Ok(BlockHealth::RecordsDamaged(what)) => {
+                    Ok(BlockHealth::RecordsDamaged(what) | BlockHealth::EntryDamaged(what)) => {
                         found += 1;
                         if damage.blocking_send((height, what)).is_err() {
                             return; // the node is stopping
                         }
-                    }
-                    Ok(BlockHealth::EntryDamaged(what)) => {
-                        found += 1;
-                        tracing::error!(height, what, "block entry damaged: only a re-sync restores it");
                     }
                     Err(e) => {
                         tracing::error!(height, error = %e, "scrub stopped: the history cannot be read");

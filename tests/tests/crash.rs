@@ -309,17 +309,36 @@ fn record_span(
     data: &std::path::Path,
     index: u64,
 ) -> anyhow::Result<(std::path::PathBuf, u64, u64)> {
-    let cons = xinlian_core::execute::Consortium::new(c.genesis.clone());
-    let (store, _) = xinlian_node::store::Store::open(&data.join("ledger"), &cons)?;
-    store
+    open_store(c, data)?
         .record_file_span(index)?
         .context("the record is stored")
 }
 
+/// Where block `height`'s entry (header and certificate) lies in the store at `data`.
+fn block_span(
+    c: &xinlian_tests::Consortium,
+    data: &std::path::Path,
+    height: u64,
+) -> anyhow::Result<(std::path::PathBuf, u64, u64)> {
+    open_store(c, data)?
+        .block_file_span(height)?
+        .context("the block is stored")
+}
+
+fn open_store(
+    c: &xinlian_tests::Consortium,
+    data: &std::path::Path,
+) -> anyhow::Result<xinlian_node::store::Store> {
+    let cons = xinlian_core::execute::Consortium::new(c.genesis.clone());
+    Ok(xinlian_node::store::Store::open(&data.join("ledger"), &cons)?.0)
+}
+
 /// A validator whose history is damaged (a flipped byte in a record of an old block and
-/// in one of its tip block, and in the Merkle leaf of a record between them) finds it
-/// when it starts, fetches those blocks from its peers, writes back only what hashes to
-/// its own headers, computes the leaf again itself, and passes `check` again.
+/// in one of its tip block, in the old block's entry, and in the Merkle leaf of a record
+/// between them) finds it when it starts, fetches those blocks from its peers,
+/// writes back only what hashes to its own headers (a block entry with a peer's
+/// certificate, checked and trimmed to a quorum), computes the leaf again itself, and
+/// passes `check` again.
 #[test]
 fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Result<()> {
     use xinlian_tests::{Node, wait_until};
@@ -364,13 +383,22 @@ fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Resul
     let node_width = 32 + xinlian_node::store::segments::FRAME_BYTES as u64;
     let node_at = xinlian_node::store::segments::SEGMENT_HEADER_BYTES as u64 + leaf * node_width;
     flip_byte(&nodes_file, node_at + node_width - 7)?;
+    // And the entry (header and certificate) of the first record's block.
+    let oldest = finals[0].height.context("final")?;
+    let (blocks_file, offset, len) = block_span(&c, &data, oldest)?;
+    flip_byte(&blocks_file, offset + len / 3)?;
+    named.push(format!(
+        "{} at offset {}",
+        blocks_file.display(),
+        offset - xinlian_node::store::segments::FRAME_BYTES as u64
+    ));
     let report = c
         .check_member("v3")
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        report.contains(&named[0]),
+        named.iter().any(|place| report.contains(place.as_str())),
         "check before the repair: {report}"
     );
 
@@ -378,11 +406,12 @@ fn a_validator_with_damaged_history_repairs_it_from_its_peers() -> anyhow::Resul
     let v3 = c.start_member("v3", &peers)?;
     wait_until(
         std::time::Duration::from_secs(60),
-        "v3 serving both records again and its leaf mended",
+        "v3 serving both records and the block again and its leaf mended",
         || {
             [&finals[0], &finals[2]]
                 .iter()
                 .all(|v| v3.client.record(&v.id, 0).is_ok_and(|r| r.id == v.id))
+                && v3.client.block(oldest).is_ok()
                 && std::fs::read_to_string(c.path().join("v3.log"))
                     .is_ok_and(|log| log.contains("damaged Merkle nodes written again"))
         },

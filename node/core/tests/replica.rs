@@ -368,15 +368,54 @@ fn a_repair_keeps_clear_of_sync_and_a_height_beyond_repair_is_not_asked_again() 
     let again = r.history_damaged(NOW + 1, 1, "a record of block 1: checksum mismatch");
     let third = asked(&again, 1);
     assert_eq!(third.len(), 1, "{again:?}");
-    // The block's own entry is what is damaged: no copy mends it. It is given up once,
-    // and reading the same damage again asks nobody.
-    r.ledger().damage_block_entry(1);
+    // Damage no copy mends (an index entry): given up once, and reading the same
+    // damage again asks nobody.
+    r.ledger().damage_beyond_repair(1);
     let actions = answer(&mut r, third[0], vec![true_copy]);
     assert!(!penalised(&actions), "{actions:?}");
     let again = r.history_damaged(NOW + 2, 1, "the entry of block 1");
     assert!(asked(&again, 1).is_empty(), "{again:?}");
     let later = r.on_timer(NOW + 60_000, Timer::Status).unwrap();
     assert!(asked(&later, 1).is_empty(), "{later:?}");
+}
+
+/// A damaged block entry (header and certificate) is mended from a peer's copy whose
+/// certificate finalises it under the validators in force at its height, kept to a
+/// quorum; a copy whose certificate does not is the peer's lie.
+#[test]
+fn a_damaged_block_entry_is_mended_with_a_certified_copy_and_a_false_certificate_is_blamed() {
+    let (mut r, true_copy) = at_height_2_with_two_peers();
+    let c = consortium();
+    let asked = |actions: &[Action]| asked_from(actions, 1);
+    r.ledger().damage_block_entry(1);
+    let actions = r.history_damaged(NOW, 1, "block entry 1: checksum mismatch");
+    let first = asked(&actions);
+    assert_eq!(first.len(), 1, "{actions:?}");
+    // The true block with one signature short of a quorum.
+    let mut short = true_copy.clone();
+    short.1 = xinlian_client::block::trimmed_to_quorum(&short.1, &c.validators);
+    short.1.signatures.pop();
+    let actions = answer(&mut r, first[0], vec![short]);
+    assert!(penalised(&actions), "{actions:?}");
+    let second = asked(&actions);
+    assert!(second.len() == 1 && second != first, "{actions:?}");
+    assert!(r.ledger().block_and_certificate(1).is_err());
+    // The true block with block 2's certificate.
+    let (_, other) = r.ledger().block_and_certificate(2).unwrap().unwrap();
+    let actions = answer(&mut r, second[0], vec![(true_copy.0.clone(), other)]);
+    assert!(penalised(&actions), "{actions:?}");
+    // The true copy mends it.
+    let third = asked(&r.on_timer(NOW + 60_000, Timer::Status).unwrap());
+    assert_eq!(third.len(), 1);
+    let actions = answer(&mut r, third[0], vec![true_copy.clone()]);
+    assert!(!penalised(&actions), "{actions:?}");
+    let (block, cert) = r.ledger().block_and_certificate(1).unwrap().unwrap();
+    assert_eq!(block, true_copy.0);
+    xinlian_client::block::verify_certificate(&block.header, &cert, &c.validators).unwrap();
+    assert_eq!(
+        cert,
+        xinlian_client::block::trimmed_to_quorum(&true_copy.1, &c.validators)
+    );
 }
 
 proptest! {

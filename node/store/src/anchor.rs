@@ -88,8 +88,10 @@ fn encode(counter: u64, m: &Marks) -> [u8; SLOT_BYTES] {
     s
 }
 
-/// A slot of either layout, if its magic and CRC hold.
-fn decode(s: &[u8; SLOT_BYTES]) -> Option<(u64, Marks)> {
+/// A slot of either layout, if its magic and CRC hold; an error if they hold and it
+/// names what no anchor writes (a slot that checks out is never passed over silently,
+/// which would fall back to the older one).
+fn decode(s: &[u8; SLOT_BYTES]) -> Result<Option<(u64, Marks)>, String> {
     let u64_at = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
     let h32_at = |i: usize| Hash32(s[i..i + 32].try_into().expect("32 bytes"));
     let crc_at = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
@@ -97,7 +99,8 @@ fn decode(s: &[u8; SLOT_BYTES]) -> Option<(u64, Marks)> {
         match u64_at(96) {
             u64::MAX => None,
             n => Some(SignedEntry {
-                number: u32::try_from(n).ok()?,
+                number: u32::try_from(n)
+                    .map_err(|_| format!("a slot names log entry {n}, beyond any entry"))?,
                 digest: h32_at(104),
             }),
         }
@@ -106,9 +109,9 @@ fn decode(s: &[u8; SLOT_BYTES]) -> Option<(u64, Marks)> {
     {
         None
     } else {
-        return None;
+        return Ok(None);
     };
-    Some((
+    Ok(Some((
         u64_at(8),
         Marks {
             chain: h32_at(16),
@@ -117,7 +120,7 @@ fn decode(s: &[u8; SLOT_BYTES]) -> Option<(u64, Marks)> {
             signed: u64_at(88),
             last_signed,
         },
-    ))
+    )))
 }
 
 impl Anchor {
@@ -186,14 +189,18 @@ impl Anchor {
         file.read_exact_at(&mut slot0, 0).map_err(io)?;
         file.read_exact_at(&mut slot1, SLOT_STRIDE as u64)
             .map_err(io)?;
-        let best = [&slot0, &slot1]
+        let corrupt = |what: String| AnchorError::Corrupt {
+            file: path.to_path_buf(),
+            what,
+        };
+        let mut slots = Vec::new();
+        for slot in [&slot0, &slot1] {
+            slots.extend(decode(slot).map_err(corrupt)?);
+        }
+        let best = slots
             .into_iter()
-            .filter_map(decode)
             .max_by_key(|(counter, _)| *counter)
-            .ok_or_else(|| AnchorError::Corrupt {
-                file: path.to_path_buf(),
-                what: "both checksums fail".into(),
-            })?;
+            .ok_or_else(|| corrupt("both checksums fail".into()))?;
         Ok(Anchor {
             path: path.to_path_buf(),
             file,
@@ -322,5 +329,24 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&[0xee], 110).unwrap();
         assert_eq!(Anchor::open(&path).unwrap().marks(), read);
+    }
+
+    /// A slot whose checksum holds but that names a log entry no anchor writes is
+    /// refused, not passed over for the older slot.
+    #[test]
+    fn a_slot_that_checks_out_but_names_an_impossible_entry_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchor");
+        let mut a = Anchor::create(&path, marks(0)).unwrap();
+        a.set(marks(1)).unwrap();
+        // Counter 1 sits in slot 1: give it entry 2^33, with its checksum made again.
+        let mut slot = encode(1, &marks(1));
+        slot[96..104].copy_from_slice(&(1u64 << 33).to_le_bytes());
+        let crc = crc32fast::hash(&slot[..136]);
+        slot[136..].copy_from_slice(&crc.to_le_bytes());
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&slot, SLOT_STRIDE as u64).unwrap();
+        let err = Anchor::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("8589934592"), "{err}");
     }
 }

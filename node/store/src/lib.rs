@@ -257,15 +257,49 @@ pub enum BlockHealth {
     Absent,
     /// A record of it is damaged; a peer's copy can repair it.
     RecordsDamaged(String),
-    /// Its header and certificate entry is damaged: the store must be re-synced.
+    /// Its header and certificate entry is damaged: a peer's certified copy can repair
+    /// it, unless the entry after it is damaged too.
     EntryDamaged(String),
 }
 
-/// What a block entry in the blocks log holds.
+/// What a block entry in the blocks log holds: canonical, followed by zero bytes where
+/// it was written again after damage with a certificate shorter than the first one
+/// (`Store::repair_from_copy`), so that it fills the place of that one exactly.
 #[derive(Serialize, Deserialize)]
 struct BlockEntry {
     header: Header,
     certificate: Certificate,
+}
+
+/// The file, payload offset and length of entry `seq` of `log` at `at`.
+fn file_span(
+    log: &SegmentLog,
+    seq: u64,
+    at: Option<segments::Location>,
+) -> Result<Option<(PathBuf, u64, u64)>, StoreError> {
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    let len = log.read(seq, at)?.len() as u64;
+    Ok(Some((
+        log.path_of(at),
+        u64::from(at.offset) + u64::from(segments::FRAME_BYTES),
+        len,
+    )))
+}
+
+fn decode_block_entry(bytes: &[u8]) -> Result<BlockEntry, canonical::CanonicalError> {
+    match canonical::decode(bytes, BLOCK_ENTRY_MAX as usize) {
+        Err(canonical::CanonicalError::Trailing(padding))
+            if bytes[bytes.len().saturating_sub(padding)..]
+                .iter()
+                .all(|b| *b == 0) =>
+        {
+            let value = &bytes[..bytes.len().saturating_sub(padding)];
+            canonical::decode(value, BLOCK_ENTRY_MAX as usize)
+        }
+        decoded => decoded,
+    }
 }
 
 impl Store {
@@ -380,8 +414,6 @@ impl Store {
     /// Cheap consistency checks run at every open: the tip's header, certificate,
     /// records, Merkle frontier and recent parent links agree with each other and with
     /// the history logs' lengths.
-    // Long: one check after another, each with its own error; split, they would only
-    // pass the same header along.
     fn check_tip(&self, c: &Consortium, tip: &Tip, marks: &Marks) -> Result<(), StoreError> {
         let size = tip.frontier.size();
         let rebuilt = Frontier::from_subtrees(self, size)?;
@@ -397,9 +429,61 @@ impl Store {
                 Err(damaged("empty chain with a non-genesis tip"))
             };
         }
-        let header = self
-            .header(tip.height)?
-            .ok_or_else(|| damaged(format!("no header at tip height {}", tip.height)))?;
+        // A block entry that fails its checksum is, like a record, damage a peer's
+        // certified copy repairs while the node runs (the scrub finds it): what cannot be
+        // read is not checked here, and not a reason to refuse to start. What reads whole
+        // but disagrees is refused.
+        let tip_header = self.header_unless_damaged(tip.height)?;
+        if let Some(header) = &tip_header {
+            self.check_tip_block(c, tip, header)?;
+        }
+        let mut child = tip_header;
+        for h in (tip.height.saturating_sub(OPEN_CHECK_DEPTH).max(1)..tip.height).rev() {
+            let hd = self.header_unless_damaged(h)?;
+            if let (Some(child), Some(hd)) = (&child, &hd)
+                && child.parent != hd.hash()
+            {
+                return Err(damaged(format!(
+                    "header {} does not link to header {h}",
+                    h + 1
+                )));
+            }
+            child = hd;
+        }
+        if marks.acknowledged > 0
+            && marks.acknowledged < tip.height
+            && let Some(acknowledged) = self.header_unless_damaged(marks.acknowledged)?
+            && acknowledged.hash() != marks.acknowledged_hash
+        {
+            return Err(damaged(format!(
+                "block {} is {} in the anchor but {} in the store",
+                marks.acknowledged,
+                marks.acknowledged_hash,
+                acknowledged.hash()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The header of committed block `height`, or none if its entry is damaged (a
+    /// missing one is an error).
+    fn header_unless_damaged(&self, height: u64) -> Result<Option<Header>, StoreError> {
+        match self.header(height) {
+            Ok(Some(header)) => Ok(Some(header)),
+            Ok(None) => Err(damaged(format!("no header at height {height}"))),
+            Err(e) if e.is_damage() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks at open that the tip's header (read whole) is the tip, agrees with the
+    /// ledger tree and state, is certified, and that its records hash to it.
+    fn check_tip_block(
+        &self,
+        c: &Consortium,
+        tip: &Tip,
+        header: &Header,
+    ) -> Result<(), StoreError> {
         if header.hash() != tip.hash {
             return Err(damaged(format!(
                 "header at height {} does not hash to the tip",
@@ -420,12 +504,11 @@ impl Store {
             .ok_or_else(|| damaged(format!("no certificate at height {}", tip.height)))?;
         let at = xinlian_core::governance::consortium_at(self, &c.genesis, tip.height)
             .map_err(|e| damaged(format!("roster at height {}: {e}", tip.height)))?;
-        verify_certificate(&header, &cert, &at.validators)
+        verify_certificate(header, &cert, &at.validators)
             .map_err(|e| damaged(format!("certificate at height {}: {e}", tip.height)))?;
-        // Records that fail their checksum are damage a peer's copy repairs while the
-        // node runs (the host reads all history back at every start): not a reason to
-        // refuse to start. Records that read whole but do not hash to the header are a
-        // store that disagrees with itself, and are refused.
+        // Records that fail their checksum are repaired while the node runs; records
+        // that read whole but do not hash to the header are a store that disagrees
+        // with itself.
         match self.block(tip.height) {
             Ok(Some(block)) => {
                 if xinlian_client::block::records_root(&block.records) != header.records_root {
@@ -438,32 +521,6 @@ impl Store {
             Ok(None) => return Err(damaged(format!("no block at tip height {}", tip.height))),
             Err(e) if e.is_damage() => {}
             Err(e) => return Err(e),
-        }
-        let mut child = header;
-        for h in (tip.height.saturating_sub(OPEN_CHECK_DEPTH).max(1)..tip.height).rev() {
-            let hd = self
-                .header(h)?
-                .ok_or_else(|| damaged(format!("no header at height {h}")))?;
-            if child.parent != hd.hash() {
-                return Err(damaged(format!(
-                    "header {} does not link to header {h}",
-                    h + 1
-                )));
-            }
-            child = hd;
-        }
-        if marks.acknowledged > 0 && marks.acknowledged < tip.height {
-            let acknowledged = self
-                .header(marks.acknowledged)?
-                .ok_or_else(|| damaged(format!("no header at height {}", marks.acknowledged)))?;
-            if acknowledged.hash() != marks.acknowledged_hash {
-                return Err(damaged(format!(
-                    "block {} is {} in the anchor but {} in the store",
-                    marks.acknowledged,
-                    marks.acknowledged_hash,
-                    acknowledged.hash()
-                )));
-            }
         }
         Ok(())
     }
@@ -643,16 +700,14 @@ impl Store {
     }
 
     fn block_entry(&self, height: u64) -> Result<Option<BlockEntry>, StoreError> {
-        let Some(at) = self.db.get(&k(BLOCK_AT, height))? else {
+        let Some(at) = self.block_location(height)? else {
             if height >= BLOCKS.first_seq && height < self.committed().blocks.next_seq {
                 return Err(damaged(format!("block {height} has no index entry")));
             }
             return Ok(None);
         };
-        let at = segments::Location::from_bytes(&at)
-            .ok_or_else(|| damaged(format!("index entry of block {height}")))?;
         let bytes = self.blocks.read(height, at)?;
-        let entry: BlockEntry = canonical::decode(&bytes, BLOCK_ENTRY_MAX as usize)
+        let entry = decode_block_entry(&bytes)
             .map_err(|e| damaged(format!("block entry {height}: {e}")))?;
         if entry.header.height != height || entry.certificate.height != height {
             return Err(damaged(format!(
@@ -661,6 +716,28 @@ impl Store {
             )));
         }
         Ok(Some(entry))
+    }
+
+    /// Where block `height`'s entry starts, from its index entry (none if absent).
+    fn block_location(&self, height: u64) -> Result<Option<segments::Location>, StoreError> {
+        self.location(BLOCK_AT, height, "block")
+    }
+
+    /// Where entry `n` of a history log starts, from its index entry under `prefix`
+    /// (none if absent; one that does not decode is damage).
+    fn location(
+        &self,
+        prefix: u8,
+        n: u64,
+        what: &str,
+    ) -> Result<Option<segments::Location>, StoreError> {
+        self.db
+            .get(&k(prefix, n))?
+            .map(|b| {
+                segments::Location::from_bytes(&b)
+                    .ok_or_else(|| damaged(format!("index entry of {what} {n}")))
+            })
+            .transpose()
     }
 
     pub fn header(&self, height: u64) -> Result<Option<Header>, StoreError> {
@@ -685,13 +762,7 @@ impl Store {
 
     /// Where record `index`'s entry starts, from its index entry (none if absent).
     fn record_location(&self, index: u64) -> Result<Option<segments::Location>, StoreError> {
-        self.db
-            .get(&k(RECORD_AT, index))?
-            .map(|b| {
-                segments::Location::from_bytes(&b)
-                    .ok_or_else(|| damaged(format!("index entry of record {index}")))
-            })
-            .transpose()
+        self.location(RECORD_AT, index, "record")
     }
 
     pub fn record_at(&self, index: u64) -> Result<Option<SignedRecord>, StoreError> {
@@ -810,41 +881,137 @@ impl Store {
         Ok(BlockHealth::Intact)
     }
 
-    /// Writes the damaged records of block `copy.header.height` again from `copy`, a
-    /// peer's: only once the copy's header is ours (read from our own blocks log, so
-    /// checked when it was committed) and its records hash to that header's root, and
-    /// each into exactly the place its index entry names. A copy that is not ours is
-    /// refused and changes nothing. Damage of our own that keeps the copy from being
-    /// checked or placed is an error (`is_damage`): a damaged block entry (header and
-    /// certificate) is not repaired this way, since certificates differ from node to
-    /// node, nor a damaged index entry in the engine. Serialised
-    /// with commits, so the log's end does not move meanwhile.
-    pub fn repair_records(&self, copy: &Block) -> Result<RepairOutcome, StoreError> {
+    /// Writes the damaged history of block `copy.header.height` again from `copy` and
+    /// `certificate`, a peer's, each entry into exactly the place its index entry
+    /// names, and only once the copy is shown to be the block committed here:
+    /// - its header is ours, read from our own blocks log (checked when it was
+    ///   committed); where that entry is damaged, the copy's header must hash to what
+    ///   our chain names for it (the next header's parent, or the tip's hash), and the
+    ///   entry is written again with `certificate`, which the caller has verified and
+    ///   trimmed to a quorum so that it fits the place of ours, zero-padded;
+    /// - its records hash to that header's root, and each damaged one is written again.
+    ///
+    /// A copy that is not ours is refused and changes nothing. Damage of our own that
+    /// keeps the copy from being checked or placed is an error (`is_damage`): a
+    /// damaged index entry in the engine, or a block entry whose neighbour that names
+    /// its hash is damaged too. Serialised with commits, so the logs' ends do not move
+    /// meanwhile.
+    pub fn repair_from_copy(
+        &self,
+        copy: &Block,
+        certificate: &Certificate,
+    ) -> Result<RepairOutcome, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if self.failed.load(Ordering::Acquire) {
             return Err(StoreError::Failed("an earlier commit".into()));
         }
         let height = copy.header.height;
         // Only the copy's faults are `Refused` (they are the peer's); what keeps us
-        // from checking or placing it is our damage, an error.
-        let ours = self
-            .header(height)?
-            .ok_or_else(|| damaged(format!("no block {height} here to repair")))?;
-        if copy.header != ours {
-            return Ok(RepairOutcome::Refused(format!(
-                "the copy's header of block {height} is not ours"
-            )));
-        }
-        if copy.records.len() != ours.records_count as usize
-            || xinlian_client::block::records_root(&copy.records) != ours.records_root
+        // from checking or placing it is our damage, an error. Each is found before
+        // anything is written.
+        if copy.records.len() != copy.header.records_count as usize
+            || xinlian_client::block::records_root(&copy.records) != copy.header.records_root
         {
             return Ok(RepairOutcome::Refused(format!(
-                "the copy's records of block {height} do not hash to our header's root"
+                "the copy's records of block {height} do not hash to its header's root"
             )));
         }
-        let first = ours
+        let mut entries = 0;
+        match self.block_entry(height) {
+            Ok(Some(ours)) if ours.header == copy.header => {}
+            Ok(Some(_)) => {
+                return Ok(RepairOutcome::Refused(format!(
+                    "the copy's header of block {height} is not ours"
+                )));
+            }
+            Ok(None) => return Err(damaged(format!("no block {height} here to repair"))),
+            Err(e) if e.is_damage() => {
+                if let Some(why) = self.repair_block_entry(copy, certificate)? {
+                    return Ok(RepairOutcome::Refused(why));
+                }
+                entries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+        entries += self.repair_records(copy)?;
+        Ok(match entries {
+            0 => RepairOutcome::Intact,
+            entries => RepairOutcome::Repaired { entries },
+        })
+    }
+
+    /// Writes block `copy.header.height`'s damaged entry again from the copy's header
+    /// and `certificate`, once the header hashes to what our chain names for it. The
+    /// reason the copy is refused, if it is; writes nothing then.
+    fn repair_block_entry(
+        &self,
+        copy: &Block,
+        certificate: &Certificate,
+    ) -> Result<Option<String>, StoreError> {
+        let height = copy.header.height;
+        let tip = self.tip()?;
+        let named = if height == tip.height {
+            tip.hash
+        } else if height < tip.height {
+            match self.block_entry(height + 1) {
+                Ok(Some(next)) => next.header.parent,
+                Ok(None) => return Err(damaged(format!("block {} is missing", height + 1))),
+                Err(e) => {
+                    return Err(damaged(format!(
+                        "block {height}'s entry cannot be checked: the entry after it, \
+                         which names its hash, is damaged too ({e})"
+                    )));
+                }
+            }
+        } else {
+            return Err(damaged(format!("no block {height} here to repair")));
+        };
+        let hash = copy.header.hash();
+        if hash != named {
+            return Ok(Some(format!(
+                "the copy's header of block {height} is not the one our chain names"
+            )));
+        }
+        if certificate.height != height || certificate.block != hash {
+            return Ok(Some(format!(
+                "the copy's certificate is not for its header of block {height}"
+            )));
+        }
+        let at = self
+            .block_location(height)?
+            .ok_or_else(|| damaged(format!("block {height} has no index entry")))?;
+        let end = self.committed().blocks;
+        let next = if height + 1 < end.next_seq {
+            self.block_location(height + 1)?
+                .ok_or_else(|| damaged(format!("block {} has no index entry", height + 1)))?
+        } else {
+            end.at
+        };
+        let mut entry = canonical::encode(&BlockEntry {
+            header: copy.header.clone(),
+            certificate: certificate.clone(),
+        });
+        let room = self.blocks.room(height, at, next)?;
+        if entry.len() as u64 > room {
+            return Err(damaged(format!(
+                "block {height}'s entry: the copy's certificate, trimmed to a quorum, needs \
+                 {} bytes and its place holds {room}",
+                entry.len()
+            )));
+        }
+        entry.resize(room as usize, 0);
+        self.rewrite_history(|| self.blocks.rewrite(height, at, next, &entry))?;
+        Ok(None)
+    }
+
+    /// Writes the damaged records of block `copy` again from it, once its header is
+    /// shown to be ours and its records to hash to that header's root. How many it
+    /// wrote.
+    fn repair_records(&self, copy: &Block) -> Result<usize, StoreError> {
+        let first = copy
+            .header
             .ledger_size
-            .saturating_sub(u64::from(ours.records_count));
+            .saturating_sub(u64::from(copy.header.records_count));
         let end = self.committed().records;
         let mut entries = 0;
         for (index, record) in (first..).zip(&copy.records) {
@@ -863,38 +1030,39 @@ impl Store {
             } else {
                 end.at
             };
-            match self
-                .records
-                .rewrite(index, at, next, &record.canonical_bytes())
-            {
-                Ok(()) => entries += 1,
-                Err(e @ SegmentError::Corrupt { .. }) => return Err(e.into()),
-                Err(e) => {
-                    // After a failed write or sync nothing of the file can be trusted
-                    // until it is reopened, as after a failed commit.
-                    self.failed.store(true, Ordering::Release);
-                    return Err(e.into());
-                }
+            let bytes = record.canonical_bytes();
+            self.rewrite_history(|| self.records.rewrite(index, at, next, &bytes))?;
+            entries += 1;
+        }
+        Ok(entries)
+    }
+
+    /// Runs one rewrite of a history entry. After a failed write or sync nothing of the
+    /// file can be trusted until it is reopened, as after a failed commit.
+    fn rewrite_history(
+        &self,
+        rewrite: impl FnOnce() -> Result<(), SegmentError>,
+    ) -> Result<(), StoreError> {
+        match rewrite() {
+            Ok(()) => Ok(()),
+            Err(e @ SegmentError::Corrupt { .. }) => Err(e.into()),
+            Err(e) => {
+                self.failed.store(true, Ordering::Release);
+                Err(e.into())
             }
         }
-        Ok(match entries {
-            0 => RepairOutcome::Intact,
-            entries => RepairOutcome::Repaired { entries },
-        })
     }
 
     /// Where record `index`'s bytes lie on disk: the segment file, the offset of its
     /// payload and its length (for error reports and for damage tests).
     pub fn record_file_span(&self, index: u64) -> Result<Option<(PathBuf, u64, u64)>, StoreError> {
-        let Some(at) = self.record_location(index)? else {
-            return Ok(None);
-        };
-        let len = self.records.read(index, at)?.len() as u64;
-        Ok(Some((
-            self.records.path_of(at),
-            u64::from(at.offset) + u64::from(segments::FRAME_BYTES),
-            len,
-        )))
+        file_span(&self.records, index, self.record_location(index)?)
+    }
+
+    /// Where block `height`'s entry (header and certificate) lies on disk: the segment
+    /// file, the offset of its payload and its length (for damage tests).
+    pub fn block_file_span(&self, height: u64) -> Result<Option<(PathBuf, u64, u64)>, StoreError> {
+        file_span(&self.blocks, height, self.block_location(height)?)
     }
 
     /// Bytes on disk by what they hold: each history log, and the engine's folder.
@@ -1209,9 +1377,15 @@ impl Ledger for Store {
         self.wal_entries(height).map_err(ledger)
     }
 
-    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
+    fn repair(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+    ) -> Result<RepairOutcome, LedgerError> {
         let height = block.header.height;
-        let outcome = self.repair_records(block).map_err(ledger_at(height))?;
+        let outcome = self
+            .repair_from_copy(block, certificate)
+            .map_err(ledger_at(height))?;
         if let RepairOutcome::Repaired { .. } = outcome {
             // Leaves of the mended records may be damaged too: computable now. A node
             // that is not (its leaves lie in another damaged block) is no failure of
@@ -1323,16 +1497,7 @@ impl Store {
             };
             let pos = node_position(*level, *index)
                 .ok_or_else(|| damaged(format!("Merkle node ({level}, {index})")))?;
-            match self.nodes.rewrite(pos, &hash.0) {
-                Ok(()) => {}
-                Err(e @ SegmentError::Corrupt { .. }) => return Err(e.into()),
-                Err(e) => {
-                    // As after a failed commit: nothing of the file can be trusted
-                    // until it is reopened.
-                    self.failed.store(true, Ordering::Release);
-                    return Err(e.into());
-                }
-            }
+            self.rewrite_history(|| self.nodes.rewrite(pos, &hash.0))?;
         }
         match not_computable {
             Some(e) => Err(e),
@@ -1463,5 +1628,58 @@ mod tests {
         }
         assert_eq!(node_position(64, 0), None);
         assert_eq!(node_position(1, u64::MAX), None);
+    }
+
+    /// A block entry written again with a shorter certificate is zero-padded to fill
+    /// the place of the first one: it reads back as the entry; bytes after it that are
+    /// not zeros, or an entry that is not canonical, are damage.
+    #[test]
+    fn a_block_entry_padded_with_zeros_reads_back_and_other_trailing_bytes_do_not() {
+        let c = consortium();
+        let tip = Tip::genesis(&c);
+        let header = Header {
+            chain: c.chain,
+            height: 1,
+            parent: tip.hash,
+            time_ms: tip.time_ms + 1,
+            proposer: c.validators.validators()[0].key,
+            records_root: Hash32([1; 32]),
+            records_count: 0,
+            ledger_root: Hash32([2; 32]),
+            ledger_size: 0,
+            state_hash: tip.state_hash,
+            trace_root: Hash32([3; 32]),
+            validators_hash: c.validators.hash(),
+            next_roster_hash: Hash32([4; 32]),
+        };
+        let entry = BlockEntry {
+            certificate: Certificate {
+                height: 1,
+                round: 0,
+                block: header.hash(),
+                signatures: Vec::new(),
+            },
+            header,
+        };
+        let bytes = canonical::encode(&entry);
+        let mut padded = bytes.clone();
+        padded.resize(bytes.len() + 70, 0);
+        let read = decode_block_entry(&padded).unwrap();
+        assert_eq!(read.header, entry.header);
+        assert_eq!(read.certificate, entry.certificate);
+        let mut spoiled = padded.clone();
+        *spoiled.last_mut().unwrap() = 1;
+        assert_eq!(
+            decode_block_entry(&spoiled).err(),
+            Some(canonical::CanonicalError::Trailing(70))
+        );
+        // The round as an over-long varint (0x80 0x00 for 0), then padding.
+        // The entry ends with the round, the block hash and the empty signatures' length.
+        let mut long = bytes[..bytes.len() - 33].to_vec();
+        assert_eq!(long.pop(), Some(0), "the round, 0, before the block hash");
+        long.extend_from_slice(&[0x80, 0x00]);
+        long.extend_from_slice(&bytes[bytes.len() - 33..]);
+        long.extend_from_slice(&[0; 8]);
+        assert!(decode_block_entry(&long).is_err());
     }
 }

@@ -672,15 +672,7 @@ impl SegmentLog {
             return Err(self.misuse(format!("entry {seq}: no segment {}", at.segment)));
         };
         let path = &segment.path;
-        let stop = if next.segment == at.segment {
-            u64::from(next.offset)
-        } else if next.segment == at.segment + 1 && at.segment < end.at.segment {
-            segment.file.metadata().map_err(io_at(path))?.len()
-        } else {
-            return Err(self.misuse(format!(
-                "entry {seq}: the next entry is not in this segment or the next"
-            )));
-        };
+        let stop = self.place_end(seq, at, next)?;
         let frame_end = u64::from(at.offset) + u64::from(FRAME_BYTES) + payload.len() as u64;
         let before_end = at.segment < end.at.segment
             || (at.segment == end.at.segment && stop <= u64::from(end.at.offset));
@@ -715,6 +707,32 @@ impl SegmentLog {
             ));
         }
         Ok(())
+    }
+
+    /// How many payload bytes the place of entry `seq` holds: from `at` to `next`, where
+    /// the entry after it starts (or the log's end), less the frame. What a
+    /// [`SegmentLog::rewrite`] of it must fill.
+    pub fn room(&self, seq: u64, at: Location, next: Location) -> Result<u64, SegmentError> {
+        let stop = self.place_end(seq, at, next)?;
+        Ok(stop.saturating_sub(u64::from(at.offset) + u64::from(FRAME_BYTES)))
+    }
+
+    /// Where the place of entry `seq` at `at` ends in its segment file: at `next` in the
+    /// same segment, or at the file's end when `next` is the next segment's first entry.
+    fn place_end(&self, seq: u64, at: Location, next: Location) -> Result<u64, SegmentError> {
+        let end = self.end();
+        let Some(segment) = self.segment(at.segment) else {
+            return Err(self.misuse(format!("entry {seq}: no segment {}", at.segment)));
+        };
+        if next.segment == at.segment {
+            Ok(u64::from(next.offset))
+        } else if next.segment == at.segment + 1 && at.segment < end.at.segment {
+            Ok(segment.file.metadata().map_err(io_at(&segment.path))?.len())
+        } else {
+            Err(self.misuse(format!(
+                "entry {seq}: the next entry is not in this segment or the next"
+            )))
+        }
     }
 
     /// Every entry from the log's start through its end, in order, checked: for full

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 use proptest::prelude::*;
-use xinlian_client::block::{Certificate, CommitSignature, Precommit};
+use xinlian_client::block::{Block, Certificate, CommitSignature, Header, Precommit};
 use xinlian_client::crypto::{KeyHolder, prove_possession};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{EncodedRecord, RegisterEntity};
@@ -111,18 +111,23 @@ fn registration(c: &Consortium, keys: &Keys, n: usize) -> EncodedRecord {
 }
 
 fn certify(c: &Consortium, keys: &Keys, ex: &Executed) -> Certificate {
-    let block = ex.header.hash();
-    let height = ex.header.height;
+    certify_in_round(c, keys, &ex.header, 0)
+}
+
+/// The certificate of `header` by the one validator's precommit in `round`.
+fn certify_in_round(c: &Consortium, keys: &Keys, header: &Header, round: u32) -> Certificate {
+    let block = header.hash();
+    let height = header.height;
     Certificate {
         height,
-        round: 0,
+        round,
         block,
         signatures: vec![CommitSignature {
             validator: 0,
             signature: Precommit {
                 chain: c.chain,
                 height,
-                round: 0,
+                round,
                 block,
                 validator: public_key(&keys.validator),
             }
@@ -416,7 +421,7 @@ fn a_damaged_record_is_repaired_from_a_true_copy_and_a_false_copy_changes_nothin
     for n in [3, 4, 2] {
         run.apply(&Op::Commit(n));
     }
-    let true_copy = run.model.block_and_certificate(2).unwrap().unwrap().0;
+    let (true_copy, true_cert) = run.model.block_and_certificate(2).unwrap().unwrap();
     // Records 3 and 6 are block 2's first and last (blocks of 3, 4, 2).
     for index in [3, 6] {
         let (file, offset, len) = run.store().record_file_span(index).unwrap().unwrap();
@@ -449,7 +454,7 @@ fn a_damaged_record_is_repaired_from_a_true_copy_and_a_false_copy_changes_nothin
     other.header.height = 2;
     for lie in [&swapped, &other] {
         assert!(matches!(
-            run.store().repair_records(lie).unwrap(),
+            run.store().repair_from_copy(lie, &true_cert).unwrap(),
             RepairOutcome::Refused(_)
         ));
     }
@@ -460,16 +465,122 @@ fn a_damaged_record_is_repaired_from_a_true_copy_and_a_false_copy_changes_nothin
     );
 
     assert_eq!(
-        run.store().repair_records(&true_copy).unwrap(),
+        run.store()
+            .repair_from_copy(&true_copy, &true_cert)
+            .unwrap(),
         RepairOutcome::Repaired { entries: 2 }
     );
     assert_eq!(
-        run.store().repair_records(&true_copy).unwrap(),
+        run.store()
+            .repair_from_copy(&true_copy, &true_cert)
+            .unwrap(),
         RepairOutcome::Intact
     );
     assert_eq!(run.store().block_health(2).unwrap(), BlockHealth::Intact);
     run.agree();
     run.reopen();
+    run.agree();
+}
+
+/// A damaged block entry (header and certificate) is written again from a peer's copy
+/// whose header hashes to what our chain names for it (the next header's parent, or
+/// the tip's hash) and whose certificate is for that header: here a certificate of
+/// another round, as a peer may hold. A copy with another header or a certificate of
+/// another block is refused and changes nothing; a certificate longer than the place
+/// of ours is an error that changes nothing; an entry whose successor is damaged too
+/// waits until the successor is mended. The store opens with damaged entries.
+#[test]
+fn a_damaged_block_entry_is_written_again_from_a_copy_our_chain_names() {
+    use xinlian_core::consensus::ledger::RepairOutcome;
+    use xinlian_store::BlockHealth;
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::new(dir.path());
+    for n in [3, 4, 2] {
+        run.apply(&Op::Commit(n));
+    }
+    let copy = |run: &Run, h: u64| run.model.block_and_certificate(h).unwrap().unwrap();
+    let blocks_file = run.store().block_file_span(2).unwrap().unwrap().0;
+    for h in [2, 3] {
+        let (file, offset, len) = run.store().block_file_span(h).unwrap().unwrap();
+        flip_byte(&file, offset + len / 2);
+        assert!(matches!(
+            run.store().block_health(h).unwrap(),
+            BlockHealth::EntryDamaged(what) if what.contains("checksum mismatch")
+        ));
+    }
+    // The store opens with them damaged (the tip's among them): a node repairs them
+    // while it runs.
+    run.reopen();
+    let before = std::fs::read(&blocks_file).unwrap();
+    let (block2, _) = copy(&run, 2);
+    let (block3, _) = copy(&run, 3);
+    let theirs =
+        |run: &Run, b: &Block, round| certify_in_round(&run.c, &run.keys, &b.header, round);
+
+    // Block 2's successor names its hash, but is damaged too: not yet.
+    let e = run
+        .store()
+        .repair_from_copy(&block2, &theirs(&run, &block2, 1))
+        .expect_err("block 3's entry is damaged");
+    assert!(
+        e.is_damage() && e.to_string().contains("the entry after it"),
+        "{e}"
+    );
+    // Lies about the tip: another header, a certificate of another block.
+    let mut other = block3.clone();
+    other.header.time_ms += 1;
+    let lies = [
+        (other.clone(), theirs(&run, &other, 1)),
+        (block3.clone(), theirs(&run, &block2, 1)),
+    ];
+    for (lie, cert) in &lies {
+        assert!(
+            matches!(
+                run.store().repair_from_copy(lie, cert).unwrap(),
+                RepairOutcome::Refused(_)
+            ),
+            "{:?}",
+            lie.header
+        );
+    }
+    // A certificate of round 200 takes a byte more than ours, of round 0.
+    let long = run
+        .store()
+        .repair_from_copy(&block3, &theirs(&run, &block3, 200))
+        .expect_err("longer than its place");
+    assert!(
+        long.is_damage() && long.to_string().contains("its place holds"),
+        "{long}"
+    );
+    assert_eq!(
+        std::fs::read(&blocks_file).unwrap(),
+        before,
+        "nothing written"
+    );
+
+    // The tip first (its hash is the tip's), then block 2 (named by block 3).
+    for (h, block) in [(3, &block3), (2, &block2)] {
+        let cert = theirs(&run, block, 1);
+        assert_eq!(
+            run.store().repair_from_copy(block, &cert).unwrap(),
+            RepairOutcome::Repaired { entries: 1 }
+        );
+        assert_eq!(run.store().block_health(h).unwrap(), BlockHealth::Intact);
+        assert_eq!(run.store().certificate(h).unwrap(), Some(cert.clone()));
+        // The model takes the same certificate, so the two agree on it below.
+        run.model.damage_block_entry(h);
+        run.model.repair(block, &cert).unwrap();
+    }
+    assert_eq!(
+        run.store()
+            .repair_from_copy(&block2, &theirs(&run, &block2, 1))
+            .unwrap(),
+        RepairOutcome::Intact
+    );
+    run.agree();
+    run.reopen();
+    run.agree();
+    run.apply(&Op::Commit(2));
     run.agree();
 }
 
@@ -574,7 +685,7 @@ fn a_damaged_merkle_node_is_computed_again_and_written_back_from_the_records() {
     for n in [3, 4, 2] {
         run.apply(&Op::Commit(n));
     }
-    let true_copy = run.model.block_and_certificate(3).unwrap().unwrap().0;
+    let (true_copy, true_cert) = run.model.block_and_certificate(3).unwrap().unwrap();
     drop(run.store.take());
     let segment = run.root.join("history/nodes/00000000.seg");
     let flip_node = |level: u32, index: u64| {
@@ -614,7 +725,7 @@ fn a_damaged_merkle_node_is_computed_again_and_written_back_from_the_records() {
     // (3, 0) came before (0, 8) in block 3's order and was written back.
     assert_eq!(found(3), vec![(0, 8)]);
     assert!(matches!(
-        store.repair(&true_copy).unwrap(),
+        Ledger::repair(store, &true_copy, &true_cert).unwrap(),
         RepairOutcome::Repaired { entries: 1 }
     ));
     for h in 1..=3 {

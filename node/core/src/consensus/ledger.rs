@@ -67,11 +67,18 @@ pub trait Ledger: StateRead {
     /// this entry and every one before it survive a crash.
     fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult;
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError>;
-    /// Writes the damaged history of block `block.header.height` again from `block`, a
-    /// peer's copy, once the copy is shown to be the block committed here (its header
-    /// equal to ours, its records hashing to our header's root). A lying peer's copy is
+    /// Writes the damaged history of block `block.header.height` again from `block` and
+    /// `certificate`, a peer's copy, once the copy is shown to be the block committed
+    /// here (its header equal to ours, or where ours is damaged hashing to what our
+    /// chain names for it; its records hashing to that header's root). `certificate`
+    /// has been verified by the caller and trimmed to a quorum; it replaces ours only
+    /// where our block entry is damaged. A lying peer's copy is
     /// [`RepairOutcome::Refused`] and changes nothing.
-    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError>;
+    fn repair(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+    ) -> Result<RepairOutcome, LedgerError>;
 }
 
 /// A storage operation a simulation can make fail once, as a process killed in the
@@ -97,6 +104,8 @@ struct Mem {
     wal_durable: usize,
     /// Heights whose block entry reads as damaged (`damage_block_entry`).
     damaged_entries: BTreeSet<u64>,
+    /// Heights whose damage no copy mends (`damage_beyond_repair`).
+    beyond_repair: BTreeSet<u64>,
 }
 
 /// An in-memory ledger. Blocks are durable once committed; log entries once an entry is
@@ -125,13 +134,22 @@ impl MemLedger {
     }
 
     /// Makes block `height`'s own entry (header and certificate) read as damaged, as a
-    /// flipped byte in a store's would: not served, and not mended by any copy.
+    /// flipped byte in a store's would: not served until a peer's certified copy
+    /// mends it.
     pub fn damage_block_entry(&self, height: u64) {
         self.inner
             .lock()
             .expect("not poisoned")
             .damaged_entries
             .insert(height);
+    }
+
+    /// Makes block `height` read as damaged in a way no copy mends (a store's index
+    /// entry of it, say).
+    pub fn damage_beyond_repair(&self, height: u64) {
+        let mut m = self.inner.lock().expect("not poisoned");
+        m.damaged_entries.insert(height);
+        m.beyond_repair.insert(height);
     }
 
     /// Whether an armed fault has not fired yet.
@@ -245,16 +263,33 @@ impl Ledger for MemLedger {
     }
 
     /// Records in memory are never damaged: a copy equal to ours is intact, another one
-    /// refused; a damaged block entry is beyond a copy's repair.
-    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
-        let m = self.inner.lock().expect("not poisoned");
-        if m.damaged_entries.contains(&block.header.height) {
-            return Err(entry_damaged(block.header.height));
+    /// refused; a damaged block entry takes the copy's certificate.
+    fn repair(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+    ) -> Result<RepairOutcome, LedgerError> {
+        let height = block.header.height;
+        let mut m = self.inner.lock().expect("not poisoned");
+        if m.beyond_repair.contains(&height) {
+            return Err(entry_damaged(height));
         }
-        Ok(match m.blocks.get(&block.header.height) {
-            Some((ours, _)) if ours == block => RepairOutcome::Intact,
-            _ => RepairOutcome::Refused("not the block stored here".into()),
-        })
+        let damaged = m.damaged_entries.contains(&height);
+        let outcome = match m.blocks.get_mut(&height) {
+            Some((ours, _)) if ours != block => {
+                RepairOutcome::Refused("not the block stored here".into())
+            }
+            Some((_, ours)) if damaged => {
+                *ours = certificate.clone();
+                RepairOutcome::Repaired { entries: 1 }
+            }
+            Some(_) => RepairOutcome::Intact,
+            None => return Err(entry_damaged(height)),
+        };
+        if matches!(outcome, RepairOutcome::Repaired { .. }) {
+            m.damaged_entries.remove(&height);
+        }
+        Ok(outcome)
     }
 }
 
@@ -284,7 +319,11 @@ impl<T: Ledger + ?Sized> Ledger for std::sync::Arc<T> {
     fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
         (**self).wal(height)
     }
-    fn repair(&self, block: &Block) -> Result<RepairOutcome, LedgerError> {
-        (**self).repair(block)
+    fn repair(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+    ) -> Result<RepairOutcome, LedgerError> {
+        (**self).repair(block, certificate)
     }
 }

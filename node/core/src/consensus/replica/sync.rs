@@ -1,7 +1,7 @@
 //! Block sync: asking a peer ahead of us for blocks, serving peers behind us, and
 //! applying synced blocks that carry a valid certificate and re-execute.
 
-use xinlian_client::block::{Block, Certificate, verify_certificate};
+use xinlian_client::block::{Block, Certificate, trimmed_to_quorum, verify_certificate};
 use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
@@ -12,6 +12,7 @@ use super::{
 use crate::chain::{BlockError, Executed, execute_block};
 use crate::consensus::ledger::{Ledger, LedgerError, RepairOutcome};
 use crate::consensus::wire::{NetMsg, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX};
+use crate::governance::consortium_at;
 use crate::overlay::{StateError, StateRead, Writes};
 
 /// Derived state as it will be once the blocks executed but not yet committed are: a
@@ -379,7 +380,7 @@ impl<L: Ledger> Replica<L> {
         let Some(req) = self.repairing.take() else {
             return Ok(());
         };
-        let Some((block, _)) = blocks.into_iter().next() else {
+        let Some((block, certificate)) = blocks.into_iter().next() else {
             // No copy (an honest peer's may be damaged too): it sits out a status
             // period and the next peer is asked.
             self.sit_out_one_status_period(peer, req.at_ms);
@@ -387,7 +388,18 @@ impl<L: Ledger> Replica<L> {
             return Ok(());
         };
         let height = block.header.height;
-        match self.ledger.repair(&block) {
+        // The certificate replaces ours if our block entry is what is damaged: it must
+        // finalise the copy under the validators in force at its height, and is kept
+        // to a quorum so that it fits the place of ours.
+        let validators = consortium_at(&self.ledger, &self.c.genesis, height)?.validators;
+        if let Err(e) = verify_certificate(&block.header, &certificate, &validators) {
+            self.penalise(peer, format!("copy of block {height} for repair: {e}"));
+            self.strike_sync_peer(peer);
+            self.maybe_repair();
+            return Ok(());
+        }
+        let certificate = trimmed_to_quorum(&certificate, &validators);
+        match self.ledger.repair(&block, &certificate) {
             Ok(RepairOutcome::Repaired { entries }) => {
                 tracing::info!(height, entries, %peer, "damaged history repaired from a peer's copy");
                 self.damaged.remove(&height);
@@ -408,7 +420,8 @@ impl<L: Ledger> Replica<L> {
                 self.strike_sync_peer(peer);
             }
             Err(LedgerError::Damaged { what, .. }) => {
-                // Damage a copy cannot mend (the block's own entry, an index entry).
+                // Damage a copy cannot mend (an index entry; a block entry whose
+                // neighbour naming its hash is damaged too).
                 self.damaged.remove(&height);
                 self.give_up_repair(height, &what);
             }
