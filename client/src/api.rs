@@ -32,6 +32,11 @@ pub mod paths {
     pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
     pub const PROVENANCE: &str = "/v1/provenance";
     pub const OPENAPI: &str = "/v1/openapi.json";
+    /// For operators, outside the versioned API (not in [`ALL`], nor in the OpenAPI
+    /// document): the Prometheus text exposition, liveness and readiness.
+    pub const METRICS: &str = "/metrics";
+    pub const HEALTH: &str = "/health";
+    pub const READY: &str = "/ready";
     pub const ALL: [&str; 17] = [
         STATUS,
         RECORDS,
@@ -124,6 +129,15 @@ pub mod paths {
 pub struct ApiError {
     pub code: String,
     pub message: String,
+}
+
+/// What `/health` and `/ready` answer when the node is alive, or ready.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Health {
+    /// `alive` or `ready`.
+    pub status: String,
+    /// Height of the last block stored here.
+    pub height: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -26,6 +26,7 @@ use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
 use crate::host::{Command, Shared, VerifiedRecord};
+use crate::metrics::{Metrics, RouteLabel, RouteStatusLabels};
 use crate::proof_assembly::{self, ProofRequestError};
 use crate::store::StoreError;
 use xinlian_core::execute::Rejection;
@@ -110,7 +111,38 @@ pub fn router(shared: Shared, limits: &ApiLimits, rates: Arc<limits::ClientRates
         heavy: limits::HeavyPool::new(limits.heavy_running_max, limits.heavy_waiting_max),
         check_body_bytes_max: limits.check_body_bytes_max,
     };
+    let metrics = state.shared.metrics.clone();
+    // Outermost, so that refusals by the limits are counted too.
     limits::guard(routes().with_state(state), limits, rates)
+        .layer(axum::middleware::from_fn_with_state(metrics, count_request))
+}
+
+/// Counts each answer by its route's template (never the path asked for: the labels
+/// stay bounded) and status, and times it.
+async fn count_request(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let started = std::time::Instant::now();
+    let answer = next.run(req).await;
+    metrics
+        .api_requests
+        .get_or_create(&RouteStatusLabels {
+            route: route.clone(),
+            status: answer.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .api_seconds
+        .get_or_create(&RouteLabel { route })
+        .observe(started.elapsed().as_secs_f64());
+    answer
 }
 
 fn routes() -> Router<ApiState> {
@@ -132,6 +164,9 @@ fn routes() -> Router<ApiState> {
         .route(paths::BATCH_EPCIS, get(batch_epcis))
         .route(paths::PROVENANCE, axum::routing::post(provenance))
         .route(paths::OPENAPI, get(openapi))
+        .route(paths::METRICS, get(metrics))
+        .route(paths::HEALTH, get(health))
+        .route(paths::READY, get(ready))
         .fallback(|| async {
             err(
                 StatusCode::NOT_FOUND,
@@ -293,6 +328,56 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The Prometheus text exposition (`crate::metrics`).
+async fn metrics(State(s): State<Shared>) -> Result<Response, ApiFailure> {
+    // The scrape reads the store's size on disk: file metadata, off the workers.
+    let text = tokio::task::spawn_blocking(move || s.metrics.encode(&s.store))
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, kind)], text).into_response())
+}
+
+/// Alive: the process answers. Says nothing of the chain (see [`ready`]).
+async fn health(State(s): State<Shared>) -> Json<Health> {
+    Json(Health {
+        status: "alive".into(),
+        height: s.tip.borrow().height,
+    })
+}
+
+/// How old the last block here may be for the node to be ready: three heartbeats (a
+/// consortium makes a block at least once a heartbeat, records or not).
+fn ready_tip_age_ms_max(c: &xinlian_core::execute::Consortium) -> i64 {
+    let t = xinlian_core::consensus::replica::Timeouts::for_interval(c.policy().block_interval_ms);
+    i64::try_from(t.heartbeat_ms.saturating_mul(3)).unwrap_or(i64::MAX)
+}
+
+/// Ready: the last block here is recent, so the node is in step with the consortium
+/// (not syncing, not cut off from it). `503 not_ready` otherwise, saying how far behind.
+async fn ready(State(s): State<Shared>) -> ApiResult<Health> {
+    let tip = s.tip.borrow().clone();
+    let age_ms = now_ms().saturating_sub(tip.time_ms);
+    let max = ready_tip_age_ms_max(&s.consortium());
+    if age_ms > max {
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!(
+                "the last block here (height {}) is {} s old, more than {} s: \
+                 syncing, or cut off from the consortium",
+                tip.height,
+                age_ms / 1000,
+                max / 1000
+            ),
+        ));
+    }
+    Ok(Json(Health {
+        status: "ready".into(),
+        height: tip.height,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use malachite_types::TimeoutKind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use xinlian_client::block::{Block, Certificate};
@@ -24,6 +25,7 @@ use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, Hash32, PublicKey};
 
 use crate::api::{ApiLimits, ApiServer};
+use crate::metrics::{Metrics, StepLabel};
 use crate::net::{NetEvent, Network, PeerAddress, SyncTicket};
 use crate::store::{BlockHealth, Store};
 use xinlian_core::chain::Tip;
@@ -116,6 +118,7 @@ pub struct Shared {
     pub commands: mpsc::Sender<Command>,
     /// This node's key: which member it is, if any, follows the roster.
     pub node_key: PublicKey,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -171,7 +174,12 @@ pub async fn run(
     let (consortium_tx, consortium_rx) = watch::channel(consortium.clone());
     let (tip_tx, tip_rx) = watch::channel(tip.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMANDS_MAX);
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .height
+        .set(i64::try_from(tip.height).unwrap_or(i64::MAX));
     let shared = Shared {
+        metrics: metrics.clone(),
         genesis: genesis.clone(),
         consortium: consortium_rx,
         store: store.clone(),
@@ -191,6 +199,7 @@ pub async fn run(
         mempool: Mempool::new(config.mempool_records_max, config.mempool_bytes_max),
         tip_tx,
         consortium_tx,
+        metrics,
     };
     let mut done = consensus.spawn(cmd_rx, stop_rx)?;
     let api = ApiServer::start(listener, shared, &config.api);
@@ -217,6 +226,7 @@ struct Consensus {
     mempool: Mempool,
     tip_tx: watch::Sender<Tip>,
     consortium_tx: watch::Sender<Arc<Consortium>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Consensus {
@@ -254,6 +264,7 @@ impl Consensus {
             &self.consortium.roster,
             &self.node_key,
             self.p2p_listen,
+            self.metrics.clone(),
         )?;
         let timeouts = Timeouts::for_interval(self.consortium.policy().block_interval_ms);
         let scrub_to = self.tip.height;
@@ -285,6 +296,8 @@ impl Consensus {
             damage: damage_tx,
             sync_asked: HashMap::new(),
             warmed: warmed_tx,
+            metrics: self.metrics,
+            last_commit: None,
         };
         host.apply(actions);
         host.run(commands, sync_rx, damage_rx, warmed_rx, async {
@@ -340,6 +353,9 @@ struct Host {
     /// Where answers to our sync requests come back once their signatures are checked,
     /// with how long after the request they came and how long the check took.
     warmed: mpsc::Sender<(PublicKey, NetMsg, SyncTimes)>,
+    metrics: Arc<Metrics>,
+    /// When the last block was stored here (for the time per height).
+    last_commit: Option<Instant>,
 }
 
 impl Host {
@@ -359,6 +375,7 @@ impl Host {
         relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
+            self.observe();
             let next_timer = self.timers.values().min().copied();
             let sleep = async {
                 match next_timer {
@@ -390,6 +407,14 @@ impl Host {
         }
     }
 
+    /// The gauges the loop reads off the replica, once per event.
+    fn observe(&self) {
+        let m = &self.metrics;
+        m.round.set(self.replica.round().map_or(-1, i64::from));
+        m.mempool_records
+            .set(i64::try_from(self.replica.mempool().len()).unwrap_or(i64::MAX));
+    }
+
     fn command(&mut self, cmd: Command) -> Result<()> {
         match cmd {
             Command::Submit { record, reply } => {
@@ -417,6 +442,19 @@ impl Host {
             .collect();
         for t in due {
             self.timers.remove(&t);
+            if let Timer::Consensus(timeout) = t {
+                let step = match timeout.kind {
+                    TimeoutKind::Propose => "propose",
+                    TimeoutKind::Prevote => "prevote",
+                    TimeoutKind::Precommit => "precommit",
+                    TimeoutKind::Rebroadcast => "rebroadcast",
+                    TimeoutKind::FinalizeHeight(_) => "finalize_height",
+                };
+                self.metrics
+                    .timeouts
+                    .get_or_create(&StepLabel { step })
+                    .inc();
+            }
             let actions = self.replica.on_timer(now_ms(), t)?;
             self.apply(actions);
         }
@@ -463,6 +501,11 @@ impl Host {
         // Where a syncing node's time goes, at this edge: waiting for an answer,
         // checking its signatures, and applying it (certificates, execution, one commit).
         if let Some((times, blocks, records)) = answer {
+            let m = &self.metrics;
+            m.synced_blocks.inc_by(blocks as u64);
+            m.synced_records.inc_by(records as u64);
+            m.sync_apply_seconds
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(
                 blocks,
                 records,
@@ -525,6 +568,21 @@ impl Host {
         });
     }
 
+    fn observe_commit(&mut self, tip: &Tip, records: usize) {
+        let m = &self.metrics;
+        m.height.set(i64::try_from(tip.height).unwrap_or(i64::MAX));
+        m.blocks_finalized.inc();
+        m.records_finalized.inc_by(records as u64);
+        // The proposer's clock, not ours: a skew of a few ms either way.
+        let since_proposal_ms = (now_ms() - tip.time_ms).max(0);
+        m.finality_seconds
+            .observe(since_proposal_ms as f64 / 1000.0);
+        let now = Instant::now();
+        if let Some(last) = self.last_commit.replace(now) {
+            m.height_seconds.observe((now - last).as_secs_f64());
+        }
+    }
+
     fn flush_relay(&mut self) {
         if !self.relay.is_empty() {
             let batch = std::mem::take(&mut self.relay);
@@ -566,6 +624,7 @@ impl Host {
                     self.timers.retain(|t, _| !matches!(t, Timer::Consensus(_)));
                 }
                 Action::Committed { tip, records } => {
+                    self.observe_commit(&tip, records.len());
                     // From the proposer's clock at proposal to stored here: the part of
                     // a record's latency that consensus and the commit take.
                     tracing::info!(
@@ -584,7 +643,10 @@ impl Host {
                     }
                     self.consortium_tx.send_replace(c);
                 }
-                Action::Penalise { peer, reason } => self.net.penalise(&peer, &reason),
+                Action::Penalise { peer, reason } => {
+                    self.metrics.peer_penalties.inc();
+                    self.net.penalise(&peer, &reason);
+                }
             }
         }
     }

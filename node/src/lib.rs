@@ -11,6 +11,7 @@
 pub mod api;
 pub mod cli;
 pub mod host;
+pub mod metrics;
 pub mod net;
 pub mod proof_assembly;
 pub use xinlian_store as store;

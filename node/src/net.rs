@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -30,6 +31,8 @@ use tokio::time::Instant;
 use xinlian_core::consensus::wire::NetMsg;
 use xinlian_genesis::keys::SigningKey;
 use xinlian_genesis::{Genesis, PublicKey, Roster};
+
+use crate::metrics::Metrics;
 
 /// A libp2p address (a multiaddr such as `/ip4/127.0.0.1/tcp/0`): where the swarm
 /// listens, or another member's node to dial (`/ip4/…/tcp/…/p2p/PEER_ID`).
@@ -219,6 +222,7 @@ pub struct Network {
     sync_open: HashMap<SyncTicket, ResponseChannel<Vec<u8>>>,
     next_ticket: u64,
     strikes: Strikes,
+    metrics: Arc<Metrics>,
 }
 
 impl Network {
@@ -230,6 +234,7 @@ impl Network {
         roster: &Roster,
         key: &SigningKey,
         listen: PeerAddress,
+        metrics: Arc<Metrics>,
     ) -> Result<Network> {
         let chain = genesis.hash();
         let max_message = genesis.policy.block_bytes_max as usize
@@ -288,6 +293,7 @@ impl Network {
             sync_open: HashMap::new(),
             next_ticket: 0,
             strikes: Strikes::default(),
+            metrics,
         })
     }
 
@@ -401,6 +407,13 @@ impl Network {
         }
     }
 
+    fn count_peers(&self) {
+        let connected = self.swarm.connected_peers().count();
+        self.metrics
+            .peers_connected
+            .set(i64::try_from(connected).unwrap_or(i64::MAX));
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -409,6 +422,7 @@ impl Network {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::info!(%peer_id, "member connected");
+                self.count_peers();
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -416,6 +430,7 @@ impl Network {
                 ..
             } => {
                 tracing::info!(%peer_id, "member disconnected");
+                self.count_peers();
                 if num_established == 0
                     && let Some(key) = self.members.get(&peer_id)
                 {
@@ -428,6 +443,7 @@ impl Network {
                 peer_id,
                 ..
             } => {
+                self.metrics.connections_refused.inc();
                 tracing::warn!(?peer_id, %send_back_addr, %error, "refused an incoming connection (not a consortium member's node key)");
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {

@@ -1065,7 +1065,8 @@ impl Store {
         file_span(&self.blocks, height, self.block_location(height)?)
     }
 
-    /// Bytes on disk by what they hold: each history log, and the engine's folder.
+    /// Bytes on disk of each history log, by what it holds (the engine's folder is not
+    /// counted here).
     pub fn disk_usage(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("history: records", self.records.bytes_on_disk()),

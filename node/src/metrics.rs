@@ -1,0 +1,222 @@
+//! The node's metrics in the Prometheus text format, served at `GET /metrics`
+//! (`prometheus-client`, not a hand-written exposition): what the host, the network
+//! and the API count as they go, and what a scrape reads itself (process memory, the
+//! store's size on disk). Every label takes a bounded set of values — a consensus
+//! step, a route template, a status code, a history log — so no peer or client
+//! can grow the registry. `docs/operations.md` lists them, with what to alert on.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+/// Which consensus step's timeout fired.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub step: &'static str,
+}
+
+/// An API answer: the route's template (never the path asked for) and the status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatusLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogLabel {
+    pub log: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Seconds from 1 ms to about 33 s, doubling.
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The registry and the handles that write it. Cheap to share (`Arc`); every metric
+/// is atomic, so writers never wait for a scrape.
+pub struct Metrics {
+    registry: Registry,
+    pub height: Gauge,
+    pub round: Gauge,
+    pub blocks_finalized: Counter,
+    pub records_finalized: Counter,
+    /// From one block stored here to the next.
+    pub height_seconds: Histogram,
+    /// From the proposer's clock at proposal to the block stored here.
+    pub finality_seconds: Histogram,
+    pub timeouts: Family<StepLabel, Counter>,
+    /// Messages refused from a member's node as invalid (each a strike against it).
+    pub peer_penalties: Counter,
+    pub mempool_records: Gauge,
+    pub peers_connected: Gauge,
+    /// Incoming connections refused, most of them from nodes that are not members.
+    pub connections_refused: Counter,
+    pub synced_blocks: Counter,
+    pub synced_records: Counter,
+    /// Time to apply one sync answer (certificates, execution, one commit).
+    pub sync_apply_seconds: Histogram,
+    pub api_requests: Family<RouteStatusLabels, Counter>,
+    pub api_seconds: Histograms<RouteLabel>,
+    resident_bytes: Gauge,
+    store_bytes: Family<LogLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("xinlian"),
+            height: Gauge::default(),
+            round: Gauge::default(),
+            blocks_finalized: Counter::default(),
+            records_finalized: Counter::default(),
+            height_seconds: seconds(),
+            finality_seconds: seconds(),
+            timeouts: Family::default(),
+            peer_penalties: Counter::default(),
+            mempool_records: Gauge::default(),
+            peers_connected: Gauge::default(),
+            connections_refused: Counter::default(),
+            synced_blocks: Counter::default(),
+            synced_records: Counter::default(),
+            sync_apply_seconds: seconds(),
+            api_requests: Family::default(),
+            api_seconds: Family::new_with_constructor(seconds),
+            resident_bytes: Gauge::default(),
+            store_bytes: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "height",
+            "Height of the last block stored here",
+            m.height.clone(),
+        );
+        r.register(
+            "round",
+            "Consensus round at the height being decided",
+            m.round.clone(),
+        );
+        r.register(
+            "blocks_finalized",
+            "Blocks stored here, by consensus or sync",
+            m.blocks_finalized.clone(),
+        );
+        r.register(
+            "records_finalized",
+            "Records in the blocks stored here",
+            m.records_finalized.clone(),
+        );
+        r.register(
+            "height_seconds",
+            "Time from one block stored here to the next",
+            m.height_seconds.clone(),
+        );
+        r.register(
+            "finality_seconds",
+            "Time from a block's proposal (proposer's clock) to its being stored here",
+            m.finality_seconds.clone(),
+        );
+        r.register(
+            "timeouts",
+            "Consensus timeouts that fired, by step",
+            m.timeouts.clone(),
+        );
+        r.register(
+            "peer_penalties",
+            "Messages from members' nodes refused as invalid",
+            m.peer_penalties.clone(),
+        );
+        r.register(
+            "mempool_records",
+            "Records waiting in the mempool",
+            m.mempool_records.clone(),
+        );
+        r.register(
+            "peers_connected",
+            "Members' nodes connected",
+            m.peers_connected.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Incoming connections refused (not a member's node key, or failed handshakes)",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "synced_blocks",
+            "Blocks applied from sync answers",
+            m.synced_blocks.clone(),
+        );
+        r.register(
+            "synced_records",
+            "Records in blocks applied from sync answers",
+            m.synced_records.clone(),
+        );
+        r.register(
+            "sync_apply_seconds",
+            "Time to apply one sync answer",
+            m.sync_apply_seconds.clone(),
+        );
+        r.register(
+            "api_requests",
+            "API answers by route template and status",
+            m.api_requests.clone(),
+        );
+        r.register(
+            "api_seconds",
+            "API answer time by route template",
+            m.api_seconds.clone(),
+        );
+        r.register(
+            "process_resident_bytes",
+            "Resident memory of the node process",
+            m.resident_bytes.clone(),
+        );
+        r.register(
+            "store_history_bytes",
+            "Bytes on disk of the store's history logs, by log",
+            m.store_bytes.clone(),
+        );
+        m
+    }
+
+    /// The text exposition, after reading what a scrape reads itself.
+    pub fn encode(&self, store: &Store) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident_bytes.set(bytes);
+        }
+        for (log, bytes) in store.disk_usage() {
+            self.store_bytes
+                .get_or_create(&LogLabel { log })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's resident memory (`VmRSS`, from /proc on Linux); none elsewhere.
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
