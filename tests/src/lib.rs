@@ -207,6 +207,35 @@ pub fn start_node(
     Node::start(cmd, Some(log))
 }
 
+/// A real node that is not a member of `c`: its own genesis is `c`'s plus itself (so it
+/// is willing to talk to our members, whose genesis does not know it), it keeps its
+/// files in `dir` (its log in `outsider.log`), and it dials `target`.
+pub fn start_outsider(c: &Consortium, bin: &str, dir: &Path, target: &Node) -> Result<Node> {
+    let key = xinlian_genesis::keys::generate()?;
+    let key_path = dir.join("outsider.pem");
+    xinlian_genesis::keys::write_pem(&key_path, &key)?;
+    let mut g = c.genesis.clone();
+    g.members.push(xinlian_genesis::Member {
+        id: "outsider".into(),
+        name: "Outsider".into(),
+        region: "310000".into(),
+        roles: vec![Role::Validator],
+        voting_power: 1,
+        node_key: Some(public_key(&key)),
+        signing_key: public_key(&xinlian_genesis::keys::generate()?),
+    });
+    let genesis_path = dir.join("genesis.toml");
+    std::fs::write(&genesis_path, g.to_toml())?;
+    start_node(
+        bin,
+        &genesis_path,
+        &key_path,
+        &dir.join("data"),
+        &[target],
+        dir.join("outsider.log"),
+    )
+}
+
 /// `xinlian-node devnet` in `dir` on a port the OS picks.
 pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
     let mut cmd = Command::new(node_bin);

@@ -165,29 +165,7 @@ fn a_node_whose_key_is_not_in_genesis_cannot_connect() -> Result<()> {
     // An intruder runs a real node with its own genesis: ours plus itself, so that
     // it is willing to talk to our member. Our member's genesis does not know it.
     let dir = tempfile::tempdir()?;
-    let key = keys::generate()?;
-    let key_path = dir.path().join("intruder.pem");
-    keys::write_pem(&key_path, &key)?;
-    let mut g = c.genesis.clone();
-    g.members.push(xinlian_genesis::Member {
-        id: "intruder".into(),
-        name: "Intruder".into(),
-        region: "310000".into(),
-        roles: vec![xinlian_genesis::Role::Validator],
-        voting_power: 1,
-        node_key: Some(keys::public_key(&key)),
-        signing_key: keys::public_key(&keys::generate()?),
-    });
-    let genesis_path = dir.path().join("genesis.toml");
-    std::fs::write(&genesis_path, g.to_toml())?;
-    let intruder = xinlian_tests::start_node(
-        BIN,
-        &genesis_path,
-        &key_path,
-        &dir.path().join("data"),
-        &[&member],
-        dir.path().join("intruder.log"),
-    )?;
+    let intruder = xinlian_tests::start_outsider(&c, BIN, dir.path(), &member)?;
     let intruder_id = intruder.p2p.rsplit('/').next().unwrap().to_string();
     let log = member.log.clone().unwrap();
     let refused = wait_until(

@@ -199,29 +199,7 @@ fn prometheus_sees_every_node_advance_and_counts_a_refused_non_member() -> Resul
     let refused = format!("xinlian_connections_refused_total{{instance=\"{v0}\"}}");
     assert_eq!(prometheus.scalar(&refused), Some(0.0), "none refused yet");
     let outsider = tempfile::tempdir()?;
-    let key = keys::generate()?;
-    let key_path = outsider.path().join("outsider.pem");
-    keys::write_pem(&key_path, &key)?;
-    let mut g = c.genesis.clone();
-    g.members.push(xinlian_genesis::Member {
-        id: "outsider".into(),
-        name: "Outsider".into(),
-        region: "310000".into(),
-        roles: vec![xinlian_genesis::Role::Validator],
-        voting_power: 1,
-        node_key: Some(keys::public_key(&key)),
-        signing_key: keys::public_key(&keys::generate()?),
-    });
-    let genesis_path = outsider.path().join("genesis.toml");
-    std::fs::write(&genesis_path, g.to_toml())?;
-    let _outsider = xinlian_tests::start_node(
-        BIN,
-        &genesis_path,
-        &key_path,
-        &outsider.path().join("data"),
-        &[&nodes[0]],
-        outsider.path().join("outsider.log"),
-    )?;
+    let _outsider = xinlian_tests::start_outsider(&c, BIN, outsider.path(), &nodes[0])?;
     wait_until(
         Duration::from_secs(30),
         "v0's refused-connection counter to move",
