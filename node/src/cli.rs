@@ -1,6 +1,5 @@
 //! The `xinlian-node` command line: `run`, `devnet` and `check`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,8 +8,10 @@ use clap::{Parser, Subcommand};
 use xinlian_genesis::Genesis;
 
 use crate::api::ApiLimits;
+use crate::config::{
+    ApiSection, FileConfig, LOG_FILTER_DEFAULT, LogFormat, LogSection, Overrides, Settings,
+};
 use crate::host::{NodeConfig, run};
-use crate::net::PeerAddress;
 
 #[derive(Parser)]
 #[command(
@@ -24,85 +25,152 @@ struct Cli {
 }
 
 /// The API's admission control (docs/api.md, "Limits and overload"): past each bound
-/// a request is refused at once with 429 or 503 and `Retry-After`.
+/// a request is refused at once with 429 or 503 and `Retry-After`. Unset, each comes
+/// from the config file, else its default (docs/operations.md § Configuration).
 #[derive(clap::Args)]
 struct ApiArgs {
     /// Open API connections; one more is answered 503 and closed.
-    #[arg(long, default_value_t = ApiLimits::default().connections_max)]
-    api_connections: usize,
+    #[arg(long, env = "XINLIAN_API_CONNECTIONS")]
+    api_connections: Option<usize>,
     /// API requests answered at once (waits for finality included); more get 503.
-    #[arg(long, default_value_t = ApiLimits::default().requests_max)]
-    api_requests: usize,
+    #[arg(long, env = "XINLIAN_API_REQUESTS")]
+    api_requests: Option<usize>,
     /// API requests per second per client address (IPv6 per /64); more get 429.
-    #[arg(long, default_value_t = ApiLimits::default().rate_per_s)]
-    api_rate: u32,
+    #[arg(long, env = "XINLIAN_API_RATE")]
+    api_rate: Option<u32>,
     /// Requests a client may send at once above its rate.
-    #[arg(long, default_value_t = ApiLimits::default().burst)]
-    api_burst: u32,
+    #[arg(long, env = "XINLIAN_API_BURST")]
+    api_burst: Option<u32>,
     /// Heavy reads (records/check, provenance, EPCIS export, rosters) running at
     /// once; default half the cores, at least 1.
-    #[arg(long)]
+    #[arg(long, env = "XINLIAN_API_HEAVY")]
     api_heavy: Option<usize>,
     /// Heavy reads waiting for one of those; more get 503.
-    #[arg(long, default_value_t = ApiLimits::default().heavy_waiting_max)]
-    api_heavy_queue: usize,
+    #[arg(long, env = "XINLIAN_API_HEAVY_QUEUE")]
+    api_heavy_queue: Option<usize>,
     /// Largest records/check body, in MiB.
-    #[arg(long, default_value_t = ApiLimits::default().check_body_bytes_max >> 20)]
-    api_check_body_mb: usize,
+    #[arg(long, env = "XINLIAN_API_CHECK_BODY_MB")]
+    api_check_body_mb: Option<usize>,
     /// How much lower the API's threads run than the consensus thread (Linux nice
     /// levels, 0 to 19): under a flood the CPU goes to votes first.
-    #[arg(long, default_value_t = API_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
-    api_nice: i32,
+    #[arg(long, env = "XINLIAN_API_NICE")]
+    api_nice: Option<i32>,
     /// Longest an API request may take, in seconds; then 503.
-    #[arg(long, default_value_t = ApiLimits::default().request_timeout.as_secs())]
-    api_timeout_s: u64,
+    #[arg(long, env = "XINLIAN_API_TIMEOUT_S")]
+    api_timeout_s: Option<u64>,
+    /// Worker threads of the API's runtime (consensus has a thread of its own).
+    #[arg(long, env = "XINLIAN_API_THREADS")]
+    api_threads: Option<usize>,
 }
 
 impl ApiArgs {
-    fn limits(&self) -> ApiLimits {
-        let default = ApiLimits::default();
-        ApiLimits {
-            connections_max: self.api_connections.max(1),
-            requests_max: self.api_requests.max(1),
-            rate_per_s: self.api_rate.max(1),
-            burst: self.api_burst.max(1),
-            heavy_running_max: self.api_heavy.unwrap_or(default.heavy_running_max).max(1),
-            heavy_waiting_max: self.api_heavy_queue,
-            check_body_bytes_max: self.api_check_body_mb.max(1) << 20,
-            request_timeout: std::time::Duration::from_secs(self.api_timeout_s.max(1)),
+    fn section(&self) -> ApiSection {
+        ApiSection {
+            connections: self.api_connections,
+            requests: self.api_requests,
+            rate: self.api_rate,
+            burst: self.api_burst,
+            heavy: self.api_heavy,
+            heavy_queue: self.api_heavy_queue,
+            check_body_mb: self.api_check_body_mb,
+            nice: self.api_nice,
+            timeout_s: self.api_timeout_s,
+            threads: self.api_threads,
         }
+    }
+}
+
+/// `run`'s settings on the command line. Each flag can also be set by the environment
+/// variable named in its help, and each of both overrides the config file.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A TOML config file (`xinlian-node init` writes one); flags and environment
+    /// variables override what it sets.
+    #[arg(long, env = "XINLIAN_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "XINLIAN_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// The node's PKCS#8 PEM key (its node_key in genesis).
+    #[arg(long, env = "XINLIAN_KEY")]
+    key: Option<PathBuf>,
+    #[arg(long, env = "XINLIAN_DATA")]
+    data: Option<PathBuf>,
+    /// Where the HTTP API listens [default: 127.0.0.1:8700].
+    #[arg(long, env = "XINLIAN_LISTEN")]
+    listen: Option<String>,
+    /// Where the node's libp2p swarm listens [default: /ip4/127.0.0.1/tcp/0].
+    #[arg(long, env = "XINLIAN_P2P_LISTEN")]
+    p2p_listen: Option<String>,
+    /// Another member's node, as /ip4/…/tcp/…/p2p/PEER_ID (repeatable; in the
+    /// environment, comma-separated); dialled at start and whenever the connection is
+    /// lost. Given here, replaces the config file's list.
+    #[arg(long = "peer", env = "XINLIAN_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Memory for the store engine's block cache, in MiB (the OS file cache comes on
+    /// top) [default: 64].
+    #[arg(long, env = "XINLIAN_CACHE_MB")]
+    cache_mb: Option<u64>,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// How the log is written to standard error [default: text].
+    #[arg(long, env = "XINLIAN_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// The log filter (tracing's syntax) [default: RUST_LOG, else
+    /// info,fjall=warn,lsm_tree=warn].
+    #[arg(long, env = "XINLIAN_LOG_FILTER")]
+    log_filter: Option<String>,
+    /// Exit when standard input closes (how the devnet's parent takes its nodes
+    /// down with it, however it ends).
+    #[arg(long, hide = true)]
+    exit_with_stdin: bool,
+}
+
+impl RunArgs {
+    /// The settings these flags, the environment and the config file make.
+    fn settings(&self) -> Result<Settings> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let flags = Overrides {
+            genesis: self.genesis.clone(),
+            key: self.key.clone(),
+            data: self.data.clone(),
+            listen: self.listen.clone(),
+            p2p_listen: self.p2p_listen.clone(),
+            peers: self.peers.clone(),
+            cache_mb: self.cache_mb,
+            api: self.api.section(),
+            log: LogSection {
+                format: self.log_format,
+                filter: self.log_filter.clone(),
+            },
+        };
+        Settings::resolve(flags, file)
     }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a node of a consortium.
-    Run {
+    Run(Box<RunArgs>),
+    /// Write a commented config file for a member's node, from its genesis and key.
+    Init {
         #[arg(long)]
         genesis: PathBuf,
-        /// The node's PKCS#8 PEM key (its node_key in genesis).
+        /// The node's PKCS#8 PEM key.
         #[arg(long)]
         key: PathBuf,
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8700")]
-        listen: SocketAddr,
-        /// Where the node's libp2p swarm listens.
-        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
-        p2p_listen: PeerAddress,
-        /// Another member's node, as /ip4/…/tcp/…/p2p/PEER_ID (repeatable); dialled
-        /// at start and whenever the connection is lost.
+        #[arg(long, default_value = crate::config::LISTEN_DEFAULT)]
+        listen: String,
+        /// Another member's node to dial (repeatable).
         #[arg(long = "peer")]
-        peers: Vec<PeerAddress>,
-        /// Memory for the store engine's block cache, in MiB (the OS file cache comes on top).
-        #[arg(long, default_value_t = 64)]
-        cache_mb: u64,
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Exit when standard input closes (how the devnet's parent takes its nodes
-        /// down with it, however it ends).
-        #[arg(long, hide = true)]
-        exit_with_stdin: bool,
+        peers: Vec<String>,
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Create (first time) and start a local consortium with sample data.
     Devnet {
@@ -130,16 +198,23 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: logs written to files stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match dispatch(Cli::parse()) {
+    let cli = Cli::parse();
+    // `run`'s settings say how to log; refused, they go to standard error.
+    let (format, filter) = match &cli.command {
+        Command::Run(args) => match args.settings() {
+            Ok(s) => (s.log_format, s.log_filter),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => (
+            LogFormat::Text,
+            std::env::var("RUST_LOG").unwrap_or_else(|_| LOG_FILTER_DEFAULT.into()),
+        ),
+    };
+    init_logging(format, &filter);
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -148,8 +223,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The API threads' default nice level above the consensus thread's.
-const API_NICE: i32 = 10;
+/// The log on standard error, as lines (coloured only on a terminal, so files stay
+/// plain) or as one JSON object per event.
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| LOG_FILTER_DEFAULT.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
 
 /// Lowers the calling thread's scheduling priority by `nice` levels (Linux: a
 /// thread's own nice value; elsewhere nothing).
@@ -171,9 +259,9 @@ fn lower_this_thread(nice: i32) {
 /// The API's runtime (consensus runs on a thread of its own: `host::run`), its
 /// threads `nice` levels below it. Its blocking threads are the heavy-read pool, the
 /// wait for standard input, and spare.
-fn api_runtime(limits: &ApiLimits, nice: i32) -> Result<tokio::runtime::Runtime> {
+fn api_runtime(limits: &ApiLimits, threads: usize, nice: i32) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .thread_name("api")
         .on_thread_start(move || lower_this_thread(nice))
         .max_blocking_threads(limits.heavy_running_max + 2)
@@ -209,46 +297,25 @@ async fn stdin_closed() {
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run {
+        Command::Run(args) => run_node(args.settings()?, args.exit_with_stdin),
+        Command::Init {
             genesis,
             key,
             data,
             listen,
-            p2p_listen,
             peers,
-            cache_mb,
-            api,
-            exit_with_stdin,
+            out,
         } => {
-            let genesis = Genesis::load(&genesis)?;
-            let key = xinlian_genesis::keys::read_pem(&key)?;
-            let mut config = NodeConfig::new(genesis, data, key);
-            config.p2p_listen = p2p_listen;
-            config.peers = peers;
-            config.cache_bytes = cache_mb << 20;
-            config.api = api.limits();
-            // `block_on` runs `host::run` on this (main) thread, which starts the
-            // consensus thread: a thread inherits its creator's nice level, so
-            // consensus keeps the process's priority and only the API's are lowered.
-            api_runtime(&config.api, api.api_nice)?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("binding {listen}"))?;
-                let addr = listener.local_addr()?;
-                // Tests and scripts wait for this line (or poll /v1/status).
-                println!("xinlian-node: API listening on http://{addr}");
-                let stop = async move {
-                    if exit_with_stdin {
-                        tokio::select! {
-                            _ = shutdown_signal() => {}
-                            _ = stdin_closed() => {}
-                        }
-                    } else {
-                        shutdown_signal().await
-                    }
-                };
-                run(config, listener, stop).await
-            })
+            let text = crate::config::init_file(&genesis, &key, &data, &listen, &peers)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .with_context(|| format!("creating {} (never overwritten)", out.display()))?;
+            std::io::Write::write_all(&mut file, text.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
         }
         Command::Devnet {
             dir,
@@ -268,4 +335,39 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs a node with `settings` until a signal (or, with `exit_with_stdin`, the end of
+/// standard input).
+fn run_node(settings: Settings, exit_with_stdin: bool) -> Result<()> {
+    let genesis = Genesis::load(&settings.genesis)?;
+    let key = xinlian_genesis::keys::read_pem(&settings.key)?;
+    let mut config = NodeConfig::new(genesis, settings.data, key);
+    config.p2p_listen = settings.p2p_listen;
+    config.peers = settings.peers;
+    config.cache_bytes = settings.cache_bytes;
+    config.api = settings.api;
+    let listen = settings.listen;
+    // `block_on` runs `host::run` on this (main) thread, which starts the consensus
+    // thread: a thread inherits its creator's nice level, so consensus keeps the
+    // process's priority and only the API's are lowered.
+    api_runtime(&config.api, settings.api_threads, settings.api_nice)?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts wait for this line (or poll /v1/status).
+        println!("xinlian-node: API listening on http://{addr}");
+        let stop = async move {
+            if exit_with_stdin {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = stdin_closed() => {}
+                }
+            } else {
+                shutdown_signal().await
+            }
+        };
+        run(config, listener, stop).await
+    })
 }

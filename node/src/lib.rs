@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod host;
 pub mod metrics;
 pub mod net;

@@ -236,6 +236,12 @@ pub fn start_outsider(c: &Consortium, bin: &str, dir: &Path, target: &Node) -> R
     )
 }
 
+/// Starts a node from a command of the caller's (`xinlian-node run …`), its stderr in
+/// `log`, and waits until its API answers.
+pub fn start_command(cmd: Command, log: PathBuf) -> Result<Node> {
+    Node::start(cmd, Some(log))
+}
+
 /// `xinlian-node devnet` in `dir` on a port the OS picks.
 pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
     let mut cmd = Command::new(node_bin);
