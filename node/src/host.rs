@@ -654,8 +654,9 @@ impl Host {
 
 /// The blocks after `first` (at most `max`, and at most `SYNC_BLOCKS_MAX` blocks or
 /// about `SYNC_BYTES_MAX` bytes) with their certificates: the bounds of the replica's
-/// `serve_sync`. Blocks once stored never change, so no lock is needed. A damaged
-/// block is never served: the answer stops before it, and it is reported for repair.
+/// `serve_sync`. A block once stored changes only where it was damaged and is written
+/// again (whole, each entry under its checksum), so no lock is needed. A damaged block
+/// is never served: the answer stops before it, and it is reported for repair.
 fn read_blocks(
     store: &Store,
     first: u64,

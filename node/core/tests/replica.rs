@@ -418,6 +418,51 @@ fn a_damaged_block_entry_is_mended_with_a_certified_copy_and_a_false_certificate
     );
 }
 
+/// A copy whose certificate does not fit the place of ours is no lie: its peer sits
+/// out, the next is asked, and once every peer's did not fit the height is given up. An
+/// entry that waits for the next block's is asked for after that one.
+#[test]
+fn an_unfit_copy_asks_the_next_peer_and_a_waiting_entry_asks_for_the_next_block_first() {
+    use xinlian_core::consensus::ledger::RepairOutcome;
+    let (mut r, true_copy) = at_height_2_with_two_peers();
+    let unfit = || RepairOutcome::Unfit("needs 200 bytes, its place holds 199".into());
+    let mut asked = asked_from(
+        &r.history_damaged(NOW, 1, "block entry 1: checksum mismatch"),
+        1,
+    );
+    let mut peers = Vec::new();
+    while let [peer] = asked[..] {
+        assert!(
+            !peers.contains(&peer),
+            "{peer} asked twice before the others"
+        );
+        assert!(peers.len() < 8, "never given up");
+        peers.push(peer);
+        r.ledger().answer_repair(1, unfit());
+        let actions = answer(&mut r, peer, vec![true_copy.clone()]);
+        assert!(!penalised(&actions), "{actions:?}");
+        asked = asked_from(&actions, 1);
+    }
+    assert!(peers.len() >= 2, "the next peer was asked: {peers:?}");
+    let later = r.on_timer(NOW + 60_000, Timer::Status).unwrap();
+    assert!(asked_from(&later, 1).is_empty(), "given up: {later:?}");
+
+    // A fresh replica whose block 1's entry waits for block 2's.
+    let (mut r, true_copy) = at_height_2_with_two_peers();
+    r.ledger().answer_repair(1, RepairOutcome::Waits { on: 2 });
+    let first = asked_from(
+        &r.history_damaged(NOW, 1, "block entry 1: checksum mismatch"),
+        1,
+    );
+    let actions = answer(&mut r, first[0], vec![true_copy]);
+    assert!(!penalised(&actions), "{actions:?}");
+    assert_eq!(
+        asked_from(&actions, 2).len(),
+        1,
+        "block 2 next: {actions:?}"
+    );
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

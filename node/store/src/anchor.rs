@@ -58,7 +58,7 @@ pub struct SignedEntry {
 pub enum AnchorError {
     #[error("{}: {source}", file.display())]
     Io { file: PathBuf, source: io::Error },
-    #[error("{}: neither slot holds a valid anchor ({what})", file.display())]
+    #[error("{}: not a valid anchor: {what}", file.display())]
     Corrupt { file: PathBuf, what: String },
 }
 
@@ -200,7 +200,7 @@ impl Anchor {
         let best = slots
             .into_iter()
             .max_by_key(|(counter, _)| *counter)
-            .ok_or_else(|| corrupt("both checksums fail".into()))?;
+            .ok_or_else(|| corrupt("neither slot holds one (both checksums fail)".into()))?;
         Ok(Anchor {
             path: path.to_path_buf(),
             file,

@@ -288,6 +288,13 @@ fn file_span(
     )))
 }
 
+/// Whether `e` is a history entry failing its frame or checksum: bytes changed on
+/// disk, which a peer's checked copy repairs (not an entry that reads whole and is
+/// wrong, nor a missing index entry).
+fn fails_its_checksum(e: &StoreError) -> bool {
+    matches!(e, StoreError::Segment(SegmentError::Corrupt { .. }))
+}
+
 fn decode_block_entry(bytes: &[u8]) -> Result<BlockEntry, canonical::CanonicalError> {
     match canonical::decode(bytes, BLOCK_ENTRY_MAX as usize) {
         Err(canonical::CanonicalError::Trailing(padding))
@@ -450,28 +457,36 @@ impl Store {
             }
             child = hd;
         }
-        if marks.acknowledged > 0
-            && marks.acknowledged < tip.height
-            && let Some(acknowledged) = self.header_unless_damaged(marks.acknowledged)?
-            && acknowledged.hash() != marks.acknowledged_hash
-        {
-            return Err(damaged(format!(
-                "block {} is {} in the anchor but {} in the store",
-                marks.acknowledged,
-                marks.acknowledged_hash,
-                acknowledged.hash()
-            )));
+        if marks.acknowledged > 0 && marks.acknowledged < tip.height {
+            // The acknowledged block's hash, or if its entry fails its checksum, the
+            // hash the next header names for it.
+            let stored = match self.header_unless_damaged(marks.acknowledged)? {
+                Some(acknowledged) => Some(acknowledged.hash()),
+                None => self
+                    .header_unless_damaged(marks.acknowledged + 1)?
+                    .map(|next| next.parent),
+            };
+            if let Some(stored) = stored
+                && stored != marks.acknowledged_hash
+            {
+                return Err(damaged(format!(
+                    "block {} is {} in the anchor but {stored} in the store",
+                    marks.acknowledged, marks.acknowledged_hash
+                )));
+            }
         }
         Ok(())
     }
 
-    /// The header of committed block `height`, or none if its entry is damaged (a
-    /// missing one is an error).
+    /// The header of committed block `height`, or none if its entry fails its checksum
+    /// (bit rot, repaired from a peer while the node runs). Anything else — a missing
+    /// entry or index entry, one that reads whole but does not decode or names another
+    /// height — is an error.
     fn header_unless_damaged(&self, height: u64) -> Result<Option<Header>, StoreError> {
         match self.header(height) {
             Ok(Some(header)) => Ok(Some(header)),
             Ok(None) => Err(damaged(format!("no header at height {height}"))),
-            Err(e) if e.is_damage() => Ok(None),
+            Err(e) if fails_its_checksum(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -891,11 +906,13 @@ impl Store {
     ///   trimmed to a quorum so that it fits the place of ours, zero-padded;
     /// - its records hash to that header's root, and each damaged one is written again.
     ///
-    /// A copy that is not ours is refused and changes nothing. Damage of our own that
-    /// keeps the copy from being checked or placed is an error (`is_damage`): a
-    /// damaged index entry in the engine, or a block entry whose neighbour that names
-    /// its hash is damaged too. Serialised with commits, so the logs' ends do not move
-    /// meanwhile.
+    /// A copy that is not ours is refused, one whose certificate does not fit the place
+    /// of ours is `Unfit`, and a block entry whose next block's entry (which names its
+    /// hash) fails its checksum too `Waits` for that one: each changes nothing. Damage
+    /// of our own that keeps the copy from being checked or placed is an error
+    /// (`is_damage`): a damaged index entry in the engine, an entry that reads whole but
+    /// is wrong, a place that its frame's length does not fill. Serialised with
+    /// commits, so the logs' ends do not move meanwhile.
     pub fn repair_from_copy(
         &self,
         copy: &Block,
@@ -925,9 +942,9 @@ impl Store {
                 )));
             }
             Ok(None) => return Err(damaged(format!("no block {height} here to repair"))),
-            Err(e) if e.is_damage() => {
-                if let Some(why) = self.repair_block_entry(copy, certificate)? {
-                    return Ok(RepairOutcome::Refused(why));
+            Err(e) if fails_its_checksum(&e) => {
+                if let Some(not_written) = self.repair_block_entry(copy, certificate)? {
+                    return Ok(not_written);
                 }
                 entries += 1;
             }
@@ -941,13 +958,14 @@ impl Store {
     }
 
     /// Writes block `copy.header.height`'s damaged entry again from the copy's header
-    /// and `certificate`, once the header hashes to what our chain names for it. The
-    /// reason the copy is refused, if it is; writes nothing then.
+    /// and `certificate`, once the header hashes to what our chain names for it. What
+    /// keeps the copy from being written, if anything (it is refused, or waits for the
+    /// next block's entry, or its certificate does not fit): nothing is written then.
     fn repair_block_entry(
         &self,
         copy: &Block,
         certificate: &Certificate,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<RepairOutcome>, StoreError> {
         let height = copy.header.height;
         let tip = self.tip()?;
         let named = if height == tip.height {
@@ -956,6 +974,9 @@ impl Store {
             match self.block_entry(height + 1) {
                 Ok(Some(next)) => next.header.parent,
                 Ok(None) => return Err(damaged(format!("block {} is missing", height + 1))),
+                Err(e) if fails_its_checksum(&e) => {
+                    return Ok(Some(RepairOutcome::Waits { on: height + 1 }));
+                }
                 Err(e) => {
                     return Err(damaged(format!(
                         "block {height}'s entry cannot be checked: the entry after it, \
@@ -968,14 +989,14 @@ impl Store {
         };
         let hash = copy.header.hash();
         if hash != named {
-            return Ok(Some(format!(
+            return Ok(Some(RepairOutcome::Refused(format!(
                 "the copy's header of block {height} is not the one our chain names"
-            )));
+            ))));
         }
         if certificate.height != height || certificate.block != hash {
-            return Ok(Some(format!(
+            return Ok(Some(RepairOutcome::Refused(format!(
                 "the copy's certificate is not for its header of block {height}"
-            )));
+            ))));
         }
         let at = self
             .block_location(height)?
@@ -987,17 +1008,26 @@ impl Store {
         } else {
             end.at
         };
+        let room = self.blocks.room(height, at, next)?;
+        // The place must be the one frame its own length says (a flipped byte in the
+        // payload leaves the length whole): padding never reaches past our own entry,
+        // whatever a damaged location says.
+        if u64::from(self.blocks.stored_len(height, at)?) != room {
+            return Err(damaged(format!(
+                "block {height}'s entry: its place and its frame's length disagree \
+                 (the location or the length is damaged)"
+            )));
+        }
         let mut entry = canonical::encode(&BlockEntry {
             header: copy.header.clone(),
             certificate: certificate.clone(),
         });
-        let room = self.blocks.room(height, at, next)?;
         if entry.len() as u64 > room {
-            return Err(damaged(format!(
+            return Ok(Some(RepairOutcome::Unfit(format!(
                 "block {height}'s entry: the copy's certificate, trimmed to a quorum, needs \
                  {} bytes and its place holds {room}",
                 entry.len()
-            )));
+            ))));
         }
         entry.resize(room as usize, 0);
         self.rewrite_history(|| self.blocks.rewrite(height, at, next, &entry))?;

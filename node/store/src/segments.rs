@@ -709,6 +709,28 @@ impl SegmentLog {
         Ok(())
     }
 
+    /// The length its frame at `at` gives entry `seq` (read whatever the payload's
+    /// checksum says; bounded by the segment's data like any read).
+    pub fn stored_len(&self, seq: u64, at: Location) -> Result<u32, SegmentError> {
+        let Some(segment) = self.segment(at.segment) else {
+            return Err(self.misuse(format!("entry {seq}: no segment {}", at.segment)));
+        };
+        let offset = u64::from(at.offset);
+        if offset < u64::from(SEGMENT_HEADER_BYTES) {
+            return Err(corrupt(
+                &segment.path,
+                offset,
+                format!("entry {seq}: no frame here"),
+            ));
+        }
+        let mut len = [0u8; 4];
+        segment
+            .file
+            .read_exact_at(&mut len, offset)
+            .map_err(io_at(&segment.path))?;
+        Ok(u32::from_le_bytes(len))
+    }
+
     /// How many payload bytes the place of entry `seq` holds: from `at` to `next`, where
     /// the entry after it starts (or the log's end), less the frame. What a
     /// [`SegmentLog::rewrite`] of it must fill.

@@ -16,7 +16,7 @@ use xinlian_client::crypto::{KeyHolder, prove_possession};
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{EncodedRecord, RegisterEntity};
 use xinlian_client::signer::RecordSigner;
-use xinlian_core::chain::{Executed, Tip, build_block};
+use xinlian_core::chain::{Tip, build_block};
 use xinlian_core::consensus::ledger::{Durability, Ledger, MemLedger};
 use xinlian_core::consensus::wire::WalEntry;
 use xinlian_core::execute::Consortium;
@@ -110,10 +110,6 @@ fn registration(c: &Consortium, keys: &Keys, n: usize) -> EncodedRecord {
     }))
 }
 
-fn certify(c: &Consortium, keys: &Keys, ex: &Executed) -> Certificate {
-    certify_in_round(c, keys, &ex.header, 0)
-}
-
 /// The certificate of `header` by the one validator's precommit in `round`.
 fn certify_in_round(c: &Consortium, keys: &Keys, header: &Header, round: u32) -> Certificate {
     let block = header.hash();
@@ -176,6 +172,8 @@ struct Run {
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     committed: Vec<EncodedRecord>,
     registered: usize,
+    /// The round the next blocks are certified in.
+    round: u32,
 }
 
 impl Run {
@@ -197,6 +195,7 @@ impl Run {
             state: BTreeMap::new(),
             committed: Vec::new(),
             registered: 0,
+            round: 0,
         }
     }
 
@@ -229,7 +228,7 @@ impl Run {
             rejected.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             replayed.map(|r| r.id()).into_iter().collect::<Vec<_>>()
         );
-        let cert = certify(&self.c, &self.keys, &ex);
+        let cert = certify_in_round(&self.c, &self.keys, &ex.header, self.round);
         self.store().commit(&ex, &cert).unwrap();
         self.model.commit(&ex, &cert).unwrap();
         for (k, v) in &ex.writes {
@@ -268,7 +267,7 @@ impl Run {
             assert!(rejected.is_empty(), "{rejected:?}");
             overlay.writes.extend(ex.writes.clone());
             tip = ex.tip.clone();
-            let cert = certify(&self.c, &self.keys, &ex);
+            let cert = certify_in_round(&self.c, &self.keys, &ex.header, self.round);
             blocks.push((ex, cert));
         }
         let refs: Vec<_> = blocks.iter().map(|(e, c)| (e, c)).collect();
@@ -484,18 +483,22 @@ fn a_damaged_record_is_repaired_from_a_true_copy_and_a_false_copy_changes_nothin
 
 /// A damaged block entry (header and certificate) is written again from a peer's copy
 /// whose header hashes to what our chain names for it (the next header's parent, or
-/// the tip's hash) and whose certificate is for that header: here a certificate of
-/// another round, as a peer may hold. A copy with another header or a certificate of
-/// another block is refused and changes nothing; a certificate longer than the place
-/// of ours is an error that changes nothing; an entry whose successor is damaged too
-/// waits until the successor is mended. The store opens with damaged entries.
+/// the tip's hash) and whose certificate is for that header: here one of another round,
+/// as a peer may hold, shorter than ours (so zero-padded) or as long. A copy with
+/// another header or a certificate of another block is refused, one whose certificate
+/// is longer than the place of ours does not fit, and an entry whose successor fails
+/// its checksum too waits for that one: none changes a byte. The store opens with
+/// damaged entries, the tip's among them.
 #[test]
 fn a_damaged_block_entry_is_written_again_from_a_copy_our_chain_names() {
     use xinlian_core::consensus::ledger::RepairOutcome;
     use xinlian_store::BlockHealth;
     let dir = tempfile::tempdir().unwrap();
     let mut run = Run::new(dir.path());
-    for n in [3, 4, 2] {
+    // Blocks 1 and 2 certified in round 0; block 3, the tip, in round 200 (a varint
+    // of two bytes).
+    for (n, round) in [(3, 0), (4, 0), (2, 200)] {
+        run.round = round;
         run.apply(&Op::Commit(n));
     }
     let copy = |run: &Run, h: u64| run.model.block_and_certificate(h).unwrap().unwrap();
@@ -508,49 +511,31 @@ fn a_damaged_block_entry_is_written_again_from_a_copy_our_chain_names() {
             BlockHealth::EntryDamaged(what) if what.contains("checksum mismatch")
         ));
     }
-    // The store opens with them damaged (the tip's among them): a node repairs them
-    // while it runs.
     run.reopen();
     let before = std::fs::read(&blocks_file).unwrap();
     let (block2, _) = copy(&run, 2);
     let (block3, _) = copy(&run, 3);
     let theirs =
         |run: &Run, b: &Block, round| certify_in_round(&run.c, &run.keys, &b.header, round);
+    let repair = |run: &Run, b: &Block, round| {
+        run.store()
+            .repair_from_copy(b, &theirs(run, b, round))
+            .unwrap()
+    };
 
-    // Block 2's successor names its hash, but is damaged too: not yet.
-    let e = run
-        .store()
-        .repair_from_copy(&block2, &theirs(&run, &block2, 1))
-        .expect_err("block 3's entry is damaged");
-    assert!(
-        e.is_damage() && e.to_string().contains("the entry after it"),
-        "{e}"
-    );
+    // Block 2's successor names its hash, but fails its checksum too: that one first.
+    assert_eq!(repair(&run, &block2, 1), RepairOutcome::Waits { on: 3 });
     // Lies about the tip: another header, a certificate of another block.
     let mut other = block3.clone();
     other.header.time_ms += 1;
-    let lies = [
-        (other.clone(), theirs(&run, &other, 1)),
-        (block3.clone(), theirs(&run, &block2, 1)),
-    ];
-    for (lie, cert) in &lies {
-        assert!(
-            matches!(
-                run.store().repair_from_copy(lie, cert).unwrap(),
-                RepairOutcome::Refused(_)
-            ),
-            "{:?}",
-            lie.header
-        );
-    }
-    // A certificate of round 200 takes a byte more than ours, of round 0.
-    let long = run
+    assert!(matches!(repair(&run, &other, 1), RepairOutcome::Refused(_)));
+    let wrong_block = run
         .store()
-        .repair_from_copy(&block3, &theirs(&run, &block3, 200))
-        .expect_err("longer than its place");
+        .repair_from_copy(&block3, &theirs(&run, &block2, 1))
+        .unwrap();
     assert!(
-        long.is_damage() && long.to_string().contains("its place holds"),
-        "{long}"
+        matches!(wrong_block, RepairOutcome::Refused(_)),
+        "{wrong_block:?}"
     );
     assert_eq!(
         std::fs::read(&blocks_file).unwrap(),
@@ -558,9 +543,10 @@ fn a_damaged_block_entry_is_written_again_from_a_copy_our_chain_names() {
         "nothing written"
     );
 
-    // The tip first (its hash is the tip's), then block 2 (named by block 3).
-    for (h, block) in [(3, &block3), (2, &block2)] {
-        let cert = theirs(&run, block, 1);
+    // The tip (its hash is the tip's) with a certificate of round 0: a byte shorter
+    // than ours, so padded.
+    let mended = |run: &mut Run, h: u64, block: &Block, round| {
+        let cert = theirs(run, block, round);
         assert_eq!(
             run.store().repair_from_copy(block, &cert).unwrap(),
             RepairOutcome::Repaired { entries: 1 }
@@ -570,16 +556,26 @@ fn a_damaged_block_entry_is_written_again_from_a_copy_our_chain_names() {
         // The model takes the same certificate, so the two agree on it below.
         run.model.damage_block_entry(h);
         run.model.repair(block, &cert).unwrap();
-    }
-    assert_eq!(
-        run.store()
-            .repair_from_copy(&block2, &theirs(&run, &block2, 1))
-            .unwrap(),
-        RepairOutcome::Intact
-    );
+    };
+    mended(&mut run, 3, &block3, 0);
+    let (_, _, len) = run.store().block_file_span(3).unwrap().unwrap();
+    let unpadded = xinlian_genesis::canonical::encode(&(&block3.header, &theirs(&run, &block3, 0)));
+    assert_eq!(len, unpadded.len() as u64 + 1, "one byte of padding");
+    // Block 2, named by block 3 now: a lie about its header, then a certificate a byte
+    // longer than ours (round 200), then one as long (round 1).
+    let mut other = block2.clone();
+    other.header.records_count += 1;
+    assert!(matches!(repair(&run, &other, 1), RepairOutcome::Refused(_)));
+    assert!(matches!(
+        repair(&run, &block2, 200),
+        RepairOutcome::Unfit(_)
+    ));
+    mended(&mut run, 2, &block2, 1);
+    assert_eq!(repair(&run, &block2, 1), RepairOutcome::Intact);
     run.agree();
     run.reopen();
     run.agree();
+    run.round = 0;
     run.apply(&Op::Commit(2));
     run.agree();
 }

@@ -46,6 +46,12 @@ pub enum RepairOutcome {
     /// The copy is not the block we hold, or this damage cannot be repaired from a
     /// copy; nothing was written.
     Refused(String),
+    /// The copy is the block, but its certificate does not fit the place of ours
+    /// (another peer's may); nothing was written.
+    Unfit(String),
+    /// Our entry of this block can be checked only against block `on`'s, which is
+    /// damaged too: that one first. Nothing was written.
+    Waits { on: u64 },
 }
 
 pub trait Ledger: StateRead {
@@ -106,6 +112,8 @@ struct Mem {
     damaged_entries: BTreeSet<u64>,
     /// Heights whose damage no copy mends (`damage_beyond_repair`).
     beyond_repair: BTreeSet<u64>,
+    /// What the next repair of a height answers, whatever the copy (`answer_repair`).
+    repair_answers: BTreeMap<u64, RepairOutcome>,
 }
 
 /// An in-memory ledger. Blocks are durable once committed; log entries once an entry is
@@ -142,6 +150,16 @@ impl MemLedger {
             .expect("not poisoned")
             .damaged_entries
             .insert(height);
+    }
+
+    /// Makes the next repair of block `height` answer `outcome` (as a store does when a
+    /// copy's certificate does not fit, or its entry waits for the next one's).
+    pub fn answer_repair(&self, height: u64, outcome: RepairOutcome) {
+        self.inner
+            .lock()
+            .expect("not poisoned")
+            .repair_answers
+            .insert(height, outcome);
     }
 
     /// Makes block `height` read as damaged in a way no copy mends (a store's index
@@ -271,6 +289,9 @@ impl Ledger for MemLedger {
     ) -> Result<RepairOutcome, LedgerError> {
         let height = block.header.height;
         let mut m = self.inner.lock().expect("not poisoned");
+        if let Some(outcome) = m.repair_answers.remove(&height) {
+            return Ok(outcome);
+        }
         if m.beyond_repair.contains(&height) {
             return Err(entry_damaged(height));
         }

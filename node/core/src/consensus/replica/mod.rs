@@ -242,6 +242,9 @@ pub struct Replica<L: Ledger> {
     /// entry): reported once and never asked for again, since every read of them finds
     /// the damage again (bounded like `damaged`).
     beyond_repair: BTreeSet<u64>,
+    /// Copies of a damaged height whose certificate did not fit, so far (at most one
+    /// entry per damaged height).
+    unfit_copies: BTreeMap<u64, usize>,
     /// Peers asked lately, whose answers are still read when they come late.
     asked: VecDeque<PublicKey>,
     /// Validators that signed a vote for the height after our tip before we started
@@ -302,6 +305,7 @@ impl<L: Ledger> Replica<L> {
             repairing: None,
             repaired_by: None,
             beyond_repair: BTreeSet::new(),
+            unfit_copies: BTreeMap::new(),
             asked: VecDeque::new(),
             early_voters: HashSet::new(),
             behind_since: None,

@@ -331,7 +331,9 @@ impl<L: Ledger> Replica<L> {
             self.repairing = None;
             self.strike_sync_peer(req.peer);
         }
-        let Some(&height) = self.damaged.first() else {
+        // The highest first: a damaged block entry is checked against the next one's,
+        // so a run of them is mended from its top.
+        let Some(&height) = self.damaged.last() else {
             return;
         };
         if self.repairing.is_some() {
@@ -402,13 +404,13 @@ impl<L: Ledger> Replica<L> {
         match self.ledger.repair(&block, &certificate) {
             Ok(RepairOutcome::Repaired { entries }) => {
                 tracing::info!(height, entries, %peer, "damaged history repaired from a peer's copy");
-                self.damaged.remove(&height);
+                self.forget_damage(height);
             }
             Ok(RepairOutcome::Intact) => {
                 // Our records equal the true copy's: mended since it was reported (a
                 // second report of the same damage, queued meanwhile), or what is
                 // damaged is something a copy does not hold. A read tells which.
-                self.damaged.remove(&height);
+                self.forget_damage(height);
                 if let Err(LedgerError::Damaged { what, .. }) =
                     self.ledger.block_and_certificate(height)
                 {
@@ -419,16 +421,47 @@ impl<L: Ledger> Replica<L> {
                 self.penalise(peer, format!("copy of block {height} for repair: {why}"));
                 self.strike_sync_peer(peer);
             }
+            Ok(RepairOutcome::Unfit(why)) => {
+                // The peer's certificate is as good as ours but longer: another's may
+                // fit. Given up once every peer's did not.
+                let tried = self.unfit_copies.entry(height).or_insert(0);
+                *tried += 1;
+                if *tried >= self.peer_heights.len().max(1) {
+                    self.forget_damage(height);
+                    self.give_up_repair(height, &why);
+                } else {
+                    self.sit_out_one_status_period(peer, req.at_ms);
+                }
+            }
+            Ok(RepairOutcome::Waits { on }) => {
+                // Asked highest first, so `on` goes next and this one after it.
+                if on > height {
+                    self.note_damage(on, &format!("block {height}'s entry waits for it"));
+                }
+                if !self.damaged.contains(&on) {
+                    self.forget_damage(height);
+                    self.give_up_repair(
+                        height,
+                        &format!("its entry is checked against block {on}'s, beyond repair"),
+                    );
+                }
+            }
             Err(LedgerError::Damaged { what, .. }) => {
                 // Damage a copy cannot mend (an index entry; a block entry whose
                 // neighbour naming its hash is damaged too).
-                self.damaged.remove(&height);
+                self.forget_damage(height);
                 self.give_up_repair(height, &what);
             }
             Err(e) => return Err(e.into()),
         }
         self.maybe_repair();
         Ok(())
+    }
+
+    /// `height` is no longer waiting for a copy.
+    fn forget_damage(&mut self, height: u64) {
+        self.damaged.remove(&height);
+        self.unfit_copies.remove(&height);
     }
 
     /// A damaged height no copy mends: reported once, never asked for again (each read
