@@ -93,6 +93,13 @@ pub fn spawn_node(
     for p in peers {
         cmd.arg("--peer").arg(p);
     }
+    // A devnet node's settings are the devnet's alone: none from an operator's
+    // environment (`XINLIAN_CONFIG`, `XINLIAN_PEERS`, … would reach it otherwise).
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("XINLIAN_") {
+            cmd.env_remove(name);
+        }
+    }
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
