@@ -28,14 +28,18 @@ use crate::api::{ApiLimits, ApiServer};
 use crate::metrics::{Metrics, StepLabel};
 use crate::net::{NetEvent, Network, PeerAddress, SyncTicket};
 use crate::store::{BlockHealth, Store};
-use xinlian_core::chain::Tip;
-use xinlian_core::consensus::ledger::{Ledger, LedgerError};
+use xinlian_core::chain::{Executed, Tip};
+use xinlian_core::consensus::ledger::{
+    Durability, Ledger, LedgerError, LedgerResult, RepairOutcome,
+};
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
+use xinlian_core::consensus::wire::WalEntry;
 use xinlian_core::consensus::wire::{
     NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX, SYNC_BLOCKS_MAX, SYNC_BYTES_MAX,
 };
 use xinlian_core::execute::{Consortium, Rejection};
 use xinlian_core::mempool::{AdmissionError, Mempool};
+use xinlian_core::overlay::{StateError, StateRead};
 
 pub struct NodeConfig {
     pub genesis: Genesis,
@@ -271,7 +275,10 @@ impl Consensus {
         let (replica, actions) = Replica::new(
             self.consortium,
             self.node_key,
-            self.store.clone(),
+            TimedStore {
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+            },
             self.tip,
             timeouts,
             self.mempool,
@@ -329,7 +336,7 @@ fn open_store(
 }
 
 struct Host {
-    replica: Replica<Arc<Store>>,
+    replica: Replica<TimedStore>,
     net: Network,
     /// The store, read off this thread to serve sync requests.
     store: Arc<Store>,
@@ -649,6 +656,57 @@ impl Host {
                 }
             }
         }
+    }
+}
+
+/// The store as the replica's ledger, timing each commit for the metrics.
+struct TimedStore {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl TimedStore {
+    fn timed(&self, commit: impl FnOnce() -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+        let started = Instant::now();
+        let result = commit();
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+impl StateRead for TimedStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.store.get(key)
+    }
+}
+
+impl Ledger for TimedStore {
+    fn commit(&self, ex: &Executed, cert: &Certificate) -> Result<(), LedgerError> {
+        self.timed(|| self.store.commit(ex, cert))
+    }
+    fn commit_many(&self, blocks: &[(Executed, Certificate)]) -> Result<(), LedgerError> {
+        self.timed(|| self.store.commit_many(blocks))
+    }
+    fn block_and_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Block, Certificate)>, LedgerError> {
+        self.store.block_and_certificate(height)
+    }
+    fn wal_append(&self, height: u64, entry: &WalEntry, durability: Durability) -> LedgerResult {
+        self.store.wal_append(height, entry, durability)
+    }
+    fn wal(&self, height: u64) -> Result<Vec<WalEntry>, LedgerError> {
+        self.store.wal(height)
+    }
+    fn repair(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+    ) -> Result<RepairOutcome, LedgerError> {
+        self.store.repair(block, certificate)
     }
 }
 

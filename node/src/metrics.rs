@@ -56,6 +56,9 @@ pub struct Metrics {
     pub height_seconds: Histogram,
     /// From the proposer's clock at proposal to the block stored here.
     pub finality_seconds: Histogram,
+    /// Time to store blocks (history synced, one engine batch, the anchor): one
+    /// observation per commit, of one block or of a synced run of them.
+    pub commit_seconds: Histogram,
     pub timeouts: Family<StepLabel, Counter>,
     /// Messages refused from a member's node as invalid (each a strike against it).
     pub peer_penalties: Counter,
@@ -89,6 +92,7 @@ impl Metrics {
             records_finalized: Counter::default(),
             height_seconds: seconds(),
             finality_seconds: seconds(),
+            commit_seconds: seconds(),
             timeouts: Family::default(),
             peer_penalties: Counter::default(),
             mempool_records: Gauge::default(),
@@ -132,6 +136,11 @@ impl Metrics {
             "finality_seconds",
             "Time from a block's proposal (proposer's clock) to its being stored here",
             m.finality_seconds.clone(),
+        );
+        r.register(
+            "commit_seconds",
+            "Time to store a block, or a synced run of blocks, durably",
+            m.commit_seconds.clone(),
         );
         r.register(
             "timeouts",

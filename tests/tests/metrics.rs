@@ -193,6 +193,11 @@ fn prometheus_sees_every_node_advance_and_counts_a_refused_non_member() -> Resul
                 .is_some_and(|n| n >= 4.0)
         },
     )?;
+    // Each stored block's commit was timed.
+    let commits = prometheus
+        .scalar("min(xinlian_commit_seconds_count)")
+        .context("commit times")?;
+    assert!(commits >= 1.0, "{commits} commits timed");
     for n in &nodes {
         let ready = ureq::get(format!("{}/ready", n.client.base_url())).call()?;
         assert_eq!(ready.status(), 200);
