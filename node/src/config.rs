@@ -278,7 +278,17 @@ pub fn init_file(
     peers: &[String],
 ) -> Result<String> {
     let genesis = Genesis::load(genesis_file)?;
-    let key = xinlian_genesis::keys::read_pem(key_file)?;
+    // `run` takes relative paths from the file's folder, not from where `init` ran:
+    // written absolute, they name what was given here wherever the file goes.
+    let absolute = |p: &Path| {
+        std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))
+    };
+    let (genesis_file, key_file, data) = (
+        absolute(genesis_file)?,
+        absolute(key_file)?,
+        absolute(data)?,
+    );
+    let key = xinlian_genesis::keys::read_pem(&key_file)?;
     let node_key = xinlian_genesis::keys::public_key(&key);
     let member = genesis
         .members
@@ -347,9 +357,9 @@ peers = [{peers}]
 # filter = "{filter}"
 "#,
         chain = genesis.chain_id,
-        genesis = quote(genesis_file),
-        key = quote(key_file),
-        data = quote(data),
+        genesis = quote(&genesis_file),
+        key = quote(&key_file),
+        data = quote(&data),
         listen = toml::Value::String(listen.into()),
         p2p = P2P_LISTEN_DEFAULT,
         cache = CACHE_MB_DEFAULT,

@@ -77,6 +77,34 @@ fn a_node_started_from_inits_file_joins_and_settings_override_in_order() -> Resu
         !init.output()?.status.success(),
         "a second init overwrote the file"
     );
+    // Paths given relative to where init runs are written absolute (run reads relative
+    // ones from the file's folder).
+    let relative = dir.path().join("relative.toml");
+    let genesis = genesis_path(c.path());
+    let out = Command::new(BIN)
+        .current_dir(c.path())
+        .arg("init")
+        .arg("--genesis")
+        .arg(genesis.strip_prefix(c.path())?)
+        .arg("--key")
+        .arg(node_key_path(c.path(), "v3").strip_prefix(c.path())?)
+        .arg("--data")
+        .arg("data-v3")
+        .arg("--out")
+        .arg(&relative)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&relative)?;
+    let data_line = format!("data = \"{}\"", c.data_dir_of("v3").display());
+    let genesis_line = format!("genesis = \"{}\"", genesis.display());
+    assert!(
+        written.contains(&data_line) && written.contains(&genesis_line),
+        "{written}"
+    );
     // JSON logs, set in the file.
     std::fs::write(
         &config,
