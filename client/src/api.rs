@@ -32,12 +32,14 @@ pub mod paths {
     pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
     pub const PROVENANCE: &str = "/v1/provenance";
     pub const OPENAPI: &str = "/v1/openapi.json";
+    /// Server-Sent Events of finalized records (`crate::events`).
+    pub const EVENTS: &str = "/v1/events";
     /// For operators, outside the versioned API (not in [`ALL`], nor in the OpenAPI
     /// document): the Prometheus text exposition, liveness and readiness.
     pub const METRICS: &str = "/metrics";
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/ready";
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         STATUS,
         RECORDS,
         RECORD,
@@ -55,6 +57,7 @@ pub mod paths {
         BATCH_EPCIS,
         PROVENANCE,
         OPENAPI,
+        EVENTS,
     ];
 
     /// `template` with each `{name}` placeholder replaced by its value in `values`,

@@ -8,6 +8,10 @@ use crate::api::{
     ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, RosterChanges,
     Status, Submitted,
 };
+use crate::events::{
+    BlockEvent, EVENT_BYTES_MAX, EventError, EventFilter, EventVerifier, SseParser, VerifiedEvent,
+    decode_event,
+};
 use crate::proof::{
     Checkpoint, ConsistencyProof, LightClient, RecordProof, VerifiedRecord, VerifyError,
 };
@@ -371,4 +375,163 @@ pub fn fetch_verified(
         .into());
     }
     Ok((verified, proof))
+}
+
+/// Longest an event stream may stay silent before the reader takes it for lost: the
+/// node sends a keep-alive comment every 15 s.
+pub const STREAM_SILENCE_MAX: Duration = Duration::from_secs(45);
+
+/// An open `GET /v1/events` connection, read one SSE frame at a time. Its events
+/// are not yet verified: [`follow`] runs each through an [`EventVerifier`].
+pub struct EventStream {
+    reader: std::io::BufReader<ureq::BodyReader<'static>>,
+    parser: SseParser,
+    url: String,
+}
+
+/// Why a stream gave no event: the connection failed (ask again from the cursor,
+/// here or at another node), or the node refused the request, or what it sent does
+/// not verify (a lying node or a tampered connection: refuse it).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    #[error(transparent)]
+    Node(#[from] ClientError),
+    #[error("event stream refused: {0}")]
+    Event(#[from] EventError),
+}
+
+impl NodeClient {
+    /// Opens the event stream for `filter` from ledger index `from`.
+    pub fn events(&self, filter: &EventFilter, from: u64) -> Result<EventStream, ClientError> {
+        let url = format!("{}{}?{}", self.base, paths::EVENTS, filter.query(from));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(40)))
+            .timeout_per_read(Some(STREAM_SILENCE_MAX))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = agent
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() >= 400 {
+            return Err(self
+                .read::<serde_json::Value>(Ok(resp))
+                .err()
+                .unwrap_or_else(|| self.unreachable("an error status with a success body")));
+        }
+        Ok(EventStream {
+            reader: std::io::BufReader::new(resp.into_body().into_reader()),
+            parser: SseParser::default(),
+            url,
+        })
+    }
+}
+
+impl EventStream {
+    fn lost(&self, reason: impl ToString) -> StreamError {
+        StreamError::Node(ClientError::Unreachable {
+            url: self.url.clone(),
+            reason: reason.to_string(),
+        })
+    }
+
+    /// The next block event as sent (not verified). The node's `error` event, a
+    /// closed or silent connection are [`StreamError::Node`].
+    pub fn next_event(&mut self) -> Result<BlockEvent, StreamError> {
+        use std::io::{BufRead, Read};
+        loop {
+            let mut line = Vec::new();
+            let limit = EVENT_BYTES_MAX as u64 + 2;
+            let n = (&mut self.reader)
+                .take(limit)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.lost(e))?;
+            if n == 0 {
+                return Err(self.lost("the node closed the stream"));
+            }
+            if !line.ends_with(b"\n") {
+                return Err(EventError::Malformed(format!(
+                    "a line longer than {EVENT_BYTES_MAX} bytes"
+                ))
+                .into());
+            }
+            line.pop();
+            if line.ends_with(b"\r") {
+                line.pop();
+            }
+            let line = std::str::from_utf8(&line)
+                .map_err(|_| EventError::Malformed("a line that is not UTF-8".into()))?;
+            let Some(sse) = self.parser.line(line)? else {
+                continue;
+            };
+            if sse.event.as_deref() == Some("error") {
+                return Err(self.lost(format!("the node ended the stream: {}", sse.data)));
+            }
+            if let Some(ev) = decode_event(&sse)? {
+                return Ok(ev);
+            }
+        }
+    }
+}
+
+/// Why [`follow`] stopped, short of being told to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FollowError {
+    /// The node refused the request itself (a bad filter): asking again cannot help.
+    #[error(transparent)]
+    Refused(ClientError),
+    /// What arrived does not verify: a lying node or a tampered connection.
+    #[error("event stream refused: {0}")]
+    Verify(#[from] EventError),
+    /// [`follow`]'s `on_break` gave up after a break.
+    #[error("gave up after: {0}")]
+    GaveUp(ClientError),
+}
+
+/// Follows the event stream from `verifier`'s cursor, handing `on_event` each event
+/// only once it verified (so each record exactly once, in ledger order), until
+/// `on_event` breaks. After a break of the connection — closed, silent, refused for
+/// load — it asks `on_break` and, unless it breaks, asks again from the cursor after a
+/// pause that doubles from 100 ms to 5 s (and starts over after an event). A
+/// verification failure ends it: the node or the connection lied.
+pub fn follow(
+    node: &NodeClient,
+    verifier: &mut EventVerifier,
+    mut on_event: impl FnMut(&VerifiedEvent) -> std::ops::ControlFlow<()>,
+    mut on_break: impl FnMut(&ClientError) -> std::ops::ControlFlow<()>,
+) -> Result<(), FollowError> {
+    use std::ops::ControlFlow;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let failure = match node.events(verifier.filter(), verifier.cursor()) {
+            Ok(mut stream) => loop {
+                match stream.next_event() {
+                    Ok(ev) => {
+                        if let Some(v) = verifier.accept(&ev)? {
+                            pause = Duration::from_millis(100);
+                            if on_event(&v).is_break() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Err(StreamError::Event(e)) => return Err(e.into()),
+                    Err(StreamError::Node(e)) => break e,
+                }
+            },
+            Err(e @ ClientError::Refused { status, .. }) if status != 503 && status != 429 => {
+                return Err(FollowError::Refused(e));
+            }
+            Err(e) => e,
+        };
+        if on_break(&failure) == ControlFlow::Break(()) {
+            return Err(FollowError::GaveUp(failure));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }

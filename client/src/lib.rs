@@ -13,6 +13,7 @@ pub mod block;
 pub mod checks;
 pub mod crypto;
 pub mod epcis;
+pub mod events;
 pub mod governance;
 #[cfg(feature = "http")]
 pub mod http;

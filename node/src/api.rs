@@ -3,6 +3,7 @@
 //! `code` and a `message`; bodies and answers are bounded. [`ApiServer`] runs the
 //! server on a listener the caller bound, and stops it.
 
+mod events;
 mod limits;
 
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub struct ApiState {
     shared: Shared,
     heavy: limits::HeavyPool,
     check_body_bytes_max: usize,
+    streams: events::Streams,
 }
 
 impl FromRef<ApiState> for Shared {
@@ -110,10 +112,21 @@ pub fn router(shared: Shared, limits: &ApiLimits, rates: Arc<limits::ClientRates
         shared,
         heavy: limits::HeavyPool::new(limits.heavy_running_max, limits.heavy_waiting_max),
         check_body_bytes_max: limits.check_body_bytes_max,
+        streams: events::Streams::new(limits.streams_max),
     };
     let metrics = state.shared.metrics.clone();
+    // Streams live long: outside the time-out and the concurrency limit, under their
+    // own cap and the rate limit.
+    let streams = Router::new()
+        .route(paths::EVENTS, get(events::events))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            rates.clone(),
+            limits::rate_limit,
+        ));
     // Outermost, so that refusals by the limits are counted too.
     limits::guard(routes().with_state(state), limits, rates)
+        .merge(streams)
         .layer(axum::middleware::from_fn_with_state(metrics, count_request))
 }
 

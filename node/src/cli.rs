@@ -61,6 +61,9 @@ struct ApiArgs {
     /// Worker threads of the API's runtime (consensus has a thread of its own).
     #[arg(long, env = "XINLIAN_API_THREADS")]
     api_threads: Option<usize>,
+    /// Event streams (GET /v1/events) open at once; one more gets 503.
+    #[arg(long, env = "XINLIAN_API_STREAMS")]
+    api_streams: Option<usize>,
 }
 
 impl ApiArgs {
@@ -76,6 +79,7 @@ impl ApiArgs {
             nice: self.api_nice,
             timeout_s: self.api_timeout_s,
             threads: self.api_threads,
+            streams: self.api_streams,
         }
     }
 }

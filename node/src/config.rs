@@ -66,6 +66,7 @@ pub struct ApiSection {
     pub nice: Option<i32>,
     pub timeout_s: Option<u64>,
     pub threads: Option<usize>,
+    pub streams: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,13 +127,20 @@ pub struct Settings {
     pub log_filter: String,
 }
 
-/// `value` if at least `min`, else a refusal naming `key`.
-fn at_least<T: PartialOrd + std::fmt::Display>(key: &str, value: T, min: T) -> Result<T> {
+/// `value` if from `min` to `max`, else a refusal naming `key`.
+fn within<T: PartialOrd + std::fmt::Display>(key: &str, value: T, min: T, max: T) -> Result<T> {
     if value < min {
         bail!("{key}: {value} is below the least allowed, {min}");
     }
+    if value > max {
+        bail!("{key}: {value} is above the most allowed, {max}");
+    }
     Ok(value)
 }
+
+/// The longest `?wait_ms=` a request may ask (the API's cap), in seconds: the request
+/// time-out must be longer.
+const WAIT_S_MAX: u64 = 30;
 
 fn required(key: &str, value: Option<PathBuf>) -> Result<PathBuf> {
     value.with_context(|| {
@@ -177,43 +185,54 @@ impl Settings {
                     .map_err(|e| anyhow::anyhow!("peers: {p:?} is not a multiaddr: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let cache_mb = at_least(
+        let cache_mb = within(
             "cache_mb",
             flags.cache_mb.or(file.cache_mb).unwrap_or(CACHE_MB_DEFAULT),
             1,
+            1 << 20,
         )?;
         let nice = fa.nice.or(ca.nice).unwrap_or(API_NICE_DEFAULT);
         if !(0..=19).contains(&nice) {
             bail!("api.nice: {nice} is not a nice level from 0 to 19");
         }
         let limits = ApiLimits {
-            connections_max: at_least(
+            connections_max: within(
                 "api.connections",
                 api(fa.connections, ca.connections, default.connections_max),
                 1,
+                65_536,
             )?,
-            requests_max: at_least(
+            requests_max: within(
                 "api.requests",
                 api(fa.requests, ca.requests, default.requests_max),
                 1,
+                65_536,
             )?,
-            rate_per_s: at_least(
+            rate_per_s: within(
                 "api.rate",
                 fa.rate.or(ca.rate).unwrap_or(default.rate_per_s),
                 1,
+                1_000_000,
             )?,
-            burst: at_least(
+            burst: within(
                 "api.burst",
                 fa.burst.or(ca.burst).unwrap_or(default.burst),
                 1,
+                10_000_000,
             )?,
-            heavy_running_max: at_least(
+            heavy_running_max: within(
                 "api.heavy",
                 api(fa.heavy, ca.heavy, default.heavy_running_max),
                 1,
+                256,
             )?,
-            heavy_waiting_max: api(fa.heavy_queue, ca.heavy_queue, default.heavy_waiting_max),
-            check_body_bytes_max: at_least(
+            heavy_waiting_max: within(
+                "api.heavy_queue",
+                api(fa.heavy_queue, ca.heavy_queue, default.heavy_waiting_max),
+                0,
+                4096,
+            )?,
+            check_body_bytes_max: within(
                 "api.check_body_mb",
                 api(
                     fa.check_body_mb,
@@ -221,25 +240,31 @@ impl Settings {
                     default.check_body_bytes_max >> 20,
                 ),
                 1,
+                1024,
             )?
             .checked_mul(1 << 20)
             .context("api.check_body_mb: too large")?,
-            request_timeout: std::time::Duration::from_secs(at_least(
+            request_timeout: std::time::Duration::from_secs(within(
                 "api.timeout_s",
                 fa.timeout_s
                     .or(ca.timeout_s)
                     .unwrap_or(default.request_timeout.as_secs()),
-                1,
+                WAIT_S_MAX + 1,
+                3600,
             )?),
+            streams_max: within(
+                "api.streams",
+                api(fa.streams, ca.streams, default.streams_max),
+                1,
+                4096,
+            )?,
         };
-        let api_threads = at_least(
+        let api_threads = within(
             "api.threads",
             api(fa.threads, ca.threads, API_THREADS_DEFAULT),
             1,
+            256,
         )?;
-        if api_threads > 256 {
-            bail!("api.threads: {api_threads} is more than 256");
-        }
         let log_filter = flags
             .log
             .filter
@@ -294,7 +319,9 @@ pub fn init_file(
         .members
         .iter()
         .find(|m| m.node_key == Some(node_key))
-        .map(|m| format!("{} ({})", m.id, m.name));
+        .map(|m| format!("{} ({})", m.id, m.name))
+        // Written into a comment: a line break in a name would start a setting.
+        .map(|who| who.replace(|c: char| c.is_control(), " "));
     let who = member.unwrap_or_else(|| {
         format!("no member of genesis yet (node key {node_key}): members refuse it until a governance vote admits it")
     });
@@ -348,6 +375,8 @@ peers = [{peers}]
 # timeout_s = {timeout}
 # Worker threads of the API's runtime (consensus has a thread of its own).
 # threads = {threads}
+# Event streams (GET /v1/events) open at once; one more gets 503.
+# streams = {streams}
 
 [log]
 # "text" (lines) or "json" (one object per event).
@@ -373,6 +402,7 @@ peers = [{peers}]
         nice = API_NICE_DEFAULT,
         timeout = limits.request_timeout.as_secs(),
         threads = API_THREADS_DEFAULT,
+        streams = limits.streams_max,
         filter = LOG_FILTER_DEFAULT,
     ))
 }
@@ -399,6 +429,18 @@ mod tests {
             ("peers = [\"x\"]\n", "peers"),
             ("[api]\nnice = 25\n", "api.nice"),
             ("[api]\nthreads = 0\n", "api.threads"),
+            ("[api]\nthreads = 257\n", "api.threads"),
+            (
+                "[api]\nconnections = 4611686018427387904\n",
+                "api.connections",
+            ),
+            ("[api]\nrequests = 65537\n", "api.requests"),
+            ("[api]\nheavy = 9223372036854775807\n", "api.heavy"),
+            ("[api]\nheavy_queue = 5000\n", "api.heavy_queue"),
+            ("[api]\ncheck_body_mb = 1025\n", "api.check_body_mb"),
+            ("[api]\ntimeout_s = 30\n", "api.timeout_s"),
+            ("[api]\nstreams = 0\n", "api.streams"),
+            ("cache_mb = 1048577\n", "cache_mb"),
             ("[api]\nrate = 0\n", "api.rate"),
             ("[api]\nrat = 5\n", "rat"),
             ("[api]\ntimeout_s = -1\n", "timeout_s"),

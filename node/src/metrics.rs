@@ -72,6 +72,9 @@ pub struct Metrics {
     pub sync_apply_seconds: Histogram,
     pub api_requests: Family<RouteStatusLabels, Counter>,
     pub api_seconds: Histograms<RouteLabel>,
+    /// Event streams (`GET /v1/events`) open now, and the records they sent.
+    pub event_streams: Gauge,
+    pub event_records_sent: Counter,
     resident_bytes: Gauge,
     store_bytes: Family<LogLabel, Gauge>,
 }
@@ -103,6 +106,8 @@ impl Metrics {
             sync_apply_seconds: seconds(),
             api_requests: Family::default(),
             api_seconds: Family::new_with_constructor(seconds),
+            event_streams: Gauge::default(),
+            event_records_sent: Counter::default(),
             resident_bytes: Gauge::default(),
             store_bytes: Family::default(),
         };
@@ -166,6 +171,16 @@ impl Metrics {
             "connections_refused",
             "Incoming connections refused (not a member's node key, or failed handshakes)",
             m.connections_refused.clone(),
+        );
+        r.register(
+            "event_streams",
+            "Event streams (GET /v1/events) open",
+            m.event_streams.clone(),
+        );
+        r.register(
+            "event_records_sent",
+            "Records sent on event streams",
+            m.event_records_sent.clone(),
         );
         r.register(
             "synced_blocks",

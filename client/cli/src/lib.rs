@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod epcis;
+mod follow;
 mod governance;
 mod key;
 mod provenance;
@@ -102,6 +103,27 @@ enum Cmd {
     Verify { target: String },
     /// The node's chain, height and tip.
     Status,
+    /// Follow finalized records as they come, each verified against --genesis: one
+    /// line per record (ledger index, height, kind, id, signer), resumed from the
+    /// cursor after any break of the connection. Exit 1 when what arrives does not
+    /// verify. Unfiltered, it is also proven that no record was left out.
+    Follow {
+        /// Only records of these kinds (comma-separated, or repeated).
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only records concerning this enterprise (USCC).
+        #[arg(long, conflicts_with = "batch")]
+        enterprise: Option<String>,
+        /// Only this batch's events.
+        #[arg(long)]
+        batch: Option<String>,
+        /// Start at this ledger index: the cursor an earlier run ended with.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// A finalized block: header, certificate, record ids.
     Block { height: u64 },
     /// An enterprise: registration, credit profile, commitments, lists, records.
@@ -208,6 +230,23 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Verify { target } => verify::verify(cli, &node, target),
         Cmd::Status => read::status(cli, &node),
         Cmd::Block { height } => read::block(cli, &node, *height),
+        Cmd::Follow {
+            kind,
+            enterprise,
+            batch,
+            from,
+            count,
+        } => follow::run(
+            cli,
+            &node,
+            &follow::FollowArgs {
+                kinds: kind,
+                enterprise: enterprise.as_deref(),
+                batch: batch.as_deref(),
+                from: *from,
+                count: *count,
+            },
+        ),
         Cmd::Enterprise { uscc } => read::enterprise(cli, &node, uscc),
         Cmd::Batch { batch } => read::batch(cli, &node, batch),
         Cmd::Epcis { command } => epcis::run(cli, &node, command),

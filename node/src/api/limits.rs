@@ -46,6 +46,8 @@ pub struct ApiLimits {
     /// Longest a request may take before it is answered `503 timeout`; above the
     /// longest `wait_ms`.
     pub request_timeout: Duration,
+    /// Event streams (`GET /v1/events`) open at once; one more is `503`.
+    pub streams_max: usize,
 }
 
 impl Default for ApiLimits {
@@ -64,6 +66,7 @@ impl Default for ApiLimits {
             heavy_waiting_max: 4,
             check_body_bytes_max: 16 << 20,
             request_timeout: Duration::from_secs(60),
+            streams_max: 64,
         }
     }
 }

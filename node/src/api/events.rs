@@ -1,0 +1,519 @@
+//! `GET /v1/events`: Server-Sent Events of finalized records in ledger order, each
+//! block's matching records with what verifies them (`xinlian_client::events`).
+//!
+//! One task per open stream reads the store on blocking threads, one event at a
+//! time, and waits on the tip for more; the channel to the connection holds two
+//! events, so a slow reader slows only its own stream. Streams are long-lived, so they
+//! are outside the request time-out and concurrency limit; their own cap
+//! (`ApiLimits::streams_max`) refuses one more with `503 too_many_streams`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::Stream;
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use xinlian_client::events::{BLOCK_EVENT, BlockEvent, EventFilter, EventRecord, FILTER_KINDS_MAX};
+use xinlian_client::ids::Uscc;
+use xinlian_client::proof::ConsistencyProof;
+use xinlian_client::record::{Kind, RecordId};
+use xinlian_client::state::{self as st, key};
+
+use super::{ApiFailure, ApiState, Q, batch_id, err};
+use crate::host::Shared;
+use crate::proof_assembly::{self, ProofRequestError};
+use crate::store::Store;
+
+/// Blocks one read passes over without a match before it lets the task look up
+/// (whether the reader is still there) and go on.
+const SCAN_BLOCKS_MAX: u64 = 256;
+/// Keep-alive comments on an idle stream, so proxies keep it open and a reader can
+/// tell a quiet ledger from a dead connection.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventsQuery {
+    from: Option<u64>,
+    kind: Option<String>,
+    enterprise: Option<String>,
+    batch: Option<String>,
+}
+
+/// The open streams' permits.
+#[derive(Clone)]
+pub(super) struct Streams(Arc<Semaphore>);
+
+impl Streams {
+    pub(super) fn new(max: usize) -> Self {
+        Streams(Arc::new(Semaphore::new(
+            max.clamp(1, Semaphore::MAX_PERMITS),
+        )))
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiFailure {
+    err(StatusCode::BAD_REQUEST, "bad_query", message)
+}
+
+fn parse_filter(q: &EventsQuery) -> Result<EventFilter, ApiFailure> {
+    let mut kinds = Vec::new();
+    if let Some(list) = &q.kind {
+        for name in list.split(',') {
+            let kind = Kind::parse(name).map_err(|e| bad(e.to_string()))?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+            if kinds.len() > FILTER_KINDS_MAX {
+                return Err(bad(format!("at most {FILTER_KINDS_MAX} kinds")));
+            }
+        }
+    }
+    let enterprise = match &q.enterprise {
+        Some(u) => {
+            let u = Uscc(u.clone());
+            u.check_format()
+                .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_identifier", e.to_string()))?;
+            Some(u)
+        }
+        None => None,
+    };
+    if let Some(b) = &q.batch {
+        batch_id(b)?;
+    }
+    if enterprise.is_some() && q.batch.is_some() {
+        return Err(bad("filter by an enterprise or by a batch, not both"));
+    }
+    Ok(EventFilter {
+        kinds,
+        enterprise,
+        batch: q.batch.clone(),
+    })
+}
+
+/// Where the stream starts: `Last-Event-ID` (what a reconnecting SSE reader sends)
+/// over `?from=`; both are ledger-index cursors.
+fn start_cursor(headers: &HeaderMap, q: &EventsQuery) -> Result<u64, ApiFailure> {
+    match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| bad("Last-Event-ID is a ledger index (a decimal integer)")),
+        None => Ok(q.from.unwrap_or(0)),
+    }
+}
+
+pub(super) async fn events(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Q(q): Q<EventsQuery>,
+) -> Result<Response, ApiFailure> {
+    let filter = parse_filter(&q)?;
+    let from = start_cursor(&headers, &q)?;
+    let permit = s.streams.0.clone().try_acquire_owned().map_err(|_| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "this node serves as many event streams as it can; retry or ask another node",
+        )
+        .retry_after(5)
+    })?;
+    let (tx, rx) = mpsc::channel(2);
+    s.shared.metrics.event_streams.inc();
+    tokio::spawn(produce(
+        s.shared.clone(),
+        Cursor::new(filter, from),
+        tx,
+        permit,
+    ));
+    Ok(Sse::new(receiver_stream(rx))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+fn receiver_stream(
+    rx: mpsc::Receiver<Event>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
+}
+
+/// Feeds one stream until its reader leaves or the node stops.
+async fn produce(
+    shared: Shared,
+    mut cursor: Cursor,
+    tx: mpsc::Sender<Event>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _open = OpenStream(shared.metrics.clone());
+    let mut tip_rx = shared.tip.clone();
+    loop {
+        let tip_height = tip_rx.borrow_and_update().height;
+        loop {
+            let store = shared.store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let step = cursor.step(&store, tip_height);
+                (step, cursor)
+            })
+            .await;
+            let step;
+            (step, cursor) = match read {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            let sent = match step {
+                Ok(Step::Event(ev)) => {
+                    let records = ev.records.len() as u64;
+                    let id = ev.cursor().to_string();
+                    let data = match serde_json::to_string(&ev) {
+                        Ok(d) => d,
+                        Err(_) => return,
+                    };
+                    let ok = tx
+                        .send(Event::default().id(id).event(BLOCK_EVENT).data(data))
+                        .await
+                        .is_ok();
+                    shared.metrics.event_records_sent.inc_by(records);
+                    ok
+                }
+                Ok(Step::Scanned) => !tx.is_closed(),
+                Ok(Step::CaughtUp) => break,
+                Err(e) => {
+                    // Already logged by the conversion; the reader asks again, here or
+                    // at another node, from its cursor.
+                    let failure = ApiFailure::from(e);
+                    let body = serde_json::to_string(&failure.error).unwrap_or_default();
+                    let _ = tx.send(Event::default().event("error").data(body)).await;
+                    return;
+                }
+            };
+            if !sent {
+                return;
+            }
+        }
+        tokio::select! {
+            changed = tip_rx.changed() => if changed.is_err() { return },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Counts the stream open while it lives.
+struct OpenStream(Arc<crate::metrics::Metrics>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.event_streams.dec();
+    }
+}
+
+enum Step {
+    Event(Box<BlockEvent>),
+    /// Blocks passed over without a match; more to read.
+    Scanned,
+    /// Nothing more up to the tip.
+    CaughtUp,
+}
+
+/// Which records the stream walks: every block, or an index of one enterprise's or
+/// one batch's records (then only blocks holding one are read).
+enum Source {
+    /// The next height to read; found from the cursor at the first read.
+    Blocks(Option<u64>),
+    Enterprise(Uscc),
+    Batch(String),
+}
+
+/// One stream's position: the next ledger index it may deliver, the ledger size its
+/// reader holds (for the consistency proof), and the roster changes already sent.
+struct Cursor {
+    filter: EventFilter,
+    source: Source,
+    next_index: u64,
+    held_size: u64,
+    rosters_sent_to: u64,
+}
+
+impl Cursor {
+    fn new(filter: EventFilter, from: u64) -> Self {
+        let source = match (&filter.enterprise, &filter.batch) {
+            (Some(u), _) => Source::Enterprise(u.clone()),
+            (None, Some(b)) => Source::Batch(b.clone()),
+            (None, None) => Source::Blocks(None),
+        };
+        Cursor {
+            filter,
+            source,
+            next_index: from,
+            held_size: from,
+            rosters_sent_to: 0,
+        }
+    }
+
+    /// One read: the next event, if any, up to the block at `tip_height`.
+    fn step(&mut self, store: &Store, tip_height: u64) -> Result<Step, ProofRequestError> {
+        match &mut self.source {
+            Source::Blocks(next) => {
+                let start = match *next {
+                    Some(h) => h,
+                    None => first_block_reaching(store, self.next_index, tip_height)?,
+                };
+                let mut h = start;
+                while h <= tip_height && h < start + SCAN_BLOCKS_MAX {
+                    let header = store.header(h)?.ok_or(ProofRequestError::NoBlock(h))?;
+                    let first = header.ledger_size - u64::from(header.records_count);
+                    let mut indices = Vec::new();
+                    for i in first.max(self.next_index)..header.ledger_size {
+                        if self.filter.kinds.is_empty() || self.kind_admitted(store, i)? {
+                            indices.push(i);
+                        }
+                    }
+                    h += 1;
+                    if self.filter.is_everything() || !indices.is_empty() {
+                        self.source = Source::Blocks(Some(h));
+                        return Ok(Step::Event(Box::new(self.event(store, h - 1, indices)?)));
+                    }
+                    self.next_index = self.next_index.max(header.ledger_size);
+                }
+                self.source = Source::Blocks(Some(h));
+                Ok(if h > tip_height {
+                    Step::CaughtUp
+                } else {
+                    Step::Scanned
+                })
+            }
+            Source::Enterprise(u) => {
+                let u = u.clone();
+                let mut found = Vec::new();
+                let mut after = self.next_index.checked_sub(1);
+                let mut block: Option<(u64, u64)> = None;
+                loop {
+                    let page: Vec<(Vec<u8>, RecordId)> = store.state_scan_after(
+                        &key::subject_records_prefix(&u),
+                        after.map(u64::to_be_bytes).as_ref().map(|a| &a[..]),
+                        64,
+                    )?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    for (k, id) in &page {
+                        let index = index_of_key(k)?;
+                        after = Some(index);
+                        let (height, size) = match block {
+                            Some(b) => b,
+                            None => {
+                                let b = self.block_of(store, id, tip_height)?;
+                                let Some(b) = b else {
+                                    return self.finish(store, found, block);
+                                };
+                                block = Some(b);
+                                b
+                            }
+                        };
+                        if index >= size {
+                            return self.finish(store, found, Some((height, size)));
+                        }
+                        if self.kind_admitted(store, index)? {
+                            found.push(index);
+                        }
+                    }
+                }
+                self.finish(store, found, block)
+            }
+            Source::Batch(name) => {
+                let name = name.clone();
+                let Some(batch) = store.state_value::<st::BatchState>(&key::batch(&name))? else {
+                    return Ok(Step::CaughtUp);
+                };
+                // The first event at or past the cursor: events are in ledger order.
+                let (mut lo, mut hi) = (0u32, batch.events);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if self.batch_event(store, &name, mid)?.1 < self.next_index {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let mut found = Vec::new();
+                let mut block: Option<(u64, u64)> = None;
+                for seq in lo..batch.events {
+                    let (id, index) = self.batch_event(store, &name, seq)?;
+                    let (height, size) = match block {
+                        Some(b) => b,
+                        None => match self.block_of(store, &id, tip_height)? {
+                            Some(b) => {
+                                block = Some(b);
+                                b
+                            }
+                            None => break,
+                        },
+                    };
+                    if index >= size {
+                        return self.finish(store, found, Some((height, size)));
+                    }
+                    if self.kind_admitted(store, index)? {
+                        found.push(index);
+                    }
+                }
+                self.finish(store, found, block)
+            }
+        }
+    }
+
+    /// The event for the block found, if it holds a match; else the cursor moves past
+    /// it (the next read starts after it) or, with no block, the stream is caught up.
+    fn finish(
+        &mut self,
+        store: &Store,
+        found: Vec<u64>,
+        block: Option<(u64, u64)>,
+    ) -> Result<Step, ProofRequestError> {
+        match block {
+            None => Ok(Step::CaughtUp),
+            Some((_, size)) if found.is_empty() => {
+                self.next_index = self.next_index.max(size);
+                Ok(Step::Scanned)
+            }
+            Some((height, _)) => Ok(Step::Event(Box::new(self.event(store, height, found)?))),
+        }
+    }
+
+    /// The height and ledger size of the block that appended `id`, if at or below the
+    /// tip the stream serves.
+    fn block_of(
+        &self,
+        store: &Store,
+        id: &RecordId,
+        tip_height: u64,
+    ) -> Result<Option<(u64, u64)>, ProofRequestError> {
+        let Some((height, _)) = store.locate(id)? else {
+            return Ok(None);
+        };
+        if height > tip_height {
+            return Ok(None);
+        }
+        let header = store
+            .header(height)?
+            .ok_or(ProofRequestError::NoBlock(height))?;
+        Ok(Some((height, header.ledger_size)))
+    }
+
+    fn batch_event(
+        &self,
+        store: &Store,
+        name: &str,
+        seq: u32,
+    ) -> Result<(RecordId, u64), ProofRequestError> {
+        let damaged = || {
+            ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
+                "event {seq} of batch {name} is not final"
+            )))
+        };
+        let id: RecordId = store
+            .state_value(&key::batch_event(name, seq))?
+            .ok_or_else(damaged)?;
+        let (_, index) = store.locate(&id)?.ok_or_else(damaged)?;
+        Ok((id, index))
+    }
+
+    fn kind_admitted(&self, store: &Store, index: u64) -> Result<bool, ProofRequestError> {
+        if self.filter.kinds.is_empty() {
+            return Ok(true);
+        }
+        let record = store.record_at(index)?.ok_or_else(|| {
+            ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
+                "record {index} is missing"
+            )))
+        })?;
+        Ok(self.filter.admits_kind(record.kind()))
+    }
+
+    /// The event for block `height` with the records at `indices`, and the cursor
+    /// moved past the block.
+    fn event(
+        &mut self,
+        store: &Store,
+        height: u64,
+        indices: Vec<u64>,
+    ) -> Result<BlockEvent, ProofRequestError> {
+        let checkpoint = proof_assembly::checkpoint(store, height)?;
+        let size = checkpoint.header.ledger_size;
+        let mut records = Vec::with_capacity(indices.len());
+        for index in indices {
+            let entry = proof_assembly::ledger_entry(store, index, size)?;
+            let signer = store
+                .record_at(index)?
+                .ok_or_else(|| {
+                    ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
+                        "record {index} is missing"
+                    )))
+                })?
+                .envelope
+                .signer;
+            let key_bindings = proof_assembly::key_bindings(store, &signer, size)?;
+            records.push(EventRecord {
+                entry,
+                key_bindings,
+            });
+        }
+        let consistency = match self.held_size {
+            0 => None,
+            held if held >= size => Some(ConsistencyProof {
+                first: size,
+                second: size,
+                proof: Vec::new(),
+            }),
+            held => Some(proof_assembly::consistency(store, size, held, size)?),
+        };
+        let roster_changes = proof_assembly::roster_changes(store, self.rosters_sent_to)?
+            .into_iter()
+            .filter(|c| c.height <= height + 1)
+            .collect();
+        self.rosters_sent_to = self.rosters_sent_to.max(height + 1);
+        self.held_size = self.held_size.max(size);
+        self.next_index = self.next_index.max(size);
+        Ok(BlockEvent {
+            checkpoint,
+            roster_changes,
+            consistency,
+            records,
+        })
+    }
+}
+
+/// The ledger index a subject-index key ends with.
+fn index_of_key(k: &[u8]) -> Result<u64, ProofRequestError> {
+    <[u8; 8]>::try_from(k).map(u64::from_be_bytes).map_err(|_| {
+        ProofRequestError::Store(crate::store::StoreError::Damaged(
+            "an enterprise index key of the wrong length".into(),
+        ))
+    })
+}
+
+/// The lowest height whose ledger size reaches `index`: the block holding the record
+/// before it, or an empty block after that one. Past the tip when none does.
+fn first_block_reaching(
+    store: &Store,
+    index: u64,
+    tip_height: u64,
+) -> Result<u64, ProofRequestError> {
+    let (mut lo, mut hi) = (1u64, tip_height.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let header = store.header(mid)?.ok_or(ProofRequestError::NoBlock(mid))?;
+        if header.ledger_size < index {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
