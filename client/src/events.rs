@@ -107,6 +107,8 @@ pub struct VerifiedEvent {
     pub height: u64,
     pub cursor: u64,
     pub block_hash: Hash32,
+    /// The block's header and the certificate that finalised it, both checked.
+    pub checkpoint: Checkpoint,
     pub records: Vec<VerifiedRecord>,
 }
 
@@ -171,6 +173,13 @@ impl EventVerifier {
             cursor: from,
             last_height: None,
         }
+    }
+
+    /// As one that last took block `height` (whose ledger size is `from`): that block,
+    /// sent again, is skipped, and unfiltered the next must be `height + 1`.
+    pub fn after_block(mut self, height: u64) -> Self {
+        self.last_height = Some(height);
+        self
     }
 
     /// Where to ask the stream from after a break.
@@ -272,6 +281,7 @@ impl EventVerifier {
             height,
             cursor: self.cursor,
             block_hash: header.hash(),
+            checkpoint: ev.checkpoint.clone(),
             records,
         }))
     }

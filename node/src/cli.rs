@@ -191,6 +191,30 @@ enum Command {
         #[arg(long)]
         scenario: Option<PathBuf>,
     },
+    /// Back up a running node's finalized history into FILE (appending to a backup
+    /// already there), each block verified against genesis as it is written; ends at
+    /// the node's tip at start, or at --until.
+    Backup {
+        /// The node's API.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        node: String,
+        #[arg(long)]
+        genesis: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        until: Option<u64>,
+    },
+    /// Restore a backup into an empty data folder, re-executing every block; then
+    /// `check` it and start the node on it: it catches up from its peers.
+    Restore {
+        #[arg(long)]
+        genesis: PathBuf,
+        #[arg(long)]
+        backup: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Re-verify a stopped node's whole store: every header link, certificate and
     /// record, re-executing every block and comparing the derived state.
     Check {
@@ -332,6 +356,26 @@ fn dispatch(cli: Cli) -> Result<()> {
             scenario,
             ..xinlian_devnet::Options::new(dir)
         }),
+        Command::Backup {
+            node,
+            genesis,
+            out,
+            until,
+        } => {
+            let genesis = Genesis::load(&genesis)?;
+            let height = crate::backup::backup(&node, genesis, &out, until)?;
+            println!("backup of blocks 1 to {height} in {}", out.display());
+            Ok(())
+        }
+        Command::Restore {
+            genesis,
+            backup,
+            data,
+        } => {
+            let genesis = Genesis::load(&genesis)?;
+            println!("{}", crate::backup::restore(genesis, &backup, &data)?);
+            Ok(())
+        }
         Command::Check { genesis, data } => {
             let genesis = Genesis::load(&genesis)?;
             let report = crate::store_check::check_store(genesis, &data.join("ledger"))?;

@@ -26,6 +26,7 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
     let (store, tip) = Store::open(path, &c)?;
     let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut t = Tip::genesis(&c);
+    let bar = crate::backup::progress(tip.height, "check");
     for h in 1..=tip.height {
         let block = store
             .block(h)?
@@ -59,7 +60,9 @@ pub fn check_store(genesis: Genesis, path: &Path) -> Result<String> {
                 c.roster_hash
             );
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     ensure!(
         t == tip,
         "replay ends at {} ({}) but the store's tip is {} ({})",
