@@ -97,6 +97,7 @@ pub struct ApiState {
     heavy: limits::HeavyPool,
     check_body_bytes_max: usize,
     streams: events::Streams,
+    scrapes: Arc<Scrapes>,
 }
 
 impl FromRef<ApiState> for Shared {
@@ -113,6 +114,7 @@ pub fn router(shared: Shared, limits: &ApiLimits, rates: Arc<limits::ClientRates
         heavy: limits::HeavyPool::new(limits.heavy_running_max, limits.heavy_waiting_max),
         check_body_bytes_max: limits.check_body_bytes_max,
         streams: events::Streams::new(limits.streams_max),
+        scrapes: Arc::default(),
     };
     let metrics = state.shared.metrics.clone();
     // Streams live long: outside the time-out and the concurrency limit, under their
@@ -124,9 +126,19 @@ pub fn router(shared: Shared, limits: &ApiLimits, rates: Arc<limits::ClientRates
             rates.clone(),
             limits::rate_limit,
         ));
+    // Probes and scrapes must answer when the API is saturated: outside its limits,
+    // under a small bound of their own.
+    let operators = limits::operator_guard(
+        Router::new()
+            .route(paths::METRICS, get(self::metrics))
+            .route(paths::HEALTH, get(health))
+            .route(paths::READY, get(ready))
+            .with_state(state.clone()),
+    );
     // Outermost, so that refusals by the limits are counted too.
     limits::guard(routes().with_state(state), limits, rates)
         .merge(streams)
+        .merge(operators)
         .layer(axum::middleware::from_fn_with_state(metrics, count_request))
 }
 
@@ -177,9 +189,6 @@ fn routes() -> Router<ApiState> {
         .route(paths::BATCH_EPCIS, get(batch_epcis))
         .route(paths::PROVENANCE, axum::routing::post(provenance))
         .route(paths::OPENAPI, get(openapi))
-        .route(paths::METRICS, get(metrics))
-        .route(paths::HEALTH, get(health))
-        .route(paths::READY, get(ready))
         .fallback(|| async {
             err(
                 StatusCode::NOT_FOUND,
@@ -343,14 +352,35 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// The Prometheus text exposition (`crate::metrics`).
-async fn metrics(State(s): State<Shared>) -> Result<Response, ApiFailure> {
-    // The scrape reads the store's size on disk: file metadata, off the workers.
-    let text = tokio::task::spawn_blocking(move || s.metrics.encode(&s.store))
-        .await
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let kind = "text/plain; version=0.0.4; charset=utf-8";
-    Ok(([(header::CONTENT_TYPE, kind)], text).into_response())
+/// A scrape's answer is kept this long: scrapers asking more often (several
+/// Prometheus servers, a dashboard) share it, and the store is measured at most once.
+const SCRAPE_KEPT: Duration = Duration::from_secs(1);
+
+/// The last exposition and when it was made; one scrape measures at a time.
+#[derive(Default)]
+pub(crate) struct Scrapes(tokio::sync::Mutex<Option<(std::time::Instant, Arc<str>)>>);
+
+/// The Prometheus text exposition (`crate::metrics`), in the OpenMetrics format.
+async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiFailure> {
+    // Scrapes wait on each other: the one that measures answers the others too.
+    let mut last = s.scrapes.0.lock().await;
+    let text = match &*last {
+        Some((at, text)) if at.elapsed() < SCRAPE_KEPT => text.clone(),
+        _ => {
+            let shared = s.shared.clone();
+            // The scrape reads the store's size on disk: file metadata, off the workers.
+            let text: Arc<str> =
+                tokio::task::spawn_blocking(move || shared.metrics.encode(&shared.store))
+                    .await
+                    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+                    .into();
+            *last = Some((std::time::Instant::now(), text.clone()));
+            text
+        }
+    };
+    drop(last);
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, kind)], text.to_string()).into_response())
 }
 
 /// Alive: the process answers. Says nothing of the chain (see [`ready`]).
@@ -361,11 +391,25 @@ async fn health(State(s): State<Shared>) -> Json<Health> {
     })
 }
 
-/// How old the last block here may be for the node to be ready: three heartbeats (a
-/// consortium makes a block at least once a heartbeat, records or not).
-fn ready_tip_age_ms_max(c: &xinlian_core::execute::Consortium) -> i64 {
-    let t = xinlian_core::consensus::replica::Timeouts::for_interval(c.policy().block_interval_ms);
-    i64::try_from(t.heartbeat_ms.saturating_mul(3)).unwrap_or(i64::MAX)
+/// How old the last block here may be for the node to be ready: the longest a
+/// consortium in step goes without one — an idle heartbeat or a block interval,
+/// whichever is longer, plus four rounds whose proposers are down (each round's
+/// propose, prevote and precommit timeouts, grown by the round) — and never less than
+/// three heartbeats (a loaded machine delays a heartbeat block).
+fn ready_tip_age_ms_max(block_interval_ms: u64) -> i64 {
+    let t = xinlian_core::consensus::replica::Timeouts::for_interval(block_interval_ms);
+    let round = t
+        .propose_ms
+        .saturating_add(t.prevote_ms)
+        .saturating_add(t.precommit_ms);
+    let rounds = (0..4u64).fold(0u64, |sum, r| {
+        sum.saturating_add(round.saturating_add(t.delta_ms.saturating_mul(3 * r)))
+    });
+    let quiet = t.heartbeat_ms.max(t.block_interval_ms);
+    let max = quiet
+        .saturating_add(rounds)
+        .max(t.heartbeat_ms.saturating_mul(3));
+    i64::try_from(max).unwrap_or(i64::MAX)
 }
 
 /// Ready: the last block here is recent, so the node is in step with the consortium
@@ -373,7 +417,7 @@ fn ready_tip_age_ms_max(c: &xinlian_core::execute::Consortium) -> i64 {
 async fn ready(State(s): State<Shared>) -> ApiResult<Health> {
     let tip = s.tip.borrow().clone();
     let age_ms = now_ms().saturating_sub(tip.time_ms);
-    let max = ready_tip_age_ms_max(&s.consortium());
+    let max = ready_tip_age_ms_max(s.consortium().policy().block_interval_ms);
     if age_ms > max {
         return Err(err(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1248,5 +1292,19 @@ mod tests {
         documented.sort_unstable();
         routed.sort_unstable();
         assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn readiness_allows_an_idle_heartbeat_and_rounds_without_a_proposer() {
+        // Fast blocks: three heartbeats (10 s each) is the longer.
+        assert_eq!(super::ready_tip_age_ms_max(50), 30_000);
+        // A block a minute: the interval plus four rounds of timeouts, 6.3 s and up
+        // (1 s blocks: propose 3.3 s, prevote and precommit 1.2 s, 1 s per round more).
+        let minute = super::ready_tip_age_ms_max(60_000);
+        assert!(minute > 60_000 + 4 * (180_300 + 2 * 60_200), "{minute}");
+        let second = super::ready_tip_age_ms_max(1_000);
+        assert_eq!(second, 10_000 + 4 * 5_700 + 3_000 * (1 + 2 + 3));
+        // No interval overflows it.
+        assert_eq!(super::ready_tip_age_ms_max(u64::MAX), i64::MAX);
     }
 }

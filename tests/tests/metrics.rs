@@ -198,6 +198,21 @@ fn prometheus_sees_every_node_advance_and_counts_a_refused_non_member() -> Resul
         .scalar("min(xinlian_commit_seconds_count)")
         .context("commit times")?;
     assert!(commits >= 1.0, "{commits} commits timed");
+    // Values, not only names: each of the four sees the three others, times finality,
+    // and measures its history on disk.
+    wait_until(Duration::from_secs(30), "every node with 3 peers", || {
+        prometheus
+            .query("xinlian_peers_connected")
+            .is_ok_and(|s| s.len() == 4 && s.iter().all(|(_, v)| *v == 3.0))
+    })?;
+    let finality = prometheus
+        .scalar("min(xinlian_finality_seconds_count)")
+        .context("finality times")?;
+    assert!(finality >= 1.0, "{finality} finality times");
+    let history = prometheus
+        .scalar("min(sum by (instance) (xinlian_store_history_bytes))")
+        .context("history bytes")?;
+    assert!(history > 0.0, "{history} bytes of history");
     for n in &nodes {
         let ready = ureq::get(format!("{}/ready", n.client.base_url())).call()?;
         assert_eq!(ready.status(), 200);

@@ -316,6 +316,25 @@ pub fn guard(routes: axum::Router, limits: &ApiLimits, rates: Arc<ClientRates>) 
     )
 }
 
+/// Operators' probes and scrapes answered at once; more are `503`. Each is cheap (a
+/// scrape is shared, `api::metrics`), so this bounds only a flood of them.
+const OPERATOR_REQUESTS_MAX: usize = 16;
+const OPERATOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound on `/health`, `/ready` and `/metrics`, apart from the API's: a saturated
+/// API must not fail its health checks, nor blind its monitoring.
+pub fn operator_guard(routes: axum::Router) -> axum::Router {
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(layer_error))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                OPERATOR_REQUESTS_MAX,
+            ))
+            .timeout(OPERATOR_TIMEOUT),
+    )
+}
+
 /// What tower's layers fail with, as the API's answers: shed load and time-outs are
 /// `503` with `Retry-After`.
 pub async fn layer_error(e: BoxError) -> Response {

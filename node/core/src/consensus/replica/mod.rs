@@ -61,15 +61,16 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    /// Derived from the consortium's block interval.
+    /// Derived from the consortium's block interval (genesis rules bound it to a
+    /// minute; saturating all the same).
     pub fn for_interval(block_interval_ms: u64) -> Self {
         let base = block_interval_ms.max(50);
         Timeouts {
-            propose_ms: 3 * base + 300,
-            prevote_ms: base + 200,
-            precommit_ms: base + 200,
+            propose_ms: base.saturating_mul(3).saturating_add(300),
+            prevote_ms: base.saturating_add(200),
+            precommit_ms: base.saturating_add(200),
             delta_ms: base,
-            rebroadcast_ms: 2 * base + 400,
+            rebroadcast_ms: base.saturating_mul(2).saturating_add(400),
             status_ms: 500,
             block_interval_ms,
             heartbeat_ms: 10_000,
