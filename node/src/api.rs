@@ -57,8 +57,9 @@ impl ApiServer {
     pub fn start(listener: TcpListener, shared: Shared, limits: &ApiLimits) -> ApiServer {
         let (stop, mut stop_rx) = watch::channel(false);
         let rates = Arc::new(limits::ClientRates::new(limits.rate_per_s, limits.burst));
+        let metrics = shared.metrics.clone();
         let app = router(shared, limits, rates.clone());
-        let listener = limits::CappedListener::new(listener, limits.connections_max);
+        let listener = limits::CappedListener::new(listener, limits.connections_max, metrics);
         let mut forget_rx = stop.subscribe();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(limits::FORGET_EVERY);

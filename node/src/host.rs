@@ -575,11 +575,17 @@ impl Host {
         });
     }
 
-    fn observe_commit(&mut self, tip: &Tip, records: usize) {
+    fn observe_commit(&mut self, tip: &Tip, records: usize, synced: bool) {
         let m = &self.metrics;
         m.height.set(i64::try_from(tip.height).unwrap_or(i64::MAX));
         m.blocks_finalized.inc();
         m.records_finalized.inc_by(records as u64);
+        if synced {
+            // Old blocks: their age says how far behind this node was, not how fast
+            // the consortium decides; and the next decision is timed from itself.
+            self.last_commit = None;
+            return;
+        }
         // The proposer's clock, not ours: a skew of a few ms either way.
         let since_proposal_ms = (now_ms() - tip.time_ms).max(0);
         m.finality_seconds
@@ -630,8 +636,12 @@ impl Host {
                 Action::CancelConsensusTimers => {
                     self.timers.retain(|t, _| !matches!(t, Timer::Consensus(_)));
                 }
-                Action::Committed { tip, records } => {
-                    self.observe_commit(&tip, records.len());
+                Action::Committed {
+                    tip,
+                    records,
+                    synced,
+                } => {
+                    self.observe_commit(&tip, records.len(), synced);
                     // From the proposer's clock at proposal to stored here: the part of
                     // a record's latency that consensus and the commit take.
                     tracing::info!(
@@ -651,7 +661,6 @@ impl Host {
                     self.consortium_tx.send_replace(c);
                 }
                 Action::Penalise { peer, reason } => {
-                    self.metrics.peer_penalties.inc();
                     self.net.penalise(&peer, &reason);
                 }
             }

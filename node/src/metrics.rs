@@ -72,6 +72,8 @@ pub struct Metrics {
     pub sync_apply_seconds: Histogram,
     pub api_requests: Family<RouteStatusLabels, Counter>,
     pub api_seconds: Histograms<RouteLabel>,
+    /// Connections over the API's cap, answered `503` before any request was read.
+    pub api_connections_refused: Counter,
     /// Event streams (`GET /v1/events`) open now, and the records they sent.
     pub event_streams: Gauge,
     pub event_records_sent: Counter,
@@ -106,6 +108,7 @@ impl Metrics {
             sync_apply_seconds: seconds(),
             api_requests: Family::default(),
             api_seconds: Family::new_with_constructor(seconds),
+            api_connections_refused: Counter::default(),
             event_streams: Gauge::default(),
             event_records_sent: Counter::default(),
             resident_bytes: Gauge::default(),
@@ -171,6 +174,11 @@ impl Metrics {
             "connections_refused",
             "Incoming connections refused (not a member's node key, or failed handshakes)",
             m.connections_refused.clone(),
+        );
+        r.register(
+            "api_connections_refused",
+            "API connections over the cap, answered 503 before a request was read",
+            m.api_connections_refused.clone(),
         );
         r.register(
             "event_streams",

@@ -400,6 +400,9 @@ impl Network {
             return;
         }
         let (strikes, disconnect) = self.strikes.strike(peer, Instant::now());
+        // Every strike, the replica's (invalid votes, proposals, blocks) and the
+        // network's own (malformed or misrouted messages).
+        self.metrics.peer_penalties.inc();
         tracing::warn!(%peer, strikes, %reason, "peer misbehaved");
         if disconnect {
             tracing::warn!(%peer, "disconnecting a peer after {STRIKES_MAX} invalid messages");

@@ -122,14 +122,20 @@ pub struct CappedListener {
     inner: TcpListener,
     open: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl CappedListener {
-    pub fn new(inner: TcpListener, connections_max: usize) -> CappedListener {
+    pub fn new(
+        inner: TcpListener,
+        connections_max: usize,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> CappedListener {
         CappedListener {
             inner,
             open: Arc::new(Semaphore::new(connections_max)),
             refusals: Arc::new(Semaphore::new(REFUSALS_MAX)),
+            metrics,
         }
     }
 
@@ -137,6 +143,7 @@ impl CappedListener {
     /// that closing does not reset the connection before the client reads the answer),
     /// off the accept loop; or just closes it when too many refusals are under way.
     fn refuse(&self, mut stream: TcpStream) {
+        self.metrics.api_connections_refused.inc();
         let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
             return;
         };
@@ -526,8 +533,10 @@ mod tests {
             &limits(100, 1000, 1000),
             Arc::new(tokio::sync::Notify::new()),
         );
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let counted = metrics.clone();
         tokio::spawn(async move {
-            let capped = CappedListener::new(listener, 1);
+            let capped = CappedListener::new(listener, 1, counted);
             axum::serve(
                 capped,
                 app.into_make_service_with_connect_info::<ClientAddr>(),
@@ -541,6 +550,11 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("retry-after: 1"), "{answer}");
         assert!(answer.contains("too_many_connections"), "{answer}");
+        assert_eq!(
+            metrics.api_connections_refused.get(),
+            1,
+            "the refusal counted"
+        );
         drop(held);
         // Its place freed, a new connection is served (once the server notices).
         let mut served = false;

@@ -78,17 +78,19 @@ impl<L: Ledger> Replica<L> {
     /// Commits a re-executed block with its certificate, swapping in the roster it
     /// announces, if any.
     pub(super) fn commit(&mut self, ex: Executed, cert: &Certificate) -> Result<(), ReplicaError> {
-        self.commit_blocks(vec![(ex, cert.clone())])
+        self.commit_blocks(vec![(ex, cert.clone())], false)
     }
 
     /// Commits consecutive re-executed blocks with their certificates in one write of
     /// the ledger (synced blocks), then does once what follows a commit: the roster the
     /// last one announces swapped in, the mempool rechecked, the new tip announced.
     /// Only the last block may announce a roster: the next block's certificate is
-    /// checked under it, so the caller ends a batch there.
+    /// checked under it, so the caller ends a batch there. `synced`: the blocks came
+    /// from a peer's sync answer, not from a decision of ours.
     pub(super) fn commit_blocks(
         &mut self,
         blocks: Vec<(Executed, Certificate)>,
+        synced: bool,
     ) -> Result<(), ReplicaError> {
         let Some((last, _)) = blocks.last() else {
             return Ok(());
@@ -151,6 +153,7 @@ impl<L: Ledger> Replica<L> {
             self.actions.push(Action::Committed {
                 records: ex.records.iter().map(EncodedRecord::id).collect(),
                 tip: ex.tip,
+                synced,
             });
         }
         self.actions.push(Action::Broadcast(NetMsg::Status {

@@ -114,6 +114,8 @@ pub enum Action {
     Committed {
         tip: Tip,
         records: Vec<RecordId>,
+        /// From a peer's sync answer rather than a decision this node took part in.
+        synced: bool,
     },
     /// A committed block announced a new roster, in force from the next height: who
     /// may connect, who votes, and the policy change with it.

@@ -257,7 +257,7 @@ impl<L: Ledger> Replica<L> {
                     batch.push((ex, cert));
                     applied += 1;
                     if announces {
-                        self.commit_blocks(std::mem::take(&mut batch))?;
+                        self.commit_blocks(std::mem::take(&mut batch), true)?;
                         pending_writes.clear();
                     }
                 }
@@ -274,7 +274,7 @@ impl<L: Ledger> Replica<L> {
                 }
             }
         }
-        self.commit_blocks(batch)?;
+        self.commit_blocks(batch, true)?;
         if current.is_some() {
             self.syncing = None;
         }
