@@ -158,6 +158,10 @@ pub struct Status {
     pub node: String,
     pub validator: bool,
     pub mempool_records: usize,
+    /// While this node is behind: the height it is catching up to, as more peers claim
+    /// than the consortium may have faulty validators (unverified: a report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncing_to: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

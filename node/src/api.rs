@@ -858,8 +858,8 @@ async fn status(State(s): State<Shared>) -> ApiResult<Status> {
     let c = s.consortium();
     let tip = s.tip.borrow().clone();
     let (tx, rx) = oneshot::channel();
-    let mempool_records = match s.commands.try_send(Command::MempoolLen { reply: tx }) {
-        Ok(()) => rx.await.unwrap_or(0),
+    let progress = match s.commands.try_send(Command::Progress { reply: tx }) {
+        Ok(()) => rx.await.unwrap_or_default(),
         Err(e) => return Err(command_refused(e)),
     };
     Ok(Json(Status {
@@ -877,7 +877,8 @@ async fn status(State(s): State<Shared>) -> ApiResult<Status> {
             .map(|m| m.id.clone())
             .unwrap_or_default(),
         validator: c.validators.index_of(&s.node_key).is_some(),
-        mempool_records,
+        mempool_records: progress.mempool_records,
+        syncing_to: progress.syncing_to,
     }))
 }
 

@@ -106,9 +106,15 @@ pub enum Command {
         id: RecordId,
         reply: oneshot::Sender<Option<SignedRecord>>,
     },
-    MempoolLen {
-        reply: oneshot::Sender<usize>,
-    },
+    /// The mempool's size and the height the node is syncing to, if behind.
+    Progress { reply: oneshot::Sender<Progress> },
+}
+
+/// What `/v1/status` asks the host for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub mempool_records: usize,
+    pub syncing_to: Option<u64>,
 }
 
 /// What the API may read directly; writes go through [`Command`]s.
@@ -432,8 +438,11 @@ impl Host {
             Command::Pending { id, reply } => {
                 let _ = reply.send(self.replica.mempool().get(&id).map(|r| r.record().clone()));
             }
-            Command::MempoolLen { reply } => {
-                let _ = reply.send(self.replica.mempool().len());
+            Command::Progress { reply } => {
+                let _ = reply.send(Progress {
+                    mempool_records: self.replica.mempool().len(),
+                    syncing_to: self.replica.sync_target(),
+                });
             }
         }
         Ok(())
@@ -513,7 +522,14 @@ impl Host {
             m.synced_records.inc_by(records as u64);
             m.sync_apply_seconds
                 .observe(started.elapsed().as_secs_f64());
+            let height = self.replica.tip().height;
+            let target = self.replica.sync_target().unwrap_or(height);
+            m.sync_target_height
+                .set(i64::try_from(target).unwrap_or(i64::MAX));
             tracing::info!(
+                height,
+                target,
+                behind = target - height,
                 blocks,
                 records,
                 waited_us = times.waited.as_micros() as u64,

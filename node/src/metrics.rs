@@ -67,6 +67,9 @@ pub struct Metrics {
     /// Incoming connections refused, most of them from nodes that are not members.
     pub connections_refused: Counter,
     pub synced_blocks: Counter,
+    /// The height a syncing node is catching up to (as f + 1 peers claim it); its own
+    /// height once caught up.
+    pub sync_target_height: Gauge,
     pub synced_records: Counter,
     /// Time to apply one sync answer (certificates, execution, one commit).
     pub sync_apply_seconds: Histogram,
@@ -104,6 +107,7 @@ impl Metrics {
             peers_connected: Gauge::default(),
             connections_refused: Counter::default(),
             synced_blocks: Counter::default(),
+            sync_target_height: Gauge::default(),
             synced_records: Counter::default(),
             sync_apply_seconds: seconds(),
             api_requests: Family::default(),
@@ -189,6 +193,11 @@ impl Metrics {
             "event_records_sent",
             "Records sent on event streams",
             m.event_records_sent.clone(),
+        );
+        r.register(
+            "sync_target_height",
+            "Height a syncing node catches up to (claimed by f + 1 peers), set at each sync answer",
+            m.sync_target_height.clone(),
         );
         r.register(
             "synced_blocks",

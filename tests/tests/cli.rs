@@ -160,3 +160,50 @@ fn an_openssl_key_signs_end_to_end_and_proofs_verify_offline_and_independently()
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     Ok(())
 }
+
+/// `xinlian submit-signed`: records signed elsewhere, one per line, go in order and
+/// become final; a line that is no signed record is refused naming it, nothing sent.
+#[test]
+fn records_signed_elsewhere_are_submitted_in_bulk() -> anyhow::Result<()> {
+    let c = xinlian_tests::consortium!()?;
+    let node = c.start()?;
+    let dir = c.path();
+    let uscc = xinlian_client::ids::Uscc::with_check("91310000MA1BULK00")?;
+    let (farm, _) = xinlian_tests::register_enterprise(
+        &c,
+        &node.client,
+        uscc,
+        xinlian_genesis::keys::generate()?,
+    )?;
+    let records: Vec<_> = (0..5)
+        .map(|n| farm.sign(xinlian_tests::commission(&format!("bulk-{n}"))))
+        .collect();
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("records serialise"))
+        .collect();
+    let file = dir.join("signed.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n")?;
+    let cli = Cli {
+        bin: CLI.into(),
+        node: node.client.base_url().to_string(),
+        genesis: genesis_path(dir),
+        trust: dir.join("trust.json"),
+    };
+    let out = cli.ok(&["--json", "submit-signed", file.to_str().unwrap(), "--wait"]);
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(v["submitted"], 5, "{out}");
+    for r in &records {
+        let view = node.client.record(&r.id(), 0)?;
+        assert!(view.height.is_some(), "{} not final", r.id());
+    }
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\nnot json\n", lines[0]))?;
+    let out = cli.run(&["submit-signed", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{out:?}"
+    );
+    node.stop()
+}

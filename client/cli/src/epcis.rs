@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use xinlian_client::checks::check_stateless;
 use xinlian_client::epcis;
-use xinlian_client::http::{ClientError, NodeClient, fetch_provenance};
+use xinlian_client::http::{NodeClient, fetch_provenance};
 use xinlian_client::ids::Uscc;
 use xinlian_client::provenance::Direction;
 use xinlian_client::record::{Body, EncodedRecord, RecordId, SignedRecord};
@@ -262,8 +262,10 @@ fn check_all(
 
 /// Submits `recs` in order; a refusal now means the state changed since the check.
 fn submit_all(node: &NodeClient, events: &[usize], recs: &[SignedRecord]) -> Result<(), Failure> {
+    let bar = crate::progress(recs.len() as u64, "import");
     for (i, r) in recs.iter().enumerate() {
-        if let Err(e) = submit_patiently(node, r) {
+        if let Err(e) = crate::submit::submit_patiently(node, r) {
+            bar.abandon();
             let (Failure::Invalid(m) | Failure::Unreachable(m) | Failure::Local(m)) = e;
             return Err(Failure::Invalid(format!(
                 "the state changed since the check: event {}'s {} record was refused ({m}); {i} of {} records had been submitted, the rest were not",
@@ -272,22 +274,8 @@ fn submit_all(node: &NodeClient, events: &[usize], recs: &[SignedRecord]) -> Res
                 recs.len()
             )));
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(())
-}
-
-/// Submits, waiting for blocks while the node's mempool is full.
-fn submit_patiently(node: &NodeClient, r: &SignedRecord) -> Result<(), Failure> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        match node.submit(r) {
-            Ok(_) => return Ok(()),
-            Err(ClientError::Refused { code, .. })
-                if code == "mempool_full" && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }

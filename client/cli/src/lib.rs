@@ -87,6 +87,14 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Submit records signed elsewhere, one JSON signed record per line, in order
+    /// (progress on a terminal); stops at the first refusal.
+    SubmitSigned {
+        file: PathBuf,
+        /// Wait until the last one is final.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Fetch a record; given --genesis, verify its proof of finality and its signer.
     Record {
         id: String,
@@ -224,6 +232,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 wait: *wait,
             },
         ),
+        Cmd::SubmitSigned { file, wait } => submit::bulk(cli, &node, file, *wait),
         Cmd::Governance { command } => governance::run(cli, &node, command),
         Cmd::Record { id, wait } => read::record(cli, &node, id, *wait),
         Cmd::Prove { id, out } => verify::prove(cli, &node, id, out),
@@ -268,6 +277,21 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             provenance::run(cli, &node, batch, direction, *depth, bundle.as_deref())
         }
     }
+}
+
+/// A progress bar on standard error when it is a terminal; drawn nowhere otherwise.
+pub(crate) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {pos}/{len} ({per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
 }
 
 pub(crate) fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {

@@ -9,7 +9,7 @@ use xinlian_client::checks::check_stateless;
 use xinlian_client::crypto::{KeyHolder, Signature};
 use xinlian_client::genesis::{Genesis, keys};
 use xinlian_client::http::NodeClient;
-use xinlian_client::record::{Body, EncodedRecord, Kind};
+use xinlian_client::record::{Body, EncodedRecord, Kind, SignedRecord};
 use xinlian_client::signer::RecordSigner;
 
 use crate::key::{chain, possession_proofs};
@@ -209,5 +209,78 @@ pub(crate) fn submit_body(
             None => format!("{} accepted, still pending", v.id),
         }),
     }
+    Ok(())
+}
+
+/// Submits, waiting for blocks while the node's mempool is full.
+pub(crate) fn submit_patiently(node: &NodeClient, r: &SignedRecord) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match node.submit(r) {
+            Ok(_) => return Ok(()),
+            Err(xinlian_client::http::ClientError::Refused { code, .. })
+                if code == "mempool_full" && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Most records one bulk file may hold.
+const BULK_RECORDS_MAX: usize = 1_000_000;
+
+/// `xinlian submit-signed FILE`: records signed elsewhere, one JSON signed record per
+/// line (as `xinlian record --json` shows them under `record`), submitted in order,
+/// waiting out a full mempool; stops at the first refusal, saying how many went in.
+/// With `wait`, waits until the last is final.
+pub(crate) fn bulk(cli: &Cli, node: &NodeClient, file: &Path, wait: bool) -> Result<(), Failure> {
+    let text = read_file(file)?;
+    let mut records = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if records.len() == BULK_RECORDS_MAX {
+            return Err(local(format!(
+                "{}: more than {BULK_RECORDS_MAX} records",
+                file.display()
+            )));
+        }
+        let r: SignedRecord = serde_json::from_str(line).map_err(|e| {
+            local(format!(
+                "{} line {}: not a signed record: {e}",
+                file.display(),
+                n + 1
+            ))
+        })?;
+        records.push(r);
+    }
+    let bar = crate::progress(records.len() as u64, "submit");
+    for (i, r) in records.iter().enumerate() {
+        if let Err(e) = submit_patiently(node, r) {
+            bar.abandon();
+            let (Failure::Invalid(m) | Failure::Unreachable(m) | Failure::Local(m)) = &e;
+            eprintln!(
+                "record {} ({}) refused: {m}; {i} of {} submitted",
+                i + 1,
+                r.id(),
+                records.len()
+            );
+            return Err(e);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let last = records.last().map(SignedRecord::id);
+    if wait && let Some(id) = last {
+        node.record(&id, 30_000)?;
+    }
+    print(
+        cli.json,
+        &serde_json::json!({ "submitted": records.len(), "last": last }),
+        || format!("{} records submitted", records.len()),
+    );
     Ok(())
 }
