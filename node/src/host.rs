@@ -25,7 +25,7 @@ use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, Hash32, PublicKey};
 
 use crate::api::{ApiLimits, ApiServer};
-use crate::metrics::{Metrics, StepLabel};
+use crate::metrics::{KindLabel, Metrics, StepLabel};
 use crate::net::{NetEvent, Network, PeerAddress, SyncTicket};
 use crate::store::{BlockHealth, Store};
 use xinlian_core::chain::{Executed, Tip};
@@ -513,7 +513,13 @@ impl Host {
             _ => None,
         };
         let started = Instant::now();
+        let kind = KindLabel { kind: msg.kind() };
         let actions = self.replica.on_message(now_ms(), from, msg)?;
+        self.metrics.messages_received.get_or_create(&kind).inc();
+        self.metrics
+            .message_seconds
+            .get_or_create(&kind)
+            .observe(started.elapsed().as_secs_f64());
         // Where a syncing node's time goes, at this edge: waiting for an answer,
         // checking its signatures, and applying it (certificates, execution, one commit).
         if let Some((times, blocks, records)) = answer {
@@ -676,8 +682,12 @@ impl Host {
                     }
                     self.consortium_tx.send_replace(c);
                 }
-                Action::Penalise { peer, reason } => {
-                    self.net.penalise(&peer, &reason);
+                Action::Penalise {
+                    peer,
+                    reason,
+                    about,
+                } => {
+                    self.net.penalise(&peer, &reason, about);
                 }
             }
         }

@@ -32,6 +32,12 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// A kind of message between nodes (`NetMsg::kind`), or `gossip` / `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LogLabel {
     pub log: &'static str,
@@ -60,8 +66,13 @@ pub struct Metrics {
     /// observation per commit, of one block or of a synced run of them.
     pub commit_seconds: Histogram,
     pub timeouts: Family<StepLabel, Counter>,
-    /// Messages refused from a member's node as invalid (each a strike against it).
-    pub peer_penalties: Counter,
+    /// Messages refused from a member's node as invalid (each a strike against it),
+    /// by the kind of message.
+    pub peer_penalties: Family<KindLabel, Counter>,
+    /// Messages from members' nodes handed to the replica, by kind, and the time the
+    /// replica took over each (a proposal's includes re-executing its block).
+    pub messages_received: Family<KindLabel, Counter>,
+    pub message_seconds: Histograms<KindLabel>,
     pub mempool_records: Gauge,
     pub peers_connected: Gauge,
     /// Incoming connections refused, most of them from nodes that are not members.
@@ -102,7 +113,9 @@ impl Metrics {
             finality_seconds: seconds(),
             commit_seconds: seconds(),
             timeouts: Family::default(),
-            peer_penalties: Counter::default(),
+            peer_penalties: Family::default(),
+            messages_received: Family::default(),
+            message_seconds: Family::new_with_constructor(seconds),
             mempool_records: Gauge::default(),
             peers_connected: Gauge::default(),
             connections_refused: Counter::default(),
@@ -118,6 +131,15 @@ impl Metrics {
             resident_bytes: Gauge::default(),
             store_bytes: Family::default(),
         };
+        // Every kind from the start, at zero: a rate of refusals is then defined (and
+        // a dashboard's query exported) before the first one.
+        let kinds = xinlian_core::consensus::wire::NetMsg::KINDS;
+        for kind in kinds.into_iter().chain(["gossip", "other"]) {
+            drop(m.peer_penalties.get_or_create(&KindLabel { kind }));
+        }
+        for kind in kinds {
+            drop(m.messages_received.get_or_create(&KindLabel { kind }));
+        }
         let r = &mut m.registry;
         r.register(
             "height",
@@ -163,6 +185,16 @@ impl Metrics {
             "peer_penalties",
             "Messages from members' nodes refused as invalid",
             m.peer_penalties.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Messages from members' nodes handed to consensus, by kind",
+            m.messages_received.clone(),
+        );
+        r.register(
+            "message_seconds",
+            "Time consensus took over a message, by kind (a proposal's includes re-executing its block)",
+            m.message_seconds.clone(),
         );
         r.register(
             "mempool_records",

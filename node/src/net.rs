@@ -366,9 +366,10 @@ impl Network {
 
     /// Counts misbehaviour by a member's node: `STRIKES_MAX` strikes within
     /// `STRIKE_WINDOW` disconnect it.
-    pub fn penalise(&mut self, peer: &PublicKey, reason: &str) {
+    /// A strike against a member's node for a message of kind `about` it sent.
+    pub fn penalise(&mut self, peer: &PublicKey, reason: &str, about: &'static str) {
         if let Some(p) = self.peer_of(peer) {
-            self.strike(p, reason);
+            self.strike(p, reason, about);
         }
     }
 
@@ -394,7 +395,7 @@ impl Network {
 
     /// Counts a member's node's misbehaviour; disconnects it after too much. Peers
     /// that are not members' nodes are not counted (they cannot be connected).
-    fn strike(&mut self, peer: PeerId, reason: &str) {
+    fn strike(&mut self, peer: PeerId, reason: &str, about: &'static str) {
         if !self.members.contains_key(&peer) {
             tracing::debug!(%peer, %reason, "misbehaviour by a peer that is not a member's node");
             return;
@@ -402,7 +403,10 @@ impl Network {
         let (strikes, disconnect) = self.strikes.strike(peer, Instant::now());
         // Every strike, the replica's (invalid votes, proposals, blocks) and the
         // network's own (malformed or misrouted messages).
-        self.metrics.peer_penalties.inc();
+        self.metrics
+            .peer_penalties
+            .get_or_create(&crate::metrics::KindLabel { kind: about })
+            .inc();
         tracing::warn!(%peer, strikes, %reason, "peer misbehaved");
         if disconnect {
             tracing::warn!(%peer, "disconnecting a peer after {STRIKES_MAX} invalid messages");
@@ -516,7 +520,7 @@ impl Network {
                 // allow-list admitted): members validate before they forward, so it
                 // is the one that injected the message. An author id costs nothing to
                 // make, so it is never what is blamed.
-                self.strike(propagation_source, &why);
+                self.strike(propagation_source, &why, "gossip");
                 None
             }
         }

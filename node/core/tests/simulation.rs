@@ -578,7 +578,7 @@ impl<'f> Sim<'f> {
                         self.roster_changes.insert(c.since);
                     }
                 }
-                Action::Penalise { peer, reason } => {
+                Action::Penalise { peer, reason, .. } => {
                     self.penalties += 1;
                     if std::env::var_os("XINLIAN_SIM_LOG").is_some() {
                         eprintln!("{:>6} {i} blames {peer}: {reason}", self.now);

@@ -110,6 +110,19 @@ impl NetMsg {
     }
 
     /// For logs and penalties.
+    /// Every value [`NetMsg::kind`] takes.
+    pub const KINDS: [&'static str; 9] = [
+        "proposal",
+        "vote",
+        "polka-certificate",
+        "round-certificate",
+        "records",
+        "status",
+        "sync-request",
+        "sync-response",
+        "sync-busy",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             NetMsg::Proposal(_) => "proposal",

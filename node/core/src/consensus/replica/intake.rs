@@ -205,7 +205,11 @@ impl<L: Ledger> Replica<L> {
 
     /// Reports a peer's misbehaviour to the host.
     pub(super) fn penalise(&mut self, peer: PublicKey, reason: String) {
-        self.actions.push(Action::Penalise { peer, reason });
+        self.actions.push(Action::Penalise {
+            peer,
+            reason,
+            about: self.handling,
+        });
     }
 
     /// Asks the host to fire `timer` after `after_ms`.

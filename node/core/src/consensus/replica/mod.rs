@@ -124,6 +124,9 @@ pub enum Action {
     Penalise {
         peer: PublicKey,
         reason: String,
+        /// The kind of message being handled when it was found (`NetMsg::kind`), or
+        /// `other`: a bounded label for counting.
+        about: &'static str,
     },
 }
 
@@ -231,6 +234,8 @@ pub struct Replica<L: Ledger> {
     actions: Vec<Action>,
     /// Finalized heights peers announced.
     peer_heights: HashMap<PublicKey, u64>,
+    /// The kind of the message `on_message` is handling, for `Action::Penalise`.
+    handling: &'static str,
     /// Peers whose sync answers did not bear out their claims, sitting out a back-off.
     sync_backoff: HashMap<PublicKey, SyncBackoff>,
     /// The sync request in flight.
@@ -302,6 +307,7 @@ impl<L: Ledger> Replica<L> {
             inputs: VecDeque::new(),
             actions: Vec::new(),
             peer_heights: HashMap::new(),
+            handling: "other",
             sync_backoff: HashMap::new(),
             syncing: None,
             damaged: BTreeSet::new(),
@@ -442,6 +448,17 @@ impl<L: Ledger> Replica<L> {
         msg: NetMsg,
     ) -> Result<Vec<Action>, ReplicaError> {
         self.now_ms = now_ms;
+        self.handling = msg.kind();
+        let result = self.handle_message(from, msg);
+        self.handling = "other";
+        result
+    }
+
+    fn handle_message(
+        &mut self,
+        from: PublicKey,
+        msg: NetMsg,
+    ) -> Result<Vec<Action>, ReplicaError> {
         if let Some(why) = intake::round_out_of_range(&msg) {
             self.penalise(from, why);
             return Ok(std::mem::take(&mut self.actions));
