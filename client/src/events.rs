@@ -24,15 +24,17 @@ use xinlian_genesis::Hash32;
 
 use crate::ids::Uscc;
 use crate::proof::{
-    Checkpoint, ConsistencyProof, LedgerEntry, LightClient, RecordProof, RosterChange,
-    VerifiedRecord, VerifyError,
+    Checkpoint, ConsistencyProof, KEY_BINDINGS_MAX, LedgerEntry, LightClient, RecordProof,
+    RosterChange, VerifiedRecord, VerifyError,
 };
 use crate::record::Kind;
 
 /// The SSE `event:` name of a block's records.
 pub const BLOCK_EVENT: &str = "block";
-/// Most bytes of one event a consumer reads (a full block with its proofs is far less).
-pub const EVENT_BYTES_MAX: usize = 64 << 20;
+/// Most bytes of one event a consumer reads: a block of the largest size genesis
+/// allows (64 MiB), in hex, with an inclusion path per record and the key bindings
+/// once each, is below it.
+pub const EVENT_BYTES_MAX: usize = 256 << 20;
 /// Most kinds one filter names.
 pub const FILTER_KINDS_MAX: usize = 32;
 
@@ -76,8 +78,9 @@ impl EventFilter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub entry: LedgerEntry,
-    /// As in [`RecordProof::key_bindings`]: empty for a member signer.
-    pub key_bindings: Vec<LedgerEntry>,
+    /// The ledger indices of its key bindings among the event's `bindings`, in the
+    /// order of [`RecordProof::key_bindings`]: empty for a member signer.
+    pub key_bindings: Vec<u64>,
 }
 
 /// One event of the stream: a finalized block and those of its records that match.
@@ -92,6 +95,9 @@ pub struct BlockEvent {
     pub consistency: Option<ConsistencyProof>,
     /// In ledger order.
     pub records: Vec<EventRecord>,
+    /// The key-binding records the records cite, each once (an enterprise's records
+    /// share theirs), with inclusion paths to this header's ledger root.
+    pub bindings: Vec<LedgerEntry>,
 }
 
 impl BlockEvent {
@@ -127,6 +133,14 @@ pub enum EventError {
     Replayed {
         height: u64,
         index: u64,
+        cursor: u64,
+    },
+    #[error(
+        "the stream starts at block {height}, whose first record is at ledger index {first}, past the cursor {cursor}"
+    )]
+    StartsPastCursor {
+        height: u64,
+        first: u64,
         cursor: u64,
     },
     #[error("record at ledger index {index} is out of order: the cursor is {cursor}")]
@@ -171,7 +185,8 @@ impl EventVerifier {
             light,
             filter,
             cursor: from,
-            last_height: None,
+            // From the start of the ledger, the first block is block 1.
+            last_height: (from == 0).then_some(0),
         }
     }
 
@@ -204,14 +219,19 @@ impl EventVerifier {
         if let Some(last) = self.last_height
             && height <= last
         {
-            return match ev.records.iter().find(|r| r.entry.index >= self.cursor) {
-                Some(r) => Err(EventError::Replayed {
+            if let Some(r) = ev.records.iter().find(|r| r.entry.index >= self.cursor) {
+                return Err(EventError::Replayed {
                     height,
                     index: r.entry.index,
                     cursor: self.cursor,
-                }),
-                None => Ok(None),
-            };
+                });
+            }
+            // Nothing new, but the roster changes it brings (sent once a connection)
+            // are needed by the blocks after it; each checks itself.
+            let mut light = self.light.clone();
+            light.accept_changes(&ev.roster_changes)?;
+            self.light = light;
+            return Ok(None);
         }
         if self.filter.is_everything()
             && let Some(last) = self.last_height
@@ -226,6 +246,15 @@ impl EventVerifier {
         let first = size
             .checked_sub(u64::from(header.records_count))
             .ok_or_else(|| EventError::Malformed("records count above ledger size".into()))?;
+        // Unfiltered, the first block taken must hold the cursor (or end at it): one
+        // that starts past it would leave the records between unseen.
+        if self.filter.is_everything() && self.last_height.is_none() && first > self.cursor {
+            return Err(EventError::StartsPastCursor {
+                height,
+                first,
+                cursor: self.cursor,
+            });
+        }
         // Everything is checked on a copy: a refused event changes nothing.
         let mut light = self.light.clone();
         light.accept_changes(&ev.roster_changes)?;
@@ -248,10 +277,31 @@ impl EventVerifier {
                     size,
                 });
             }
+            if r.key_bindings.len() > KEY_BINDINGS_MAX {
+                return Err(EventError::Malformed(format!(
+                    "record at ledger index {index} cites {} key bindings",
+                    r.key_bindings.len()
+                )));
+            }
+            let key_bindings = r
+                .key_bindings
+                .iter()
+                .map(|i| {
+                    ev.bindings
+                        .iter()
+                        .find(|b| b.index == *i)
+                        .cloned()
+                        .ok_or_else(|| {
+                            EventError::Malformed(format!(
+                                "record at ledger index {index} cites key binding {i}, which the event lacks"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let verified = light.verify_record(&RecordProof {
                 entry: r.entry.clone(),
                 checkpoint: ev.checkpoint.clone(),
-                key_bindings: r.key_bindings.clone(),
+                key_bindings,
             })?;
             let kind = verified.record.envelope.body.kind();
             if !self.filter.admits_kind(kind) {

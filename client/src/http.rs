@@ -454,6 +454,10 @@ impl EventStream {
                 return Err(self.lost("the node closed the stream"));
             }
             if !line.ends_with(b"\n") {
+                // Cut short by the end of the connection, or longer than any event.
+                if (n as u64) < limit {
+                    return Err(self.lost("the stream ended in the middle of a line"));
+                }
                 return Err(EventError::Malformed(format!(
                     "a line longer than {EVENT_BYTES_MAX} bytes"
                 ))

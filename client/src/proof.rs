@@ -389,7 +389,7 @@ impl LightClient {
                 return Err(fail(format!("the roster is not valid: {p}")));
             }
             let hd = &c.announced_by.header;
-            if hd.height + 1 != c.height {
+            if hd.height.checked_add(1) != Some(c.height) {
                 return Err(fail(format!(
                     "announced by a header at height {}, not {}",
                     hd.height,

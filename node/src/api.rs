@@ -58,7 +58,7 @@ impl ApiServer {
         let (stop, mut stop_rx) = watch::channel(false);
         let rates = Arc::new(limits::ClientRates::new(limits.rate_per_s, limits.burst));
         let metrics = shared.metrics.clone();
-        let app = router(shared, limits, rates.clone());
+        let app = router(shared, limits, rates.clone(), stop.subscribe());
         let listener = limits::CappedListener::new(listener, limits.connections_max, metrics);
         let mut forget_rx = stop.subscribe();
         tokio::spawn(async move {
@@ -83,12 +83,23 @@ impl ApiServer {
         ApiServer { stop, task }
     }
 
-    /// Stops accepting, lets open requests finish, and waits for the server to end.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// Stops accepting, lets open requests finish (event streams end at once), and
+    /// waits for the server to end; after [`SHUTDOWN_WAIT`], it stops waiting.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await.context("API task")?.context("API server")
+        match tokio::time::timeout(SHUTDOWN_WAIT, &mut self.task).await {
+            Ok(done) => done.context("API task")?.context("API server"),
+            Err(_) => {
+                self.task.abort();
+                tracing::warn!("API requests still open after {SHUTDOWN_WAIT:?}: dropped");
+                Ok(())
+            }
+        }
     }
 }
+
+/// The longest a stopping node waits for open requests to finish.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// What the handlers share: the node's [`Shared`] state, the heavy-read pool and the
 /// body bound of records/check.
@@ -99,6 +110,8 @@ pub struct ApiState {
     check_body_bytes_max: usize,
     streams: events::Streams,
     scrapes: Arc<Scrapes>,
+    /// Turns true when the server stops: long-lived answers (event streams) end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl FromRef<ApiState> for Shared {
@@ -109,13 +122,19 @@ impl FromRef<ApiState> for Shared {
 
 /// Every route, under `limits` ([`limits::guard`]); `rates` is the per-client token
 /// buckets (the server forgets idle ones).
-pub fn router(shared: Shared, limits: &ApiLimits, rates: Arc<limits::ClientRates>) -> Router {
+pub fn router(
+    shared: Shared,
+    limits: &ApiLimits,
+    rates: Arc<limits::ClientRates>,
+    stopping: watch::Receiver<bool>,
+) -> Router {
     let state = ApiState {
         shared,
         heavy: limits::HeavyPool::new(limits.heavy_running_max, limits.heavy_waiting_max),
         check_body_bytes_max: limits.check_body_bytes_max,
         streams: events::Streams::new(limits.streams_max),
         scrapes: Arc::default(),
+        stopping,
     };
     let metrics = state.shared.metrics.clone();
     // Streams live long: outside the time-out and the concurrency limit, under their

@@ -58,56 +58,107 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The blocks a backup file holds whole, and where the last whole frame ends.
-struct Contents {
-    blocks: Vec<BackupBlock>,
+/// A backup file's frames, read one at a time. A frame cut short, or a bad frame
+/// (zero length, a length past the end, a failing checksum) with nothing but zero bytes
+/// or the end of the file after its start, is the tail an interrupted run left: it ends
+/// the file. A bad frame with more after it is damage, and refused.
+struct Frames {
+    reader: BufReader<std::fs::File>,
+    /// Where the next frame starts: after the last whole one.
     end: u64,
+    len: u64,
+    path: std::path::PathBuf,
 }
 
-/// Reads `path`'s frames; with `keep`, every block, else only the last (resuming).
-fn read_backup(path: &Path, genesis: &Genesis, keep_all: bool) -> Result<Contents> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut r = BufReader::new(file);
-    let mut magic = vec![0; MAGIC.len()];
-    r.read_exact(&mut magic)
-        .with_context(|| format!("{} is not a backup", path.display()))?;
-    ensure!(magic == MAGIC, "{} is not a xinlian backup", path.display());
-    let mut chain = [0u8; 32];
-    r.read_exact(&mut chain)?;
-    ensure!(
-        chain == genesis.hash().0,
-        "{} is a backup of another chain",
-        path.display()
-    );
-    let mut end = (MAGIC.len() + 32) as u64;
-    let mut blocks = Vec::new();
-    loop {
-        let mut head = [0u8; 8];
-        if read_full(&mut r, &mut head)? < 8 {
-            break;
-        }
-        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+impl Frames {
+    fn open(path: &Path, genesis: &Genesis) -> Result<Frames> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = file.metadata()?.len();
+        let mut reader = BufReader::new(file);
+        let mut magic = vec![0; MAGIC.len()];
+        read_full(&mut reader, &mut magic)?;
+        ensure!(magic == MAGIC, "{} is not a xinlian backup", path.display());
+        let mut chain = [0u8; 32];
         ensure!(
-            len <= FRAME_BYTES_MAX,
-            "frame at byte {end} claims {len} bytes"
+            read_full(&mut reader, &mut chain)? == 32,
+            "{} ends inside its header",
+            path.display()
         );
+        ensure!(
+            chain == genesis.hash().0,
+            "{} is a backup of another chain",
+            path.display()
+        );
+        Ok(Frames {
+            reader,
+            end: (MAGIC.len() + 32) as u64,
+            len,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Whether everything from `at` to the end of the file is zero bytes.
+    fn zeros_from(&self, at: u64) -> Result<bool> {
+        let mut f = std::fs::File::open(&self.path)?;
+        f.seek(std::io::SeekFrom::Start(at))?;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match f.read(&mut buf)? {
+                0 => return Ok(true),
+                n if buf[..n].iter().all(|b| *b == 0) => {}
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// A bad frame at `at`: the torn tail (the end, or nothing but zeros after it
+    /// starts), or damage.
+    fn bad_frame(&self, at: u64, past_end: bool, what: &str) -> Result<Option<BackupBlock>> {
+        if past_end || self.zeros_from(at)? {
+            return Ok(None);
+        }
+        bail!("frame at byte {at} {what}: the backup is damaged there")
+    }
+
+    /// The next whole block, or `None` at the end (or at a torn tail).
+    fn next_block(&mut self) -> Result<Option<BackupBlock>> {
+        let at = self.end;
+        let mut head = [0u8; 8];
+        if read_full(&mut self.reader, &mut head)? < 8 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let past_end = at + 8 + u64::from(len) > self.len;
+        if len == 0 || len > FRAME_BYTES_MAX || past_end {
+            return self.bad_frame(at, past_end, &format!("claims {len} bytes"));
+        }
         let mut payload = vec![0; len as usize];
-        if read_full(&mut r, &mut payload)? < payload.len() {
-            break;
+        if read_full(&mut self.reader, &mut payload)? < payload.len() {
+            return Ok(None);
         }
         if crc32fast::hash(&payload) != crc {
-            bail!("frame at byte {end} fails its checksum: the backup is damaged there");
+            return self.bad_frame(at, past_end, "fails its checksum");
         }
         let block: BackupBlock = postcard::from_bytes(&payload)
-            .with_context(|| format!("frame at byte {end} does not decode"))?;
-        end += 8 + u64::from(len);
-        if !keep_all {
-            blocks.clear();
-        }
-        blocks.push(block);
+            .with_context(|| format!("frame at byte {at} does not decode"))?;
+        self.end = at + 8 + u64::from(len);
+        Ok(Some(block))
     }
-    Ok(Contents { blocks, end })
+}
+
+/// Frames written between two syncs of the backup file.
+const SYNC_EVERY: u32 = 1024;
+
+/// Takes the backup file for this run alone: two runs at once would interleave frames.
+fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
+    file.try_lock().map_err(|e| {
+        anyhow::anyhow!(
+            "{} is being written by another backup ({e})",
+            path.display()
+        )
+    })
 }
 
 /// Reads until `buf` is full or the input ends; how much was read.
@@ -130,19 +181,22 @@ pub fn backup(url: &str, genesis: Genesis, out: &Path, until: Option<u64>) -> Re
         Some(h) => h,
         None => node.status().context("asking the node for its tip")?.height,
     };
-    let (mut file, mut verifier, have) = if out.exists() {
-        let c = read_backup(out, &genesis, false)?;
-        let mut file = std::fs::OpenOptions::new().write(true).open(out)?;
+    let (mut file, mut verifier, last) = if out.exists() {
+        let mut frames = Frames::open(out, &genesis)?;
+        let mut last: Option<Header> = None;
+        while let Some(b) = frames.next_block()? {
+            last = Some(b.header);
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(out)?;
+        lock(&file, out)?;
         // A frame cut short by an interrupted run is written again.
-        file.set_len(c.end)?;
+        file.set_len(frames.end)?;
+        let mut file = file;
         file.seek(std::io::SeekFrom::End(0))?;
-        let (from, last) = c
-            .blocks
-            .last()
-            .map_or((0, 0), |b| (b.header.ledger_size, b.header.height));
+        let from = last.as_ref().map_or(0, |h| h.ledger_size);
         let mut v = EventVerifier::new(LightClient::new(genesis), EventFilter::default(), from);
-        if last > 0 {
-            v = v.after_block(last);
+        if let Some(h) = &last {
+            v = v.after_block(h.height);
         }
         (file, v, last)
     } else {
@@ -151,18 +205,32 @@ pub fn backup(url: &str, genesis: Genesis, out: &Path, until: Option<u64>) -> Re
             .create_new(true)
             .open(out)
             .with_context(|| format!("creating {}", out.display()))?;
+        lock(&file, out)?;
         file.write_all(MAGIC)?;
         file.write_all(&genesis.hash().0)?;
         let v = EventVerifier::new(LightClient::new(genesis), EventFilter::default(), 0);
-        (file, v, 0)
+        (file, v, None)
     };
+    let have = last.as_ref().map_or(0, |h| h.height);
+    // The first block taken must extend the file's last (its hash names it).
+    let mut parent = last.as_ref().map(Header::hash);
     if have >= target {
         return Ok(have);
     }
     let bar = progress(target - have, "backup");
     let mut written = have;
     let mut failure = None;
+    let mut since_sync = 0u32;
     let on_event = |ev: &VerifiedEvent| {
+        if let Some(p) = parent.take()
+            && ev.checkpoint.header.parent != p
+        {
+            failure = Some(anyhow::anyhow!(
+                "block {} does not extend the backup's last block {p}",
+                ev.height
+            ));
+            return ControlFlow::Break(());
+        }
         let block = BackupBlock {
             header: ev.checkpoint.header.clone(),
             certificate: ev.checkpoint.certificate.clone(),
@@ -179,7 +247,17 @@ pub fn backup(url: &str, genesis: Genesis, out: &Path, until: Option<u64>) -> Re
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
-        if let Err(e) = file.write_all(&frame) {
+        since_sync += 1;
+        let written_out = file.write_all(&frame).and_then(|()| {
+            // Durable every so often: a crash loses at most that many frames.
+            if since_sync >= SYNC_EVERY {
+                since_sync = 0;
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written_out {
             failure = Some(anyhow::anyhow!("writing {}: {e}", out.display()));
             return ControlFlow::Break(());
         }
@@ -213,15 +291,16 @@ pub fn restore(genesis: Genesis, backup: &Path, data: &Path) -> Result<String> {
         "{} already holds a store: restore into an empty data folder",
         data.display()
     );
-    let contents = read_backup(backup, &genesis, true)?;
+    let mut frames = Frames::open(backup, &genesis)?;
     let mut c = Consortium::new(genesis);
     std::fs::create_dir_all(&ledger)?;
     let (store, mut tip) = Store::open(&ledger, &c)?;
-    let bar = progress(contents.blocks.len() as u64, "restore");
-    for b in contents.blocks {
+    // The frames' count is unknown until read: the bar counts bytes of the file.
+    let bar = progress(frames.len, "restore (bytes)");
+    while let Some(b) = frames.next_block()? {
         let h = b.header.height;
         ensure!(
-            h == tip.height + 1,
+            Some(h) == tip.height.checked_add(1),
             "the backup skips from block {} to {h}",
             tip.height
         );
@@ -240,8 +319,14 @@ pub fn restore(genesis: Genesis, backup: &Path, data: &Path) -> Result<String> {
         if ex.header.next_roster_hash != c.roster_hash {
             c = xinlian_core::governance::consortium_at(&store, &c.genesis, h + 1)
                 .with_context(|| format!("roster announced by block {h}"))?;
+            ensure!(
+                c.roster_hash == ex.header.next_roster_hash && c.since == h + 1,
+                "block {h} announces roster {} but re-execution gives {}",
+                ex.header.next_roster_hash,
+                c.roster_hash
+            );
         }
-        bar.inc(1);
+        bar.set_position(frames.end);
     }
     bar.finish_and_clear();
     Ok(format!(

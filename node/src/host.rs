@@ -276,7 +276,7 @@ impl Consensus {
             self.p2p_listen,
             self.metrics.clone(),
         )?;
-        let timeouts = Timeouts::for_interval(self.consortium.policy().block_interval_ms);
+        let timeouts = Timeouts::for_node(self.consortium.policy().block_interval_ms);
         let scrub_to = self.tip.height;
         let (replica, actions) = Replica::new(
             self.consortium,

@@ -14,6 +14,15 @@ use prometheus_client::registry::Registry;
 
 use crate::store::Store;
 
+/// Every step a timeout is counted by (`host`'s names for Malachite's kinds).
+pub const TIMEOUT_STEPS: [&str; 5] = [
+    "propose",
+    "prevote",
+    "precommit",
+    "rebroadcast",
+    "finalize_height",
+];
+
 /// Which consensus step's timeout fired.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabel {
@@ -139,6 +148,9 @@ impl Metrics {
         }
         for kind in kinds {
             drop(m.messages_received.get_or_create(&KindLabel { kind }));
+        }
+        for step in TIMEOUT_STEPS {
+            drop(m.timeouts.get_or_create(&StepLabel { step }));
         }
         let r = &mut m.registry;
         r.register(

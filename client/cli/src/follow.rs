@@ -54,6 +54,8 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, args: &FollowArgs) -> Result<(),
     let genesis = require_genesis(cli)?;
     let mut verifier = EventVerifier::new(LightClient::new(genesis), filter(args)?, args.from);
     let mut left = args.count;
+    // With --count, the cursor after the last record printed (perhaps mid-block).
+    let mut printed_to = None;
     let mut out = std::io::stdout().lock();
     let on_event = |ev: &VerifiedEvent| {
         for r in &ev.records {
@@ -86,6 +88,7 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, args: &FollowArgs) -> Result<(),
                 return ControlFlow::Break(());
             }
             left = left.map(|n| n - 1);
+            printed_to = Some(r.ledger_index + 1);
         }
         if left == Some(0) {
             ControlFlow::Break(())
@@ -97,15 +100,16 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, args: &FollowArgs) -> Result<(),
         eprintln!("stream broke ({e}); asking again");
         ControlFlow::Continue(())
     };
-    match follow(node, &mut verifier, on_event, on_break) {
-        Ok(()) => {
-            eprintln!("cursor {}", verifier.cursor());
-            Ok(())
-        }
+    let outcome = follow(node, &mut verifier, on_event, on_break);
+    // Resuming from this cursor gives the next record not printed.
+    let cursor = match (args.count, printed_to) {
+        (Some(_), Some(c)) => c,
+        _ => verifier.cursor(),
+    };
+    eprintln!("cursor {cursor}");
+    match outcome {
+        Ok(()) => Ok(()),
         Err(FollowError::Refused(e)) => Err(e.into()),
-        Err(e) => {
-            eprintln!("cursor {}", verifier.cursor());
-            Err(Failure::Invalid(e.to_string()))
-        }
+        Err(e) => Err(Failure::Invalid(e.to_string())),
     }
 }

@@ -876,3 +876,57 @@ fn a_certificate_for_the_last_round_there_is_is_refused_not_counted_past() {
     assert!(penalised(&actions), "{actions:?}");
     assert_eq!(honest.round(), Some(0));
 }
+
+/// A validator that starts with no write-ahead log (a restored store) listens before
+/// its first height: it starts none while more peers than could lie (f + 1) claim
+/// heights above it, and asks them for the blocks instead; one peer's claim alone
+/// (perhaps a liar's) holds it back no longer than the listening.
+#[test]
+fn a_validator_without_a_log_listens_and_catches_up_before_it_signs() {
+    let c = consortium();
+    let timeouts = Timeouts::for_node(c.genesis.policy.block_interval_ms);
+    let listen = timeouts.listen_first_ms as i64;
+    assert!(listen > 0);
+    let start = |claims: &[usize]| {
+        let (mut r, actions) = Replica::new(
+            c.clone(),
+            key(1, 0),
+            Arc::new(MemLedger::new()),
+            Tip::genesis(&c),
+            timeouts.clone(),
+            Mempool::new(1000, 1 << 20),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(r.round(), None, "a height started before listening");
+        assert!(!votes_for_a_block(&actions));
+        let mut seen = Vec::new();
+        for i in claims {
+            seen.extend(
+                r.on_message(
+                    NOW + 10,
+                    node(*i),
+                    NetMsg::Status {
+                        height: 5,
+                        tip: Hash32([7; 32]),
+                    },
+                )
+                .unwrap(),
+            );
+        }
+        seen.extend(r.on_timer(NOW + listen, Timer::NextHeight).unwrap());
+        (r, seen)
+    };
+    let (behind, actions) = start(&[1, 2]);
+    assert_eq!(
+        behind.round(),
+        None,
+        "started a height with f + 1 peers ahead"
+    );
+    assert!(
+        !asked_from(&actions, 1).is_empty(),
+        "asked nobody for the blocks"
+    );
+    let (alone, _) = start(&[1]);
+    assert_eq!(alone.round(), Some(0), "one peer's claim held it back");
+}

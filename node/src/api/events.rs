@@ -24,13 +24,18 @@ use xinlian_client::record::{Kind, RecordId};
 use xinlian_client::state::{self as st, key};
 
 use super::{ApiFailure, ApiState, Q, batch_id, err};
-use crate::host::Shared;
 use crate::proof_assembly::{self, ProofRequestError};
 use crate::store::Store;
 
-/// Blocks one read passes over without a match before it lets the task look up
-/// (whether the reader is still there) and go on.
+/// Blocks, and records, one read passes over without a match before it lets the task
+/// look up (whether the reader is still there) and go on.
 const SCAN_BLOCKS_MAX: u64 = 256;
+const SCAN_RECORDS_MAX: u64 = 4096;
+/// Streams one client address may hold open: one client cannot take every place.
+const STREAMS_PER_CLIENT_MAX: usize = 8;
+/// Stream reads of the store running at once, on blocking threads: however many
+/// streams are open, heavy reads and scrapes keep their threads.
+const STREAM_READS_MAX: usize = 1;
 /// Keep-alive comments on an idle stream, so proxies keep it open and a reader can
 /// tell a quiet ledger from a dead connection.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -44,15 +49,70 @@ pub(super) struct EventsQuery {
     batch: Option<String>,
 }
 
-/// The open streams' permits.
+/// The open streams' permits, the streams open per client address, and the permit
+/// to read the store.
 #[derive(Clone)]
-pub(super) struct Streams(Arc<Semaphore>);
+pub(super) struct Streams {
+    open: Arc<Semaphore>,
+    per_client: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    reads: Arc<Semaphore>,
+}
 
 impl Streams {
     pub(super) fn new(max: usize) -> Self {
-        Streams(Arc::new(Semaphore::new(
-            max.clamp(1, Semaphore::MAX_PERMITS),
-        )))
+        Streams {
+            open: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+            per_client: Arc::default(),
+            reads: Arc::new(Semaphore::new(STREAM_READS_MAX)),
+        }
+    }
+
+    /// A place for one more stream of `client`, or the refusal.
+    fn admit(&self, client: std::net::IpAddr) -> Result<Place, ApiFailure> {
+        let busy = |message: &str| {
+            err(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message).retry_after(5)
+        };
+        let mut counts = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = counts.entry(client).or_insert(0);
+        if *mine >= STREAMS_PER_CLIENT_MAX {
+            return Err(busy(&format!(
+                "this client address has {STREAMS_PER_CLIENT_MAX} event streams open already"
+            )));
+        }
+        let permit = self.open.clone().try_acquire_owned().map_err(|_| {
+            busy("this node serves as many event streams as it can; retry or ask another node")
+        })?;
+        *mine += 1;
+        Ok(Place {
+            _permit: permit,
+            client,
+            per_client: self.per_client.clone(),
+        })
+    }
+}
+
+/// One open stream's place; given back when the stream ends.
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    client: std::net::IpAddr,
+    per_client: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut counts = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -110,27 +170,16 @@ fn start_cursor(headers: &HeaderMap, q: &EventsQuery) -> Result<u64, ApiFailure>
 
 pub(super) async fn events(
     State(s): State<ApiState>,
+    client: Option<axum::Extension<axum::extract::ConnectInfo<super::ClientAddr>>>,
     headers: HeaderMap,
     Q(q): Q<EventsQuery>,
 ) -> Result<Response, ApiFailure> {
     let filter = parse_filter(&q)?;
     let from = start_cursor(&headers, &q)?;
-    let permit = s.streams.0.clone().try_acquire_owned().map_err(|_| {
-        err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
-            "this node serves as many event streams as it can; retry or ask another node",
-        )
-        .retry_after(5)
-    })?;
+    let client = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.key());
+    let place = s.streams.admit(client)?;
     let (tx, rx) = mpsc::channel(2);
-    s.shared.metrics.event_streams.inc();
-    tokio::spawn(produce(
-        s.shared.clone(),
-        Cursor::new(filter, from),
-        tx,
-        permit,
-    ));
+    tokio::spawn(produce(s.clone(), Cursor::new(filter, from), tx, place));
     Ok(Sse::new(receiver_stream(rx))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
@@ -146,19 +195,23 @@ fn receiver_stream(
 }
 
 /// Feeds one stream until its reader leaves or the node stops.
-async fn produce(
-    shared: Shared,
-    mut cursor: Cursor,
-    tx: mpsc::Sender<Event>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _open = OpenStream(shared.metrics.clone());
+async fn produce(s: ApiState, mut cursor: Cursor, tx: mpsc::Sender<Event>, _place: Place) {
+    let shared = s.shared.clone();
+    let _open = OpenStream::new(shared.metrics.clone());
+    let mut stopping = s.stopping.clone();
     let mut tip_rx = shared.tip.clone();
     loop {
         let tip_height = tip_rx.borrow_and_update().height;
         loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let Ok(read) = s.streams.reads.clone().acquire_owned().await else {
+                return;
+            };
             let store = shared.store.clone();
             let read = tokio::task::spawn_blocking(move || {
+                let _read = read;
                 let step = cursor.step(&store, tip_height);
                 (step, cursor)
             })
@@ -168,22 +221,21 @@ async fn produce(
                 Ok(r) => r,
                 Err(_) => return,
             };
-            let sent = match step {
+            let event = match step {
                 Ok(Step::Event(ev)) => {
                     let records = ev.records.len() as u64;
-                    let id = ev.cursor().to_string();
-                    let data = match serde_json::to_string(&ev) {
-                        Ok(d) => d,
-                        Err(_) => return,
+                    let Ok(data) = serde_json::to_string(&ev) else {
+                        return;
                     };
-                    let ok = tx
-                        .send(Event::default().id(id).event(BLOCK_EVENT).data(data))
-                        .await
-                        .is_ok();
-                    shared.metrics.event_records_sent.inc_by(records);
-                    ok
+                    Some((
+                        records,
+                        Event::default()
+                            .id(ev.cursor().to_string())
+                            .event(BLOCK_EVENT)
+                            .data(data),
+                    ))
                 }
-                Ok(Step::Scanned) => !tx.is_closed(),
+                Ok(Step::Scanned) => None,
                 Ok(Step::CaughtUp) => break,
                 Err(e) => {
                     // Already logged by the conversion; the reader asks again, here or
@@ -194,19 +246,39 @@ async fn produce(
                     return;
                 }
             };
-            if !sent {
-                return;
+            match event {
+                Some((records, event)) => {
+                    tokio::select! {
+                        sent = tx.send(event) => {
+                            if sent.is_err() {
+                                return;
+                            }
+                            shared.metrics.event_records_sent.inc_by(records);
+                        }
+                        _ = stopping.wait_for(|s| *s) => return,
+                    }
+                }
+                None if tx.is_closed() => return,
+                None => {}
             }
         }
         tokio::select! {
             changed = tip_rx.changed() => if changed.is_err() { return },
             _ = tx.closed() => return,
+            _ = stopping.wait_for(|s| *s) => return,
         }
     }
 }
 
 /// Counts the stream open while it lives.
 struct OpenStream(Arc<crate::metrics::Metrics>);
+
+impl OpenStream {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.event_streams.inc();
+        OpenStream(metrics)
+    }
+}
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
@@ -263,18 +335,30 @@ impl Cursor {
             Source::Blocks(next) => {
                 let start = match *next {
                     Some(h) => h,
-                    None => first_block_reaching(store, self.next_index, tip_height)?,
+                    None => {
+                        let h = first_block_reaching(store, self.next_index, tip_height)?;
+                        if h > tip_height {
+                            // No block reaches the cursor yet: wait for one.
+                            return Ok(Step::CaughtUp);
+                        }
+                        h
+                    }
                 };
                 let mut h = start;
-                while h <= tip_height && h < start + SCAN_BLOCKS_MAX {
+                let mut examined = 0u64;
+                while h <= tip_height
+                    && h < start.saturating_add(SCAN_BLOCKS_MAX)
+                    && examined < SCAN_RECORDS_MAX
+                {
                     let header = store.header(h)?.ok_or(ProofRequestError::NoBlock(h))?;
-                    let first = header.ledger_size - u64::from(header.records_count);
+                    let first = first_index(&header)?;
                     let mut indices = Vec::new();
                     for i in first.max(self.next_index)..header.ledger_size {
                         if self.filter.kinds.is_empty() || self.kind_admitted(store, i)? {
                             indices.push(i);
                         }
                     }
+                    examined += u64::from(header.records_count);
                     h += 1;
                     if self.filter.is_everything() || !indices.is_empty() {
                         self.source = Source::Blocks(Some(h));
@@ -447,6 +531,11 @@ impl Cursor {
         let checkpoint = proof_assembly::checkpoint(store, height)?;
         let size = checkpoint.header.ledger_size;
         let mut records = Vec::with_capacity(indices.len());
+        // Each signer's bindings once: an enterprise's records all cite the same.
+        let mut by_signer: std::collections::HashMap<xinlian_genesis::PublicKey, Vec<u64>> =
+            std::collections::HashMap::new();
+        let mut bindings: std::collections::BTreeMap<u64, xinlian_client::proof::LedgerEntry> =
+            std::collections::BTreeMap::new();
         for index in indices {
             let entry = proof_assembly::ledger_entry(store, index, size)?;
             let signer = store
@@ -458,7 +547,18 @@ impl Cursor {
                 })?
                 .envelope
                 .signer;
-            let key_bindings = proof_assembly::key_bindings(store, &signer, size)?;
+            let key_bindings = match by_signer.get(&signer) {
+                Some(cited) => cited.clone(),
+                None => {
+                    let found = proof_assembly::key_bindings(store, &signer, size)?;
+                    let cited: Vec<u64> = found.iter().map(|b| b.index).collect();
+                    for b in found {
+                        bindings.entry(b.index).or_insert(b);
+                    }
+                    by_signer.insert(signer, cited.clone());
+                    cited
+                }
+            };
             records.push(EventRecord {
                 entry,
                 key_bindings,
@@ -478,15 +578,31 @@ impl Cursor {
             .filter(|c| c.height <= height + 1)
             .collect();
         self.rosters_sent_to = self.rosters_sent_to.max(height + 1);
-        self.held_size = self.held_size.max(size);
+        // The reader now holds this header's ledger.
+        self.held_size = size;
         self.next_index = self.next_index.max(size);
         Ok(BlockEvent {
             checkpoint,
             roster_changes,
             consistency,
             records,
+            bindings: bindings.into_values().collect(),
         })
     }
+}
+
+/// The ledger index of a block's first record; a header that says it holds more
+/// records than its ledger is damaged.
+fn first_index(header: &xinlian_client::block::Header) -> Result<u64, ProofRequestError> {
+    header
+        .ledger_size
+        .checked_sub(u64::from(header.records_count))
+        .ok_or_else(|| {
+            ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
+                "header {} counts more records than its ledger holds",
+                header.height
+            )))
+        })
 }
 
 /// The ledger index a subject-index key ends with.

@@ -98,7 +98,7 @@ pub struct ClientAddr(pub SocketAddr);
 impl ClientAddr {
     /// The rate limit's key: the IP address, an IPv6 address by its /64 (one host
     /// usually holds a whole /64).
-    fn key(&self) -> IpAddr {
+    pub(crate) fn key(&self) -> IpAddr {
         match self.0.ip() {
             IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
                 let s = v6.segments();

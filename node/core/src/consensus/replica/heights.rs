@@ -46,6 +46,20 @@ impl<L: Ledger> Replica<L> {
         if !self.is_validator() || self.consensus.is_some() {
             return Ok(());
         }
+        if let Some(until) = self.listening_until {
+            // Listening first (`listening_until`): for its peers' heights, then for
+            // the blocks up to them.
+            if self.now_ms < until {
+                self.schedule(Timer::NextHeight, (until - self.now_ms).max(1) as u64);
+                return Ok(());
+            }
+            if self.sync_target().is_some() {
+                self.maybe_sync();
+                self.schedule(Timer::NextHeight, self.timeouts.status_ms);
+                return Ok(());
+            }
+            self.listening_until = None;
+        }
         let since = self.now_ms - self.tip.time_ms;
         let interval = self.timeouts.block_interval_ms as i64;
         let heartbeat = self.timeouts.heartbeat_ms as i64;

@@ -58,6 +58,10 @@ pub struct Timeouts {
     /// With nothing to record, an empty block still follows after this long, so that
     /// a quiet chain shows it is alive.
     pub heartbeat_ms: u64,
+    /// How long a validator starting with no write-ahead log for its next height
+    /// listens for its peers' heights before it starts one (then it also catches up
+    /// first); 0: it starts at once (`Replica::listening_until`).
+    pub listen_first_ms: u64,
 }
 
 impl Timeouts {
@@ -74,6 +78,17 @@ impl Timeouts {
             status_ms: 500,
             block_interval_ms,
             heartbeat_ms: 10_000,
+            listen_first_ms: 0,
+        }
+    }
+
+    /// As a node runs: listening for two status periods before its first height when
+    /// its log has nothing of the next one (a fresh start, a restored store).
+    pub fn for_node(block_interval_ms: u64) -> Self {
+        let t = Self::for_interval(block_interval_ms);
+        Timeouts {
+            listen_first_ms: 2 * t.status_ms,
+            ..t
         }
     }
 
@@ -260,6 +275,11 @@ pub struct Replica<L: Ledger> {
     early_voters: HashSet<PublicKey>,
     /// Since when a peer has announced a height above ours.
     behind_since: Option<i64>,
+    /// A validator that started with no write-ahead log for its next height (a fresh
+    /// start, a restored store) listens until then before it starts a height, and
+    /// until it has caught up with its peers: a height it signed at before its log
+    /// was lost is then decided without it, and it never signs there again.
+    listening_until: Option<i64>,
     /// While a write-ahead log is replayed: its entries, which are not logged again.
     replayed: HashSet<Hash32>,
     /// Set by a decision: start the next height once the current input is done.
@@ -318,6 +338,7 @@ impl<L: Ledger> Replica<L> {
             asked: VecDeque::new(),
             early_voters: HashSet::new(),
             behind_since: None,
+            listening_until: None,
             replayed: HashSet::new(),
             start_next: false,
             signed_votes: HashMap::new(),
@@ -326,6 +347,10 @@ impl<L: Ledger> Replica<L> {
         r.schedule(Timer::Status, r.timeouts.status_ms);
         if r.is_validator() {
             if r.ledger.wal(r.tip.height + 1)?.is_empty() {
+                if r.timeouts.listen_first_ms > 0 {
+                    let listen = i64::try_from(r.timeouts.listen_first_ms).unwrap_or(i64::MAX);
+                    r.listening_until = Some(now_ms.saturating_add(listen));
+                }
                 r.maybe_start(Start::IfDue)?;
             } else {
                 // We were in the middle of this height: resume it at once.
