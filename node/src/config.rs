@@ -259,6 +259,14 @@ impl Settings {
                 4096,
             )?,
         };
+        // Streams hold connections: half of them stay for requests, probes and scrapes.
+        if limits.streams_max > limits.connections_max / 2 {
+            bail!(
+                "api.streams: {} is more than half of api.connections ({})",
+                limits.streams_max,
+                limits.connections_max
+            );
+        }
         let api_threads = within(
             "api.threads",
             api(fa.threads, ca.threads, API_THREADS_DEFAULT),
@@ -440,6 +448,7 @@ mod tests {
             ("[api]\ncheck_body_mb = 1025\n", "api.check_body_mb"),
             ("[api]\ntimeout_s = 30\n", "api.timeout_s"),
             ("[api]\nstreams = 0\n", "api.streams"),
+            ("[api]\nconnections = 100\nstreams = 51\n", "api.streams"),
             ("cache_mb = 1048577\n", "cache_mb"),
             ("[api]\nrate = 0\n", "api.rate"),
             ("[api]\nrat = 5\n", "rat"),
