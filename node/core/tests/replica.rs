@@ -880,7 +880,8 @@ fn a_certificate_for_the_last_round_there_is_is_refused_not_counted_past() {
 /// A validator that starts with no write-ahead log (a restored store) listens before
 /// its first height: it starts none while more peers than could lie (f + 1) claim
 /// heights above it, and asks them for the blocks instead; one peer's claim alone
-/// (perhaps a liar's) holds it back no longer than the listening.
+/// (perhaps a liar's) holds it back no longer than the listening; a sole validator
+/// does not listen.
 #[test]
 fn a_validator_without_a_log_listens_and_catches_up_before_it_signs() {
     let c = consortium();
@@ -929,4 +930,17 @@ fn a_validator_without_a_log_listens_and_catches_up_before_it_signs() {
     );
     let (alone, _) = start(&[1]);
     assert_eq!(alone.round(), Some(0), "one peer's claim held it back");
+    // A sole validator has no peer to hear from: it starts at once.
+    let sole = make(1, "xinlian-replica-test", Policy::default());
+    let (_, actions) = Replica::new(
+        sole.clone(),
+        key(1, 0),
+        Arc::new(MemLedger::new()),
+        Tip::genesis(&sole),
+        timeouts.clone(),
+        Mempool::new(1000, 1 << 20),
+        NOW,
+    )
+    .unwrap();
+    assert!(votes_for_a_block(&actions), "a sole validator listened");
 }
