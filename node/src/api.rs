@@ -906,6 +906,21 @@ struct WaitQuery {
     wait_ms: Option<u64>,
 }
 
+impl WaitQuery {
+    /// How long to wait for finality (0: not at all); a wait beyond `WAIT_MS_MAX` is
+    /// refused, never silently shortened.
+    fn wait_ms(&self) -> Result<u64, ApiFailure> {
+        match self.wait_ms {
+            Some(ms) if ms > WAIT_MS_MAX => Err(err(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("wait_ms is {ms}: at most {WAIT_MS_MAX}"),
+            )),
+            ms => Ok(ms.unwrap_or(0)),
+        }
+    }
+}
+
 fn parse_id(text: &str) -> Result<RecordId, ApiFailure> {
     RecordId::from_hex(text).map_err(|e| {
         err(
@@ -968,6 +983,7 @@ async fn submit(
     Q(q): Q<WaitQuery>,
     req: Request,
 ) -> Result<Response, ApiFailure> {
+    let wait_ms = q.wait_ms()?;
     let max = s.consortium().policy().record_bytes_max as usize;
     let content_type = req
         .headers()
@@ -1003,14 +1019,14 @@ async fn submit(
             "node is stopping",
         )
     })??;
-    match q.wait_ms {
-        None | Some(0) => Ok((StatusCode::ACCEPTED, Json(Submitted { id })).into_response()),
-        Some(ms) => Ok(Json(wait_for_record(&s, id, ms).await?).into_response()),
+    match wait_ms {
+        0 => Ok((StatusCode::ACCEPTED, Json(Submitted { id })).into_response()),
+        ms => Ok(Json(wait_for_record(&s, id, ms).await?).into_response()),
     }
 }
 
 async fn wait_for_record(s: &Shared, id: RecordId, wait_ms: u64) -> Result<RecordView, ApiFailure> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(WAIT_MS_MAX));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     let mut tip = s.tip.clone();
     loop {
         tip.borrow_and_update();
@@ -1079,12 +1095,12 @@ async fn record(
     Q(q): Q<WaitQuery>,
 ) -> ApiResult<RecordView> {
     let id = parse_id(&id)?;
-    match q.wait_ms {
-        Some(ms) if ms > 0 => Ok(Json(wait_for_record(&s, id, ms).await?)),
-        _ => match final_view(&s, &id)? {
+    match q.wait_ms()? {
+        0 => match final_view(&s, &id)? {
             Some(v) => Ok(Json(v)),
             None => Ok(Json(pending_view(&s, id).await?)),
         },
+        ms => Ok(Json(wait_for_record(&s, id, ms).await?)),
     }
 }
 

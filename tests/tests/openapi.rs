@@ -123,6 +123,15 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             200,
             None,
         ),
+        // A wait over the bound is refused before the record is looked at: the same
+        // record is then admitted (202), not a duplicate.
+        post(
+            format!("{base}/v1/records?wait_ms=30001"),
+            "application/json",
+            serde_json::to_vec(&spare)?,
+            400,
+            Some("bad_query"),
+        ),
         post(
             format!("{base}/v1/records"),
             "application/json",
@@ -179,6 +188,12 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             format!("{base}/v1/records/xyz"),
             400,
             Some("bad_id"),
+        ),
+        get(
+            "/v1/records/{id}",
+            format!("{base}/v1/records/{registration}?wait_ms=30001"),
+            400,
+            Some("bad_query"),
         ),
         get(
             "/v1/records/{id}",
