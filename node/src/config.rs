@@ -195,7 +195,7 @@ impl Settings {
         if !(0..=19).contains(&nice) {
             bail!("api.nice: {nice} is not a nice level from 0 to 19");
         }
-        let limits = ApiLimits {
+        let mut limits = ApiLimits {
             connections_max: within(
                 "api.connections",
                 api(fa.connections, ca.connections, default.connections_max),
@@ -252,21 +252,23 @@ impl Settings {
                 WAIT_S_MAX + 1,
                 3600,
             )?),
-            streams_max: within(
-                "api.streams",
-                api(fa.streams, ca.streams, default.streams_max),
-                1,
-                4096,
-            )?,
+            streams_max: default.streams_max,
         };
         // Streams hold connections: half of them stay for requests, probes and scrapes.
-        if limits.streams_max > limits.connections_max / 2 {
-            bail!(
-                "api.streams: {} is more than half of api.connections ({})",
-                limits.streams_max,
-                limits.connections_max
-            );
-        }
+        // Unset, the bound follows a smaller api.connections down; set, it must fit.
+        limits.streams_max = match fa.streams.or(ca.streams) {
+            None => default.streams_max.min(limits.connections_max / 2).max(1),
+            Some(n) => {
+                let n = within("api.streams", n, 1, 4096)?;
+                if n > limits.connections_max / 2 {
+                    bail!(
+                        "api.streams: {n} is more than half of api.connections ({})",
+                        limits.connections_max
+                    );
+                }
+                n
+            }
+        };
         let api_threads = within(
             "api.threads",
             api(fa.threads, ca.threads, API_THREADS_DEFAULT),
@@ -425,6 +427,20 @@ mod tests {
     }
 
     const BASE: &str = "genesis = \"g.toml\"\nkey = \"k.pem\"\ndata = \"d\"\n";
+
+    /// Unset, the stream bound follows a small `api.connections` down to half of it,
+    /// rather than refusing a setting nobody made; set, it must fit.
+    #[test]
+    fn the_stream_bound_follows_the_connections_unless_set() {
+        let few = resolve(&format!("{BASE}[api]\nconnections = 6\n")).expect("valid");
+        assert_eq!((few.api.connections_max, few.api.streams_max), (6, 3));
+        let many = resolve(BASE).expect("valid");
+        assert_eq!(many.api.streams_max, ApiLimits::default().streams_max);
+        let set = resolve(&format!("{BASE}[api]\nconnections = 6\nstreams = 2\n"));
+        assert_eq!(set.expect("valid").api.streams_max, 2);
+        let e = resolve(&format!("{BASE}[api]\nconnections = 6\nstreams = 4\n"));
+        assert!(format!("{:#}", e.expect_err("over half")).contains("api.streams"));
+    }
 
     #[test]
     fn each_invalid_setting_is_refused_naming_its_key() {
