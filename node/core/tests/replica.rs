@@ -205,6 +205,74 @@ fn a_proposal_of_an_invalid_block_is_refused_and_blamed() {
     assert_eq!(fresh.tip().height, 0);
 }
 
+/// A record's id covers its envelope, not its signature: a lying proposer can put in a
+/// block the bytes of a record an honest node holds admitted, with a forged signature.
+/// The node checks the block's signatures on the bytes it was sent (what it verified
+/// at admission is remembered by key, signature and message, never by id), so it
+/// refuses the block and blames the proposer.
+#[test]
+fn a_block_with_a_forged_signature_on_an_admitted_record_is_refused() {
+    let c = consortium();
+    let (mut honest, _) = replica(&c, 0);
+    let genuine = registration(&c, 1);
+    let (admitted, _) = honest.submit(NOW, genuine.clone());
+    assert_eq!(admitted, Ok(genuine.id()));
+    let mut forged = genuine.record().clone();
+    forged.signature.0[0] ^= 1;
+    let forged = EncodedRecord::new(forged);
+    assert_eq!(forged.id(), genuine.id(), "the same id, other bytes");
+    assert_ne!(forged.bytes(), genuine.bytes());
+    // Height 1's round-0 proposer (v1) builds on the forged bytes: the block is
+    // well-formed, its roots commit to what it holds.
+    let (executed, rejected) = xinlian_core::chain::build_block(
+        &MemLedger::new(),
+        &c,
+        &Tip::genesis(&c),
+        node(1),
+        NOW,
+        [&forged],
+    )
+    .unwrap();
+    assert!(rejected.is_empty());
+    let actions = honest
+        .on_message(
+            NOW + 1,
+            node(1),
+            proposal(&c, executed.block(), 1, Some(0), None),
+        )
+        .unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
+    // The control: the same block built on the genuine bytes gets a vote.
+    let (executed, _) = xinlian_core::chain::build_block(
+        &MemLedger::new(),
+        &c,
+        &Tip::genesis(&c),
+        node(1),
+        NOW,
+        [&genuine],
+    )
+    .unwrap();
+    let (mut other, _) = replica(&c, 0);
+    let actions = other
+        .on_message(
+            NOW + 1,
+            node(1),
+            proposal(&c, executed.block(), 1, Some(0), None),
+        )
+        .unwrap();
+    assert!(votes_for_a_block(&actions), "{actions:?}");
+    // The genuine record is still pending, and goes in the next block.
+    assert!(honest.mempool().contains(&genuine.id()));
+    assert_eq!(
+        honest
+            .mempool()
+            .get(&genuine.id())
+            .map(EncodedRecord::bytes),
+        Some(genuine.bytes())
+    );
+}
+
 #[test]
 fn a_proposal_signed_by_a_non_validator_is_blamed() {
     let c = consortium();
