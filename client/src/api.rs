@@ -20,6 +20,7 @@ pub mod paths {
     pub const RECORD: &str = "/v1/records/{id}";
     pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
     pub const RECORDS_CHECK: &str = "/v1/records/check";
+    pub const RECORDS_BULK: &str = "/v1/records/bulk";
     pub const CONSISTENCY: &str = "/v1/ledger/consistency";
     pub const ROSTERS: &str = "/v1/rosters";
     pub const ROSTER: &str = "/v1/roster";
@@ -304,10 +305,21 @@ pub struct CheckedRecords {
     pub results: Vec<CheckResult>,
 }
 
+/// One record's verdict in a set: from `records/check`, what its submission would get;
+/// from `records/bulk`, what it got.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckResult {
     pub id: RecordId,
-    /// The rejection's code (as the submission would get it), or none if it would pass.
+    /// The refusal's code (as a submission of it alone gets it), or none: it passes
+    /// (`check`), it was admitted (`bulk`).
     pub code: Option<String>,
     pub message: Option<String>,
+}
+
+/// What `POST /v1/records/bulk` answers: each record's verdict, in the order sent.
+/// Admitted records (no `code`) are pending, as after `POST /v1/records`; the others
+/// changed nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmittedRecords {
+    pub results: Vec<CheckResult>,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::api::paths::{self, fill};
 use crate::api::{
     ApiError, BatchView, BlockView, CheckedRecords, EnterpriseView, RecordView, RosterChanges,
-    Status, Submitted,
+    Status, Submitted, SubmittedRecords,
 };
 use crate::events::{
     BlockEvent, EVENT_BYTES_MAX, EventError, EventFilter, EventVerifier, SseParser, VerifiedEvent,
@@ -18,7 +18,7 @@ use crate::proof::{
 use crate::provenance::{
     BUNDLE_PAGES_MAX, Direction, PROVENANCE_ROOTS_MAX, Provenance, ProvenanceError, ProvenanceProof,
 };
-use crate::record::{RecordId, SignedRecord};
+use crate::record::{EncodedRecord, RecordId, SignedRecord};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -118,6 +118,14 @@ impl NodeClient {
     pub fn submit(&self, rec: &SignedRecord) -> Result<Submitted, ClientError> {
         let req = self.post(paths::RECORDS, "application/octet-stream");
         self.read(req.send(&rec.canonical_bytes()[..]))
+    }
+
+    /// Submits up to [`crate::bulk::RECORDS_PER_REQUEST_MAX`] records in one request
+    /// (the binary body); each gets its verdict, in order. A refused record changes
+    /// nothing; the admitted ones are pending.
+    pub fn submit_many(&self, records: &[EncodedRecord]) -> Result<SubmittedRecords, ClientError> {
+        let req = self.post(paths::RECORDS_BULK, "application/octet-stream");
+        self.read(req.send(&crate::bulk::encode(records)[..]))
     }
 
     /// Submits and waits up to `wait_ms` for the record to be final.

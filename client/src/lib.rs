@@ -10,6 +10,7 @@
 pub mod api;
 pub mod authority;
 pub mod block;
+pub mod bulk;
 pub mod checks;
 pub mod crypto;
 pub mod epcis;

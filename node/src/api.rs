@@ -197,6 +197,7 @@ fn routes() -> Router<ApiState> {
         .route(paths::RECORD, get(record))
         .route(paths::RECORD_PROOF, get(record_proof))
         .route(paths::RECORDS_CHECK, axum::routing::post(check_records))
+        .route(paths::RECORDS_BULK, axum::routing::post(submit_bulk))
         .route(paths::CONSISTENCY, get(consistency))
         .route(paths::ROSTERS, get(rosters))
         .route(paths::ROSTER, get(roster))
@@ -608,9 +609,6 @@ async fn provenance(State(s): State<ApiState>, req: Request) -> ApiResult<Proven
     answer_provenance(&s, req).await
 }
 
-/// Most records one check may carry.
-pub const CHECK_RECORDS_MAX: usize = 1_000;
-
 /// Executes records in order on the current state, keeping nothing: what an importer
 /// asks before submitting a set that must go in whole. A place on the heavy pool is
 /// taken before the body is read, so at most the pool's places hold a body; parsing,
@@ -644,11 +642,12 @@ fn check_body(s: &Shared, body: &[u8]) -> Result<CheckedRecords, ApiFailure> {
             format!("not a list of signed records: {e}"),
         )
     })?;
-    if records.is_empty() || records.len() > CHECK_RECORDS_MAX {
+    use xinlian_client::bulk::RECORDS_PER_REQUEST_MAX;
+    if records.is_empty() || records.len() > RECORDS_PER_REQUEST_MAX {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "bad_query",
-            format!("send 1 to {CHECK_RECORDS_MAX} records"),
+            format!("send 1 to {RECORDS_PER_REQUEST_MAX} records"),
         ));
     }
     let encoded: Vec<EncodedRecord> = records.into_iter().map(EncodedRecord::new).collect();
@@ -730,28 +729,8 @@ fn check_signed(
     records: &[EncodedRecord],
     chain: &xinlian_genesis::Hash32,
 ) -> Vec<Result<(), Rejection>> {
-    use xinlian_client::checks::{StatelessError, check_unsigned};
-    use xinlian_client::crypto::{Domain, SignatureError, verify_batch};
-    let bad = verify_batch(records.iter().map(|r| {
-        (
-            &r.record().envelope.signer,
-            Domain::Record.message(r.envelope_bytes()),
-            &r.record().signature,
-        )
-    }))
-    .err()
-    .unwrap_or_default();
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            check_unsigned(r.record(), chain)?;
-            if bad.binary_search(&i).is_ok() {
-                let key = r.record().envelope.signer;
-                return Err(StatelessError::Signature(SignatureError::Invalid(key)));
-            }
-            Ok(())
-        })
+    xinlian_client::checks::check_stateless_batch(records, chain)
+        .into_iter()
         .map(|v| v.map_err(Rejection::from))
         .collect()
 }
@@ -1023,6 +1002,172 @@ async fn submit(
         0 => Ok((StatusCode::ACCEPTED, Json(Submitted { id })).into_response()),
         ms => Ok(Json(wait_for_record(&s, id, ms).await?).into_response()),
     }
+}
+
+/// Submits many records in one request: each gets its own verdict, in order, and only
+/// the admitted ones change anything. A place on the heavy pool is taken before the
+/// body is read; decoding and the signatures (one batch verification) are checked
+/// there, then the records that passed are admitted on the event loop in one command,
+/// one after another (each sees the ones before it, as separate submissions would).
+async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response, ApiFailure> {
+    let ticket = s.heavy.admit()?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let limit = s.check_body_bytes_max;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "oversize",
+                format!("request body over {limit} bytes"),
+            )
+        })?;
+    let shared = s.shared.clone();
+    // The heavy place is held until the event loop has answered: at most the pool's
+    // places of bulk work are queued for it at once.
+    let (slots, admitted) = ticket
+        .run(move || {
+            let c = shared.consortium();
+            let max = c.policy().record_bytes_max as usize;
+            let records = decode_bulk(&content_type, &body, max)?;
+            let mut verified = Vec::new();
+            let slots: Vec<Result<RecordId, (RecordId, Rejection)>> =
+                VerifiedRecord::check_all(records, &c.chain)
+                    .into_iter()
+                    .map(|v| {
+                        v.map(|r| {
+                            let id = r.id();
+                            verified.push(r);
+                            id
+                        })
+                    })
+                    .collect();
+            if verified.is_empty() {
+                return Ok((slots, Vec::new()));
+            }
+            let (tx, rx) = oneshot::channel();
+            shared
+                .commands
+                .try_send(Command::SubmitMany {
+                    records: verified,
+                    reply: tx,
+                })
+                .map_err(command_refused)?;
+            let admitted = rx.blocking_recv().map_err(|_| {
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "node is stopping",
+                )
+            })?;
+            Ok((slots, admitted))
+        })
+        .await?;
+    let mut admitted = admitted.into_iter();
+    let mut full = false;
+    let results = slots
+        .into_iter()
+        .map(|v| {
+            let (id, refusal) = match v {
+                Err((id, rejection)) => (id, Some(ApiFailure::from(rejection))),
+                // One answer per record sent on: the reply has as many.
+                Ok(id) => match admitted.next() {
+                    Some(Ok(_)) => (id, None),
+                    Some(Err(e)) => {
+                        full |= matches!(e, AdmissionError::Full(_));
+                        (id, Some(ApiFailure::from(e)))
+                    }
+                    None => (id, Some(storage_failed())),
+                },
+            };
+            CheckResult {
+                id,
+                code: refusal.as_ref().map(|f| f.error.code.clone()),
+                message: refusal.map(|f| f.error.message),
+            }
+        })
+        .collect();
+    let mut answer = Json(SubmittedRecords { results }).into_response();
+    if full {
+        // Some were refused for a full mempool: the client may send those again.
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(1));
+    }
+    Ok(answer)
+}
+
+/// A bulk body: the binary framing of [`xinlian_client::bulk`], or a JSON list of
+/// signed records; either refused whole (nothing admitted) when it does not parse.
+fn decode_bulk(
+    content_type: &str,
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<EncodedRecord>, ApiFailure> {
+    use xinlian_client::bulk::{self, BulkError, RECORDS_PER_REQUEST_MAX};
+    let records = if content_type.starts_with("application/json") {
+        let records: Vec<SignedRecord> = serde_json::from_slice(body).map_err(|e| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("not a list of signed records: {e}"),
+            )
+        })?;
+        if records.is_empty() || records.len() > RECORDS_PER_REQUEST_MAX {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
+                    "send 1 to {RECORDS_PER_REQUEST_MAX} records, not {}",
+                    records.len()
+                ),
+            ));
+        }
+        let encoded: Vec<EncodedRecord> = records.into_iter().map(EncodedRecord::new).collect();
+        if let Some((i, r)) = encoded
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.bytes().len() > max)
+        {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "oversize",
+                format!(
+                    "the record at index {i} is {} bytes, over the bound of {max} bytes",
+                    r.bytes().len()
+                ),
+            ));
+        }
+        encoded
+    } else if content_type.starts_with("application/octet-stream") {
+        bulk::decode(body, RECORDS_PER_REQUEST_MAX, max).map_err(|e| {
+            let code = match &e {
+                BulkError::Empty { .. } | BulkError::TooMany { .. } => "bad_query",
+                BulkError::Oversize { .. } => "oversize",
+                BulkError::Record {
+                    source:
+                        xinlian_client::record::DecodeError::Canonical(
+                            xinlian_genesis::canonical::CanonicalError::NonCanonical,
+                        ),
+                    ..
+                } => "non_canonical",
+                _ => "malformed",
+            };
+            err(StatusCode::BAD_REQUEST, code, e.to_string())
+        })?
+    } else {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            "send application/octet-stream (records, each after its length) or application/json (a list)",
+        ));
+    };
+    Ok(records)
 }
 
 async fn wait_for_record(s: &Shared, id: RecordId, wait_ms: u64) -> Result<RecordView, ApiFailure> {

@@ -19,7 +19,7 @@ use malachite_types::TimeoutKind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use xinlian_client::block::{Block, Certificate};
-use xinlian_client::checks::check_stateless;
+use xinlian_client::checks::{check_stateless, check_stateless_batch};
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Genesis, Hash32, PublicKey};
@@ -95,12 +95,38 @@ impl VerifiedRecord {
         check_stateless(&rec, chain)?;
         Ok(VerifiedRecord(rec))
     }
+
+    pub fn id(&self) -> RecordId {
+        self.0.id()
+    }
+
+    /// `records` with their verdicts from [`check_stateless_batch`]: the ones that
+    /// passed, verified; the others, their rejection.
+    pub fn check_all(
+        records: Vec<EncodedRecord>,
+        chain: &Hash32,
+    ) -> Vec<Result<VerifiedRecord, (RecordId, Rejection)>> {
+        let verdicts = check_stateless_batch(&records, chain);
+        records
+            .into_iter()
+            .zip(verdicts)
+            .map(|(r, v)| match v {
+                Ok(()) => Ok(VerifiedRecord(r)),
+                Err(e) => Err((r.id(), Rejection::from(e))),
+            })
+            .collect()
+    }
 }
 
 pub enum Command {
     Submit {
         record: Box<VerifiedRecord>,
         reply: oneshot::Sender<Result<RecordId, AdmissionError>>,
+    },
+    /// Records admitted one after another, each answered.
+    SubmitMany {
+        records: Vec<VerifiedRecord>,
+        reply: oneshot::Sender<Vec<Result<RecordId, AdmissionError>>>,
     },
     Pending {
         id: RecordId,
@@ -434,6 +460,24 @@ impl Host {
                 let (out, actions) = self.replica.submit_verified(now_ms(), record.0);
                 let _ = reply.send(out);
                 self.apply(actions);
+            }
+            Command::SubmitMany { records, reply } => {
+                // Once the mempool is full the rest are refused untried, so that what
+                // a request gets in keeps its order: none is admitted after one that
+                // was turned away for want of room.
+                let mut answers: Vec<Result<RecordId, AdmissionError>> =
+                    Vec::with_capacity(records.len());
+                for record in records {
+                    if let Some(Err(full @ AdmissionError::Full(_))) = answers.last() {
+                        let full = full.clone();
+                        answers.push(Err(full));
+                        continue;
+                    }
+                    let (out, actions) = self.replica.submit_verified(now_ms(), record.0);
+                    answers.push(out);
+                    self.apply(actions);
+                }
+                let _ = reply.send(answers);
             }
             Command::Pending { id, reply } => {
                 let _ = reply.send(self.replica.mempool().get(&id).map(|r| r.record().clone()));

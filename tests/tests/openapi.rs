@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use xinlian_client::ids::Uscc;
-use xinlian_client::record::RotateEntityKey;
+use xinlian_client::record::{EncodedRecord, RotateEntityKey};
 use xinlian_genesis::keys;
 use xinlian_tests::{commission, register_enterprise};
 
@@ -96,6 +96,7 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
     });
     let ready = farm.sign(commission("b1"));
     let spare = farm.sign(commission("b2"));
+    let bulk_fresh = farm.sign(commission("b3"));
     let base = client.base_url().to_string();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -405,6 +406,50 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             400,
             Some("bad_query"),
         ),
+        // Bulk: per-record verdicts (a duplicate and a fresh one), and refusals whole.
+        Call {
+            template: "/v1/records/bulk",
+            ..post(
+                format!("{base}/v1/records/bulk"),
+                "application/octet-stream",
+                xinlian_client::bulk::encode(&[
+                    EncodedRecord::new(ready.clone()),
+                    EncodedRecord::new(bulk_fresh.clone()),
+                ]),
+                200,
+                None,
+            )
+        },
+        Call {
+            template: "/v1/records/bulk",
+            ..post(
+                format!("{base}/v1/records/bulk"),
+                "application/json",
+                serde_json::to_vec(&[&bulk_fresh])?,
+                200,
+                None,
+            )
+        },
+        Call {
+            template: "/v1/records/bulk",
+            ..post(
+                format!("{base}/v1/records/bulk"),
+                "application/octet-stream",
+                vec![0x05, 1, 2],
+                400,
+                Some("malformed"),
+            )
+        },
+        Call {
+            template: "/v1/records/bulk",
+            ..post(
+                format!("{base}/v1/records/bulk"),
+                "text/plain",
+                b"x".to_vec(),
+                415,
+                Some("content_type"),
+            )
+        },
     ];
     for call in &calls {
         let resp = match &call.body {

@@ -228,13 +228,41 @@ pub(crate) fn submit_patiently(node: &NodeClient, r: &SignedRecord) -> Result<()
     }
 }
 
+/// Refusals of a whole bulk request that are waited out (for at most `PATIENCE`).
+const RETRIED: [&str; 3] = ["busy", "rate_limited", "overloaded"];
+
+/// The longest `submit-signed` waits without getting a record in.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Most bytes of records in one bulk request: under the smallest body bound a node
+/// may be configured with (`api.check_body_mb`, 1 MiB).
+const REQUEST_BYTES_MAX: usize = 1 << 19;
+
+/// Where the request starting at `start` ends: at most a request's records and bytes,
+/// and at least one record.
+fn request_end(records: &[EncodedRecord], start: usize) -> usize {
+    let mut bytes = 0;
+    let mut end = start;
+    while end < records.len() && end - start < xinlian_client::bulk::RECORDS_PER_REQUEST_MAX {
+        bytes += records[end].bytes().len() + 3;
+        if bytes > REQUEST_BYTES_MAX && end > start {
+            break;
+        }
+        end += 1;
+    }
+    end
+}
+
 /// Most records one bulk file may hold.
 const BULK_RECORDS_MAX: usize = 1_000_000;
 
 /// `xinlian submit-signed FILE`: records signed elsewhere, one JSON signed record per
-/// line (as `xinlian record --json` shows them under `record`), submitted in order,
-/// waiting out a full mempool; stops at the first refusal, saying how many went in.
-/// With `wait`, waits until the last is final.
+/// line (as `xinlian record --json` shows them under `record`), submitted in order in
+/// requests of up to a thousand (`POST /v1/records/bulk`), waiting out a full mempool
+/// or a busy node. A record already pending or final (`duplicate`: a run again after an
+/// interruption) counts as in. After a request with refused records it stops, naming
+/// each one and saying how many went in (the others of that request did). With
+/// `wait`, waits until the last is final.
 pub(crate) fn bulk(cli: &Cli, node: &NodeClient, file: &Path, wait: bool) -> Result<(), Failure> {
     let text = read_file(file)?;
     let mut records = Vec::new();
@@ -255,25 +283,93 @@ pub(crate) fn bulk(cli: &Cli, node: &NodeClient, file: &Path, wait: bool) -> Res
                 n + 1
             ))
         })?;
-        records.push(r);
+        records.push(EncodedRecord::new(r));
     }
     let bar = crate::progress(records.len() as u64, "submit");
-    for (i, r) in records.iter().enumerate() {
-        if let Err(e) = submit_patiently(node, r) {
+    let mut next = 0;
+    let mut admitted = 0;
+    let mut waiting_since = std::time::Instant::now();
+    while next < records.len() {
+        let end = request_end(&records, next);
+        let sent = &records[next..end];
+        let answer = match node.submit_many(sent) {
+            Ok(answer) => answer,
+            Err(xinlian_client::http::ClientError::Refused { code, .. })
+                if RETRIED.contains(&code.as_str()) && waiting_since.elapsed() < PATIENCE =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => {
+                bar.abandon();
+                eprintln!(
+                    "the request of records {} to {end} was refused; {admitted} of {} submitted before it",
+                    next + 1,
+                    records.len()
+                );
+                return Err(e.into());
+            }
+        };
+        // The answer must be about what was sent, record by record.
+        if answer.results.len() != sent.len()
+            || answer.results.iter().zip(sent).any(|(a, r)| a.id != r.id())
+        {
             bar.abandon();
-            let (Failure::Invalid(m) | Failure::Unreachable(m) | Failure::Local(m)) = &e;
-            eprintln!(
-                "record {} ({}) refused: {m}; {i} of {} submitted",
-                i + 1,
-                r.id(),
-                records.len()
-            );
-            return Err(e);
+            return Err(Failure::Invalid(format!(
+                "the node answered {} verdicts that are not those of the {} records sent (records {} to {end})",
+                answer.results.len(),
+                sent.len(),
+                next + 1
+            )));
         }
-        bar.inc(1);
+        let mut taken = 0;
+        let mut refused = Vec::new();
+        for (k, (verdict, r)) in answer.results.iter().zip(sent).enumerate() {
+            match verdict.code.as_deref() {
+                // Already pending or final (a run again after an interruption): in.
+                None | Some("duplicate") => admitted += 1,
+                // The node refuses the rest of a request untried once its mempool is
+                // full: they are sent again.
+                Some("mempool_full") => break,
+                Some(_) => {
+                    let message = verdict.message.clone().unwrap_or_default();
+                    refused.push((next + k + 1, r.id(), message));
+                }
+            }
+            taken = k + 1;
+        }
+        if !refused.is_empty() {
+            bar.abandon();
+            for (n, id, message) in &refused {
+                eprintln!("record {n} ({id}) refused: {message}");
+            }
+            eprintln!(
+                "{admitted} of {} submitted: every record before record {}, and the others of records {} to {} not named above",
+                records.len(),
+                next + 1,
+                next + 1,
+                next + taken
+            );
+            let (n, _, message) = &refused[0];
+            return Err(Failure::Invalid(format!("record {n} refused: {message}")));
+        }
+        bar.inc(taken as u64);
+        if taken > 0 {
+            waiting_since = std::time::Instant::now();
+        } else if waiting_since.elapsed() >= PATIENCE {
+            bar.abandon();
+            return Err(Failure::Invalid(format!(
+                "the node's mempool stayed full for {} s; {admitted} of {} submitted",
+                PATIENCE.as_secs(),
+                records.len()
+            )));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        next += taken;
     }
     bar.finish_and_clear();
-    let last = records.last().map(SignedRecord::id);
+    let last = records.last().map(EncodedRecord::id);
     if wait && let Some(id) = last {
         node.record(&id, 30_000)?;
     }
