@@ -40,12 +40,13 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/ready";
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         STATUS,
         RECORDS,
         RECORD,
         RECORD_PROOF,
         RECORDS_CHECK,
+        RECORDS_BULK,
         CONSISTENCY,
         ROSTERS,
         ROSTER,
