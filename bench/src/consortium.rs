@@ -136,10 +136,13 @@ fn enterprise(e: &workload::Enterprise, chain: Hash32) -> workload::Enterprise {
 
 /// One actor thread per enterprise, each trading with the next and sending through
 /// the validators in turn; they run at `shared`'s rate until it says stop.
+/// One actor thread per enterprise; with `bulk`, each sends a cycle's records in one
+/// `records/bulk` request.
 pub fn start_actors(
     ents: &[workload::Enterprise],
     c: &Consortium,
     shared: &Arc<workload::Shared>,
+    bulk: bool,
 ) -> Vec<JoinHandle<()>> {
     let mut threads = Vec::new();
     for i in 0..ents.len() {
@@ -153,6 +156,7 @@ pub fn start_actors(
                 index: i,
             },
             node: NodeClient::new(&c.apis[i % 4]),
+            bulk,
         };
         let s = shared.clone();
         threads.push(std::thread::spawn(move || actor.run(&s)));

@@ -32,14 +32,42 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// CPU time (user and system, from `/proc/PID/stat`) each node process spent in
+    /// the window, per record finalized in it, in µs; in the order of `pids`.
+    pub node_cpu_us_per_record: Vec<f64>,
+    /// The same for this process: the load generator's actors and the watcher.
+    pub load_cpu_us_per_record: f64,
 }
 
 /// Watches node 0's blocks: when each submitted record became final.
 pub struct Watcher {
     finals: Arc<std::sync::Mutex<VecDeque<(Instant, Duration)>>>,
+    /// The node processes whose CPU time each window measures.
+    pids: Vec<u32>,
 }
 
-pub fn watch(node: NodeClient, shared: Arc<workload::Shared>) -> Watcher {
+/// CPU seconds (user and system) process `pid` (or `self`) has used, from
+/// `/proc/PID/stat` in clock ticks of 1/100 s (Linux's `USER_HZ`); 0 if unreadable.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name is in parentheses and may hold spaces: fields count from the
+    // last ')'. utime and stime are fields 14 and 15, the 12th and 13th after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+pub fn watch(node: NodeClient, shared: Arc<workload::Shared>, pids: Vec<u32>) -> Watcher {
     let finals = Arc::new(std::sync::Mutex::new(VecDeque::new()));
     let f = finals.clone();
     std::thread::spawn(move || {
@@ -66,7 +94,7 @@ pub fn watch(node: NodeClient, shared: Arc<workload::Shared>) -> Watcher {
             std::thread::sleep(Duration::from_millis(5));
         }
     });
-    Watcher { finals }
+    Watcher { finals, pids }
 }
 
 impl Watcher {
@@ -85,9 +113,17 @@ impl Watcher {
         shared.submitted.lock().expect("not poisoned").clear();
         shared.set_rate(rate);
         std::thread::sleep(Duration::from_secs(1));
+        let cpu = |pids: &[u32]| -> Vec<f64> {
+            pids.iter()
+                .map(|p| cpu_seconds(&p.to_string()))
+                .chain([cpu_seconds("self")])
+                .collect()
+        };
+        let cpu_before = cpu(&self.pids);
         let start = Instant::now();
         std::thread::sleep(Duration::from_secs(secs));
         let end = Instant::now();
+        let cpu_after = cpu(&self.pids);
         let fin = self.finals.lock().expect("not poisoned");
         let window: Vec<Duration> = fin
             .iter()
@@ -107,7 +143,15 @@ impl Watcher {
                 lat[((lat.len() - 1) as f64 * p) as usize]
             }
         };
+        let per_record_us: Vec<f64> = cpu_before
+            .iter()
+            .zip(&cpu_after)
+            .map(|(b, a)| (a - b) * 1e6 / window.len().max(1) as f64)
+            .collect();
+        let (load, nodes) = per_record_us.split_last().unwrap_or((&0.0, &[]));
         Latency {
+            node_cpu_us_per_record: nodes.to_vec(),
+            load_cpu_us_per_record: *load,
             offered_per_s: rate,
             finalized_per_s: window.len() as f64 / (end - start).as_secs_f64(),
             samples: lat.len(),

@@ -85,6 +85,10 @@ struct Args {
     /// Where `--store-fill` writes (default: a new temporary folder, removed after).
     #[arg(long)]
     fill_dir: Option<PathBuf>,
+    /// Actors send each cycle's records (up to nine) in one `POST /v1/records/bulk`
+    /// request instead of one request per record.
+    #[arg(long)]
+    bulk: bool,
     /// Offered records/s during `--fill`.
     #[arg(long, default_value_t = 1_500)]
     fill_rate: u64,
@@ -151,8 +155,9 @@ fn main() -> Result<()> {
     let node0 = NodeClient::new(&c.apis[0]);
     let ents = consortium::register_enterprises(args.actors, &node0, &c)?;
     let shared = workload::Shared::new();
-    let watcher = load::watch(NodeClient::new(&c.apis[0]), shared.clone());
-    let threads = consortium::start_actors(&ents, &c, &shared);
+    let pids = c.children.0.iter().map(|(_, child)| child.id()).collect();
+    let watcher = load::watch(NodeClient::new(&c.apis[0]), shared.clone(), pids);
+    let threads = consortium::start_actors(&ents, &c, &shared, args.bulk);
     if let Some(target) = args.fill {
         return fill(&args, &node_bin, target, &shared, &node0, &mut c, threads);
     }
@@ -176,6 +181,7 @@ fn main() -> Result<()> {
             / (limits.ed25519_batch_verify_per_s / 4.0),
         machine: limits,
         validators: 4,
+        bulk_submissions: args.bulk,
         records: status.ledger_size,
         ramp: phases.ramp,
         saturation: phases.saturation,

@@ -13,6 +13,8 @@ use crate::{inspect, machine, provenance};
 pub struct Report {
     pub machine: machine::Limits,
     pub validators: usize,
+    /// Whether the actors sent each cycle's records in one bulk request (`--bulk`).
+    pub bulk_submissions: bool,
     /// Records on the ledger at the end of the load.
     pub records: u64,
     pub ramp: Vec<Latency>,
@@ -64,8 +66,13 @@ pub fn print_table(r: &Report) {
         m.engine_durable_each_per_s
     );
     println!(
-        "ledger, 4 validators on this machine, {} records   figure      target    ratio",
-        r.records
+        "ledger, 4 validators on this machine, {} records{}   figure      target    ratio",
+        r.records,
+        if r.bulk_submissions {
+            ", bulk submissions"
+        } else {
+            ""
+        }
     );
     let bound = m.ed25519_batch_verify_per_s / 4.0;
     println!(
@@ -81,6 +88,7 @@ pub fn print_table(r: &Report) {
             l.p50_ms, l.p95_ms, l.p99_ms
         );
     }
+    print_cost(r);
     print_sync(r.sync_records_per_s, r.execution_records_per_s);
     println!(
         "  disk per record (all indexes)           {:>12.0} bytes       ≤ 1,024",
@@ -125,4 +133,29 @@ pub fn print_sync(sync_records_per_s: f64, execution_records_per_s: f64) {
         execution_records_per_s,
         sync_records_per_s / execution_records_per_s
     );
+}
+
+/// CPU per finalized record in each load phase, by node and for the load generator,
+/// against the node's floor measured in the same run: executing a block (signatures
+/// included) on one core costs 1 / `execution_records_per_s`.
+fn print_cost(r: &Report) {
+    let floor_us = 1e6 / r.execution_records_per_s.max(1.0);
+    println!(
+        "  CPU per finalized record (µs; floor: block execution alone, {floor_us:.1} µs; target ≤ 2× per node)"
+    );
+    for (name, l) in [
+        ("50% of saturation", &r.half_saturation),
+        ("saturation", &r.saturation),
+    ] {
+        let nodes: Vec<String> = l
+            .node_cpu_us_per_record
+            .iter()
+            .map(|us| format!("{us:.0} ({:.0}×)", us / floor_us))
+            .collect();
+        println!(
+            "    at {name:<18} nodes {}; load generator {:.0}",
+            nodes.join(", "),
+            l.load_cpu_us_per_record
+        );
+    }
 }

@@ -125,6 +125,8 @@ pub trait Sink {
 pub struct Actor {
     pub cast: Cast,
     pub node: NodeClient,
+    /// Sends each cycle's records in one `records/bulk` request, not one by one.
+    pub bulk: bool,
 }
 
 /// An actor's records through a node's API, at the pacer's rate.
@@ -154,18 +156,93 @@ impl Sink for ApiSink<'_> {
             }
             Err(e) => {
                 shared.submitted.lock().expect("not poisoned").remove(&id);
-                shared.refused.fetch_add(1, Ordering::Relaxed);
                 let code = match &e {
                     ClientError::Refused { code, .. } => code.clone(),
                     _ => "unreachable".into(),
                 };
-                *shared
-                    .refusals
-                    .lock()
-                    .expect("not poisoned")
-                    .entry(code)
-                    .or_default() += 1;
+                refused(shared, code);
                 None
+            }
+        }
+    }
+}
+
+/// Counts one refusal by its code.
+fn refused(shared: &Shared, code: String) {
+    shared.refused.fetch_add(1, Ordering::Relaxed);
+    *shared
+        .refusals
+        .lock()
+        .expect("not poisoned")
+        .entry(code)
+        .or_default() += 1;
+}
+
+/// An actor's records through a node's bulk route: a cycle's records, each sent under
+/// the pacer, are signed and held, and go in one request when the cycle ends. A record
+/// counts as taken when signed (its id is known), so the ones after it in the cycle
+/// are made; the node then admits them in order, refusing what depends on a refusal.
+struct BulkSink<'a> {
+    node: &'a NodeClient,
+    shared: &'a Shared,
+    held: Vec<EncodedRecord>,
+}
+
+impl Sink for BulkSink<'_> {
+    fn send(&mut self, signer: &RecordSigner, body: Body) -> Option<RecordId> {
+        if !self.shared.permit() {
+            return None;
+        }
+        let rec = EncodedRecord::new(signer.sign(body));
+        let id = rec.id();
+        self.held.push(rec);
+        Some(id)
+    }
+}
+
+impl BulkSink<'_> {
+    fn flush(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let at = Instant::now();
+        {
+            let mut submitted = self.shared.submitted.lock().expect("not poisoned");
+            for r in &self.held {
+                submitted.insert(r.id(), at);
+            }
+        }
+        let held = std::mem::take(&mut self.held);
+        let forget = |id: &RecordId| {
+            self.shared
+                .submitted
+                .lock()
+                .expect("not poisoned")
+                .remove(id);
+        };
+        match self.node.submit_many(&held) {
+            Ok(answer) => {
+                for v in answer.results {
+                    match v.code {
+                        None => {
+                            self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(code) => {
+                            forget(&v.id);
+                            refused(self.shared, code);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let code = match &e {
+                    ClientError::Refused { code, .. } => code.clone(),
+                    _ => "unreachable".into(),
+                };
+                for r in &held {
+                    forget(&r.id());
+                    refused(self.shared, code.clone());
+                }
             }
         }
     }
@@ -173,11 +250,24 @@ impl Sink for ApiSink<'_> {
 
 impl Actor {
     pub fn run(&self, shared: &Shared) {
+        let mut cycle: u64 = 0;
+        if self.bulk {
+            let mut sink = BulkSink {
+                node: &self.node,
+                shared,
+                held: Vec::new(),
+            };
+            while !shared.stop.load(Ordering::Relaxed) {
+                cycle += 1;
+                self.cast.cycle(cycle, now_ms(), &mut sink);
+                sink.flush();
+            }
+            return;
+        }
         let mut sink = ApiSink {
             node: &self.node,
             shared,
         };
-        let mut cycle: u64 = 0;
         while !shared.stop.load(Ordering::Relaxed) {
             cycle += 1;
             self.cast.cycle(cycle, now_ms(), &mut sink);
