@@ -485,8 +485,33 @@ struct ProvenanceQuery {
 struct ProvenanceBody {
     roots: Vec<String>,
     direction: Option<Direction>,
+    #[serde(default, deserialize_with = "json_integer")]
     depth: Option<u32>,
+    #[serde(default, deserialize_with = "json_integer")]
     max_batches: Option<usize>,
+}
+
+/// An optional integer of a JSON body. JSON Schema counts `120.0` as the integer 120,
+/// so the API does too (a client generated from its description may send it); a
+/// fraction, a negative number or one out of range is refused.
+fn json_integer<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|w| T::try_from(w).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer in range")))
 }
 
 /// Steps from a root a walk takes by default and at most.
@@ -1474,6 +1499,19 @@ mod tests {
         documented.sort_unstable();
         routed.sort_unstable();
         assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn a_body_integer_may_be_written_with_a_zero_fraction_and_nothing_else() {
+        let body = |extra: &str| {
+            serde_json::from_str::<super::ProvenanceBody>(&format!(r#"{{"roots":["b"]{extra}}}"#))
+        };
+        let b = body(r#","max_batches":1491.0,"depth":3"#).expect("integers");
+        assert_eq!((b.max_batches, b.depth), (Some(1491), Some(3)));
+        assert_eq!(body("").expect("absent").max_batches, None);
+        for bad in ["1.5", "-1", "1e30", "\"3\"", "4294967296"] {
+            assert!(body(&format!(r#","depth":{bad}"#)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -111,6 +111,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    // Long: every metric's name, help and labels are registered here, one after
+    // another, so the exported set reads (and is reviewed) as one list.
     pub fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("xinlian"),
