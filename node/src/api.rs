@@ -110,9 +110,16 @@ pub struct ApiState {
     check_body_bytes_max: usize,
     streams: events::Streams,
     scrapes: Arc<Scrapes>,
+    /// Places for bulk submissions between their body and the event loop's answer.
+    bulk: Arc<tokio::sync::Semaphore>,
     /// Turns true when the server stops: long-lived answers (event streams) end.
     stopping: watch::Receiver<bool>,
 }
+
+/// Bulk submissions (`records/bulk`) at once, from reading the body to the event
+/// loop's answer; one more is refused `503 busy`. They bound what waits for the event
+/// loop: at most this many requests of up to 1,000 records.
+const BULK_AT_ONCE_MAX: usize = 16;
 
 impl FromRef<ApiState> for Shared {
     fn from_ref(s: &ApiState) -> Shared {
@@ -134,6 +141,7 @@ pub fn router(
         check_body_bytes_max: limits.check_body_bytes_max,
         streams: events::Streams::new(limits.streams_max),
         scrapes: Arc::default(),
+        bulk: Arc::new(tokio::sync::Semaphore::new(BULK_AT_ONCE_MAX)),
         stopping,
     };
     let metrics = state.shared.metrics.clone();
@@ -1030,12 +1038,21 @@ async fn submit(
 }
 
 /// Submits many records in one request: each gets its own verdict, in order, and only
-/// the admitted ones change anything. A place on the heavy pool is taken before the
-/// body is read; decoding and the signatures (one batch verification) are checked
-/// there, then the records that passed are admitted on the event loop in one command,
-/// one after another (each sees the ones before it, as separate submissions would).
+/// the admitted ones change anything. A bulk place ([`BULK_AT_ONCE_MAX`]) is taken
+/// before the body is read and held until the event loop has answered; decoding and
+/// the signatures (one batch verification) are checked on a blocking thread (ingestion
+/// does not queue behind the heavy reads); then the records that passed are admitted
+/// on the event loop in one command, one after another (each sees the ones before it,
+/// as separate submissions would).
 async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response, ApiFailure> {
-    let ticket = s.heavy.admit()?;
+    let _place = s.bulk.clone().try_acquire_owned().map_err(|_| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{BULK_AT_ONCE_MAX} bulk submissions are being taken in; retry"),
+        )
+        .retry_after(1)
+    })?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -1053,46 +1070,52 @@ async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response
             )
         })?;
     let shared = s.shared.clone();
-    // The heavy place is held until the event loop has answered: at most the pool's
-    // places of bulk work are queued for it at once.
-    let (slots, admitted) = ticket
-        .run(move || {
-            let c = shared.consortium();
-            let max = c.policy().record_bytes_max as usize;
-            let records = decode_bulk(&content_type, &body, max)?;
-            let mut verified = Vec::new();
-            let slots: Vec<Result<RecordId, (RecordId, Rejection)>> =
-                VerifiedRecord::check_all(records, &c.chain)
-                    .into_iter()
-                    .map(|v| {
-                        v.map(|r| {
-                            let id = r.id();
-                            verified.push(r);
-                            id
-                        })
+    let (slots, verified) = tokio::task::spawn_blocking(move || {
+        let c = shared.consortium();
+        let max = c.policy().record_bytes_max as usize;
+        let records = decode_bulk(&content_type, &body, max)?;
+        let mut verified = Vec::new();
+        let slots: Vec<Result<RecordId, (RecordId, Rejection)>> =
+            VerifiedRecord::check_all(records, &c.chain)
+                .into_iter()
+                .map(|v| {
+                    v.map(|r| {
+                        let id = r.id();
+                        verified.push(r);
+                        id
                     })
-                    .collect();
-            if verified.is_empty() {
-                return Ok((slots, Vec::new()));
-            }
-            let (tx, rx) = oneshot::channel();
-            shared
-                .commands
-                .try_send(Command::SubmitMany {
-                    records: verified,
-                    reply: tx,
                 })
-                .map_err(command_refused)?;
-            let admitted = rx.blocking_recv().map_err(|_| {
-                err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "node is stopping",
-                )
-            })?;
-            Ok((slots, admitted))
-        })
-        .await?;
+                .collect();
+        Ok::<_, ApiFailure>((slots, verified))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "a bulk submission's check did not finish");
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the node failed to check this request; the cause is in its operator's log",
+        )
+    })??;
+    let admitted = if verified.is_empty() {
+        Vec::new()
+    } else {
+        let (tx, rx) = oneshot::channel();
+        s.shared
+            .commands
+            .try_send(Command::SubmitMany {
+                records: verified,
+                reply: tx,
+            })
+            .map_err(command_refused)?;
+        rx.await.map_err(|_| {
+            err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "node is stopping",
+            )
+        })?
+    };
     let mut admitted = admitted.into_iter();
     let mut full = false;
     let results = slots
