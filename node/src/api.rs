@@ -626,16 +626,30 @@ async fn batch_epcis(
     Ok(([(header::CONTENT_TYPE, "application/ld+json")], doc).into_response())
 }
 
-async fn provenance(State(s): State<ApiState>, req: Request) -> ApiResult<ProvenanceProof> {
-    let body = axum::body::to_bytes(req.into_body(), 64 << 10)
+/// A request's `Content-Type`, or "" when it has none (or one that is not text).
+fn content_type(req: &Request) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A request's whole body, refused `413 oversize` past `limit` bytes.
+async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiFailure> {
+    axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| {
             err(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "oversize",
-                "request body over 64 KiB",
+                format!("request body over {limit} bytes"),
             )
-        })?;
+        })
+}
+
+async fn provenance(State(s): State<ApiState>, req: Request) -> ApiResult<ProvenanceProof> {
+    let body = read_body(req, 64 << 10).await?;
     let b: ProvenanceBody = serde_json::from_slice(&body)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let req = provenance_request(b.roots, b.direction, b.depth, b.max_batches)?;
@@ -649,15 +663,7 @@ async fn provenance(State(s): State<ApiState>, req: Request) -> ApiResult<Proven
 async fn check_records(State(s): State<ApiState>, req: Request) -> ApiResult<CheckedRecords> {
     let ticket = s.heavy.admit()?;
     let limit = s.check_body_bytes_max;
-    let body = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            err(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "oversize",
-                format!("request body over {limit} bytes"),
-            )
-        })?;
+    let body = read_body(req, limit).await?;
     let shared = s.shared.clone();
     let answer = ticket.run(move || check_body(&shared, &body)).await?;
     Ok(Json(answer))
@@ -997,22 +1003,9 @@ async fn submit(
 ) -> Result<Response, ApiFailure> {
     let wait_ms = q.wait_ms()?;
     let max = s.consortium().policy().record_bytes_max as usize;
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = content_type(&req);
     // JSON spells bytes as hex, so allow it a few times the binary bound.
-    let body = axum::body::to_bytes(req.into_body(), 4 * max + 4096)
-        .await
-        .map_err(|_| {
-            err(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "oversize",
-                format!("request body over {} bytes", 4 * max + 4096),
-            )
-        })?;
+    let body = read_body(req, 4 * max + 4096).await?;
     let rec = decode_submission(&content_type, &body, max)?;
     // The signature is checked here, on the API's threads: a record that fails its
     // stateless checks never reaches the consensus thread.
@@ -1053,22 +1046,9 @@ async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response
         )
         .retry_after(1)
     })?;
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = content_type(&req);
     let limit = s.check_body_bytes_max;
-    let body = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            err(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "oversize",
-                format!("request body over {limit} bytes"),
-            )
-        })?;
+    let body = read_body(req, limit).await?;
     let shared = s.shared.clone();
     let (slots, verified) = tokio::task::spawn_blocking(move || {
         let c = shared.consortium();
