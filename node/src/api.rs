@@ -674,22 +674,7 @@ async fn check_records(State(s): State<ApiState>, req: Request) -> ApiResult<Che
 /// held at any step.
 fn check_body(s: &Shared, body: &[u8]) -> Result<CheckedRecords, ApiFailure> {
     let max = s.consortium().policy().record_bytes_max as usize;
-    let records: Vec<SignedRecord> = serde_json::from_slice(body).map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("not a list of signed records: {e}"),
-        )
-    })?;
-    use xinlian_client::bulk::RECORDS_PER_REQUEST_MAX;
-    if records.is_empty() || records.len() > RECORDS_PER_REQUEST_MAX {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("send 1 to {RECORDS_PER_REQUEST_MAX} records"),
-        ));
-    }
-    let encoded: Vec<EncodedRecord> = records.into_iter().map(EncodedRecord::new).collect();
+    let encoded = json_records(body)?;
     if let Some(r) = encoded.iter().find(|r| r.bytes().len() > max) {
         return Err(err(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -950,6 +935,40 @@ fn parse_id(text: &str) -> Result<RecordId, ApiFailure> {
 }
 
 /// Decodes a submission: canonical postcard bytes, or the JSON form of a signed record.
+/// The stable code of a record's canonical bytes that do not decode.
+fn decode_code(e: &xinlian_client::record::DecodeError) -> &'static str {
+    use xinlian_client::record::DecodeError::Canonical;
+    use xinlian_genesis::canonical::CanonicalError;
+    match e {
+        Canonical(CanonicalError::Oversize { .. }) => "oversize",
+        Canonical(CanonicalError::NonCanonical) => "non_canonical",
+        _ => "malformed",
+    }
+}
+
+/// A JSON list of 1 to `RECORDS_PER_REQUEST_MAX` signed records, each encoded once.
+fn json_records(body: &[u8]) -> Result<Vec<EncodedRecord>, ApiFailure> {
+    use xinlian_client::bulk::RECORDS_PER_REQUEST_MAX;
+    let records: Vec<SignedRecord> = serde_json::from_slice(body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("not a list of signed records: {e}"),
+        )
+    })?;
+    if records.is_empty() || records.len() > RECORDS_PER_REQUEST_MAX {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "send 1 to {RECORDS_PER_REQUEST_MAX} records, not {}",
+                records.len()
+            ),
+        ));
+    }
+    Ok(records.into_iter().map(EncodedRecord::new).collect())
+}
+
 fn decode_submission(
     content_type: &str,
     body: &[u8],
@@ -966,18 +985,8 @@ fn decode_submission(
                 )
             })?
     } else if content_type.starts_with("application/octet-stream") {
-        EncodedRecord::decode(body, max).map_err(|e| {
-            let code = match &e {
-                xinlian_client::record::DecodeError::Canonical(
-                    xinlian_genesis::canonical::CanonicalError::Oversize { .. },
-                ) => "oversize",
-                xinlian_client::record::DecodeError::Canonical(
-                    xinlian_genesis::canonical::CanonicalError::NonCanonical,
-                ) => "non_canonical",
-                _ => "malformed",
-            };
-            err(StatusCode::BAD_REQUEST, code, e.to_string())
-        })?
+        EncodedRecord::decode(body, max)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, decode_code(&e), e.to_string()))?
     } else {
         return Err(err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -1139,24 +1148,7 @@ fn decode_bulk(
 ) -> Result<Vec<EncodedRecord>, ApiFailure> {
     use xinlian_client::bulk::{self, BulkError, RECORDS_PER_REQUEST_MAX};
     let records = if content_type.starts_with("application/json") {
-        let records: Vec<SignedRecord> = serde_json::from_slice(body).map_err(|e| {
-            err(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("not a list of signed records: {e}"),
-            )
-        })?;
-        if records.is_empty() || records.len() > RECORDS_PER_REQUEST_MAX {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!(
-                    "send 1 to {RECORDS_PER_REQUEST_MAX} records, not {}",
-                    records.len()
-                ),
-            ));
-        }
-        let encoded: Vec<EncodedRecord> = records.into_iter().map(EncodedRecord::new).collect();
+        let encoded = json_records(body)?;
         if let Some((i, r)) = encoded
             .iter()
             .enumerate()
@@ -1177,14 +1169,8 @@ fn decode_bulk(
             let code = match &e {
                 BulkError::Empty { .. } | BulkError::TooMany { .. } => "bad_query",
                 BulkError::Oversize { .. } => "oversize",
-                BulkError::Record {
-                    source:
-                        xinlian_client::record::DecodeError::Canonical(
-                            xinlian_genesis::canonical::CanonicalError::NonCanonical,
-                        ),
-                    ..
-                } => "non_canonical",
-                _ => "malformed",
+                BulkError::Record { source, .. } => decode_code(source),
+                BulkError::Length { .. } | BulkError::Truncated { .. } => "malformed",
             };
             err(StatusCode::BAD_REQUEST, code, e.to_string())
         })?

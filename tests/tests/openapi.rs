@@ -67,6 +67,14 @@ fn post_to(
     }
 }
 
+/// `call`, made to `/v1/records/bulk`.
+fn to_bulk(call: Call) -> Call {
+    Call {
+        template: "/v1/records/bulk",
+        ..call
+    }
+}
+
 /// A validator for the schema at `pointer` (`#/components/schemas/…`) of the document.
 fn validator(doc: &Value, pointer: &str) -> anyhow::Result<jsonschema::Validator> {
     let root = serde_json::json!({
@@ -407,49 +415,37 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             Some("bad_query"),
         ),
         // Bulk: per-record verdicts (a duplicate and a fresh one), and refusals whole.
-        Call {
-            template: "/v1/records/bulk",
-            ..post(
-                format!("{base}/v1/records/bulk"),
-                "application/octet-stream",
-                xinlian_client::bulk::encode(&[
-                    EncodedRecord::new(ready.clone()),
-                    EncodedRecord::new(bulk_fresh.clone()),
-                ]),
-                200,
-                None,
-            )
-        },
-        Call {
-            template: "/v1/records/bulk",
-            ..post(
-                format!("{base}/v1/records/bulk"),
-                "application/json",
-                serde_json::to_vec(&[&bulk_fresh])?,
-                200,
-                None,
-            )
-        },
-        Call {
-            template: "/v1/records/bulk",
-            ..post(
-                format!("{base}/v1/records/bulk"),
-                "application/octet-stream",
-                vec![0x05, 1, 2],
-                400,
-                Some("malformed"),
-            )
-        },
-        Call {
-            template: "/v1/records/bulk",
-            ..post(
-                format!("{base}/v1/records/bulk"),
-                "text/plain",
-                b"x".to_vec(),
-                415,
-                Some("content_type"),
-            )
-        },
+        to_bulk(post(
+            format!("{base}/v1/records/bulk"),
+            "application/octet-stream",
+            xinlian_client::bulk::encode(&[
+                EncodedRecord::new(ready.clone()),
+                EncodedRecord::new(bulk_fresh.clone()),
+            ]),
+            200,
+            None,
+        )),
+        to_bulk(post(
+            format!("{base}/v1/records/bulk"),
+            "application/json",
+            serde_json::to_vec(&[&bulk_fresh])?,
+            200,
+            None,
+        )),
+        to_bulk(post(
+            format!("{base}/v1/records/bulk"),
+            "application/octet-stream",
+            vec![0x05, 1, 2],
+            400,
+            Some("malformed"),
+        )),
+        to_bulk(post(
+            format!("{base}/v1/records/bulk"),
+            "text/plain",
+            b"x".to_vec(),
+            415,
+            Some("content_type"),
+        )),
     ];
     for call in &calls {
         let resp = match &call.body {

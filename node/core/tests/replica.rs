@@ -222,45 +222,28 @@ fn a_block_with_a_forged_signature_on_an_admitted_record_is_refused() {
     let forged = EncodedRecord::new(forged);
     assert_eq!(forged.id(), genuine.id(), "the same id, other bytes");
     assert_ne!(forged.bytes(), genuine.bytes());
-    // Height 1's round-0 proposer (v1) builds on the forged bytes: the block is
-    // well-formed, its roots commit to what it holds.
-    let (executed, rejected) = xinlian_core::chain::build_block(
-        &MemLedger::new(),
-        &c,
-        &Tip::genesis(&c),
-        node(1),
-        NOW,
-        [&forged],
-    )
-    .unwrap();
-    assert!(rejected.is_empty());
-    let actions = honest
-        .on_message(
-            NOW + 1,
+    // Height 1's round-0 proposer (v1) builds on `rec`: the block is well-formed, its
+    // roots commit to what it holds; `to` answers its proposal.
+    let propose = |to: &mut Replica<Arc<MemLedger>>, rec: &EncodedRecord| {
+        let (executed, rejected) = xinlian_core::chain::build_block(
+            &MemLedger::new(),
+            &c,
+            &Tip::genesis(&c),
             node(1),
-            proposal(&c, executed.block(), 1, Some(0), None),
+            NOW,
+            [rec],
         )
         .unwrap();
+        assert!(rejected.is_empty());
+        let block = proposal(&c, executed.block(), 1, Some(0), None);
+        to.on_message(NOW + 1, node(1), block).unwrap()
+    };
+    let actions = propose(&mut honest, &forged);
     assert!(penalised(&actions), "{actions:?}");
     assert!(!votes_for_a_block(&actions), "{actions:?}");
     // The control: the same block built on the genuine bytes gets a vote.
-    let (executed, _) = xinlian_core::chain::build_block(
-        &MemLedger::new(),
-        &c,
-        &Tip::genesis(&c),
-        node(1),
-        NOW,
-        [&genuine],
-    )
-    .unwrap();
     let (mut other, _) = replica(&c, 0);
-    let actions = other
-        .on_message(
-            NOW + 1,
-            node(1),
-            proposal(&c, executed.block(), 1, Some(0), None),
-        )
-        .unwrap();
+    let actions = propose(&mut other, &genuine);
     assert!(votes_for_a_block(&actions), "{actions:?}");
     // The genuine record is still pending, and goes in the next block.
     assert!(honest.mempool().contains(&genuine.id()));
