@@ -33,10 +33,11 @@ pub struct Latency {
     pub p95_ms: f64,
     pub p99_ms: f64,
     /// CPU time (user and system, from `/proc/PID/stat`) each node process spent in
-    /// the window, per record finalized in it, in µs; in the order of `pids`.
-    pub node_cpu_us_per_record: Vec<f64>,
+    /// the window, per record finalized in it, in µs; in the order of `pids`. `None`
+    /// where it could not be read or nothing was finalized.
+    pub node_cpu_us_per_record: Vec<Option<f64>>,
     /// The same for this process: the load generator's actors and the watcher.
-    pub load_cpu_us_per_record: f64,
+    pub load_cpu_us_per_record: Option<f64>,
 }
 
 /// Watches node 0's blocks: when each submitted record became final.
@@ -47,24 +48,16 @@ pub struct Watcher {
 }
 
 /// CPU seconds (user and system) process `pid` (or `self`) has used, from
-/// `/proc/PID/stat` in clock ticks of 1/100 s (Linux's `USER_HZ`); 0 if unreadable.
-pub fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
+/// `/proc/PID/stat` in clock ticks of 1/100 s (Linux's `USER_HZ`, fixed by its ABI
+/// whatever the kernel's tick); `None` if unreadable (a process gone).
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: fields count from the
     // last ')'. utime and stime are fields 14 and 15, the 12th and 13th after it.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
+    let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 pub fn watch(node: NodeClient, shared: Arc<workload::Shared>, pids: Vec<u32>) -> Watcher {
@@ -113,7 +106,7 @@ impl Watcher {
         shared.submitted.lock().expect("not poisoned").clear();
         shared.set_rate(rate);
         std::thread::sleep(Duration::from_secs(1));
-        let cpu = |pids: &[u32]| -> Vec<f64> {
+        let cpu = |pids: &[u32]| -> Vec<Option<f64>> {
             pids.iter()
                 .map(|p| cpu_seconds(&p.to_string()))
                 .chain([cpu_seconds("self")])
@@ -143,12 +136,16 @@ impl Watcher {
                 lat[((lat.len() - 1) as f64 * p) as usize]
             }
         };
-        let per_record_us: Vec<f64> = cpu_before
+        let records = window.len();
+        let per_record_us: Vec<Option<f64>> = cpu_before
             .iter()
             .zip(&cpu_after)
-            .map(|(b, a)| (a - b) * 1e6 / window.len().max(1) as f64)
+            .map(|(b, a)| {
+                let spent = (*a)? - (*b)?;
+                (records > 0).then(|| spent * 1e6 / records as f64)
+            })
             .collect();
-        let (load, nodes) = per_record_us.split_last().unwrap_or((&0.0, &[]));
+        let (load, nodes) = per_record_us.split_last().unwrap_or((&None, &[]));
         Latency {
             node_cpu_us_per_record: nodes.to_vec(),
             load_cpu_us_per_record: *load,

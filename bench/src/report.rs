@@ -150,12 +150,17 @@ fn print_cost(r: &Report) {
         let nodes: Vec<String> = l
             .node_cpu_us_per_record
             .iter()
-            .map(|us| format!("{us:.0} ({:.0}×)", us / floor_us))
+            .map(|us| match us {
+                Some(us) => format!("{us:.0} ({:.1}×)", us / floor_us),
+                None => "n/a".into(),
+            })
             .collect();
+        let load = l
+            .load_cpu_us_per_record
+            .map_or("n/a".into(), |us| format!("{us:.0}"));
         println!(
-            "    at {name:<18} nodes {}; load generator {:.0}",
-            nodes.join(", "),
-            l.load_cpu_us_per_record
+            "    at {name:<18} nodes {}; load generator {load}",
+            nodes.join(", ")
         );
     }
 }

@@ -179,7 +179,7 @@ fn refused(shared: &Shared, code: String) {
 }
 
 /// An actor's records through a node's bulk route: a cycle's records, each sent under
-/// the pacer, are signed and held, and go in one request when the cycle ends. A record
+/// the pacer, are signed, timed and held, and go in one request when the cycle ends. A record
 /// counts as taken when signed (its id is known), so the ones after it in the cycle
 /// are made; the node then admits them in order, refusing what depends on a refusal.
 struct BulkSink<'a> {
@@ -195,6 +195,12 @@ impl Sink for BulkSink<'_> {
         }
         let rec = EncodedRecord::new(signer.sign(body));
         let id = rec.id();
+        // Timed from here: the wait for the rest of the cycle counts in its latency.
+        self.shared
+            .submitted
+            .lock()
+            .expect("not poisoned")
+            .insert(id, Instant::now());
         self.held.push(rec);
         Some(id)
     }
@@ -204,13 +210,6 @@ impl BulkSink<'_> {
     fn flush(&mut self) {
         if self.held.is_empty() {
             return;
-        }
-        let at = Instant::now();
-        {
-            let mut submitted = self.shared.submitted.lock().expect("not poisoned");
-            for r in &self.held {
-                submitted.insert(r.id(), at);
-            }
         }
         let held = std::mem::take(&mut self.held);
         let forget = |id: &RecordId| {

@@ -119,7 +119,7 @@ pub struct ApiState {
 /// Bulk submissions (`records/bulk`) at once, from reading the body to the event
 /// loop's answer; one more is refused `503 busy`. They bound what waits for the event
 /// loop: at most this many requests of up to 1,000 records.
-const BULK_AT_ONCE_MAX: usize = 16;
+pub const BULK_AT_ONCE_MAX: usize = 16;
 
 impl FromRef<ApiState> for Shared {
     fn from_ref(s: &ApiState) -> Shared {
@@ -1047,7 +1047,7 @@ async fn submit(
 /// on the event loop in one command, one after another (each sees the ones before it,
 /// as separate submissions would).
 async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response, ApiFailure> {
-    let _place = s.bulk.clone().try_acquire_owned().map_err(|_| {
+    let place = s.bulk.clone().try_acquire_owned().map_err(|_| {
         err(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -1059,7 +1059,9 @@ async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response
     let limit = s.check_body_bytes_max;
     let body = read_body(req, limit).await?;
     let shared = s.shared.clone();
-    let (slots, verified) = tokio::task::spawn_blocking(move || {
+    // The place goes with the check (a client that hangs up does not free it while its
+    // check runs) and comes back for the wait on the event loop.
+    let (slots, verified, place) = tokio::task::spawn_blocking(move || {
         let c = shared.consortium();
         let max = c.policy().record_bytes_max as usize;
         let records = decode_bulk(&content_type, &body, max)?;
@@ -1075,7 +1077,7 @@ async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response
                     })
                 })
                 .collect();
-        Ok::<_, ApiFailure>((slots, verified))
+        Ok::<_, ApiFailure>((slots, verified, place))
     })
     .await
     .map_err(|e| {
@@ -1105,6 +1107,7 @@ async fn submit_bulk(State(s): State<ApiState>, req: Request) -> Result<Response
             )
         })?
     };
+    drop(place);
     let mut admitted = admitted.into_iter();
     let mut full = false;
     let results = slots

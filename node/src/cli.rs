@@ -286,13 +286,14 @@ fn lower_this_thread(nice: i32) {
 
 /// The API's runtime (consensus runs on a thread of its own: `host::run`), its
 /// threads `nice` levels below it. Its blocking threads are the heavy-read pool, the
-/// wait for standard input, and spare.
+/// bulk submissions' checks (`api::BULK_AT_ONCE_MAX`, so ingestion never waits behind
+/// heavy reads), the wait for standard input, and spare.
 fn api_runtime(limits: &ApiLimits, threads: usize, nice: i32) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("api")
         .on_thread_start(move || lower_this_thread(nice))
-        .max_blocking_threads(limits.heavy_running_max + 2)
+        .max_blocking_threads(limits.heavy_running_max + crate::api::BULK_AT_ONCE_MAX + 2)
         .enable_all()
         .build()
         .context("starting tokio")

@@ -60,8 +60,8 @@ pub struct Timeouts {
     pub heartbeat_ms: u64,
     /// How long a validator starting with no write-ahead log for its next height
     /// listens for its peers' heights before it starts one (then it also catches up
-    /// first); 0: it starts at once (`Replica::listening_until`). A sole validator
-    /// never listens: no peer could have gone on without it.
+    /// first); 0: it starts at once (`Replica::listening_until`). A validator whose
+    /// roster names no other member's node never listens: nobody could tell it more.
     pub listen_first_ms: u64,
 }
 
@@ -348,8 +348,14 @@ impl<L: Ledger> Replica<L> {
         r.schedule(Timer::Status, r.timeouts.status_ms);
         if r.is_validator() {
             if r.ledger.wal(r.tip.height + 1)?.is_empty() {
-                // A sole validator has nobody to hear a height from: it starts.
-                if r.timeouts.listen_first_ms > 0 && r.c.validators.len() > 1 {
+                // With no other member's node (validator or observer) there is nobody
+                // to hear a height from: it starts.
+                let others =
+                    r.c.roster
+                        .members
+                        .iter()
+                        .any(|m| m.node_key.is_some_and(|k| k != r.me));
+                if r.timeouts.listen_first_ms > 0 && others {
                     let listen = i64::try_from(r.timeouts.listen_first_ms).unwrap_or(i64::MAX);
                     r.listening_until = Some(now_ms.saturating_add(listen));
                 }
