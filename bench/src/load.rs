@@ -38,13 +38,18 @@ pub struct Latency {
     pub node_cpu_us_per_record: Vec<Option<f64>>,
     /// The same for this process: the load generator's actors and the watcher.
     pub load_cpu_us_per_record: Option<f64>,
+    /// Bytes each node sent to its peers in the window (libp2p's outbound transport
+    /// count, from its `/metrics`), per record finalized in it; in the order of `pids`.
+    pub node_sent_bytes_per_record: Vec<Option<f64>>,
 }
 
 /// Watches node 0's blocks: when each submitted record became final.
 pub struct Watcher {
     finals: Arc<std::sync::Mutex<VecDeque<(Instant, Duration)>>>,
-    /// The node processes whose CPU time each window measures.
+    /// The node processes whose CPU time each window measures, and their APIs (for
+    /// the bytes they sent), in the same order.
     pids: Vec<u32>,
+    apis: Vec<String>,
 }
 
 /// CPU seconds (user and system) process `pid` (or `self`) has used, from
@@ -60,7 +65,32 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
-pub fn watch(node: NodeClient, shared: Arc<workload::Shared>, pids: Vec<u32>) -> Watcher {
+/// Bytes node `api` has sent to its peers: the sum of its outbound
+/// `xinlian_libp2p_bandwidth_bytes_total` over transport stacks; `None` if unreadable.
+pub fn sent_bytes(api: &str) -> Option<f64> {
+    let text = ureq::get(format!("{api}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    let sum = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("xinlian_libp2p_bandwidth_bytes_total{")
+                && l.contains("direction=\"Outbound\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    Some(sum)
+}
+
+pub fn watch(
+    node: NodeClient,
+    shared: Arc<workload::Shared>,
+    pids: Vec<u32>,
+    apis: Vec<String>,
+) -> Watcher {
     let finals = Arc::new(std::sync::Mutex::new(VecDeque::new()));
     let f = finals.clone();
     std::thread::spawn(move || {
@@ -87,7 +117,7 @@ pub fn watch(node: NodeClient, shared: Arc<workload::Shared>, pids: Vec<u32>) ->
             std::thread::sleep(Duration::from_millis(5));
         }
     });
-    Watcher { finals, pids }
+    Watcher { finals, pids, apis }
 }
 
 impl Watcher {
@@ -112,11 +142,15 @@ impl Watcher {
                 .chain([cpu_seconds("self")])
                 .collect()
         };
+        let sent =
+            |apis: &[String]| -> Vec<Option<f64>> { apis.iter().map(|a| sent_bytes(a)).collect() };
+        let sent_before = sent(&self.apis);
         let cpu_before = cpu(&self.pids);
         let start = Instant::now();
         std::thread::sleep(Duration::from_secs(secs));
         let end = Instant::now();
         let cpu_after = cpu(&self.pids);
+        let sent_after = sent(&self.apis);
         let fin = self.finals.lock().expect("not poisoned");
         let window: Vec<Duration> = fin
             .iter()
@@ -146,7 +180,16 @@ impl Watcher {
             })
             .collect();
         let (load, nodes) = per_record_us.split_last().unwrap_or((&None, &[]));
+        let node_sent_bytes_per_record = sent_before
+            .iter()
+            .zip(&sent_after)
+            .map(|(b, a)| {
+                let sent = (*a)? - (*b)?;
+                (records > 0).then(|| sent / records as f64)
+            })
+            .collect();
         Latency {
+            node_sent_bytes_per_record,
             node_cpu_us_per_record: nodes.to_vec(),
             load_cpu_us_per_record: *load,
             offered_per_s: rate,

@@ -156,7 +156,12 @@ fn main() -> Result<()> {
     let ents = consortium::register_enterprises(args.actors, &node0, &c)?;
     let shared = workload::Shared::new();
     let pids = c.children.0.iter().map(|(_, child)| child.id()).collect();
-    let watcher = load::watch(NodeClient::new(&c.apis[0]), shared.clone(), pids);
+    let watcher = load::watch(
+        NodeClient::new(&c.apis[0]),
+        shared.clone(),
+        pids,
+        c.apis.clone(),
+    );
     let threads = consortium::start_actors(&ents, &c, &shared, args.bulk);
     if let Some(target) = args.fill {
         return fill(&args, &node_bin, target, &shared, &node0, &mut c, threads);

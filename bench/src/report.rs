@@ -162,5 +162,15 @@ fn print_cost(r: &Report) {
             "    at {name:<18} nodes {}; load generator {load}",
             nodes.join(", ")
         );
+        let sent: Vec<String> = l
+            .node_sent_bytes_per_record
+            .iter()
+            .map(|b| b.map_or("n/a".into(), |b| format!("{b:.0}")))
+            .collect();
+        println!(
+            "    {:<21} bytes sent per finalized record, by node: {}",
+            "",
+            sent.join(", ")
+        );
     }
 }

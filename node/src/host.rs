@@ -612,6 +612,15 @@ impl Host {
                 max,
                 ticket,
             } => self.serve_sync(from, first, max, ticket),
+            NetEvent::PartsRequest {
+                from,
+                block,
+                leaves,
+                ticket,
+            } => {
+                let answer = self.replica.answer_parts(from, block, &leaves);
+                self.net.answer_sync(ticket, &answer);
+            }
             // What it claimed about its height goes with it (see the replica's sync).
             NetEvent::PeerGone(peer) => self.replica.peer_gone(&peer),
         }
@@ -673,7 +682,14 @@ impl Host {
     fn apply(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Broadcast(msg) => self.net.publish(&msg),
+                Action::Broadcast(msg) => {
+                    // The records a proposal names go out before it, so that peers
+                    // have them at hand rather than asking.
+                    if matches!(msg, NetMsg::Proposal(_)) {
+                        self.flush_relay();
+                    }
+                    self.net.publish(&msg)
+                }
                 Action::Relay(bytes) => {
                     if self.relay.len() + 1 > RELAY_RECORDS_MAX
                         || self.relay_bytes + bytes.len() > RELAY_BYTES_MAX
@@ -685,10 +701,13 @@ impl Host {
                 }
                 Action::Send(peer, msg @ NetMsg::SyncRequest { max, .. }) => {
                     self.sync_asked.insert(peer, (Instant::now(), max));
-                    self.net.send_sync_request(&peer, msg)
+                    self.net.send_request(&peer, msg)
                 }
-                // The replica is never handed a sync request (the host serves them),
-                // so it has nothing else to send to one peer.
+                Action::Send(peer, msg @ NetMsg::PartsRequest { .. }) => {
+                    self.net.send_request(&peer, msg)
+                }
+                // The replica is never handed a sync or parts request (the host serves
+                // them), so it has nothing else to send to one peer.
                 Action::Send(peer, msg) => {
                     tracing::debug!(%peer, kind = msg.kind(), "unexpected direct message dropped");
                 }

@@ -62,7 +62,9 @@ fn seconds() -> Histogram {
 /// The registry and the handles that write it. Cheap to share (`Arc`); every metric
 /// is atomic, so writers never wait for a scrape.
 pub struct Metrics {
-    registry: Registry,
+    /// Locked only to register (the network's transport counters, once at start) and
+    /// to encode a scrape.
+    registry: std::sync::Mutex<Registry>,
     pub height: Gauge,
     pub round: Gauge,
     pub blocks_finalized: Counter,
@@ -115,7 +117,7 @@ impl Metrics {
     // another, so the exported set reads (and is reviewed) as one list.
     pub fn new() -> Metrics {
         let mut m = Metrics {
-            registry: Registry::with_prefix("xinlian"),
+            registry: std::sync::Mutex::new(Registry::with_prefix("xinlian")),
             height: Gauge::default(),
             round: Gauge::default(),
             blocks_finalized: Counter::default(),
@@ -154,7 +156,7 @@ impl Metrics {
         for step in TIMEOUT_STEPS {
             drop(m.timeouts.get_or_create(&StepLabel { step }));
         }
-        let r = &mut m.registry;
+        let r = m.registry.get_mut().unwrap_or_else(|e| e.into_inner());
         r.register(
             "height",
             "Height of the last block stored here",
@@ -295,8 +297,15 @@ impl Metrics {
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+
+    /// Registers what `f` adds (libp2p's transport counters, which come with the
+    /// transport the network builds).
+    pub fn register_with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -30,7 +30,7 @@ use libp2p::{
 use tokio::time::Instant;
 use xinlian_core::consensus::wire::NetMsg;
 use xinlian_genesis::keys::SigningKey;
-use xinlian_genesis::{Genesis, PublicKey, Roster};
+use xinlian_genesis::{Genesis, Hash32, PublicKey, Roster};
 
 use crate::metrics::Metrics;
 
@@ -40,8 +40,9 @@ pub type PeerAddress = Multiaddr;
 
 /// Room for a message's envelope around the largest block.
 const ENVELOPE_BYTES: usize = 64 << 10;
-/// Largest sync request: requests are small, only answers carry blocks.
-const SYNC_REQUEST_BYTES_MAX: usize = 4096;
+/// Largest request: a sync request is small; a parts request names up to
+/// `PARTS_ASKED_MAX` leaves. Only answers carry blocks and records.
+const REQUEST_BYTES_MAX: usize = xinlian_core::consensus::wire::PARTS_ASKED_MAX * 33 + 256;
 /// A peer that sends this many malformed or invalid messages within `STRIKE_WINDOW`
 /// is disconnected (it may reconnect, and its strikes start again).
 const STRIKES_MAX: u32 = 20;
@@ -110,7 +111,7 @@ impl request_response::Codec for BytesCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        read_framed(io, SYNC_REQUEST_BYTES_MAX).await
+        read_framed(io, REQUEST_BYTES_MAX).await
     }
 
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(
@@ -170,6 +171,15 @@ pub enum NetEvent {
         from: PublicKey,
         first: u64,
         max: u64,
+        ticket: SyncTicket,
+    },
+    /// Member's node `from` asks for records of proposed block `block` by leaf; the
+    /// request stays open until [`Network::answer_sync`] answers `ticket`, which the
+    /// host does at once, from the replica (so these never wait behind sync reads).
+    PartsRequest {
+        from: PublicKey,
+        block: Hash32,
+        leaves: Vec<Hash32>,
         ticket: SyncTicket,
     },
     /// The last connection to a member's node closed.
@@ -243,46 +253,57 @@ impl Network {
         let members = member_peers(roster)?;
         let gossip_config = gossip_config(genesis)?;
         let kp = keypair(key)?;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(kp.clone())
+        let builder = libp2p::SwarmBuilder::with_existing_identity(kp.clone())
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
                 yamux::Config::default,
-            )?
-            .with_behaviour(|k| {
-                let mut allow =
-                    allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
-                for p in members.keys() {
-                    allow.allow_peer(*p);
-                }
-                Ok(Behaviour {
-                    members: allow,
-                    gossip: gossipsub::Behaviour::new(
-                        MessageAuthenticity::Signed(k.clone()),
-                        gossip_config,
-                    )
-                    .expect("valid gossip configuration"),
-                    sync: request_response::Behaviour::with_codec(
-                        BytesCodec { max: max_message },
-                        [(
-                            StreamProtocol::new("/xinlian/sync/1"),
-                            ProtocolSupport::Full,
-                        )],
-                        request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(20))
-                            .with_max_concurrent_streams(SYNC_STREAMS_MAX),
-                    ),
-                    ping: ping::Behaviour::new(
-                        ping::Config::new()
-                            .with_interval(PING_INTERVAL)
-                            .with_timeout(PING_TIMEOUT),
-                    ),
+            )?;
+        // Bytes in and out of every connection (`xinlian_libp2p_bandwidth_bytes_total`):
+        // what the consortium costs the network per record (docs/performance.md).
+        let swarm = metrics.register_with(|r| {
+            builder
+                .with_bandwidth_metrics(r)
+                .with_behaviour(|k| {
+                    let mut allow =
+                        allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+                    for p in members.keys() {
+                        allow.allow_peer(*p);
+                    }
+                    Ok(Behaviour {
+                        members: allow,
+                        gossip: gossipsub::Behaviour::new(
+                            MessageAuthenticity::Signed(k.clone()),
+                            gossip_config,
+                        )
+                        .expect("valid gossip configuration"),
+                        sync: request_response::Behaviour::with_codec(
+                            BytesCodec { max: max_message },
+                            [(
+                                StreamProtocol::new("/xinlian/sync/2"),
+                                ProtocolSupport::Full,
+                            )],
+                            request_response::Config::default()
+                                .with_request_timeout(Duration::from_secs(20))
+                                .with_max_concurrent_streams(SYNC_STREAMS_MAX),
+                        ),
+                        ping: ping::Behaviour::new(
+                            ping::Config::new()
+                                .with_interval(PING_INTERVAL)
+                                .with_timeout(PING_TIMEOUT),
+                        ),
+                    })
                 })
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
-        let topic = IdentTopic::new(format!("xinlian/{chain}/v1"));
+                .map(|b| {
+                    b.with_swarm_config(|c| {
+                        c.with_idle_connection_timeout(Duration::from_secs(3600))
+                    })
+                    .build()
+                })
+        });
+        let mut swarm = swarm?;
+        let topic = IdentTopic::new(format!("xinlian/{chain}/v2"));
         swarm.behaviour_mut().gossip.subscribe(&topic)?;
         swarm.listen_on(listen)?;
         Ok(Network {
@@ -341,9 +362,10 @@ impl Network {
         }
     }
 
-    /// Asks `to` for blocks (`msg` is a `NetMsg::SyncRequest`); its answer comes back
-    /// as a [`NetEvent::Message`]. Nothing is sent to a node not in the roster.
-    pub fn send_sync_request(&mut self, to: &PublicKey, msg: NetMsg) {
+    /// Asks `to` for blocks or a proposal's records (`msg` is a `NetMsg::SyncRequest` or
+    /// `NetMsg::PartsRequest`); its answer comes back as a [`NetEvent::Message`].
+    /// Nothing is sent to a node not in the roster.
+    pub fn send_request(&mut self, to: &PublicKey, msg: NetMsg) {
         if let Some(p) = self.peer_of(to) {
             self.swarm
                 .behaviour_mut()
@@ -500,7 +522,11 @@ impl Network {
             (Some(from), Ok(msg))
                 if !matches!(
                     msg,
-                    NetMsg::SyncRequest { .. } | NetMsg::SyncResponse { .. } | NetMsg::SyncBusy
+                    NetMsg::SyncRequest { .. }
+                        | NetMsg::SyncResponse { .. }
+                        | NetMsg::SyncBusy
+                        | NetMsg::PartsRequest { .. }
+                        | NetMsg::Parts { .. }
                 ) =>
             {
                 self.report(message_id, &propagation_source, true);
@@ -536,7 +562,18 @@ impl Network {
         match message {
             request_response::Message::Request {
                 request, channel, ..
-            } => match NetMsg::decode(&request, SYNC_REQUEST_BYTES_MAX) {
+            } => match NetMsg::decode(&request, REQUEST_BYTES_MAX) {
+                Ok(NetMsg::PartsRequest { block, leaves }) => {
+                    let ticket = SyncTicket(self.next_ticket);
+                    self.next_ticket += 1;
+                    self.sync_open.insert(ticket, channel);
+                    Some(NetEvent::PartsRequest {
+                        from,
+                        block,
+                        leaves,
+                        ticket,
+                    })
+                }
                 Ok(NetMsg::SyncRequest { from: first, max }) => {
                     if self.sync_open.len() >= SYNC_OPEN_MAX {
                         let busy = NetMsg::SyncBusy.encode();
@@ -560,9 +597,11 @@ impl Network {
             },
             request_response::Message::Response { response, .. } => {
                 match NetMsg::decode(&response, self.max_message) {
-                    Ok(msg @ (NetMsg::SyncResponse { .. } | NetMsg::SyncBusy)) => {
-                        Some(NetEvent::Message { from, msg })
-                    }
+                    Ok(
+                        msg @ (NetMsg::SyncResponse { .. }
+                        | NetMsg::SyncBusy
+                        | NetMsg::Parts { .. }),
+                    ) => Some(NetEvent::Message { from, msg }),
                     other => {
                         tracing::warn!(%peer, error = ?other.err(), "malformed sync response");
                         None

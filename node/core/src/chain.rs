@@ -40,6 +40,8 @@ pub struct Executed {
     pub header: Header,
     /// The block's records, each encoded once.
     pub records: Vec<EncodedRecord>,
+    /// Their RFC 9162 leaf hashes, in order: what a proposal names them by.
+    pub leaves: Vec<Hash32>,
     pub writes: Writes,
     /// Perfect subtrees of the ledger-wide tree completed by this block.
     pub merkle_nodes: Vec<(u32, u64, Hash32)>,
@@ -141,6 +143,7 @@ fn finish(
     Ok(Executed {
         header,
         records,
+        leaves,
         writes,
         merkle_nodes,
         tip,
@@ -217,7 +220,19 @@ pub fn execute_block(
     tip: &Tip,
     block: Block,
 ) -> Result<Executed, BlockError> {
-    let h = block.header;
+    let records = block.records.into_iter().map(EncodedRecord::new).collect();
+    execute_records(base, c, tip, block.header, records)
+}
+
+/// [`execute_block`] for a block whose records are already encoded (a proposal put
+/// together from the mempool's records).
+pub fn execute_records(
+    base: &dyn StateRead,
+    c: &Consortium,
+    tip: &Tip,
+    h: Header,
+    records: Vec<EncodedRecord>,
+) -> Result<Executed, BlockError> {
     if h.chain != c.chain {
         return Err(BlockError::Chain {
             expected: c.chain,
@@ -243,7 +258,6 @@ pub fn execute_block(
         });
     }
     let policy = c.policy();
-    let records: Vec<EncodedRecord> = block.records.into_iter().map(EncodedRecord::new).collect();
     let total: usize = records.iter().map(|r| r.bytes().len()).sum();
     if records.len() > policy.block_records_max as usize || total > policy.block_bytes_max as usize
     {

@@ -6,7 +6,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use xinlian_client::checks::{check_stateless, check_unsigned};
+use xinlian_client::merkle::leaf_hash;
 use xinlian_client::record::{EncodedRecord, RecordId};
+use xinlian_genesis::Hash32;
 
 use crate::chain::Tip;
 use crate::execute::{BlockContext, Consortium, ExecError, Rejection, execute_record};
@@ -53,6 +55,11 @@ pub struct Mempool {
     /// Admission order, which is also block order.
     order: VecDeque<RecordId>,
     records: HashMap<RecordId, EncodedRecord>,
+    /// Each pending record's RFC 9162 leaf hash (of its canonical bytes, signature
+    /// included: two signatures of one envelope are two leaves), by which proposals
+    /// name the records of their blocks.
+    by_leaf: HashMap<Hash32, RecordId>,
+    leaf_of: HashMap<RecordId, Hash32>,
     bytes: usize,
     /// State writes of every pending record, applied in order over the store.
     speculative: Writes,
@@ -81,6 +88,8 @@ impl Mempool {
         Mempool {
             order: VecDeque::new(),
             records: HashMap::new(),
+            by_leaf: HashMap::new(),
+            leaf_of: HashMap::new(),
             bytes: 0,
             speculative: Writes::new(),
             records_max,
@@ -104,6 +113,11 @@ impl Mempool {
         self.records.get(id)
     }
 
+    /// The pending record whose canonical bytes have this leaf hash.
+    pub fn by_leaf(&self, leaf: &Hash32) -> Option<&EncodedRecord> {
+        self.records.get(self.by_leaf.get(leaf)?)
+    }
+
     /// Pending records in admission order.
     pub fn records(&self) -> impl Iterator<Item = &EncodedRecord> {
         self.order.iter().map(|id| &self.records[id])
@@ -116,9 +130,11 @@ impl Mempool {
         }
     }
 
-    fn push(&mut self, rec: EncodedRecord) {
+    fn push(&mut self, rec: EncodedRecord, leaf: Hash32) {
         self.bytes += rec.bytes().len();
         self.order.push_back(rec.id());
+        self.by_leaf.insert(leaf, rec.id());
+        self.leaf_of.insert(rec.id(), leaf);
         self.records.insert(rec.id(), rec);
     }
 
@@ -164,7 +180,8 @@ impl Mempool {
         })?;
         let writes = overlay.into_writes();
         self.speculative.extend(writes);
-        self.push(rec);
+        let leaf = leaf_hash(rec.bytes());
+        self.push(rec, leaf);
         Ok(id)
     }
 
@@ -180,21 +197,23 @@ impl Mempool {
     ) -> Result<Vec<(RecordId, Rejection)>, StateError> {
         let order = std::mem::take(&mut self.order);
         let mut records = std::mem::take(&mut self.records);
+        let mut leaf_of = std::mem::take(&mut self.leaf_of);
+        self.by_leaf.clear();
         self.bytes = 0;
         self.speculative.clear();
         let ctx = Self::context(tip, now_ms);
         let mut dropped = Vec::new();
         let mut overlay = Overlay::new(base);
         for id in order {
-            let rec = records
-                .remove(&id)
-                .expect("order and records hold the same ids");
+            let (Some(rec), Some(leaf)) = (records.remove(&id), leaf_of.remove(&id)) else {
+                continue; // never: `push` files an id in all three
+            };
             if included.contains(&id) {
                 continue;
             }
             let index = tip.frontier.size() + self.order.len() as u64;
             match execute_record(&mut overlay, c, &ctx, &rec, index) {
-                Ok(()) => self.push(rec),
+                Ok(()) => self.push(rec, leaf),
                 Err(ExecError::Rejected(r)) => dropped.push((id, r)),
                 Err(ExecError::State(e)) => return Err(e),
             }

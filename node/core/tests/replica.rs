@@ -8,9 +8,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use xinlian_client::block::{Block, Certificate};
 use xinlian_client::ids::Uscc;
+use xinlian_client::merkle::leaf_hash;
 use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
 use xinlian_core::chain::Tip;
-use xinlian_core::consensus::context::{proposal_message, sign};
+use xinlian_core::consensus::context::sign;
 use xinlian_core::consensus::ledger::{Ledger, MemLedger};
 use xinlian_core::consensus::replica::{Action, Replica, Timeouts, Timer};
 use xinlian_core::consensus::wire::{self, NetMsg};
@@ -29,6 +30,11 @@ fn consortium() -> Arc<Consortium> {
 }
 
 fn replica(c: &Arc<Consortium>, i: usize) -> (Replica<Arc<MemLedger>>, Vec<Action>) {
+    replica_at(c, i, NOW)
+}
+
+/// Validator `i`'s replica started at `now`.
+fn replica_at(c: &Arc<Consortium>, i: usize, now: i64) -> (Replica<Arc<MemLedger>>, Vec<Action>) {
     Replica::new(
         c.clone(),
         key(1, i),
@@ -36,7 +42,7 @@ fn replica(c: &Arc<Consortium>, i: usize) -> (Replica<Arc<MemLedger>>, Vec<Actio
         Tip::genesis(c),
         Timeouts::for_interval(c.genesis.policy.block_interval_ms),
         Mempool::new(1000, 1 << 20),
-        NOW,
+        now,
     )
     .unwrap()
 }
@@ -183,23 +189,8 @@ fn a_proposal_of_an_invalid_block_is_refused_and_blamed() {
     let proposer = (0..4)
         .find(|&i| public_key(&key(1, i)) == block.header.proposer)
         .unwrap();
-    let mut p = wire::WireProposal {
-        height: 1,
-        round: Some(0),
-        pol_round: None,
-        block,
-        proposer: public_key(&key(1, proposer)),
-        signature: xinlian_client::crypto::Signature([0; 64]),
-    };
-    let sp = wire::proposal_from_wire(p.clone());
-    p.signature = sign(&key(1, proposer), &proposal_message(&c.chain, &sp.message));
-    let actions = fresh
-        .on_message(
-            NOW,
-            public_key(&key(1, proposer)),
-            NetMsg::Proposal(Box::new(p)),
-        )
-        .unwrap();
+    let msg = proposal(&c, block.clone(), proposer, Some(0), None);
+    let actions = handed(&mut fresh, public_key(&key(1, proposer)), msg, &block);
     assert!(penalised(&actions), "{actions:?}");
     assert!(!votes_for_a_block(&actions), "{actions:?}");
     assert_eq!(fresh.tip().height, 0);
@@ -235,8 +226,9 @@ fn a_block_with_a_forged_signature_on_an_admitted_record_is_refused() {
         )
         .unwrap();
         assert!(rejected.is_empty());
-        let block = proposal(&c, executed.block(), 1, Some(0), None);
-        to.on_message(NOW + 1, node(1), block).unwrap()
+        let block = executed.block();
+        let msg = proposal(&c, block.clone(), 1, Some(0), None);
+        handed(to, node(1), msg, &block)
     };
     let actions = propose(&mut honest, &forged);
     assert!(penalised(&actions), "{actions:?}");
@@ -262,20 +254,9 @@ fn a_proposal_signed_by_a_non_validator_is_blamed() {
     let rs = finalize(&c, 1);
     let (block, _) = rs[0].ledger().block_and_certificate(1).unwrap().unwrap();
     let outsider = key(7, 7);
-    let mut p = wire::WireProposal {
-        height: 1,
-        round: Some(0),
-        pol_round: None,
-        block,
-        proposer: public_key(&outsider),
-        signature: xinlian_client::crypto::Signature([0; 64]),
-    };
-    let sp = wire::proposal_from_wire(p.clone());
-    p.signature = sign(&outsider, &proposal_message(&c.chain, &sp.message));
+    let p = signed_proposal(&c, block, &outsider, Some(0), None);
     let (mut fresh, _) = replica(&c, 0);
-    let actions = fresh
-        .on_message(NOW, public_key(&key(1, 1)), NetMsg::Proposal(Box::new(p)))
-        .unwrap();
+    let actions = fresh.on_message(NOW, public_key(&key(1, 1)), p).unwrap();
     assert!(penalised(&actions), "{actions:?}");
     assert!(!votes_for_a_block(&actions), "{actions:?}");
 }
@@ -561,17 +542,43 @@ fn signed_proposal(
     round: Option<u32>,
     pol_round: Option<u32>,
 ) -> NetMsg {
-    let mut p = wire::WireProposal {
-        height: block.header.height,
-        round,
-        pol_round,
-        block,
-        proposer: public_key(signer),
-        signature: xinlian_client::crypto::Signature([0; 64]),
-    };
-    let sp = wire::proposal_from_wire(p.clone());
-    p.signature = sign(signer, &proposal_message(&c.chain, &sp.message));
-    NetMsg::Proposal(Box::new(p))
+    NetMsg::Proposal(Box::new(wire::WireProposal::of_block(
+        &c.chain, &block, round, pol_round, signer,
+    )))
+}
+
+/// `msg` handed to `r` by `from`, and each ask for a proposal's records that follows
+/// answered from `block` by the peer asked: a node that lacked the records, once it
+/// has them.
+fn handed(
+    r: &mut Replica<Arc<MemLedger>>,
+    from: PublicKey,
+    msg: NetMsg,
+    block: &Block,
+) -> Vec<Action> {
+    let mut out = r.on_message(NOW, from, msg).unwrap();
+    let mut i = 0;
+    while i < out.len() {
+        if let Action::Send(peer, NetMsg::PartsRequest { block: id, leaves }) = &out[i] {
+            let records = leaves
+                .iter()
+                .filter_map(|l| {
+                    block
+                        .records
+                        .iter()
+                        .map(|r| r.canonical_bytes())
+                        .find(|b| leaf_hash(b) == *l)
+                })
+                .collect();
+            let (peer, id) = (*peer, *id);
+            let more = r
+                .on_message(NOW, peer, NetMsg::Parts { block: id, records })
+                .unwrap();
+            out.extend(more);
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A precommit (or prevote) of validator `i` for `value` at height 1, round 0.
@@ -608,7 +615,7 @@ fn proposed_ids(actions: &[Action]) -> Vec<Hash32> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Broadcast(NetMsg::Proposal(p)) => Some(p.block.header.hash()),
+            Action::Broadcast(NetMsg::Proposal(p)) => Some(p.header.hash()),
             _ => None,
         })
         .collect()
@@ -655,6 +662,10 @@ fn a_flood_of_valid_proposals_cannot_make_the_decision_fail() {
     // Round 0's proposer signs 70 distinct valid blocks for its one slot: the same
     // records at 70 different times. The first is the one the others decide on.
     let first_id = block.header.hash();
+    for rec in &block.records {
+        let (admitted, _) = honest.submit(NOW, EncodedRecord::new(rec.clone()));
+        admitted.unwrap();
+    }
     let mut blamed = 0;
     for k in 0..70 {
         let mut b = block.clone();
@@ -994,4 +1005,149 @@ fn a_validator_without_a_log_listens_and_catches_up_before_it_signs() {
     )
     .unwrap();
     assert!(votes_for_a_block(&actions), "a sole validator listened");
+}
+
+/// The asks for a proposal's records in `actions`: whom, and which leaves.
+fn parts_asked(actions: &[Action]) -> Vec<(PublicKey, Vec<Hash32>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(p, NetMsg::PartsRequest { leaves, .. }) => Some((*p, leaves.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Records travel once, by the relay; a proposal names them by leaf. A validator that
+/// lacks some asks the node that sent the proposal, holds every answer to the leaves
+/// it asked for (a record not asked for, or another signature on an asked record's
+/// envelope, is refused and blamed), asks another validator for what an answer left
+/// out, and votes once the block is whole.
+#[test]
+fn a_validator_missing_proposal_records_fetches_them_and_votes() {
+    let c = consortium();
+    // Past the block interval, before a heartbeat is due: v1 proposes when it has records.
+    const NOW: i64 = GENESIS_MS + 1_000;
+    let recs: Vec<EncodedRecord> = (1..=3).map(|n| registration(&c, n)).collect();
+    // v1, round 0's proposer of height 1, has all three and proposes.
+    let (mut proposer, _) = replica_at(&c, 1, NOW);
+    for r in &recs {
+        proposer.submit(NOW, r.clone()).0.unwrap();
+    }
+    let actions = proposer.on_timer(NOW, Timer::NextHeight).unwrap();
+    let msg = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Broadcast(m @ NetMsg::Proposal(_)) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("v1 proposes");
+    let NetMsg::Proposal(p) = &msg else {
+        unreachable!()
+    };
+    assert_eq!(p.leaves.len(), 3);
+    let records_bytes: usize = recs.iter().map(|r| r.bytes().len()).sum();
+    assert!(
+        msg.encode().len() < records_bytes,
+        "a proposal of {} bytes carries its {records_bytes} bytes of records again",
+        msg.encode().len()
+    );
+    let id = p.header.hash();
+
+    // v0 has the first record (relayed), not the other two: it asks v1 for those.
+    let (mut v0, _) = replica_at(&c, 0, NOW);
+    v0.submit(NOW, recs[0].clone()).0.unwrap();
+    let actions = v0.on_message(NOW, node(1), msg.clone()).unwrap();
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
+    let mut wanted: Vec<Hash32> = recs[1..].iter().map(|r| leaf_hash(r.bytes())).collect();
+    wanted.sort();
+    assert_eq!(parts_asked(&actions), vec![(node(1), wanted.clone())]);
+
+    // An answer with a record not asked for is refused and blamed.
+    let parts = |records: Vec<Vec<u8>>| NetMsg::Parts { block: id, records };
+    let actions = v0
+        .on_message(NOW, node(1), parts(vec![recs[0].bytes().to_vec()]))
+        .unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
+    // So is an asked record's envelope under another signature: not the leaf asked.
+    let mut forged = recs[1].record().clone();
+    forged.signature.0[0] ^= 1;
+    let forged = EncodedRecord::new(forged);
+    assert_eq!(forged.id(), recs[1].id());
+    let actions = v0
+        .on_message(NOW, node(1), parts(vec![forged.bytes().to_vec()]))
+        .unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
+
+    // The proposer answers from its block, in the order asked.
+    let answer = proposer
+        .on_message(
+            NOW,
+            node(0),
+            NetMsg::PartsRequest {
+                block: id,
+                leaves: wanted.clone(),
+            },
+        )
+        .unwrap();
+    let records = answer
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Send(to, NetMsg::Parts { records, .. }) if to == node(0) => Some(records),
+            _ => None,
+        })
+        .expect("the proposer answers");
+    let leaves: Vec<Hash32> = records.iter().map(|b| leaf_hash(b)).collect();
+    assert_eq!(leaves, wanted);
+    // Half of it: v0 asks another validator for the rest at once.
+    let actions = v0
+        .on_message(NOW, node(1), parts(vec![records[0].clone()]))
+        .unwrap();
+    assert!(!penalised(&actions), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
+    let again = parts_asked(&actions);
+    assert_eq!(again.len(), 1, "{actions:?}");
+    assert_ne!(again[0].0, node(1));
+    assert_eq!(again[0].1, vec![wanted[1]]);
+    // The rest, from that validator: the block is whole, re-executed, voted for.
+    let actions = v0
+        .on_message(NOW, again[0].0, parts(vec![records[1].clone()]))
+        .unwrap();
+    assert!(!penalised(&actions), "{actions:?}");
+    assert!(
+        actions.iter().any(
+            |a| matches!(a, Action::Broadcast(NetMsg::Vote(v)) if v.value == Some(id) && !v.precommit)
+        ),
+        "{actions:?}"
+    );
+}
+
+/// A proposal's leaves must make its header's records root: a list that does not (here
+/// two swapped) is blamed on its sender before anything is asked for or executed.
+#[test]
+fn a_proposal_whose_leaves_do_not_make_its_records_root_is_blamed() {
+    let c = consortium();
+    let recs: Vec<EncodedRecord> = (1..=2).map(|n| registration(&c, n)).collect();
+    let (executed, _) = xinlian_core::chain::build_block(
+        &MemLedger::new(),
+        &c,
+        &Tip::genesis(&c),
+        node(1),
+        NOW,
+        &recs,
+    )
+    .unwrap();
+    let mut p =
+        wire::WireProposal::of_block(&c.chain, &executed.block(), Some(0), None, &key(1, 1));
+    p.leaves.swap(0, 1);
+    p.sign(&c.chain, &key(1, 1));
+    let (mut v0, _) = replica(&c, 0);
+    let actions = v0
+        .on_message(NOW, node(1), NetMsg::Proposal(Box::new(p)))
+        .unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert!(parts_asked(&actions).is_empty(), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
 }

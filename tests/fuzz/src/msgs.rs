@@ -7,10 +7,9 @@ use std::sync::{LazyLock, Mutex};
 
 use xinlian_client::block::Block;
 use xinlian_client::crypto::Signature;
-use xinlian_core::consensus::context::{proposal_message, sign, vote_message};
+use xinlian_core::consensus::context::{sign, vote_message};
 use xinlian_core::consensus::wire::{
-    WirePolka, WireProposal, WireRoundCertificate, WireRoundSignature, WireVote,
-    proposal_from_wire, vote_from_wire,
+    WirePolka, WireProposal, WireRoundCertificate, WireRoundSignature, WireVote, vote_from_wire,
 };
 use xinlian_genesis::Hash32;
 use xinlian_genesis::keys::public_key;
@@ -66,16 +65,15 @@ pub fn proposal(
     pol_round: Option<u32>,
     block: Block,
 ) -> WireProposal {
-    let mut w = WireProposal {
-        height,
+    let mut w = WireProposal::of_block(
+        &fixture().chain(),
+        &block,
         round,
         pol_round,
-        block,
-        proposer: public_key(&node_key(validator)),
-        signature: NO_SIGNATURE,
-    };
-    let p = proposal_from_wire(w.clone());
-    w.signature = signed(validator, proposal_message(&fixture().chain(), &p.message));
+        &node_key(validator),
+    );
+    w.height = height;
+    w.sign(&fixture().chain(), &node_key(validator));
     w
 }
 

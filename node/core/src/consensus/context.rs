@@ -475,14 +475,33 @@ pub fn vote_message(chain: &Hash32, v: &ConsensusVote) -> Vec<u8> {
 }
 
 pub fn proposal_message(chain: &Hash32, p: &BlockProposal) -> Vec<u8> {
+    proposal_signing_message(
+        chain,
+        p.height,
+        p.round,
+        p.pol_round,
+        p.value.id,
+        p.proposer.0,
+    )
+}
+
+/// What a proposer signs: the block by its id, with the height and rounds.
+pub fn proposal_signing_message(
+    chain: &Hash32,
+    height: Height,
+    round: Round,
+    pol_round: Round,
+    block: Hash32,
+    proposer: PublicKey,
+) -> Vec<u8> {
     Domain::Consensus.message(&canonical::encode(&SignedProposalBody {
         chain: *chain,
         kind: 2,
-        height: p.height.0,
-        round: p.round.as_u32(),
-        pol_round: p.pol_round.as_u32(),
-        block: p.value.id,
-        proposer: p.proposer.0,
+        height: height.0,
+        round: round.as_u32(),
+        pol_round: pol_round.as_u32(),
+        block,
+        proposer,
     }))
 }
 

@@ -9,13 +9,15 @@ use malachite_types::{
     VoteType,
 };
 use serde::{Deserialize, Serialize};
-use xinlian_client::block::{Block, Certificate, CommitSignature};
+use xinlian_client::block::{Block, Certificate, CommitSignature, Header};
 use xinlian_client::crypto::Signature;
+use xinlian_client::merkle::leaf_hash;
+use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, PublicKey, canonical};
 
 use super::context::{
     Address, BlockId, BlockProposal, BlockValue, ConsensusVote, Ctx, Height, Validators,
-    round_from_wire, round_to_wire,
+    proposal_signing_message, round_from_wire, round_to_wire, sign,
 };
 
 /// Most blocks in one sync answer, and most bytes of blocks (the last block may pass it).
@@ -24,6 +26,9 @@ pub const SYNC_BYTES_MAX: usize = 8 << 20;
 /// Most records, and bytes of records, in one relayed batch.
 pub const RELAY_RECORDS_MAX: usize = 512;
 pub const RELAY_BYTES_MAX: usize = 256 << 10;
+/// Most records asked for in one `PartsRequest` (a block with more missing is asked
+/// for in several).
+pub const PARTS_ASKED_MAX: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireVote {
@@ -35,8 +40,75 @@ pub struct WireVote {
     pub signature: Signature,
 }
 
+/// A proposal as it travels: the block's header and its records by reference — the
+/// RFC 9162 leaf hash of each record's canonical bytes, in block order, which the
+/// header's `records_root` commits to. The records themselves reach every node once,
+/// by the mempool relay; a validator missing some asks for them
+/// ([`NetMsg::PartsRequest`]) and checks each answer against its leaf.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireProposal {
+    pub height: u64,
+    pub round: Option<u32>,
+    pub pol_round: Option<u32>,
+    pub header: Header,
+    pub leaves: Vec<Hash32>,
+    pub proposer: PublicKey,
+    pub signature: Signature,
+}
+
+impl WireProposal {
+    /// The block's id (its header's hash), which the proposer signs.
+    pub fn block_id(&self) -> Hash32 {
+        self.header.hash()
+    }
+
+    /// A proposal of `block`, signed by `key` (its proposer).
+    pub fn of_block(
+        chain: &Hash32,
+        block: &Block,
+        round: Option<u32>,
+        pol_round: Option<u32>,
+        key: &SigningKey,
+    ) -> WireProposal {
+        let mut p = WireProposal {
+            height: block.header.height,
+            round,
+            pol_round,
+            header: block.header.clone(),
+            leaves: block
+                .records
+                .iter()
+                .map(|r| leaf_hash(&r.canonical_bytes()))
+                .collect(),
+            proposer: public_key(key),
+            signature: Signature([0; 64]),
+        };
+        p.sign(chain, key);
+        p
+    }
+
+    /// Signs (again) as `key`, its `proposer` left as it is.
+    pub fn sign(&mut self, chain: &Hash32, key: &SigningKey) {
+        self.signature = sign(key, &self.signed_message(chain));
+    }
+
+    /// The bytes the proposer signs.
+    pub fn signed_message(&self, chain: &Hash32) -> Vec<u8> {
+        proposal_signing_message(
+            chain,
+            Height(self.height),
+            round_from_wire(self.round),
+            round_from_wire(self.pol_round),
+            self.block_id(),
+            self.proposer,
+        )
+    }
+}
+
+/// A proposal as the write-ahead log keeps it: with its whole block, so that a restart
+/// needs nobody to re-execute it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedProposal {
     pub height: u64,
     pub round: Option<u32>,
     pub pol_round: Option<u32>,
@@ -81,6 +153,18 @@ pub enum NetMsg {
     /// gossip message per record floods gossipsub's send queues under load, and the
     /// consensus messages queued behind them are dropped).
     Records(Vec<Vec<u8>>),
+    /// A validator's ask, to one peer, for the records of proposed block `block` it
+    /// lacks, by leaf hash (at most [`PARTS_ASKED_MAX`]).
+    PartsRequest {
+        block: Hash32,
+        leaves: Vec<Hash32>,
+    },
+    /// The answer: the canonical bytes of those of the asked records the peer has, in
+    /// the order asked (those it lacks left out).
+    Parts {
+        block: Hash32,
+        records: Vec<Vec<u8>>,
+    },
     /// A node's finalized height, announced periodically so that laggards notice.
     Status {
         height: u64,
@@ -111,12 +195,14 @@ impl NetMsg {
 
     /// For logs and penalties.
     /// Every value [`NetMsg::kind`] takes.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 11] = [
         "proposal",
         "vote",
         "polka-certificate",
         "round-certificate",
         "records",
+        "parts-request",
+        "parts",
         "status",
         "sync-request",
         "sync-response",
@@ -130,6 +216,8 @@ impl NetMsg {
             NetMsg::PolkaCertificate(_) => "polka-certificate",
             NetMsg::RoundCertificate(_) => "round-certificate",
             NetMsg::Records(_) => "records",
+            NetMsg::PartsRequest { .. } => "parts-request",
+            NetMsg::Parts { .. } => "parts",
             NetMsg::Status { .. } => "status",
             NetMsg::SyncRequest { .. } => "sync-request",
             NetMsg::SyncResponse { .. } => "sync-response",
@@ -175,8 +263,37 @@ pub fn vote_from_wire(w: &WireVote) -> SignedVote {
     )
 }
 
-pub fn proposal_to_wire(p: &SignedProposal) -> WireProposal {
+/// Our proposal as it travels, `leaves` being its block's (`Executed::leaves`).
+pub fn proposal_to_wire(p: &SignedProposal, leaves: Vec<Hash32>) -> WireProposal {
     WireProposal {
+        height: p.message.height.0,
+        round: round_to_wire(p.message.round),
+        pol_round: round_to_wire(p.message.pol_round),
+        header: p.message.value.block.header.clone(),
+        leaves,
+        proposer: p.message.proposer.0,
+        signature: p.signature,
+    }
+}
+
+/// A travelling proposal with its block put together from `block`'s records (whose
+/// leaves the caller matched to `w.leaves`).
+pub fn proposal_from_wire(w: WireProposal, block: Block) -> SignedProposal {
+    debug_assert_eq!(block.header, w.header);
+    SignedMessage::new(
+        BlockProposal {
+            height: Height(w.height),
+            round: round_from_wire(w.round),
+            value: BlockValue::new(block),
+            pol_round: round_from_wire(w.pol_round),
+            proposer: Address(w.proposer),
+        },
+        w.signature,
+    )
+}
+
+pub fn proposal_to_log(p: &SignedProposal) -> LoggedProposal {
+    LoggedProposal {
         height: p.message.height.0,
         round: round_to_wire(p.message.round),
         pol_round: round_to_wire(p.message.pol_round),
@@ -186,7 +303,7 @@ pub fn proposal_to_wire(p: &SignedProposal) -> WireProposal {
     }
 }
 
-pub fn proposal_from_wire(w: WireProposal) -> SignedProposal {
+pub fn proposal_from_log(w: LoggedProposal) -> SignedProposal {
     SignedMessage::new(
         BlockProposal {
             height: Height(w.height),
@@ -304,7 +421,7 @@ pub fn certificate_from_malachite(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WalEntry {
     Vote(WireVote),
-    Proposal(WireProposal),
+    Proposal(LoggedProposal),
     /// A value this node proposed, or a proposal's value: (round, valid round, proposer, block).
     ProposedValue {
         round: Option<u32>,
@@ -325,7 +442,7 @@ impl WalEntry {
     pub fn from_input(input: &Input<Ctx>) -> Option<WalEntry> {
         Some(match input {
             Input::Vote(v) => WalEntry::Vote(vote_to_wire(v)),
-            Input::Proposal(p) => WalEntry::Proposal(proposal_to_wire(p)),
+            Input::Proposal(p) => WalEntry::Proposal(proposal_to_log(p)),
             Input::ProposedValue(v, _) => WalEntry::ProposedValue {
                 round: round_to_wire(v.round),
                 valid_round: round_to_wire(v.valid_round),
@@ -351,7 +468,7 @@ impl WalEntry {
     pub fn into_input(self, height: u64) -> Input<Ctx> {
         match self {
             WalEntry::Vote(v) => Input::Vote(vote_from_wire(&v)),
-            WalEntry::Proposal(p) => Input::Proposal(proposal_from_wire(p)),
+            WalEntry::Proposal(p) => Input::Proposal(proposal_from_log(p)),
             WalEntry::ProposedValue {
                 round,
                 valid_round,

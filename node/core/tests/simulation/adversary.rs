@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use xinlian_core::consensus::context::{proposal_message, sign, vote_message};
+use xinlian_core::consensus::context::{sign, vote_message};
 use xinlian_core::consensus::wire::{
     self, NetMsg, RELAY_RECORDS_MAX, WirePolka, WireProposal, WireRoundCertificate,
     WireRoundSignature, WireVote,
@@ -146,7 +146,7 @@ impl Forger {
                 let r = own_round(0);
                 let mut out = self.proposal_variant(rng, Some(r), None, 0);
                 if let Some(NetMsg::Proposal(p)) = &mut out {
-                    p.block.header.proposer = PublicKey([rng.below(256) as u8; 32]);
+                    p.header.proposer = PublicKey([rng.below(256) as u8; 32]);
                     self.resign(p);
                 }
                 out.into_iter().collect()
@@ -197,9 +197,9 @@ impl Forger {
         let mut p = self.latest.clone()?;
         p.round = round;
         p.pol_round = pol_round;
-        p.block.header.time_ms += shift;
+        p.header.time_ms += shift;
         if rng.chance(0.8) {
-            p.block.header.proposer = self.me;
+            p.header.proposer = self.me;
         }
         p.proposer = self.me;
         self.resign(&mut p);
@@ -207,8 +207,7 @@ impl Forger {
     }
 
     fn resign(&self, p: &mut WireProposal) {
-        let sp = wire::proposal_from_wire(p.clone());
-        p.signature = sign(&self.key, &proposal_message(&self.chain, &sp.message));
+        p.sign(&self.chain, &self.key);
     }
 
     fn vote(&self, rng: &mut Rng, height: u64, round: Option<u32>) -> NetMsg {

@@ -137,7 +137,8 @@ impl<L: Ledger> Replica<L> {
         self.tip = last.tip.clone();
         self.behind_since = None;
         let tip = self.tip.height;
-        self.future.retain(|p| p.message.height.0 > tip);
+        self.future.retain(|p| p.height > tip);
+        self.assembling.retain(|_, a| a.height() > tip);
         self.later_votes.retain(|v| v.message.height.0 > tip);
         let included: HashSet<RecordId> = blocks
             .iter()

@@ -12,8 +12,7 @@ use crate::consensus::context::{
 };
 use crate::consensus::ledger::{Durability, Ledger, LedgerError};
 use crate::consensus::wire::{
-    NetMsg, SignedProposal, SignedVote, WalEntry, polka_to_wire, proposal_to_wire,
-    round_cert_to_wire, vote_to_wire,
+    NetMsg, SignedProposal, SignedVote, WalEntry, polka_to_wire, round_cert_to_wire, vote_to_wire,
 };
 
 impl<L: Ledger> Replica<L> {
@@ -121,7 +120,7 @@ impl<L: Ledger> Replica<L> {
     fn publish(&mut self, msg: SignedConsensusMsg<Ctx>) {
         self.actions.push(Action::Broadcast(match msg {
             SignedConsensusMsg::Vote(v) => NetMsg::Vote(vote_to_wire(&v)),
-            SignedConsensusMsg::Proposal(p) => NetMsg::Proposal(Box::new(proposal_to_wire(&p))),
+            SignedConsensusMsg::Proposal(p) => NetMsg::Proposal(Box::new(self.wire_proposal(&p))),
         }));
     }
 
@@ -178,10 +177,9 @@ impl<L: Ledger> Replica<L> {
                 .as_u32()
                 .and_then(|rd| self.proposals.get(&(rd, id.0)))
         {
+            let wire = self.wire_proposal(p);
             self.actions
-                .push(Action::Broadcast(NetMsg::Proposal(Box::new(
-                    proposal_to_wire(p),
-                ))));
+                .push(Action::Broadcast(NetMsg::Proposal(Box::new(wire))));
         }
     }
 

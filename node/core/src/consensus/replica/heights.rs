@@ -8,7 +8,7 @@ use super::effects::wal_digest;
 use super::{Action, INPUT_QUEUE_MAX, INPUT_QUEUE_PER_HEIGHT_MAX, Replica, ReplicaError, Timer};
 use crate::consensus::context::{Address, Ctx, Height};
 use crate::consensus::ledger::Ledger;
-use crate::consensus::wire::{SignedProposal, SignedVote};
+use crate::consensus::wire::{SignedVote, WireProposal};
 
 /// What asks [`Replica::maybe_start`] to start the next height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,8 @@ impl<L: Ledger> Replica<L> {
         let height = Height(self.tip.height + 1);
         self.candidates.clear();
         self.proposals.clear();
+        self.assembling.clear();
+        self.parts_served.clear();
         self.logged_values.clear();
         self.early_voters.clear();
         self.signed_votes.retain(|(h, _, _), _| *h >= height.0);
@@ -138,12 +140,12 @@ impl<L: Ledger> Replica<L> {
         }
         replayed?;
         // Proposals that arrived early for this height.
-        let early: Vec<SignedProposal> = std::mem::take(&mut self.future)
+        let early: Vec<WireProposal> = std::mem::take(&mut self.future)
             .into_iter()
-            .filter(|p| p.message.height.0 > self.tip.height)
+            .filter(|p| p.height > self.tip.height)
             .collect();
         for p in early {
-            let from = p.message.proposer.0;
+            let from = p.proposer;
             self.on_proposal(from, p)?;
         }
         // Votes that arrived early for this height; later heights' stay.

@@ -8,10 +8,10 @@ use xinlian_genesis::PublicKey;
 
 use super::heights::Start;
 use super::{Action, LATER_VOTES_PER_MEMBER_MAX, ROUNDS_AHEAD_MAX, Replica, ReplicaError, Timer};
-use crate::consensus::context::{proposal_message, verify, vote_message};
+use crate::consensus::context::{Address, Height, round_from_wire, verify, vote_message};
 use crate::consensus::ledger::Ledger;
 use crate::consensus::wire::{
-    NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX, SignedVote, proposal_from_wire, vote_from_wire,
+    NetMsg, RELAY_BYTES_MAX, RELAY_RECORDS_MAX, SignedVote, vote_from_wire,
 };
 use crate::execute::Rejection;
 use crate::mempool::{AdmissionError, SignatureCheck};
@@ -150,16 +150,11 @@ impl<L: Ledger> Replica<L> {
             // Only round 0's proposer starts a height by proposing; a byzantine one can
             // rush only its own turns.
             NetMsg::Proposal(p) if p.height == next && p.round == Some(0) => {
-                let sp = proposal_from_wire((**p).clone());
                 self.vals
-                    .proposer(sp.message.height, sp.message.round)
+                    .proposer(Height(p.height), round_from_wire(p.round))
                     .address
-                    == sp.message.proposer
-                    && verify(
-                        &sp.message.proposer.0,
-                        &proposal_message(&self.c.chain, &sp.message),
-                        &sp.signature,
-                    )
+                    == Address(p.proposer)
+                    && self.proposal_signed(p)
             }
             // One validator alone could otherwise start every height the moment the
             // last one ends and cut empty blocks at consensus speed: it takes votes

@@ -36,7 +36,7 @@ use self::heights::{Begin, Start};
 use super::context::{Address, BlockValue, Ctx, Validators};
 use super::ledger::{Ledger, LedgerError};
 use super::wire::{
-    NetMsg, SignedProposal, SignedVote, polka_from_wire, proposal_from_wire, round_cert_from_wire,
+    NetMsg, SignedProposal, SignedVote, WireProposal, polka_from_wire, round_cert_from_wire,
     vote_from_wire,
 };
 use crate::chain::{BlockError, Executed, Tip};
@@ -155,6 +155,12 @@ const PROPOSALS_KEPT_MAX: usize = 64;
 /// A round's proposer may sign at most this many proposals for it: one honest one, and
 /// one more kept as evidence of equivocation. Further ones are blamed and not executed.
 const PROPOSALS_PER_ROUND_MAX: usize = 2;
+/// Peers' proposals of the current height kept while records they name are fetched;
+/// past it, the lowest round's is dropped.
+const ASSEMBLING_MAX: usize = 4;
+/// `PartsRequest`s answered per peer and height; an honest validator asks a few times
+/// per proposal it lacks records of, and a member asking more gets empty answers.
+const PARTS_ANSWERS_PER_PEER_MAX: u32 = 64;
 /// Malachite's look-ahead (`MAX_FUTURE_ROUND_LOOKAHEAD`): a proposal for a round further
 /// ahead than this is dropped unexecuted, as Malachite would drop it.
 const ROUNDS_AHEAD_MAX: u32 = 10;
@@ -242,7 +248,11 @@ pub struct Replica<L: Ledger> {
     /// Values we proposed at the current height before a restart, from the log.
     logged_values: HashMap<Hash32, BlockValue>,
     /// Proposals for later heights, kept until we get there.
-    future: Vec<SignedProposal>,
+    future: Vec<WireProposal>,
+    /// Peers' proposals of the current height waiting for records we lack.
+    assembling: BTreeMap<(u32, Hash32), proposals::Assembling>,
+    /// `PartsRequest`s answered this height, by peer.
+    parts_served: HashMap<PublicKey, u32>,
     /// Votes for the next heights that arrived before we started them (a fresh
     /// consensus state per height forgets what it queued), fed in when we do.
     later_votes: Vec<SignedVote>,
@@ -324,6 +334,8 @@ impl<L: Ledger> Replica<L> {
             proposals: BTreeMap::new(),
             logged_values: HashMap::new(),
             future: Vec::new(),
+            assembling: BTreeMap::new(),
+            parts_served: HashMap::new(),
             later_votes: Vec::new(),
             inputs: VecDeque::new(),
             actions: Vec::new(),
@@ -461,6 +473,8 @@ impl<L: Ledger> Replica<L> {
                 self.schedule(Timer::Status, self.timeouts.status_ms);
                 self.maybe_sync();
                 self.maybe_repair();
+                let patience = i64::try_from(self.timeouts.status_ms).unwrap_or(i64::MAX);
+                self.retry_parts(patience);
             }
             Timer::Consensus(t) => {
                 if self.consensus.is_some() {
@@ -501,7 +515,7 @@ impl<L: Ledger> Replica<L> {
             self.maybe_start(Start::Join)?;
         }
         match msg {
-            NetMsg::Proposal(p) => self.on_proposal(from, proposal_from_wire(*p))?,
+            NetMsg::Proposal(p) => self.on_proposal(from, *p)?,
             NetMsg::Vote(v) => {
                 if self.consensus.is_some() && v.height == self.tip.height + 1 {
                     self.inputs.push_back(Input::Vote(vote_from_wire(&v)));
@@ -522,6 +536,11 @@ impl<L: Ledger> Replica<L> {
                 }
             }
             NetMsg::Records(batch) => self.on_records(from, batch)?,
+            NetMsg::PartsRequest { block, leaves } => {
+                let answer = self.answer_parts(from, block, &leaves);
+                self.actions.push(Action::Send(from, answer));
+            }
+            NetMsg::Parts { block, records } => self.on_parts(from, block, records)?,
             NetMsg::Status { height, .. } => self.on_status(from, height),
             NetMsg::SyncRequest { from: first, max } => self.serve_sync(from, first, max)?,
             NetMsg::SyncResponse { blocks } => self.on_sync_response(from, blocks)?,

@@ -1,43 +1,70 @@
-//! Proposals: a peer's, authenticated and its block re-executed on our tip before
-//! Malachite sees it; and ours, built from the mempool.
+//! Proposals: a peer's, authenticated, its block put together from the records at
+//! hand (the mempool's; what is missing is asked for) and re-executed on our tip
+//! before Malachite sees it; and ours, built from the mempool.
+
+use std::collections::{BTreeSet, HashMap};
 
 use malachite::Input;
+use xinlian_client::block::{Block, Header};
+use xinlian_client::merkle::{leaf_hash, root_of};
+use xinlian_client::record::EncodedRecord;
 use xinlian_genesis::{Hash32, PublicKey};
 
 use super::{
-    FUTURE_HEIGHTS_AHEAD, FUTURE_PER_PROPOSER_MAX, FUTURE_PROPOSALS_MAX, PROPOSALS_KEPT_MAX,
-    PROPOSALS_PER_ROUND_MAX, ROUNDS_AHEAD_MAX, Replica, ReplicaError,
+    ASSEMBLING_MAX, Action, FUTURE_HEIGHTS_AHEAD, FUTURE_PER_PROPOSER_MAX, FUTURE_PROPOSALS_MAX,
+    PARTS_ANSWERS_PER_PEER_MAX, PROPOSALS_KEPT_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_AHEAD_MAX,
+    Replica, ReplicaError,
 };
-use crate::chain::{BlockError, build_block, execute_block};
-use crate::consensus::context::{BlockValue, proposal_message, verify};
+use crate::chain::{BlockError, build_block, execute_records};
+use crate::consensus::context::{Address, BlockValue, Height, round_from_wire, verify};
 use crate::consensus::ledger::Ledger;
-use crate::consensus::wire::SignedProposal;
+use crate::consensus::wire::{
+    NetMsg, PARTS_ASKED_MAX, SignedProposal, WireProposal, proposal_from_wire, proposal_to_wire,
+};
+
+/// A peer's proposal of the current height waiting for records this node lacks.
+pub(super) struct Assembling {
+    /// Who sent it: blamed if its block turns out invalid.
+    from: PublicKey,
+    proposal: WireProposal,
+    /// Records answered so far, by leaf.
+    fetched: HashMap<Hash32, EncodedRecord>,
+    /// Leaves neither at hand nor answered yet (ordered: what is asked, and of whom, is
+    /// the same on every run).
+    missing: BTreeSet<Hash32>,
+    /// Peers asked, in order, and when the last one was.
+    asked: Vec<PublicKey>,
+    asked_at_ms: i64,
+}
+
+impl Assembling {
+    pub(super) fn height(&self) -> u64 {
+        self.proposal.height
+    }
+}
 
 impl<L: Ledger> Replica<L> {
-    /// A proposal from the network. Checked, cheapest first, before a block execution is
-    /// spent on it: its shape (a defined round, a proof-of-lock round below it, a block of
-    /// its height by its proposer), its signature, that the signer is the proposer of
-    /// that round, that the round is within Malachite's look-ahead, and that the
-    /// proposer has not already used up its proposals for the round.
+    /// A proposal from the network. Checked, cheapest first, before anything is fetched
+    /// or a block execution spent on it: its shape (a defined round, a proof-of-lock
+    /// round below it, a header of its height by its proposer, as many leaves as the
+    /// header counts), its signature, that the signer is the proposer of that round,
+    /// that the round is within Malachite's look-ahead, that the proposer has not
+    /// already used up its proposals for the round, and that its leaves make the
+    /// header's `records_root`.
     pub(super) fn on_proposal(
         &mut self,
         from: PublicKey,
-        p: SignedProposal,
+        p: WireProposal,
     ) -> Result<(), ReplicaError> {
-        let h = p.message.height.0;
+        let h = p.height;
         if h <= self.tip.height {
             return Ok(());
         }
-        if let Err(why) = well_formed(&p) {
+        if let Err(why) = well_formed(&p, self.c.policy().block_records_max) {
             self.penalise(from, format!("malformed proposal: {why}"));
             return Ok(());
         }
-        let signed = verify(
-            &p.message.proposer.0,
-            &proposal_message(&self.c.chain, &p.message),
-            &p.signature,
-        );
-        if !signed {
+        if !self.proposal_signed(&p) {
             self.penalise(from, "proposal not signed by its proposer".into());
             return Ok(());
         }
@@ -46,14 +73,14 @@ impl<L: Ledger> Replica<L> {
             self.maybe_sync();
             return Ok(());
         }
-        let Some(round) = p.message.round.as_u32() else {
+        let Some(round) = p.round else {
             return Ok(()); // refused by `well_formed`
         };
         if self
             .vals
-            .proposer(p.message.height, p.message.round)
+            .proposer(Height(h), round_from_wire(p.round))
             .address
-            != p.message.proposer
+            != Address(p.proposer)
         {
             self.penalise(
                 from,
@@ -66,31 +93,297 @@ impl<L: Ledger> Replica<L> {
             // Malachite drops it too; an honest proposer this far ahead re-proposes.
             return Ok(());
         }
-        let id = p.message.value.id;
-        if self.proposals.contains_key(&(round, id)) {
-            return Ok(()); // a copy: Malachite has it already
+        let id = p.block_id();
+        if self.proposals.contains_key(&(round, id)) || self.assembling.contains_key(&(round, id)) {
+            return Ok(()); // a copy: Malachite has it already, or it is on its way
         }
-        let in_round = self
+        let seen = self
             .proposals
             .range((round, Hash32([0; 32]))..=(round, Hash32([0xff; 32])))
-            .count();
-        if in_round >= PROPOSALS_PER_ROUND_MAX {
+            .count()
+            + self
+                .assembling
+                .range((round, Hash32([0; 32]))..=(round, Hash32([0xff; 32])))
+                .count();
+        if seen >= PROPOSALS_PER_ROUND_MAX {
             // The signer equivocated, not whoever relayed it (honest validators
             // republish the proposal they locked on, from round 10 on).
-            let proposer = p.message.proposer.0;
             self.penalise(
-                proposer,
+                p.proposer,
                 format!("proposer equivocates: another proposal for height {h} round {round}"),
             );
             return Ok(());
         }
-        if self.validate(&p.message.value)? {
-            self.keep_proposal(round, p.clone());
-            self.inputs.push_back(Input::Proposal(p));
-        } else {
-            self.penalise(from, format!("proposal of an invalid block at height {h}"));
+        if root_of(&p.leaves) != p.header.records_root {
+            self.penalise(
+                from,
+                format!("proposal at height {h}: its leaves do not make the header's records root"),
+            );
+            return Ok(());
+        }
+        self.assemble(from, round, p, HashMap::new())
+    }
+
+    /// Whether the proposer signed `p`.
+    pub(super) fn proposal_signed(&self, p: &WireProposal) -> bool {
+        verify(&p.proposer, &p.signed_message(&self.c.chain), &p.signature)
+    }
+
+    /// Puts a proposal's block together from the records at hand and `fetched`; with
+    /// all of them, it goes on to validation, and otherwise waits for what is missing,
+    /// which is asked for (first of `from`, who had the proposal). A block this node has
+    /// already executed (proposed again under a proof-of-lock round) needs nothing.
+    fn assemble(
+        &mut self,
+        from: PublicKey,
+        round: u32,
+        p: WireProposal,
+        fetched: HashMap<Hash32, EncodedRecord>,
+    ) -> Result<(), ReplicaError> {
+        let id = p.block_id();
+        if let Some(ex) = self.candidates.get(&id) {
+            let block = ex.block();
+            self.accept(round, proposal_from_wire(p, block));
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(p.leaves.len());
+        let mut missing = BTreeSet::new();
+        for leaf in &p.leaves {
+            match self.mempool.by_leaf(leaf).or_else(|| fetched.get(leaf)) {
+                Some(r) => records.push(r.clone()),
+                None => {
+                    missing.insert(*leaf);
+                }
+            }
+        }
+        if missing.is_empty() {
+            let header = p.header.clone();
+            let block = Block {
+                header: header.clone(),
+                records: records.iter().map(|r| r.record().clone()).collect(),
+            };
+            if self.validate_records(id, header, records)? {
+                self.accept(round, proposal_from_wire(p, block));
+            } else {
+                let h = p.height;
+                self.penalise(from, format!("proposal of an invalid block at height {h}"));
+            }
+            return Ok(());
+        }
+        if self.assembling.len() >= ASSEMBLING_MAX {
+            // The lowest round's goes: a later round's proposal is the one that can
+            // still be decided.
+            self.assembling.pop_first();
+        }
+        tracing::debug!(
+            height = p.height,
+            round,
+            missing = missing.len(),
+            of = p.leaves.len(),
+            "proposal waits for records"
+        );
+        self.assembling.insert(
+            (round, id),
+            Assembling {
+                from,
+                proposal: p,
+                fetched,
+                missing,
+                asked: Vec::new(),
+                asked_at_ms: self.now_ms,
+            },
+        );
+        self.ask_for_parts((round, id), Some(from), false);
+        Ok(())
+    }
+
+    /// A validated proposal goes to Malachite.
+    fn accept(&mut self, round: u32, p: SignedProposal) {
+        self.keep_proposal(round, p.clone());
+        self.inputs.push_back(Input::Proposal(p));
+    }
+
+    /// Asks a peer for the records a proposal still lacks: `prefer` if it was not asked
+    /// yet, else the next validator not asked; once all were, nobody (`again` false: an
+    /// answer that helped asks on, and the next is left to the timer) or the first again
+    /// (`again` true: the timer's retry).
+    fn ask_for_parts(&mut self, key: (u32, Hash32), prefer: Option<PublicKey>, again: bool) {
+        let me = self.me;
+        let order: Vec<PublicKey> = prefer
+            .into_iter()
+            .chain(self.c.validators.validators().iter().map(|v| v.key))
+            .filter(|k| *k != me)
+            .collect();
+        let Some(a) = self.assembling.get_mut(&key) else {
+            return;
+        };
+        let peer = match order.iter().find(|k| !a.asked.contains(k)) {
+            Some(k) => *k,
+            None if !again => return,
+            None => {
+                a.asked.clear();
+                match order.first() {
+                    Some(k) => *k,
+                    None => return, // nobody to ask
+                }
+            }
+        };
+        a.asked.push(peer);
+        a.asked_at_ms = self.now_ms;
+        let leaves: Vec<Hash32> = a.missing.iter().copied().collect();
+        for chunk in leaves.chunks(PARTS_ASKED_MAX) {
+            self.actions.push(Action::Send(
+                peer,
+                NetMsg::PartsRequest {
+                    block: key.1,
+                    leaves: chunk.to_vec(),
+                },
+            ));
+        }
+    }
+
+    /// Asks again, of another peer, for what proposals still lack after `patience_ms`.
+    pub(super) fn retry_parts(&mut self, patience_ms: i64) {
+        let due: Vec<(u32, Hash32)> = self
+            .assembling
+            .iter()
+            .filter(|(_, a)| self.now_ms - a.asked_at_ms >= patience_ms)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            self.ask_for_parts(key, None, true);
+        }
+    }
+
+    /// A peer's answer to our `PartsRequest`: each record must be one asked for (its
+    /// leaf among those missing), or the answer is refused and its sender blamed. A
+    /// proposal complete with it goes on to validation; one it brought records but not
+    /// all asks the next peer not asked yet at once. An answer that brought nothing
+    /// asks nobody: the next ask waits for the timer, so that peers lacking the same
+    /// records do not bounce empty answers off each other.
+    pub(super) fn on_parts(
+        &mut self,
+        from: PublicKey,
+        block: Hash32,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(), ReplicaError> {
+        let keys: Vec<(u32, Hash32)> = self
+            .assembling
+            .keys()
+            .filter(|(_, id)| *id == block)
+            .copied()
+            .collect();
+        if keys.is_empty() {
+            return Ok(()); // late (complete already, or the height is over) or unasked
+        }
+        if records.len() > PARTS_ASKED_MAX {
+            self.penalise(from, format!("an answer of {} records", records.len()));
+            return Ok(());
+        }
+        let max = self.c.policy().record_bytes_max as usize;
+        let mut answered = Vec::with_capacity(records.len());
+        for bytes in records {
+            let leaf = leaf_hash(&bytes);
+            if !keys
+                .iter()
+                .any(|k| self.assembling[k].missing.contains(&leaf))
+            {
+                self.penalise(from, "an answer with a record not asked for".into());
+                return Ok(());
+            }
+            match EncodedRecord::decode(&bytes, max) {
+                Ok(r) => answered.push((leaf, r)),
+                Err(e) => {
+                    // The bytes are the ones the header commits to: the block itself
+                    // holds a record that does not decode, which is its proposer's doing.
+                    for k in &keys {
+                        if let Some(a) = self.assembling.remove(k) {
+                            let h = a.proposal.height;
+                            self.penalise(
+                                a.from,
+                                format!("proposal of an invalid block at height {h}: {e}"),
+                            );
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        for key in keys {
+            let Some(a) = self.assembling.get_mut(&key) else {
+                continue;
+            };
+            let mut brought = false;
+            for (leaf, r) in &answered {
+                if a.missing.remove(leaf) {
+                    a.fetched.insert(*leaf, r.clone());
+                    brought = true;
+                }
+            }
+            if a.missing.is_empty() {
+                if let Some(a) = self.assembling.remove(&key) {
+                    self.assemble(a.from, key.0, a.proposal, a.fetched)?;
+                }
+            } else if brought {
+                self.ask_for_parts(key, None, false);
+            }
         }
         Ok(())
+    }
+
+    /// What we answer to a peer's `PartsRequest`: those of the asked records we have (in
+    /// the candidate block it names, the mempool, or proposals we are putting together),
+    /// in the order asked, within a block's bytes. A peer's asks beyond
+    /// `PARTS_ANSWERS_PER_PEER_MAX` a height get an empty answer: an honest validator
+    /// asks a few times per proposal.
+    pub fn answer_parts(&mut self, from: PublicKey, block: Hash32, leaves: &[Hash32]) -> NetMsg {
+        let served = self.parts_served.entry(from).or_insert(0);
+        *served += 1;
+        if *served > PARTS_ANSWERS_PER_PEER_MAX || leaves.len() > PARTS_ASKED_MAX {
+            return NetMsg::Parts {
+                block,
+                records: Vec::new(),
+            };
+        }
+        let in_block: HashMap<&Hash32, &EncodedRecord> = self
+            .candidates
+            .get(&block)
+            .map(|ex| ex.leaves.iter().zip(&ex.records).collect())
+            .unwrap_or_default();
+        let bytes_max = self.c.policy().block_bytes_max as usize;
+        let (mut records, mut bytes) = (Vec::new(), 0usize);
+        for leaf in leaves {
+            let found = in_block
+                .get(leaf)
+                .copied()
+                .or_else(|| self.mempool.by_leaf(leaf))
+                .or_else(|| self.assembling.values().find_map(|a| a.fetched.get(leaf)));
+            if let Some(r) = found {
+                if bytes + r.bytes().len() > bytes_max {
+                    break;
+                }
+                bytes += r.bytes().len();
+                records.push(r.bytes().to_vec());
+            }
+        }
+        NetMsg::Parts { block, records }
+    }
+
+    /// Our proposal (or one we accepted) as it travels: its leaves from the execution
+    /// kept, or computed again.
+    pub(super) fn wire_proposal(&self, p: &SignedProposal) -> WireProposal {
+        let leaves = match self.candidates.get(&p.message.value.id) {
+            Some(ex) => ex.leaves.clone(),
+            None => p
+                .message
+                .value
+                .block
+                .records
+                .iter()
+                .map(|r| leaf_hash(&r.canonical_bytes()))
+                .collect(),
+        };
+        proposal_to_wire(p, leaves)
     }
 
     /// Keeps a proposal of a later height (or one that arrived before we started this
@@ -98,24 +391,19 @@ impl<L: Ledger> Replica<L> {
     /// proposes before we commit the block that admits it), only for the next couple of
     /// heights, and a few per proposer — copies not counted — so that no member can
     /// fill the buffer for the others. The set in force *then* authenticates it again.
-    fn keep_for_later(&mut self, from: PublicKey, p: SignedProposal) {
-        if self
-            .c
-            .roster
-            .member_by_node_key(&p.message.proposer.0)
-            .is_none()
-        {
+    fn keep_for_later(&mut self, from: PublicKey, p: WireProposal) {
+        if self.c.roster.member_by_node_key(&p.proposer).is_none() {
             self.penalise(from, "proposal not signed by a member".into());
             return;
         }
-        let h = p.message.height.0;
+        let h = p.height;
         if h > self.tip.height + FUTURE_HEIGHTS_AHEAD || self.future.contains(&p) {
             return;
         }
         let theirs = self
             .future
             .iter()
-            .filter(|q| q.message.proposer == p.message.proposer)
+            .filter(|q| q.proposer == p.proposer)
             .count();
         if theirs < FUTURE_PER_PROPOSER_MAX && self.future.len() < FUTURE_PROPOSALS_MAX {
             self.future.push(p);
@@ -143,23 +431,42 @@ impl<L: Ledger> Replica<L> {
         if self.candidates.contains_key(&v.id) {
             return Ok(true);
         }
+        let records = v
+            .block
+            .records
+            .iter()
+            .cloned()
+            .map(EncodedRecord::new)
+            .collect();
+        self.validate_records(v.id, v.block.header.clone(), records)
+    }
+
+    /// [`Replica::validate`] for a block of encoded records (put together from the
+    /// mempool's and those fetched).
+    fn validate_records(
+        &mut self,
+        id: Hash32,
+        header: Header,
+        records: Vec<EncodedRecord>,
+    ) -> Result<bool, ReplicaError> {
+        if self.candidates.contains_key(&id) {
+            return Ok(true);
+        }
         // A proposer's clock may run ahead of ours by at most the genesis drift.
         let drift = self.c.policy().block_time_drift_ms_max as i64;
-        if v.block.header.time_ms > self.now_ms + drift {
-            tracing::warn!(
-                height = v.block.header.height,
-                "proposal dated in the future"
-            );
+        let height = header.height;
+        if header.time_ms > self.now_ms + drift {
+            tracing::warn!(height, "proposal dated in the future");
             return Ok(false);
         }
-        match execute_block(&self.ledger, &self.c, &self.tip, (*v.block).clone()) {
+        match execute_records(&self.ledger, &self.c, &self.tip, header, records) {
             Ok(ex) => {
-                self.candidates.insert(v.id, ex);
+                self.candidates.insert(id, ex);
                 Ok(true)
             }
             Err(BlockError::State(e)) => Err(e.into()),
             Err(e) => {
-                tracing::warn!(height = v.block.header.height, error = %e, "invalid proposal");
+                tracing::warn!(height, error = %e, "invalid proposal");
                 Ok(false)
             }
         }
@@ -187,30 +494,37 @@ impl<L: Ledger> Replica<L> {
 
 /// What a proposal must be before anything else is checked: Malachite assumes these of
 /// every proposal it is handed (a nil round would make it ask for the proposer of no
-/// round), and the block inside must be the one the message names.
-fn well_formed(p: &SignedProposal) -> Result<(), String> {
-    let m = &p.message;
-    let Some(round) = m.round.as_u32() else {
+/// round), the header must be of the height the message names, and it must name as
+/// many records as its header counts, within the genesis bound.
+fn well_formed(p: &WireProposal, records_max: u32) -> Result<(), String> {
+    let Some(round) = p.round else {
         return Err("a proposal for no round".into());
     };
-    if let Some(pol) = m.pol_round.as_u32()
+    if let Some(pol) = p.pol_round
         && pol >= round
     {
         return Err(format!(
             "proof-of-lock round {pol} is not before round {round}"
         ));
     }
-    let header = &m.value.block.header;
-    if header.height != m.height.0 {
+    let header = &p.header;
+    if header.height != p.height {
         return Err(format!(
             "block of height {} in a proposal for height {}",
-            header.height, m.height.0
+            header.height, p.height
         ));
     }
     // A fresh block is its proposer's own; a block proposed again with a proof-of-lock
     // round keeps the name of the validator that first proposed it.
-    if m.pol_round.as_u32().is_none() && header.proposer != m.proposer.0 {
+    if p.pol_round.is_none() && header.proposer != p.proposer {
         return Err("a new block that names another proposer than the proposal's signer".into());
+    }
+    if p.leaves.len() != header.records_count as usize || p.leaves.len() > records_max as usize {
+        return Err(format!(
+            "{} leaves for a header of {} records (at most {records_max})",
+            p.leaves.len(),
+            header.records_count
+        ));
     }
     Ok(())
 }
