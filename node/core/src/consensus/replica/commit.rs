@@ -116,6 +116,8 @@ impl<L: Ledger> Replica<L> {
             None
         };
         self.ledger.commit_many(&blocks)?;
+        // A new roster may bring a new policy: every pending record is checked again.
+        let rules_changed = announced.is_some();
         if let Some(entry) = announced {
             let was_validator = self.is_validator();
             self.c = Arc::new(Consortium::with_roster(
@@ -144,10 +146,26 @@ impl<L: Ledger> Replica<L> {
             .iter()
             .flat_map(|(ex, _)| ex.records.iter().map(EncodedRecord::id))
             .collect();
-        for (id, why) in
-            self.mempool
-                .recheck(&self.ledger, &self.c, &self.tip, self.now_ms, &included)?
-        {
+        let changed: HashSet<Vec<u8>> = blocks
+            .iter()
+            .flat_map(|(ex, _)| ex.writes.keys().cloned())
+            .collect();
+        let recheck = self.mempool.recheck(
+            &self.ledger,
+            &self.c,
+            &self.tip,
+            self.now_ms,
+            &included,
+            &changed,
+            rules_changed,
+        )?;
+        tracing::debug!(
+            executed = recheck.executed,
+            pending = self.mempool.len(),
+            dropped = recheck.dropped.len(),
+            "mempool rechecked"
+        );
+        for (id, why) in recheck.dropped {
             tracing::debug!(%id, %why, "dropped from mempool after block");
         }
         for (ex, _) in blocks {
