@@ -1,4 +1,4 @@
-//! The consortium under test: four validator processes (and a fresh observer's key,
+//! The consortium under test: validator processes (four unless told; and a fresh observer's key,
 //! for the sync phase) on a new genesis, the benchmark's enterprises registered, and
 //! one client actor thread per enterprise.
 
@@ -46,11 +46,15 @@ pub fn market_spec() -> MemberSpec {
     }
 }
 
-/// Four validators, an observer (not started) and the market regulator on a new
-/// genesis with `block_interval_ms` (default: the policy's), the validators started.
-pub fn start(node_bin: &Path, block_interval_ms: Option<u64>) -> Result<Consortium> {
+/// `validators` validators, an observer (not started) and the market regulator on a
+/// new genesis with `block_interval_ms` (default: the policy's), the validators started.
+pub fn start(
+    node_bin: &Path,
+    validators: usize,
+    block_interval_ms: Option<u64>,
+) -> Result<Consortium> {
     let dir = tempfile::tempdir()?;
-    let mut specs: Vec<MemberSpec> = MemberSpec::validators(4);
+    let mut specs: Vec<MemberSpec> = MemberSpec::validators(validators);
     specs.push(MemberSpec {
         id: "o0".into(),
         name: "Fresh observer".into(),
@@ -67,7 +71,7 @@ pub fn start(node_bin: &Path, block_interval_ms: Option<u64>) -> Result<Consorti
     let chain = genesis.hash();
     let mut children = Children(Vec::new());
     let (mut apis, mut p2ps) = (Vec::new(), Vec::new());
-    for i in 0..4 {
+    for i in 0..validators {
         let id = format!("v{i}");
         let (child, api, p2p) = spawn_node(node_bin, dir.path(), &id, 0, 0, &p2ps)?;
         children.0.push((id, child));
@@ -155,7 +159,7 @@ pub fn start_actors(
                 registrar: signer(&c.market.key, c.genesis.hash()),
                 index: i,
             },
-            node: NodeClient::new(&c.apis[i % 4]),
+            node: NodeClient::new(&c.apis[i % c.apis.len()]),
             bulk,
         };
         let s = shared.clone();

@@ -27,7 +27,7 @@ use xinlian_devnet::{Children, spawn_node};
 use xinlian_genesis::Genesis;
 
 use crate::consortium::Consortium;
-use crate::report::{Report, print_table, write_json};
+use crate::report::{LoadReport, Report, print_load, print_table, write_json};
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +89,13 @@ struct Args {
     /// request instead of one request per record.
     #[arg(long)]
     bulk: bool,
+    /// Validators in the consortium (the scale runs: 4, 7, 10, 16).
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Only the load phases (ramp, saturation, half of it) and their cost: no
+    /// provenance, sync, proof or disk figures.
+    #[arg(long)]
+    load_only: bool,
     /// Offered records/s during `--fill`.
     #[arg(long, default_value_t = 1_500)]
     fill_rate: u64,
@@ -148,7 +155,7 @@ fn main() -> Result<()> {
     let node_bin = node_binary(&args)?;
     eprintln!("measuring the machine…");
     let limits = machine::measure()?;
-    let mut c = consortium::start(&node_bin, args.block_interval_ms)?;
+    let mut c = consortium::start(&node_bin, args.validators, args.block_interval_ms)?;
     if args.provenance_only {
         return provenance_only(&args, &mut c);
     }
@@ -171,21 +178,42 @@ fn main() -> Result<()> {
     shared.set_rate(0);
     std::thread::sleep(Duration::from_secs(3));
     consortium::stop_actors(&shared, threads);
+    let bound = limits.ed25519_batch_verify_per_s / args.validators.max(1) as f64;
+    if args.load_only {
+        let status = node0.status()?;
+        let report = LoadReport {
+            fraction_of_verification_bound: phases.saturation.finalized_per_s / bound,
+            execution_records_per_s: execution_rate(&status)?,
+            machine: limits,
+            validators: args.validators,
+            bulk_submissions: args.bulk,
+            records: status.ledger_size,
+            ramp: phases.ramp,
+            saturation: phases.saturation,
+            half_saturation: phases.half_saturation,
+            block_interval_ms: c.genesis.policy.block_interval_ms,
+            half_saturation_blocks: phases.half_saturation_blocks,
+            refusals: refusals(&shared),
+        };
+        c.children.stop();
+        print_load(&report);
+        return write_json(&args.out, &report);
+    }
 
     eprintln!("provenance of a batch with over 1,000 upstream events…");
     let provenance = provenance::measure(&node0, &c.genesis, &c.market, 20)?;
     let status = node0.status()?;
     let sync_records_per_s = sync_fresh_node(&args, &node_bin, &mut c, &status)?;
-    let disk_bytes_per_record = disk_bytes_per_record(c.dir.path(), status.ledger_size);
+    let disk_bytes_per_record =
+        disk_bytes_per_record(c.dir.path(), args.validators, status.ledger_size);
     let peak_rss_mib = peak_rss(&c.children);
     let (proof_verify_ms, proofs_1000_verify_ms) =
         proof_figures(&node0, &c.genesis, status.height)?;
     let execution_records_per_s = execution_rate(&status)?;
     let report = Report {
-        fraction_of_verification_bound: phases.saturation.finalized_per_s
-            / (limits.ed25519_batch_verify_per_s / 4.0),
+        fraction_of_verification_bound: phases.saturation.finalized_per_s / bound,
         machine: limits,
-        validators: 4,
+        validators: args.validators,
         bulk_submissions: args.bulk,
         records: status.ledger_size,
         ramp: phases.ramp,
@@ -330,11 +358,11 @@ fn print_sync_breakdown(log: &Path, wall_s: f64) {
 }
 
 /// The validators' folders on disk, per validator and record.
-fn disk_bytes_per_record(dir: &Path, records: u64) -> f64 {
-    let disk: u64 = (0..4)
+fn disk_bytes_per_record(dir: &Path, validators: usize, records: u64) -> f64 {
+    let disk: u64 = (0..validators)
         .map(|i| dir_bytes(&dir.join("nodes").join(format!("v{i}"))))
         .sum();
-    disk as f64 / 4.0 / records.max(1) as f64
+    disk as f64 / validators.max(1) as f64 / records.max(1) as f64
 }
 
 /// Each node's peak resident memory.
