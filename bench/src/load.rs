@@ -224,11 +224,14 @@ pub struct Phases {
     pub saturation: Latency,
     pub half_saturation: Latency,
     pub half_saturation_blocks: BlockTimings,
+    /// Offered 2× and 4× the saturating rate: what is still finalized (goodput).
+    pub overload: Vec<Latency>,
 }
 
 /// Doubles the offer from 250/s each `step_s` until the ledger no longer keeps up,
-/// then sustains the best finalized rate for `sustain_s` and half of it for up to
-/// 20 s, reading the half phase's blocks from node 0's `log`.
+/// then sustains the best finalized rate for `sustain_s`, half of it for up to 20 s
+/// (reading that phase's blocks from node 0's `log`), and twice and four times it for
+/// up to 20 s each.
 pub fn run(
     watcher: &Watcher,
     shared: &workload::Shared,
@@ -249,11 +252,19 @@ pub fn run(
     let h0 = node0.status()?.height;
     let half_saturation = watcher.measure(shared, (best / 2.0) as u64, sustain_s.min(20));
     let h1 = node0.status()?.height;
+    let overload = [2.0, 4.0]
+        .into_iter()
+        .map(|times| {
+            eprintln!("{times}× saturation ({:.0}/s offered)…", best * times);
+            watcher.measure(shared, (best * times) as u64, sustain_s.min(20))
+        })
+        .collect();
     Ok(Phases {
         ramp,
         saturation,
         half_saturation,
         half_saturation_blocks: block_timings(log, h0 + 1..=h1),
+        overload,
     })
 }
 

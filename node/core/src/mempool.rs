@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use xinlian_client::checks::{check_stateless, check_unsigned};
 use xinlian_client::merkle::leaf_hash;
-use xinlian_client::record::{EncodedRecord, RecordId};
+use xinlian_client::record::{EncodedRecord, Kind, RecordId};
 use xinlian_genesis::Hash32;
 
 use crate::chain::Tip;
@@ -68,6 +68,10 @@ pub struct Mempool {
     /// Which pending records (by admission number) read or wrote each key: after a
     /// block, only the records touching a key it changed are executed again.
     touching: HashMap<Vec<u8>, BTreeSet<u64>>,
+    /// Pending records whose validity ends at a height (a governance proposal or vote
+    /// past its deadline is refused) though no key changes then: executed again at
+    /// every recheck.
+    height_bound: BTreeSet<u64>,
     next_seq: u64,
     records_max: usize,
     bytes_max: usize,
@@ -128,6 +132,7 @@ impl Mempool {
             bytes: 0,
             speculative: HashMap::new(),
             touching: HashMap::new(),
+            height_bound: BTreeSet::new(),
             next_seq: 0,
             records_max,
             bytes_max,
@@ -217,6 +222,9 @@ impl Mempool {
             reads,
         };
         self.file_effects(&p);
+        if matches!(p.rec.kind(), Kind::Propose | Kind::Vote) {
+            self.height_bound.insert(seq);
+        }
         self.bytes += p.rec.bytes().len();
         self.order.insert(seq, p.rec.id());
         self.by_leaf.insert(leaf, p.rec.id());
@@ -262,6 +270,7 @@ impl Mempool {
         self.unfile_effects(&p);
         self.bytes -= p.rec.bytes().len();
         self.order.remove(&p.seq);
+        self.height_bound.remove(&p.seq);
         self.by_leaf.remove(&p.leaf);
         Some(p)
     }
@@ -315,7 +324,8 @@ impl Mempool {
     ///
     /// A record touching no changed key would read exactly what it read before, so its
     /// verdict stands: the block time only grows, and no rule refuses a record for
-    /// being older (`not_dated_after`, a repair's earliest date). What such a record
+    /// being older (`not_dated_after`, a repair's earliest date) except governance's
+    /// deadlines, whose records are executed again every time. What such a record
     /// wrote speculatively keeps the height and ledger index it was admitted at; those
     /// values decide nothing at admission, and the block that takes the record
     /// executes it afresh.
@@ -330,19 +340,30 @@ impl Mempool {
         changed: &HashSet<Vec<u8>>,
         rules_changed: bool,
     ) -> Result<Recheck, StateError> {
+        // What the included records wrote speculatively is gone too (the block may have
+        // written less): those keys changed as well.
+        let mut gone: Vec<Vec<u8>> = Vec::new();
         for id in included {
-            self.remove(id);
+            if let Some(p) = self.remove(id) {
+                gone.extend(p.writes.into_keys());
+            }
         }
-        let mut due: BTreeSet<u64> = if rules_changed {
-            self.order.keys().copied().collect()
+        // Each key's later touchers are put due once, from the earliest record that
+        // changed it: a busy key (one batch's many events) costs its touchers once a
+        // recheck, not once per record that wrote it.
+        let mut due_from: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut due: BTreeSet<u64> = self.height_bound.clone();
+        if rules_changed {
+            due.extend(self.order.keys().copied());
         } else {
-            changed
-                .iter()
-                .filter_map(|k| self.touching.get(k))
-                .flatten()
-                .copied()
-                .collect()
-        };
+            for k in changed.iter().chain(&gone) {
+                if due_from.insert(k.clone(), 0).is_none()
+                    && let Some(seqs) = self.touching.get(k)
+                {
+                    due.extend(seqs.iter().copied());
+                }
+            }
+        }
         let ctx = Self::context(tip, now_ms);
         let mut dropped = Vec::new();
         let mut executed = 0;
@@ -365,9 +386,13 @@ impl Mempool {
                 Err(r) => dropped.push((id, r)),
             }
             for k in keys {
+                if due_from.get(&k).is_some_and(|from| *from <= seq + 1) {
+                    continue;
+                }
                 if let Some(seqs) = self.touching.get(&k) {
                     due.extend(seqs.range(seq + 1..).copied());
                 }
+                due_from.insert(k, seq + 1);
             }
         }
         Ok(Recheck { dropped, executed })

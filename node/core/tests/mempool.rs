@@ -266,3 +266,58 @@ mod generated {
         }
     }
 }
+
+/// A governance proposal stops being valid at its deadline though no key changes then:
+/// still pending past it, it is dropped at the next recheck, whatever the block held.
+#[test]
+fn a_pending_proposal_past_its_deadline_is_dropped() {
+    use xinlian_client::record::{Change, Proposal};
+    let c = consortium(4, "xinlian-mempool-test", Policy::default());
+    let (tip0, state0) = (Tip::genesis(&c), BTreeMap::new());
+    let policy = Policy {
+        block_interval_ms: 300,
+        ..Policy::default()
+    };
+    let proposal = signed(
+        &c,
+        &key(3, 0),
+        1,
+        Proposal {
+            change: Change::SetPolicy(policy),
+            reason: "slower blocks".into(),
+            deadline: 1,
+            effective: 2,
+            possession: Vec::new(),
+        },
+    );
+    let mut mp = Mempool::new(100, 1 << 20);
+    assert_eq!(
+        admit_all(&mut mp, &state0, &c, &tip0, std::slice::from_ref(&proposal)).len(),
+        1
+    );
+    let other = signed(
+        &c,
+        &registrar(),
+        1,
+        register(&c.chain, &uscc(9), "nine", &key(9, 9)),
+    );
+    let (block, _) =
+        build_block(&state0, &c, &tip0, public_key(&key(1, 0)), NOW, [&other]).unwrap();
+    let mut state1 = state0.clone();
+    common::apply(&mut state1, block.writes.clone());
+    let changed: HashSet<Vec<u8>> = block.writes.keys().cloned().collect();
+    let r = mp
+        .recheck(
+            &state1,
+            &c,
+            &block.tip,
+            NOW + 1,
+            &[other.id()].into(),
+            &changed,
+            false,
+        )
+        .unwrap();
+    let dropped: Vec<RecordId> = r.dropped.iter().map(|(id, _)| *id).collect();
+    assert_eq!(dropped, vec![proposal.id()]);
+    assert!(mp.is_empty());
+}

@@ -1267,7 +1267,7 @@ fn trace_digests_are_pinned() {
         ),
         (
             11,
-            "5b6c8be13ab685f3cd7811c3fcb5fab5926e4722009ede146c88ca29a3aab6c2",
+            "702e51790d32f55dcdf413129d290e9eb089d040056817432375897029f1e48b",
         ),
     ];
     for (seed, want) in pinned {

@@ -141,6 +141,7 @@ impl<L: Ledger> Replica<L> {
         let tip = self.tip.height;
         self.future.retain(|p| p.height > tip);
         self.assembling.retain(|_, a| a.height() > tip);
+        self.parts_served.clear();
         self.later_votes.retain(|v| v.message.height.0 > tip);
         let included: HashSet<RecordId> = blocks
             .iter()

@@ -161,6 +161,8 @@ const ASSEMBLING_MAX: usize = 4;
 /// `PartsRequest`s answered per peer and height; an honest validator asks a few times
 /// per proposal it lacks records of, and a member asking more gets empty answers.
 const PARTS_ANSWERS_PER_PEER_MAX: u32 = 64;
+/// Times every validator is asked for a proposal's missing records before it is given up.
+const PARTS_PASSES_MAX: u32 = 3;
 /// Malachite's look-ahead (`MAX_FUTURE_ROUND_LOOKAHEAD`): a proposal for a round further
 /// ahead than this is dropped unexecuted, as Malachite would drop it.
 const ROUNDS_AHEAD_MAX: u32 = 10;
@@ -251,8 +253,8 @@ pub struct Replica<L: Ledger> {
     future: Vec<WireProposal>,
     /// Peers' proposals of the current height waiting for records we lack.
     assembling: BTreeMap<(u32, Hash32), proposals::Assembling>,
-    /// `PartsRequest`s answered this height, by peer.
-    parts_served: HashMap<PublicKey, u32>,
+    /// `PartsRequest`s answered this height, by peer: how many, and bytes.
+    parts_served: HashMap<PublicKey, (u32, usize)>,
     /// Votes for the next heights that arrived before we started them (a fresh
     /// consensus state per height forgets what it queued), fed in when we do.
     later_votes: Vec<SignedVote>,

@@ -2,7 +2,7 @@
 //! hand (the mempool's; what is missing is asked for) and re-executed on our tip
 //! before Malachite sees it; and ours, built from the mempool.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use malachite::Input;
 use xinlian_client::block::{Block, Header};
@@ -12,8 +12,8 @@ use xinlian_genesis::{Hash32, PublicKey};
 
 use super::{
     ASSEMBLING_MAX, Action, FUTURE_HEIGHTS_AHEAD, FUTURE_PER_PROPOSER_MAX, FUTURE_PROPOSALS_MAX,
-    PARTS_ANSWERS_PER_PEER_MAX, PROPOSALS_KEPT_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_AHEAD_MAX,
-    Replica, ReplicaError,
+    PARTS_ANSWERS_PER_PEER_MAX, PARTS_PASSES_MAX, PROPOSALS_KEPT_MAX, PROPOSALS_PER_ROUND_MAX,
+    ROUNDS_AHEAD_MAX, Replica, ReplicaError,
 };
 use crate::chain::{BlockError, build_block, execute_records};
 use crate::consensus::context::{Address, BlockValue, Height, round_from_wire, verify};
@@ -27,14 +27,19 @@ pub(super) struct Assembling {
     /// Who sent it: blamed if its block turns out invalid.
     from: PublicKey,
     proposal: WireProposal,
+    /// Its leaves, to hold answers to: a record whose leaf is not one of them was never
+    /// asked for (one already answered, by a peer asked earlier, is not blamed).
+    named: HashSet<Hash32>,
     /// Records answered so far, by leaf.
     fetched: HashMap<Hash32, EncodedRecord>,
     /// Leaves neither at hand nor answered yet (ordered: what is asked, and of whom, is
     /// the same on every run).
     missing: BTreeSet<Hash32>,
-    /// Peers asked, in order, and when the last one was.
+    /// Peers asked, in order, and when the last one was; how many times every
+    /// validator has been asked.
     asked: Vec<PublicKey>,
     asked_at_ms: i64,
+    passes: u32,
 }
 
 impl Assembling {
@@ -44,13 +49,13 @@ impl Assembling {
 }
 
 impl<L: Ledger> Replica<L> {
-    /// A proposal from the network. Checked, cheapest first, before anything is fetched
-    /// or a block execution spent on it: its shape (a defined round, a proof-of-lock
-    /// round below it, a header of its height by its proposer, as many leaves as the
-    /// header counts), its signature, that the signer is the proposer of that round,
-    /// that the round is within Malachite's look-ahead, that the proposer has not
-    /// already used up its proposals for the round, and that its leaves make the
-    /// header's `records_root`.
+    /// A proposal from the network. Checked, cheapest first, before anything is kept,
+    /// fetched or executed: its shape (a defined round, a proof-of-lock round below it,
+    /// a header of its height by its proposer, as many leaves as the header counts),
+    /// its signature, that its leaves make the header's `records_root`, that the
+    /// signer is the proposer of that round, that the round is within Malachite's
+    /// look-ahead, and that the proposer has not already used up its proposals for the
+    /// round.
     pub(super) fn on_proposal(
         &mut self,
         from: PublicKey,
@@ -66,6 +71,15 @@ impl<L: Ledger> Replica<L> {
         }
         if !self.proposal_signed(&p) {
             self.penalise(from, "proposal not signed by its proposer".into());
+            return Ok(());
+        }
+        // The signature covers the header, not the leaves: whoever sent a list that does
+        // not make the header's root made it up, and nothing of it is kept.
+        if root_of(&p.leaves) != p.header.records_root {
+            self.penalise(
+                from,
+                format!("proposal at height {h}: its leaves do not make the header's records root"),
+            );
             return Ok(());
         }
         if self.consensus.is_none() || h > self.tip.height + 1 {
@@ -111,13 +125,6 @@ impl<L: Ledger> Replica<L> {
             self.penalise(
                 p.proposer,
                 format!("proposer equivocates: another proposal for height {h} round {round}"),
-            );
-            return Ok(());
-        }
-        if root_of(&p.leaves) != p.header.records_root {
-            self.penalise(
-                from,
-                format!("proposal at height {h}: its leaves do not make the header's records root"),
             );
             return Ok(());
         }
@@ -171,9 +178,14 @@ impl<L: Ledger> Replica<L> {
             return Ok(());
         }
         if self.assembling.len() >= ASSEMBLING_MAX {
-            // The lowest round's goes: a later round's proposal is the one that can
-            // still be decided.
-            self.assembling.pop_first();
+            // The highest round's goes, if above this one's, or this one is not kept: a
+            // proposer of later rounds cannot push out the current round's proposal.
+            match self.assembling.keys().next_back().copied() {
+                Some(highest) if highest.0 > round => {
+                    self.assembling.remove(&highest);
+                }
+                _ => return Ok(()),
+            }
         }
         tracing::debug!(
             height = p.height,
@@ -186,11 +198,13 @@ impl<L: Ledger> Replica<L> {
             (round, id),
             Assembling {
                 from,
+                named: p.leaves.iter().copied().collect(),
                 proposal: p,
                 fetched,
                 missing,
                 asked: Vec::new(),
                 asked_at_ms: self.now_ms,
+                passes: 0,
             },
         );
         self.ask_for_parts((round, id), Some(from), false);
@@ -206,7 +220,9 @@ impl<L: Ledger> Replica<L> {
     /// Asks a peer for the records a proposal still lacks: `prefer` if it was not asked
     /// yet, else the next validator not asked; once all were, nobody (`again` false: an
     /// answer that helped asks on, and the next is left to the timer) or the first again
-    /// (`again` true: the timer's retry).
+    /// (`again` true: the timer's retry), for at most `PARTS_PASSES_MAX` passes over
+    /// the validators: a proposal whose records nobody has is given up on (its round
+    /// times out as if it had never come).
     fn ask_for_parts(&mut self, key: (u32, Hash32), prefer: Option<PublicKey>, again: bool) {
         let me = self.me;
         let order: Vec<PublicKey> = prefer
@@ -219,8 +235,9 @@ impl<L: Ledger> Replica<L> {
         };
         let peer = match order.iter().find(|k| !a.asked.contains(k)) {
             Some(k) => *k,
-            None if !again => return,
+            None if !again || a.passes + 1 >= PARTS_PASSES_MAX => return,
             None => {
+                a.passes += 1;
                 a.asked.clear();
                 match order.first() {
                     Some(k) => *k,
@@ -255,8 +272,8 @@ impl<L: Ledger> Replica<L> {
         }
     }
 
-    /// A peer's answer to our `PartsRequest`: each record must be one asked for (its
-    /// leaf among those missing), or the answer is refused and its sender blamed. A
+    /// A peer's answer to our `PartsRequest`: each record must be one of the block's (its
+    /// leaf among the proposal's), or the answer is refused and its sender blamed. A
     /// proposal complete with it goes on to validation; one it brought records but not
     /// all asks the next peer not asked yet at once. An answer that brought nothing
     /// asks nobody: the next ask waits for the timer, so that peers lacking the same
@@ -286,10 +303,16 @@ impl<L: Ledger> Replica<L> {
             let leaf = leaf_hash(&bytes);
             if !keys
                 .iter()
+                .any(|k| self.assembling[k].named.contains(&leaf))
+            {
+                self.penalise(from, "an answer with a record not in the block".into());
+                return Ok(());
+            }
+            if !keys
+                .iter()
                 .any(|k| self.assembling[k].missing.contains(&leaf))
             {
-                self.penalise(from, "an answer with a record not asked for".into());
-                return Ok(());
+                continue; // answered already, by a peer asked before
             }
             match EncodedRecord::decode(&bytes, max) {
                 Ok(r) => answered.push((leaf, r)),
@@ -331,26 +354,35 @@ impl<L: Ledger> Replica<L> {
         Ok(())
     }
 
-    /// What we answer to a peer's `PartsRequest`: those of the asked records we have (in
-    /// the candidate block it names, the mempool, or proposals we are putting together),
-    /// in the order asked, within a block's bytes. A peer's asks beyond
-    /// `PARTS_ANSWERS_PER_PEER_MAX` a height get an empty answer: an honest validator
-    /// asks a few times per proposal.
+    /// What we answer to a peer's `PartsRequest`: for a block we know (one we executed,
+    /// or are putting together ourselves), those of the asked records we have (in that
+    /// block, the mempool, or what we fetched), in the order asked, within a block's
+    /// bytes. A peer gets at most `PARTS_ANSWERS_PER_PEER_MAX` answers and twice the
+    /// block bound in bytes a height; past that, and for blocks we do not know, empty
+    /// answers: an honest validator asks a few times per proposal.
     pub fn answer_parts(&mut self, from: PublicKey, block: Hash32, leaves: &[Hash32]) -> NetMsg {
-        let served = self.parts_served.entry(from).or_insert(0);
-        *served += 1;
-        if *served > PARTS_ANSWERS_PER_PEER_MAX || leaves.len() > PARTS_ASKED_MAX {
-            return NetMsg::Parts {
-                block,
-                records: Vec::new(),
-            };
+        let empty = NetMsg::Parts {
+            block,
+            records: Vec::new(),
+        };
+        let known = self.candidates.contains_key(&block)
+            || self.assembling.keys().any(|(_, id)| *id == block);
+        let budget = 2 * self.c.policy().block_bytes_max as usize;
+        let served = self.parts_served.entry(from).or_insert((0, 0));
+        served.0 += 1;
+        if !known
+            || served.0 > PARTS_ANSWERS_PER_PEER_MAX
+            || served.1 >= budget
+            || leaves.len() > PARTS_ASKED_MAX
+        {
+            return empty;
         }
+        let bytes_max = (budget - served.1).min(self.c.policy().block_bytes_max as usize);
         let in_block: HashMap<&Hash32, &EncodedRecord> = self
             .candidates
             .get(&block)
             .map(|ex| ex.leaves.iter().zip(&ex.records).collect())
             .unwrap_or_default();
-        let bytes_max = self.c.policy().block_bytes_max as usize;
         let (mut records, mut bytes) = (Vec::new(), 0usize);
         for leaf in leaves {
             let found = in_block
@@ -365,6 +397,9 @@ impl<L: Ledger> Replica<L> {
                 bytes += r.bytes().len();
                 records.push(r.bytes().to_vec());
             }
+        }
+        if let Some(served) = self.parts_served.get_mut(&from) {
+            served.1 += bytes;
         }
         NetMsg::Parts { block, records }
     }
@@ -483,8 +518,22 @@ impl<L: Ledger> Replica<L> {
             time_ms,
             self.mempool.records(),
         )?;
-        for (id, why) in rejected {
-            tracing::debug!(%id, %why, "pending record left out of the block");
+        for (id, why) in &rejected {
+            tracing::debug!(%id, %why, "pending record left out of the block: dropped");
+        }
+        if !rejected.is_empty() {
+            // The same execution in the same order a recheck would run: they no longer
+            // fit (a governance deadline passed), and what depended on them is checked.
+            let ids: HashSet<_> = rejected.iter().map(|(id, _)| *id).collect();
+            self.mempool.recheck(
+                &self.ledger,
+                &self.c,
+                &self.tip,
+                self.now_ms,
+                &ids,
+                &HashSet::new(),
+                false,
+            )?;
         }
         let value = BlockValue::new(ex.block());
         self.candidates.insert(value.id, ex);
