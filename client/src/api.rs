@@ -28,6 +28,8 @@ pub mod paths {
     pub const PROPOSAL: &str = "/v1/governance/proposals/{id}";
     pub const BLOCK: &str = "/v1/blocks/{height}";
     pub const ENTERPRISE: &str = "/v1/enterprises/{uscc}";
+    pub const ENTERPRISE_CREDIT: &str = "/v1/enterprises/{uscc}/credit";
+    pub const GRADING: &str = "/v1/grading";
     pub const BATCH: &str = "/v1/batches/{batch}";
     pub const BATCH_PROVENANCE: &str = "/v1/batches/{batch}/provenance";
     pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
@@ -40,7 +42,7 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/ready";
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 21] = [
         STATUS,
         RECORDS,
         RECORD,
@@ -54,6 +56,8 @@ pub mod paths {
         PROPOSAL,
         BLOCK,
         ENTERPRISE,
+        ENTERPRISE_CREDIT,
+        GRADING,
         BATCH,
         BATCH_PROVENANCE,
         BATCH_EPCIS,
@@ -245,6 +249,21 @@ pub struct EnterpriseView {
     pub records: Vec<RecordId>,
     /// The cursor of the next page (a ledger index), when there is one.
     pub next_after: Option<u64>,
+    /// The grade as of the newest header, derived from `credit` under the rules in
+    /// force there (the node verified `credit` as a client would, and graded it).
+    pub grade: crate::credit::GradeReport,
+    /// The complete, provable credit record: check it with `LightClient::verify_credit`.
+    pub credit: crate::credit::CreditProof,
+}
+
+/// What `GET /v1/grading` answers: the grading rules in force at the newest height.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GradingView {
+    /// The height from which these rules (the roster that holds them) are in force.
+    pub since: u64,
+    pub rules: xinlian_genesis::grading::Grading,
+    /// Each rule in words, in the order a grade applies them.
+    pub explanation: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

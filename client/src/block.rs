@@ -30,6 +30,11 @@ pub struct Header {
     /// Root of the batch index (`smt`): every batch's id → the hash of its state,
     /// which names its event count and event chain. Proves an answer left no event out.
     pub trace_root: Hash32,
+    /// Root of the credit index (`smt`): every registered enterprise's USCC → the hash
+    /// of its [`CreditState`](crate::state::CreditState), which names the count and
+    /// chain of its credit records and their profile. Proves an enterprise's credit
+    /// record complete, or that a USCC is not registered.
+    pub credit_root: Hash32,
     /// The validator set whose precommits finalise this block.
     pub validators_hash: Hash32,
     /// The roster (members, keys, roles, validator set, policy) in force at the next

@@ -68,6 +68,19 @@ impl Change {
                         p.block_bytes_max, genesis.block_bytes_max
                     ));
                 }
+                let (old, new) = (&next.policy.grading, &p.grading);
+                if new != old && new.version <= old.version {
+                    return Err(format!(
+                        "the grading rules change but their version {} does not rise above {}",
+                        new.version, old.version
+                    ));
+                }
+                if new.version != old.version && new.without_version() == old.without_version() {
+                    return Err(format!(
+                        "the grading rules are unchanged but their version moves from {} to {}",
+                        old.version, new.version
+                    ));
+                }
                 next.policy = p.clone();
             }
         }

@@ -156,6 +156,17 @@ impl NodeClient {
         self.get(&fill(paths::ENTERPRISE, &[("uscc", uscc)]))
     }
 
+    /// An enterprise's complete credit record, unchecked by the node (also the proof
+    /// that a USCC is not registered): check it with [`LightClient::verify_credit`].
+    pub fn credit(&self, uscc: &str) -> Result<crate::credit::CreditProof, ClientError> {
+        let path = fill(paths::ENTERPRISE_CREDIT, &[("uscc", uscc)]);
+        self.get(&format!("{path}?absent=true"))
+    }
+
+    pub fn grading(&self) -> Result<crate::api::GradingView, ClientError> {
+        self.get(paths::GRADING)
+    }
+
     pub fn batch(&self, batch: &str) -> Result<BatchView, ClientError> {
         self.get(&fill(paths::BATCH, &[("batch", batch)]))
     }
@@ -260,6 +271,24 @@ pub enum FetchVerifyError {
     Verify(#[from] VerifyError),
     #[error("verification failed: {0}")]
     Provenance(#[from] ProvenanceError),
+    #[error("verification failed: {0}")]
+    Credit(#[from] crate::credit::CreditError),
+}
+
+/// Fetches an enterprise's credit record and verifies it from `light`'s trust: the
+/// roster changes first, then the answer's header (advancing the trusted one), then
+/// the answer. An unregistered USCC is the error `CreditError::NotRegistered`, proven.
+pub fn fetch_credit(
+    node: &NodeClient,
+    light: &mut LightClient,
+    uscc: &crate::ids::Uscc,
+) -> Result<(crate::credit::VerifiedCredit, crate::credit::CreditProof), FetchVerifyError> {
+    let changes = node.roster_changes(light.rosters_known_from())?;
+    light.accept_changes(&changes.changes)?;
+    let proof = node.credit(uscc.as_str())?;
+    advance_to(node, light, &proof.checkpoint)?;
+    let v = light.verify_credit(uscc, &proof)?;
+    Ok((v, proof))
 }
 
 /// Moves `light`'s trusted header to `cp` (or checks it, if older), fetching the

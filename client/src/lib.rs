@@ -12,6 +12,7 @@ pub mod authority;
 pub mod block;
 pub mod bulk;
 pub mod checks;
+pub mod credit;
 pub mod crypto;
 pub mod epcis;
 pub mod events;

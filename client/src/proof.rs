@@ -269,7 +269,7 @@ impl LightClient {
 
     /// A fresh client for `genesis` that has followed `changes`, which `what` claims
     /// are of chain `chain`.
-    fn with_changes(
+    pub(crate) fn with_changes(
         genesis: Genesis,
         what: &'static str,
         chain: Hash32,
@@ -741,6 +741,34 @@ impl LightClient {
     }
 }
 
+/// Every record's signature, in one batch verification (the same rule as single
+/// checks); an error names the first bad record.
+pub(crate) fn verify_signatures<'r>(
+    records: impl Iterator<Item = &'r EncodedRecord>,
+) -> Result<(), VerifyError> {
+    let items: Vec<&EncodedRecord> = records.collect();
+    if let Err(bad) = crate::crypto::verify_batch(items.iter().map(|r| {
+        (
+            &r.record().envelope.signer,
+            crate::crypto::Domain::Record.message(r.envelope_bytes()),
+            &r.record().signature,
+        )
+    })) {
+        let r = items[bad[0]];
+        let source = r
+            .verify_signature()
+            .err()
+            .unwrap_or(crate::crypto::SignatureError::Invalid(
+                r.record().envelope.signer,
+            ));
+        return Err(VerifyError::Record {
+            id: r.id(),
+            source: source.into(),
+        });
+    }
+    Ok(())
+}
+
 /// A key binding authorises only records after it on the ledger.
 pub(crate) fn check_bound_before(
     bindings: &[LedgerEntry],
@@ -863,6 +891,7 @@ mod tests {
             ledger_size: 0,
             state_hash: Hash32([0; 32]),
             trace_root: Hash32([0; 32]),
+            credit_root: Hash32([0; 32]),
             validators_hash: set.hash(),
             next_roster_hash: next.hash(),
         };

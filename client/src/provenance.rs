@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use xinlian_genesis::{Hash32, PublicKey, canonical};
 
 use crate::block::Header;
-use crate::crypto::{self, Domain};
 use crate::ids::Uscc;
 use crate::proof::{
     Checkpoint, HexBytes, LedgerEntry, LightClient, RosterChange, SignerAuthority, VerifyError,
@@ -338,25 +337,7 @@ impl LightClient {
                 return Err(ProvenanceError::DuplicateRecord(e.index));
             }
         }
-        // One batch verification for all signatures: the same rule as single checks.
-        let items: Vec<&EncodedRecord> = out.values().collect();
-        if let Err(bad) = crypto::verify_batch(items.iter().map(|r| {
-            (
-                &r.record().envelope.signer,
-                Domain::Record.message(r.envelope_bytes()),
-                &r.record().signature,
-            )
-        })) {
-            let r = items[bad[0]];
-            let e = r
-                .verify_signature()
-                .expect_err("the batch blamed it; the same rule singly must too");
-            return Err(VerifyError::Record {
-                id: r.id(),
-                source: e.into(),
-            }
-            .into());
-        }
+        crate::proof::verify_signatures(out.values())?;
         Ok(out)
     }
 

@@ -20,9 +20,12 @@ pub mod key {
     pub const COMMITMENT: u8 = b'c';
     pub const OUTCOME: u8 = b'o';
     pub const REPAIR: u8 = b'r';
-    pub const PROFILE: u8 = b'p';
+    /// An enterprise's credit state ([`CreditState`](super::CreditState)) by USCC.
+    pub const CREDIT: u8 = b'C';
     pub const LIST: u8 = b'l';
     pub const SUBJECT_RECORD: u8 = b's';
+    /// The credit records of an enterprise (a subset of its subject records), in ledger order.
+    pub const CREDIT_RECORD: u8 = b'Y';
     pub const BATCH: u8 = b'b';
     pub const HOLDING: u8 = b'h';
     pub const SHIPMENT: u8 = b't';
@@ -39,6 +42,8 @@ pub mod key {
     pub const SCHEDULED: u8 = b'a';
     /// Nodes of the batch index (`crate::smt`): `z` ‖ position bytes.
     pub const BATCH_INDEX: u8 = b'z';
+    /// Nodes of the credit index (`crate::smt`): `y` ‖ position bytes.
+    pub const CREDIT_INDEX: u8 = b'y';
     /// Keys a proposal on the ledger named for a member (genesis keys are genesis's):
     /// never bindable to an enterprise.
     pub const MEMBER_KEY: u8 = b'M';
@@ -77,8 +82,8 @@ pub mod key {
     pub fn repair(application: &RecordId) -> Vec<u8> {
         join(REPAIR, &[&application.0])
     }
-    pub fn profile(u: &Uscc) -> Vec<u8> {
-        join(PROFILE, &[u.as_str().as_bytes()])
+    pub fn credit(u: &Uscc) -> Vec<u8> {
+        join(CREDIT, &[u.as_str().as_bytes()])
     }
     pub fn list(kind: ListKind, u: &Uscc) -> Vec<u8> {
         let tag: &[u8] = match kind {
@@ -93,6 +98,17 @@ pub mod key {
             SUBJECT_RECORD,
             &[u.as_str().as_bytes(), &ledger_index.to_be_bytes()],
         )
+    }
+    pub fn credit_record(u: &Uscc, ledger_index: u64) -> Vec<u8> {
+        join(
+            CREDIT_RECORD,
+            &[u.as_str().as_bytes(), &ledger_index.to_be_bytes()],
+        )
+    }
+    pub fn credit_records_prefix(u: &Uscc) -> Vec<u8> {
+        let mut k = join(CREDIT_RECORD, &[u.as_str().as_bytes()]);
+        k.push(0);
+        k
     }
     pub fn subject_records_prefix(u: &Uscc) -> Vec<u8> {
         let mut k = join(SUBJECT_RECORD, &[u.as_str().as_bytes()]);
@@ -133,6 +149,11 @@ pub mod key {
     }
     pub fn batch_index_node(at: &crate::smt::Position) -> Vec<u8> {
         let mut k = vec![BATCH_INDEX];
+        k.extend_from_slice(&at.to_bytes());
+        k
+    }
+    pub fn credit_index_node(at: &crate::smt::Position) -> Vec<u8> {
+        let mut k = vec![CREDIT_INDEX];
         k.extend_from_slice(&at.to_bytes());
         k
     }
@@ -248,6 +269,108 @@ pub struct Profile {
     pub breached_notification: u32,
     pub on_reward_list: bool,
     pub on_serious_dishonesty_list: bool,
+}
+
+impl Profile {
+    fn slot(&mut self, status: CommitmentStatus) -> &mut u32 {
+        match status {
+            CommitmentStatus::Pending => &mut self.pending,
+            CommitmentStatus::Fulfilled => &mut self.fulfilled,
+            CommitmentStatus::NotVerifiable => &mut self.not_verifiable,
+            CommitmentStatus::Breached(Severity::Minor) => &mut self.breached_minor,
+            CommitmentStatus::Breached(Severity::General) => &mut self.breached_general,
+            CommitmentStatus::Breached(Severity::Serious) => &mut self.breached_serious,
+            CommitmentStatus::Repaired(_) => &mut self.repaired,
+        }
+    }
+
+    /// Moves one commitment between two statuses' counts. Execution moves only
+    /// commitments it counted, so counts never underflow; saturating keeps a replay of
+    /// a contradictory history (which a verifier refuses anyway) from panicking.
+    fn moved(&mut self, from: CommitmentStatus, to: CommitmentStatus) {
+        let f = self.slot(from);
+        *f = f.saturating_sub(1);
+        let t = self.slot(to);
+        *t = t.saturating_add(1);
+    }
+
+    /// A new commitment, pending.
+    pub fn on_commitment(&mut self) {
+        self.commitments = self.commitments.saturating_add(1);
+        self.pending = self.pending.saturating_add(1);
+    }
+
+    /// A pending commitment of `kind` decided as `to`.
+    pub fn on_outcome(&mut self, kind: CommitmentKind, to: CommitmentStatus) {
+        self.moved(CommitmentStatus::Pending, to);
+        if matches!(to, CommitmentStatus::Breached(_)) && kind == CommitmentKind::ApprovalSubstitute
+        {
+            self.breached_notification = self.breached_notification.saturating_add(1);
+        }
+    }
+
+    /// A breach of severity `sev` of a commitment of `kind` repaired.
+    pub fn on_repaired(&mut self, kind: CommitmentKind, sev: Severity) {
+        self.moved(
+            CommitmentStatus::Breached(sev),
+            CommitmentStatus::Repaired(sev),
+        );
+        if kind == CommitmentKind::ApprovalSubstitute {
+            self.breached_notification = self.breached_notification.saturating_sub(1);
+        }
+    }
+
+    /// Added to (`true`) or removed from a list by a list measure.
+    pub fn set_listed(&mut self, list: ListKind, on: bool) {
+        match list {
+            ListKind::Reward => self.on_reward_list = on,
+            ListKind::SeriousDishonesty => self.on_serious_dishonesty_list = on,
+        }
+    }
+}
+
+/// What the credit index commits to for one enterprise: how many credit records
+/// concern it, their hash chain in ledger order, and the profile they derive. With
+/// it, an answer holding the enterprise's records can be checked to hold every one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditState {
+    pub uscc: Uscc,
+    pub records: u32,
+    /// Hash chain over (ledger index, record id) of its credit records ([`next_credit_chain`]).
+    pub chain: Hash32,
+    pub profile: Profile,
+}
+
+impl CreditState {
+    pub fn new(uscc: Uscc) -> CreditState {
+        CreditState {
+            uscc,
+            records: 0,
+            chain: Hash32([0; 32]),
+            profile: Profile::default(),
+        }
+    }
+
+    /// The enterprise's key in the credit index.
+    pub fn index_key(u: &Uscc) -> Hash32 {
+        Self::index_key_of_raw(u.as_str().as_bytes())
+    }
+
+    pub fn index_key_of_raw(uscc: &[u8]) -> Hash32 {
+        xinlian_genesis::canonical::sha256(uscc)
+    }
+
+    /// Appends one credit record to the count and chain.
+    pub fn extend(&mut self, ledger_index: u64, id: &RecordId) {
+        self.records = self.records.saturating_add(1);
+        self.chain = next_credit_chain(&self.chain, ledger_index, id);
+    }
+}
+
+/// The credit chain after `prev` is extended by the record `id` at `ledger_index`; an
+/// enterprise's chain starts at all zeros.
+pub fn next_credit_chain(prev: &Hash32, ledger_index: u64, id: &RecordId) -> Hash32 {
+    xinlian_genesis::canonical::tagged_hash("xinlian/credit-records/v1", &(prev, ledger_index, id))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

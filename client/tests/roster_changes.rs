@@ -68,6 +68,7 @@ fn header(g: &Genesis, height: u64, set: &ValidatorSet, next: &Roster) -> Header
         ledger_size: 0,
         state_hash: Hash32([0; 32]),
         trace_root: Hash32([0; 32]),
+        credit_root: Hash32([0; 32]),
         validators_hash: set.hash(),
         next_roster_hash: next.hash(),
     }

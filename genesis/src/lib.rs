@@ -6,6 +6,7 @@
 
 pub mod bytes;
 pub mod canonical;
+pub mod grading;
 pub mod keys;
 pub mod model;
 pub mod roster;

@@ -96,6 +96,9 @@ pub struct Policy {
     /// How far a proposed block's time may run ahead of a validator's clock.
     pub block_time_drift_ms_max: u64,
     pub publication: Publication,
+    /// How grades are derived from credit records (docs/credit.md).
+    #[serde(default)]
+    pub grading: crate::grading::Grading,
 }
 
 /// Publication periods per breach tier (national measures in force from 2026-04-01).
@@ -146,6 +149,7 @@ impl Default for Policy {
                     repairable: true,
                 },
             },
+            grading: crate::grading::Grading::default(),
         }
     }
 }
@@ -341,6 +345,7 @@ impl Policy {
                 ));
             }
         }
+        out.extend(self.grading.problems());
         out
     }
 }

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use xinlian_client::api::*;
+use xinlian_client::credit::{CreditError, CreditProof};
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::{ConsistencyProof, RecordProof};
 use xinlian_client::provenance::{ANSWER_BATCHES_MAX, Direction, ProvenanceProof};
@@ -213,6 +214,8 @@ fn routes() -> Router<ApiState> {
         .route(paths::PROPOSAL, get(proposal))
         .route(paths::BLOCK, get(block))
         .route(paths::ENTERPRISE, get(enterprise))
+        .route(paths::ENTERPRISE_CREDIT, get(enterprise_credit))
+        .route(paths::GRADING, get(grading))
         .route(paths::BATCH, get(batch))
         .route(paths::BATCH_PROVENANCE, get(batch_provenance))
         .route(paths::BATCH_EPCIS, get(batch_epcis))
@@ -331,7 +334,8 @@ impl From<ProofRequestError> for ApiFailure {
             ProofRequestError::Sizes { .. } => {
                 err(StatusCode::BAD_REQUEST, "bad_sizes", e.to_string())
             }
-            ProofRequestError::TooManyEvents { .. } => {
+            ProofRequestError::TooManyEvents { .. }
+            | ProofRequestError::TooManyCreditRecords(_) => {
                 err(StatusCode::UNPROCESSABLE_ENTITY, "too_large", e.to_string())
             }
         }
@@ -1320,15 +1324,97 @@ fn page<T>(mut items: Vec<T>, limit: usize) -> (Vec<T>, bool) {
     (items, more)
 }
 
-async fn enterprise(
-    State(s): State<Shared>,
-    P(uscc): P<String>,
-    Q(q): Q<PageQuery>,
-) -> ApiResult<EnterpriseView> {
-    let limit = q.limit()?;
+fn uscc_of(uscc: String) -> Result<Uscc, ApiFailure> {
     let u = Uscc(uscc);
     u.check_format()
         .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_identifier", e.to_string()))?;
+    Ok(u)
+}
+
+/// The enterprise's credit proof, checked here as a client would check it, and its
+/// grade: the node answers nothing it cannot prove. One job on the heavy pool.
+async fn verified_credit(
+    s: &ApiState,
+    u: &Uscc,
+) -> Result<(CreditProof, xinlian_client::credit::VerifiedCredit), ApiFailure> {
+    let (store, genesis, u) = (s.shared.store.clone(), s.shared.genesis.clone(), u.clone());
+    s.heavy
+        .admit()?
+        .run(move || {
+            let proof = proof_assembly::credit(&store, &u)?;
+            let mut light = xinlian_client::proof::LightClient::new(genesis.as_ref().clone());
+            light
+                .accept_changes(&proof_assembly::roster_changes(&store, 1)?)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "own roster changes do not verify");
+                    storage_failed()
+                })?;
+            match light.verify_credit(&u, &proof) {
+                Ok(v) => Ok((proof, v)),
+                Err(CreditError::NotRegistered { .. }) => Err(err(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("enterprise {u} is not registered"),
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "own credit answer does not verify");
+                    Err(err(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storage",
+                        e.to_string(),
+                    ))
+                }
+            }
+        })
+        .await
+}
+
+/// `GET /v1/enterprises/{uscc}/credit`: the complete credit record with its proofs;
+/// for an unregistered USCC, `404` (ask `?absent=true` for the proof of absence).
+async fn enterprise_credit(
+    State(s): State<ApiState>,
+    P(uscc): P<String>,
+    Q(q): Q<CreditQuery>,
+) -> ApiResult<CreditProof> {
+    let u = uscc_of(uscc)?;
+    if q.absent.unwrap_or(false) {
+        let store = s.shared.store.clone();
+        let proof = s
+            .heavy
+            .admit()?
+            .run(move || proof_assembly::credit(&store, &u).map_err(ApiFailure::from))
+            .await?;
+        return Ok(Json(proof));
+    }
+    Ok(Json(verified_credit(&s, &u).await?.0))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreditQuery {
+    /// Answer unverified, including for an unregistered USCC (the proof of absence).
+    absent: Option<bool>,
+}
+
+async fn grading(State(s): State<Shared>) -> ApiResult<GradingView> {
+    let c = s.consortium();
+    let rules = c.policy().grading.clone();
+    Ok(Json(GradingView {
+        since: c.since,
+        explanation: xinlian_client::credit::explain(&rules),
+        rules,
+    }))
+}
+
+async fn enterprise(
+    State(st): State<ApiState>,
+    P(uscc): P<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<EnterpriseView> {
+    let s = st.shared.clone();
+    let limit = q.limit()?;
+    let u = uscc_of(uscc)?;
+    let (credit, verified) = verified_credit(&st, &u).await?;
     let entity: st::Entity = s.store.state_value(&key::entity(&u))?.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
@@ -1336,7 +1422,7 @@ async fn enterprise(
             format!("enterprise {u} is not registered"),
         )
     })?;
-    let profile: st::Profile = s.store.state_value(&key::profile(&u))?.unwrap_or_default();
+    let profile = verified.history.profile.clone();
     let (mut commitments, mut repairs) = (Vec::new(), Vec::new());
     let after = q.after.map(u64::to_be_bytes);
     let (subject_records, more) = page(
@@ -1388,6 +1474,8 @@ async fn enterprise(
         lists,
         records,
         next_after,
+        grade: verified.grade,
+        credit,
     }))
 }
 

@@ -6,7 +6,9 @@
 //! Merkle nodes below its ledger size are always present together.
 
 use std::collections::{BTreeSet, VecDeque};
+use xinlian_client::credit::{CREDIT_RECORDS_MAX, CreditProof};
 use xinlian_client::governance::RosterEntry;
+use xinlian_client::ids::Uscc;
 use xinlian_client::merkle::{BuildError, consistency_proof, inclusion_proof};
 use xinlian_client::proof::{
     Checkpoint, ConsistencyProof, HexBytes, KEY_BINDINGS_MAX, LedgerEntry, ROSTER_CHANGES_MAX,
@@ -21,7 +23,7 @@ use xinlian_client::provenance::{
 use xinlian_client::smt;
 use xinlian_genesis::{PublicKey, canonical};
 
-use xinlian_core::batch_index;
+use xinlian_core::index::{self, Index};
 use xinlian_core::overlay::StateRead;
 
 use crate::store::{Store, StoreError};
@@ -51,6 +53,10 @@ pub enum ProofRequestError {
         "batch {batch} has {events} events, more than one answer carries ({ANSWER_RECORDS_MAX})"
     )]
     TooManyEvents { batch: String, events: usize },
+    #[error(
+        "enterprise {0} has more credit records than one answer carries ({CREDIT_RECORDS_MAX})"
+    )]
+    TooManyCreditRecords(Uscc),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -216,6 +222,56 @@ pub fn roster_changes(store: &Store, after: u64) -> Result<Vec<RosterChange>, Pr
     })
 }
 
+/// An enterprise's complete credit record against the newest header: its credit
+/// state and the state's place in the credit index (or the index's proof that the
+/// USCC is absent), and every credit record concerning it with its inclusion path.
+pub fn credit(store: &Store, uscc: &Uscc) -> Result<CreditProof, ProofRequestError> {
+    let (checkpoint, state, index_proof, indices) = store.consistent(|store| {
+        let tip = store.tip()?;
+        if tip.height == 0 {
+            return Err(ProofRequestError::NoBlock(1));
+        }
+        let checkpoint = checkpoint(store, tip.height)?;
+        let index = index::Committed(store, Index::Credit);
+        let index_proof = smt::prove(&index, &st::CreditState::index_key(uscc))
+            .map_err(|e| damaged(e.to_string()))?;
+        let state =
+            StateRead::get(store, &key::credit(uscc)).map_err(|e| damaged(e.to_string()))?;
+        let mut indices = Vec::new();
+        if state.is_some() {
+            let scan = store.state_scan::<RecordId>(
+                &key::credit_records_prefix(uscc),
+                CREDIT_RECORDS_MAX + 1,
+            )?;
+            if scan.len() > CREDIT_RECORDS_MAX {
+                return Err(ProofRequestError::TooManyCreditRecords(uscc.clone()));
+            }
+            for (k, _) in scan {
+                let index = u64::from_be_bytes(
+                    k.as_slice()
+                        .try_into()
+                        .map_err(|_| damaged(format!("subject index key of {uscc}")))?,
+                );
+                indices.push(index);
+            }
+        }
+        Ok((checkpoint, state, index_proof, indices))
+    })?;
+    // As for provenance: what follows reads only what never changes once final.
+    let size = checkpoint.header.ledger_size;
+    let mut records = Vec::with_capacity(indices.len());
+    for i in indices {
+        records.push(ledger_entry(store, i, size)?);
+    }
+    Ok(CreditProof {
+        checkpoint,
+        uscc: uscc.clone(),
+        state: state.map(HexBytes),
+        index_proof,
+        records,
+    })
+}
+
 /// What a provenance request may ask for.
 #[derive(Clone, Debug)]
 pub struct ProvenanceRequest {
@@ -242,7 +298,7 @@ pub fn provenance(
             return Err(ProofRequestError::NoBlock(1));
         }
         let checkpoint = checkpoint(store, tip.height)?;
-        let index = batch_index::Committed(store);
+        let index = index::Committed(store, Index::Batch);
         let mut queue: VecDeque<(String, u32)> = VecDeque::new();
         let mut seen = BTreeSet::new();
         for r in &req.roots {

@@ -120,7 +120,7 @@ def header_encoding(hd: dict) -> bytes:
         h(hd["chain"]), varint(hd["height"]), h(hd["parent"]),
         varint(zigzag(hd["time_ms"])), h(hd["proposer"]), h(hd["records_root"]),
         varint(hd["records_count"]), h(hd["ledger_root"]), varint(hd["ledger_size"]),
-        h(hd["state_hash"]), h(hd["trace_root"]), h(hd["validators_hash"]), h(hd["next_roster_hash"]),
+        h(hd["state_hash"]), h(hd["trace_root"]), h(hd["credit_root"]), h(hd["validators_hash"]), h(hd["next_roster_hash"]),
     ])
 
 

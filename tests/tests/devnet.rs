@@ -67,6 +67,50 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
     );
     let processor = node.client.enterprise(&uscc_of("processor"))?;
     assert!(processor.profile.on_serious_dishonesty_list);
+    // Grades differ, each verified from genesis as a client would: the listing caps
+    // the processor at D, the repair restored the retailer to B.
+    let genesis =
+        xinlian_genesis::Genesis::load(&xinlian_genesis::scaffold::genesis_path(dir.path()))?;
+    let mut light = xinlian_client::proof::LightClient::new(genesis);
+    let mut grades = Vec::new();
+    for slug in ["pharma", "builder", "retailer", "farm", "processor"] {
+        let u = Uscc(uscc_of(slug));
+        let (v, _) = xinlian_client::http::fetch_credit(&node.client, &mut light, &u)?;
+        assert_eq!(
+            v.grade,
+            node.client.enterprise(u.as_str())?.grade,
+            "{slug}: the node's grade"
+        );
+        grades.push((slug, v.grade.grade.to_string()));
+        if slug == "processor" {
+            assert!(
+                v.grade.caps.iter().any(|c| c.rule == "serious_list_cap"),
+                "{:?}",
+                v.grade
+            );
+        }
+        if slug == "retailer" {
+            assert!(
+                v.grade
+                    .reasons
+                    .iter()
+                    .any(|r| r.detail.contains("repaired by")),
+                "{:?}",
+                v.grade
+            );
+        }
+    }
+    let want: Vec<(&str, String)> = [
+        ("pharma", "A"),
+        ("builder", "B"),
+        ("retailer", "B"),
+        ("farm", "C"),
+        ("processor", "D"),
+    ]
+    .into_iter()
+    .map(|(s, g)| (s, g.to_string()))
+    .collect();
+    assert_eq!(grades, want);
     // Food chain: bags made from the rice, 800 shipped to and received by the retailer, 50 sold.
     let bags = node.client.batch("rice-pack-2026-001")?;
     assert_eq!(bags.batch.parents, vec!["rice-2026-sj-001".to_string()]);

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod credit;
 mod epcis;
 mod follow;
 mod governance;
@@ -136,6 +137,22 @@ enum Cmd {
     Block { height: u64 },
     /// An enterprise: registration, credit profile, commitments, lists, records.
     Enterprise { uscc: String },
+    /// An enterprise's complete credit record, verified, with its grade and reasons.
+    Credit {
+        uscc: String,
+        /// Write an offline report (checked by `xinlian verify FILE`).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write the report as a page (zh/en, with a QR code).
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Check the claim "no serious breach determined between FROM and TO".
+        #[arg(long, value_name = "FROM:TO")]
+        no_serious_breach: Option<String>,
+        /// Check the claim "not on the serious-dishonesty list on DATE".
+        #[arg(long, value_name = "DATE")]
+        not_listed_on: Option<String>,
+    },
     /// A batch: product, holders, shipments in transit, events, derived batches.
     Batch { batch: String },
     /// GS1 EPCIS 2.0: export a batch's verified events, or import a document as records.
@@ -257,6 +274,23 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             },
         ),
         Cmd::Enterprise { uscc } => read::enterprise(cli, &node, uscc),
+        Cmd::Credit {
+            uscc,
+            report,
+            html,
+            no_serious_breach,
+            not_listed_on,
+        } => credit::run(
+            cli,
+            &node,
+            &credit::CreditArgs {
+                uscc,
+                report: report.as_deref(),
+                html: html.as_deref(),
+                no_serious_breach: no_serious_breach.as_deref(),
+                not_listed_on: not_listed_on.as_deref(),
+            },
+        ),
         Cmd::Batch { batch } => read::batch(cli, &node, batch),
         Cmd::Epcis { command } => epcis::run(cli, &node, command),
         Cmd::Trace {

@@ -95,6 +95,11 @@ fn enterprise_text(e: &EnterpriseView) -> String {
         "{} {}\nregistered by {} at height {}\n",
         e.entity.uscc, e.entity.name, e.entity.registered_by, e.entity.registered_at
     );
+    let g = &e.grade;
+    out += &format!(
+        "grade {} (score {}, rules version {}, as of {}; `xinlian credit` verifies it)\n",
+        g.grade, g.score, g.rules_version, g.as_of
+    );
     let p = &e.profile;
     out += &format!(
         "commitments {}: pending {}, fulfilled {}, not verifiable {}, breached {}/{}/{} (minor/general/serious), repaired {}\n",

@@ -184,6 +184,11 @@ pub(crate) fn verify(cli: &Cli, node: &NodeClient, target: &str) -> Result<(), F
         };
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| not_a("proof bundle", e))?;
+        if value["format"] == xinlian_client::credit::CREDIT_REPORT_FORMAT {
+            let report: xinlian_client::credit::CreditReport =
+                serde_json::from_value(value).map_err(|e| not_a("credit report", e))?;
+            return crate::credit::verify_report(cli, g, &report);
+        }
         if value["format"] == PROVENANCE_BUNDLE_FORMAT {
             let bundle: ProvenanceBundle =
                 serde_json::from_value(value).map_err(|e| not_a("provenance bundle", e))?;

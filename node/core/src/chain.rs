@@ -108,7 +108,8 @@ fn finish(
     records: Vec<EncodedRecord>,
     mut overlay: Overlay<'_>,
 ) -> Result<Executed, StateError> {
-    let trace_root = crate::batch_index::update(&mut overlay)?;
+    let trace_root = crate::index::update(&mut overlay, crate::index::Index::Batch)?;
+    let credit_root = crate::index::update(&mut overlay, crate::index::Index::Credit)?;
     let next_roster = crate::governance::next_roster(&mut overlay, c, tip.height + 2)?;
     let writes = overlay.into_writes();
     let leaves: Vec<Hash32> = records.iter().map(|r| leaf_hash(r.bytes())).collect();
@@ -130,6 +131,7 @@ fn finish(
         ledger_size: frontier.size(),
         state_hash,
         trace_root,
+        credit_root,
         validators_hash: c.validators.hash(),
         next_roster_hash: next_roster.as_ref().map_or(c.roster_hash, |r| r.hash()),
     };
@@ -322,6 +324,7 @@ pub fn execute_records(
         ("ledger_size", e.ledger_size == h.ledger_size),
         ("state_hash", e.state_hash == h.state_hash),
         ("trace_root", e.trace_root == h.trace_root),
+        ("credit_root", e.credit_root == h.credit_root),
         ("validators_hash", e.validators_hash == h.validators_hash),
         ("next_roster_hash", e.next_roster_hash == h.next_roster_hash),
     ] {

@@ -6,7 +6,7 @@
 //! - [`execute`]: validation against state and the state transition of every record kind;
 //! - [`governance`]: proposal and vote execution, and the next roster at a height boundary;
 //! - [`chain`]: building a block (proposer) and re-executing one (every other node);
-//! - [`batch_index`]: the sparse Merkle map of batch states behind `trace_root`;
+//! - [`index`]: the sparse Merkle maps of batch states (`trace_root`) and credit states (`credit_root`);
 //! - [`mempool`]: pending records with a speculative overlay;
 //! - [`consensus`]: the replica that drives Malachite's Tendermint core.
 //!
@@ -18,11 +18,11 @@
 // An `expect` states the invariant that makes it unreachable; `unwrap` says nothing.
 #![deny(clippy::unwrap_used)]
 
-pub mod batch_index;
 pub mod chain;
 pub mod consensus;
 pub mod consortium;
 pub mod execute;
 pub mod governance;
+pub mod index;
 pub mod mempool;
 pub mod overlay;

@@ -30,7 +30,7 @@ fn chain() -> Hash32 {
 fn genesis_hash_is_pinned() {
     assert_eq!(
         chain().to_hex(),
-        "4e96e7df92a5102ef9680b60ddf033a9ecc11c429e85ca0313be5e386e62989e",
+        "46ae7f0f18f509ea828afc70e34ea59f45728765fd1b837f46f5e7ad4c7d46ee",
         "the fixture genesis encodes differently"
     );
 }
@@ -57,12 +57,12 @@ fn record_encoding_is_pinned() {
     // Changed when `register_entity` gained its proof of possession (issue 14).
     assert_eq!(
         hex(&rec.canonical_bytes()),
-        "496991ef57cbad961a8f63a8723201f4c1a4f44808115f48c35dfb8d573d77e7",
+        "9172171dec6c524c4eafd0b8e382fd1c95597ba6035d95d4714fb0c4679eb69d",
         "record bytes"
     );
     assert_eq!(
         rec.id().to_hex(),
-        "5e8cfef6d355fd736dff1ea7181644d1a829576cf85c1e3f227fc3d0241dec3b",
+        "973cf697cd91205eb465712010b56acc0aae4c1d2a2f710210bc50fa97a6b71f",
         "record id"
     );
 }
@@ -81,17 +81,18 @@ fn header_encoding_is_pinned() {
         ledger_size: 12,
         state_hash: Hash32([4; 32]),
         trace_root: Hash32([5; 32]),
+        credit_root: Hash32([5; 32]),
         validators_hash: Hash32([6; 32]),
         next_roster_hash: Hash32([7; 32]),
     };
     assert_eq!(
         hex(&xinlian_genesis::canonical::encode(&h)),
-        "e410b10a89643316738f660537969a6858c694ce8e5da0a1ba6950d6d5587c75",
+        "bbf1c405f912fed925e1090ff4f06f794b46eddac39c19ef0ab8e30f08db6022",
         "header bytes"
     );
     assert_eq!(
         h.hash().to_hex(),
-        "5742fbca892ea74a212a5e2ecf729ed6ba46896481cfb2dd20280239aa3a2dae",
+        "cec7b732107dedb1c937087544d95b65597a76539f495264ac6bdf258648da8d",
         "header hash"
     );
 }
@@ -104,11 +105,11 @@ fn vote_encodings_are_pinned() {
     let vote = |kind| ConsensusVote::new(kind, Height(4), Round::new(1), block, validator);
     assert_eq!(
         hex(&vote_message(&chain(), &vote(VoteType::Prevote))),
-        "c9856c7b6b986fbe8d522b003282b4f488cb5a14168c07ba3cbb27847824dc45"
+        "c05c7b6976ab161335f56259a48e2a9c0a73f9754efcc3d6d133406196fa3fcb"
     );
     assert_eq!(
         hex(&vote_message(&chain(), &vote(VoteType::Precommit))),
-        "2a0f4d098c770585b6c0b43f0181fa6543e675e157ed0eafc12a25019740d501"
+        "914761a3245fe2be7a43a27e1ddf06e1c1556fab9adc1b0147070c683db9dae4"
     );
     let wire = NetMsg::Vote(WireVote {
         precommit: true,

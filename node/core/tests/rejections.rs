@@ -446,7 +446,7 @@ fn repair_needs_a_breach_the_minimum_period_and_the_determining_agency() {
     w.try_at(41, &w.market.sign(decision)).unwrap();
     let cs: st::CommitmentState = w.get(&key::commitment(&c2)).unwrap();
     assert_eq!(cs.status, st::CommitmentStatus::Repaired(Severity::General));
-    let p: st::Profile = w.get(&key::profile(&u)).unwrap();
+    let p = w.get::<st::CreditState>(&key::credit(&u)).unwrap().profile;
     assert_eq!((p.breached_general, p.repaired, p.fulfilled), (0, 1, 1));
 }
 

@@ -1680,6 +1680,7 @@ mod tests {
             ledger_size: 0,
             state_hash: tip.state_hash,
             trace_root: Hash32([3; 32]),
+            credit_root: Hash32([3; 32]),
             validators_hash: c.validators.hash(),
             next_roster_hash: Hash32([4; 32]),
         };

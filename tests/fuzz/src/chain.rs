@@ -22,7 +22,7 @@ use xinlian_client::record::*;
 use xinlian_client::smt;
 use xinlian_client::state::{self as st, key};
 use xinlian_client::when::EventTime;
-use xinlian_core::batch_index;
+use xinlian_core::index::{self, Index};
 use xinlian_core::chain::{Tip, build_block};
 use xinlian_core::execute::Consortium;
 use xinlian_core::overlay::{StateError, StateRead};
@@ -541,7 +541,7 @@ impl Fixture {
         let checkpoint = self.newest();
         let size = checkpoint.header.ledger_size;
         let state = self.states.last().expect("state after the newest block");
-        let index = batch_index::Committed(state);
+        let index = index::Committed(state, Index::Batch);
         let mut queue = std::collections::VecDeque::from([root.to_string()]);
         let mut seen = BTreeSet::from([root.to_string()]);
         let mut batches = Vec::new();

@@ -24,9 +24,10 @@ pub(super) fn commitment(s: &mut Overlay, x: &Exec, b: &Commitment) -> Ex<Vec<Us
     )?;
     require_role(x.kind(), agency, Role::CreditAuthority(b.domain.clone()))?;
     not_dated_after("commitment", b.date, x.ctx)?;
-    let mut p = profile(s, &subject)?;
+    let mut cs = credit_state(s, &subject)?;
     if b.kind == CommitmentKind::ApprovalSubstitute {
-        let reason = if p.on_serious_dishonesty_list {
+        let p = &cs.profile;
+        let reason = if serious_listing_in_force(s, x, &subject)? {
             Some("it is on the serious-dishonesty list")
         } else if p.breached_serious > 0 {
             Some("it has an unrepaired serious breach")
@@ -42,9 +43,8 @@ pub(super) fn commitment(s: &mut Overlay, x: &Exec, b: &Commitment) -> Ex<Vec<Us
             });
         }
     }
-    p.commitments += 1;
-    count_status(&mut p, st::CommitmentStatus::Pending, 1);
-    s.put(key::profile(&subject), &p);
+    cs.profile.on_commitment();
+    s.put(key::credit(&subject), &cs);
     s.put(
         key::commitment(&x.id),
         &st::CommitmentState {
@@ -73,7 +73,8 @@ pub(super) fn outcome(s: &mut Overlay, x: &Exec, b: &Outcome) -> Ex<Vec<Uscc>> {
             reason: format!(
                 "{} was already decided by outcome {}",
                 b.commitment,
-                cm.outcome.expect("decided has outcome")
+                cm.outcome
+                    .map_or_else(|| "an earlier outcome".into(), |o| o.to_string())
             ),
         });
     }
@@ -83,15 +84,9 @@ pub(super) fn outcome(s: &mut Overlay, x: &Exec, b: &Outcome) -> Ex<Vec<Uscc>> {
         Verdict::NotVerifiable => st::CommitmentStatus::NotVerifiable,
         Verdict::Breached(sev) => st::CommitmentStatus::Breached(sev),
     };
-    let mut p = profile(s, &cm.subject)?;
-    count_status(&mut p, st::CommitmentStatus::Pending, -1);
-    count_status(&mut p, status, 1);
-    if matches!(status, st::CommitmentStatus::Breached(_))
-        && cm.kind == CommitmentKind::ApprovalSubstitute
-    {
-        p.breached_notification += 1;
-    }
-    s.put(key::profile(&cm.subject), &p);
+    let mut cs = credit_state(s, &cm.subject)?;
+    cs.profile.on_outcome(cm.kind, status);
+    s.put(key::credit(&cm.subject), &cs);
     cm.status = status;
     cm.outcome = Some(x.id);
     cm.outcome_date = Some(b.date);
@@ -118,11 +113,7 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
         }
         serious_basis |= cm.status == st::CommitmentStatus::Breached(Severity::Serious);
     }
-    let mut p = profile(s, &b.subject)?;
-    let flag = match b.list {
-        ListKind::Reward => &mut p.on_reward_list,
-        ListKind::SeriousDishonesty => &mut p.on_serious_dishonesty_list,
-    };
+    let mut cs = credit_state(s, &b.subject)?;
     match b.action {
         ListAction::Add => {
             if on_list {
@@ -137,7 +128,7 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
                     reason: "the serious-dishonesty list needs an unrepaired serious breach among the basis".into(),
                 });
             }
-            *flag = true;
+            cs.profile.set_listed(b.list, true);
             s.put(
                 lk,
                 &st::ListEntry {
@@ -156,11 +147,11 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
                     reason: format!("{} is not on the {:?} list", b.subject, b.list),
                 });
             }
-            *flag = false;
+            cs.profile.set_listed(b.list, false);
             s.delete(lk);
         }
     }
-    s.put(key::profile(&b.subject), &p);
+    s.put(key::credit(&b.subject), &cs);
     Ok(vec![b.subject.clone()])
 }
 
@@ -193,9 +184,12 @@ pub(super) fn repair_application(
             ),
         });
     }
-    let determined = cm
-        .outcome_date
-        .expect("breached commitments have an outcome date");
+    let Some(determined) = cm.outcome_date else {
+        return reject(Rejection::WrongState {
+            what: "commitment",
+            reason: format!("breach of {cid} has no determining date"),
+        });
+    };
     let earliest = determined.plus_days(tier.min_days);
     if x.ctx.date() < earliest {
         return reject(Rejection::TooEarly {
@@ -245,15 +239,14 @@ pub(super) fn repair_decision(s: &mut Overlay, x: &Exec, b: &RepairDecision) -> 
     cm.open_repair = None;
     if b.approved {
         let st::CommitmentStatus::Breached(sev) = cm.status else {
-            unreachable!("an open repair application implies a breach");
+            return reject(Rejection::WrongState {
+                what: "commitment",
+                reason: format!("status is {:?}; only a breach can be repaired", cm.status),
+            });
         };
-        let mut p = profile(s, &cm.subject)?;
-        count_status(&mut p, cm.status, -1);
-        count_status(&mut p, st::CommitmentStatus::Repaired(sev), 1);
-        if cm.kind == CommitmentKind::ApprovalSubstitute {
-            p.breached_notification -= 1;
-        }
-        s.put(key::profile(&cm.subject), &p);
+        let mut cs = credit_state(s, &cm.subject)?;
+        cs.profile.on_repaired(cm.kind, sev);
+        s.put(key::credit(&cm.subject), &cs);
         cm.status = st::CommitmentStatus::Repaired(sev);
         cm.repaired_by = Some(x.id);
     }
@@ -272,8 +265,19 @@ fn commitment_state(s: &Overlay, id: &RecordId) -> Ex<st::CommitmentState> {
     need(s.get(&key::commitment(id))?, "commitment", id)
 }
 
-fn profile(s: &Overlay, u: &Uscc) -> Ex<st::Profile> {
-    Ok(s.get(&key::profile(u))?.unwrap_or_default())
+fn credit_state(s: &Overlay, u: &Uscc) -> Ex<st::CreditState> {
+    Ok(s.get(&key::credit(u))?
+        .unwrap_or_else(|| st::CreditState::new(u.clone())))
+}
+
+/// Whether `u` is on the serious-dishonesty list on the block's date: listed, and the
+/// listing's period under the grading rules in force not yet over.
+fn serious_listing_in_force(s: &Overlay, x: &Exec, u: &Uscc) -> Ex<bool> {
+    let Some(e) = s.get::<st::ListEntry>(&key::list(ListKind::SeriousDishonesty, u))? else {
+        return Ok(false);
+    };
+    let days = x.c.policy().grading.serious_list_days;
+    Ok(x.ctx.date() < e.date.plus_days(days))
 }
 
 fn tier_name(sev: Severity) -> &'static str {
@@ -282,19 +286,4 @@ fn tier_name(sev: Severity) -> &'static str {
         Severity::General => "general",
         Severity::Serious => "serious",
     }
-}
-
-fn count_status(p: &mut st::Profile, status: st::CommitmentStatus, delta: i32) {
-    let slot = match status {
-        st::CommitmentStatus::Pending => &mut p.pending,
-        st::CommitmentStatus::Fulfilled => &mut p.fulfilled,
-        st::CommitmentStatus::NotVerifiable => &mut p.not_verifiable,
-        st::CommitmentStatus::Breached(Severity::Minor) => &mut p.breached_minor,
-        st::CommitmentStatus::Breached(Severity::General) => &mut p.breached_general,
-        st::CommitmentStatus::Breached(Severity::Serious) => &mut p.breached_serious,
-        st::CommitmentStatus::Repaired(_) => &mut p.repaired,
-    };
-    *slot = slot
-        .checked_add_signed(delta)
-        .expect("profile counts follow commitment states");
 }

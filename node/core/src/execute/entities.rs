@@ -36,7 +36,7 @@ pub(super) fn register(s: &mut Overlay, x: &Exec, b: &RegisterEntity) -> Ex<Vec<
         },
     );
     bind(s, x, &b.uscc, b.key);
-    s.put(key::profile(&b.uscc), &st::Profile::default());
+    s.put(key::credit(&b.uscc), &st::CreditState::new(b.uscc.clone()));
     Ok(vec![b.uscc.clone()])
 }
 

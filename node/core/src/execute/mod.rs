@@ -387,8 +387,17 @@ pub fn execute_record(
         let mut concerns = by_family(s, &x)?;
         concerns.sort();
         concerns.dedup();
+        let credit = xinlian_client::credit::is_credit_kind(x.kind());
         for u in &concerns {
             s.put(key::subject_record(u, ledger_index), &id);
+            if credit {
+                let mut cs = s
+                    .get::<st::CreditState>(&key::credit(u))?
+                    .unwrap_or_else(|| st::CreditState::new(u.clone()));
+                cs.extend(ledger_index, &id);
+                s.put(key::credit(u), &cs);
+                s.put(key::credit_record(u, ledger_index), &id);
+            }
         }
         Ok(())
     })
