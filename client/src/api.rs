@@ -252,8 +252,9 @@ pub struct EnterpriseView {
     /// The grade as of the newest header, derived from `credit` under the rules in
     /// force there (the node verified `credit` as a client would, and graded it).
     pub grade: crate::credit::GradeReport,
-    /// The complete, provable credit record: check it with `LightClient::verify_credit`.
-    pub credit: crate::credit::CreditProof,
+    /// The complete, provable credit record (on the first page only: later pages are
+    /// pages of `records`): check it with `LightClient::verify_credit`.
+    pub credit: Option<crate::credit::CreditProof>,
 }
 
 /// What `GET /v1/grading` answers: the grading rules in force at the newest height.

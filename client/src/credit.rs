@@ -102,6 +102,15 @@ pub enum CreditError {
         "the answer is proven against header {answer}, older than the trusted header {trusted}: it could omit records since"
     )]
     Stale { answer: u64, trusted: u64 },
+    /// A proven state with no registration among its records (never from an honest chain).
+    #[error("the credit record of {0} holds no registration")]
+    NoRegistration(Uscc),
+    /// A claim about a day after the header the answer is proven against: the answer
+    /// cannot speak for it.
+    #[error(
+        "the claim reaches {day}, after the date {as_of} of the header the answer is proven against"
+    )]
+    BeyondHeader { day: Date, as_of: Date },
     #[error("{uscc} is not registered as of header {height}")]
     NotRegistered { uscc: Uscc, height: u64 },
     #[error(
@@ -191,21 +200,19 @@ pub struct Listing {
     /// The outcomes (or other records) the listing cites as its justification.
     pub basis: Vec<RecordId>,
     pub reason: String,
+    /// The day it lapses by itself: its date plus the listing period of the rules in
+    /// force when it was recorded (a removal may end it earlier).
+    pub until: Date,
     pub removed: Option<(At, String)>,
 }
 
 impl Listing {
-    /// Whether the listing is in force on `day` when a listing lapses `period_days`
-    /// after its effective date: added on or before, not lapsed, not removed by then.
-    pub fn in_force(&self, day: Date, period_days: u32) -> bool {
+    /// Whether the listing is in force on `day`: in effect by then, not lapsed, not
+    /// removed by then.
+    pub fn in_force(&self, day: Date) -> bool {
         self.added.date <= day
-            && day < self.added.date.plus_days(period_days)
+            && day < self.until
             && self.removed.as_ref().is_none_or(|(r, _)| r.date > day)
-    }
-
-    /// The day the listing ends by itself (its removal may come earlier).
-    pub fn lapses(&self, period_days: u32) -> Date {
-        self.added.date.plus_days(period_days)
     }
 }
 
@@ -227,13 +234,13 @@ impl CreditHistory {
     /// execution applied to them: each must concern `uscc` and follow from the ones
     /// before it (an outcome decides a pending commitment of this history; a repair
     /// applies to a breach of it…), and each enterprise-signed record must be signed
-    /// by the key the history has bound at that point. `member_of` names the member
-    /// whose key signed the record at a ledger index, if a member's did. The records
-    /// must already be proven; a failure means the answer contradicts itself.
+    /// by the key the history has bound at that point. `context` says, for a signer at
+    /// a ledger index, what the roster in force there says ([`RecordContext`]). The
+    /// records must already be proven; a failure means the answer contradicts itself.
     pub fn fold(
         uscc: &Uscc,
         records: &[(u64, EncodedRecord)],
-        member_of: &dyn Fn(&PublicKey, u64) -> Option<String>,
+        context: &dyn Fn(&PublicKey, u64) -> RecordContext,
     ) -> Result<CreditHistory, CreditError> {
         let mut f = Fold {
             uscc,
@@ -253,7 +260,7 @@ impl CreditHistory {
                 index: *index,
                 id: rec.id(),
                 signer,
-                member: member_of(&signer, *index),
+                context: context(&signer, *index),
             };
             f.step(&s, &rec.record().envelope.body)
                 .map_err(|reason| CreditError::Record {
@@ -265,10 +272,7 @@ impl CreditHistory {
                 .push((*index, rec.id(), rec.kind().name().to_string()));
         }
         let Some((name, registered)) = f.history else {
-            return Err(CreditError::NotRegistered {
-                uscc: uscc.clone(),
-                height: 0,
-            });
+            return Err(CreditError::NoRegistration(uscc.clone()));
         };
         Ok(CreditHistory {
             uscc: uscc.clone(),
@@ -281,15 +285,11 @@ impl CreditHistory {
         })
     }
 
-    /// The listings of `list` in force on `day` under `rules`.
-    pub fn listed_on(&self, list: ListKind, day: Date, rules: &Grading) -> Vec<&Listing> {
-        let period = match list {
-            ListKind::Reward => rules.reward_list_days,
-            ListKind::SeriousDishonesty => rules.serious_list_days,
-        };
+    /// The listings of `list` in force on `day`.
+    pub fn listed_on(&self, list: ListKind, day: Date) -> Vec<&Listing> {
         self.listings
             .iter()
-            .filter(|l| l.list == list && l.in_force(day, period))
+            .filter(|l| l.list == list && l.in_force(day))
             .collect()
     }
 
@@ -311,13 +311,10 @@ impl CreditHistory {
         Ok(())
     }
 
-    /// Proves "not on the serious-dishonesty list on `day`" under `rules`, or names the
-    /// listing that refutes it.
-    pub fn not_seriously_listed_on(&self, day: Date, rules: &Grading) -> Result<(), CreditError> {
-        match self
-            .listed_on(ListKind::SeriousDishonesty, day, rules)
-            .first()
-        {
+    /// Proves "not on the serious-dishonesty list on `day`", or names the listing that
+    /// refutes it.
+    pub fn not_seriously_listed_on(&self, day: Date) -> Result<(), CreditError> {
+        match self.listed_on(ListKind::SeriousDishonesty, day).first() {
             None => Ok(()),
             Some(l) => Err(CreditError::Claim {
                 claim: format!("{} not on the serious-dishonesty list on {day}", self.uscc),
@@ -343,13 +340,22 @@ struct Fold<'u> {
     list: Vec<(u64, RecordId, String)>,
 }
 
+/// What the roster in force at a record's ledger index says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordContext {
+    /// The member whose key signed it, if a member's did.
+    pub member: Option<String>,
+    /// The listing periods of the grading rules then in force.
+    pub reward_list_days: u32,
+    pub serious_list_days: u32,
+}
+
 /// The record being replayed: where it is and who signed it.
 struct Signed {
     index: u64,
     id: RecordId,
     signer: PublicKey,
-    /// The member whose key signed it, if a member's did.
-    member: Option<String>,
+    context: RecordContext,
 }
 
 impl Signed {
@@ -363,7 +369,7 @@ impl Signed {
 
     /// A member signed it, and where `agency` is named, that member.
     fn by_member(&self, agency: Option<&str>) -> Result<(), String> {
-        match (&self.member, agency) {
+        match (&self.context.member, agency) {
             (None, _) => Err(format!(
                 "signed by {}, not by a consortium member",
                 self.signer
@@ -422,7 +428,7 @@ impl Fold<'_> {
 
     /// Signed by the key the enterprise had bound at this point of its history.
     fn by_enterprise(&self, s: &Signed) -> Result<(), String> {
-        match (&s.member, self.key) {
+        match (&s.context.member, self.key) {
             (Some(m), _) => Err(format!("signed by member '{m}', not by the enterprise")),
             (None, Some(k)) if k == s.signer => Ok(()),
             (None, _) => Err(format!(
@@ -435,7 +441,7 @@ impl Fold<'_> {
     /// Key changes: a member (the table makes it a registrar, which the caller checks
     /// with the roster) or the enterprise's own current key.
     fn by_registrar_or_enterprise(&self, s: &Signed) -> Result<(), String> {
-        if s.member.is_some() {
+        if s.context.member.is_some() {
             return Ok(());
         }
         self.by_enterprise(s)
@@ -508,12 +514,17 @@ impl Fold<'_> {
                 if let Some(r) = b.basis.iter().find(|r| !self.outcomes.contains_key(r)) {
                     return Err(format!("cites {r}, not an outcome of this enterprise"));
                 }
+                let days = match b.list {
+                    ListKind::Reward => s.context.reward_list_days,
+                    ListKind::SeriousDishonesty => s.context.serious_list_days,
+                };
                 self.listings.push(Listing {
                     list: b.list,
                     domain: b.domain.clone(),
                     added: s.at(b.date),
                     basis: b.basis.clone(),
                     reason: b.reason.clone(),
+                    until: b.date.plus_days(days),
                     removed: None,
                 });
             }
@@ -702,7 +713,7 @@ pub fn grade(h: &CreditHistory, rules: &Grading, day: Date) -> GradeReport {
             }
         }
     }
-    for l in h.listed_on(ListKind::Reward, day, rules) {
+    for l in h.listed_on(ListKind::Reward, day) {
         reasons.push(Reason {
             record: Some(l.added.id),
             rule: "reward_list".into(),
@@ -710,7 +721,7 @@ pub fn grade(h: &CreditHistory, rules: &Grading, day: Date) -> GradeReport {
             detail: format!("on the reward list ({}) since {}", l.domain, l.added.date),
         });
     }
-    for l in h.listed_on(ListKind::SeriousDishonesty, day, rules) {
+    for l in h.listed_on(ListKind::SeriousDishonesty, day) {
         caps.push(Reason {
             record: Some(l.added.id),
             rule: "serious_list_cap".into(),
@@ -719,7 +730,7 @@ pub fn grade(h: &CreditHistory, rules: &Grading, day: Date) -> GradeReport {
                 "on the serious-dishonesty list ({}) since {}, until {} unless removed: grade at best {}",
                 l.domain,
                 l.added.date,
-                l.lapses(rules.serious_list_days),
+                l.until,
                 rules.serious_list_cap
             ),
         });
@@ -812,6 +823,33 @@ pub struct VerifiedCredit {
     pub grade: GradeReport,
 }
 
+impl VerifiedCredit {
+    fn within(&self, day: Date) -> Result<(), CreditError> {
+        if day > self.grade.as_of {
+            return Err(CreditError::BeyondHeader {
+                day,
+                as_of: self.grade.as_of,
+            });
+        }
+        Ok(())
+    }
+
+    /// "No serious breach was determined between `from` and `to`", for days up to the
+    /// header's date: proven by the complete history, or refuted by a named record.
+    /// What it proves is what was recorded by that header: an outcome recorded later
+    /// may still carry an earlier date.
+    pub fn no_serious_breach_between(&self, from: Date, to: Date) -> Result<(), CreditError> {
+        self.within(to)?;
+        self.history.no_serious_breach_between(from, to)
+    }
+
+    /// "Not on the serious-dishonesty list on `day`", for a day up to the header's date.
+    pub fn not_seriously_listed_on(&self, day: Date) -> Result<(), CreditError> {
+        self.within(day)?;
+        self.history.not_seriously_listed_on(day)
+    }
+}
+
 impl LightClient {
     /// Checks an answer completely: the checkpoint's finality; the credit state's place
     /// in the header's credit index (or, for an unregistered USCC, its absence, which
@@ -899,9 +937,15 @@ impl LightClient {
                 self.member_authority(rec, *index)?;
             }
         }
-        let member_of =
-            |k: &PublicKey, index: u64| self.member_at_index(k, index).map(|m| m.id.clone());
-        let history = CreditHistory::fold(uscc, &records, &member_of)?;
+        let context = |k: &PublicKey, index: u64| {
+            let grading = &self.roster_of_index(index).policy.grading;
+            RecordContext {
+                member: self.member_at_index(k, index).map(|m| m.id.clone()),
+                reward_list_days: grading.reward_list_days,
+                serious_list_days: grading.serious_list_days,
+            }
+        };
+        let history = CreditHistory::fold(uscc, &records, &context)?;
         if history.profile != state.profile {
             return Err(CreditError::Profile {
                 derived: Box::new(history.profile.clone()),
@@ -1021,7 +1065,13 @@ mod tests {
     }
 
     fn listed(h: &mut CreditHistory, list: ListKind, added: Date, removed: Option<Date>) {
+        let r = Grading::default();
+        let days = match list {
+            ListKind::Reward => r.reward_list_days,
+            ListKind::SeriousDishonesty => r.serious_list_days,
+        };
         h.listings.push(Listing {
+            until: added.plus_days(days),
             list,
             domain: "market".into(),
             added: at(150, added),
@@ -1193,7 +1243,7 @@ mod tests {
         assert_eq!(score(&h, D.plus_days(29)).0, Grade::D);
         assert_eq!(score(&h, D.plus_days(30)).0, Grade::B);
         assert_eq!(
-            h.listed_on(ListKind::SeriousDishonesty, D.plus_days(29), &rules)
+            h.listed_on(ListKind::SeriousDishonesty, D.plus_days(29))
                 .len(),
             1
         );

@@ -160,7 +160,7 @@ impl NodeClient {
     /// that a USCC is not registered): check it with [`LightClient::verify_credit`].
     pub fn credit(&self, uscc: &str) -> Result<crate::credit::CreditProof, ClientError> {
         let path = fill(paths::ENTERPRISE_CREDIT, &[("uscc", uscc)]);
-        self.get(&format!("{path}?absent=true"))
+        self.get(&format!("{path}?unchecked=true"))
     }
 
     pub fn grading(&self) -> Result<crate::api::GradingView, ClientError> {

@@ -380,6 +380,9 @@ pub struct ListEntry {
     pub domain: String,
     pub measure: RecordId,
     pub date: Date,
+    /// The day the listing lapses by itself: its date plus the period of the grading
+    /// rules in force when it was recorded (a later rules change does not move it).
+    pub until: Date,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,7 +37,10 @@ impl Date {
     }
 
     pub fn plus_days(self, days: u32) -> Date {
-        Date(self.0.saturating_add(days as i32))
+        Date(
+            self.0
+                .saturating_add(i32::try_from(days).unwrap_or(i32::MAX)),
+        )
     }
 }
 

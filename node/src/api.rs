@@ -1369,15 +1369,17 @@ async fn verified_credit(
         .await
 }
 
-/// `GET /v1/enterprises/{uscc}/credit`: the complete credit record with its proofs;
-/// for an unregistered USCC, `404` (ask `?absent=true` for the proof of absence).
+/// `GET /v1/enterprises/{uscc}/credit`: the complete credit record with its proofs,
+/// checked here first; for an unregistered USCC, `404`. With `?unchecked=true` the
+/// answer as assembled, for clients that check it themselves (they must): cheaper, and
+/// for an unregistered USCC the proof of its absence.
 async fn enterprise_credit(
     State(s): State<ApiState>,
     P(uscc): P<String>,
     Q(q): Q<CreditQuery>,
 ) -> ApiResult<CreditProof> {
     let u = uscc_of(uscc)?;
-    if q.absent.unwrap_or(false) {
+    if q.unchecked.unwrap_or(false) {
         let store = s.shared.store.clone();
         let proof = s
             .heavy
@@ -1392,8 +1394,8 @@ async fn enterprise_credit(
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreditQuery {
-    /// Answer unverified, including for an unregistered USCC (the proof of absence).
-    absent: Option<bool>,
+    /// Answer as assembled, unchecked, also for an unregistered USCC (the proof of absence).
+    unchecked: Option<bool>,
 }
 
 async fn grading(State(s): State<Shared>) -> ApiResult<GradingView> {
@@ -1475,7 +1477,7 @@ async fn enterprise(
         records,
         next_after,
         grade: verified.grade,
-        credit,
+        credit: q.after.is_none().then_some(credit),
     }))
 }
 

@@ -432,3 +432,135 @@ fn devnet_survives_a_killed_validator_and_restarts_it() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `xinlian credit` on the devnet's sample: the verified grade and reasons, claims of
+/// absence proven or refuted by name, an offline report that `xinlian verify` checks
+/// with no node, its zh/en page with the QR payload, and a proven unregistered USCC.
+#[test]
+fn the_credit_command_verifies_grades_claims_and_reports_offline() -> anyhow::Result<()> {
+    const CLI: &str = env!("CARGO_BIN_EXE_xinlian-under-test");
+    let dir = tempfile::tempdir()?;
+    let node = xinlian_tests::start_devnet(BIN, dir.path())?;
+    wait_for_sample(&node.client, dir.path())?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
+    let uscc = |slug: &str| -> String {
+        manifest["enterprises"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["slug"] == slug)
+            .unwrap()["uscc"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let genesis = xinlian_genesis::scaffold::genesis_path(dir.path());
+    let trust = dir.path().join("trust.json");
+    let cli = |args: &[&str]| {
+        Command::new(CLI)
+            .args(args)
+            .env("XINLIAN_NODE", node.client.base_url())
+            .env("XINLIAN_GENESIS", &genesis)
+            .env("XINLIAN_TRUST", &trust)
+            .output()
+            .expect("run the CLI")
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let today = xinlian_client::when::Date::of_ms_beijing(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+    );
+    let year_ago = xinlian_client::when::Date(today.0 - 365);
+
+    // The processor: D, capped by its listing; the claims about it are refuted by name.
+    let p = uscc("processor");
+    let o = cli(&[
+        "credit",
+        &p,
+        "--no-serious-breach",
+        &format!("{year_ago}:{}", xinlian_client::when::Date(today.0 - 1)),
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("grade D") && out.contains("serious_list_cap"),
+        "{out}"
+    );
+    assert!(out.contains("claim refused"), "{out}");
+
+    // The retailer: B after its repair; the claims hold; a report and its page.
+    let r = uscc("retailer");
+    let report = dir.path().join("retailer-credit.json");
+    let page = dir.path().join("retailer-credit.html");
+    let o = cli(&[
+        "credit",
+        &r,
+        "--report",
+        report.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+        "--not-listed-on",
+        &xinlian_client::when::Date(today.0 - 1).to_string(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("grade B") && out.contains("repaired by"),
+        "{out}"
+    );
+    assert!(out.contains("VERIFIED: by header"), "{out}");
+    let html = std::fs::read_to_string(&page)?;
+    assert!(
+        html.contains("专用信用报告") && html.contains("<svg"),
+        "the page has its QR code"
+    );
+    assert!(
+        html.contains(&format!("uscc={r}")),
+        "the QR payload names the enterprise"
+    );
+
+    // The report verifies with no node at all (a dead address), as a fresh client.
+    let o = Command::new(CLI)
+        .args(["verify", report.to_str().unwrap()])
+        .env("XINLIAN_NODE", "http://127.0.0.1:9")
+        .env("XINLIAN_GENESIS", &genesis)
+        .env("XINLIAN_TRUST", dir.path().join("fresh-trust.json"))
+        .output()?;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("VERIFIED credit record of {r}")) && out.contains("grade B"),
+        "{out}"
+    );
+    // A record dropped from the report: refused, saying what is wrong.
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    v["proof"]["records"].as_array_mut().unwrap().remove(1);
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&v)?)?;
+    let o = Command::new(CLI)
+        .args(["verify", tampered.to_str().unwrap()])
+        .env("XINLIAN_NODE", "http://127.0.0.1:9")
+        .env("XINLIAN_GENESIS", &genesis)
+        .env("XINLIAN_TRUST", dir.path().join("fresh-trust.json"))
+        .output()?;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("records are missing or extra"), "{out}");
+
+    // An unregistered USCC: proven absent.
+    let nobody = Uscc::with_check("91310000MA1Y99999")?.to_string();
+    let o = cli(&["credit", &nobody]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("VERIFIED ABSENT"), "{out}");
+    node.stop()?;
+    Ok(())
+}

@@ -5,11 +5,8 @@
 
 use std::path::Path;
 
-use xinlian_client::credit::{
-    CREDIT_REPORT_FORMAT, CreditError, CreditHistory, CreditReport, VerifiedCredit,
-};
+use xinlian_client::credit::{CREDIT_REPORT_FORMAT, CreditError, CreditReport, VerifiedCredit};
 use xinlian_client::genesis::canonical::sha256;
-use xinlian_client::genesis::grading::Grading;
 use xinlian_client::http::{FetchVerifyError, NodeClient, fetch_credit};
 use xinlian_client::ids::Uscc;
 use xinlian_client::state::CommitmentStatus;
@@ -47,12 +44,11 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, a: &CreditArgs) -> Result<(), Fa
         }
         Err(e) => return Err(fetch_failure(e)),
     };
-    let rules = light.roster_at(v.height).policy.grading.clone();
     if let Some(out) = a.report {
         let report = CreditReport {
             format: CREDIT_REPORT_FORMAT.into(),
             chain: light.chain(),
-            roster_changes: light.changes_until(v.height),
+            roster_changes: light.changes_until(v.height + 1),
             proof,
         };
         let bytes = serde_json::to_vec_pretty(&report).expect("serialises");
@@ -61,22 +57,19 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, a: &CreditArgs) -> Result<(), Fa
             let digest = sha256(&bytes).to_hex();
             write_atomically(
                 html,
-                page(&v, &rules, &light.chain().to_hex(), Some(&digest)).as_bytes(),
+                page(&v, &light.chain().to_hex(), Some(&digest)).as_bytes(),
             )?;
         }
     } else if let Some(html) = a.html {
-        write_atomically(
-            html,
-            page(&v, &rules, &light.chain().to_hex(), None).as_bytes(),
-        )?;
+        write_atomically(html, page(&v, &light.chain().to_hex(), None).as_bytes())?;
     }
-    print(cli.json, &v, || text(&v, &rules));
+    print(cli.json, &v, || text(&v));
     for (f, what) in [(a.report, "report"), (a.html, "page")] {
         if let Some(f) = f {
             eprintln!("{what} written to {}", f.display());
         }
     }
-    claims.check(&v.history, &rules)
+    claims.check(&v)
 }
 
 /// Claims of absence asked on the command line.
@@ -109,21 +102,22 @@ impl Claims {
     }
 
     /// Each claim holds, printed as verified, or the first refuted one fails (exit 1).
-    fn check(&self, h: &CreditHistory, rules: &Grading) -> Result<(), Failure> {
+    /// A claim speaks only up to the header's date, and says which header.
+    fn check(&self, v: &VerifiedCredit) -> Result<(), Failure> {
+        let u = &v.history.uscc;
+        let (height, as_of) = (v.height, v.grade.as_of);
         if let Some((from, to)) = self.no_serious_breach {
-            h.no_serious_breach_between(from, to)
+            v.no_serious_breach_between(from, to)
                 .map_err(|e| Failure::Invalid(e.to_string()))?;
             eprintln!(
-                "VERIFIED: no serious breach of {} was determined between {from} and {to}",
-                h.uscc
+                "VERIFIED: no serious breach of {u} determined between {from} and {to} was recorded by header {height} ({as_of})"
             );
         }
         if let Some(d) = self.not_listed_on {
-            h.not_seriously_listed_on(d, rules)
+            v.not_seriously_listed_on(d)
                 .map_err(|e| Failure::Invalid(e.to_string()))?;
             eprintln!(
-                "VERIFIED: {} was not on the serious-dishonesty list on {d}",
-                h.uscc
+                "VERIFIED: by header {height} ({as_of}), {u} was not on the serious-dishonesty list on {d}"
             );
         }
         Ok(())
@@ -140,7 +134,7 @@ fn status(s: CommitmentStatus) -> String {
     }
 }
 
-pub(crate) fn text(v: &VerifiedCredit, rules: &Grading) -> String {
+pub(crate) fn text(v: &VerifiedCredit) -> String {
     let h = &v.history;
     let g = &v.grade;
     let mut out = format!(
@@ -185,15 +179,11 @@ pub(crate) fn text(v: &VerifiedCredit, rules: &Grading) -> String {
         }
     }
     for l in &h.listings {
-        let period = match l.list {
-            xinlian_client::record::ListKind::Reward => rules.reward_list_days,
-            xinlian_client::record::ListKind::SeriousDishonesty => rules.serious_list_days,
-        };
         let end = match &l.removed {
             Some((r, why)) => format!("removed {} ({why})", r.date),
-            None => format!("lapses {}", l.lapses(period)),
+            None => format!("lapses {}", l.until),
         };
-        let now = if l.in_force(g.as_of, period) {
+        let now = if l.in_force(g.as_of) {
             "in force"
         } else {
             "not in force"
@@ -238,12 +228,7 @@ fn qr_svg(payload: &str) -> String {
 }
 
 /// The report as a page, in Chinese and English.
-pub(crate) fn page(
-    v: &VerifiedCredit,
-    rules: &Grading,
-    chain: &str,
-    report_sha256: Option<&str>,
-) -> String {
+pub(crate) fn page(v: &VerifiedCredit, chain: &str, report_sha256: Option<&str>) -> String {
     let h = &v.history;
     let g = &v.grade;
     let mut rows = String::new();
@@ -273,10 +258,6 @@ pub(crate) fn page(
     }
     let mut lists = String::new();
     for l in &h.listings {
-        let period = match l.list {
-            xinlian_client::record::ListKind::Reward => rules.reward_list_days,
-            xinlian_client::record::ListKind::SeriousDishonesty => rules.serious_list_days,
-        };
         lists += &format!(
             "<tr><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             l.list,
@@ -284,8 +265,8 @@ pub(crate) fn page(
             l.removed
                 .as_ref()
                 .map(|(r, _)| r.date.to_string())
-                .unwrap_or_else(|| format!("({})", l.lapses(period))),
-            if l.in_force(g.as_of, period) {
+                .unwrap_or_else(|| format!("({})", l.until)),
+            if l.in_force(g.as_of) {
                 "在列 in force"
             } else {
                 "不在列 not in force"
@@ -344,12 +325,6 @@ pub(crate) fn verify_report(
     let failed = |e: &dyn std::fmt::Display| Failure::Invalid(format!("verification failed: {e}"));
     let v = xinlian_client::proof::LightClient::verify_credit_report(genesis.clone(), report)
         .map_err(|e| failed(&e))?;
-    // The rules the grade was computed under, for the listing periods in the text.
-    let mut light = xinlian_client::proof::LightClient::new(genesis);
-    light
-        .accept_changes(&report.roster_changes)
-        .map_err(|e| failed(&e))?;
-    let rules = light.roster_at(v.height).policy.grading.clone();
-    print(cli.json, &v, || text(&v, &rules));
+    print(cli.json, &v, || text(&v));
     Ok(())
 }

@@ -38,7 +38,7 @@ pub(crate) fn run(
         let b = ProvenanceBundle {
             format: PROVENANCE_BUNDLE_FORMAT.into(),
             chain: light.chain(),
-            roster_changes: light.changes_until(answer.final_to),
+            roster_changes: light.changes_until(answer.final_to + 1),
             root: batch.to_string(),
             direction,
             pages,

@@ -154,7 +154,7 @@ pub(crate) fn prove(cli: &Cli, node: &NodeClient, id: &str, out: &Path) -> Resul
     let bundle = Bundle {
         format: BUNDLE_FORMAT.into(),
         chain: light.chain(),
-        roster_changes: light.changes_until(verified.final_at),
+        roster_changes: light.changes_until(verified.final_at + 1),
         proof,
     };
     write_atomically(

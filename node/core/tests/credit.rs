@@ -572,7 +572,8 @@ fn dropped_reordered_altered_or_stale_answers_are_refused_by_name() {
 fn absence_claims_hold_only_without_a_refuting_record() {
     let s = sample();
     let l = &s.l;
-    let today = l.today();
+    // The newest header's date: what the answers speak for.
+    let today = l.today().minus(1);
     // Not registered: proven absent for an unknown USCC.
     let nobody = uscc(99);
     expect!(
@@ -592,12 +593,12 @@ fn absence_claims_hold_only_without_a_refuting_record() {
     expect!(refused(l, &s.listed.u, &p), CreditError::NotAbsent { .. });
 
     // No serious breach: true for the clean enterprise, refuted for the listed one.
-    let rules = Grading::default();
-    let good = l.verify(&s.good.u).history;
+    let good = l.verify(&s.good.u);
+    assert_eq!(good.grade.as_of, today);
     good.no_serious_breach_between(today.minus(365), today)
         .unwrap();
-    good.not_seriously_listed_on(today, &rules).unwrap();
-    let listed = l.verify(&s.listed.u).history;
+    good.not_seriously_listed_on(today).unwrap();
+    let listed = l.verify(&s.listed.u);
     expect!(
         listed.no_serious_breach_between(today.minus(365), today).unwrap_err(),
         CreditError::Claim { record, .. } if record == s.serious_outcome
@@ -607,13 +608,22 @@ fn absence_claims_hold_only_without_a_refuting_record() {
         .no_serious_breach_between(today.minus(900), today.minus(400))
         .unwrap();
     expect!(
-        listed.not_seriously_listed_on(today, &rules).unwrap_err(),
+        listed.not_seriously_listed_on(today).unwrap_err(),
         CreditError::Claim { record, .. } if record == s.serious_listing
     );
     // The day before the listing took effect it was not in force.
-    listed
-        .not_seriously_listed_on(today.minus(3), &rules)
-        .unwrap();
+    listed.not_seriously_listed_on(today.minus(2)).unwrap();
+    // Nothing is claimed past the header's date, however clean the record.
+    expect!(
+        good.not_seriously_listed_on(today.plus_days(1))
+            .unwrap_err(),
+        CreditError::BeyondHeader { .. }
+    );
+    expect!(
+        good.no_serious_breach_between(today, today.plus_days(30))
+            .unwrap_err(),
+        CreditError::BeyondHeader { .. }
+    );
     // Hiding the breach to make the claim: refused before any claim is made.
     let mut p = l.proof(&s.listed.u);
     p.records.retain(|e| {

@@ -137,6 +137,7 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
                     domain: b.domain.clone(),
                     measure: x.id,
                     date: b.date,
+                    until: b.date.plus_days(listing_days(x, b.list)),
                 },
             );
         }
@@ -270,14 +271,23 @@ fn credit_state(s: &Overlay, u: &Uscc) -> Ex<st::CreditState> {
         .unwrap_or_else(|| st::CreditState::new(u.clone())))
 }
 
-/// Whether `u` is on the serious-dishonesty list on the block's date: listed, and the
-/// listing's period under the grading rules in force not yet over.
+/// How long a listing on `list` recorded now lasts, under the rules in force.
+fn listing_days(x: &Exec, list: ListKind) -> u32 {
+    let g = &x.c.policy().grading;
+    match list {
+        ListKind::Reward => g.reward_list_days,
+        ListKind::SeriousDishonesty => g.serious_list_days,
+    }
+}
+
+/// Whether `u` is on the serious-dishonesty list on the block's date: listed, in
+/// effect by then, and not lapsed (as [`xinlian_client::credit::Listing::in_force`]).
 fn serious_listing_in_force(s: &Overlay, x: &Exec, u: &Uscc) -> Ex<bool> {
     let Some(e) = s.get::<st::ListEntry>(&key::list(ListKind::SeriousDishonesty, u))? else {
         return Ok(false);
     };
-    let days = x.c.policy().grading.serious_list_days;
-    Ok(x.ctx.date() < e.date.plus_days(days))
+    let today = x.ctx.date();
+    Ok(e.date <= today && today < e.until)
 }
 
 fn tier_name(sev: Severity) -> &'static str {
