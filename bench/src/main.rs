@@ -5,6 +5,7 @@
 //! Run: `cargo build --release && cargo run --release -p xinlian-bench`.
 
 mod consortium;
+mod credit;
 mod inspect;
 mod load;
 mod machine;
@@ -96,6 +97,10 @@ struct Args {
     /// provenance, sync, proof or disk figures.
     #[arg(long)]
     load_only: bool,
+    /// Only the credit figures, in process: verifying a 1,000-record credit record and
+    /// the cost per record of keeping `credit_root` (about a minute; no consortium).
+    #[arg(long)]
+    credit_only: bool,
     /// Offered records/s during `--fill`.
     #[arg(long, default_value_t = 1_500)]
     fill_rate: u64,
@@ -151,6 +156,17 @@ fn main() -> Result<()> {
             args.block_records
         );
         return Ok(());
+    }
+    if args.credit_only {
+        eprintln!("measuring the machine…");
+        let limits = machine::measure()?;
+        let f = credit::measure(limits.ed25519_batch_verify_per_s, 15)?;
+        println!(
+            "machine: {:.0} ZIP-215 batch verifications/s on {} cores",
+            limits.ed25519_batch_verify_per_s, limits.cores
+        );
+        credit::print(&f);
+        return write_json(&args.out, &f);
     }
     let node_bin = node_binary(&args)?;
     eprintln!("measuring the machine…");

@@ -377,7 +377,7 @@ fn measure(
 }
 
 /// A commit certificate for `block` signed by every validator at round 0.
-fn certify(
+pub(crate) fn certify(
     validators: &[(u16, SigningKey)],
     chain: Hash32,
     height: u64,
