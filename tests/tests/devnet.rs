@@ -23,7 +23,7 @@ fn wait_for_sample(client: &NodeClient, dir: &Path) -> anyhow::Result<xinlian_cl
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = client.status()?;
-        if s.ledger_size >= 43 && dir.join("sample.json").exists() {
+        if s.ledger_size >= 45 && dir.join("sample.json").exists() {
             return Ok(s);
         }
         anyhow::ensure!(

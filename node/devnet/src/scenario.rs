@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(s.chain_id, "xinlian-devnet");
         assert_eq!(s.members.len(), 7);
         assert_eq!(s.enterprises.len(), 7);
-        assert_eq!(s.steps.len(), 43);
+        assert_eq!(s.steps.len(), 45);
     }
 
     #[test]
