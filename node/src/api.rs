@@ -115,6 +115,37 @@ pub struct ApiState {
     bulk: Arc<tokio::sync::Semaphore>,
     /// Turns true when the server stops: long-lived answers (event streams) end.
     stopping: watch::Receiver<bool>,
+    credit: Arc<CreditCache>,
+}
+
+/// Credit answers this node assembled and verified, by (height, USCC): the self-check
+/// behind an enterprise's page runs once per enterprise and block, however often it is
+/// read. Bounded; the lowest heights go first (a newer block makes them stale anyway).
+/// A credit answer and what verifying it concluded.
+type CheckedCredit = Arc<(CreditProof, xinlian_client::credit::VerifiedCredit)>;
+
+#[derive(Default)]
+struct CreditCache(std::sync::Mutex<std::collections::BTreeMap<(u64, Uscc), CheckedCredit>>);
+
+const CREDIT_CACHE_MAX: usize = 256;
+
+impl CreditCache {
+    fn get(
+        &self,
+        height: u64,
+        u: &Uscc,
+    ) -> Option<Arc<(CreditProof, xinlian_client::credit::VerifiedCredit)>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(height, u.clone())).cloned()
+    }
+
+    fn put(&self, v: CheckedCredit) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((v.1.height, v.1.history.uscc.clone()), v);
+        while map.len() > CREDIT_CACHE_MAX {
+            map.pop_first();
+        }
+    }
 }
 
 /// Bulk submissions (`records/bulk`) at once, from reading the body to the event
@@ -144,6 +175,7 @@ pub fn router(
         scrapes: Arc::default(),
         bulk: Arc::new(tokio::sync::Semaphore::new(BULK_AT_ONCE_MAX)),
         stopping,
+        credit: Arc::default(),
     };
     let metrics = state.shared.metrics.clone();
     // Streams live long: outside the time-out and the concurrency limit, under their
@@ -1333,11 +1365,12 @@ fn uscc_of(uscc: String) -> Result<Uscc, ApiFailure> {
 
 /// The enterprise's credit proof, checked here as a client would check it, and its
 /// grade: the node answers nothing it cannot prove. One job on the heavy pool.
-async fn verified_credit(
-    s: &ApiState,
-    u: &Uscc,
-) -> Result<(CreditProof, xinlian_client::credit::VerifiedCredit), ApiFailure> {
+async fn verified_credit(s: &ApiState, u: &Uscc) -> Result<CheckedCredit, ApiFailure> {
+    if let Some(hit) = s.credit.get(s.shared.store.tip()?.height, u) {
+        return Ok(hit);
+    }
     let (store, genesis, u) = (s.shared.store.clone(), s.shared.genesis.clone(), u.clone());
+    let cache = s.credit.clone();
     s.heavy
         .admit()?
         .run(move || {
@@ -1350,7 +1383,11 @@ async fn verified_credit(
                     storage_failed()
                 })?;
             match light.verify_credit(&u, &proof) {
-                Ok(v) => Ok((proof, v)),
+                Ok(v) => {
+                    let answer = Arc::new((proof, v));
+                    cache.put(answer.clone());
+                    Ok(answer)
+                }
                 Err(CreditError::NotRegistered { .. }) => Err(err(
                     StatusCode::NOT_FOUND,
                     "not_found",
@@ -1388,7 +1425,7 @@ async fn enterprise_credit(
             .await?;
         return Ok(Json(proof));
     }
-    Ok(Json(verified_credit(&s, &u).await?.0))
+    Ok(Json(verified_credit(&s, &u).await?.0.clone()))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -1416,7 +1453,8 @@ async fn enterprise(
     let s = st.shared.clone();
     let limit = q.limit()?;
     let u = uscc_of(uscc)?;
-    let (credit, verified) = verified_credit(&st, &u).await?;
+    let answer = verified_credit(&st, &u).await?;
+    let (credit, verified) = (&answer.0, &answer.1);
     let entity: st::Entity = s.store.state_value(&key::entity(&u))?.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
@@ -1476,8 +1514,8 @@ async fn enterprise(
         lists,
         records,
         next_after,
-        grade: verified.grade,
-        credit: q.after.is_none().then_some(credit),
+        grade: verified.grade.clone(),
+        credit: q.after.is_none().then(|| credit.clone()),
     }))
 }
 
