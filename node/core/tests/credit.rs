@@ -768,6 +768,11 @@ enum Op {
     Rotate {
         firm: usize,
     },
+    /// The registrar revokes the enterprise's key, or (`rebind`) binds a new one.
+    Registrar {
+        firm: usize,
+        rebind: bool,
+    },
     Idle {
         days: u16,
     },
@@ -782,6 +787,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|pick| Op::Repair { pick }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, approve)| Op::Judge { pick, approve }),
         1 => (0..2usize).prop_map(|firm| Op::Rotate { firm }),
+        1 => (0..2usize, any::<bool>()).prop_map(|(firm, rebind)| Op::Registrar { firm, rebind }),
         1 => (1..400u16).prop_map(|days| Op::Idle { days }),
     ]
 }
@@ -953,6 +959,25 @@ fn run_history(ops: Vec<Op>) {
                 let r = l.sign(&firms[firm].key.clone(), body);
                 if l.block(vec![r]) == 0 {
                     firms[firm].key = key;
+                }
+                None
+            }
+            Op::Registrar { firm, rebind } => {
+                // With the key revoked, the enterprise's own records are refused until
+                // the registrar binds a new one.
+                let body: Body = if rebind {
+                    rotations += 1;
+                    common::rotate(&l.c.chain, &firms[firm].u, &common::key(10, rotations)).into()
+                } else {
+                    RevokeEntityKey {
+                        uscc: firms[firm].u.clone(),
+                        reason: "key compromised".into(),
+                    }
+                    .into()
+                };
+                let r = l.sign(&common::registrar(), body);
+                if l.block(vec![r]) == 0 && rebind {
+                    firms[firm].key = common::key(10, rotations);
                 }
                 None
             }
