@@ -4,7 +4,7 @@
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # Fast decoders first, the replica last.
-TARGETS=(net_msg sync_frame record genesis_toml epcis_import proof_bundle provenance replica)
+TARGETS=(net_msg sync_frame record genesis_toml epcis_import proof_bundle provenance credit replica)
 
 require_toolchain() {
     if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -47,7 +47,7 @@ build_all() {
 max_len() {
     case "$1" in
         epcis_import) echo 16384 ;;
-        proof_bundle | provenance) echo 256 ;;
+        proof_bundle | provenance | credit) echo 256 ;;
         replica) echo 2048 ;;
         *) echo 0 ;;
     esac

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use xinlian_client::block::{Block, Certificate, CommitSignature, Precommit};
 use xinlian_client::crypto::{KeyHolder, prove_possession};
+use xinlian_client::credit::{CreditError, CreditProof, VerifiedCredit};
 use xinlian_client::ids::Uscc;
 use xinlian_client::merkle::{Leaves, inclusion_proof, leaf_hash};
 use xinlian_client::proof::{
@@ -148,6 +149,10 @@ pub struct Fixture {
     pub answers: Vec<ProvenanceProof>,
     /// Every batch as a light client must verify it, against the newest header.
     pub batches: BTreeMap<String, VerifiedBatch>,
+    /// Each enterprise's credit answer against the newest header, and (same order)
+    /// what a light client must conclude from it; then an unregistered USCC's answer.
+    pub credits: Vec<CreditProof>,
+    pub credit_truth: Vec<VerifiedCredit>,
 }
 
 /// The fixture, built once per process.
@@ -261,6 +266,8 @@ fn empty_fixture(c: &Arc<Consortium>) -> Fixture {
         verified: BTreeMap::new(),
         answers: Vec::new(),
         batches: BTreeMap::new(),
+        credits: Vec::new(),
+        credit_truth: Vec::new(),
     }
 }
 
@@ -608,6 +615,47 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The credit answer a node gives for `u` (as `proof_assembly::credit`).
+    pub fn credit(&self, u: &Uscc) -> CreditProof {
+        let checkpoint = self.newest();
+        let size = checkpoint.header.ledger_size;
+        let state = self.states.last().expect("state after the newest block");
+        let prefix = key::credit_records_prefix(u);
+        let records = state
+            .0
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| {
+                let at = k.len() - 8;
+                self.entry(u64::from_be_bytes(k[at..].try_into().expect("8 bytes")), size)
+            })
+            .collect();
+        CreditProof {
+            checkpoint,
+            uscc: u.clone(),
+            state: state.0.get(&key::credit(u)).cloned().map(HexBytes),
+            index_proof: smt::prove(&index::Committed(state, Index::Credit), &st::CreditState::index_key(u))
+                .expect("map state never fails"),
+            records,
+        }
+    }
+
+    /// Every registered enterprise's USCC, from the credit states.
+    pub fn credit_usccs(&self) -> Vec<Uscc> {
+        let state = self.states.last().expect("state after the newest block");
+        state
+            .0
+            .range(vec![key::CREDIT]..vec![key::CREDIT + 1])
+            .map(|(_, v)| {
+                canonical::decode::<st::CreditState>(v, usize::MAX)
+                    .expect("state decodes")
+                    .uscc
+            })
+            .collect()
+    }
+}
+
 /// Every record's bundle and every batch's answer, each checked here once: the fixture
 /// is only useful if its genuine answers verify.
 fn prove_all(fx: &mut Fixture) {
@@ -637,4 +685,19 @@ fn prove_all(fx: &mut Fixture) {
             fx.answers.push(answer);
         }
     }
+    for u in fx.credit_usccs() {
+        let answer = fx.credit(&u);
+        let v = client
+            .verify_credit(&u, &answer)
+            .unwrap_or_else(|e| panic!("the genuine credit answer of {u} verifies: {e}"));
+        fx.credits.push(answer);
+        fx.credit_truth.push(v);
+    }
+    let nobody = uscc(999_999);
+    let absent = fx.credit(&nobody);
+    assert!(matches!(
+        client.verify_credit(&nobody, &absent),
+        Err(CreditError::NotRegistered { .. })
+    ));
+    fx.credits.push(absent);
 }

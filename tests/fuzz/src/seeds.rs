@@ -19,6 +19,7 @@ pub const TARGETS: &[&str] = &[
     "epcis_import",
     "proof_bundle",
     "provenance",
+    "credit",
     "replica",
 ];
 
@@ -131,6 +132,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         // choice, the genuine answer itself; then a few scripts of fixed bytes.
         "proof_bundle" => edit_scripts(fx.bundles.len()),
         "provenance" => edit_scripts(2 * fx.answers.len()),
+        "credit" => edit_scripts(fx.credits.len()),
         // Operation scripts: each byte pattern leans on different operations.
         "replica" => (0..24u8).map(|k| filler(k, 256)).collect(),
         _ => Vec::new(),
