@@ -98,7 +98,7 @@ struct Args {
     #[arg(long)]
     load_only: bool,
     /// Only the credit figures, in process: verifying a 1,000-record credit record and
-    /// the cost per record of keeping `credit_root` (about a minute; no consortium).
+    /// the cost per record of keeping `credit_root` (about 15 s; no consortium).
     #[arg(long)]
     credit_only: bool,
     /// Offered records/s during `--fill`.

@@ -533,7 +533,13 @@ impl Fold<'_> {
                 return Err(format!("removes from the {:?} list, not listed", b.list));
             }
         }
-        self.profile.set_listed(b.list, b.action == ListAction::Add);
+        let until = self
+            .listings
+            .iter()
+            .rev()
+            .find(|l| l.list == b.list && l.removed.is_none())
+            .map(|l| l.until);
+        self.profile.set_listed(b.list, until);
         Ok(())
     }
 
@@ -792,7 +798,7 @@ pub fn explain(r: &Grading) -> Vec<String> {
             r.repaired_percent
         ),
         format!(
-            "the reward list: {:+} points while in force ({} days from its effective date, unless removed)",
+            "the reward list: {:+} points while in force ({} days from its effective date for listings recorded under these rules, unless removed)",
             r.reward_list_points, r.reward_list_days
         ),
         format!(
@@ -800,8 +806,8 @@ pub fn explain(r: &Grading) -> Vec<String> {
             r.a_min, r.b_min, r.c_min
         ),
         format!(
-            "the serious-dishonesty list ({} days unless removed) caps the grade at {}",
-            r.serious_list_days, r.serious_list_cap
+            "the serious-dishonesty list caps the grade at {} while in force ({} days from its effective date for listings recorded under these rules, unless removed)",
+            r.serious_list_cap, r.serious_list_days
         ),
         format!(
             "an unrepaired serious breach in its window caps the grade at {}",

@@ -269,6 +269,10 @@ pub struct Profile {
     pub breached_notification: u32,
     pub on_reward_list: bool,
     pub on_serious_dishonesty_list: bool,
+    /// While listed, the day each listing lapses by itself (fixed when it was recorded):
+    /// committed with the profile, so node and client agree on it.
+    pub reward_list_until: Option<Date>,
+    pub serious_list_until: Option<Date>,
 }
 
 impl Profile {
@@ -320,12 +324,17 @@ impl Profile {
         }
     }
 
-    /// Added to (`true`) or removed from a list by a list measure.
-    pub fn set_listed(&mut self, list: ListKind, on: bool) {
-        match list {
-            ListKind::Reward => self.on_reward_list = on,
-            ListKind::SeriousDishonesty => self.on_serious_dishonesty_list = on,
-        }
+    /// Added to a list, lapsing on `until` (`Some`), or removed from it (`None`).
+    pub fn set_listed(&mut self, list: ListKind, until: Option<Date>) {
+        let (on, slot) = match list {
+            ListKind::Reward => (&mut self.on_reward_list, &mut self.reward_list_until),
+            ListKind::SeriousDishonesty => (
+                &mut self.on_serious_dishonesty_list,
+                &mut self.serious_list_until,
+            ),
+        };
+        *on = until.is_some();
+        *slot = until;
     }
 }
 

@@ -128,21 +128,28 @@ type CheckedCredit = Arc<(CreditProof, xinlian_client::credit::VerifiedCredit)>;
 struct CreditCache(std::sync::Mutex<std::collections::BTreeMap<(u64, Uscc), CheckedCredit>>);
 
 const CREDIT_CACHE_MAX: usize = 256;
+/// About 50 MB of answers (a record with its proof is some hundreds of bytes to a few KB).
+const CREDIT_CACHE_RECORDS_MAX: usize = 20_000;
 
 impl CreditCache {
-    fn get(
-        &self,
-        height: u64,
-        u: &Uscc,
-    ) -> Option<Arc<(CreditProof, xinlian_client::credit::VerifiedCredit)>> {
+    fn get(&self, height: u64, u: &Uscc) -> Option<CheckedCredit> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(height, u.clone())).cloned()
     }
 
     fn put(&self, v: CheckedCredit) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert((v.1.height, v.1.history.uscc.clone()), v);
-        while map.len() > CREDIT_CACHE_MAX {
+        // Only the newest height is ever asked for again.
+        let height = v.1.height;
+        map.retain(|(h, _), _| *h >= height);
+        map.insert((height, v.1.history.uscc.clone()), v);
+        // Bounded by entries and by the records they hold together.
+        let records = |m: &std::collections::BTreeMap<(u64, Uscc), CheckedCredit>| -> usize {
+            m.values().map(|c| c.0.records.len()).sum()
+        };
+        while map.len() > CREDIT_CACHE_MAX
+            || (map.len() > 1 && records(&map) > CREDIT_CACHE_RECORDS_MAX)
+        {
             map.pop_first();
         }
     }

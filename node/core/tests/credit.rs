@@ -736,6 +736,91 @@ fn a_rules_change_by_governance_applies_from_its_height_and_old_grades_stay_repr
     assert_eq!(old.grade, before.grade);
 }
 
+/// Passes `policy` by a vote of three validators, effective a few blocks on; returns
+/// the height it takes effect at, once reached.
+fn pass_policy(l: &mut Ledger, policy: Policy) -> u64 {
+    let effective = l.height() + 4;
+    let rec = l.sign(
+        &common::key(3, 0),
+        Proposal {
+            change: Change::SetPolicy(policy),
+            reason: "rules change".into(),
+            deadline: effective - 2,
+            effective,
+            possession: Vec::new(),
+        },
+    );
+    let id = rec.id();
+    l.commit(vec![rec]);
+    let votes = (1..3)
+        .map(|i| {
+            l.sign(
+                &common::key(3, i),
+                Vote {
+                    proposal: id,
+                    approve: true,
+                },
+            )
+        })
+        .collect();
+    l.commit(votes);
+    while l.height() < effective {
+        l.commit(Vec::new());
+    }
+    effective
+}
+
+#[test]
+fn a_listing_keeps_the_period_of_the_rules_it_was_recorded_under() {
+    let mut s = sample();
+    let l = &mut s.l;
+    let u = s.listed.u.clone();
+    let before = l.verify(&u);
+    let until = before.history.listings[0].until;
+    // The rules shorten the serious-dishonesty period to 10 days.
+    let mut policy = l.c.policy().clone();
+    policy.grading.serious_list_days = 10;
+    policy.grading.version = 2;
+    pass_policy(l, policy);
+    l.block_after(30, Vec::new());
+    let after = l.verify(&u);
+    assert_eq!(after.grade.rules_version, 2);
+    assert_eq!(
+        after.history.listings[0].until, until,
+        "the lapse date did not move"
+    );
+    assert_eq!(after.history.profile.serious_list_until, Some(until));
+    assert!(
+        after
+            .grade
+            .caps
+            .iter()
+            .any(|c| c.rule == "serious_list_cap"),
+        "{:?}",
+        after.grade
+    );
+    expect!(
+        after
+            .not_seriously_listed_on(after.grade.as_of)
+            .unwrap_err(),
+        CreditError::Claim { .. }
+    );
+    // The node agrees: the notification route stays barred.
+    let c = commitment(l, &s.listed, CommitmentKind::ApprovalSubstitute, "market");
+    assert_eq!(l.block(vec![c]), 1);
+    assert!(
+        l.last_refusals[0].contains("serious"),
+        "{:?}",
+        l.last_refusals
+    );
+    // A profile claiming another lapse date is refused (it is committed).
+    let mut p = l.proof(&u);
+    let mut state: st::CreditState = canonical::decode(&p.state.as_ref().unwrap().0, 1024).unwrap();
+    state.profile.serious_list_until = Some(after.grade.as_of);
+    p.state = Some(HexBytes(canonical::encode(&state)));
+    expect!(refused(l, &u, &p), CreditError::NotInIndex { .. });
+}
+
 /// What the generator may do next.
 #[derive(Clone, Debug)]
 enum Op {

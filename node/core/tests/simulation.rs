@@ -1259,15 +1259,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "0c8d51e7d493215e907e9dd58fbaf7da7a2bf17ecce7b3fa2fa744893d95bf5a",
+            "7c6020acea0f190355eff1937ef51d92d9ef9c24c26b52ed0b66c35974b3e46e",
         ),
         (
             8,
-            "4f6ac85a9b2143173aad632013b3a0fb7ca4fe0e2515d5759175cd50feeb07de",
+            "129c24ff9098b2d844af9ec3be8b44d0c3e7f522c3dffaea2e8eb0ed7c0111d0",
         ),
         (
             11,
-            "7493620d066b8ed58fca72351a611f66ddf2a47392325da047fa5c1bc3a4b4e1",
+            "a1f1b9a919a6c08b0f61396d9c656039ce62da227975f4066dd19be196b5f259",
         ),
     ];
     // Every seed is run before any assertion, so a deliberate change updates all at once.

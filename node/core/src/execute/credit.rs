@@ -128,7 +128,8 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
                     reason: "the serious-dishonesty list needs an unrepaired serious breach among the basis".into(),
                 });
             }
-            cs.profile.set_listed(b.list, true);
+            let until = b.date.plus_days(listing_days(x, b.list));
+            cs.profile.set_listed(b.list, Some(until));
             s.put(
                 lk,
                 &st::ListEntry {
@@ -137,7 +138,7 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
                     domain: b.domain.clone(),
                     measure: x.id,
                     date: b.date,
-                    until: b.date.plus_days(listing_days(x, b.list)),
+                    until,
                 },
             );
         }
@@ -148,7 +149,7 @@ pub(super) fn list_measure(s: &mut Overlay, x: &Exec, b: &ListMeasure) -> Ex<Vec
                     reason: format!("{} is not on the {:?} list", b.subject, b.list),
                 });
             }
-            cs.profile.set_listed(b.list, false);
+            cs.profile.set_listed(b.list, None);
             s.delete(lk);
         }
     }
