@@ -641,13 +641,7 @@ async fn batch_epcis(
         .admit()?
         .run(move || -> Result<String, ApiFailure> {
             let proof = proof_assembly::provenance(&store, &req)?;
-            let mut light = xinlian_client::proof::LightClient::new(genesis.as_ref().clone());
-            light
-                .accept_changes(&proof_assembly::roster_changes(&store, 1)?)
-                .map_err(|e| {
-                    tracing::error!(error = %e, "own roster changes do not verify");
-                    storage_failed()
-                })?;
+            let light = own_light_client(&store, &genesis)?;
             let answer = light.verify_provenance(&proof).map_err(|e| {
                 tracing::error!(error = %e, "own provenance answer does not verify");
                 err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
@@ -667,6 +661,22 @@ async fn batch_epcis(
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/ld+json")], doc).into_response())
+}
+
+/// A light client from genesis that has followed this node's own roster changes: what
+/// the node checks its own answers with before giving them.
+fn own_light_client(
+    store: &crate::store::Store,
+    genesis: &xinlian_genesis::Genesis,
+) -> Result<xinlian_client::proof::LightClient, ApiFailure> {
+    let mut light = xinlian_client::proof::LightClient::new(genesis.clone());
+    light
+        .accept_changes(&proof_assembly::roster_changes(store, 1)?)
+        .map_err(|e| {
+            tracing::error!(error = %e, "own roster changes do not verify");
+            storage_failed()
+        })?;
+    Ok(light)
 }
 
 /// A request's `Content-Type`, or "" when it has none (or one that is not text).
@@ -1382,13 +1392,7 @@ async fn verified_credit(s: &ApiState, u: &Uscc) -> Result<CheckedCredit, ApiFai
         .admit()?
         .run(move || {
             let proof = proof_assembly::credit(&store, &u)?;
-            let mut light = xinlian_client::proof::LightClient::new(genesis.as_ref().clone());
-            light
-                .accept_changes(&proof_assembly::roster_changes(&store, 1)?)
-                .map_err(|e| {
-                    tracing::error!(error = %e, "own roster changes do not verify");
-                    storage_failed()
-                })?;
+            let light = own_light_client(&store, &genesis)?;
             match light.verify_credit(&u, &proof) {
                 Ok(v) => {
                     let answer = Arc::new((proof, v));
