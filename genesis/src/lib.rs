@@ -15,7 +15,8 @@ pub mod validators;
 
 pub use bytes::{Hash32, PublicKey};
 pub use model::{
-    Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem, Role, Tier,
+    DomainPublication, Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem,
+    Publication, Role, Tier, TierName,
 };
 pub use roster::Roster;
 pub use validators::{Validator, ValidatorSet};

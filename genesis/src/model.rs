@@ -101,13 +101,87 @@ pub struct Policy {
     pub grading: crate::grading::Grading,
 }
 
-/// Publication periods per breach tier (national measures in force from 2026-04-01).
+/// Publication periods per breach tier (national measures in force from 2026-04-01),
+/// with exceptions by domain (docs/privacy.md § Publication periods).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Publication {
     pub minor: Tier,
     pub general: Tier,
     pub serious: Tier,
+    /// Domains whose tiers differ from the ones above (food and drug safety, say).
+    #[serde(default)]
+    pub domains: Vec<DomainPublication>,
+}
+
+/// The three tiers of one credit domain, replacing the defaults there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPublication {
+    pub domain: String,
+    pub minor: Tier,
+    pub general: Tier,
+    pub serious: Tier,
+}
+
+/// A breach's severity, as the publication tiers know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TierName {
+    Minor,
+    General,
+    Serious,
+}
+
+impl Publication {
+    /// The tier in force for a breach of `severity` in `domain`: the domain's exception
+    /// if genesis names one, else the default. The one look-up execution and disclosure
+    /// both use.
+    pub fn tier(&self, domain: &str, severity: TierName) -> &Tier {
+        let (minor, general, serious) = match self.domains.iter().find(|d| d.domain == domain) {
+            Some(d) => (&d.minor, &d.general, &d.serious),
+            None => (&self.minor, &self.general, &self.serious),
+        };
+        match severity {
+            TierName::Minor => minor,
+            TierName::General => general,
+            TierName::Serious => serious,
+        }
+    }
+
+    fn problems(&self, out: &mut Vec<String>) {
+        let mut tiers = vec![
+            ("publication.minor".to_string(), &self.minor),
+            ("publication.general".to_string(), &self.general),
+            ("publication.serious".to_string(), &self.serious),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &self.domains {
+            if let Err(e) = check_slug(&d.domain, 32) {
+                out.push(format!("publication.domains: domain '{}' {e}", d.domain));
+            }
+            if !seen.insert(d.domain.as_str()) {
+                out.push(format!(
+                    "publication.domains: '{}' is named twice",
+                    d.domain
+                ));
+            }
+            for (name, t) in [
+                ("minor", &d.minor),
+                ("general", &d.general),
+                ("serious", &d.serious),
+            ] {
+                tiers.push((format!("publication.domains.{}.{name}", d.domain), t));
+            }
+        }
+        for (name, t) in tiers {
+            if t.min_days > t.max_days {
+                out.push(format!(
+                    "{name}: min_days {} exceeds max_days {}",
+                    t.min_days, t.max_days
+                ));
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +193,14 @@ pub struct Tier {
     /// Publication ends by itself after this many days.
     pub max_days: u32,
     pub repairable: bool,
+    /// Whether breaches of this tier are published at all (minor ones normally are
+    /// not). Absent in older genesis files: published.
+    #[serde(default = "published_by_default")]
+    pub published: bool,
+}
+
+fn published_by_default() -> bool {
+    true
 }
 
 impl Default for Policy {
@@ -133,21 +215,26 @@ impl Default for Policy {
             record_bytes_max: 16 << 10,
             block_time_drift_ms_max: 2_000,
             publication: Publication {
+                // Minor breaches are normally not published (at most 3 months).
                 minor: Tier {
                     min_days: 0,
                     max_days: 90,
                     repairable: true,
+                    published: false,
                 },
                 general: Tier {
                     min_days: 90,
                     max_days: 365,
                     repairable: true,
+                    published: true,
                 },
                 serious: Tier {
                     min_days: 365,
                     max_days: 1095,
                     repairable: true,
+                    published: true,
                 },
+                domains: Vec::new(),
             },
             grading: crate::grading::Grading::default(),
         }
@@ -333,18 +420,7 @@ impl Policy {
         if self.block_time_drift_ms_max == 0 {
             out.push("block_time_drift_ms_max must be positive".into());
         }
-        for (name, t) in [
-            ("minor", &self.publication.minor),
-            ("general", &self.publication.general),
-            ("serious", &self.publication.serious),
-        ] {
-            if t.min_days > t.max_days {
-                out.push(format!(
-                    "publication.{name}: min_days {} exceeds max_days {}",
-                    t.min_days, t.max_days
-                ));
-            }
-        }
+        self.publication.problems(&mut out);
         out.extend(self.grading.problems());
         out
     }

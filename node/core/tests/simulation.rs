@@ -1259,15 +1259,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "7c6020acea0f190355eff1937ef51d92d9ef9c24c26b52ed0b66c35974b3e46e",
+            "4fe6a1d7dcc2b42b821beaedf331bff3f5743baaf56a775bd6fe9893526cc953",
         ),
         (
             8,
-            "129c24ff9098b2d844af9ec3be8b44d0c3e7f522c3dffaea2e8eb0ed7c0111d0",
+            "fd175090ad3c1799ae7d1098b68d521a84a089df711c125733ff7b126a8193ee",
         ),
         (
             11,
-            "a1f1b9a919a6c08b0f61396d9c656039ce62da227975f4066dd19be196b5f259",
+            "341a4dd9e03f84b3ec0223f246712f5fac382b0a8f4be59ce0a83768d677b086",
         ),
     ];
     // Every seed is run before any assertion, so a deliberate change updates all at once.

@@ -171,12 +171,7 @@ pub(super) fn repair_application(
             reason: format!("status is {:?}; only a breach can be repaired", cm.status),
         });
     };
-    let publication = &x.c.policy().publication;
-    let tier = match sev {
-        Severity::Minor => &publication.minor,
-        Severity::General => &publication.general,
-        Severity::Serious => &publication.serious,
-    };
+    let tier = x.c.policy().publication.tier(&cm.domain, sev.into());
     if !tier.repairable {
         return reject(Rejection::NotEligible {
             subject: cm.subject,
