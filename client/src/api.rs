@@ -240,7 +240,9 @@ pub struct BlockView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EnterpriseView {
     pub entity: Entity,
-    pub profile: Profile,
+    /// Counts over every commitment: only to readers who may read every credit record
+    /// of the enterprise (the enterprise itself, members they are all disclosed to).
+    pub profile: Option<Profile>,
     pub commitments: Vec<CommitmentState>,
     pub repairs: Vec<RepairState>,
     pub lists: Vec<ListEntry>,
@@ -343,4 +345,63 @@ pub struct CheckResult {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SubmittedRecords {
     pub results: Vec<CheckResult>,
+}
+
+/// One line of a node's access log (docs/privacy.md § Access log): an answer given to a
+/// reader other than the public. Each line's `hash` covers its fields and the line
+/// before (`prev`; zeros for the first), so a line changed, dropped or inserted breaks
+/// every hash after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    pub seq: u64,
+    pub time_ms: i64,
+    /// `member:ID` or `enterprise:USCC` ([`crate::disclosure::Reader::label`]).
+    pub reader: String,
+    pub method: String,
+    /// Path and query asked for (at most [`ACCESS_TARGET_BYTES_MAX`] bytes, cut at a
+    /// character boundary).
+    pub target: String,
+    pub status: u16,
+    pub prev: Hash32,
+    pub hash: Hash32,
+}
+
+pub const ACCESS_TARGET_BYTES_MAX: usize = 1024;
+
+impl AccessEntry {
+    /// The hash this entry must carry: over `prev` and every other field.
+    pub fn expected_hash(&self) -> Hash32 {
+        xinlian_genesis::canonical::tagged_hash(
+            "xinlian/access-log/v1",
+            &(
+                &self.prev,
+                self.seq,
+                self.time_ms,
+                &self.reader,
+                &self.method,
+                &self.target,
+                self.status,
+            ),
+        )
+    }
+}
+
+/// Checks a log's lines follow each other: consecutive `seq`, each `prev` the hash
+/// before (the first one's taken as given: a whole log's starts at seq 1 with zeros),
+/// each hash right. The index of the first bad line, and why.
+pub fn check_access_chain(entries: &[AccessEntry]) -> Result<(), (usize, String)> {
+    for (i, e) in entries.iter().enumerate() {
+        if e.hash != e.expected_hash() {
+            return Err((i, format!("seq {}: its hash is wrong", e.seq)));
+        }
+        if let Some(before) = i.checked_sub(1).map(|j| &entries[j])
+            && (e.prev != before.hash || e.seq != before.seq.saturating_add(1))
+        {
+            return Err((
+                i,
+                format!("seq {} does not follow seq {}", e.seq, before.seq),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -67,16 +67,6 @@ impl Publicity {
             Publicity::Between { from, until } => from <= day && day < until,
         }
     }
-
-    /// Public whenever either is (for a window and "always", always; two windows are
-    /// never combined here: a record has at most one).
-    fn or(self, other: Publicity) -> Publicity {
-        match (self, other) {
-            (Publicity::Always, _) | (_, Publicity::Always) => Publicity::Always,
-            (Publicity::Never, x) | (x, Publicity::Never) => x,
-            (a @ Publicity::Between { .. }, Publicity::Between { .. }) => a,
-        }
-    }
 }
 
 /// Which members may read a record.
@@ -233,9 +223,11 @@ pub fn audience(
         Body::RotateEntityKey(b) => Audience::everyone(vec![b.uscc.clone()]),
         Body::RevokeEntityKey(b) => Audience::everyone(vec![b.uscc.clone()]),
         Body::ListMeasure(b) => Audience::everyone(vec![b.subject.clone()]),
-        // A commitment is public by its own level, and while its breach is published.
-        Body::Commitment(_) => credit(facts, &|f| {
-            f.audience().public.or(f.breach_publicity(policy))
+        // A commitment is public by its own level until it is found breached; from then
+        // on only while the breach is published (else its status would tell).
+        Body::Commitment(_) => credit(facts, &|f| match f.breach {
+            Some(_) => f.breach_publicity(policy),
+            None => f.audience().public,
         }),
         // A breach is public only within its publication period, whatever the
         // commitment's level; a fulfilment or "not verifiable" as the commitment.

@@ -38,6 +38,75 @@ pub enum ClientError {
 pub struct NodeClient {
     base: String,
     agent: ureq::Agent,
+    /// Who signs the requests (RFC 9421), if anyone: without, the node answers as to
+    /// the public.
+    reader: Option<RequestSigner>,
+}
+
+/// A key that signs requests, and the key id the node looks it up by: `member:ID`
+/// (a member's signing or node key) or `enterprise:USCC` (its bound key).
+pub struct RequestSigner {
+    pub keyid: String,
+    pub key: ed25519_dalek::SigningKey,
+}
+
+/// How long a request signature is valid: the node accepts at most
+/// five minutes; a minute covers a slow request and some clock skew.
+const SIGNATURE_LIFETIME_S: i64 = 60;
+
+impl RequestSigner {
+    /// The `Signature-Input` and `Signature` headers for a request; `body` when it has
+    /// one (its `Content-Digest` is then the third header).
+    pub fn headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> Vec<(&'static str, String)> {
+        use rand_core::RngCore as _;
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let digest = body.map(crate::reqsig::content_digest);
+        let header = |n: &str| match n {
+            "content-digest" => digest.clone(),
+            _ => None,
+        };
+        let parts = crate::reqsig::RequestParts {
+            method,
+            path,
+            query,
+            authority: None,
+            scheme: "http",
+            header: &header,
+        };
+        let mut nonce = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let components: &[&str] = if body.is_some() {
+            &["@method", "@path", "@query", "content-digest"]
+        } else {
+            &["@method", "@path", "@query"]
+        };
+        let what = crate::reqsig::SignRequest {
+            keyid: &self.keyid,
+            created: now,
+            expires: now + SIGNATURE_LIFETIME_S,
+            nonce: &hex::encode(nonce),
+            components,
+        };
+        // Every component above is present, so signing cannot fail.
+        let Ok(signed) = crate::reqsig::sign(&self.key, &what, &parts) else {
+            return Vec::new();
+        };
+        let (input, signature) = signed.headers();
+        let mut out = vec![("signature-input", input), ("signature", signature)];
+        out.extend(digest.map(|d| ("content-digest", d)));
+        out
+    }
 }
 
 impl NodeClient {
@@ -50,7 +119,26 @@ impl NodeClient {
         NodeClient {
             base: base_url.trim_end_matches('/').to_string(),
             agent,
+            reader: None,
         }
+    }
+
+    /// The same client, signing every request as `signer`.
+    pub fn signed_by(mut self, signer: RequestSigner) -> Self {
+        self.reader = Some(signer);
+        self
+    }
+
+    /// The headers that sign a request, when this client signs.
+    fn signature(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Vec<(&'static str, String)> {
+        self.reader
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.headers(method, path, body))
     }
 
     pub fn base_url(&self) -> &str {
@@ -90,17 +178,39 @@ impl NodeClient {
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.read(self.agent.get(&format!("{}{path}", self.base)).call())
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        for (name, value) in self.signature("GET", &self.full_path(path), None) {
+            req = req.header(name, value);
+        }
+        self.read(req.call())
     }
 
-    fn post(
+    fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         content_type: &str,
-    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        self.agent
+        body: &[u8],
+    ) -> Result<T, ClientError> {
+        let mut req = self
+            .agent
             .post(&format!("{}{path}", self.base))
-            .header("content-type", content_type)
+            .header("content-type", content_type);
+        for (name, value) in self.signature("POST", &self.full_path(path), Some(body)) {
+            req = req.header(name, value);
+        }
+        self.read(req.send(body))
+    }
+
+    /// The path the node sees: the base URL's own path, if any, then `path`.
+    fn full_path(&self, path: &str) -> String {
+        let after_scheme = self
+            .base
+            .split_once("://")
+            .map_or(&self.base[..], |(_, r)| r);
+        match after_scheme.find('/') {
+            Some(i) => format!("{}{path}", &after_scheme[i..]),
+            None => path.to_string(),
+        }
     }
 
     pub fn status(&self) -> Result<Status, ClientError> {
@@ -109,23 +219,28 @@ impl NodeClient {
 
     /// Each record's verdict had they been executed in order now; nothing is kept.
     pub fn check_records(&self, records: &[SignedRecord]) -> Result<CheckedRecords, ClientError> {
-        let req = self.post(paths::RECORDS_CHECK, "application/json");
         let body = serde_json::to_vec(records).expect("records serialise");
-        self.read(req.send(&body[..]))
+        self.post(paths::RECORDS_CHECK, "application/json", &body)
     }
 
     /// Submits canonical bytes; returns the id as soon as the node has admitted it.
     pub fn submit(&self, rec: &SignedRecord) -> Result<Submitted, ClientError> {
-        let req = self.post(paths::RECORDS, "application/octet-stream");
-        self.read(req.send(&rec.canonical_bytes()[..]))
+        self.post(
+            paths::RECORDS,
+            "application/octet-stream",
+            &rec.canonical_bytes(),
+        )
     }
 
     /// Submits up to [`crate::bulk::RECORDS_PER_REQUEST_MAX`] records in one request
     /// (the binary body); each gets its verdict, in order. A refused record changes
     /// nothing; the admitted ones are pending.
     pub fn submit_many(&self, records: &[EncodedRecord]) -> Result<SubmittedRecords, ClientError> {
-        let req = self.post(paths::RECORDS_BULK, "application/octet-stream");
-        self.read(req.send(&crate::bulk::encode(records)[..]))
+        self.post(
+            paths::RECORDS_BULK,
+            "application/octet-stream",
+            &crate::bulk::encode(records),
+        )
     }
 
     /// Submits and waits up to `wait_ms` for the record to be final.
@@ -135,8 +250,7 @@ impl NodeClient {
         wait_ms: u64,
     ) -> Result<RecordView, ClientError> {
         let path = format!("{}?wait_ms={wait_ms}", paths::RECORDS);
-        let req = self.post(&path, "application/octet-stream");
-        self.read(req.send(&rec.canonical_bytes()[..]))
+        self.post(&path, "application/octet-stream", &rec.canonical_bytes())
     }
 
     pub fn record(
@@ -200,8 +314,11 @@ impl NodeClient {
         depth: Option<u32>,
     ) -> Result<ProvenanceProof, ClientError> {
         let body = serde_json::json!({ "roots": roots, "direction": direction, "depth": depth });
-        let req = self.post(paths::PROVENANCE, "application/json");
-        self.read(req.send(body.to_string().as_bytes()))
+        self.post(
+            paths::PROVENANCE,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
     }
 
     /// The proof of a final record against the header at `at` (default: the block
@@ -449,11 +566,12 @@ impl NodeClient {
             .http_status_as_error(false)
             .build()
             .into();
-        let resp = agent
-            .get(&url)
-            .header("accept", "text/event-stream")
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let mut req = agent.get(&url).header("accept", "text/event-stream");
+        let path = format!("{}?{}", paths::EVENTS, filter.query(from));
+        for (name, value) in self.signature("GET", &self.full_path(&path), None) {
+            req = req.header(name, value);
+        }
+        let resp = req.call().map_err(|e| self.unreachable(e))?;
         if resp.status().as_u16() >= 400 {
             return Err(self
                 .read::<serde_json::Value>(Ok(resp))

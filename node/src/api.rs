@@ -3,6 +3,8 @@
 //! `code` and a `message`; bodies and answers are bounded. [`ApiServer`] runs the
 //! server on a listener the caller bound, and stops it.
 
+pub mod access;
+mod auth;
 mod events;
 mod limits;
 
@@ -27,10 +29,13 @@ use xinlian_client::provenance::{ANSWER_BATCHES_MAX, Direction, ProvenanceProof}
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 
+use crate::audience::View;
 use crate::host::{Command, Shared, VerifiedRecord};
 use crate::metrics::{Metrics, RouteLabel, RouteStatusLabels};
 use crate::proof_assembly::{self, ProofRequestError};
 use crate::store::StoreError;
+use axum::Extension;
+use xinlian_client::disclosure::Reader;
 use xinlian_core::execute::Rejection;
 use xinlian_core::mempool::{AdmissionError, SignatureCheck};
 
@@ -55,11 +60,16 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Starts serving [`router`] on `listener` in a task of its own, under `limits`.
-    pub fn start(listener: TcpListener, shared: Shared, limits: &ApiLimits) -> ApiServer {
+    pub fn start(
+        listener: TcpListener,
+        shared: Shared,
+        limits: &ApiLimits,
+        access: access::AccessLog,
+    ) -> ApiServer {
         let (stop, mut stop_rx) = watch::channel(false);
         let rates = Arc::new(limits::ClientRates::new(limits.rate_per_s, limits.burst));
         let metrics = shared.metrics.clone();
-        let app = router(shared, limits, rates.clone(), stop.subscribe());
+        let app = router(shared, limits, rates.clone(), stop.subscribe(), access);
         let listener = limits::CappedListener::new(listener, limits.connections_max, metrics);
         let mut forget_rx = stop.subscribe();
         tokio::spawn(async move {
@@ -116,6 +126,10 @@ pub struct ApiState {
     /// Turns true when the server stops: long-lived answers (event streams) end.
     stopping: watch::Receiver<bool>,
     credit: Arc<CreditCache>,
+    /// Answers to readers other than the public, recorded before they are sent.
+    access: access::AccessLog,
+    /// Nonces of request signatures still valid (replay protection).
+    nonces: Arc<auth::Nonces>,
 }
 
 /// Credit answers this node assembled and verified, by (height, USCC): the self-check
@@ -173,6 +187,7 @@ pub fn router(
     limits: &ApiLimits,
     rates: Arc<limits::ClientRates>,
     stopping: watch::Receiver<bool>,
+    access: access::AccessLog,
 ) -> Router {
     let state = ApiState {
         shared,
@@ -183,12 +198,16 @@ pub fn router(
         bulk: Arc::new(tokio::sync::Semaphore::new(BULK_AT_ONCE_MAX)),
         stopping,
         credit: Arc::default(),
+        access,
+        nonces: Arc::default(),
     };
+    let who = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let metrics = state.shared.metrics.clone();
     // Streams live long: outside the time-out and the concurrency limit, under their
     // own cap and the rate limit.
     let streams = Router::new()
         .route(paths::EVENTS, get(events::events))
+        .route_layer(who.clone())
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             rates.clone(),
@@ -204,7 +223,7 @@ pub fn router(
             .with_state(state.clone()),
     );
     // Outermost, so that refusals by the limits are counted too.
-    limits::guard(routes().with_state(state), limits, rates)
+    limits::guard(routes().route_layer(who).with_state(state), limits, rates)
         .merge(streams)
         .merge(operators)
         .layer(axum::middleware::from_fn_with_state(metrics, count_request))
@@ -516,11 +535,21 @@ struct AtQuery {
 
 async fn record_proof(
     State(s): State<Shared>,
+    Extension(reader): Extension<Reader>,
     P(id): P<String>,
     Q(q): Q<AtQuery>,
 ) -> ApiResult<RecordProof> {
     let id = parse_id(&id)?;
-    Ok(Json(proof_assembly::record_proof(&s.store, &id, q.at)?))
+    // Disclosure first: no other refusal (a checkpoint before the record, say) may tell
+    // a reader that a record hidden from it exists.
+    if let Some((_, index)) = s.store.locate(&id)? {
+        let record = s.store.record_at(index)?.ok_or_else(storage_failed)?;
+        if !View::new(&s, &reader)?.admits(&record, false)? {
+            return Err(not_visible(&reader, &id));
+        }
+    }
+    let proof = proof_assembly::record_proof(&s.store, &id, q.at).map_err(ApiFailure::from);
+    Ok(Json(disclosed(&reader, &id, proof)?))
 }
 
 #[derive(Deserialize)]
@@ -1306,16 +1335,55 @@ async fn pending_view(s: &Shared, id: RecordId) -> Result<RecordView, ApiFailure
 
 async fn record(
     State(s): State<Shared>,
+    Extension(reader): Extension<Reader>,
     P(id): P<String>,
     Q(q): Q<WaitQuery>,
 ) -> ApiResult<RecordView> {
     let id = parse_id(&id)?;
-    match q.wait_ms()? {
+    let found = match q.wait_ms()? {
         0 => match final_view(&s, &id)? {
-            Some(v) => Ok(Json(v)),
-            None => Ok(Json(pending_view(&s, id).await?)),
+            Some(v) => Ok(v),
+            None => pending_view(&s, id).await,
         },
-        ms => Ok(Json(wait_for_record(&s, id, ms).await?)),
+        ms => wait_for_record(&s, id, ms).await,
+    };
+    let view = disclosed(&reader, &id, found)?;
+    if !View::new(&s, &reader)?.admits(&view.record, view.status == RecordStatus::Pending)? {
+        return Err(not_visible(&reader, &id));
+    }
+    Ok(Json(view))
+}
+
+/// A record this reader may not read. To a reader who may not know whether it exists
+/// (not a member: members hold every block), the same answer as for no record at all.
+fn not_visible(reader: &Reader, id: &RecordId) -> ApiFailure {
+    if reader.knows_every_leaf() {
+        err(
+            StatusCode::FORBIDDEN,
+            "not_visible",
+            format!("record {id} is not disclosed to {}", reader.label()),
+        )
+    } else {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_visible",
+            format!("no record {id} that {} may read", reader.label()),
+        )
+    }
+}
+
+/// `found`, with "no such record" said as [`not_visible`] says a hidden one, to readers
+/// who may not know.
+fn disclosed<T>(
+    reader: &Reader,
+    id: &RecordId,
+    found: Result<T, ApiFailure>,
+) -> Result<T, ApiFailure> {
+    match found {
+        Err(e) if e.error.code == "not_found" && !reader.knows_every_leaf() => {
+            Err(not_visible(reader, id))
+        }
+        other => other,
     }
 }
 
@@ -1423,20 +1491,38 @@ async fn verified_credit(s: &ApiState, u: &Uscc) -> Result<CheckedCredit, ApiFai
 /// for an unregistered USCC the proof of its absence.
 async fn enterprise_credit(
     State(s): State<ApiState>,
+    Extension(reader): Extension<Reader>,
     P(uscc): P<String>,
     Q(q): Q<CreditQuery>,
 ) -> ApiResult<CreditProof> {
     let u = uscc_of(uscc)?;
-    if q.unchecked.unwrap_or(false) {
-        let store = s.shared.store.clone();
-        let proof = s
-            .heavy
-            .admit()?
-            .run(move || proof_assembly::credit(&store, &u).map_err(ApiFailure::from))
-            .await?;
-        return Ok(Json(proof));
+    let answer = match q.unchecked.unwrap_or(false) {
+        true => unchecked_credit(&s, &u).await?,
+        false => verified_credit(&s, &u).await?.0.clone(),
+    };
+    // Registration is public: anyone may have the proof that a USCC is not registered.
+    if answer.state.is_some() {
+        let view = View::new(&s.shared, &reader)?;
+        if !may_read_whole(&s.shared, &view, &u, &answer)? {
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                "not_entitled",
+                format!(
+                    "the complete credit record of {u} is the enterprise's and the consortium's; \
+                     ask the enterprise for its credit report (xinlian credit --report)"
+                ),
+            ));
+        }
     }
-    Ok(Json(verified_credit(&s, &u).await?.0.clone()))
+    Ok(Json(answer))
+}
+
+async fn unchecked_credit(s: &ApiState, u: &Uscc) -> Result<CreditProof, ApiFailure> {
+    let (store, u) = (s.shared.store.clone(), u.clone());
+    s.heavy
+        .admit()?
+        .run(move || proof_assembly::credit(&store, &u).map_err(ApiFailure::from))
+        .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -1458,6 +1544,7 @@ async fn grading(State(s): State<Shared>) -> ApiResult<GradingView> {
 
 async fn enterprise(
     State(st): State<ApiState>,
+    Extension(reader): Extension<Reader>,
     P(uscc): P<String>,
     Q(q): Q<PageQuery>,
 ) -> ApiResult<EnterpriseView> {
@@ -1466,6 +1553,8 @@ async fn enterprise(
     let u = uscc_of(uscc)?;
     let answer = verified_credit(&st, &u).await?;
     let (credit, verified) = (&answer.0, &answer.1);
+    let view = View::new(&s, &reader)?;
+    let whole = may_read_whole(&s, &view, &u, credit)?;
     let entity: st::Entity = s.store.state_value(&key::entity(&u))?.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
@@ -1496,7 +1585,19 @@ async fn enterprise(
         )?)),
         _ => None,
     };
-    let records: Vec<RecordId> = subject_records.into_iter().map(|(_, id)| id).collect();
+    let mut records: Vec<RecordId> = subject_records.into_iter().map(|(_, id)| id).collect();
+    if !whole {
+        let mut shown = Vec::with_capacity(records.len());
+        for id in records {
+            if let Some((_, index)) = s.store.locate(&id)? {
+                let rec = s.store.record_at(index)?.ok_or_else(storage_failed)?;
+                if view.admits(&rec, false)? {
+                    shown.push(id);
+                }
+            }
+        }
+        records = shown;
+    }
     for id in &records {
         if let Some(c) = s
             .store
@@ -1517,17 +1618,83 @@ async fn enterprise(
             lists.push(e);
         }
     }
+    let mut grade = verified.grade.clone();
+    if !whole {
+        let shown: std::collections::BTreeSet<RecordId> = records.iter().copied().collect();
+        withhold_reasons(&mut grade, &shown);
+    }
     Ok(Json(EnterpriseView {
         entity,
-        profile,
+        profile: whole.then_some(profile),
         commitments,
         repairs,
         lists,
         records,
         next_after,
-        grade: verified.grade.clone(),
-        credit: q.after.is_none().then(|| credit.clone()),
+        grade,
+        credit: (whole && q.after.is_none()).then(|| credit.clone()),
     }))
+}
+
+/// Whether `view`'s reader may read every credit record of `u`: the enterprise itself,
+/// or a member every one of them is disclosed to. The public and other enterprises
+/// never are, whatever the records: a refusal that depended on them would tell that
+/// something is hidden.
+fn may_read_whole(
+    s: &Shared,
+    view: &View<'_>,
+    u: &Uscc,
+    credit: &CreditProof,
+) -> Result<bool, ApiFailure> {
+    match view.reader {
+        Reader::Enterprise(e) => Ok(e == u),
+        Reader::Public => Ok(false),
+        Reader::Member(_) => {
+            for entry in &credit.records {
+                let rec = s.store.record_at(entry.index)?.ok_or_else(storage_failed)?;
+                if !view.admits(&rec, false)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// The grade as shown to a reader who may not read every record behind it: its reasons
+/// and caps that cite a record not `shown` become one line, their points summed, so
+/// the grade still adds up and says nothing of what they were.
+fn withhold_reasons(
+    grade: &mut xinlian_client::credit::GradeReport,
+    shown: &std::collections::BTreeSet<RecordId>,
+) {
+    let hidden =
+        |r: &xinlian_client::credit::Reason| r.record.is_some_and(|id| !shown.contains(&id));
+    let withheld: Vec<_> = grade
+        .reasons
+        .iter()
+        .filter(|r| hidden(r))
+        .cloned()
+        .collect();
+    let capped = grade.caps.iter().any(&hidden);
+    grade.reasons.retain(|r| !hidden(r));
+    grade.caps.retain(|r| !hidden(r));
+    if !withheld.is_empty() {
+        grade.reasons.push(xinlian_client::credit::Reason {
+            record: None,
+            rule: "withheld".into(),
+            points: withheld.iter().map(|r| r.points).sum(),
+            detail: "records not disclosed to this reader".into(),
+        });
+    }
+    if capped {
+        grade.caps.push(xinlian_client::credit::Reason {
+            record: None,
+            rule: "withheld".into(),
+            points: 0,
+            detail: "a cap from records not disclosed to this reader".into(),
+        });
+    }
 }
 
 /// A batch name from a path or request body, refused unless records could name it.

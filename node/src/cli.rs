@@ -223,6 +223,13 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Export the node's access log (every answer to a reader other than the public,
+    /// docs/privacy.md) to standard output as JSON lines, each line's hash chain checked;
+    /// a changed, dropped or inserted line stops the export and is named.
+    AccessLog {
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -381,6 +388,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             let genesis = Genesis::load(&genesis)?;
             let report = crate::store_check::check_store(genesis, &data.join("ledger"))?;
             println!("{report}");
+            Ok(())
+        }
+        Command::AccessLog { data } => {
+            let n = crate::api::access::export(&data, &mut std::io::stdout().lock())?;
+            eprintln!("{n} entries, chain intact");
             Ok(())
         }
     }

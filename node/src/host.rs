@@ -238,7 +238,8 @@ pub async fn run(
         metrics,
     };
     let mut done = consensus.spawn(cmd_rx, stop_rx)?;
-    let api = ApiServer::start(listener, shared, &config.api);
+    let access = crate::api::access::AccessLog::open(&config.data_dir)?;
+    let api = ApiServer::start(listener, shared, &config.api, access);
     let result = tokio::select! {
         _ = shutdown => {
             let _ = stop_tx.send(());

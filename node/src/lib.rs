@@ -9,6 +9,7 @@
 //! only owner of mutable node state. Protocol decisions live in `xinlian-core`.
 
 pub mod api;
+pub mod audience;
 pub mod backup;
 pub mod cli;
 pub mod config;

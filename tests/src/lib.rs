@@ -69,7 +69,6 @@ impl Consortium {
         observers: usize,
         policy: Policy,
     ) -> Result<Consortium> {
-        let dir = tempfile::tempdir()?;
         let mut specs: Vec<MemberSpec> = MemberSpec::validators(validators);
         specs.extend((0..observers).map(|i| MemberSpec {
             id: format!("o{i}"),
@@ -85,12 +84,31 @@ impl Consortium {
             roles: vec![Role::Registrar, Role::TraceAuthority("food".into())],
             voting_power: 0,
         }]);
-        let genesis = scaffold(dir.path(), "xinlian-test", 0, policy, &specs)?;
+        Self::with_members(node_bin, &specs, policy)
+    }
+
+    /// A consortium of exactly `specs` (keys and genesis scaffolded in a temporary
+    /// folder).
+    pub fn with_members(
+        node_bin: &str,
+        specs: &[MemberSpec],
+        policy: Policy,
+    ) -> Result<Consortium> {
+        let dir = tempfile::tempdir()?;
+        let genesis = scaffold(dir.path(), "xinlian-test", 0, policy, specs)?;
         Ok(Consortium {
             dir,
             genesis,
             node_bin: node_bin.into(),
         })
+    }
+
+    /// A member's node key file (its node's identity; it also signs requests).
+    pub fn node_key(&self, member: &str) -> Result<SigningKey> {
+        Ok(xinlian_genesis::keys::read_pem(&node_key_path(
+            self.path(),
+            member,
+        ))?)
     }
 
     pub fn path(&self) -> &Path {

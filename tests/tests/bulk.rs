@@ -24,7 +24,8 @@ fn farm(c: &Consortium, client: &NodeClient) -> anyhow::Result<RecordSigner> {
 fn not_found(client: &NodeClient, id: &RecordId) -> bool {
     matches!(
         client.record(id, 0),
-        Err(ClientError::Refused { code, .. }) if code == "not_found"
+        // To the public, an absent record and a hidden one answer alike.
+        Err(ClientError::Refused { code, .. }) if code == "not_visible"
     )
 }
 

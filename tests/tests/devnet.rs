@@ -55,18 +55,25 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
             .to_string()
     };
 
+    // Read as a member of the consortium (the public sees less: tests/tests/privacy.rs).
+    let member =
+        NodeClient::new(node.client.base_url()).signed_by(xinlian_client::http::RequestSigner {
+            keyid: "member:sh-market".into(),
+            key: keys::read_pem(&xinlian_genesis::scaffold::signing_key_path(
+                dir.path(),
+                "sh-market",
+            ))?,
+        });
     // A repaired breach stays in history; the status derives from it.
-    let retailer = node.client.enterprise(&uscc_of("retailer"))?;
+    let retailer = member.enterprise(&uscc_of("retailer"))?;
     assert!(matches!(
         retailer.commitments[0].status,
         CommitmentStatus::Repaired(_)
     ));
-    assert_eq!(
-        (retailer.profile.repaired, retailer.profile.breached_general),
-        (1, 0)
-    );
-    let processor = node.client.enterprise(&uscc_of("processor"))?;
-    assert!(processor.profile.on_serious_dishonesty_list);
+    let profile = retailer.profile.expect("a member reads the whole record");
+    assert_eq!((profile.repaired, profile.breached_general), (1, 0));
+    let processor = member.enterprise(&uscc_of("processor"))?;
+    assert!(processor.profile.expect("whole").on_serious_dishonesty_list);
     // Grades differ, each verified from genesis as a client would: the listing caps
     // the processor at D, the repair restored the retailer to B.
     let genesis =
@@ -75,11 +82,19 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
     let mut grades = Vec::new();
     for slug in ["pharma", "builder", "retailer", "farm", "processor"] {
         let u = Uscc(uscc_of(slug));
-        let (v, _) = xinlian_client::http::fetch_credit(&node.client, &mut light, &u)?;
+        let (v, _) = xinlian_client::http::fetch_credit(&member, &mut light, &u)?;
         assert_eq!(
             v.grade,
-            node.client.enterprise(u.as_str())?.grade,
+            member.enterprise(u.as_str())?.grade,
             "{slug}: the node's grade"
+        );
+        // The public reads the same grade, its reasons from records it may not read
+        // summed on one line.
+        let public = node.client.enterprise(u.as_str())?.grade;
+        assert_eq!(
+            (public.grade, public.score),
+            (v.grade.grade, v.grade.score),
+            "{slug}"
         );
         grades.push((slug, v.grade.grade.to_string()));
         if slug == "processor" {
@@ -457,15 +472,27 @@ fn the_credit_command_verifies_grades_claims_and_reports_offline() -> anyhow::Re
     };
     let genesis = xinlian_genesis::scaffold::genesis_path(dir.path());
     let trust = dir.path().join("trust.json");
-    let cli = |args: &[&str]| {
-        Command::new(CLI)
-            .args(args)
+    let keys = dir.path().join("keys");
+    let cli_as = |reader: Option<(String, std::path::PathBuf)>, args: &[&str]| {
+        let mut cmd = Command::new(CLI);
+        if let Some((keyid, key)) = reader {
+            cmd.arg("--as").arg(keyid).arg("--reader-key").arg(key);
+        }
+        cmd.args(args)
             .env("XINLIAN_NODE", node.client.base_url())
             .env("XINLIAN_GENESIS", &genesis)
             .env("XINLIAN_TRUST", &trust)
             .output()
             .expect("run the CLI")
     };
+    // An agency reads complete credit records as a member; the public may not.
+    let agency = || {
+        Some((
+            "member:sh-market".to_string(),
+            keys.join("sh-market.signing.pem"),
+        ))
+    };
+    let cli = |args: &[&str]| cli_as(agency(), args);
     let text = |o: &std::process::Output| {
         format!(
             "{}{}",
@@ -496,20 +523,36 @@ fn the_credit_command_verifies_grades_claims_and_reports_offline() -> anyhow::Re
     );
     assert!(out.contains("claim refused"), "{out}");
 
-    // The retailer: B after its repair; the claims hold; a report and its page.
+    let o = cli_as(None, &["credit", &p]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("not_entitled") && out.contains("credit report"),
+        "{out}"
+    );
+
+    // The retailer makes its own report (it reads all its records): B after its
+    // repair; the claims hold; a report and its page.
     let r = uscc("retailer");
     let report = dir.path().join("retailer-credit.json");
     let page = dir.path().join("retailer-credit.html");
-    let o = cli(&[
-        "credit",
-        &r,
-        "--report",
-        report.to_str().unwrap(),
-        "--html",
-        page.to_str().unwrap(),
-        "--not-listed-on",
-        &xinlian_client::when::Date(today.0 - 1).to_string(),
-    ]);
+    let retailer = Some((
+        format!("enterprise:{r}"),
+        keys.join("enterprises").join("retailer.pem"),
+    ));
+    let o = cli_as(
+        retailer,
+        &[
+            "credit",
+            &r,
+            "--report",
+            report.to_str().unwrap(),
+            "--html",
+            page.to_str().unwrap(),
+            "--not-listed-on",
+            &xinlian_client::when::Date(today.0 - 1).to_string(),
+        ],
+    );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(
@@ -557,7 +600,7 @@ fn the_credit_command_verifies_grades_claims_and_reports_offline() -> anyhow::Re
 
     // An unregistered USCC: proven absent.
     let nobody = Uscc::with_check("91310000MA1Y99999")?.to_string();
-    let o = cli(&["credit", &nobody]);
+    let o = cli_as(None, &["credit", &nobody]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("VERIFIED ABSENT"), "{out}");

@@ -208,7 +208,7 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             "/v1/records/{id}",
             format!("{base}/v1/records/{}", "00".repeat(32)),
             404,
-            Some("not_found"),
+            Some("not_visible"),
         ),
         get(
             "/v1/records/{id}/proof",
@@ -232,7 +232,7 @@ fn every_answer_matches_the_served_openapi_document() -> anyhow::Result<()> {
             "/v1/records/{id}/proof",
             format!("{base}/v1/records/{}/proof", "00".repeat(32)),
             404,
-            Some("not_found"),
+            Some("not_visible"),
         ),
         get(
             "/v1/ledger/consistency",

@@ -52,6 +52,26 @@ pub(crate) struct Cli {
     /// $XDG_STATE_HOME or ~/.local/state, per chain).
     #[arg(long, global = true, env = "XINLIAN_TRUST")]
     trust: Option<PathBuf>,
+    /// Read as this enterprise or member (`enterprise:USCC` or `member:ID`): requests
+    /// are signed (RFC 9421) with --reader-key, and the node answers what that reader
+    /// may see (docs/privacy.md). Without, it answers as to the public.
+    #[arg(
+        long = "as",
+        global = true,
+        env = "XINLIAN_AS",
+        value_name = "KEYID",
+        requires = "reader_key"
+    )]
+    reader: Option<String>,
+    /// The key that signs requests for --as (PKCS#8 PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "XINLIAN_READER_KEY",
+        value_name = "FILE",
+        requires = "reader"
+    )]
+    reader_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -227,7 +247,15 @@ pub fn main() -> ExitCode {
 
 /// One command, by family.
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let node = NodeClient::new(&cli.node);
+    let mut node = NodeClient::new(&cli.node);
+    if let (Some(keyid), Some(file)) = (&cli.reader, &cli.reader_key) {
+        let key = xinlian_client::genesis::keys::read_pem(file)
+            .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?;
+        node = node.signed_by(xinlian_client::http::RequestSigner {
+            keyid: keyid.clone(),
+            key,
+        });
+    }
     match &cli.command {
         Cmd::Key { command } => key::run(cli, &node, command),
         Cmd::Submit {

@@ -100,18 +100,22 @@ fn enterprise_text(e: &EnterpriseView) -> String {
         "grade {} (score {}, rules version {}, as of {}; `xinlian credit` verifies it)\n",
         g.grade, g.score, g.rules_version, g.as_of
     );
-    let p = &e.profile;
-    out += &format!(
-        "commitments {}: pending {}, fulfilled {}, not verifiable {}, breached {}/{}/{} (minor/general/serious), repaired {}\n",
-        p.commitments,
-        p.pending,
-        p.fulfilled,
-        p.not_verifiable,
-        p.breached_minor,
-        p.breached_general,
-        p.breached_serious,
-        p.repaired
-    );
+    match &e.profile {
+        Some(p) => {
+            out += &format!(
+                "commitments {}: pending {}, fulfilled {}, not verifiable {}, breached {}/{}/{} (minor/general/serious), repaired {}\n",
+                p.commitments,
+                p.pending,
+                p.fulfilled,
+                p.not_verifiable,
+                p.breached_minor,
+                p.breached_general,
+                p.breached_serious,
+                p.repaired
+            );
+        }
+        None => out += "commitments: only those disclosed to this reader are listed\n",
+    }
     for l in &e.lists {
         out += &format!("on list {:?} since {} ({})\n", l.list, l.date, l.domain);
     }

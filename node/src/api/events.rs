@@ -24,8 +24,11 @@ use xinlian_client::record::{Kind, RecordId};
 use xinlian_client::state::{self as st, key};
 
 use super::{ApiFailure, ApiState, Q, batch_id, err};
+use crate::audience::View;
 use crate::proof_assembly::{self, ProofRequestError};
 use crate::store::Store;
+use xinlian_client::disclosure::Reader;
+use xinlian_client::when::Date;
 
 /// Blocks, and records, one read passes over without a match before it lets the task
 /// look up (whether the reader is still there) and go on.
@@ -171,6 +174,7 @@ fn start_cursor(headers: &HeaderMap, q: &EventsQuery) -> Result<u64, ApiFailure>
 pub(super) async fn events(
     State(s): State<ApiState>,
     client: Option<axum::Extension<axum::extract::ConnectInfo<super::ClientAddr>>>,
+    axum::Extension(reader): axum::Extension<Reader>,
     headers: HeaderMap,
     Q(q): Q<EventsQuery>,
 ) -> Result<Response, ApiFailure> {
@@ -179,7 +183,13 @@ pub(super) async fn events(
     let client = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.key());
     let place = s.streams.admit(client)?;
     let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(produce(s.clone(), Cursor::new(filter, from), tx, place));
+    tokio::spawn(produce(
+        s.clone(),
+        reader,
+        Cursor::new(filter, from),
+        tx,
+        place,
+    ));
     Ok(Sse::new(receiver_stream(rx))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
@@ -195,7 +205,13 @@ fn receiver_stream(
 }
 
 /// Feeds one stream until its reader leaves or the node stops.
-async fn produce(s: ApiState, mut cursor: Cursor, tx: mpsc::Sender<Event>, _place: Place) {
+async fn produce(
+    s: ApiState,
+    reader: Reader,
+    mut cursor: Cursor,
+    tx: mpsc::Sender<Event>,
+    _place: Place,
+) {
     let shared = s.shared.clone();
     let _open = OpenStream::new(shared.metrics.clone());
     let mut stopping = s.stopping.clone();
@@ -210,9 +226,12 @@ async fn produce(s: ApiState, mut cursor: Cursor, tx: mpsc::Sender<Event>, _plac
                 return;
             };
             let store = shared.store.clone();
+            let (consortium, reader) = (shared.consortium(), reader.clone());
+            let today = Date::of_ms_beijing(tip_rx.borrow().time_ms);
             let read = tokio::task::spawn_blocking(move || {
                 let _read = read;
-                let step = cursor.step(&store, tip_height);
+                let view = View::with(&store, consortium, &reader, today);
+                let step = cursor.step(&store, &view, tip_height);
                 (step, cursor)
             })
             .await;
@@ -330,7 +349,12 @@ impl Cursor {
     }
 
     /// One read: the next event, if any, up to the block at `tip_height`.
-    fn step(&mut self, store: &Store, tip_height: u64) -> Result<Step, ProofRequestError> {
+    fn step(
+        &mut self,
+        store: &Store,
+        view: &View<'_>,
+        tip_height: u64,
+    ) -> Result<Step, ProofRequestError> {
         match &mut self.source {
             Source::Blocks(next) => {
                 let start = match *next {
@@ -354,7 +378,7 @@ impl Cursor {
                     let first = first_index(&header)?;
                     let mut indices = Vec::new();
                     for i in first.max(self.next_index)..header.ledger_size {
-                        if self.filter.kinds.is_empty() || self.kind_admitted(store, i)? {
+                        if self.admitted(store, view, i)? {
                             indices.push(i);
                         }
                     }
@@ -404,7 +428,7 @@ impl Cursor {
                         if index >= size {
                             return self.finish(store, found, Some((height, size)));
                         }
-                        if self.kind_admitted(store, index)? {
+                        if self.admitted(store, view, index)? {
                             found.push(index);
                         }
                     }
@@ -443,7 +467,7 @@ impl Cursor {
                     if index >= size {
                         return self.finish(store, found, Some((height, size)));
                     }
-                    if self.kind_admitted(store, index)? {
+                    if self.admitted(store, view, index)? {
                         found.push(index);
                     }
                 }
@@ -508,16 +532,23 @@ impl Cursor {
         Ok((id, index))
     }
 
-    fn kind_admitted(&self, store: &Store, index: u64) -> Result<bool, ProofRequestError> {
-        if self.filter.kinds.is_empty() {
-            return Ok(true);
-        }
+    /// Whether the record at `index` goes in the stream: of a kind asked for, and
+    /// disclosed to the reader.
+    fn admitted(
+        &self,
+        store: &Store,
+        view: &View<'_>,
+        index: u64,
+    ) -> Result<bool, ProofRequestError> {
         let record = store.record_at(index)?.ok_or_else(|| {
             ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
                 "record {index} is missing"
             )))
         })?;
-        Ok(self.filter.admits_kind(record.kind()))
+        Ok(
+            (self.filter.kinds.is_empty() || self.filter.admits_kind(record.kind()))
+                && view.admits(&record, false)?,
+        )
     }
 
     /// The event for block `height` with the records at `indices`, and the cursor

@@ -1,0 +1,775 @@
+//! Graded disclosure on a real node (docs/privacy.md): every route × every kind of
+//! reader × every disclosure level and publication state. Nothing leaks (a hidden
+//! record answers as a missing one to whoever may not know it exists), everything
+//! entitled is served; request signatures that are bad, replayed, expired, early, for
+//! an unknown key or malformed are refused with their own codes; every answer to a
+//! signed reader is in the node's access log, whose chain `xinlian-node access-log`
+//! checks; pending records are never public.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, ensure};
+use xinlian_client::disclosure::Reader;
+use xinlian_client::events::EventFilter;
+use xinlian_client::http::{ClientError, NodeClient, RequestSigner};
+use xinlian_client::ids::Uscc;
+use xinlian_client::proof::LightClient;
+use xinlian_client::record::*;
+use xinlian_client::when::Date;
+use xinlian_genesis::keys::{self, SigningKey};
+use xinlian_genesis::scaffold::MemberSpec;
+use xinlian_genesis::{Policy, Role};
+use xinlian_tests::{Consortium, Node, commission, register_enterprise};
+
+fn specs() -> Vec<MemberSpec> {
+    let member = |id: &str, roles: Vec<Role>, power: u64| MemberSpec {
+        id: id.into(),
+        name: id.into(),
+        region: "310000".into(),
+        roles,
+        voting_power: power,
+    };
+    vec![
+        // The accepting agency of every commitment here.
+        member(
+            "v0",
+            vec![Role::Validator, Role::CreditAuthority("market".into())],
+            1,
+        ),
+        member(
+            "registrar",
+            vec![Role::Registrar, Role::TraceAuthority("food".into())],
+            0,
+        ),
+        // Named on the agencies-only commitment.
+        member("named", vec![Role::CreditAuthority("tax".into())], 0),
+        // A member nothing is addressed to.
+        member("other", vec![Role::Observer], 0),
+    ]
+}
+
+/// The records of the scenario, by name, and who may read each.
+struct Scenario {
+    c: Consortium,
+    node: Node,
+    e1: Uscc,
+    e1_key: SigningKey,
+    e2: Uscc,
+    e2_key: SigningKey,
+    records: BTreeMap<&'static str, RecordId>,
+}
+
+fn final_id(client: &NodeClient, rec: &SignedRecord) -> Result<RecordId> {
+    let v = client.submit_and_wait(rec, 10_000)?;
+    ensure!(v.height.is_some(), "record {} not final in 10 s", v.id);
+    Ok(v.id)
+}
+
+fn today_of(client: &NodeClient) -> Result<Date> {
+    Ok(Date::of_ms_beijing(client.status()?.tip_time_ms))
+}
+
+fn commitment(subject: &Uscc, disclosure: Disclosure, date: Date, matter: &str) -> Commitment {
+    Commitment {
+        subject: subject.clone(),
+        kind: CommitmentKind::VoluntaryPublic,
+        matter: matter.into(),
+        legal_basis: "沪府办〔2026〕1号".into(),
+        template_version: "v1".into(),
+        accepting_agency: "v0".into(),
+        domain: "market".into(),
+        content: Content::Text("materials are true".into()),
+        date,
+        deadline: date.plus_days(10),
+        disclosure,
+        publication_consent: true,
+    }
+}
+
+fn outcome(commitment: RecordId, verdict: Verdict, date: Date) -> Outcome {
+    Outcome {
+        commitment,
+        verdict,
+        method: "on-site inspection".into(),
+        evidence: None,
+        document: "沪市监〔2026〕7号".into(),
+        date,
+    }
+}
+
+// Long: the scenario is one list of records, each named for the matrix.
+fn scenario() -> Result<Scenario> {
+    let c = Consortium::with_members(
+        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
+        &specs(),
+        Policy {
+            block_interval_ms: 50,
+            ..Policy::default()
+        },
+    )?;
+    let node = c.start()?;
+    let client = &node.client;
+    let (e1, e1_key) = (
+        Uscc::with_check("91310117MA1G0A1B2").unwrap(),
+        keys::generate()?,
+    );
+    let (e2, e2_key) = (
+        Uscc::with_check("91310117MA1G0A1C3").unwrap(),
+        keys::generate()?,
+    );
+    let (ent, reg1) = register_enterprise(&c, client, e1.clone(), e1_key.clone())?;
+    let (farm, _) = register_enterprise(&c, client, e2.clone(), e2_key.clone())?;
+    let agency = c.agency("v0")?;
+    let today = today_of(client)?;
+    let back = |days: u32| Date(today.0 - days as i32);
+    let mut records = BTreeMap::new();
+    records.insert("registration", reg1);
+    let mut commit = |name: &'static str, d: Disclosure, date: Date| -> Result<RecordId> {
+        let id = final_id(client, &ent.sign(commitment(&e1, d, date, name)))?;
+        records.insert(name, id);
+        Ok(id)
+    };
+    let public = commit("public", Disclosure::Public, back(30))?;
+    commit("consortium", Disclosure::Consortium, back(30))?;
+    commit(
+        "named",
+        Disclosure::Agencies(vec!["named".into()]),
+        back(30),
+    )?;
+    let recent = commit("general_recent", Disclosure::Public, back(60))?;
+    // A general breach is published for 365 days: one determined 364 days ago is
+    // public until tomorrow, one 365 days ago stopped being public today.
+    let last_day = commit("general_last_day", Disclosure::Public, back(400))?;
+    let ended = commit("general_ended", Disclosure::Public, back(400))?;
+    let minor = commit("minor", Disclosure::Public, back(30))?;
+    let repaired = commit("general_repaired", Disclosure::Public, back(200))?;
+    let mut decide = |name: &'static str, rec: SignedRecord| -> Result<RecordId> {
+        let id = final_id(client, &rec)?;
+        records.insert(name, id);
+        Ok(id)
+    };
+    let kept = decide(
+        "public_outcome",
+        agency.sign(outcome(public, Verdict::Fulfilled, back(5))),
+    )?;
+    let general = Verdict::Breached(Severity::General);
+    decide(
+        "general_recent_outcome",
+        agency.sign(outcome(recent, general, back(10))),
+    )?;
+    decide(
+        "general_last_day_outcome",
+        agency.sign(outcome(last_day, general, back(364))),
+    )?;
+    decide(
+        "general_ended_outcome",
+        agency.sign(outcome(ended, general, back(365))),
+    )?;
+    let minor_verdict = Verdict::Breached(Severity::Minor);
+    decide(
+        "minor_outcome",
+        agency.sign(outcome(minor, minor_verdict, back(1))),
+    )?;
+    // Repaired past the 90-day minimum: publication ends on the decision's date, today.
+    let breach = decide(
+        "general_repaired_outcome",
+        agency.sign(outcome(repaired, general, back(100))),
+    )?;
+    let application = decide(
+        "repair_application",
+        ent.sign(RepairApplication {
+            outcome: breach,
+            pledge: Content::Text("we will keep records".into()),
+            evidence: Vec::new(),
+            date: today,
+        }),
+    )?;
+    decide(
+        "repair_decision",
+        agency.sign(RepairDecision {
+            application,
+            approved: true,
+            reason: "rectified".into(),
+            date: today,
+        }),
+    )?;
+    // Another enterprise's batch (public), then a listing everyone may read: the last
+    // record about the enterprise, so that every reader's stream ends at the tip.
+    decide("batch", farm.sign(commission("lot-1")))?;
+    decide(
+        "reward_listing",
+        agency.sign(ListMeasure {
+            subject: e1.clone(),
+            list: ListKind::Reward,
+            action: ListAction::Add,
+            domain: "market".into(),
+            basis: vec![kept],
+            reason: "kept its commitments".into(),
+            date: today,
+        }),
+    )?;
+    ensure!(
+        today_of(client)? == today,
+        "the day changed while the scenario was made; run again"
+    );
+    Ok(Scenario {
+        c,
+        node,
+        e1,
+        e1_key,
+        e2,
+        e2_key,
+        records,
+    })
+}
+
+impl Scenario {
+    fn client(&self, reader: &Reader) -> Result<NodeClient> {
+        let base = NodeClient::new(self.node.client.base_url());
+        let (keyid, key) = match reader {
+            Reader::Public => return Ok(base),
+            Reader::Enterprise(u) if u == &self.e1 => {
+                (format!("enterprise:{}", u.as_str()), self.e1_key.clone())
+            }
+            Reader::Enterprise(u) => (format!("enterprise:{}", u.as_str()), self.e2_key.clone()),
+            Reader::Member(m) => (format!("member:{m}"), self.c.agency(m)?.key),
+        };
+        Ok(base.signed_by(RequestSigner { keyid, key }))
+    }
+
+    fn readers(&self) -> Vec<Reader> {
+        vec![
+            Reader::Public,
+            Reader::Enterprise(self.e1.clone()),
+            Reader::Enterprise(self.e2.clone()),
+            Reader::Member("v0".into()),
+            Reader::Member("named".into()),
+            Reader::Member("other".into()),
+        ]
+    }
+
+    /// Who may read each record, written out by hand from docs/privacy.md (not from the
+    /// policy code under test).
+    fn entitled(&self, name: &str, r: &Reader) -> bool {
+        let subject = *r == Reader::Enterprise(self.e1.clone());
+        let member = |ids: &[&str]| matches!(r, Reader::Member(m) if ids.contains(&m.as_str()));
+        let everyone = true;
+        match name {
+            "registration" | "public" | "public_outcome" | "batch" | "reward_listing" => everyone,
+            "general_recent" | "general_recent_outcome" => everyone,
+            "general_last_day" | "general_last_day_outcome" => everyone,
+            "consortium" => subject || matches!(r, Reader::Member(_)),
+            "named" => subject || member(&["v0", "named"]),
+            // Publication over (ended, never for minor breaches, ended by repair):
+            // the subject and the consortium only.
+            "general_ended"
+            | "general_ended_outcome"
+            | "minor"
+            | "minor_outcome"
+            | "general_repaired"
+            | "general_repaired_outcome"
+            | "repair_application"
+            | "repair_decision" => subject || matches!(r, Reader::Member(_)),
+            other => panic!("no expectation for {other}"),
+        }
+    }
+}
+
+fn refused(r: std::result::Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
+    match r {
+        Err(ClientError::Refused { status, code, .. }) => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Every record × every reader, for the record, its proof and the enterprise's page
+/// and stream; a record that does not exist answers exactly as a hidden one.
+#[test]
+fn each_reader_sees_exactly_what_it_is_entitled_to() -> Result<()> {
+    let s = scenario()?;
+    let light = LightClient::new(s.c.genesis.clone());
+    let missing = RecordId([7; 32]);
+    for reader in s.readers() {
+        let client = s.client(&reader)?;
+        let label = reader.label();
+        for (name, id) in &s.records {
+            let entitled = s.entitled(name, &reader);
+            match (
+                entitled,
+                client.record(id, 0),
+                client.record_proof(id, None),
+            ) {
+                (true, Ok(v), Ok(p)) => {
+                    assert_eq!(v.id, *id, "{label} {name}");
+                    // Members and the subject verify what they may read, hidden from
+                    // the public or not.
+                    light.verify_record(&p)?;
+                }
+                (false, r, p) => {
+                    let want = if reader.knows_every_leaf() { 403 } else { 404 };
+                    assert_eq!(refused(r), (want, "not_visible".into()), "{label} {name}");
+                    assert_eq!(
+                        refused(p),
+                        (want, "not_visible".into()),
+                        "{label} {name} proof"
+                    );
+                }
+                (true, r, p) => panic!("{label} may read {name}: {r:?} {p:?}"),
+            }
+        }
+        let none = refused(client.record(&missing, 0));
+        let want = if reader.knows_every_leaf() {
+            "not_found"
+        } else {
+            "not_visible"
+        };
+        assert_eq!(
+            (none.0, none.1.as_str()),
+            (404, want),
+            "{label}: a record that does not exist"
+        );
+        if !reader.knows_every_leaf() && !s.entitled("minor", &reader) {
+            // The same message too, but for the id: nothing tells the two apart.
+            let hidden = s.records["minor"];
+            let a = format!("{:?}", client.record(&hidden, 0).unwrap_err());
+            let b = format!("{:?}", client.record(&missing, 0).unwrap_err());
+            assert_eq!(
+                a.replace(&hidden.to_string(), "ID"),
+                b.replace(&missing.to_string(), "ID"),
+                "{label}"
+            );
+        }
+        check_enterprise(&s, &reader, &client)?;
+        check_stream(&s, &reader, &client)?;
+        // Public routes serve everyone.
+        client.block(1)?;
+        client.status()?;
+        client.batch("lot-1")?;
+    }
+    Ok(())
+}
+
+fn check_enterprise(s: &Scenario, reader: &Reader, client: &NodeClient) -> Result<()> {
+    let label = reader.label();
+    let page = client.enterprise(s.e1.as_str())?;
+    let shown: Vec<&str> = s
+        .records
+        .iter()
+        .filter(|(_, id)| page.records.contains(id))
+        .map(|(n, _)| *n)
+        .collect();
+    let expected: Vec<&str> = s
+        .records
+        .keys()
+        .copied()
+        .filter(|n| *n != "batch" && s.entitled(n, reader))
+        .collect();
+    assert_eq!(shown, expected, "{label}: the enterprise's records listed");
+    assert_eq!(
+        page.records.len(),
+        expected.len(),
+        "{label}: nothing else listed"
+    );
+    // The whole record: the enterprise itself, or a member every record of it is
+    // disclosed to; never the public or another enterprise, whatever the records.
+    let whole = match reader {
+        Reader::Enterprise(u) => *u == s.e1,
+        Reader::Public => false,
+        Reader::Member(_) => s.records.keys().all(|n| s.entitled(n, reader)),
+    };
+    assert_eq!(page.profile.is_some(), whole, "{label}: profile");
+    assert_eq!(
+        page.credit.is_some(),
+        whole,
+        "{label}: complete credit record"
+    );
+    for c in &page.commitments {
+        assert!(
+            page.records.contains(&c.id),
+            "{label}: commitment {} not listed",
+            c.id
+        );
+    }
+    // Reasons never cite a record the reader may not read.
+    for r in page.grade.reasons.iter().chain(&page.grade.caps) {
+        if let Some(id) = r.record {
+            assert!(page.records.contains(&id), "{label}: the grade cites {id}");
+        }
+    }
+    match client.credit(s.e1.as_str()) {
+        Ok(proof) => {
+            assert!(whole, "{label} got the complete credit record");
+            LightClient::new(s.c.genesis.clone()).verify_credit(&s.e1, &proof)?;
+        }
+        Err(e) => {
+            assert!(!whole, "{label}: {e}");
+            assert_eq!(
+                refused(Err::<(), _>(e)),
+                (403, "not_entitled".into()),
+                "{label}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The enterprise's event stream carries exactly the records the reader may read.
+fn check_stream(s: &Scenario, reader: &Reader, client: &NodeClient) -> Result<()> {
+    let filter = EventFilter {
+        enterprise: Some(s.e1.clone()),
+        ..EventFilter::default()
+    };
+    let expected: Vec<RecordId> = s
+        .records
+        .iter()
+        .filter(|(n, _)| **n != "batch" && s.entitled(n, reader))
+        .map(|(_, id)| *id)
+        .collect();
+    let size = client.status()?.ledger_size;
+    let mut stream = client.events(&filter, 0)?;
+    let mut got = Vec::new();
+    loop {
+        let ev = stream.next_event()?;
+        for r in &ev.records {
+            got.push(SignedRecord::decode(&r.entry.record.0, usize::MAX)?.id());
+        }
+        if ev.checkpoint.header.ledger_size >= size {
+            break;
+        }
+    }
+    got.sort();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(got, expected, "{}: the enterprise's stream", reader.label());
+    Ok(())
+}
+
+/// Sends GET `path` with `headers`; the status and the error code, if any.
+fn raw_get(s: &Scenario, path: &str, headers: &[(&str, String)]) -> Result<(u16, String)> {
+    raw(s, "GET", path, headers, None)
+}
+
+fn raw(
+    s: &Scenario,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+) -> Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}{path}", s.node.client.base_url());
+    let mut resp = match body {
+        None => {
+            let mut req = agent.get(&url);
+            for (n, v) in headers {
+                req = req.header(*n, v);
+            }
+            req.call()?
+        }
+        Some(b) => {
+            let mut req = agent.post(&url).header("content-type", "application/json");
+            for (n, v) in headers {
+                req = req.header(*n, v);
+            }
+            let _ = method;
+            req.send(b)?
+        }
+    };
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    let code = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(String::from))
+        .unwrap_or_default();
+    Ok((status, code))
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Headers of a signature made exactly as asked (for the refusals the client's own
+/// signer would never produce).
+fn signed(
+    key: &SigningKey,
+    keyid: &str,
+    method: &str,
+    path: &str,
+    created: i64,
+    expires: i64,
+    components: &[&str],
+) -> Vec<(&'static str, String)> {
+    use xinlian_client::reqsig;
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let header = |_: &str| None;
+    let parts = reqsig::RequestParts {
+        method,
+        path,
+        query,
+        authority: None,
+        scheme: "http",
+        header: &header,
+    };
+    let nonce = format!("{:032x}", rand_nonce());
+    let input = reqsig::sign(
+        key,
+        &reqsig::SignRequest {
+            keyid,
+            created,
+            expires,
+            nonce: &nonce,
+            components,
+        },
+        &parts,
+    )
+    .unwrap();
+    let (i, sig) = input.headers();
+    vec![("signature-input", i), ("signature", sig)]
+}
+
+fn rand_nonce() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    (u128::from(std::process::id()) << 64) | u128::from(N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Each way a request signature can be wrong has its own code, and changes nothing:
+/// the same request signed properly is then answered.
+#[test]
+fn bad_replayed_expired_unknown_and_malformed_signatures_are_refused() -> Result<()> {
+    let s = scenario()?;
+    let id = s.records["consortium"];
+    let path = format!("/v1/records/{id}");
+    let e1 = format!("enterprise:{}", s.e1.as_str());
+    let member = s.c.agency("other")?.key;
+    let all = ["@method", "@path", "@query"];
+    let now = now_s();
+
+    // Good, then the very same headers again: replayed.
+    let good = signed(&s.e1_key, &e1, "GET", &path, now, now + 60, &all);
+    assert_eq!(raw_get(&s, &path, &good)?, (200, String::new()));
+    assert_eq!(
+        raw_get(&s, &path, &good)?,
+        (401, "signature_replayed".into())
+    );
+    // Signed by another key than the one the key id names; for another path.
+    let wrong_key = signed(&s.e2_key, &e1, "GET", &path, now, now + 60, &all);
+    assert_eq!(
+        raw_get(&s, &path, &wrong_key)?,
+        (401, "signature_invalid".into())
+    );
+    let other_path = signed(&s.e1_key, &e1, "GET", "/v1/status", now, now + 60, &all);
+    assert_eq!(
+        raw_get(&s, &path, &other_path)?,
+        (401, "signature_invalid".into())
+    );
+    let other_query = signed(&s.e1_key, &e1, "GET", &path, now, now + 60, &all);
+    let with_query = format!("{path}?wait_ms=0");
+    assert_eq!(
+        raw_get(&s, &with_query, &other_query)?,
+        (401, "signature_invalid".into())
+    );
+    // Expired, and not yet valid.
+    let expired = signed(&s.e1_key, &e1, "GET", &path, now - 400, now - 200, &all);
+    assert_eq!(
+        raw_get(&s, &path, &expired)?,
+        (401, "signature_expired".into())
+    );
+    let early = signed(&s.e1_key, &e1, "GET", &path, now + 120, now + 180, &all);
+    assert_eq!(
+        raw_get(&s, &path, &early)?,
+        (401, "signature_not_yet_valid".into())
+    );
+    // Unknown keys: no such member, an unregistered enterprise, a key id of no form.
+    for keyid in ["member:nobody", "enterprise:91310000MA1FL8TQ2W", "admin"] {
+        let h = signed(&member, keyid, "GET", &path, now, now + 60, &all);
+        assert_eq!(
+            raw_get(&s, &path, &h)?,
+            (401, "signature_unknown_key".into()),
+            "{keyid}"
+        );
+    }
+    // Malformed: half the headers, too long a lifetime, not covering the query.
+    let half = vec![good[0].clone()];
+    assert_eq!(
+        raw_get(&s, &path, &half)?,
+        (401, "signature_malformed".into())
+    );
+    let long = signed(&s.e1_key, &e1, "GET", &path, now, now + 3_600, &all);
+    assert_eq!(
+        raw_get(&s, &path, &long)?,
+        (401, "signature_malformed".into())
+    );
+    let partial = signed(
+        &s.e1_key,
+        &e1,
+        "GET",
+        &path,
+        now,
+        now + 60,
+        &["@method", "@path"],
+    );
+    assert_eq!(
+        raw_get(&s, &path, &partial)?,
+        (401, "signature_malformed".into())
+    );
+    let garbage = vec![
+        ("signature-input", "x".to_string()),
+        ("signature", "y".to_string()),
+    ];
+    assert_eq!(
+        raw_get(&s, &path, &garbage)?,
+        (401, "signature_malformed".into())
+    );
+    // A body must be covered by its digest, and the digest must be the body's.
+    let check = "/v1/records/check";
+    let ent = xinlian_client::signer::RecordSigner {
+        key: s.e1_key.clone(),
+        chain: s.c.genesis.hash(),
+    };
+    let body = &serde_json::to_vec(&[ent.sign(commission("lot-2"))])?[..];
+    let no_digest = signed(&member, "member:other", "POST", check, now, now + 60, &all);
+    assert_eq!(
+        raw(&s, "POST", check, &no_digest, Some(body))?,
+        (401, "signature_malformed".into())
+    );
+    let signer = RequestSigner {
+        keyid: "member:other".into(),
+        key: member.clone(),
+    };
+    let mut lying = signer.headers("POST", check, Some(b"[]"));
+    assert_eq!(
+        raw(&s, "POST", check, &lying, Some(body))?,
+        (401, "signature_invalid".into())
+    );
+    lying = signer.headers("POST", check, Some(body));
+    assert_eq!(
+        raw(&s, "POST", check, &lying, Some(body))?.0,
+        200,
+        "signed with its digest"
+    );
+    // The member the record is disclosed to reads it; the public does not.
+    let fresh = signed(&member, "member:other", "GET", &path, now, now + 60, &all);
+    assert_eq!(raw_get(&s, &path, &fresh)?, (200, String::new()));
+    assert_eq!(raw_get(&s, &path, &[])?, (404, "not_visible".into()));
+    Ok(())
+}
+
+/// Every answer to a signed reader is in the access log, none to the public; the log
+/// exports with its chain checked, and a changed line is named.
+#[test]
+fn non_public_reads_are_in_the_access_log_and_the_log_is_tamper_evident() -> Result<()> {
+    let s = scenario()?;
+    let id = s.records["named"];
+    let named = s.client(&Reader::Member("named".into()))?;
+    let e1 = s.client(&Reader::Enterprise(s.e1.clone()))?;
+    named.record(&id, 0)?;
+    e1.enterprise(s.e1.as_str())?;
+    let _ = NodeClient::new(s.node.client.base_url()).record(&s.records["public"], 0)?;
+    let export = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xinlian-node-under-test"))
+            .args(["access-log", "--data"])
+            .arg(s.c.data_dir())
+            .output()
+    };
+    let out = export()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()?;
+    let seen = |reader: &str, target: &str| {
+        lines.iter().any(|l| {
+            l["reader"] == reader && l["target"].as_str().is_some_and(|t| t.starts_with(target))
+        })
+    };
+    assert!(
+        seen("member:named", &format!("/v1/records/{id}")),
+        "{lines:?}"
+    );
+    assert!(seen(
+        &format!("enterprise:{}", s.e1.as_str()),
+        &format!("/v1/enterprises/{}", s.e1.as_str())
+    ));
+    assert!(
+        lines.iter().all(|l| l["reader"] != "public"),
+        "public reads are not logged"
+    );
+    // Rewrite who read: the export stops at that line.
+    let path = s.c.data_dir().join("access.log");
+    let text = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, text.replacen("member:named", "member:other", 1))?;
+    let out = export()?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hash"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A pending record is never public: an observer whose only validator has stopped
+/// keeps it pending; the subject and the members read it there, the public gets what
+/// it would for no record at all, however public the record's level.
+#[test]
+fn pending_records_are_never_public() -> Result<()> {
+    let c = Consortium::with_members(
+        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
+        &specs(),
+        Policy {
+            block_interval_ms: 50,
+            ..Policy::default()
+        },
+    )?;
+    let validator = c.start()?;
+    let (e1, e1_key) = (
+        Uscc::with_check("91310117MA1G0A1B2").unwrap(),
+        keys::generate()?,
+    );
+    let (ent, _) = register_enterprise(&c, &validator.client, e1.clone(), e1_key.clone())?;
+    let height = validator.client.status()?.height;
+    let observer = c.start_member("other", &[&validator])?;
+    xinlian_tests::wait_until(
+        std::time::Duration::from_secs(20),
+        "the observer synced",
+        || observer.client.status().is_ok_and(|st| st.height >= height),
+    )?;
+    validator.stop()?;
+    let today = today_of(&observer.client)?;
+    let rec = ent.sign(commitment(&e1, Disclosure::Public, today, "pending"));
+    let id = observer.client.submit(&rec)?.id;
+    let base = observer.client.base_url();
+    let as_ = |keyid: &str, key: SigningKey| {
+        NodeClient::new(base).signed_by(RequestSigner {
+            keyid: keyid.into(),
+            key,
+        })
+    };
+    let public = NodeClient::new(base);
+    assert_eq!(refused(public.record(&id, 0)), (404, "not_visible".into()));
+    let subject = as_(&format!("enterprise:{}", e1.as_str()), e1_key);
+    assert_eq!(
+        subject.record(&id, 0)?.status,
+        xinlian_client::api::RecordStatus::Pending
+    );
+    let member = as_("member:other", c.agency("other")?.key);
+    assert_eq!(
+        member.record(&id, 0)?.status,
+        xinlian_client::api::RecordStatus::Pending
+    );
+    Ok(())
+}
