@@ -194,7 +194,7 @@ impl Chain {
                 template_version: "SH-CC-2026-01".into(),
                 accepting_agency: "market".into(),
                 domain: "market".into(),
-                content: Content::Text("materials are true".into()),
+                content: Content::Sealed(xinlian_genesis::Hash32([5; 32])),
                 date: today,
                 deadline: today.plus_days(90),
                 disclosure: Disclosure::Public,

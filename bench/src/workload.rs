@@ -362,7 +362,7 @@ impl Cast {
                 template_version: "SH-CC-2026-01".into(),
                 accepting_agency: "market".into(),
                 domain: "market".into(),
-                content: Content::Text("诚信经营 honest trading".into()),
+                content: Content::Sealed(xinlian_genesis::Hash32([5; 32])),
                 date: today,
                 deadline: Date(today.0 + 30),
                 disclosure: Disclosure::Public,
@@ -397,7 +397,7 @@ impl Cast {
                 &self.me.signer,
                 RepairApplication {
                     outcome: o,
-                    pledge: Content::Text("已整改 rectified".into()),
+                    pledge: Content::Sealed(xinlian_genesis::Hash32([6; 32])),
                     evidence: vec![sha256(b"rectification")],
                     date: today,
                 }

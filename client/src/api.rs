@@ -35,6 +35,9 @@ pub mod paths {
     pub const BATCH_EPCIS: &str = "/v1/batches/{batch}/epcis";
     pub const PROVENANCE: &str = "/v1/provenance";
     pub const OPENAPI: &str = "/v1/openapi.json";
+    /// Private data in (`POST`) and out (`GET`): docs/privacy.md § Private data.
+    pub const PRIVATE: &str = "/v1/private";
+    pub const RECORD_PRIVATE: &str = "/v1/records/{id}/private";
     /// Server-Sent Events of finalized records (`crate::events`).
     pub const EVENTS: &str = "/v1/events";
     /// For operators, outside the versioned API (not in [`ALL`], nor in the OpenAPI
@@ -42,7 +45,7 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/ready";
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 23] = [
         STATUS,
         RECORDS,
         RECORD,
@@ -63,6 +66,8 @@ pub mod paths {
         BATCH_EPCIS,
         PROVENANCE,
         OPENAPI,
+        PRIVATE,
+        RECORD_PRIVATE,
         EVENTS,
     ];
 
@@ -404,4 +409,13 @@ pub fn check_access_chain(entries: &[AccessEntry]) -> Result<(), (usize, String)
         }
     }
     Ok(())
+}
+
+/// What `POST /v1/private` answers: the private data was checked against its record
+/// and kept by this node; it is being sent to the nodes of the other members entitled to
+/// it, by member id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateStored {
+    pub record: RecordId,
+    pub sending_to: Vec<String>,
 }

@@ -52,6 +52,9 @@ pub enum Authority<'b> {
     /// From state: a member with a vote on this proposal, i.e. a validator of the
     /// roster in force when it was proposed (`vote`).
     ElectorateOf(&'b RecordId),
+    /// From state: the agency that accepted the commitment this record is (or whose
+    /// repair it applies for), which decides on its private data (`erase`).
+    AgencyResponsibleFor(&'b RecordId),
 }
 
 /// The table: who may sign `body`.
@@ -73,6 +76,7 @@ pub fn authority(body: &Body) -> Authority<'_> {
         Body::Recall(b) => Authority::TraceAuthorityOrMakerOf(&b.batch),
         Body::Propose(_) => Authority::AnyMember,
         Body::Vote(b) => Authority::ElectorateOf(&b.proposal),
+        Body::Erase(b) => Authority::AgencyResponsibleFor(&b.record),
     }
 }
 
@@ -117,6 +121,7 @@ mod tests {
             (Authority::TraceAuthorityOrMakerOf("b"), None),
             (Authority::AnyMember, None),
             (Authority::ElectorateOf(&id), None),
+            (Authority::AgencyResponsibleFor(&id), None),
         ];
         for (a, role) in cases {
             assert_eq!(a.member_role(), role, "{a:?}");

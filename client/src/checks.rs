@@ -38,6 +38,11 @@ pub enum StatelessError {
     #[error(transparent)]
     Signature(#[from] SignatureError),
     /// The record binds a key without a valid proof that the holder it names holds it.
+    /// Sensitive content in clear: it goes off the ledger, sealed.
+    #[error(
+        "{field}: text is not written on the ledger in clear; seal it (a salted commitment) and send the text as private data (docs/privacy.md)"
+    )]
+    InClear { field: &'static str },
     #[error(
         "{field}: not a proof of possession of key {key} for {holder} on this chain (sign it with that key: `xinlian key possession`)"
     )]
@@ -135,13 +140,8 @@ fn unique<T: Ord>(name: &'static str, items: impl IntoIterator<Item = T>) -> R {
 
 fn content(name: &'static str, c: &Content) -> R {
     match c {
-        Content::Text(t) if t.trim().is_empty() || t.len() > CONTENT_BYTES_MAX => Err(field(
-            name,
-            format!(
-                "text must be non-blank and at most {CONTENT_BYTES_MAX} bytes; larger documents go by hash"
-            ),
-        )),
-        _ => Ok(()),
+        Content::Text(_) => Err(StatelessError::InClear { field: name }),
+        Content::Document(_) | Content::Sealed(_) => Ok(()),
     }
 }
 
@@ -252,6 +252,11 @@ pub fn check_body(body: &Body) -> R {
         }
         Body::RepairDecision(b) => {
             date("date", b.date)?;
+            text("reason", &b.reason)
+        }
+        Body::Erase(b) => {
+            date("date", b.date)?;
+            document_number("document", &b.document)?;
             text("reason", &b.reason)
         }
         Body::Commission(b) => {

@@ -112,6 +112,11 @@ impl Audience {
     /// The audience of a record still pending: never the public (it is not final, and
     /// may never be).
     pub fn pending(self) -> Audience {
+        self.never_public()
+    }
+
+    /// The same readers but the public: who may read a record's private data.
+    pub fn never_public(self) -> Audience {
         Audience {
             public: Publicity::Never,
             ..self
@@ -198,7 +203,7 @@ impl CommitmentFacts {
 
 /// Who may read `record`, a final one. `facts` describes the commitment a credit record
 /// concerns (a commitment, its outcome, a repair of it); without them a credit record
-/// is the consortium's only (fail closed). `signer_member` is the member whose key signed
+/// is its signer's only (fail closed). `signer_member` is the member whose key signed
 /// it, if a member's did: an agency always sees its own statements.
 pub fn audience(
     record: &SignedRecord,
@@ -212,10 +217,12 @@ pub fn audience(
                 public: public(f),
                 ..f.audience()
             },
+            // Nothing known of the commitment (a pending record whose commitment is
+            // not final): its signer only.
             None => Audience {
                 public: Publicity::Never,
                 enterprises: Vec::new(),
-                members: Members::All,
+                members: Members::Named(Vec::new()),
             },
         };
     let a = match &record.envelope.body {
@@ -236,7 +243,8 @@ pub fn audience(
             Verdict::Fulfilled | Verdict::NotVerifiable => f.audience().public,
         }),
         // Repair files are the enterprise's and the agencies': never published.
-        Body::RepairApplication(_) | Body::RepairDecision(_) => {
+        // So are erasure decisions: they tell that there was private data.
+        Body::RepairApplication(_) | Body::RepairDecision(_) | Body::Erase(_) => {
             credit(facts, &|_| Publicity::Never)
         }
         // Traceability and governance are public (field-level confidentiality of trace

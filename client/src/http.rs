@@ -213,6 +213,23 @@ impl NodeClient {
         }
     }
 
+    /// Sends a final record's private data (its sealed text and salts) to this node,
+    /// which checks it against the record, keeps it and passes it to the other
+    /// entitled members' nodes.
+    pub fn put_private(
+        &self,
+        data: &crate::private::PrivateData,
+    ) -> Result<crate::api::PrivateStored, ClientError> {
+        let body = serde_json::to_vec(data).expect("private data serialises");
+        self.post(paths::PRIVATE, "application/json", &body)
+    }
+
+    /// A record's private data, for a reader entitled to it: check it with
+    /// [`crate::private::check`] against the record, verified.
+    pub fn private(&self, id: &RecordId) -> Result<crate::private::PrivateData, ClientError> {
+        self.get(&fill(paths::RECORD_PRIVATE, &[("id", &id.to_string())]))
+    }
+
     pub fn status(&self) -> Result<Status, ClientError> {
         self.get(paths::STATUS)
     }

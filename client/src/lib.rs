@@ -22,6 +22,7 @@ pub mod governance;
 pub mod http;
 pub mod ids;
 pub mod merkle;
+pub mod private;
 pub mod proof;
 pub mod provenance;
 pub mod record;

@@ -254,6 +254,19 @@ bodies! {
     Propose(Proposal) = "propose",
     /// A voting member approves or rejects an open proposal.
     Vote(Vote) = "vote",
+    /// The agency responsible for a record decides its private data be erased (PIPL
+    /// Art. 47): every node purges it; the record and its commitment stay.
+    Erase(Erase) = "erase",
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erase {
+    /// A commitment or repair application with sealed text.
+    pub record: RecordId,
+    /// The deciding document's number.
+    pub document: String,
+    pub reason: String,
+    pub date: Date,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,9 +315,15 @@ pub enum CommitmentKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Content {
+    /// Free text: only before submission. The ledger refuses it in clear (`in_clear`);
+    /// [`crate::private::seal`] replaces it with [`Content::Sealed`] and keeps the text
+    /// as private data.
     Text(String),
     /// SHA-256 of a document kept in the agency's or enterprise's own system.
     Document(Hash32),
+    /// A salted commitment to text kept off the ledger, in the private-data stores of
+    /// the members entitled to it ([`crate::private`], docs/privacy.md § Private data).
+    Sealed(Hash32),
 }
 
 /// Who may read a record once graded disclosure is enforced by the API.

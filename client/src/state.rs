@@ -47,6 +47,8 @@ pub mod key {
     /// Keys a proposal on the ledger named for a member (genesis keys are genesis's):
     /// never bindable to an enterprise.
     pub const MEMBER_KEY: u8 = b'M';
+    /// Records whose private data an erasure decision purged.
+    pub const ERASURE: u8 = b'E';
 
     fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         let mut k = vec![tag];
@@ -81,6 +83,9 @@ pub mod key {
     }
     pub fn repair(application: &RecordId) -> Vec<u8> {
         join(REPAIR, &[&application.0])
+    }
+    pub fn erasure(record: &RecordId) -> Vec<u8> {
+        join(ERASURE, &[&record.0])
     }
     pub fn credit(u: &Uscc) -> Vec<u8> {
         join(CREDIT, &[u.as_str().as_bytes()])
@@ -233,6 +238,16 @@ pub struct CommitmentState {
     /// An open repair application, if any.
     pub open_repair: Option<RecordId>,
     pub repaired_by: Option<RecordId>,
+}
+
+/// A record whose private data was ordered erased: every node purges it; the record
+/// and its commitment stay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureState {
+    /// The `erase` record that decided it.
+    pub erase: RecordId,
+    pub height: u64,
+    pub date: Date,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod access;
 mod auth;
 mod events;
 mod limits;
+mod private_data;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,11 +66,19 @@ impl ApiServer {
         shared: Shared,
         limits: &ApiLimits,
         access: access::AccessLog,
+        desk: mpsc::Sender<crate::private::DeskMsg>,
     ) -> ApiServer {
         let (stop, mut stop_rx) = watch::channel(false);
         let rates = Arc::new(limits::ClientRates::new(limits.rate_per_s, limits.burst));
         let metrics = shared.metrics.clone();
-        let app = router(shared, limits, rates.clone(), stop.subscribe(), access);
+        let app = router(
+            shared,
+            limits,
+            rates.clone(),
+            stop.subscribe(),
+            access,
+            desk,
+        );
         let listener = limits::CappedListener::new(listener, limits.connections_max, metrics);
         let mut forget_rx = stop.subscribe();
         tokio::spawn(async move {
@@ -130,6 +139,8 @@ pub struct ApiState {
     access: access::AccessLog,
     /// Nonces of request signatures still valid (replay protection).
     nonces: Arc<auth::Nonces>,
+    /// Where private data taken in goes to be pushed to the other entitled nodes.
+    desk: mpsc::Sender<crate::private::DeskMsg>,
 }
 
 /// Credit answers this node assembled and verified, by (height, USCC): the self-check
@@ -188,6 +199,7 @@ pub fn router(
     rates: Arc<limits::ClientRates>,
     stopping: watch::Receiver<bool>,
     access: access::AccessLog,
+    desk: mpsc::Sender<crate::private::DeskMsg>,
 ) -> Router {
     let state = ApiState {
         shared,
@@ -200,6 +212,7 @@ pub fn router(
         credit: Arc::default(),
         access,
         nonces: Arc::default(),
+        desk,
     };
     let who = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let metrics = state.shared.metrics.clone();
@@ -279,6 +292,11 @@ fn routes() -> Router<ApiState> {
         .route(paths::BATCH_EPCIS, get(batch_epcis))
         .route(paths::PROVENANCE, axum::routing::post(provenance))
         .route(paths::OPENAPI, get(openapi))
+        .route(
+            paths::PRIVATE,
+            axum::routing::post(private_data::put_private),
+        )
+        .route(paths::RECORD_PRIVATE, get(private_data::record_private))
         .fallback(|| async {
             err(
                 StatusCode::NOT_FOUND,
@@ -1372,6 +1390,19 @@ fn not_visible(reader: &Reader, id: &RecordId) -> ApiFailure {
     }
 }
 
+/// No final record `id`: `not_found` to members, to others what a hidden one answers.
+fn disclosed_missing(reader: &Reader, id: &RecordId) -> ApiFailure {
+    if reader.knows_every_leaf() {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("record {id} is not final"),
+        )
+    } else {
+        not_visible(reader, id)
+    }
+}
+
 /// `found`, with "no such record" said as [`not_visible`] says a hidden one, to readers
 /// who may not know.
 fn disclosed<T>(
@@ -1496,6 +1527,31 @@ async fn enterprise_credit(
     Q(q): Q<CreditQuery>,
 ) -> ApiResult<CreditProof> {
     let u = uscc_of(uscc)?;
+    let refused = || {
+        err(
+            StatusCode::FORBIDDEN,
+            "not_entitled",
+            format!(
+                "the complete credit record of {u} is the enterprise's and the consortium's; \
+                 ask the enterprise for its credit report (xinlian credit --report)"
+            ),
+        )
+    };
+    // Refused before anything is assembled, to readers who never may, so that no other
+    // answer (too large, say) tells them anything of the records.
+    let never = match &reader {
+        Reader::Public => true,
+        Reader::Enterprise(e) => *e != u,
+        Reader::Member(_) => false,
+    };
+    if never
+        && s.shared
+            .store
+            .state_value::<st::Entity>(&key::entity(&u))?
+            .is_some()
+    {
+        return Err(refused());
+    }
     let answer = match q.unchecked.unwrap_or(false) {
         true => unchecked_credit(&s, &u).await?,
         false => verified_credit(&s, &u).await?.0.clone(),
@@ -1504,14 +1560,7 @@ async fn enterprise_credit(
     if answer.state.is_some() {
         let view = View::new(&s.shared, &reader)?;
         if !may_read_whole(&s.shared, &view, &u, &answer)? {
-            return Err(err(
-                StatusCode::FORBIDDEN,
-                "not_entitled",
-                format!(
-                    "the complete credit record of {u} is the enterprise's and the consortium's; \
-                     ask the enterprise for its credit report (xinlian credit --report)"
-                ),
-            ));
+            return Err(refused());
         }
     }
     Ok(Json(answer))
@@ -1553,8 +1602,6 @@ async fn enterprise(
     let u = uscc_of(uscc)?;
     let answer = verified_credit(&st, &u).await?;
     let (credit, verified) = (&answer.0, &answer.1);
-    let view = View::new(&s, &reader)?;
-    let whole = may_read_whole(&s, &view, &u, credit)?;
     let entity: st::Entity = s.store.state_value(&key::entity(&u))?.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
@@ -1562,47 +1609,33 @@ async fn enterprise(
             format!("enterprise {u} is not registered"),
         )
     })?;
-    let profile = verified.history.profile.clone();
-    let (mut commitments, mut repairs) = (Vec::new(), Vec::new());
-    let after = q.after.map(u64::to_be_bytes);
-    let (subject_records, more) = page(
-        s.store.state_scan_after::<RecordId>(
-            &key::subject_records_prefix(&u),
-            after.as_ref().map(|a| &a[..]),
-            limit + 1,
-        )?,
-        limit,
-    );
-    let next_after = match subject_records.last() {
-        Some((k, _)) if more => Some(u64::from_be_bytes(k.as_slice().try_into().map_err(
-            |_| {
-                err(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage",
-                    "subject index key",
-                )
-            },
-        )?)),
-        _ => None,
+    let (page, whole) = {
+        let (s, reader, credit, u) = (s.clone(), reader.clone(), answer.clone(), u.clone());
+        st.heavy
+            .admit()?
+            .run(move || {
+                let view = View::new(&s, &reader)?;
+                let whole = may_read_whole(&s, &view, &u, &credit.0)?;
+                let page = subject_page(&s, &view, &u, whole, q.after, limit)?;
+                let hidden = if whole {
+                    Vec::new()
+                } else {
+                    hidden_credit_records(&s, &view, &credit.0)?
+                };
+                Ok::<_, ApiFailure>(((page, hidden), whole))
+            })
+            .await?
     };
-    let mut records: Vec<RecordId> = subject_records.into_iter().map(|(_, id)| id).collect();
-    if !whole {
-        let mut shown = Vec::with_capacity(records.len());
-        for id in records {
-            if let Some((_, index)) = s.store.locate(&id)? {
-                let rec = s.store.record_at(index)?.ok_or_else(storage_failed)?;
-                if view.admits(&rec, false)? {
-                    shown.push(id);
-                }
-            }
-        }
-        records = shown;
-    }
+    let ((records, next_after), hidden) = page;
+    let (mut commitments, mut repairs) = (Vec::new(), Vec::new());
     for id in &records {
-        if let Some(c) = s
+        if let Some(mut c) = s
             .store
             .state_value::<st::CommitmentState>(&key::commitment(id))?
         {
+            if !whole {
+                withhold_repair(&mut c);
+            }
             commitments.push(c);
         }
         if let Some(r) = s.store.state_value::<st::RepairState>(&key::repair(id))? {
@@ -1620,12 +1653,11 @@ async fn enterprise(
     }
     let mut grade = verified.grade.clone();
     if !whole {
-        let shown: std::collections::BTreeSet<RecordId> = records.iter().copied().collect();
-        withhold_reasons(&mut grade, &shown);
+        withhold_reasons(&mut grade, &hidden.into_iter().collect());
     }
     Ok(Json(EnterpriseView {
         entity,
-        profile: whole.then_some(profile),
+        profile: whole.then(|| verified.history.profile.clone()),
         commitments,
         repairs,
         lists,
@@ -1634,6 +1666,99 @@ async fn enterprise(
         grade,
         credit: (whole && q.after.is_none()).then(|| credit.clone()),
     }))
+}
+
+/// One page of the records concerning `u` the reader may read, and the cursor of the
+/// next. To a reader who may not read them all, the scan goes on past hidden records
+/// until the page is full, and the cursor is the last record *returned*: neither the
+/// page's size nor the cursor tells where a hidden record is. The hidden ones are the
+/// enterprise's credit records the reader may not read (everything else concerning an
+/// enterprise is public), so the scan is bounded by the page and that count.
+fn subject_page(
+    s: &Shared,
+    view: &View<'_>,
+    u: &Uscc,
+    whole: bool,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<RecordId>, Option<u64>), ApiFailure> {
+    const CHUNK: usize = 1_000;
+    let prefix = key::subject_records_prefix(u);
+    let mut cursor = after.map(u64::to_be_bytes);
+    let mut shown: Vec<(u64, RecordId)> = Vec::with_capacity(limit + 1);
+    loop {
+        let chunk = s.store.state_scan_after::<RecordId>(
+            &prefix,
+            cursor.as_ref().map(|a| &a[..]),
+            if whole { limit + 1 } else { CHUNK },
+        )?;
+        let Some((last, _)) = chunk.last() else { break };
+        let full = chunk.len() == if whole { limit + 1 } else { CHUNK };
+        cursor = Some(index_key(last)?.to_be_bytes());
+        for (k, id) in chunk {
+            let visible = whole
+                || match s.store.locate(&id)? {
+                    Some((_, index)) => {
+                        let rec = s.store.record_at(index)?.ok_or_else(storage_failed)?;
+                        view.admits(&rec, false)?
+                    }
+                    None => false,
+                };
+            if visible {
+                shown.push((index_key(&k)?, id));
+            }
+            if shown.len() > limit {
+                break;
+            }
+        }
+        if shown.len() > limit || !full {
+            break;
+        }
+    }
+    let more = shown.len() > limit;
+    shown.truncate(limit);
+    let next = if more {
+        shown.last().map(|(i, _)| *i)
+    } else {
+        None
+    };
+    Ok((shown.into_iter().map(|(_, id)| id).collect(), next))
+}
+
+fn index_key(k: &[u8]) -> Result<u64, ApiFailure> {
+    Ok(u64::from_be_bytes(k.try_into().map_err(|_| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            "subject index key",
+        )
+    })?))
+}
+
+/// The credit records of the answer the reader may not read.
+fn hidden_credit_records(
+    s: &Shared,
+    view: &View<'_>,
+    credit: &CreditProof,
+) -> Result<Vec<RecordId>, ApiFailure> {
+    let mut hidden = Vec::new();
+    for entry in &credit.records {
+        let rec = s.store.record_at(entry.index)?.ok_or_else(storage_failed)?;
+        if !view.admits(&rec, false)? {
+            hidden.push(rec.id());
+        }
+    }
+    Ok(hidden)
+}
+
+/// A commitment as shown to a reader who may not read its repair files (never
+/// public): no application, no decision, the breach as determined.
+fn withhold_repair(c: &mut st::CommitmentState) {
+    c.open_repair = None;
+    c.repaired_by = None;
+    if let st::CommitmentStatus::Repaired(sev) = c.status {
+        c.status = st::CommitmentStatus::Breached(sev);
+    }
 }
 
 /// Whether `view`'s reader may read every credit record of `u`: the enterprise itself,
@@ -1662,14 +1787,14 @@ fn may_read_whole(
 }
 
 /// The grade as shown to a reader who may not read every record behind it: its reasons
-/// and caps that cite a record not `shown` become one line, their points summed, so
-/// the grade still adds up and says nothing of what they were.
+/// and caps that cite a `hidden` record become one line, their points summed, so the
+/// grade still adds up and says nothing of what they were.
 fn withhold_reasons(
     grade: &mut xinlian_client::credit::GradeReport,
-    shown: &std::collections::BTreeSet<RecordId>,
+    hidden: &std::collections::BTreeSet<RecordId>,
 ) {
     let hidden =
-        |r: &xinlian_client::credit::Reason| r.record.is_some_and(|id| !shown.contains(&id));
+        |r: &xinlian_client::credit::Reason| r.record.is_some_and(|id| hidden.contains(&id));
     let withheld: Vec<_> = grade
         .reasons
         .iter()

@@ -56,6 +56,12 @@ impl<'a> View<'a> {
         Ok(a.admits(self.reader, self.today))
     }
 
+    /// Who may hold and read the record's private data: its audience, never the
+    /// public (sealed text is not published, whatever the record's level).
+    pub fn private_audience(&self, record: &SignedRecord) -> Result<Audience, StoreError> {
+        Ok(self.audience(record)?.never_public())
+    }
+
     /// The record's audience.
     pub fn audience(&self, record: &SignedRecord) -> Result<Audience, StoreError> {
         let facts = self.facts(record)?;
@@ -93,6 +99,7 @@ impl<'a> View<'a> {
                 }));
             }
             Body::Outcome(o) => Some(o.commitment),
+            Body::Erase(e) => self.commitment_of(&e.record)?,
             Body::RepairApplication(a) => self
                 .store
                 .state_value::<RecordId>(&key::outcome(&a.outcome))?,
@@ -142,6 +149,18 @@ impl<'a> View<'a> {
             breach,
             repair_approved_on,
         })
+    }
+
+    /// The commitment a record with sealed text concerns: itself, or the one its repair
+    /// application is about.
+    pub fn commitment_of(&self, id: &RecordId) -> Result<Option<RecordId>, StoreError> {
+        if self.commitment_state(id)?.is_some() {
+            return Ok(Some(*id));
+        }
+        Ok(self
+            .store
+            .state_value::<st::RepairState>(&key::repair(id))?
+            .map(|r| r.commitment))
     }
 
     fn commitment_state(&self, id: &RecordId) -> Result<Option<st::CommitmentState>, StoreError> {

@@ -134,6 +134,16 @@ pub enum Command {
     },
     /// The mempool's size and the height the node is syncing to, if behind.
     Progress { reply: oneshot::Sender<Progress> },
+    /// Push a record's private data to member's node `to` (`crate::private`).
+    PrivateSend {
+        to: PublicKey,
+        data: Box<xinlian_client::private::PrivateData>,
+    },
+    /// Answer a peer's push.
+    PrivateAnswer {
+        ticket: crate::net::SyncTicket,
+        answer: crate::private::PrivateAnswer,
+    },
 }
 
 /// What `/v1/status` asks the host for.
@@ -155,6 +165,8 @@ pub struct Shared {
     /// This node's key: which member it is, if any, follows the roster.
     pub node_key: PublicKey,
     pub metrics: Arc<Metrics>,
+    /// Records' private data this node's member is entitled to (docs/privacy.md).
+    pub private: Arc<crate::store::private::PrivateStore>,
 }
 
 impl Shared {
@@ -222,7 +234,9 @@ pub async fn run(
         tip: tip_rx,
         commands: cmd_tx,
         node_key: node_pk,
+        private: Arc::new(crate::store::private::PrivateStore::open(&config.data_dir)?),
     };
+    let desk = crate::private::spawn(shared.clone(), shared.private.clone());
     let (stop_tx, stop_rx) = oneshot::channel();
     let consensus = Consensus {
         genesis,
@@ -236,10 +250,11 @@ pub async fn run(
         tip_tx,
         consortium_tx,
         metrics,
+        desk: desk.clone(),
     };
     let mut done = consensus.spawn(cmd_rx, stop_rx)?;
     let access = crate::api::access::AccessLog::open(&config.data_dir)?;
-    let api = ApiServer::start(listener, shared, &config.api, access);
+    let api = ApiServer::start(listener, shared, &config.api, access, desk);
     let result = tokio::select! {
         _ = shutdown => {
             let _ = stop_tx.send(());
@@ -264,6 +279,7 @@ struct Consensus {
     tip_tx: watch::Sender<Tip>,
     consortium_tx: watch::Sender<Arc<Consortium>>,
     metrics: Arc<Metrics>,
+    desk: mpsc::Sender<crate::private::DeskMsg>,
 }
 
 impl Consensus {
@@ -338,6 +354,7 @@ impl Consensus {
             warmed: warmed_tx,
             metrics: self.metrics,
             last_commit: None,
+            desk: self.desk,
         };
         host.apply(actions);
         host.run(commands, sync_rx, damage_rx, warmed_rx, async {
@@ -396,6 +413,8 @@ struct Host {
     metrics: Arc<Metrics>,
     /// When the last block was stored here (for the time per height).
     last_commit: Option<Instant>,
+    /// Where private-data pushes from peers, and answers to ours, go.
+    desk: mpsc::Sender<crate::private::DeskMsg>,
 }
 
 impl Host {
@@ -489,6 +508,12 @@ impl Host {
                     syncing_to: self.replica.sync_target(),
                 });
             }
+            Command::PrivateSend { to, data } => {
+                // Not sent (not a member's node now, too many unanswered): the desk's
+                // retry comes due.
+                let _ = self.net.send_private(&to, &data);
+            }
+            Command::PrivateAnswer { ticket, answer } => self.net.answer_private(ticket, &answer),
         }
         Ok(())
     }
@@ -624,6 +649,25 @@ impl Host {
             }
             // What it claimed about its height goes with it (see the replica's sync).
             NetEvent::PeerGone(peer) => self.replica.peer_gone(&peer),
+            NetEvent::PrivatePush { from, data, ticket } => {
+                let msg = crate::private::DeskMsg::Pushed { from, data, ticket };
+                if self.desk.try_send(msg).is_err() {
+                    self.net
+                        .answer_private(ticket, &crate::private::PrivateAnswer::busy());
+                }
+            }
+            NetEvent::PrivateAnswered {
+                from,
+                record,
+                answer,
+            } => {
+                // A full desk drops it: the push is retried from its queue.
+                let _ = self.desk.try_send(crate::private::DeskMsg::Answered {
+                    from,
+                    record,
+                    answer,
+                });
+            }
         }
         Ok(())
     }

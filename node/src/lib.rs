@@ -16,6 +16,7 @@ pub mod config;
 pub mod host;
 pub mod metrics;
 pub mod net;
+pub mod private;
 pub mod proof_assembly;
 pub use xinlian_store as store;
 pub mod store_check;

@@ -33,6 +33,16 @@ use xinlian_genesis::keys::SigningKey;
 use xinlian_genesis::{Genesis, Hash32, PublicKey, Roster};
 
 use crate::metrics::Metrics;
+use crate::private::{PrivateAnswer, PrivateRequest};
+use xinlian_client::private::PrivateData;
+use xinlian_client::record::RecordId;
+
+/// A private-data push: one record's data, bounded as the API bounds it.
+const PRIVATE_REQUEST_BYTES_MAX: usize = xinlian_client::private::DATA_BYTES_MAX + 256;
+const PRIVATE_ANSWER_BYTES_MAX: usize = 1024;
+/// Pushes from peers open at once (one more is answered busy), and ours unanswered.
+const PRIVATE_OPEN_MAX: usize = 64;
+const PRIVATE_SENT_MAX: usize = 256;
 
 /// A libp2p address (a multiaddr such as `/ip4/127.0.0.1/tcp/0`): where the swarm
 /// listens, or another member's node to dial (`/ip4/…/tcp/…/p2p/PEER_ID`).
@@ -68,9 +78,10 @@ fn member_peers(roster: &Roster) -> Result<HashMap<PeerId, PublicKey>> {
     roster.node_keys().map(|k| Ok((peer_id(k)?, *k))).collect()
 }
 
-/// Length-prefixed bytes, at most `max` of them.
+/// Length-prefixed bytes: requests of at most `request_max`, answers of at most `max`.
 #[derive(Clone)]
 struct BytesCodec {
+    request_max: usize,
     max: usize,
 }
 
@@ -111,7 +122,7 @@ impl request_response::Codec for BytesCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        read_framed(io, REQUEST_BYTES_MAX).await
+        read_framed(io, self.request_max).await
     }
 
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(
@@ -146,6 +157,9 @@ struct Behaviour {
     members: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     gossip: gossipsub::Behaviour,
     sync: request_response::Behaviour<BytesCodec>,
+    /// Private data, pushed only to the nodes of members entitled to it
+    /// (`crate::private`); never gossiped.
+    private: request_response::Behaviour<BytesCodec>,
     /// Liveness of each connection: a link that went dead (a pulled cable, a one-way
     /// loss) stays open and silent while TCP backs off, for as long as the outage
     /// lasted. A ping unanswered within `PING_TIMEOUT` closes the connection, and the
@@ -184,6 +198,20 @@ pub enum NetEvent {
     },
     /// The last connection to a member's node closed.
     PeerGone(PublicKey),
+    /// Member's node `from` pushes a record's private data; the request stays open until
+    /// [`Network::answer_private`] answers `ticket`.
+    PrivatePush {
+        from: PublicKey,
+        data: PrivateData,
+        ticket: SyncTicket,
+    },
+    /// What member's node `from` answered our push of `record`'s private data; `None`
+    /// when the push failed (unreachable, timed out, an answer that does not decode).
+    PrivateAnswered {
+        from: PublicKey,
+        record: RecordId,
+        answer: Option<PrivateAnswer>,
+    },
 }
 
 /// An open sync request, to answer with [`Network::answer_sync`].
@@ -231,6 +259,9 @@ pub struct Network {
     /// Sync requests waiting for the host's answer, and the next ticket.
     sync_open: HashMap<SyncTicket, ResponseChannel<Vec<u8>>>,
     next_ticket: u64,
+    /// Private-data pushes waiting for the host's answer, and ours waiting for theirs.
+    private_open: HashMap<SyncTicket, ResponseChannel<Vec<u8>>>,
+    private_sent: HashMap<request_response::OutboundRequestId, RecordId>,
     strikes: Strikes,
     metrics: Arc<Metrics>,
 }
@@ -279,7 +310,10 @@ impl Network {
                         )
                         .expect("valid gossip configuration"),
                         sync: request_response::Behaviour::with_codec(
-                            BytesCodec { max: max_message },
+                            BytesCodec {
+                                request_max: REQUEST_BYTES_MAX,
+                                max: max_message,
+                            },
                             [(
                                 StreamProtocol::new("/xinlian/sync/2"),
                                 ProtocolSupport::Full,
@@ -287,6 +321,19 @@ impl Network {
                             request_response::Config::default()
                                 .with_request_timeout(Duration::from_secs(20))
                                 .with_max_concurrent_streams(SYNC_STREAMS_MAX),
+                        ),
+                        private: request_response::Behaviour::with_codec(
+                            BytesCodec {
+                                request_max: PRIVATE_REQUEST_BYTES_MAX,
+                                max: PRIVATE_ANSWER_BYTES_MAX,
+                            },
+                            [(
+                                StreamProtocol::new("/xinlian/private/1"),
+                                ProtocolSupport::Full,
+                            )],
+                            request_response::Config::default()
+                                .with_request_timeout(Duration::from_secs(10))
+                                .with_max_concurrent_streams(PRIVATE_OPEN_MAX),
                         ),
                         ping: ping::Behaviour::new(
                             ping::Config::new()
@@ -313,6 +360,8 @@ impl Network {
             max_message,
             sync_open: HashMap::new(),
             next_ticket: 0,
+            private_open: HashMap::new(),
+            private_sent: HashMap::new(),
             strikes: Strikes::default(),
             metrics,
         })
@@ -383,6 +432,31 @@ impl Network {
                 .behaviour_mut()
                 .sync
                 .send_response(ch, msg.encode());
+        }
+    }
+
+    /// Pushes `data` to member's node `to`; its answer comes back as
+    /// [`NetEvent::PrivateAnswered`]. Nothing is sent to a node not in the roster, nor
+    /// past `PRIVATE_SENT_MAX` pushes unanswered (the sender retries).
+    pub fn send_private(&mut self, to: &PublicKey, data: &PrivateData) -> bool {
+        let Some(p) = self.peer_of(to) else {
+            return false;
+        };
+        if self.private_sent.len() >= PRIVATE_SENT_MAX {
+            return false;
+        }
+        let bytes = xinlian_genesis::canonical::encode(&PrivateRequest::Push(data.clone()));
+        let id = self.swarm.behaviour_mut().private.send_request(&p, bytes);
+        self.private_sent.insert(id, data.record);
+        true
+    }
+
+    /// Answers the open push `ticket`; one already answered, or whose peer is gone, is
+    /// ignored.
+    pub fn answer_private(&mut self, ticket: SyncTicket, answer: &PrivateAnswer) {
+        if let Some(ch) = self.private_open.remove(&ticket) {
+            let bytes = xinlian_genesis::canonical::encode(answer);
+            let _ = self.swarm.behaviour_mut().private.send_response(ch, bytes);
         }
     }
 
@@ -492,6 +566,28 @@ impl Network {
                 request_response::Event::OutboundFailure { peer, error, .. },
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Private(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => return self.on_private(peer, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Private(
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                },
+            )) => {
+                tracing::debug!(%peer, %error, "private-data push failed");
+                let record = self.private_sent.remove(&request_id)?;
+                let from = self.members.get(&peer).copied()?;
+                return Some(NetEvent::PrivateAnswered {
+                    from,
+                    record,
+                    answer: None,
+                });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
@@ -607,6 +703,58 @@ impl Network {
                         None
                     }
                 }
+            }
+        }
+    }
+
+    /// A push of private data (kept open here for the host) or an answer to ours.
+    fn on_private(
+        &mut self,
+        peer: PeerId,
+        message: request_response::Message<Vec<u8>, Vec<u8>>,
+    ) -> Option<NetEvent> {
+        let from = self.members.get(&peer).copied()?;
+        match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                let decoded = xinlian_genesis::canonical::decode::<PrivateRequest>(
+                    &request,
+                    PRIVATE_REQUEST_BYTES_MAX,
+                );
+                let Ok(PrivateRequest::Push(data)) = decoded else {
+                    self.strike(peer, "malformed private-data push", "private");
+                    return None;
+                };
+                if self.private_open.len() >= PRIVATE_OPEN_MAX {
+                    let busy = xinlian_genesis::canonical::encode(&PrivateAnswer::busy());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .private
+                        .send_response(channel, busy);
+                    return None;
+                }
+                let ticket = SyncTicket(self.next_ticket);
+                self.next_ticket += 1;
+                self.private_open.insert(ticket, channel);
+                Some(NetEvent::PrivatePush { from, data, ticket })
+            }
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                let record = self.private_sent.remove(&request_id)?;
+                let answer = xinlian_genesis::canonical::decode::<PrivateAnswer>(
+                    &response,
+                    PRIVATE_ANSWER_BYTES_MAX,
+                )
+                .ok();
+                Some(NetEvent::PrivateAnswered {
+                    from,
+                    record,
+                    answer,
+                })
             }
         }
     }

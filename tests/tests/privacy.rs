@@ -15,6 +15,7 @@ use xinlian_client::http::{ClientError, NodeClient, RequestSigner};
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::LightClient;
 use xinlian_client::record::*;
+use xinlian_client::state::CommitmentStatus;
 use xinlian_client::when::Date;
 use xinlian_genesis::keys::{self, SigningKey};
 use xinlian_genesis::scaffold::MemberSpec;
@@ -42,7 +43,11 @@ fn specs() -> Vec<MemberSpec> {
             0,
         ),
         // Named on the agencies-only commitment.
-        member("named", vec![Role::CreditAuthority("tax".into())], 0),
+        member(
+            "named",
+            vec![Role::Observer, Role::CreditAuthority("tax".into())],
+            0,
+        ),
         // A member nothing is addressed to.
         member("other", vec![Role::Observer], 0),
     ]
@@ -78,7 +83,7 @@ fn commitment(subject: &Uscc, disclosure: Disclosure, date: Date, matter: &str) 
         template_version: "v1".into(),
         accepting_agency: "v0".into(),
         domain: "market".into(),
-        content: Content::Text("materials are true".into()),
+        content: Content::Document(xinlian_genesis::Hash32([4; 32])),
         date,
         deadline: date.plus_days(10),
         disclosure,
@@ -179,7 +184,7 @@ fn scenario() -> Result<Scenario> {
         "repair_application",
         ent.sign(RepairApplication {
             outcome: breach,
-            pledge: Content::Text("we will keep records".into()),
+            pledge: Content::Document(xinlian_genesis::Hash32([5; 32])),
             evidence: Vec::new(),
             date: today,
         }),
@@ -389,11 +394,48 @@ fn check_enterprise(s: &Scenario, reader: &Reader, client: &NodeClient) -> Resul
             "{label}: commitment {} not listed",
             c.id
         );
+        if !whole {
+            // Repair files are never shown to who may not read them all.
+            assert!(
+                c.open_repair.is_none() && c.repaired_by.is_none(),
+                "{label}: {c:?}"
+            );
+            assert!(
+                !matches!(c.status, CommitmentStatus::Repaired(_)),
+                "{label}: {c:?}"
+            );
+        }
+    }
+    if *reader == Reader::Public {
+        // Page by page, one record at a time: every cursor is the place of a record
+        // returned, never of a hidden one.
+        let (mut after, mut seen) = (None::<u64>, Vec::new());
+        loop {
+            let q = after.map_or_else(String::new, |a| format!("&after={a}"));
+            let v = raw_json(s, &format!("/v1/enterprises/{}?limit=1{q}", s.e1.as_str()))?;
+            let ids: Vec<RecordId> = serde_json::from_value(v["records"].clone())?;
+            seen.extend(ids.iter().copied());
+            let Some(next) = v["next_after"].as_u64() else {
+                break;
+            };
+            let last = ids.last().expect("a page with a cursor has a record");
+            assert_eq!(
+                client.record(last, 0)?.ledger_index,
+                Some(next),
+                "the cursor is the last record's place"
+            );
+            after = Some(next);
+        }
+        assert_eq!(seen, page.records, "the pages make up the whole list");
     }
     // Reasons never cite a record the reader may not read.
     for r in page.grade.reasons.iter().chain(&page.grade.caps) {
         if let Some(id) = r.record {
-            assert!(page.records.contains(&id), "{label}: the grade cites {id}");
+            let name = s.records.iter().find(|(_, v)| **v == id).map(|(n, _)| *n);
+            assert!(
+                page.records.contains(&id),
+                "{label}: the grade cites {id} ({name:?}): {r:?}"
+            );
         }
     }
     match client.credit(s.e1.as_str()) {
@@ -442,6 +484,12 @@ fn check_stream(s: &Scenario, reader: &Reader, client: &NodeClient) -> Result<()
     expected.sort();
     assert_eq!(got, expected, "{}: the enterprise's stream", reader.label());
     Ok(())
+}
+
+/// An unsigned GET's JSON answer.
+fn raw_json(s: &Scenario, path: &str) -> Result<serde_json::Value> {
+    let url = format!("{}{path}", s.node.client.base_url());
+    Ok(ureq::get(&url).call()?.body_mut().read_json()?)
 }
 
 /// Sends GET `path` with `headers`; the status and the error code, if any.
@@ -657,6 +705,29 @@ fn bad_replayed_expired_unknown_and_malformed_signatures_are_refused() -> Result
         200,
         "signed with its digest"
     );
+    // A signed target longer than the access log records whole.
+    let padded = format!("{path}?{}", "x=1&".repeat(300));
+    let h = signed(&s.e1_key, &e1, "GET", &padded, now, now + 60, &all);
+    assert_eq!(raw_get(&s, &padded, &h)?, (414, "target_too_long".into()));
+    // A signed event stream ends when its signature expires.
+    let events = format!("/v1/events?enterprise={}", s.e1.as_str());
+    let h = signed(&s.e1_key, &e1, "GET", &events, now_s(), now_s() + 2, &all);
+    let started = std::time::Instant::now();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut req = agent.get(&format!("{}{events}", s.node.client.base_url()));
+    for (n, v) in &h {
+        req = req.header(*n, v);
+    }
+    let body = req.call()?.body_mut().read_to_string()?;
+    assert!(body.contains("event: block"), "it streamed before it ended");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     // The member the record is disclosed to reads it; the public does not.
     let fresh = signed(&member, "member:other", "GET", &path, now, now + 60, &all);
     assert_eq!(raw_get(&s, &path, &fresh)?, (200, String::new()));
@@ -674,6 +745,9 @@ fn non_public_reads_are_in_the_access_log_and_the_log_is_tamper_evident() -> Res
     let e1 = s.client(&Reader::Enterprise(s.e1.clone()))?;
     named.record(&id, 0)?;
     e1.enterprise(s.e1.as_str())?;
+    // A refused read is logged too.
+    let other = s.client(&Reader::Member("other".into()))?;
+    assert_eq!(refused(other.record(&id, 0)), (403, "not_visible".into()));
     let _ = NodeClient::new(s.node.client.base_url()).record(&s.records["public"], 0)?;
     let export = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_xinlian-node-under-test"))
@@ -707,6 +781,12 @@ fn non_public_reads_are_in_the_access_log_and_the_log_is_tamper_evident() -> Res
     assert!(
         lines.iter().all(|l| l["reader"] != "public"),
         "public reads are not logged"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["reader"] == "member:other" && l["status"] == 403),
+        "a refusal is logged: {lines:?}"
     );
     // Rewrite who read: the export stops at that line.
     let path = s.c.data_dir().join("access.log");
@@ -771,5 +851,203 @@ fn pending_records_are_never_public() -> Result<()> {
         member.record(&id, 0)?.status,
         xinlian_client::api::RecordStatus::Pending
     );
+    Ok(())
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn on_disk(dir: &std::path::Path, needle: &[u8]) -> Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if on_disk(&path, needle)? {
+                return Ok(true);
+            }
+        } else if std::fs::read(&path)?
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn private_file(c: &Consortium, member: &str, id: &RecordId) -> std::path::PathBuf {
+    c.data_dir_of(member)
+        .join("private")
+        .join(format!("{}.json", id.to_hex()))
+}
+
+/// Sealed text stays off the ledger; its private data reaches exactly the nodes of the
+/// members entitled to the record (never another member's node, checked in its store);
+/// entitled readers get it and check it against the record they verified; an erasure
+/// decision purges it from every entitled node's disk, after which reads answer that it
+/// was erased, and the record's proof still verifies.
+#[test]
+fn private_data_reaches_exactly_the_entitled_nodes_and_is_purged_on_erasure() -> Result<()> {
+    let c = Consortium::with_members(
+        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
+        &specs(),
+        Policy {
+            block_interval_ms: 50,
+            ..Policy::default()
+        },
+    )?;
+    let v0 = c.start_member("v0", &[])?;
+    let named_node = c.start_member("named", &[&v0]).inspect_err(|_| {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(c.path().join("named.log")).unwrap_or_default()
+        )
+    })?;
+    let other_node = c.start_member("other", &[&v0])?;
+    let (e1, e1_key) = (
+        Uscc::with_check("91310117MA1G0A1B2").unwrap(),
+        keys::generate()?,
+    );
+    let (ent, _) = register_enterprise(&c, &v0.client, e1.clone(), e1_key.clone())?;
+    let today = today_of(&v0.client)?;
+    let secret = format!("NAMED-SECRET-{}", std::process::id());
+    let shared_secret = format!("CONSORTIUM-SECRET-{}", std::process::id());
+    let seal = |d: Disclosure,
+                text: &str|
+     -> Result<(SignedRecord, xinlian_client::private::PrivateData)> {
+        let mut body = Body::Commitment(Commitment {
+            content: Content::Text(text.into()),
+            ..commitment(&e1, d, today, "sealed")
+        });
+        let fields = xinlian_client::private::seal(&mut body)?;
+        let rec = ent.sign(body);
+        Ok((
+            rec.clone(),
+            xinlian_client::private::PrivateData {
+                record: rec.id(),
+                fields,
+            },
+        ))
+    };
+    // In clear, the ledger refuses it.
+    let clear = ent.sign(Commitment {
+        content: Content::Text("in clear".into()),
+        ..commitment(&e1, Disclosure::Consortium, today, "clear")
+    });
+    assert_eq!(refused(v0.client.submit(&clear)), (422, "in_clear".into()));
+
+    let (named_rec, named_data) = seal(Disclosure::Agencies(vec!["named".into()]), &secret)?;
+    let (all_rec, all_data) = seal(Disclosure::Consortium, &shared_secret)?;
+    let id = final_id(&v0.client, &named_rec)?;
+    let all_id = final_id(&v0.client, &all_rec)?;
+    for s in [&secret, &shared_secret] {
+        assert!(
+            !on_disk(&c.data_dir_of("v0"), s.as_bytes())?,
+            "the ledger holds only the commitment"
+        );
+    }
+
+    // A false text, or data for a node whose member may not hold it, is refused.
+    let mut forged = named_data.clone();
+    forged.fields[0].text.push('!');
+    assert_eq!(
+        refused(v0.client.put_private(&forged)),
+        (422, "private_mismatch".into())
+    );
+    let size = v0.client.status()?.ledger_size;
+    for n in [&named_node, &other_node] {
+        xinlian_tests::wait_until(
+            std::time::Duration::from_secs(20),
+            "the observers have the records",
+            || n.client.status().is_ok_and(|s| s.ledger_size >= size),
+        )?;
+    }
+    assert_eq!(
+        refused(other_node.client.put_private(&named_data)),
+        (403, "not_entitled".into())
+    );
+
+    // Kept by the accepting agency's node, sent on to the named member's only.
+    let stored = v0.client.put_private(&named_data)?;
+    assert_eq!(stored.sending_to, vec!["named".to_string()]);
+    let everyone = v0.client.put_private(&all_data)?;
+    // Every other member that runs a node (the registrar runs none).
+    assert_eq!(
+        everyone.sending_to,
+        vec!["named".to_string(), "other".to_string()]
+    );
+    let wait = |what: &str, p: std::path::PathBuf| {
+        xinlian_tests::wait_until(std::time::Duration::from_secs(30), what, || p.exists())
+    };
+    wait(
+        "the named member's node has it",
+        private_file(&c, "named", &id),
+    )?;
+    wait(
+        "every node has the consortium's",
+        private_file(&c, "other", &all_id),
+    )?;
+    assert!(private_file(&c, "v0", &id).exists());
+    assert!(
+        !private_file(&c, "other", &id).exists(),
+        "a node not entitled never gets it"
+    );
+    assert!(
+        !on_disk(&c.data_dir_of("other"), secret.as_bytes())?,
+        "nowhere in its store"
+    );
+    assert!(on_disk(&c.data_dir_of("other"), shared_secret.as_bytes())?);
+
+    // Entitled readers get it and check it against the record they verified; others not.
+    let light = LightClient::new(c.genesis.clone());
+    let as_ = |node: &Node, keyid: &str, key: SigningKey| {
+        NodeClient::new(node.client.base_url()).signed_by(RequestSigner {
+            keyid: keyid.into(),
+            key,
+        })
+    };
+    let subject = as_(
+        &named_node,
+        &format!("enterprise:{}", e1.as_str()),
+        e1_key.clone(),
+    );
+    let verified = light.verify_record(&subject.record_proof(&id, None)?)?;
+    let got = subject.private(&id)?;
+    xinlian_client::private::check(&verified.record, &got)?;
+    assert_eq!(got.fields[0].text, secret);
+    let named = as_(&named_node, "member:named", c.agency("named")?.key);
+    assert_eq!(named.private(&id)?, named_data);
+    let other = as_(&other_node, "member:other", c.agency("other")?.key);
+    assert_eq!(refused(other.private(&id)), (403, "not_visible".into()));
+    assert_eq!(
+        refused(NodeClient::new(v0.client.base_url()).private(&id)),
+        (404, "not_visible".into())
+    );
+    assert_eq!(other.private(&all_id)?, all_data);
+
+    // The erasure decision: purged from every entitled node's disk; the proof remains.
+    let agency = c.agency("v0")?;
+    final_id(
+        &v0.client,
+        &agency.sign(Erase {
+            record: id,
+            document: "沪市监删〔2026〕1号".into(),
+            reason: "the enterprise's request under PIPL Art. 47".into(),
+            date: today,
+        }),
+    )?;
+    for m in ["v0", "named"] {
+        let p = private_file(&c, m, &id);
+        xinlian_tests::wait_until(std::time::Duration::from_secs(20), "purged", || !p.exists())?;
+        assert!(
+            !on_disk(&c.data_dir_of(m), secret.as_bytes())?,
+            "{m}: gone from its disk"
+        );
+    }
+    assert_eq!(refused(named.private(&id)), (410, "erased".into()));
+    assert_eq!(
+        refused(v0.client.put_private(&named_data)),
+        (410, "erased".into())
+    );
+    light.verify_record(&subject.record_proof(&id, None)?)?;
+    // The other record's private data is untouched.
+    assert_eq!(other.private(&all_id)?, all_data);
     Ok(())
 }

@@ -13,6 +13,7 @@ mod epcis;
 mod follow;
 mod governance;
 mod key;
+mod private;
 mod provenance;
 mod read;
 mod report_text;
@@ -77,6 +78,14 @@ pub(crate) struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PrivateCmd {
+    /// Send a record's private data (JSON, as `submit` keeps it when it cannot send it).
+    Put { file: PathBuf },
+    /// Read and check a record's private text.
+    Get { id: String },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Key files (PKCS#8 PEM; `openssl genpkey -algorithm ed25519` keys work too).
     Key {
@@ -115,6 +124,13 @@ enum Cmd {
         /// Wait until the last one is final.
         #[arg(long)]
         wait: bool,
+    },
+    /// A record's private (sealed) text: `put FILE` sends it to the node, `get ID`
+    /// reads it as an entitled reader (`--as`) and checks it against the record,
+    /// verified from genesis.
+    Private {
+        #[command(subcommand)]
+        command: PrivateCmd,
     },
     /// Fetch a record; given --genesis, verify its proof of finality and its signer.
     Record {
@@ -280,6 +296,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::SubmitSigned { file, wait } => submit::bulk(cli, &node, file, *wait),
         Cmd::Governance { command } => governance::run(cli, &node, command),
         Cmd::Record { id, wait } => read::record(cli, &node, id, *wait),
+        Cmd::Private { command } => match command {
+            PrivateCmd::Put { file } => private::put(cli, &node, file),
+            PrivateCmd::Get { id } => private::get(cli, &node, id),
+        },
         Cmd::Prove { id, out } => verify::prove(cli, &node, id, out),
         Cmd::Verify { target } => verify::verify(cli, &node, target),
         Cmd::Status => read::status(cli, &node),

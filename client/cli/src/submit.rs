@@ -189,10 +189,36 @@ pub(crate) fn submit_body(
 ) -> Result<(), Failure> {
     let genesis = load_genesis(cli.genesis.as_deref())?;
     let signer = record_signer(node, genesis.as_ref(), key)?;
+    // Text goes off the ledger: sealed in the record, sent once the record is final
+    // (so a submission with text always waits).
+    let mut body = body;
+    let fields =
+        xinlian_client::private::seal(&mut body).map_err(|e| Failure::Invalid(e.to_string()))?;
     let rec = signer.sign(body);
     // Refuse locally what every node would refuse, with the same words.
     check_stateless(&EncodedRecord::new(rec.clone()), &signer.chain)
         .map_err(|e| Failure::Invalid(e.to_string()))?;
+    if !fields.is_empty() {
+        let v = node.submit_and_wait(&rec, 30_000)?;
+        let data = xinlian_client::private::PrivateData {
+            record: v.id,
+            fields,
+        };
+        if v.height.is_none() {
+            let file = format!("{}.private.json", v.id.to_hex());
+            let json = serde_json::to_vec_pretty(&data).expect("private data serialises");
+            crate::write_atomically(Path::new(&file), &json)?;
+            return Err(Failure::Invalid(format!(
+                "{} accepted but not final within 30 s; its private text is kept in {file}: once it is final, `xinlian private put {file}`",
+                v.id
+            )));
+        }
+        let note = crate::private::send_after_submit(node, &data)?;
+        print(cli.json, &v, || {
+            format!("{} final at height {}; {note}", v.id, v.height.unwrap_or(0))
+        });
+        return Ok(());
+    }
     if !wait {
         let s = node.submit(&rec)?;
         print(cli.json, &s, || format!("{} accepted", s.id));

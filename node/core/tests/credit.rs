@@ -272,7 +272,7 @@ fn commitment(l: &mut Ledger, f: &Firm, kind: CommitmentKind, agency: &str) -> E
             template_version: "2026-1".into(),
             accepting_agency: agency.into(),
             domain: agency.into(),
-            content: Content::Text("we meet every condition".into()),
+            content: Content::Sealed(xinlian_genesis::Hash32([5; 32])),
             date: today,
             deadline: today.plus_days(90),
             disclosure: Disclosure::Public,
@@ -337,7 +337,7 @@ fn repair(l: &mut Ledger, f: &Firm, outcome: RecordId) -> EncodedRecord {
         &f.key,
         RepairApplication {
             outcome,
-            pledge: Content::Text("corrected".into()),
+            pledge: Content::Sealed(xinlian_genesis::Hash32([6; 32])),
             evidence: Vec::new(),
             date: today,
         },

@@ -162,7 +162,7 @@ fn commitment(u: &Uscc, kind: CommitmentKind, agency: &str, domain: &str) -> Com
         template_version: "v1".into(),
         accepting_agency: agency.into(),
         domain: domain.into(),
-        content: Content::Text("true materials".into()),
+        content: Content::Sealed(xinlian_genesis::Hash32([5; 32])),
         date: Date::parse("2026-01-01").unwrap(),
         deadline: Date::parse("2026-06-01").unwrap(),
         disclosure: Disclosure::Public,
@@ -400,7 +400,7 @@ fn repair_needs_a_breach_the_minimum_period_and_the_determining_agency() {
     let fulfilled = w.ok(w.market.sign(outcome(c1, Verdict::Fulfilled, "2026-07-01")));
     let pledge = |o| RepairApplication {
         outcome: o,
-        pledge: Content::Text("will comply".into()),
+        pledge: Content::Sealed(xinlian_genesis::Hash32([6; 32])),
         evidence: vec![],
         date: Date::parse("2026-11-28").unwrap(),
     };
@@ -435,7 +435,8 @@ fn repair_needs_a_breach_the_minimum_period_and_the_determining_agency() {
         application: app_id,
         approved: true,
         reason: "rectified".into(),
-        date: Date::parse("2027-01-10").unwrap(),
+        // Not after the block's date (a decision is not dated ahead).
+        date: Date::parse("2026-12-30").unwrap(),
     };
     let r = w.refuse_at(41, w.drug.sign(decision.clone()));
     assert!(

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use xinlian_client::crypto::{KeyHolder, Signature, prove_possession};
 use xinlian_client::http::NodeClient;
+use xinlian_client::private::PrivateData;
 use xinlian_client::record::{Body, RecordId};
 use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::keys;
@@ -127,8 +128,9 @@ fn submit_steps(
     let mut ids: HashMap<String, RecordId> = HashMap::new();
     let (mut records, mut batches) = (Vec::new(), Vec::new());
     let mut last = None;
+    let mut private = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
-        let body = scenario.body(
+        let mut body = scenario.body(
             i,
             &Context {
                 now_ms,
@@ -142,8 +144,13 @@ fn submit_steps(
             _ => {}
         }
         let what = || format!("step {} '{}'", i + 1, step.label);
+        // Text goes off the ledger: sealed in the record, sent once it is final.
+        let fields = xinlian_client::private::seal(&mut body).with_context(what)?;
         let signer = signer(dir, genesis, scenario, &step.signer).with_context(what)?;
         let id = client.submit(&signer.sign(body)).with_context(what)?.id;
+        if !fields.is_empty() {
+            private.push((what(), PrivateData { record: id, fields }));
+        }
         ids.insert(step.label.clone(), id);
         records.push((step.label.clone(), id.to_hex()));
         last = Some(id);
@@ -152,6 +159,11 @@ fn submit_steps(
         client
             .record(&last, 20_000)
             .context("waiting for the sample data to be final")?;
+    }
+    for (what, data) in &private {
+        client
+            .put_private(data)
+            .with_context(|| format!("{what}: its private text"))?;
     }
     Ok((records, batches))
 }

@@ -24,6 +24,11 @@ struct Tail {
     file: File,
     seq: u64,
     hash: Hash32,
+    /// The file's length after the last line written whole.
+    len: u64,
+    /// A write failed and could not be undone: nothing more is appended (and so no
+    /// non-public answer sent) until the node restarts and reads the log again.
+    broken: bool,
 }
 
 impl AccessLog {
@@ -47,7 +52,13 @@ impl AccessLog {
             Some(e) => (e.seq, e.hash),
             None => (0, Hash32([0; 32])),
         };
-        Ok(AccessLog(Arc::new(Mutex::new(Tail { file, seq, hash }))))
+        Ok(AccessLog(Arc::new(Mutex::new(Tail {
+            file,
+            seq,
+            hash,
+            len: end,
+            broken: false,
+        }))))
     }
 
     /// Appends one entry and syncs it, on a blocking thread.
@@ -63,6 +74,9 @@ impl AccessLog {
         let target = cut(target, ACCESS_TARGET_BYTES_MAX).to_string();
         tokio::task::spawn_blocking(move || {
             let mut t = log.lock().unwrap_or_else(|p| p.into_inner());
+            if t.broken {
+                anyhow::bail!("the access log could not be written; restart the node");
+            }
             let mut e = AccessEntry {
                 seq: t.seq + 1,
                 time_ms: super::now_ms(),
@@ -76,10 +90,23 @@ impl AccessLog {
             e.hash = e.expected_hash();
             let mut line = serde_json::to_vec(&e)?;
             line.push(b'\n');
-            t.file.write_all(&line)?;
-            t.file.sync_data()?;
+            let written = t.file.write_all(&line).and_then(|()| t.file.sync_data());
+            if let Err(e) = written {
+                // Undo a part-written line, so the chain stays whole; if even that
+                // fails, append nothing more.
+                let len = t.len;
+                if t.file
+                    .set_len(len)
+                    .and_then(|()| t.file.sync_data())
+                    .is_err()
+                {
+                    t.broken = true;
+                }
+                return Err(e.into());
+            }
             t.seq = e.seq;
             t.hash = e.hash;
+            t.len += line.len() as u64;
             anyhow::Ok(())
         })
         .await?

@@ -26,9 +26,14 @@ pub const LIFETIME_S_MAX: i64 = 300;
 /// Nonces remembered at once, and per key: past them signed requests wait (`503`), so
 /// that one key cannot crowd the others out.
 pub const NONCES_MAX: usize = 200_000;
-pub const NONCES_PER_KEY_MAX: usize = 20_000;
+pub const NONCES_PER_KEY_MAX: usize = 2_000;
 /// Components every signature must cover; `content-digest` too when there is a body.
 pub const REQUIRED: [&str; 3] = ["@method", "@path", "@query"];
+
+/// When the request's signature expires (Unix seconds): a long-lived answer (an event
+/// stream) ends then, and the reader signs again to go on.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedUntil(pub i64);
 
 /// Nonces seen in signatures still valid: a signature is accepted once.
 #[derive(Default)]
@@ -111,15 +116,28 @@ pub async fn authenticate(
         Err(f) => return f.into_response(),
     };
     let label = reader.label();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(String::new, |p| p.to_string());
+    let raw = req.uri().path_and_query().map_or("", |p| p.as_str());
+    // Logged decoded (an audit's search for a USCC finds it however it was encoded),
+    // and whole: a signed request's target fits a log line or is refused.
+    let target = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    if reader != Reader::Public && target.len() > xinlian_client::api::ACCESS_TARGET_BYTES_MAX {
+        return err(
+            StatusCode::URI_TOO_LONG,
+            "target_too_long",
+            format!(
+                "a signed request's path and query are at most {} bytes (the access log records them whole)",
+                xinlian_client::api::ACCESS_TARGET_BYTES_MAX
+            ),
+        )
+        .into_response();
+    }
     let method = req.method().to_string();
     let mut req = req;
     req.extensions_mut().insert(reader.clone());
     let answer = next.run(req).await;
-    if reader == Reader::Public || !answer.status().is_success() {
+    if reader == Reader::Public {
         return answer;
     }
     // Fail closed: an answer to a reader the log cannot record is not sent.
@@ -179,6 +197,9 @@ async fn identify(s: &ApiState, req: Request) -> Result<(Request, Reader), ApiFa
         ));
     }
     let has_body = body_expected(&req);
+    if has_body && !matches!(req.method().as_str(), "POST") {
+        return Err(refuse("signature_malformed", "a GET request has no body"));
+    }
     if has_body && !sig.components.iter().any(|c| c == "content-digest") {
         return Err(refuse(
             "signature_malformed",
@@ -187,7 +208,28 @@ async fn identify(s: &ApiState, req: Request) -> Result<(Request, Reader), ApiFa
     }
     let (reader, keys) = keys_of(s, &keyid)?;
     let (parts, body) = req.into_parts();
+    // The signature first, over the headers alone (the body is bound by its digest):
+    // nobody gets a body read, nor a nonce remembered, without a key's signature.
+    verify(&sig, &parts, &keys, &keyid)?;
+    match s.nonces.admit(&keyid, &nonce, expires + CLOCK_SKEW_S, now) {
+        Fresh::Yes => {}
+        Fresh::Replayed => {
+            return Err(refuse(
+                "signature_replayed",
+                format!("nonce {nonce} of {keyid} was used already"),
+            ));
+        }
+        Fresh::Full => {
+            return Err(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signatures_busy",
+                "too many signatures still valid are remembered; retry",
+            )
+            .retry_after(1));
+        }
+    }
     let body = if has_body {
+        // Bounded by the largest body any route takes; each route bounds its own after.
         let bytes = axum::body::to_bytes(body, s.check_body_bytes_max)
             .await
             .map_err(|_| {
@@ -211,6 +253,17 @@ async fn identify(s: &ApiState, req: Request) -> Result<(Request, Reader), ApiFa
     } else {
         body
     };
+    let mut parts = parts;
+    parts.extensions.insert(SignedUntil(expires));
+    Ok((Request::from_parts(parts, body), reader))
+}
+
+fn verify(
+    sig: &SignatureInput,
+    parts: &axum::http::request::Parts,
+    keys: &[PublicKey],
+    keyid: &str,
+) -> Result<(), ApiFailure> {
     let header = |n: &str| header_value(&parts.headers, n);
     let request = RequestParts {
         method: parts.method.as_str(),
@@ -220,39 +273,19 @@ async fn identify(s: &ApiState, req: Request) -> Result<(Request, Reader), ApiFa
         scheme: "http",
         header: &header,
     };
-    let verified = keys.iter().any(|k| sig.verify(&request, k).is_ok());
-    if !verified {
-        return Err(match sig.verify(&request, &keys[0]) {
-            Err(SigError::MissingComponent(c)) => refuse(
-                "signature_malformed",
-                format!("covered component {c} is not in the request"),
-            ),
-            _ => refuse(
-                "signature_invalid",
-                format!("the signature does not verify under the key of {keyid}"),
-            ),
-        });
+    if keys.iter().any(|k| sig.verify(&request, k).is_ok()) {
+        return Ok(());
     }
-    // Only now, with the signature checked, is the nonce remembered: nobody fills the
-    // memo with nonces they could not sign.
-    match s.nonces.admit(&keyid, &nonce, expires + CLOCK_SKEW_S, now) {
-        Fresh::Yes => {}
-        Fresh::Replayed => {
-            return Err(refuse(
-                "signature_replayed",
-                format!("nonce {nonce} of {keyid} was used already"),
-            ));
-        }
-        Fresh::Full => {
-            return Err(err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "signatures_busy",
-                "too many signatures still valid are remembered; retry",
-            )
-            .retry_after(1));
-        }
-    }
-    Ok((Request::from_parts(parts, body), reader))
+    Err(match keys.first().map(|k| sig.verify(&request, k)) {
+        Some(Err(SigError::MissingComponent(c))) => refuse(
+            "signature_malformed",
+            format!("covered component {c} is not in the request"),
+        ),
+        _ => refuse(
+            "signature_invalid",
+            format!("the signature does not verify under the key of {keyid}"),
+        ),
+    })
 }
 
 fn required_params(sig: &SignatureInput) -> Result<(String, String, i64, i64), ApiFailure> {

@@ -175,6 +175,7 @@ pub(super) async fn events(
     State(s): State<ApiState>,
     client: Option<axum::Extension<axum::extract::ConnectInfo<super::ClientAddr>>>,
     axum::Extension(reader): axum::Extension<Reader>,
+    signed: Option<axum::Extension<super::auth::SignedUntil>>,
     headers: HeaderMap,
     Q(q): Q<EventsQuery>,
 ) -> Result<Response, ApiFailure> {
@@ -183,9 +184,10 @@ pub(super) async fn events(
     let client = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.key());
     let place = s.streams.admit(client)?;
     let (tx, rx) = mpsc::channel(2);
+    let until = signed.map(|u| u.0.0);
     tokio::spawn(produce(
         s.clone(),
-        reader,
+        (reader, until),
         Cursor::new(filter, from),
         tx,
         place,
@@ -207,11 +209,21 @@ fn receiver_stream(
 /// Feeds one stream until its reader leaves or the node stops.
 async fn produce(
     s: ApiState,
-    reader: Reader,
+    (reader, until): (Reader, Option<i64>),
     mut cursor: Cursor,
     tx: mpsc::Sender<Event>,
     _place: Place,
 ) {
+    let expiry = async move {
+        match until {
+            Some(t) => {
+                let left = t.saturating_sub(super::now_ms() / 1000).max(0) as u64;
+                tokio::time::sleep(std::time::Duration::from_secs(left)).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
     let shared = s.shared.clone();
     let _open = OpenStream::new(shared.metrics.clone());
     let mut stopping = s.stopping.clone();
@@ -285,6 +297,10 @@ async fn produce(
             changed = tip_rx.changed() => if changed.is_err() { return },
             _ = tx.closed() => return,
             _ = stopping.wait_for(|s| *s) => return,
+            // A signed reader's stream ends with its signature (a revoked key or a
+            // removed member does not keep reading); it signs again and resumes from
+            // its cursor.
+            _ = &mut expiry => return,
         }
     }
 }

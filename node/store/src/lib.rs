@@ -13,6 +13,7 @@
 
 pub mod anchor;
 pub mod kv;
+pub mod private;
 pub mod segments;
 
 use std::path::{Path, PathBuf};

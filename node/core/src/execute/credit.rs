@@ -4,7 +4,7 @@
 
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{
-    Commitment, CommitmentKind, ListAction, ListKind, ListMeasure, Outcome, RecordId,
+    Commitment, CommitmentKind, Erase, ListAction, ListKind, ListMeasure, Outcome, RecordId,
     RepairApplication, RepairDecision, Severity, Verdict,
 };
 use xinlian_client::state::{self as st, key};
@@ -162,6 +162,7 @@ pub(super) fn repair_application(
     x: &Exec,
     b: &RepairApplication,
 ) -> Ex<Vec<Uscc>> {
+    not_dated_after("repair application", b.date, x.ctx)?;
     let cid: RecordId = need(s.get(&key::outcome(&b.outcome))?, "outcome", b.outcome)?;
     let mut cm = commitment_state(s, &cid)?;
     x.authorise(Found::Enterprise(&cm.subject))?;
@@ -220,6 +221,9 @@ pub(super) fn repair_application(
 }
 
 pub(super) fn repair_decision(s: &mut Overlay, x: &Exec, b: &RepairDecision) -> Ex<Vec<Uscc>> {
+    // A decision dated ahead would end a breach's publication, and lift its grade
+    // effects, before it was taken.
+    not_dated_after("repair decision", b.date, x.ctx)?;
     let mut r: st::RepairState = need(
         s.get(&key::repair(&b.application))?,
         "repair application",
@@ -284,6 +288,38 @@ fn serious_listing_in_force(s: &Overlay, x: &Exec, u: &Uscc) -> Ex<bool> {
     };
     let today = x.ctx.date();
     Ok(e.date <= today && today < e.until)
+}
+
+/// An erasure decision: the record must be a commitment or a repair application (the
+/// records with sealed text), decided by the agency that accepted the commitment, once.
+pub(super) fn erase(s: &mut Overlay, x: &Exec, b: &Erase) -> Ex<Vec<Uscc>> {
+    not_dated_after("erasure", b.date, x.ctx)?;
+    let commitment = if s.get_raw(&key::commitment(&b.record))?.is_some() {
+        b.record
+    } else {
+        let r: Option<st::RepairState> = s.get(&key::repair(&b.record))?;
+        need(r, "commitment or repair application", b.record)?.commitment
+    };
+    let cm = commitment_state(s, &commitment)?;
+    x.authorise(Found::Agency(&cm.accepting_agency))?;
+    if s.get_raw(&key::erasure(&b.record))?.is_some() {
+        return reject(Rejection::WrongState {
+            what: "record",
+            reason: format!(
+                "the private data of {} was already ordered erased",
+                b.record
+            ),
+        });
+    }
+    s.put(
+        key::erasure(&b.record),
+        &st::ErasureState {
+            erase: x.id,
+            height: x.ctx.height,
+            date: b.date,
+        },
+    );
+    Ok(vec![cm.subject])
 }
 
 fn tier_name(sev: Severity) -> &'static str {

@@ -107,6 +107,7 @@ impl Rejection {
             Rejection::Stateless(StatelessError::Signature(_)) => "bad_signature",
             Rejection::Stateless(StatelessError::Identifier { .. }) => "invalid_identifier",
             Rejection::Stateless(StatelessError::Possession { .. }) => "bad_possession",
+            Rejection::Stateless(StatelessError::InClear { .. }) => "in_clear",
             Rejection::Stateless(_) => "invalid_field",
             Rejection::Duplicate(_) => "duplicate",
             Rejection::UnknownSigner(_) => "unknown_signer",
@@ -219,6 +220,9 @@ impl<'c> Exec<'_, 'c> {
             }
             (Authority::AcceptingAgencyOfRepair(_), Found::Agency(agency)) => {
                 self.the_agency(agency, "decides this repair")
+            }
+            (Authority::AgencyResponsibleFor(_), Found::Agency(agency)) => {
+                self.the_agency(agency, "decides on this record's private data")
             }
             (Authority::TraceAuthorityOfBatch(_), Found::Batch(b)) => require_role(
                 kind,
@@ -415,6 +419,7 @@ fn by_family(s: &mut Overlay, x: &Exec) -> Ex<Vec<Uscc>> {
         Body::ListMeasure(b) => credit::list_measure(s, x, b)?,
         Body::RepairApplication(b) => credit::repair_application(s, x, b)?,
         Body::RepairDecision(b) => credit::repair_decision(s, x, b)?,
+        Body::Erase(b) => credit::erase(s, x, b)?,
         Body::Commission(b) => custody::commission(s, x, b)?,
         Body::Ship(b) => custody::ship(s, x, b)?,
         Body::Receive(b) => custody::receive(s, x, b)?,
