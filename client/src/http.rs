@@ -55,6 +55,15 @@ pub struct RequestSigner {
 const SIGNATURE_LIFETIME_S: i64 = 60;
 
 impl RequestSigner {
+    /// Signs as whoever holds `key` on the ledger (`key:HEX`): a member's key or an
+    /// enterprise's bound key, without naming which.
+    pub fn for_key(key: ed25519_dalek::SigningKey) -> RequestSigner {
+        RequestSigner {
+            keyid: format!("key:{}", hex::encode(key.verifying_key().to_bytes())),
+            key,
+        }
+    }
+
     /// The `Signature-Input` and `Signature` headers for a request; `body` when it has
     /// one (its `Content-Digest` is then the third header).
     pub fn headers(

@@ -141,6 +141,47 @@ pub struct ApiState {
     nonces: Arc<auth::Nonces>,
     /// Where private data taken in goes to be pushed to the other entitled nodes.
     desk: mpsc::Sender<crate::private::DeskMsg>,
+    /// Enciphers the cursors of readers who may not read every record (`subject_page`).
+    cursors: Arc<CursorKey>,
+}
+
+/// Cursors handed to readers who may not read every record of an enterprise: the
+/// position last *scanned*, enciphered under a key this node draws at start (a
+/// four-round Feistel network over 64 bits, SHA-256 its round function), so that
+/// neither where a page stops nor its cursor tells where hidden records are. A cursor
+/// from before a restart reads as some other position: a page of what follows it.
+pub struct CursorKey([u8; 32]);
+
+impl CursorKey {
+    fn new() -> CursorKey {
+        CursorKey(xinlian_genesis::keys::generate().map_or([7; 32], |k| k.to_bytes()))
+    }
+
+    fn round(&self, i: u8, half: u32) -> u32 {
+        use sha2::Digest as _;
+        let d = sha2::Sha256::new()
+            .chain_update(self.0)
+            .chain_update([i])
+            .chain_update(half.to_be_bytes())
+            .finalize();
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    }
+
+    fn seal(&self, x: u64) -> u64 {
+        let (mut l, mut r) = ((x >> 32) as u32, x as u32);
+        for i in 0..4 {
+            (l, r) = (r, l ^ self.round(i, r));
+        }
+        (u64::from(l) << 32) | u64::from(r)
+    }
+
+    fn open(&self, y: u64) -> u64 {
+        let (mut l, mut r) = ((y >> 32) as u32, y as u32);
+        for i in (0..4).rev() {
+            (l, r) = (r ^ self.round(i, l), l);
+        }
+        (u64::from(l) << 32) | u64::from(r)
+    }
 }
 
 /// Credit answers this node assembled and verified, by (height, USCC): the self-check
@@ -213,6 +254,7 @@ pub fn router(
         access,
         nonces: Arc::default(),
         desk,
+        cursors: Arc::new(CursorKey::new()),
     };
     let who = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let metrics = state.shared.metrics.clone();
@@ -1611,12 +1653,20 @@ async fn enterprise(
     })?;
     let (page, whole) = {
         let (s, reader, credit, u) = (s.clone(), reader.clone(), answer.clone(), u.clone());
+        let cursors = st.cursors.clone();
         st.heavy
             .admit()?
             .run(move || {
                 let view = View::new(&s, &reader)?;
                 let whole = may_read_whole(&s, &view, &u, &credit.0)?;
-                let page = subject_page(&s, &view, &u, whole, q.after, limit)?;
+                let page = subject_page(
+                    &s,
+                    &view,
+                    &u,
+                    whole.then_some(()).ok_or(&*cursors),
+                    q.after,
+                    limit,
+                )?;
                 let hidden = if whole {
                     Vec::new()
                 } else {
@@ -1669,58 +1719,80 @@ async fn enterprise(
 }
 
 /// One page of the records concerning `u` the reader may read, and the cursor of the
-/// next. To a reader who may not read them all, the scan goes on past hidden records
-/// until the page is full, and the cursor is the last record *returned*: neither the
-/// page's size nor the cursor tells where a hidden record is. The hidden ones are the
-/// enterprise's credit records the reader may not read (everything else concerning an
-/// enterprise is public), so the scan is bounded by the page and that count.
+/// next. A reader who may read them all (`whole` is `Ok`) pages by ledger index. To any
+/// other, the scan goes on past hidden records until the page is full or
+/// `SCAN_MAX` entries were read, and the cursor is the position last scanned,
+/// enciphered (`CursorKey`): neither the page's size nor its cursor tells where a
+/// hidden record is, and no request reads more than `SCAN_MAX` entries.
 fn subject_page(
     s: &Shared,
     view: &View<'_>,
     u: &Uscc,
-    whole: bool,
+    whole: Result<(), &CursorKey>,
     after: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<RecordId>, Option<u64>), ApiFailure> {
-    const CHUNK: usize = 1_000;
+    const SCAN_MAX: usize = 10_000;
     let prefix = key::subject_records_prefix(u);
+    let after = match whole {
+        Ok(()) => after,
+        Err(k) => after.map(|c| k.open(c)),
+    };
     let mut cursor = after.map(u64::to_be_bytes);
-    let mut shown: Vec<(u64, RecordId)> = Vec::with_capacity(limit + 1);
-    loop {
-        let chunk = s.store.state_scan_after::<RecordId>(
-            &prefix,
-            cursor.as_ref().map(|a| &a[..]),
-            if whole { limit + 1 } else { CHUNK },
-        )?;
-        let Some((last, _)) = chunk.last() else { break };
-        let full = chunk.len() == if whole { limit + 1 } else { CHUNK };
-        cursor = Some(index_key(last)?.to_be_bytes());
+    let (mut shown, mut scanned): (Vec<(u64, RecordId)>, usize) =
+        (Vec::with_capacity(limit + 1), 0);
+    let mut last_scanned = None;
+    let mut ended = false;
+    'scan: while shown.len() <= limit {
+        let want = if whole.is_ok() {
+            limit + 1
+        } else {
+            (SCAN_MAX - scanned).min(1_000)
+        };
+        if want == 0 {
+            break;
+        }
+        let chunk =
+            s.store
+                .state_scan_after::<RecordId>(&prefix, cursor.as_ref().map(|a| &a[..]), want)?;
+        ended = chunk.len() < want;
         for (k, id) in chunk {
-            let visible = whole
+            let index = index_key(&k)?;
+            cursor = Some(index.to_be_bytes());
+            scanned += 1;
+            let visible = whole.is_ok()
                 || match s.store.locate(&id)? {
-                    Some((_, index)) => {
-                        let rec = s.store.record_at(index)?.ok_or_else(storage_failed)?;
+                    Some((_, at)) => {
+                        let rec = s.store.record_at(at)?.ok_or_else(storage_failed)?;
                         view.admits(&rec, false)?
                     }
                     None => false,
                 };
             if visible {
-                shown.push((index_key(&k)?, id));
+                if shown.len() == limit {
+                    // One more visible: there is a next page, from the last shown.
+                    shown.push((index, id));
+                    break 'scan;
+                }
+                shown.push((index, id));
             }
-            if shown.len() > limit {
-                break;
-            }
+            last_scanned = Some(index);
         }
-        if shown.len() > limit || !full {
+        if ended {
             break;
         }
     }
     let more = shown.len() > limit;
     shown.truncate(limit);
-    let next = if more {
-        shown.last().map(|(i, _)| *i)
-    } else {
-        None
+    let next = match whole {
+        Ok(()) => more.then(|| shown.last().map(|(i, _)| *i)).flatten(),
+        // Not at the end: go on from the last position scanned (a page cut short by
+        // the budget may be short, or empty, and still have a next).
+        Err(k) => match (more, ended) {
+            (true, _) => shown.last().map(|(i, _)| k.seal(*i)),
+            (false, true) => None,
+            (false, false) => last_scanned.map(|i| k.seal(i)),
+        },
     };
     Ok((shown.into_iter().map(|(_, id)| id).collect(), next))
 }
@@ -1909,6 +1981,21 @@ async fn batch(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cursors_open_to_what_they_sealed_and_look_like_nothing() {
+        let k = super::CursorKey::new();
+        for x in [0u64, 1, 2, 41, u64::MAX, 1 << 40] {
+            assert_eq!(k.open(k.seal(x)), x);
+        }
+        // Small positions do not stay small: a cursor says nothing of where it points.
+        assert!((0..64).all(|x| k.seal(x) > 1 << 32 || k.seal(x) != x));
+        assert_ne!(
+            k.seal(5),
+            super::CursorKey::new().seal(5),
+            "a key per node run"
+        );
+    }
+
     #[test]
     fn the_openapi_document_lists_exactly_the_routes() {
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();

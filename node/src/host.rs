@@ -139,8 +139,9 @@ pub enum Command {
         to: PublicKey,
         data: Box<xinlian_client::private::PrivateData>,
     },
-    /// Answer a peer's push.
+    /// Answer a peer's push (`from`: struck if it pushed data its record refutes).
     PrivateAnswer {
+        from: PublicKey,
         ticket: crate::net::SyncTicket,
         answer: crate::private::PrivateAnswer,
     },
@@ -513,7 +514,19 @@ impl Host {
                 // retry comes due.
                 let _ = self.net.send_private(&to, &data);
             }
-            Command::PrivateAnswer { ticket, answer } => self.net.answer_private(ticket, &answer),
+            Command::PrivateAnswer {
+                from,
+                ticket,
+                answer,
+            } => {
+                if let crate::private::PrivateAnswer::Refused { code, .. } = &answer
+                    && code == "private_mismatch"
+                {
+                    self.net
+                        .penalise(&from, "pushed private data its record refutes", "private");
+                }
+                self.net.answer_private(ticket, &answer);
+            }
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ const PRIVATE_ANSWER_BYTES_MAX: usize = 1024;
 /// Pushes from peers open at once (one more is answered busy), and ours unanswered.
 const PRIVATE_OPEN_MAX: usize = 64;
 const PRIVATE_SENT_MAX: usize = 256;
+const PRIVATE_OPEN_PER_PEER_MAX: usize = 8;
 
 /// A libp2p address (a multiaddr such as `/ip4/127.0.0.1/tcp/0`): where the swarm
 /// listens, or another member's node to dial (`/ip4/…/tcp/…/p2p/PEER_ID`).
@@ -260,7 +261,7 @@ pub struct Network {
     sync_open: HashMap<SyncTicket, ResponseChannel<Vec<u8>>>,
     next_ticket: u64,
     /// Private-data pushes waiting for the host's answer, and ours waiting for theirs.
-    private_open: HashMap<SyncTicket, ResponseChannel<Vec<u8>>>,
+    private_open: HashMap<SyncTicket, (PeerId, ResponseChannel<Vec<u8>>)>,
     private_sent: HashMap<request_response::OutboundRequestId, RecordId>,
     strikes: Strikes,
     metrics: Arc<Metrics>,
@@ -454,7 +455,7 @@ impl Network {
     /// Answers the open push `ticket`; one already answered, or whose peer is gone, is
     /// ignored.
     pub fn answer_private(&mut self, ticket: SyncTicket, answer: &PrivateAnswer) {
-        if let Some(ch) = self.private_open.remove(&ticket) {
+        if let Some((_, ch)) = self.private_open.remove(&ticket) {
             let bytes = xinlian_genesis::canonical::encode(answer);
             let _ = self.swarm.behaviour_mut().private.send_response(ch, bytes);
         }
@@ -713,6 +714,14 @@ impl Network {
         peer: PeerId,
         message: request_response::Message<Vec<u8>, Vec<u8>>,
     ) -> Option<NetEvent> {
+        // Settled first, whoever sent it: an entry left behind would count against
+        // `PRIVATE_SENT_MAX` for ever.
+        let answered = match &message {
+            request_response::Message::Response { request_id, .. } => {
+                Some(self.private_sent.remove(request_id))
+            }
+            request_response::Message::Request { .. } => None,
+        };
         let from = self.members.get(&peer).copied()?;
         match message {
             request_response::Message::Request {
@@ -726,7 +735,17 @@ impl Network {
                     self.strike(peer, "malformed private-data push", "private");
                     return None;
                 };
-                if self.private_open.len() >= PRIVATE_OPEN_MAX {
+                // Pushes whose asker went away are forgotten; each peer has a share,
+                // so that one member flooding pushes cannot crowd out the others.
+                self.private_open.retain(|_, (_, ch)| ch.is_open());
+                let from_peer = self
+                    .private_open
+                    .values()
+                    .filter(|(p, _)| *p == peer)
+                    .count();
+                if self.private_open.len() >= PRIVATE_OPEN_MAX
+                    || from_peer >= PRIVATE_OPEN_PER_PEER_MAX
+                {
                     let busy = xinlian_genesis::canonical::encode(&PrivateAnswer::busy());
                     let _ = self
                         .swarm
@@ -737,14 +756,11 @@ impl Network {
                 }
                 let ticket = SyncTicket(self.next_ticket);
                 self.next_ticket += 1;
-                self.private_open.insert(ticket, channel);
+                self.private_open.insert(ticket, (peer, channel));
                 Some(NetEvent::PrivatePush { from, data, ticket })
             }
-            request_response::Message::Response {
-                request_id,
-                response,
-            } => {
-                let record = self.private_sent.remove(&request_id)?;
+            request_response::Message::Response { response, .. } => {
+                let record = answered.flatten()?;
                 let answer = xinlian_genesis::canonical::decode::<PrivateAnswer>(
                     &response,
                     PRIVATE_ANSWER_BYTES_MAX,

@@ -122,6 +122,19 @@ pub fn take_in(
         ));
     }
     store.put(data).map_err(|e| storage(&e))?;
+    // An erasure final between the check above and the write: undo the write (the
+    // desk's purge of that block may have run before it).
+    if s.store
+        .state_value::<st::ErasureState>(&key::erasure(&id))
+        .map_err(|e| storage(&e))?
+        .is_some()
+    {
+        store.purge(&id).map_err(|e| storage(&e))?;
+        return Err(refusal(
+            "erased",
+            format!("the private data of {id} was ordered erased"),
+        ));
+    }
     Ok(s.consortium()
         .roster
         .members
@@ -161,6 +174,8 @@ const ATTEMPTS_MAX: u32 = 9;
 /// How long the network waits for a push's answer (`net`'s private protocol).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const PURGE_EVERY: Duration = Duration::from_millis(200);
+/// Blocks read for erasure decisions per tick.
+const PURGE_BLOCKS_MAX: u64 = 256;
 
 struct Pending {
     data: Arc<PrivateData>,
@@ -213,6 +228,11 @@ async fn run(s: Shared, store: Arc<PrivateStore>, mut rx: mpsc::Receiver<DeskMsg
                                 continue;
                             }
                             let key = (data.record, k);
+                            // Already under way: the same push, not a second chain of
+                            // retries (nor a fresh count of attempts).
+                            if pending.contains_key(&key) {
+                                continue;
+                            }
                             pending.insert(key, Pending { data: data.clone(), attempts: 0 });
                             attempt(&mut pending, &mut due, key);
                         }
@@ -228,7 +248,8 @@ async fn run(s: Shared, store: Arc<PrivateStore>, mut rx: mpsc::Receiver<DeskMsg
                                 }
                                 Err(_) => PrivateAnswer::busy(),
                             };
-                            let _ = commands.try_send(Command::PrivateAnswer { ticket, answer });
+                            // Waits for room: a dropped answer would hold the push open.
+                            let _ = commands.send(Command::PrivateAnswer { from, ticket, answer }).await;
                         });
                     }
                     DeskMsg::Answered { from, record, answer } => match answer {
@@ -253,9 +274,16 @@ async fn run(s: Shared, store: Arc<PrivateStore>, mut rx: mpsc::Receiver<DeskMsg
                 }
                 let tip = s.tip.borrow().height;
                 if tip > purged_to {
+                    // A bounded step each tick: a node catching up thousands of blocks
+                    // keeps answering pushes meanwhile.
+                    let to = tip.min(purged_to.saturating_add(PURGE_BLOCKS_MAX));
                     let (s2, store2, from) = (s.clone(), store.clone(), purged_to);
-                    match tokio::task::spawn_blocking(move || purge_erased(&s2, &store2, from, tip)).await {
-                        Ok(Ok(())) => purged_to = tip,
+                    match tokio::task::spawn_blocking(move || purge_erased(&s2, &store2, from, to)).await {
+                        Ok(Ok(erased)) => {
+                            purged_to = to;
+                            // Nothing erased is pushed again, nor kept in memory.
+                            pending.retain(|(r, _), _| !erased.contains(r));
+                        }
                         Ok(Err(e)) => tracing::error!(error = %e, "private data: purge failed; retrying"),
                         Err(_) => {}
                     }
@@ -275,7 +303,12 @@ fn send(s: &Shared, to: PublicKey, data: &PrivateData) {
 /// Purges the private data every erasure decision final in blocks `from + 1 ..= to`
 /// names; from 0, every erasure in state (a node restarted after a crash between a
 /// block and its purge purges then).
-fn purge_erased(s: &Shared, store: &PrivateStore, from: u64, to: u64) -> anyhow::Result<()> {
+fn purge_erased(
+    s: &Shared,
+    store: &PrivateStore,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<Vec<RecordId>> {
     let mut erased = Vec::new();
     if from == 0 {
         let prefix = [st::key::ERASURE];
@@ -294,9 +327,10 @@ fn purge_erased(s: &Shared, store: &PrivateStore, from: u64, to: u64) -> anyhow:
         }
     } else {
         for h in from + 1..=to {
-            let Some(block) = s.store.block(h)? else {
-                continue;
-            };
+            let block = s
+                .store
+                .block(h)?
+                .ok_or_else(|| anyhow::anyhow!("block {h} is not in the store"))?;
             for r in block.records {
                 if let Body::Erase(e) = r.envelope.body {
                     erased.push(e.record);
@@ -304,10 +338,10 @@ fn purge_erased(s: &Shared, store: &PrivateStore, from: u64, to: u64) -> anyhow:
             }
         }
     }
-    for id in erased {
-        if store.purge(&id)? {
+    for id in &erased {
+        if store.purge(id)? {
             tracing::info!(record = %id, "private data purged (erasure decision)");
         }
     }
-    Ok(())
+    Ok(erased)
 }

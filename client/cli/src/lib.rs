@@ -53,7 +53,8 @@ pub(crate) struct Cli {
     /// $XDG_STATE_HOME or ~/.local/state, per chain).
     #[arg(long, global = true, env = "XINLIAN_TRUST")]
     trust: Option<PathBuf>,
-    /// Read as this enterprise or member (`enterprise:USCC` or `member:ID`): requests
+    /// Read as this enterprise or member (`enterprise:USCC`, `member:ID`, or `key`:
+    /// whoever holds --reader-key on the ledger): requests
     /// are signed (RFC 9421) with --reader-key, and the node answers what that reader
     /// may see (docs/privacy.md). Without, it answers as to the public.
     #[arg(
@@ -267,9 +268,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     if let (Some(keyid), Some(file)) = (&cli.reader, &cli.reader_key) {
         let key = xinlian_client::genesis::keys::read_pem(file)
             .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?;
-        node = node.signed_by(xinlian_client::http::RequestSigner {
-            keyid: keyid.clone(),
-            key,
+        node = node.signed_by(match keyid.as_str() {
+            // As whoever holds the key on the ledger, unnamed.
+            "key" => xinlian_client::http::RequestSigner::for_key(key),
+            _ => xinlian_client::http::RequestSigner {
+                keyid: keyid.clone(),
+                key,
+            },
         });
     }
     match &cli.command {

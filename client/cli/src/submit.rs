@@ -205,15 +205,13 @@ pub(crate) fn submit_body(
             fields,
         };
         if v.height.is_none() {
-            let file = format!("{}.private.json", v.id.to_hex());
-            let json = serde_json::to_vec_pretty(&data).expect("private data serialises");
-            crate::write_atomically(Path::new(&file), &json)?;
+            let file = crate::private::keep(&data)?;
             return Err(Failure::Invalid(format!(
                 "{} accepted but not final within 30 s; its private text is kept in {file}: once it is final, `xinlian private put {file}`",
                 v.id
             )));
         }
-        let note = crate::private::send_after_submit(node, &data)?;
+        let note = crate::private::send_after_submit(node, &signer.key, &data)?;
         print(cli.json, &v, || {
             format!("{} final at height {}; {note}", v.id, v.height.unwrap_or(0))
         });

@@ -149,7 +149,11 @@ fn submit_steps(
         let signer = signer(dir, genesis, scenario, &step.signer).with_context(what)?;
         let id = client.submit(&signer.sign(body)).with_context(what)?.id;
         if !fields.is_empty() {
-            private.push((what(), PrivateData { record: id, fields }));
+            private.push((
+                what(),
+                signer.key.clone(),
+                PrivateData { record: id, fields },
+            ));
         }
         ids.insert(step.label.clone(), id);
         records.push((step.label.clone(), id.to_hex()));
@@ -160,9 +164,11 @@ fn submit_steps(
             .record(&last, 20_000)
             .context("waiting for the sample data to be final")?;
     }
-    for (what, data) in &private {
-        client
-            .put_private(data)
+    // Each sent by its record's signer, signing the request with the record's key.
+    for (what, key, data) in private {
+        NodeClient::new(client.base_url())
+            .signed_by(xinlian_client::http::RequestSigner::for_key(key))
+            .put_private(&data)
             .with_context(|| format!("{what}: its private text"))?;
     }
     Ok((records, batches))

@@ -349,7 +349,7 @@ fn keys_of(s: &ApiState, keyid: &str) -> Result<(Reader, Vec<PublicKey>), ApiFai
     let unknown = || {
         refuse(
             "signature_unknown_key",
-            format!("no key in force for {keyid} (member:ID or enterprise:USCC)"),
+            format!("no key in force for {keyid} (member:ID, enterprise:USCC or key:HEX)"),
         )
     };
     match keyid.split_once(':') {
@@ -370,6 +370,31 @@ fn keys_of(s: &ApiState, keyid: &str) -> Result<(Reader, Vec<PublicKey>), ApiFai
             u.check_format().map_err(|_| unknown())?;
             let entity: Option<st::Entity> = s.shared.store.state_value(&key::entity(&u))?;
             let k = entity.and_then(|e| e.key).ok_or_else(unknown)?;
+            Ok((Reader::Enterprise(u), vec![k]))
+        }
+        // The key itself: whoever holds a key the ledger knows signs without naming
+        // who it is (a submitter sending its record's private data, say).
+        Some(("key", hex)) => {
+            let k = PublicKey::from_hex(hex).map_err(|_| unknown())?;
+            let c = s.shared.consortium();
+            if let Some(m) = c
+                .roster
+                .members
+                .iter()
+                .find(|m| m.signing_key == k || m.node_key == Some(k))
+            {
+                return Ok((Reader::Member(m.id.clone()), vec![k]));
+            }
+            let binding: Option<st::KeyBinding> =
+                s.shared.store.state_value(&key::key_binding(&k))?;
+            let u = binding
+                .filter(|b| b.revoked_at.is_none())
+                .map(|b| b.uscc)
+                .ok_or_else(unknown)?;
+            let entity: Option<st::Entity> = s.shared.store.state_value(&key::entity(&u))?;
+            if entity.and_then(|e| e.key) != Some(k) {
+                return Err(unknown());
+            }
             Ok((Reader::Enterprise(u), vec![k]))
         }
         _ => Err(unknown()),

@@ -231,7 +231,8 @@ async fn produce(
     loop {
         let tip_height = tip_rx.borrow_and_update().height;
         loop {
-            if *stopping.borrow() {
+            // A reader catching up never idles: its signature's end is checked here too.
+            if *stopping.borrow() || until.is_some_and(|t| super::now_ms() / 1000 >= t) {
                 return;
             }
             let Ok(read) = s.streams.reads.clone().acquire_owned().await else {
@@ -287,6 +288,7 @@ async fn produce(
                             shared.metrics.event_records_sent.inc_by(records);
                         }
                         _ = stopping.wait_for(|s| *s) => return,
+                        _ = &mut expiry => return,
                     }
                 }
                 None if tx.is_closed() => return,

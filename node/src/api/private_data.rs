@@ -17,17 +17,20 @@ use super::{
 use crate::audience::View;
 use crate::host::Shared;
 
-/// `POST /v1/private`: a final record's private data, checked against the record and
+/// `POST /v1/private`: a final record's private data, from a reader entitled to it (the
+/// submitter signs with its record's key: `key:HEX`), checked against the record and
 /// kept if this node's member is entitled to it, then pushed to the other entitled
-/// members' nodes. Whoever holds the text and its salts may send it: what does not
-/// match the record's commitments is refused, so nothing false is kept.
+/// members' nodes. The reader's entitlement is settled first, so that no other answer
+/// (not final, erased, mismatch) tells anyone else anything about the record.
 pub(super) async fn put_private(
     State(st): State<ApiState>,
+    Extension(reader): Extension<Reader>,
     req: Request,
 ) -> ApiResult<PrivateStored> {
     let body = read_body(req, xinlian_client::private::DATA_BYTES_MAX).await?;
     let data: xinlian_client::private::PrivateData = serde_json::from_slice(&body)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    entitled(&st.shared, &reader, &data.record)?;
     let (s, store, d) = (st.shared.clone(), st.shared.private.clone(), data.clone());
     let taken = tokio::task::spawn_blocking(move || crate::private::take_in(&s, &store, &d))
         .await
@@ -58,24 +61,22 @@ pub(super) async fn put_private(
     Ok(Json(PrivateStored { record, sending_to }))
 }
 
-/// `GET /v1/records/{id}/private`: the record's private data, to a reader entitled to
-/// it (the record's readers, never the public); `410 erased` once an erasure decision
-/// purged it. The reader checks it against the record it verified.
-pub(super) async fn record_private(
-    State(s): State<Shared>,
-    Extension(reader): Extension<Reader>,
-    P(id): P<String>,
-) -> ApiResult<xinlian_client::private::PrivateData> {
-    let id = parse_id(&id)?;
-    let Some((_, index)) = s.store.locate(&id)? else {
-        return Err(disclosed_missing(&reader, &id));
+/// Refuses a reader who may not read the record (as a missing one, to whoever may not
+/// know it exists) or its private data.
+fn entitled(
+    s: &Shared,
+    reader: &Reader,
+    id: &xinlian_client::record::RecordId,
+) -> Result<(), super::ApiFailure> {
+    let Some((_, index)) = s.store.locate(id)? else {
+        return Err(disclosed_missing(reader, id));
     };
     let record = s.store.record_at(index)?.ok_or_else(storage_failed)?;
-    let view = View::new(&s, &reader)?;
+    let view = View::new(s, reader)?;
     if !view.admits(&record, false)? {
-        return Err(not_visible(&reader, &id));
+        return Err(not_visible(reader, id));
     }
-    if !view.private_audience(&record)?.admits(&reader, view.today) {
+    if !view.private_audience(&record)?.admits(reader, view.today) {
         return Err(err(
             StatusCode::FORBIDDEN,
             "not_entitled",
@@ -85,6 +86,19 @@ pub(super) async fn record_private(
             ),
         ));
     }
+    Ok(())
+}
+
+/// `GET /v1/records/{id}/private`: the record's private data, to a reader entitled to
+/// it (the record's readers, never the public); `410 erased` once an erasure decision
+/// purged it. The reader checks it against the record it verified.
+pub(super) async fn record_private(
+    State(s): State<Shared>,
+    Extension(reader): Extension<Reader>,
+    P(id): P<String>,
+) -> ApiResult<xinlian_client::private::PrivateData> {
+    let id = parse_id(&id)?;
+    entitled(&s, &reader, &id)?;
     if let Some(e) = s
         .store
         .state_value::<st::ErasureState>(&key::erasure(&id))?

@@ -52,10 +52,21 @@ impl PrivateStore {
         self.dir.join(format!("{}.json", id.to_hex()))
     }
 
-    /// Keeps `data` (replacing what was kept for its record), durably.
+    /// Keeps `data` (replacing what was kept for its record), durably; the very same
+    /// data already kept is not written again (no second copy on disk to purge).
     pub fn put(&self, data: &PrivateData) -> Result<(), PrivateStoreError> {
+        if self.get(&data.record).ok().flatten().as_ref() == Some(data) {
+            return Ok(());
+        }
         let path = self.path(&data.record);
-        let tmp = path.with_extension("tmp");
+        // A name of its own for each write: two at once never share a file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!(
+            "{}.{}.{n}.tmp",
+            data.record.to_hex(),
+            std::process::id()
+        ));
         let bytes = serde_json::to_vec(data).map_err(|e| PrivateStoreError::Damaged {
             path: path.clone(),
             reason: e.to_string(),
