@@ -58,9 +58,15 @@ fn kill_9_mid_stream_loses_no_final_block() -> anyhow::Result<()> {
                 hashes.insert(h, node.client.block(h)?.hash);
             }
             for id in submitted.lock().unwrap().iter().take(200) {
-                let v = node.client.record(id, 0)?;
-                if v.status == RecordStatus::Final {
-                    final_records.insert(*id, v.height.unwrap());
+                // Pending records are not public (docs/privacy.md): the public client
+                // sees only the final ones.
+                match node.client.record(id, 0) {
+                    Ok(v) if v.status == RecordStatus::Final => {
+                        final_records.insert(*id, v.height.unwrap());
+                    }
+                    Ok(_) => {}
+                    Err(ClientError::Refused { code, .. }) if code == "not_visible" => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             break;
@@ -221,9 +227,14 @@ fn kill_9_at_a_hundred_points_during_commits() -> anyhow::Result<()> {
             for id in pending {
                 let v = match node.client.record(&id, 0) {
                     Ok(v) if v.status == RecordStatus::Final => v,
-                    // Pending, or accepted but not yet in the pool.
+                    // Pending, or accepted but not yet in the pool (to the public
+                    // client, not visible either way).
                     Ok(_) => break,
-                    Err(ClientError::Refused { code, .. }) if code == "not_found" => break,
+                    Err(ClientError::Refused { code, .. })
+                        if code == "not_found" || code == "not_visible" =>
+                    {
+                        break;
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 receipted.insert(id, v.height.expect("final records have a height"));

@@ -53,6 +53,18 @@ fn specs() -> Vec<MemberSpec> {
     ]
 }
 
+/// The members above, with blocks every 50 ms.
+fn consortium() -> Result<Consortium> {
+    Consortium::with_members(
+        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
+        &specs(),
+        Policy {
+            block_interval_ms: 50,
+            ..Policy::default()
+        },
+    )
+}
+
 /// The records of the scenario, by name, and who may read each.
 struct Scenario {
     c: Consortium,
@@ -104,14 +116,7 @@ fn outcome(commitment: RecordId, verdict: Verdict, date: Date) -> Outcome {
 
 // Long: the scenario is one list of records, each named for the matrix.
 fn scenario() -> Result<Scenario> {
-    let c = Consortium::with_members(
-        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
-        &specs(),
-        Policy {
-            block_interval_ms: 50,
-            ..Policy::default()
-        },
-    )?;
+    let c = consortium()?;
     let node = c.start()?;
     let client = &node.client;
     let (e1, e1_key) = (
@@ -839,14 +844,7 @@ fn non_public_reads_are_in_the_access_log_and_the_log_is_tamper_evident() -> Res
 /// it would for no record at all, however public the record's level.
 #[test]
 fn pending_records_are_never_public() -> Result<()> {
-    let c = Consortium::with_members(
-        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
-        &specs(),
-        Policy {
-            block_interval_ms: 50,
-            ..Policy::default()
-        },
-    )?;
+    let c = consortium()?;
     let validator = c.start()?;
     let (e1, e1_key) = (
         Uscc::with_check("91310117MA1G0A1B2").unwrap(),
@@ -917,14 +915,7 @@ fn private_file(c: &Consortium, member: &str, id: &RecordId) -> std::path::PathB
 /// was erased, and the record's proof still verifies.
 #[test]
 fn private_data_reaches_exactly_the_entitled_nodes_and_is_purged_on_erasure() -> Result<()> {
-    let c = Consortium::with_members(
-        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
-        &specs(),
-        Policy {
-            block_interval_ms: 50,
-            ..Policy::default()
-        },
-    )?;
+    let c = consortium()?;
     let v0 = c.start_member("v0", &[])?;
     let named_node = c.start_member("named", &[&v0]).inspect_err(|_| {
         eprintln!(
