@@ -65,7 +65,8 @@ impl RequestSigner {
     }
 
     /// The `Signature-Input` and `Signature` headers for a request; `body` when it has
-    /// one (its `Content-Digest` is then the third header).
+    /// one (its `Content-Digest` is then the third header): valid for a minute from now,
+    /// under a fresh random nonce, covering what the node requires.
     pub fn headers(
         &self,
         method: &str,
@@ -73,6 +74,39 @@ impl RequestSigner {
         body: Option<&[u8]>,
     ) -> Vec<(&'static str, String)> {
         use rand_core::RngCore as _;
+        let mut nonce = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let components: &[&str] = if body.is_some() {
+            &["@method", "@path", "@query", "content-digest"]
+        } else {
+            &["@method", "@path", "@query"]
+        };
+        self.headers_with(
+            method,
+            path_and_query,
+            body,
+            &crate::reqsig::SignRequest {
+                keyid: &self.keyid,
+                created: now,
+                expires: now + SIGNATURE_LIFETIME_S,
+                nonce: &hex::encode(nonce),
+                components,
+            },
+        )
+    }
+
+    /// As [`RequestSigner::headers`], with the signature's parameters and components as
+    /// given (`what.keyid` is the one signed): none if a component is not in the request.
+    pub fn headers_with(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+        what: &crate::reqsig::SignRequest<'_>,
+    ) -> Vec<(&'static str, String)> {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
@@ -90,25 +124,7 @@ impl RequestSigner {
             scheme: "http",
             header: &header,
         };
-        let mut nonce = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut nonce);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let components: &[&str] = if body.is_some() {
-            &["@method", "@path", "@query", "content-digest"]
-        } else {
-            &["@method", "@path", "@query"]
-        };
-        let what = crate::reqsig::SignRequest {
-            keyid: &self.keyid,
-            created: now,
-            expires: now + SIGNATURE_LIFETIME_S,
-            nonce: &hex::encode(nonce),
-            components,
-        };
-        // Every component above is present, so signing cannot fail.
-        let Ok(signed) = crate::reqsig::sign(&self.key, &what, &parts) else {
+        let Ok(signed) = crate::reqsig::sign(&self.key, what, &parts) else {
             return Vec::new();
         };
         let (input, signature) = signed.headers();

@@ -1599,11 +1599,22 @@ async fn enterprise_credit(
         false => verified_credit(&s, &u).await?.0.clone(),
     };
     // Registration is public: anyone may have the proof that a USCC is not registered.
-    if answer.state.is_some() {
-        let view = View::new(&s.shared, &reader)?;
-        if !may_read_whole(&s.shared, &view, &u, &answer)? {
-            return Err(refused());
-        }
+    if answer.state.is_none() {
+        return Ok(Json(answer));
+    }
+    // Up to 20,000 records looked at: on the heavy pool, not the API's threads.
+    let (shared, who, uscc) = (s.shared.clone(), reader.clone(), u.clone());
+    let (answer, whole) = s
+        .heavy
+        .admit()?
+        .run(move || {
+            let view = View::new(&shared, &who)?;
+            let (whole, _) = credit_access(&shared, &view, &uscc, &answer)?;
+            Ok::<_, ApiFailure>((answer, whole))
+        })
+        .await?;
+    if !whole {
+        return Err(refused());
     }
     Ok(Json(answer))
 }
@@ -1658,7 +1669,7 @@ async fn enterprise(
             .admit()?
             .run(move || {
                 let view = View::new(&s, &reader)?;
-                let whole = may_read_whole(&s, &view, &u, &credit.0)?;
+                let (whole, hidden) = credit_access(&s, &view, &u, &credit.0)?;
                 let page = subject_page(
                     &s,
                     &view,
@@ -1667,11 +1678,6 @@ async fn enterprise(
                     q.after,
                     limit,
                 )?;
-                let hidden = if whole {
-                    Vec::new()
-                } else {
-                    hidden_credit_records(&s, &view, &credit.0)?
-                };
                 Ok::<_, ApiFailure>(((page, hidden), whole))
             })
             .await?
@@ -1807,22 +1813,6 @@ fn index_key(k: &[u8]) -> Result<u64, ApiFailure> {
     })?))
 }
 
-/// The credit records of the answer the reader may not read.
-fn hidden_credit_records(
-    s: &Shared,
-    view: &View<'_>,
-    credit: &CreditProof,
-) -> Result<Vec<RecordId>, ApiFailure> {
-    let mut hidden = Vec::new();
-    for entry in &credit.records {
-        let rec = s.store.record_at(entry.index)?.ok_or_else(storage_failed)?;
-        if !view.admits(&rec, false)? {
-            hidden.push(rec.id());
-        }
-    }
-    Ok(hidden)
-}
-
 /// A commitment as shown to a reader who may not read its repair files (never
 /// public): no application, no decision, the breach as determined.
 fn withhold_repair(c: &mut st::CommitmentState) {
@@ -1833,29 +1823,28 @@ fn withhold_repair(c: &mut st::CommitmentState) {
     }
 }
 
-/// Whether `view`'s reader may read every credit record of `u`: the enterprise itself,
-/// or a member every one of them is disclosed to. The public and other enterprises
-/// never are, whatever the records: a refusal that depended on them would tell that
-/// something is hidden.
-fn may_read_whole(
+/// Whether `view`'s reader may read every credit record of `u` (the enterprise itself,
+/// or a member every one of them is disclosed to), and the ones it may not. The public
+/// and other enterprises never read them all, whatever the records: a refusal that
+/// depended on them would tell that something is hidden.
+fn credit_access(
     s: &Shared,
     view: &View<'_>,
     u: &Uscc,
     credit: &CreditProof,
-) -> Result<bool, ApiFailure> {
-    match view.reader {
-        Reader::Enterprise(e) => Ok(e == u),
-        Reader::Public => Ok(false),
-        Reader::Member(_) => {
-            for entry in &credit.records {
-                let rec = s.store.record_at(entry.index)?.ok_or_else(storage_failed)?;
-                if !view.admits(&rec, false)? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
+) -> Result<(bool, Vec<RecordId>), ApiFailure> {
+    if matches!(view.reader, Reader::Enterprise(e) if e == u) {
+        return Ok((true, Vec::new()));
+    }
+    let mut hidden = Vec::new();
+    for entry in &credit.records {
+        let rec = s.store.record_at(entry.index)?.ok_or_else(storage_failed)?;
+        if !view.admits(&rec, false)? {
+            hidden.push(rec.id());
         }
     }
+    let whole = matches!(view.reader, Reader::Member(_)) && hidden.is_empty();
+    Ok((whole, hidden))
 }
 
 /// The grade as shown to a reader who may not read every record behind it: its reasons

@@ -590,35 +590,19 @@ fn signed(
     expires: i64,
     components: &[&str],
 ) -> Vec<(&'static str, String)> {
-    use xinlian_client::reqsig;
-    let (path, query) = match path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path, None),
-    };
-    let header = |_: &str| None;
-    let parts = reqsig::RequestParts {
-        method,
-        path,
-        query,
-        authority: None,
-        scheme: "http",
-        header: &header,
-    };
     let nonce = format!("{:032x}", rand_nonce());
-    let input = reqsig::sign(
-        key,
-        &reqsig::SignRequest {
-            keyid,
-            created,
-            expires,
-            nonce: &nonce,
-            components,
-        },
-        &parts,
-    )
-    .unwrap();
-    let (i, sig) = input.headers();
-    vec![("signature-input", i), ("signature", sig)]
+    let signer = RequestSigner {
+        keyid: keyid.into(),
+        key: key.clone(),
+    };
+    let what = xinlian_client::reqsig::SignRequest {
+        keyid,
+        created,
+        expires,
+        nonce: &nonce,
+        components,
+    };
+    signer.headers_with(method, path, None, &what)
 }
 
 fn rand_nonce() -> u128 {
