@@ -73,7 +73,7 @@ pub fn start(
     let (mut apis, mut p2ps) = (Vec::new(), Vec::new());
     for i in 0..validators {
         let id = format!("v{i}");
-        let (child, api, p2p) = spawn_node(node_bin, dir.path(), &id, 0, 0, &p2ps)?;
+        let (child, api, p2p) = spawn_node(node_bin, dir.path(), &id, 0, 0, &p2ps, None)?;
         children.0.push((id, child));
         apis.push(api);
         p2ps.push(p2p);

@@ -291,7 +291,7 @@ fn sync_fresh_node(
     status: &Status,
 ) -> Result<f64> {
     let start = Instant::now();
-    let (child, oapi, _) = spawn_node(node_bin, c.dir.path(), "o0", 0, 0, &c.p2ps)?;
+    let (child, oapi, _) = spawn_node(node_bin, c.dir.path(), "o0", 0, 0, &c.p2ps, None)?;
     let perf = match &args.perf_sync {
         Some(out) => Some(
             std::process::Command::new("perf")

@@ -35,16 +35,29 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
 }
 
+#[derive(Clone)]
 pub struct NodeClient {
     base: String,
     agent: ureq::Agent,
+    /// How `https://` nodes are authenticated: Mozilla's roots unless [`NodeClient::trusting`]
+    /// named a CA.
+    tls: ureq::tls::TlsConfig,
     /// Who signs the requests (RFC 9421), if anyone: without, the node answers as to
     /// the public.
     reader: Option<RequestSigner>,
 }
 
+/// A CA file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("the CA certificates {what}: {reason}")]
+pub struct CaError {
+    pub what: String,
+    pub reason: String,
+}
+
 /// A key that signs requests, and the key id the node looks it up by: `member:ID`
 /// (a member's signing or node key) or `enterprise:USCC` (its bound key).
+#[derive(Clone)]
 pub struct RequestSigner {
     pub keyid: String,
     pub key: ed25519_dalek::SigningKey,
@@ -136,15 +149,66 @@ impl RequestSigner {
 
 impl NodeClient {
     pub fn new(base_url: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(40)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let tls = ureq::tls::TlsConfig::builder().build();
         NodeClient {
             base: base_url.trim_end_matches('/').to_string(),
-            agent,
+            agent: Self::agent(&tls),
+            tls,
             reader: None,
+        }
+    }
+
+    fn agent(tls: &ureq::tls::TlsConfig) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(40)))
+            .http_status_as_error(false)
+            .tls_config(tls.clone())
+            .build()
+            .into()
+    }
+
+    /// The same client, authenticating `https://` nodes by the CA certificates in
+    /// `pem` alone (a consortium's own CA, the devnet's `tls/ca.pem`) instead of the
+    /// public roots.
+    pub fn trusting(mut self, pem: &[u8]) -> Result<Self, CaError> {
+        let refused = |reason: String| CaError {
+            what: "given".into(),
+            reason,
+        };
+        let mut roots = Vec::new();
+        for item in ureq::tls::parse_pem(pem) {
+            match item.map_err(|e| refused(e.to_string()))? {
+                ureq::tls::PemItem::Certificate(c) => roots.push(c),
+                _ => return Err(refused("a CA file holds certificates only".into())),
+            }
+        }
+        if roots.is_empty() {
+            return Err(refused("no certificate in it".into()));
+        }
+        self.tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+            .build();
+        self.agent = Self::agent(&self.tls);
+        Ok(self)
+    }
+
+    /// [`NodeClient::trusting`] the CA certificates in the file `path`.
+    pub fn trusting_file(self, path: &std::path::Path) -> Result<Self, CaError> {
+        let pem = std::fs::read(path).map_err(|e| CaError {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.trusting(&pem).map_err(|e| CaError {
+            what: path.display().to_string(),
+            reason: e.reason,
+        })
+    }
+
+    /// The same node and trust, signing nothing: what the public is answered.
+    pub fn unsigned(&self) -> NodeClient {
+        NodeClient {
+            reader: None,
+            ..self.clone()
         }
     }
 
@@ -606,6 +670,7 @@ impl NodeClient {
             .timeout_recv_response(Some(Duration::from_secs(40)))
             .timeout_per_read(Some(STREAM_SILENCE_MAX))
             .http_status_as_error(false)
+            .tls_config(self.tls.clone())
             .build()
             .into();
         let mut req = agent.get(&url).header("accept", "text/event-stream");

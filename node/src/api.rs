@@ -8,6 +8,7 @@ mod auth;
 mod events;
 mod limits;
 mod private_data;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +68,8 @@ impl ApiServer {
         limits: &ApiLimits,
         access: access::AccessLog,
         desk: mpsc::Sender<crate::private::DeskMsg>,
-    ) -> ApiServer {
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<ApiServer> {
         let (stop, mut stop_rx) = watch::channel(false);
         let rates = Arc::new(limits::ClientRates::new(limits.rate_per_s, limits.burst));
         let metrics = shared.metrics.clone();
@@ -79,7 +81,8 @@ impl ApiServer {
             access,
             desk,
         );
-        let listener = limits::CappedListener::new(listener, limits.connections_max, metrics);
+        let listener =
+            limits::CappedListener::new(listener, limits.connections_max, metrics.clone());
         let mut forget_rx = stop.subscribe();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(limits::FORGET_EVERY);
@@ -90,17 +93,26 @@ impl ApiServer {
                 }
             }
         });
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<limits::ClientAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-        });
-        ApiServer { stop, task }
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let app = app.into_make_service_with_connect_info::<limits::ClientAddr>();
+        let task = match tls {
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }),
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config, metrics)?;
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                })
+            }
+        };
+        Ok(ApiServer { stop, task })
     }
 
     /// Stops accepting, lets open requests finish (event streams end at once), and

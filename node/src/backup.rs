@@ -175,8 +175,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 
 /// Backs up the node at `url` into `out` up to its tip at start (or `until`),
 /// appending to a backup already there. Returns the height it ends at.
-pub fn backup(url: &str, genesis: Genesis, out: &Path, until: Option<u64>) -> Result<u64> {
-    let node = NodeClient::new(url);
+pub fn backup(node: &NodeClient, genesis: Genesis, out: &Path, until: Option<u64>) -> Result<u64> {
     let target = match until {
         Some(h) => h,
         None => node.status().context("asking the node for its tip")?.height,
@@ -273,7 +272,7 @@ pub fn backup(url: &str, genesis: Genesis, out: &Path, until: Option<u64>) -> Re
         tracing::warn!(error = %e, "backup stream broke; asking again");
         ControlFlow::Continue(())
     };
-    follow(&node, &mut verifier, on_event, on_break).context("the node's history")?;
+    follow(node, &mut verifier, on_event, on_break).context("the node's history")?;
     bar.finish_and_clear();
     if let Some(e) = failure {
         return Err(e);

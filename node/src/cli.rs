@@ -64,6 +64,13 @@ struct ApiArgs {
     /// Event streams (GET /v1/events) open at once; one more gets 503.
     #[arg(long, env = "XINLIAN_API_STREAMS")]
     api_streams: Option<usize>,
+    /// Serve the API over TLS with this certificate chain (PEM, the leaf first);
+    /// needs --tls-key.
+    #[arg(long, env = "XINLIAN_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "XINLIAN_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ApiArgs {
@@ -80,6 +87,8 @@ impl ApiArgs {
             timeout_s: self.api_timeout_s,
             threads: self.api_threads,
             streams: self.api_streams,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         }
     }
 }
@@ -190,6 +199,10 @@ enum Command {
         /// node/devnet/sample.toml: members, enterprises, ordered steps).
         #[arg(long)]
         scenario: Option<PathBuf>,
+        /// Serve the nodes' APIs over plain HTTP instead of TLS with the devnet's own
+        /// certificates.
+        #[arg(long)]
+        plain_http: bool,
     },
     /// Back up a running node's finalized history into FILE (appending to a backup
     /// already there), each block verified against genesis as it is written; ends at
@@ -198,6 +211,9 @@ enum Command {
         /// The node's API.
         #[arg(long, default_value = "http://127.0.0.1:8700")]
         node: String,
+        /// Authenticate an `https://` node by the CA certificates in this PEM file.
+        #[arg(long, env = "XINLIAN_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
         #[arg(long)]
         genesis: PathBuf,
         #[arg(long)]
@@ -358,19 +374,26 @@ fn dispatch(cli: Cli) -> Result<()> {
             port,
             no_sample,
             scenario,
+            plain_http,
         } => xinlian_devnet::run(&xinlian_devnet::Options {
             port,
             sample: !no_sample,
             scenario,
+            tls: !plain_http,
             ..xinlian_devnet::Options::new(dir)
         }),
         Command::Backup {
             node,
+            ca,
             genesis,
             out,
             until,
         } => {
             let genesis = Genesis::load(&genesis)?;
+            let mut node = xinlian_client::http::NodeClient::new(&node);
+            if let Some(ca) = &ca {
+                node = node.trusting_file(ca)?;
+            }
             let height = crate::backup::backup(&node, genesis, &out, until)?;
             println!("backup of blocks 1 to {height} in {}", out.display());
             Ok(())
@@ -408,6 +431,14 @@ fn run_node(settings: Settings, exit_with_stdin: bool) -> Result<()> {
     config.peers = settings.peers;
     config.cache_bytes = settings.cache_bytes;
     config.api = settings.api;
+    if let Some(files) = &settings.tls {
+        config.tls = Some(crate::api::tls::server_config(&files.cert, &files.key)?);
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let listen = settings.listen;
     // `block_on` runs `host::run` on this (main) thread, which starts the consensus
     // thread: a thread inherits its creator's nice level, so consensus keeps the
@@ -418,7 +449,7 @@ fn run_node(settings: Settings, exit_with_stdin: bool) -> Result<()> {
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         // Tests and scripts wait for this line (or poll /v1/status).
-        println!("xinlian-node: API listening on http://{addr}");
+        println!("xinlian-node: API listening on {scheme}://{addr}");
         let stop = async move {
             if exit_with_stdin {
                 tokio::select! {

@@ -67,6 +67,9 @@ pub struct ApiSection {
     pub timeout_s: Option<u64>,
     pub threads: Option<usize>,
     pub streams: Option<usize>,
+    /// Serve the API over TLS: the certificate chain (PEM, leaf first) and its key.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,9 +87,15 @@ impl FileConfig {
         let mut file: FileConfig =
             toml::from_str(&text).with_context(|| format!("the config file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut file.genesis, &mut file.key, &mut file.data]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut file.genesis,
+            &mut file.key,
+            &mut file.data,
+            &mut file.api.tls_cert,
+            &mut file.api.tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -110,6 +119,25 @@ pub struct Overrides {
     pub log: LogSection,
 }
 
+/// Where the API's TLS certificate chain and private key are (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Both files or neither.
+    fn pair(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>> {
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+            (Some(_), None) => bail!("api.tls_cert is set without api.tls_key"),
+            (None, Some(_)) => bail!("api.tls_key is set without api.tls_cert"),
+        }
+    }
+}
+
 /// Everything `run` needs, resolved and checked.
 #[derive(Debug)]
 pub struct Settings {
@@ -123,6 +151,8 @@ pub struct Settings {
     pub api: ApiLimits,
     pub api_nice: i32,
     pub api_threads: usize,
+    /// The API's TLS certificate chain and key, when it serves HTTPS.
+    pub tls: Option<TlsFiles>,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -269,6 +299,7 @@ impl Settings {
                 n
             }
         };
+        let tls = TlsFiles::pair(fa.tls_cert.or(ca.tls_cert), fa.tls_key.or(ca.tls_key))?;
         let api_threads = within(
             "api.threads",
             api(fa.threads, ca.threads, API_THREADS_DEFAULT),
@@ -296,6 +327,7 @@ impl Settings {
             api: limits,
             api_nice: nice,
             api_threads,
+            tls,
             log_format: flags.log.format.or(file.log.format).unwrap_or_default(),
             log_filter,
         })
@@ -387,6 +419,10 @@ peers = [{peers}]
 # threads = {threads}
 # Event streams (GET /v1/events) open at once; one more gets 503.
 # streams = {streams}
+# Serve the API over TLS: the certificate chain (PEM, the leaf first) and its key
+# (PEM); both or neither. Unset, plain HTTP.
+# tls_cert = "tls/node.pem"
+# tls_key = "tls/node.key"
 
 [log]
 # "text" (lines) or "json" (one object per event).
@@ -464,6 +500,8 @@ mod tests {
             ("[api]\ncheck_body_mb = 1025\n", "api.check_body_mb"),
             ("[api]\ntimeout_s = 30\n", "api.timeout_s"),
             ("[api]\nstreams = 0\n", "api.streams"),
+            ("[api]\ntls_cert = \"node.pem\"\n", "api.tls_key"),
+            ("[api]\ntls_key = \"node.key\"\n", "api.tls_cert"),
             ("[api]\nconnections = 100\nstreams = 51\n", "api.streams"),
             ("cache_mb = 1048577\n", "cache_mb"),
             ("[api]\nrate = 0\n", "api.rate"),

@@ -60,6 +60,8 @@ pub struct NodeConfig {
     /// The API's admission control (connections, rates, requests in flight, heavy
     /// reads): docs/api.md, "Limits and overload".
     pub api: ApiLimits,
+    /// Serve the API over TLS with this configuration (`--tls-cert`, `--tls-key`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl NodeConfig {
@@ -80,6 +82,7 @@ impl NodeConfig {
             mempool_bytes_max,
             cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             api: ApiLimits::default(),
+            tls: None,
         }
     }
 }
@@ -255,7 +258,15 @@ pub async fn run(
     };
     let mut done = consensus.spawn(cmd_rx, stop_rx)?;
     let access = crate::api::access::AccessLog::open(&config.data_dir)?;
-    let api = ApiServer::start(listener, shared, &config.api, access, desk);
+    let api = ApiServer::start(
+        listener,
+        shared,
+        &config.api,
+        access,
+        desk,
+        config.tls.clone(),
+    )
+    .context("starting the API")?;
     let result = tokio::select! {
         _ = shutdown => {
             let _ = stop_tx.send(());

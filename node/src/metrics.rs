@@ -99,6 +99,8 @@ pub struct Metrics {
     pub api_seconds: Histograms<RouteLabel>,
     /// Connections over the API's cap, answered `503` before any request was read.
     pub api_connections_refused: Counter,
+    /// TLS handshakes on the API that failed or did not finish in time.
+    pub api_tls_handshakes_failed: Counter,
     /// Event streams (`GET /v1/events`) open now, and the records they sent.
     pub event_streams: Gauge,
     pub event_records_sent: Counter,
@@ -139,6 +141,7 @@ impl Metrics {
             api_requests: Family::default(),
             api_seconds: Family::new_with_constructor(seconds),
             api_connections_refused: Counter::default(),
+            api_tls_handshakes_failed: Counter::default(),
             event_streams: Gauge::default(),
             event_records_sent: Counter::default(),
             resident_bytes: Gauge::default(),
@@ -231,6 +234,11 @@ impl Metrics {
             "api_connections_refused",
             "API connections over the cap, answered 503 before a request was read",
             m.api_connections_refused.clone(),
+        );
+        r.register(
+            "api_tls_handshakes_failed",
+            "API TLS handshakes that failed or did not finish within 10 s",
+            m.api_tls_handshakes_failed.clone(),
         );
         r.register(
             "event_streams",

@@ -135,7 +135,30 @@ impl Consortium {
             cmd.arg("--peer").arg(&p.p2p);
         }
         cmd.args(args);
-        Node::start(cmd, Some(self.path().join(format!("{id}.log"))))
+        Node::start(cmd, Some(self.path().join(format!("{id}.log"))), None)
+    }
+
+    /// As [`Consortium::start_member_with`], serving the API over TLS with a certificate
+    /// from a test CA in the consortium's folder ([`Consortium::tls_ca`]); its client
+    /// trusts that CA alone.
+    pub fn start_member_tls(&self, id: &str, peers: &[&Node], args: &[&str]) -> Result<Node> {
+        let tls = xinlian_devnet::tls::node_tls(self.path(), id)?;
+        let mut cmd = self.command_for(id, &self.data_dir_of(id));
+        for p in peers {
+            cmd.arg("--peer").arg(&p.p2p);
+        }
+        cmd.arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key);
+        cmd.args(args);
+        let log = Some(self.path().join(format!("{id}.log")));
+        Node::start(cmd, log, Some(self.tls_ca()))
+    }
+
+    /// The test CA's certificate (PEM) that [`Consortium::start_member_tls`] uses.
+    pub fn tls_ca(&self) -> PathBuf {
+        xinlian_devnet::tls::ca_path(self.path())
     }
 
     pub fn agency(&self, id: &str) -> Result<RecordSigner> {
@@ -159,7 +182,7 @@ impl Consortium {
     }
 
     pub fn start(&self) -> Result<Node> {
-        Node::start(self.command(&self.data_dir()), None)
+        Node::start(self.command(&self.data_dir()), None, None)
     }
 
     /// Runs the node expecting it to refuse to start; returns its stderr.
@@ -222,7 +245,7 @@ pub fn start_node(
     for p in peers {
         cmd.arg("--peer").arg(&p.p2p);
     }
-    Node::start(cmd, Some(log))
+    Node::start(cmd, Some(log), None)
 }
 
 /// A real node that is not a member of `c`: its own genesis is `c`'s plus itself (so it
@@ -257,7 +280,7 @@ pub fn start_outsider(c: &Consortium, bin: &str, dir: &Path, target: &Node) -> R
 /// Starts a node from a command of the caller's (`xinlian-node run …`), its stderr in
 /// `log`, and waits until its API answers.
 pub fn start_command(cmd: Command, log: PathBuf) -> Result<Node> {
-    Node::start(cmd, Some(log))
+    Node::start(cmd, Some(log), None)
 }
 
 /// `xinlian-node devnet` in `dir` on a port the OS picks.
@@ -269,7 +292,8 @@ pub fn start_devnet(node_bin: &str, dir: &Path) -> Result<Node> {
         .arg("--port")
         .arg("0")
         .env("RUST_LOG", node_log_filter());
-    Node::start(cmd, None)
+    // Its nodes serve TLS with certificates from its own CA, made before they start.
+    Node::start(cmd, None, Some(xinlian_devnet::tls::ca_path(dir)))
 }
 
 pub struct Node {
@@ -283,8 +307,8 @@ pub struct Node {
 
 impl Node {
     /// Starts a node; with `log`, its stderr is written there (for assertions and
-    /// post-mortems), else inherited.
-    fn start(mut cmd: Command, log: Option<PathBuf>) -> Result<Node> {
+    /// post-mortems), else inherited; with `ca`, its client trusts that CA alone.
+    fn start(mut cmd: Command, log: Option<PathBuf>, ca: Option<PathBuf>) -> Result<Node> {
         let stderr = match &log {
             Some(p) => Stdio::from(
                 std::fs::OpenOptions::new()
@@ -336,10 +360,13 @@ impl Node {
         }
         let url = url.expect("announced");
         assert!(
-            url.starts_with("http://127.0.0.1:"),
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
             "nodes listen on loopback only: {url}"
         );
-        node.client = NodeClient::new(&url);
+        node.client = match &ca {
+            Some(ca) => NodeClient::new(&url).trusting_file(ca)?,
+            None => NodeClient::new(&url),
+        };
         let deadline = Instant::now() + READY_TIMEOUT;
         while node.client.status().is_err() {
             if let Some(status) = node.child.try_wait()? {

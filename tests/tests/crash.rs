@@ -35,7 +35,7 @@ fn kill_9_mid_stream_loses_no_final_block() -> anyhow::Result<()> {
     let submitted: Arc<Mutex<Vec<RecordId>>> = Arc::default();
     let writer = {
         let (stop, submitted, farm) = (stop.clone(), submitted.clone(), farm.clone());
-        let client = NodeClient::new(node.client.base_url());
+        let client = node.client.unsigned();
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -188,7 +188,7 @@ fn kill_9_at_a_hundred_points_during_commits() -> anyhow::Result<()> {
         let submitted: Arc<Mutex<Vec<RecordId>>> = Arc::default();
         let writer = {
             let (stop, submitted, farm) = (stop.clone(), submitted.clone(), farm.clone());
-            let client = NodeClient::new(node.client.base_url());
+            let client = node.client.unsigned();
             let mut i = n;
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {

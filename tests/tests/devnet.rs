@@ -41,6 +41,17 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
     let node = xinlian_tests::start_devnet(BIN, dir.path())?;
     let status = wait_for_sample(&node.client, dir.path())?;
     assert_eq!(status.chain_id, "xinlian-devnet");
+    // Served over TLS with the devnet's own certificates: its CA vouches for them
+    // (node.client trusts it alone), the public roots do not.
+    let api = node.client.base_url();
+    assert!(api.starts_with("https://127.0.0.1:"), "{api}");
+    assert!(
+        matches!(
+            NodeClient::new(api).status(),
+            Err(xinlian_client::http::ClientError::Unreachable { .. })
+        ),
+        "a client that does not trust the devnet's CA was answered"
+    );
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
     let uscc_of = |slug: &str| {
@@ -56,8 +67,10 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
     };
 
     // Read as a member of the consortium (the public sees less: tests/tests/privacy.rs).
-    let member =
-        NodeClient::new(node.client.base_url()).signed_by(xinlian_client::http::RequestSigner {
+    let member = node
+        .client
+        .unsigned()
+        .signed_by(xinlian_client::http::RequestSigner {
             keyid: "member:sh-market".into(),
             key: keys::read_pem(&xinlian_genesis::scaffold::signing_key_path(
                 dir.path(),
@@ -337,7 +350,12 @@ fn devnet_survives_a_killed_validator_and_restarts_it() -> anyhow::Result<()> {
     let announced = devnet.expect_line(Duration::from_secs(60), "announcing the API", |l| {
         l.starts_with("xinlian-node: API listening on ")
     })?;
-    let node0 = NodeClient::new(announced.trim_start_matches("xinlian-node: API listening on "));
+    let api0 = announced.trim_start_matches("xinlian-node: API listening on ");
+    assert!(api0.starts_with("https://127.0.0.1:"), "{announced}");
+    let client = |url: &str| -> anyhow::Result<NodeClient> {
+        Ok(NodeClient::new(url).trusting_file(&dir.path().join("tls").join("ca.pem"))?)
+    };
+    let node0 = client(api0)?;
     wait_for_sample(&node0, dir.path())?;
     let mut nodes = Vec::new();
     devnet.expect_line(Duration::from_secs(60), "listing the nodes", |l| {
@@ -357,7 +375,7 @@ fn devnet_survives_a_killed_validator_and_restarts_it() -> anyhow::Result<()> {
         .iter()
         .find(|n| n.name == VICTIM)
         .expect("js-credit runs");
-    let victim_api = NodeClient::new(&victim.api);
+    let victim_api = client(&victim.api)?;
     assert!(
         height(&victim_api).is_some(),
         "{VICTIM} answers before the kill"
@@ -440,7 +458,7 @@ fn devnet_survives_a_killed_validator_and_restarts_it() -> anyhow::Result<()> {
     assert!(status.success(), "devnet exit: {status}");
     for n in &nodes {
         assert!(
-            height(&NodeClient::new(&n.api)).is_none(),
+            height(&client(&n.api)?).is_none(),
             "node {} still answers after the devnet stopped",
             n.name
         );
@@ -480,6 +498,7 @@ fn the_credit_command_verifies_grades_claims_and_reports_offline() -> anyhow::Re
         }
         cmd.args(args)
             .env("XINLIAN_NODE", node.client.base_url())
+            .env("XINLIAN_CA", dir.path().join("tls").join("ca.pem"))
             .env("XINLIAN_GENESIS", &genesis)
             .env("XINLIAN_TRUST", &trust)
             .output()

@@ -203,7 +203,7 @@ fn filtered_streams_give_a_batchs_events_and_one_kind() -> Result<()> {
         "enterprise stream differs from its records"
     );
     // A bad filter is refused by the node, not retried.
-    let bad = NodeClient::new(node.client.base_url());
+    let bad = node.client.unsigned();
     let refused = bad.events(
         &EventFilter {
             batch: Some("no spaces allowed".into()),

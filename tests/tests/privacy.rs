@@ -235,7 +235,7 @@ fn scenario() -> Result<Scenario> {
 
 impl Scenario {
     fn client(&self, reader: &Reader) -> Result<NodeClient> {
-        let base = NodeClient::new(self.node.client.base_url());
+        let base = self.node.client.unsigned();
         let (keyid, key) = match reader {
             Reader::Public => return Ok(base),
             Reader::Enterprise(u) if u == &self.e1 => {
@@ -769,7 +769,7 @@ fn non_public_reads_are_in_the_access_log_and_the_log_is_tamper_evident() -> Res
     // A refused read is logged too.
     let other = s.client(&Reader::Member("other".into()))?;
     assert_eq!(refused(other.record(&id, 0)), (403, "not_visible".into()));
-    let _ = NodeClient::new(s.node.client.base_url()).record(&s.records["public"], 0)?;
+    let _ = s.node.client.unsigned().record(&s.records["public"], 0)?;
     let export = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_xinlian-node-under-test"))
             .args(["access-log", "--data"])
@@ -954,7 +954,7 @@ fn private_data_reaches_exactly_the_entitled_nodes_and_is_purged_on_erasure() ->
     // The submitter sends it, signing with its record's key; unsigned, the record
     // answers as a missing one would.
     let uploader = |n: &Node| {
-        NodeClient::new(n.client.base_url()).signed_by(RequestSigner {
+        n.client.unsigned().signed_by(RequestSigner {
             keyid: format!("key:{}", keys::public_key(&e1_key).to_hex()),
             key: e1_key.clone(),
         })
@@ -1017,7 +1017,7 @@ fn private_data_reaches_exactly_the_entitled_nodes_and_is_purged_on_erasure() ->
     // Entitled readers get it and check it against the record they verified; others not.
     let light = LightClient::new(c.genesis.clone());
     let as_ = |node: &Node, keyid: &str, key: SigningKey| {
-        NodeClient::new(node.client.base_url()).signed_by(RequestSigner {
+        node.client.unsigned().signed_by(RequestSigner {
             keyid: keyid.into(),
             key,
         })
@@ -1036,7 +1036,7 @@ fn private_data_reaches_exactly_the_entitled_nodes_and_is_purged_on_erasure() ->
     let other = as_(&other_node, "member:other", c.agency("other")?.key);
     assert_eq!(refused(other.private(&id)), (403, "not_visible".into()));
     assert_eq!(
-        refused(NodeClient::new(v0.client.base_url()).private(&id)),
+        refused(v0.client.unsigned().private(&id)),
         (404, "not_visible".into())
     );
     assert_eq!(other.private(&all_id)?, all_data);

@@ -511,6 +511,8 @@ fn cli(node: &str, genesis: &Path, trust: &Path, args: &[&str]) -> std::process:
         .env("XINLIAN_NODE", node)
         .env("XINLIAN_GENESIS", genesis)
         .env("XINLIAN_TRUST", trust)
+        // The devnet's nodes serve TLS with certificates from its own CA.
+        .env("XINLIAN_CA", genesis.with_file_name("tls").join("ca.pem"))
         .output()
         .expect("run the CLI")
 }

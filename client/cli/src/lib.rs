@@ -43,6 +43,11 @@ pub(crate) struct Cli {
         default_value = "http://127.0.0.1:8700"
     )]
     node: String,
+    /// Authenticate an `https://` node by the CA certificates in this PEM file (the
+    /// consortium's own CA, or the devnet's `devnet/tls/ca.pem`) instead of the
+    /// public roots.
+    #[arg(long, global = true, env = "XINLIAN_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -265,6 +270,11 @@ pub fn main() -> ExitCode {
 /// One command, by family.
 fn run(cli: &Cli) -> Result<(), Failure> {
     let mut node = NodeClient::new(&cli.node);
+    if let Some(ca) = &cli.ca {
+        node = node
+            .trusting_file(ca)
+            .map_err(|e| Failure::Local(e.to_string()))?;
+    }
     if let (Some(keyid), Some(file)) = (&cli.reader, &cli.reader_key) {
         let key = xinlian_client::genesis::keys::read_pem(file)
             .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?;

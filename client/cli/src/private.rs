@@ -74,7 +74,8 @@ pub(crate) fn send_after_submit(
     data: &PrivateData,
 ) -> Result<String, Failure> {
     // Sent as the record's signer (`key:HEX`), who is entitled to read it.
-    let as_signer = NodeClient::new(node.base_url())
+    let as_signer = node
+        .unsigned()
         .signed_by(xinlian_client::http::RequestSigner::for_key(key.clone()));
     match as_signer.put_private(data) {
         Ok(s) => Ok(sent(&s)),

@@ -19,6 +19,7 @@ pub mod process;
 pub mod sample;
 pub mod scenario;
 mod supervisor;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct Options {
     pub scenario: Option<PathBuf>,
     /// How long after a node exits on its own it is started again.
     pub restart_delay: Duration,
+    /// Serve the nodes' APIs over TLS with certificates from the devnet's own CA
+    /// (`DIR/tls/ca.pem`); off, plain HTTP.
+    pub tls: bool,
 }
 
 impl Options {
@@ -58,6 +62,7 @@ impl Options {
             sample: true,
             scenario: None,
             restart_delay: default_restart_delay(),
+            tls: true,
         }
     }
 }
@@ -132,7 +137,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .collect();
     anyhow::ensure!(!runners.is_empty(), "no member of the genesis runs a node");
     let exe = std::env::current_exe().context("locating xinlian-node")?;
-    let mut sup = Supervisor::start(exe, dir, &runners, opts.port, opts.restart_delay)?;
+    let mut sup = Supervisor::start(exe, dir, &runners, opts.port, opts.restart_delay, opts.tls)?;
     let api = sup.slots[0].api.clone();
     // The same announcement as `xinlian-node run`, for scripts and tests.
     say(format_args!("xinlian-node: API listening on {api}"));
@@ -182,7 +187,21 @@ fn print_banner(sup: &Supervisor, dir: &Path, api: &str) {
         dir.join("keys").display(),
         dir.join("nodes").display()
     ));
-    say(format_args!("try: curl {api}/v1/status    stop: Ctrl-C"));
+    if api.starts_with("https://") {
+        let ca = tls::ca_path(dir);
+        say(format_args!(
+            "TLS: the nodes' certificates are issued by the devnet's CA {}; \
+             export XINLIAN_CA={} for the CLI",
+            ca.display(),
+            ca.display()
+        ));
+        say(format_args!(
+            "try: curl --cacert {} {api}/v1/status    stop: Ctrl-C",
+            ca.display()
+        ));
+    } else {
+        say(format_args!("try: curl {api}/v1/status    stop: Ctrl-C"));
+    }
     let victim = sup
         .slots
         .iter()

@@ -57,7 +57,7 @@ pub fn log_path(dir: &Path, id: &str) -> PathBuf {
 }
 
 /// Starts `exe run` (an `xinlian-node`) for member `id` of the consortium scaffolded in
-/// `dir`, dialling `peers`; returns the child and its announced API URL and p2p address.
+/// `dir`, dialling `peers` and serving its API over TLS with `tls` if given; returns the child and its announced API URL and p2p address.
 /// Its log goes to `dir/nodes/ID.log`; it exits when its stdin closes. It runs in its
 /// own process group, so a Ctrl-C at the terminal reaches only its parent, which
 /// stops it.
@@ -68,6 +68,7 @@ pub fn spawn_node(
     api_port: u16,
     p2p_port: u16,
     peers: &[String],
+    tls: Option<&crate::tls::NodeTls>,
 ) -> Result<(Child, String, String)> {
     let nodes = dir.join("nodes");
     std::fs::create_dir_all(&nodes)?;
@@ -92,6 +93,12 @@ pub fn spawn_node(
         .arg("--exit-with-stdin");
     for p in peers {
         cmd.arg("--peer").arg(p);
+    }
+    if let Some(tls) = tls {
+        cmd.arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key);
     }
     // A devnet node's settings are the devnet's alone: none from an operator's
     // environment (`XINLIAN_CONFIG`, `XINLIAN_PEERS`, … would reach it otherwise).
@@ -154,7 +161,7 @@ fn read_announcements(child: &mut Child) -> Option<(String, String)> {
     Some((api?, p2p?))
 }
 
-/// The port of `http://127.0.0.1:PORT`.
+/// The port of `http://127.0.0.1:PORT` (or `https://`).
 pub(crate) fn url_port(url: &str) -> Option<u16> {
     url.trim_end_matches('/').rsplit(':').next()?.parse().ok()
 }
@@ -174,6 +181,7 @@ mod tests {
     fn ports_from_announcements() {
         assert_eq!(url_port("http://127.0.0.1:8703"), Some(8703));
         assert_eq!(url_port("http://127.0.0.1:8703/"), Some(8703));
+        assert_eq!(url_port("https://127.0.0.1:8703"), Some(8703));
         assert_eq!(
             multiaddr_port("/ip4/127.0.0.1/tcp/40123/p2p/12D3KooWabc"),
             Some(40123)

@@ -73,7 +73,7 @@ pub(crate) fn load(
     genesis: &Genesis,
     scenario: &Scenario,
 ) -> Result<SampleManifest> {
-    let client = NodeClient::new(api);
+    let client = crate::tls::client(dir, api)?;
     let status = wait_ready(&client)?;
     let manifest_path = dir.join("sample.json");
     if status.height > 0 && manifest_path.exists() {
@@ -166,7 +166,8 @@ fn submit_steps(
     }
     // Each sent by its record's signer, signing the request with the record's key.
     for (what, key, data) in private {
-        NodeClient::new(client.base_url())
+        client
+            .unsigned()
             .signed_by(xinlian_client::http::RequestSigner::for_key(key))
             .put_private(&data)
             .with_context(|| format!("{what}: its private text"))?;

@@ -13,7 +13,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use xinlian_client::http::NodeClient;
 
 use crate::process::{log_path, multiaddr_port, spawn_node, stop_all, url_port};
 
@@ -71,6 +70,8 @@ pub(crate) struct Supervisor {
     dir: PathBuf,
     pub slots: Vec<Slot>,
     restart_delay: Duration,
+    /// Nodes serve their API over TLS with the devnet's certificates.
+    tls: bool,
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (the devnet carries on without a
@@ -91,16 +92,19 @@ impl Supervisor {
         runners: &[(String, bool)],
         port: u16,
         restart_delay: Duration,
+        tls: bool,
     ) -> Result<Supervisor> {
         let mut sup = Supervisor {
             exe,
             dir: dir.to_path_buf(),
             slots: Vec::new(),
             restart_delay,
+            tls,
         };
         for (i, (id, validator)) in runners.iter().enumerate() {
             let offset = |base: u16| if port == 0 { 0 } else { base + i as u16 };
             let peers: Vec<String> = sup.slots.iter().map(|s| s.p2p.clone()).collect();
+            let tls = sup.node_tls(id)?;
             let (child, api, p2p) = spawn_node(
                 &sup.exe,
                 dir,
@@ -108,6 +112,7 @@ impl Supervisor {
                 offset(port),
                 offset(port.saturating_add(100)),
                 &peers,
+                tls.as_ref(),
             )
             .with_context(|| format!("(is a devnet already running on port {port}? try --port)"))?;
             let (api_port, p2p_port) = match (url_port(&api), multiaddr_port(&p2p)) {
@@ -127,6 +132,13 @@ impl Supervisor {
             });
         }
         Ok(sup)
+    }
+
+    /// Member `id`'s certificate files, when nodes serve TLS.
+    fn node_tls(&self, id: &str) -> Result<Option<crate::tls::NodeTls>> {
+        self.tls
+            .then(|| crate::tls::node_tls(&self.dir, id))
+            .transpose()
     }
 
     /// Supervises until Ctrl-C (or `quit`), then stops every node.
@@ -198,8 +210,16 @@ impl Supervisor {
             .map(|(_, s)| s.p2p.clone())
             .collect();
         let s = &self.slots[i];
-        let (child, api, _) =
-            spawn_node(&self.exe, &self.dir, &s.id, s.api_port, s.p2p_port, &peers)?;
+        let tls = self.node_tls(&s.id)?;
+        let (child, api, _) = spawn_node(
+            &self.exe,
+            &self.dir,
+            &s.id,
+            s.api_port,
+            s.p2p_port,
+            &peers,
+            tls.as_ref(),
+        )?;
         let s = &mut self.slots[i];
         say(format_args!(
             "node {} is running again: pid {}, API {api}; it catches up from its data folder",
@@ -290,8 +310,8 @@ impl Supervisor {
             };
             let pid = s.pid().map_or("-".to_string(), |p| p.to_string());
             let height = match s.child {
-                Some(_) => NodeClient::new(&s.api)
-                    .status()
+                Some(_) => (crate::tls::client(&self.dir, &s.api).ok())
+                    .and_then(|c| c.status().ok())
                     .map_or("?".to_string(), |st| st.height.to_string()),
                 None => "-".to_string(),
             };
