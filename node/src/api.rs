@@ -104,7 +104,7 @@ impl ApiServer {
                     .await
             }),
             Some(config) => {
-                let listener = tls::TlsListener::new(listener, config, metrics)?;
+                let listener = tls::TlsListener::new(listener.closing_refusals(), config, metrics)?;
                 tokio::spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(stopped)

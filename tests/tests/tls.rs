@@ -83,15 +83,31 @@ fn the_api_is_served_over_tls_to_clients_that_trust_its_ca_alone() -> Result<()>
         std::io::Write::write_all(&mut s, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])?;
         silent.push(s);
     }
+    // A new client: a new connection and handshake, not one kept from before.
+    let fresh = NodeClient::new(&url).trusting_file(&ca)?;
     let asked = Instant::now();
-    node.client.status()?;
+    fresh.status()?;
     let answered = asked.elapsed();
     assert!(
         answered < HANDSHAKE_TIME / 4,
         "a client waited {answered:?} behind unfinished handshakes"
     );
 
-    // The node closes each of them once the handshake time is up, not before.
+    // The node closes each of them once the handshake time is up, not before: a
+    // few seconds before it, every one is still open (a read would block).
+    std::thread::sleep(
+        (opened + HANDSHAKE_TIME - Duration::from_secs(3))
+            .saturating_duration_since(Instant::now()),
+    );
+    for s in &silent {
+        s.set_nonblocking(true)?;
+        let mut byte = [0u8; 1];
+        let e = (&*s)
+            .read(&mut byte)
+            .expect_err("an unfinished handshake closed early");
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        s.set_nonblocking(false)?;
+    }
     for s in &mut silent {
         s.set_read_timeout(Some(HANDSHAKE_TIME * 2))?;
         let mut byte = [0u8; 1];

@@ -190,8 +190,8 @@ fn print_banner(sup: &Supervisor, dir: &Path, api: &str) {
     if api.starts_with("https://") {
         let ca = tls::ca_path(dir);
         say(format_args!(
-            "TLS: the nodes' certificates are issued by the devnet's CA {}; \
-             export XINLIAN_CA={} for the CLI",
+            "TLS: the nodes' certificates are issued by the devnet's CA {}; for the CLI: \
+             export XINLIAN_NODE={api} XINLIAN_CA={}",
             ca.display(),
             ca.display()
         ));

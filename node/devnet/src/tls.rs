@@ -35,10 +35,12 @@ pub fn node_tls(dir: &Path, id: &str) -> Result<NodeTls> {
         cert: dir.join("tls").join(format!("{id}.pem")),
         key: dir.join("tls").join(format!("{id}.key")),
     };
+    // The CA first: made anew (its files were lost), it clears every certificate the
+    // old one issued, so none is kept that clients would refuse.
+    let ca_key = ca(dir)?;
     if files.cert.exists() && files.key.exists() {
         return Ok(files);
     }
-    let ca_key = ca(dir)?;
     let ca_cert = ca_params()
         .self_signed(&ca_key)
         .context("re-creating the devnet CA for signing")?;
@@ -54,8 +56,7 @@ pub fn node_tls(dir: &Path, id: &str) -> Result<NodeTls> {
         .signed_by(&key, &ca_cert, &ca_key)
         .context("issuing a node certificate")?;
     write_private(&files.key, &key.serialize_pem())?;
-    std::fs::write(&files.cert, cert.pem())
-        .with_context(|| format!("writing {}", files.cert.display()))?;
+    write_public(&files.cert, &cert.pem())?;
     Ok(files)
 }
 
@@ -89,28 +90,49 @@ fn ca(dir: &Path) -> Result<KeyPair> {
         return KeyPair::from_pem(&pem).with_context(|| format!("{}", key_path.display()));
     }
     std::fs::create_dir_all(dir.join("tls"))?;
+    for entry in std::fs::read_dir(dir.join("tls"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pem" || e == "key") {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
     let key = KeyPair::generate().context("generating the devnet CA's key")?;
     let cert = ca_params()
         .self_signed(&key)
         .context("making the devnet CA")?;
     write_private(&key_path, &key.serialize_pem())?;
-    std::fs::write(&cert_path, cert.pem())
-        .with_context(|| format!("writing {}", cert_path.display()))?;
+    write_public(&cert_path, &cert.pem())?;
     Ok(key)
 }
 
 /// Writes a private key readable by its owner alone.
 fn write_private(path: &Path, pem: &str) -> Result<()> {
+    write_whole(path, pem, 0o600)
+}
+
+fn write_public(path: &Path, pem: &str) -> Result<()> {
+    write_whole(path, pem, 0o644)
+}
+
+/// Writes `pem` to a temporary file with `mode` and renames it to `path`: a crash
+/// leaves the old file or the whole new one, never half of one that `exists()` would
+/// then accept.
+fn write_whole(path: &Path, pem: &str, mode: u32) -> Result<()> {
     use std::io::Write;
+    let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     file.write_all(pem.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -142,10 +164,16 @@ mod tests {
         node_tls(other.path(), "a").unwrap();
         let other_ca = std::fs::read(ca_path(other.path())).unwrap();
         assert!(verify(&other_ca, &std::fs::read(&first.cert).unwrap(), "127.0.0.1").is_err());
+        // A CA made anew (its key lost) issues its nodes new certificates.
+        std::fs::remove_file(ca_key_path(dir.path())).unwrap();
+        let again = node_tls(dir.path(), "a").unwrap();
+        let ca_again = std::fs::read(ca_path(dir.path())).unwrap();
+        assert_ne!(ca_again, ca_first);
+        verify(&ca_again, &std::fs::read(&again.cert).unwrap(), "127.0.0.1").unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for key in [&first.key, &second.key, &ca_key_path(dir.path())] {
+            for key in [&again.key, &ca_key_path(dir.path())] {
                 let mode = std::fs::metadata(key).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{}", key.display());
             }

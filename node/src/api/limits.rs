@@ -123,6 +123,9 @@ pub struct CappedListener {
     open: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Connections over the cap are answered a plain-HTTP `503`; false under TLS,
+    /// where plaintext would be a broken record: they are closed.
+    answer_refusals: bool,
 }
 
 impl CappedListener {
@@ -136,7 +139,14 @@ impl CappedListener {
             open: Arc::new(Semaphore::new(connections_max)),
             refusals: Arc::new(Semaphore::new(REFUSALS_MAX)),
             metrics,
+            answer_refusals: true,
         }
+    }
+
+    /// Connections over the cap are closed without an answer (under TLS).
+    pub fn closing_refusals(mut self) -> CappedListener {
+        self.answer_refusals = false;
+        self
     }
 
     /// Answers a connection over the cap with a `503` (after reading what it sent, so
@@ -144,6 +154,9 @@ impl CappedListener {
     /// off the accept loop; or just closes it when too many refusals are under way.
     fn refuse(&self, mut stream: TcpStream) {
         self.metrics.api_connections_refused.inc();
+        if !self.answer_refusals {
+            return;
+        }
         let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
             return;
         };

@@ -3,7 +3,8 @@
 //! [`HANDSHAKE_TIME`], so a client that opens a connection and sends nothing (or
 //! dribbles its hello) holds one connection slot for at most that long and never the
 //! accept loop. Handshakes count against the connection cap of [`CappedListener`]: the
-//! slot is taken at accept, before any TLS byte is read.
+//! slot is taken at accept, before any TLS byte is read. A connection over the cap is
+//! closed at once (a plain-HTTP `503` would be a broken TLS record to the client).
 
 use std::net::SocketAddr;
 use std::path::Path;
