@@ -60,6 +60,26 @@ pub struct ApiServer {
     task: JoinHandle<std::io::Result<()>>,
 }
 
+/// Serves `app` on `listener` (plain or TLS) in a task of its own until `stopped`.
+fn serve<L>(
+    listener: L,
+    app: Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> limits::ClientAddr:
+        axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let app = app.into_make_service_with_connect_info::<limits::ClientAddr>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+    })
+}
+
 impl ApiServer {
     /// Starts serving [`router`] on `listener` in a task of its own, under `limits`.
     pub fn start(
@@ -96,20 +116,11 @@ impl ApiServer {
         let stopped = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
-        let app = app.into_make_service_with_connect_info::<limits::ClientAddr>();
         let task = match tls {
-            None => tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            }),
+            None => serve(listener, app, stopped),
             Some(config) => {
                 let listener = tls::TlsListener::new(listener.closing_refusals(), config, metrics)?;
-                tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped)
-                        .await
-                })
+                serve(listener, app, stopped)
             }
         };
         Ok(ApiServer { stop, task })

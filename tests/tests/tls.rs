@@ -2,7 +2,7 @@
 //! read and verify through it, the CLI with `--ca`; a client trusting other roots, or
 //! speaking plain HTTP, gets no answer; and connections that never finish a handshake
 //! neither hold up other clients (handshakes run concurrently) nor stay open past the
-//! handshake time.
+//! handshake time; connections over the cap are closed without a byte in clear.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -92,6 +92,34 @@ fn the_api_is_served_over_tls_to_clients_that_trust_its_ca_alone() -> Result<()>
         answered < HANDSHAKE_TIME / 4,
         "a client waited {answered:?} behind unfinished handshakes"
     );
+
+    // Twenty more take the open connections past the cap of 64: at most 14 fit, so
+    // at least six are refused — closed without a byte (no plaintext 503 on a TLS port).
+    let extra: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&addr))
+        .collect::<Result<_, _>>()?;
+    let mut closed = vec![false; extra.len()];
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while closed.iter().filter(|c| **c).count() < 6 && Instant::now() < deadline {
+        for (s, c) in extra.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
+            s.set_nonblocking(true)?;
+            let mut byte = [0u8; 1];
+            match (&*s).read(&mut byte) {
+                Ok(0) => *c = true,
+                Ok(_) => panic!("a connection over the cap was sent bytes in clear"),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => *c = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let refused = closed.iter().filter(|c| **c).count();
+    assert!(
+        refused >= 6,
+        "only {refused} of 20 connections over the cap were closed"
+    );
+    drop(extra);
 
     // The node closes each of them once the handshake time is up, not before: a
     // few seconds before it, every one is still open (a read would block).

@@ -119,7 +119,10 @@ fn write_public(path: &Path, pem: &str) -> Result<()> {
 /// then accept.
 fn write_whole(path: &Path, pem: &str, mode: u32) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    // `X.pem.tmp`, `X.key.tmp`: each file its own temporary name.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
