@@ -104,6 +104,7 @@ pub fn register_enterprises(
     for i in 0..count {
         let (e, key) = workload::enterprise(i, c.genesis.hash())?;
         let rec = c.market.sign(RegisterEntity {
+            operator: None,
             uscc: e.uscc.clone(),
             name: format!("bench enterprise {i}"),
             key: keys::public_key(&key),

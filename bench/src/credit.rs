@@ -172,6 +172,7 @@ impl Chain {
         let r = self.sign(
             &market,
             RegisterEntity {
+                operator: None,
                 uscc: u.clone(),
                 name: format!("bench enterprise {i}"),
                 key: keys::public_key(&key),

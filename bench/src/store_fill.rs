@@ -166,6 +166,7 @@ fn setup(keys_dir: &Path, block_records: u32) -> Result<Setup> {
     for i in 0..ACTORS {
         let (e, key) = workload::enterprise(i, chain)?;
         registrations.push(EncodedRecord::new(market.sign(RegisterEntity {
+            operator: None,
             uscc: e.uscc.clone(),
             name: format!("fill enterprise {i}"),
             key: keys::public_key(&key),

@@ -299,6 +299,7 @@ impl Cast {
         sink.send(
             &self.registrar,
             RegisterEntity {
+                operator: None,
                 uscc: fresh,
                 name: format!("bench {} {}", self.index, cycle),
                 key: keys::public_key(&key),

@@ -211,6 +211,9 @@ pub fn check_body(body: &Body) -> R {
         Body::RegisterEntity(b) => {
             text("name", &b.name)?;
             key("key", &b.key)?;
+            if let Some(c) = &b.operator {
+                content("operator", c)?;
+            }
             match &b.check_override {
                 None => b.uscc.check().map_err(|source| StatelessError::Identifier {
                     field: "uscc",

@@ -1,5 +1,6 @@
-//! Private data (docs/privacy.md § Private data): the text of a commitment's content or
-//! a repair pledge is not written on the ledger. The record carries a salted SHA-256
+//! Private data (docs/privacy.md § Private data): the text of a commitment's content, a
+//! repair pledge or a registration's operator (a natural person's name and identity
+//! number) is not written on the ledger. The record carries a salted SHA-256
 //! commitment to it ([`Content::Sealed`]), which validators need not open; the text and
 //! its salt travel apart, as [`PrivateData`], only between the nodes of the members
 //! entitled to the record, and can be purged while the commitment — and so the proof of
@@ -23,7 +24,8 @@ pub const DATA_BYTES_MAX: usize = 4 * (TEXT_BYTES_MAX + 256) + 128;
 /// One private field: its name in the record, its salt and its text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivateField {
-    /// `content` (a commitment's) or `pledge` (a repair application's).
+    /// `content` (a commitment's), `pledge` (a repair application's) or `operator` (a
+    /// registration's).
     pub field: String,
     pub salt: Hash32,
     pub text: String,
@@ -71,6 +73,10 @@ pub fn sealed_fields(body: &Body) -> Vec<(&'static str, Hash32)> {
     match body {
         Body::Commitment(c) => one("content", &c.content),
         Body::RepairApplication(a) => one("pledge", &a.pledge),
+        Body::RegisterEntity(r) => r
+            .operator
+            .as_ref()
+            .map_or_else(Vec::new, |c| one("operator", c)),
         _ => Vec::new(),
     }
 }
@@ -79,6 +85,7 @@ fn text_slot(body: &mut Body) -> Option<(&'static str, &mut Content)> {
     match body {
         Body::Commitment(c) => Some(("content", &mut c.content)),
         Body::RepairApplication(a) => Some(("pledge", &mut a.pledge)),
+        Body::RegisterEntity(r) => r.operator.as_mut().map(|c| ("operator", c)),
         _ => None,
     }
 }
@@ -238,5 +245,40 @@ mod tests {
         let mut doc = body(Content::Document(Hash32([3; 32])));
         assert!(seal(&mut doc).unwrap().is_empty());
         assert_eq!(doc, body(Content::Document(Hash32([3; 32]))));
+    }
+
+    #[test]
+    fn a_registrations_operator_is_sealed_under_its_own_field_name() {
+        let registration = |operator| {
+            Body::RegisterEntity(crate::record::RegisterEntity {
+                uscc: crate::ids::Uscc("92310000MA1FL8TQ2W".into()),
+                name: "个体 noodle shop".into(),
+                operator,
+                key: xinlian_genesis::PublicKey([5; 32]),
+                check_override: None,
+                possession: crate::crypto::Signature([0; 64]),
+            })
+        };
+        let mut b = registration(Some(Content::Text("王小明 110101199003070000".into())));
+        let fields = seal(&mut b).unwrap();
+        assert_eq!(fields[0].field, "operator");
+        let rec = signed(b);
+        let data = PrivateData {
+            record: rec.id(),
+            fields,
+        };
+        check(&rec, &data).unwrap();
+        assert_eq!(sealed_fields(&rec.envelope.body)[0].0, "operator");
+        // A commitment's field name does not open it: the name is in the commitment.
+        let mut renamed = data.clone();
+        renamed.fields[0].field = "content".into();
+        assert_eq!(
+            check(&rec, &renamed),
+            Err(PrivateError::NotSealed("content".into()))
+        );
+        // No operator, nothing sealed.
+        let mut none = registration(None);
+        assert!(seal(&mut none).unwrap().is_empty());
+        assert!(sealed_fields(&none).is_empty());
     }
 }

@@ -273,6 +273,12 @@ pub struct Erase {
 pub struct RegisterEntity {
     pub uscc: Uscc,
     pub name: String,
+    /// For an enterprise run by a natural person (an individual business, 个体工商户):
+    /// the operator's name and identity number. Personal data, so never on the ledger
+    /// in clear (`in_clear`): [`crate::private::seal`] replaces the text by its
+    /// commitment and it travels as private data, erasable (docs/privacy.md).
+    #[serde(default)]
+    pub operator: Option<Content>,
     pub key: PublicKey,
     /// Set only for a genuine code that fails the GB 32100 check (early pilot regions):
     /// the registrar's recorded reason for accepting it anyway.

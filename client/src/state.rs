@@ -49,6 +49,9 @@ pub mod key {
     pub const MEMBER_KEY: u8 = b'M';
     /// Records whose private data an erasure decision purged.
     pub const ERASURE: u8 = b'E';
+    /// Registrations that name an operator (a natural person): the enterprise, by the
+    /// registration's record id, for an erasure decision to find.
+    pub const OPERATOR: u8 = b'O';
 
     fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         let mut k = vec![tag];
@@ -86,6 +89,9 @@ pub mod key {
     }
     pub fn erasure(record: &RecordId) -> Vec<u8> {
         join(ERASURE, &[&record.0])
+    }
+    pub fn operator(registration: &RecordId) -> Vec<u8> {
+        join(OPERATOR, &[&registration.0])
     }
     pub fn credit(u: &Uscc) -> Vec<u8> {
         join(CREDIT, &[u.as_str().as_bytes()])

@@ -24,6 +24,7 @@ fn body() -> impl Strategy<Value = Body> {
         (text(), any::<[u8; 32]>(), proptest::option::of(text())).prop_map(
             |(name, k, check_override)| {
                 Body::RegisterEntity(RegisterEntity {
+                    operator: None,
                     uscc: Uscc("91310110666007217T".into()),
                     name,
                     key: PublicKey(k),

@@ -463,6 +463,7 @@ pub fn register_enterprise(
     let reg = c.agency("registrar")?;
     let v = client.submit_and_wait(
         &reg.sign(RegisterEntity {
+            operator: None,
             possession: prove_possession(&key, &reg.chain, KeyHolder::Enterprise(uscc.as_str())),
             uscc,
             name: "farm".into(),
@@ -555,6 +556,7 @@ impl Load {
                     let uscc = Uscc::with_check(&format!("91310000{:09}", n)).unwrap();
                     let key = xinlian_genesis::keys::generate().unwrap();
                     let rec = reg.sign(RegisterEntity {
+                        operator: None,
                         possession: prove_possession(
                             &key,
                             &reg.chain,

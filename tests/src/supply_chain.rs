@@ -117,6 +117,7 @@ pub fn food_chain(
         let uscc = Uscc::with_check(&format!("9131011{tag:04}{n:06}"))?;
         let key = keys::generate()?;
         let reg = registrar.sign(RegisterEntity {
+            operator: None,
             uscc: uscc.clone(),
             name: name.into(),
             key: public_key(&key),

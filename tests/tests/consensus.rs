@@ -204,6 +204,7 @@ fn a_block_over_64_kib_is_proposed_and_finalized_by_all() -> Result<()> {
         let uscc = Uscc::with_check(&format!("91310000{n:09}")).unwrap();
         let key = keys::generate().unwrap();
         reg.sign(RegisterEntity {
+            operator: None,
             possession: xinlian_client::crypto::prove_possession(
                 &key,
                 &reg.chain,

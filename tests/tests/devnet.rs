@@ -325,6 +325,7 @@ fn registration(
     let uscc = Uscc::with_check(&format!("91310000{n:09}"))?;
     let key = keys::generate()?;
     Ok(registrar.sign(RegisterEntity {
+        operator: None,
         possession: xinlian_client::crypto::prove_possession(
             &key,
             &registrar.chain,

@@ -195,6 +195,7 @@ fn registration(reg: &RecordSigner, digits: &str, name: String) -> Result<Signed
     let key = keys::generate()?;
     let possession = prove_possession(&key, &reg.chain, KeyHolder::Enterprise(uscc.as_str()));
     Ok(reg.sign(RegisterEntity {
+        operator: None,
         uscc,
         name,
         key: keys::public_key(&key),

@@ -1070,3 +1070,117 @@ fn private_data_reaches_exactly_the_entitled_nodes_and_is_purged_on_erasure() ->
     assert_eq!(other.private(&all_id)?, all_data);
     Ok(())
 }
+
+/// The operator of an individual business is a natural person: their name and identity
+/// number are refused in clear, travel sealed as private data to every member's node
+/// and the enterprise, never to the public, and the registrar that registered the
+/// enterprise — no other agency — can order them erased, after which they are gone
+/// from every node's disk while the registration's proof still verifies.
+#[test]
+fn a_registrations_operator_is_sealed_served_to_the_entitled_and_erasable() -> Result<()> {
+    let c = consortium()?;
+    let v0 = c.start_member("v0", &[])?;
+    let other_node = c.start_member("other", &[&v0])?;
+    let registrar = c.agency("registrar")?;
+    let uscc = Uscc::with_check("92310115MA1K4B7C2").unwrap();
+    let key = keys::generate()?;
+    let operator = format!("OPERATOR 王小明 310101199003070000 {}", std::process::id());
+    let registration = |operator: Content| RegisterEntity {
+        possession: xinlian_client::crypto::prove_possession(
+            &key,
+            &registrar.chain,
+            xinlian_client::crypto::KeyHolder::Enterprise(uscc.as_str()),
+        ),
+        uscc: uscc.clone(),
+        name: "个体 noodle shop".into(),
+        operator: Some(operator),
+        key: keys::public_key(&key),
+        check_override: None,
+    };
+    let in_clear = registrar.sign(registration(Content::Text(operator.clone())));
+    assert_eq!(
+        refused(v0.client.submit(&in_clear)),
+        (422, "in_clear".into())
+    );
+    let mut body = Body::RegisterEntity(registration(Content::Text(operator.clone())));
+    let fields = xinlian_client::private::seal(&mut body)?;
+    assert_eq!(fields[0].field, "operator");
+    let rec = registrar.sign(body);
+    let id = final_id(&v0.client, &rec)?;
+    let data = xinlian_client::private::PrivateData { record: id, fields };
+    assert!(
+        !on_disk(&c.data_dir_of("v0"), operator.as_bytes())?,
+        "the ledger holds only the commitment"
+    );
+    let size = v0.client.status()?.ledger_size;
+    xinlian_tests::wait_until(
+        std::time::Duration::from_secs(20),
+        "the observer has the records",
+        || {
+            other_node
+                .client
+                .status()
+                .is_ok_and(|s| s.ledger_size >= size)
+        },
+    )?;
+
+    // Sent by the registrar (signing with its record's key) to every other member that
+    // runs a node (the registrar runs none; `named`'s is down, and gets it when up).
+    let uploader = v0
+        .client
+        .unsigned()
+        .signed_by(RequestSigner::for_key(registrar.key.clone()));
+    assert_eq!(
+        uploader.put_private(&data)?.sending_to,
+        vec!["named".to_string(), "other".to_string()]
+    );
+    let far = private_file(&c, "other", &id);
+    xinlian_tests::wait_until(std::time::Duration::from_secs(30), "sent on", || {
+        far.exists()
+    })?;
+
+    // The enterprise and members read it and check it against the verified record;
+    // the public reads the registration but not its operator.
+    let light = LightClient::new(c.genesis.clone());
+    let enterprise = other_node.client.unsigned().signed_by(RequestSigner {
+        keyid: format!("enterprise:{}", uscc.as_str()),
+        key: key.clone(),
+    });
+    let verified = light.verify_record(&enterprise.record_proof(&id, None)?)?;
+    let got = enterprise.private(&id)?;
+    xinlian_client::private::check(&verified.record, &got)?;
+    assert_eq!(got.fields[0].text, operator);
+    let member = other_node.client.unsigned().signed_by(RequestSigner {
+        keyid: "member:other".into(),
+        key: c.agency("other")?.key,
+    });
+    assert_eq!(member.private(&id)?, data);
+    let public = v0.client.unsigned();
+    light.verify_record(&public.record_proof(&id, None)?)?;
+    assert_eq!(refused(public.private(&id)), (403, "not_entitled".into()));
+
+    // Only the registrar that registered the enterprise decides its erasure.
+    let today = today_of(&v0.client)?;
+    let erase = |by: &xinlian_client::signer::RecordSigner| {
+        by.sign(Erase {
+            record: id,
+            document: "沪市监删〔2026〕2号".into(),
+            reason: "the operator's request under PIPL Art. 47".into(),
+            date: today,
+        })
+    };
+    let (status, code) = refused(v0.client.submit(&erase(&c.agency("v0")?)));
+    assert_eq!((status, code.as_str()), (403, "unauthorised"));
+    final_id(&v0.client, &erase(&registrar))?;
+    for m in ["v0", "other"] {
+        let p = private_file(&c, m, &id);
+        xinlian_tests::wait_until(std::time::Duration::from_secs(20), "purged", || !p.exists())?;
+        assert!(
+            !on_disk(&c.data_dir_of(m), operator.as_bytes())?,
+            "{m}: gone from its disk"
+        );
+    }
+    assert_eq!(refused(member.private(&id)), (410, "erased".into()));
+    light.verify_record(&enterprise.record_proof(&id, None)?)?;
+    Ok(())
+}

@@ -41,6 +41,7 @@ fn registrations(c: &Consortium, n: usize) -> Vec<EncodedRecord> {
                 signer: public_key(&common::registrar()),
                 nonce: i as u64,
                 body: RegisterEntity {
+                    operator: None,
                     possession: common::enterprise_possession(&c.chain, &uscc, &enterprise_key(i)),
                     uscc,
                     name: format!("benchmark enterprise {i}"),

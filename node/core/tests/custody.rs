@@ -214,6 +214,7 @@ impl Chain {
             let uscc = Uscc::with_check(payload).unwrap();
             let k = key_of(10 + i as u8);
             let reg = RegisterEntity {
+                operator: None,
                 uscc: uscc.clone(),
                 name: payload.into(),
                 key: public_key(&k),

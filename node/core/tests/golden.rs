@@ -42,6 +42,7 @@ fn record_encoding_is_pinned() {
         signer: public_key(&registrar()),
         nonce: 7,
         body: Body::RegisterEntity(RegisterEntity {
+            operator: None,
             uscc: Uscc::with_check("91310000MA1FL8TQ3").expect("valid payload"),
             name: "上海新申贸易有限公司".into(),
             key: public_key(&key(9, 0)),
@@ -54,15 +55,16 @@ fn record_encoding_is_pinned() {
         }),
     }
     .sign(&registrar());
-    // Changed when `register_entity` gained its proof of possession (issue 14).
+    // Changed when `register_entity` gained its proof of possession (issue 14), and
+    // its sealed operator (issue 17: a natural person's data off the ledger).
     assert_eq!(
         hex(&rec.canonical_bytes()),
-        "9e54c6f41df51365bdfd9092a84578579124ed93c4e0929d99014636f9fcbc18",
+        "84e79e11a4f1125543ac3e7b785cd51c0bf7b9d6e4858c7a451643d260c6b6b4",
         "record bytes"
     );
     assert_eq!(
         rec.id().to_hex(),
-        "317c387008887e05e8fc98e3c6957107d379e2e399d37e0aa82cb87b635e2d42",
+        "e4fe284b7fc0dc8a40c316ebcc4632b88ae52ff86d49d834e9b822e1c6ba37e8",
         "record id"
     );
 }

@@ -60,6 +60,7 @@ fn registration(c: &Consortium, n: u64) -> EncodedRecord {
         signer: public_key(&key(2, 0)),
         nonce: n,
         body: RegisterEntity {
+            operator: None,
             uscc,
             name: "test".into(),
             key: public_key(&enterprise),

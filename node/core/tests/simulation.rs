@@ -608,6 +608,7 @@ impl<'f> Sim<'f> {
             signer: public_key(&self.f.registrar),
             nonce: self.rng.next(),
             body: RegisterEntity {
+                operator: None,
                 uscc,
                 name: "sim".into(),
                 key: public_key(&key),
@@ -1259,15 +1260,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "4fe6a1d7dcc2b42b821beaedf331bff3f5743baaf56a775bd6fe9893526cc953",
+            "640b33819f549ee931f47c139ee33646a531ec67ab0c6ab00a287b310355d76e",
         ),
         (
             8,
-            "fd175090ad3c1799ae7d1098b68d521a84a089df711c125733ff7b126a8193ee",
+            "83b4a791d0db8161664a48b5c20851d9b4ebd018c5f262e4dafc1959ef07bb90",
         ),
         (
             11,
-            "341a4dd9e03f84b3ec0223f246712f5fac382b0a8f4be59ce0a83768d677b086",
+            "3cc9a25867671aa43cd3bd6e0bbbdb66457fbc1f86fd1eafe3c402cb9908e618",
         ),
     ];
     // Every seed is run before any assertion, so a deliberate change updates all at once.

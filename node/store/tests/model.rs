@@ -102,6 +102,7 @@ fn registration(c: &Consortium, keys: &Keys, n: usize) -> EncodedRecord {
         chain: c.chain,
     };
     EncodedRecord::new(registrar.sign(RegisterEntity {
+        operator: None,
         uscc,
         name: format!("enterprise {n}"),
         key: public_key(&key),

@@ -282,6 +282,7 @@ fn registration(b: &mut Builder, n: u32, key: &SigningKey) -> EncodedRecord {
     b.sign(
         &registrar,
         RegisterEntity {
+            operator: None,
             uscc: u,
             name: format!("enterprise {n}"),
             key: public_key(key),

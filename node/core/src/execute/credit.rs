@@ -290,18 +290,30 @@ fn serious_listing_in_force(s: &Overlay, x: &Exec, u: &Uscc) -> Ex<bool> {
     Ok(e.date <= today && today < e.until)
 }
 
-/// An erasure decision: the record must be a commitment or a repair application (the
-/// records with sealed text), decided by the agency that accepted the commitment, once.
+/// An erasure decision, once per record: the record must be one that can hold private
+/// data — a commitment or a repair application, decided by the agency that accepted
+/// the commitment, or a registration naming an operator, decided by the registrar
+/// that registered the enterprise.
 pub(super) fn erase(s: &mut Overlay, x: &Exec, b: &Erase) -> Ex<Vec<Uscc>> {
     not_dated_after("erasure", b.date, x.ctx)?;
-    let commitment = if s.get_raw(&key::commitment(&b.record))?.is_some() {
-        b.record
+    let (responsible, subject) = if let Some(u) = s.get::<Uscc>(&key::operator(&b.record))? {
+        (entity(s, &u)?.registered_by, u)
     } else {
-        let r: Option<st::RepairState> = s.get(&key::repair(&b.record))?;
-        need(r, "commitment or repair application", b.record)?.commitment
+        let commitment = if s.get_raw(&key::commitment(&b.record))?.is_some() {
+            b.record
+        } else {
+            let r: Option<st::RepairState> = s.get(&key::repair(&b.record))?;
+            need(
+                r,
+                "commitment, repair application or registration naming an operator",
+                b.record,
+            )?
+            .commitment
+        };
+        let cm = commitment_state(s, &commitment)?;
+        (cm.accepting_agency, cm.subject)
     };
-    let cm = commitment_state(s, &commitment)?;
-    x.authorise(Found::Agency(&cm.accepting_agency))?;
+    x.authorise(Found::Agency(&responsible))?;
     if s.get_raw(&key::erasure(&b.record))?.is_some() {
         return reject(Rejection::WrongState {
             what: "record",
@@ -319,7 +331,7 @@ pub(super) fn erase(s: &mut Overlay, x: &Exec, b: &Erase) -> Ex<Vec<Uscc>> {
             date: b.date,
         },
     );
-    Ok(vec![cm.subject])
+    Ok(vec![subject])
 }
 
 fn tier_name(sev: Severity) -> &'static str {

@@ -36,6 +36,9 @@ pub(super) fn register(s: &mut Overlay, x: &Exec, b: &RegisterEntity) -> Ex<Vec<
         },
     );
     bind(s, x, &b.uscc, b.key);
+    if b.operator.is_some() {
+        s.put(key::operator(&x.id), &b.uscc);
+    }
     s.put(key::credit(&b.uscc), &st::CreditState::new(b.uscc.clone()));
     Ok(vec![b.uscc.clone()])
 }

@@ -132,6 +132,7 @@ pub fn register(
     key: &SigningKey,
 ) -> xinlian_client::record::RegisterEntity {
     xinlian_client::record::RegisterEntity {
+        operator: None,
         uscc: uscc.clone(),
         name: name.into(),
         key: public_key(key),
