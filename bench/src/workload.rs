@@ -99,7 +99,7 @@ pub fn now_ms() -> i64 {
 
 fn kg(amount: u64) -> Quantity {
     Quantity {
-        amount,
+        amount: amount.into(),
         uom: "KGM".into(),
     }
 }

@@ -8,9 +8,7 @@ use crate::block::{Certificate, Header};
 use crate::ids::Uscc;
 use crate::proof::{RecordProof, RosterChange};
 use crate::record::{Kind, RecordId, SignedRecord};
-use crate::state::{
-    BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState, Shipment,
-};
+use crate::state::{BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState};
 
 /// Every route, as documented in the node's `openapi.json` (a test keeps the two
 /// equal): the node routes these templates, and clients fill them with [`paths::fill`].
@@ -197,7 +195,9 @@ pub struct RecordView {
     /// Position in the ledger-wide Merkle tree.
     pub ledger_index: Option<u64>,
     pub record: SignedRecord,
-    /// Canonical bytes, hex: what the Merkle leaf and the signature cover.
+    /// Canonical bytes, hex, as this reader was given the record: with hidden amounts
+    /// opened, the Merkle leaf and the signature cover the ledger form instead
+    /// (`SignedRecord::leaf`, docs/privacy.md § Trace events).
     pub canonical_hex: String,
     /// For a final record: its proof against the block that appended it (the same as
     /// `GET /v1/records/{id}/proof`), so a receipt can be checked from genesis at once.
@@ -274,17 +274,32 @@ pub struct GradingView {
     pub explanation: Vec<String>,
 }
 
+/// A holder of a batch and how much it holds. The amount is `None` where the batch's
+/// domain hides quantities and the reader is neither a member nor the holder
+/// (docs/privacy.md § Trace events).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Holding {
     pub holder: Uscc,
-    pub amount: u64,
+    pub amount: Option<u64>,
+}
+
+/// A shipment of a batch not yet received. The amount is `None` where the batch's
+/// domain hides quantities and the reader is neither a member, the sender nor the
+/// addressee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transit {
+    pub ship: RecordId,
+    pub batch: String,
+    pub from: Uscc,
+    pub to: Uscc,
+    pub amount: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BatchView {
     pub batch: BatchState,
     pub holders: Vec<Holding>,
-    pub in_transit: Vec<Shipment>,
+    pub in_transit: Vec<Transit>,
     /// The batch's events in order (its event chain): one page (`?after&limit`).
     pub events: Vec<RecordId>,
     /// Batches made from this one.

@@ -7,7 +7,7 @@ use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, PublicKey, ValidatorSet};
 
 use crate::crypto::{self, Domain, Signature};
-use crate::merkle::{leaf_hash, root_of};
+use crate::merkle::root_of;
 use crate::record::SignedRecord;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,10 +49,7 @@ impl Header {
 }
 
 pub fn records_root(records: &[SignedRecord]) -> Hash32 {
-    let leaves: Vec<Hash32> = records
-        .iter()
-        .map(|r| leaf_hash(&r.canonical_bytes()))
-        .collect();
+    let leaves: Vec<Hash32> = records.iter().map(SignedRecord::leaf).collect();
     root_of(&leaves)
 }
 

@@ -146,7 +146,8 @@ fn content(name: &'static str, c: &Content) -> R {
 }
 
 fn quantity(name: &'static str, q: &Quantity) -> R {
-    if q.amount == 0 {
+    // A sealed amount is checked by the validators, who are given it opened.
+    if q.amount.value() == Some(0) {
         return Err(field(name, "amount must be positive"));
     }
     if q.uom.is_empty()

@@ -201,6 +201,32 @@ impl CommitmentFacts {
     }
 }
 
+/// Whether `reader` may read the hidden amounts of a trace event (docs/privacy.md §
+/// Trace events): every member, and the enterprises party to it — `signer`, the
+/// enterprise whose bound key signed it, and a shipment's addressee. Anyone else
+/// reads the event with each opened amount replaced by its commitment
+/// ([`SignedRecord::ledger_form`]), which verifies all the same.
+pub fn reveals_amounts(reader: &Reader, record: &SignedRecord, signer: Option<&Uscc>) -> bool {
+    match reader {
+        Reader::Public => false,
+        Reader::Member(_) => true,
+        Reader::Enterprise(u) => {
+            signer == Some(u) || matches!(&record.envelope.body, Body::Ship(s) if s.to == *u)
+        }
+    }
+}
+
+/// Whether `reader` may read the amounts the node keeps in state for a batch whose
+/// amounts are hidden: a holding (`parties` = its holder) or a shipment (its sender and
+/// addressee). The rule of [`reveals_amounts`], for derived state.
+pub fn reveals_state_amount(reader: &Reader, parties: &[&Uscc]) -> bool {
+    match reader {
+        Reader::Public => false,
+        Reader::Member(_) => true,
+        Reader::Enterprise(u) => parties.contains(&u),
+    }
+}
+
 /// Who may read `record`, a final one. `facts` describes the commitment a credit record
 /// concerns (a commitment, its outcome, a repair of it); without them a credit record
 /// is its signer's only (fail closed). `signer_member` is the member whose key signed

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::api::Transit;
 use crate::checks::check_body;
 use crate::ids::Uscc;
 use crate::proof::SignerAuthority;
@@ -21,7 +22,6 @@ use crate::record::{
     Receive, RecordId, SaleKind, Sell, Ship, SignedRecord, Transform,
 };
 use crate::signer::RecordSigner;
-use crate::state::Shipment;
 use crate::when::EventTime;
 
 pub const EPCIS_CONTEXT: &str = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld";
@@ -73,8 +73,13 @@ fn offset(t: &EventTime) -> String {
     format!("{sign}{:02}:{:02}", m.abs() / 60, m.abs() % 60)
 }
 
+/// A quantity element; without `quantity` where the amount reached the reader only as
+/// its commitment (the domain hides quantities: docs/privacy.md § Trace events).
 fn qe(batch: &str, q: &Quantity) -> Value {
-    json!({ "epcClass": batch_class(batch), "quantity": q.amount, "uom": q.uom })
+    match q.amount.value() {
+        Some(a) => json!({ "epcClass": batch_class(batch), "quantity": a, "uom": q.uom }),
+        None => json!({ "epcClass": batch_class(batch), "uom": q.uom }),
+    }
 }
 
 fn product_fields(m: &mut Map<String, Value>, p: &Product, lot: &str, domain: &str) {
@@ -273,18 +278,26 @@ pub struct ImportOptions {
     /// Party identifiers (e.g. an SGLN or PGLN URI) → the enterprise's USCC, for parties
     /// not written as `urn:xinlian:uscc:…`.
     pub parties: BTreeMap<String, Uscc>,
+    /// The policy's `trace` in force: amounts of domains it hides are opened before
+    /// signing ([`crate::hidden::open_per_policy`]).
+    pub trace: xinlian_genesis::TracePolicy,
 }
 
 /// Open shipments of a batch (not yet received), oldest first.
 pub trait ShipmentLookup {
-    fn open_shipments(&self, batch: &str) -> Result<Vec<Shipment>, String>;
+    fn open_shipments(&self, batch: &str) -> Result<Vec<Transit>, String>;
+
+    /// The trace domain of a batch already on the ledger, if known.
+    fn domain_of(&self, _batch: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Shipments made by this import are matched first; a receipt of one shipped in
 /// another system's document must already be on the ledger.
 struct NoLookup;
 impl ShipmentLookup for NoLookup {
-    fn open_shipments(&self, _: &str) -> Result<Vec<Shipment>, String> {
+    fn open_shipments(&self, _: &str) -> Result<Vec<Transit>, String> {
         Ok(Vec::new())
     }
 }
@@ -394,13 +407,7 @@ fn elements(
                         format!("{epcs}[{i}]"),
                         "an EPC pattern names no particular batch",
                     ),
-                    Some(s) => out.push((
-                        s.to_string(),
-                        Some(Quantity {
-                            amount: 1,
-                            uom: PIECE.into(),
-                        }),
-                    )),
+                    Some(s) => out.push((s.to_string(), Some(Quantity::clear(1, PIECE)))),
                     None => ev.err(format!("{epcs}[{i}]"), "must be an EPC URI"),
                 }
             }
@@ -450,7 +457,7 @@ fn elements(
                         continue;
                     }
                     Some(Value::Number(n)) => match n.as_u64() {
-                        Some(a) if a > 0 => Some(Quantity { amount: a, uom }),
+                        Some(a) if a > 0 => Some(Quantity::clear(a, uom)),
                         _ => {
                             ev.err(
                                 format!("{path}.quantity"),
@@ -690,8 +697,10 @@ pub fn import(
     let lookup = lookup.unwrap_or(&no_lookup);
     let mut out: Vec<(usize, SignedRecord)> = Vec::new();
     // Shipments made by this import: (batch, to, amount) → ship record id, unreceived.
-    let mut own_ships: Vec<(String, Uscc, u64, RecordId)> = Vec::new();
+    let mut own_ships: Vec<(String, Uscc, Option<u64>, RecordId)> = Vec::new();
     let mut used_remote: Vec<RecordId> = Vec::new();
+    // The domain of each batch this import makes, for the ones it then moves.
+    let mut domains: BTreeMap<String, String> = BTreeMap::new();
     for (index, v) in list.iter().enumerate() {
         let Some(obj) = v.as_object() else {
             errors.push(ImportError {
@@ -724,7 +733,25 @@ pub fn import(
         if ev.errors.len() > before {
             continue;
         }
-        for body in bodies {
+        for mut body in bodies {
+            match &body {
+                Body::Commission(c) => {
+                    domains.insert(c.batch.clone(), c.domain.clone());
+                }
+                Body::Transform(t) => {
+                    domains.extend(
+                        t.outputs
+                            .iter()
+                            .map(|o| (o.batch.clone(), o.domain.clone())),
+                    );
+                }
+                _ => {}
+            }
+            if !opts.trace.is_empty() {
+                crate::hidden::open_per_policy(&mut body, &opts.trace, |b| {
+                    domains.get(b).cloned().or_else(|| lookup.domain_of(b))
+                });
+            }
             if let Err(e) = check_body(&body) {
                 ev.err(format!("({})", body.kind().name()), e.to_string());
                 continue;
@@ -732,7 +759,7 @@ pub fn import(
             let rec = signer.sign(body);
             if let Body::Ship(s) = &rec.envelope.body {
                 let to = s.to.clone();
-                own_ships.push((s.batch.clone(), to, s.quantity.amount, rec.id()));
+                own_ships.push((s.batch.clone(), to, s.quantity.amount.value(), rec.id()));
             }
             if let Body::Receive(r) = &rec.envelope.body {
                 own_ships.retain(|x| x.3 != r.shipment);
@@ -791,7 +818,7 @@ fn offset_minutes(off: &str) -> Option<i16> {
 struct Receipts<'a> {
     lookup: &'a dyn ShipmentLookup,
     /// `(batch, to, amount, ship record id)` of this import's unreceived shipments.
-    own_ships: &'a [(String, Uscc, u64, RecordId)],
+    own_ships: &'a [(String, Uscc, Option<u64>, RecordId)],
     /// Shipments on the ledger already matched by an earlier receipt of this import.
     used_remote: &'a mut Vec<RecordId>,
 }
@@ -1274,10 +1301,7 @@ fn aggregation_event(ev: &mut Ev, c: Common, opts: &ImportOptions) -> Vec<Body> 
                 drug_code: None,
             },
             lot: parent,
-            quantity: Quantity {
-                amount: 1,
-                uom: PIECE.into(),
-            },
+            quantity: Quantity::clear(1, PIECE),
         }],
         location: loc,
         time,
@@ -1409,7 +1433,7 @@ fn find_shipment(
     if let Some(s) = receipts
         .own_ships
         .iter()
-        .find(|(b, to, a, _)| b == batch && to == receiver && *a == q.amount)
+        .find(|(b, to, a, _)| b == batch && to == receiver && *a == q.amount.value())
     {
         return Some(s.3);
     }
@@ -1423,7 +1447,10 @@ fn find_shipment(
         }
         Ok(open) => {
             let found = open.iter().find(|s| {
-                &s.to == receiver && s.amount == q.amount && !receipts.used_remote.contains(&s.ship)
+                &s.to == receiver
+                    && s.amount.is_some()
+                    && s.amount == q.amount.value()
+                    && !receipts.used_remote.contains(&s.ship)
             });
             match found {
                 Some(s) => {

@@ -391,6 +391,11 @@ impl NodeClient {
         self.get(&fill(paths::BATCH, &[("batch", batch)]))
     }
 
+    /// The batch's events as an EPCIS 2.0 document (JSON-LD), unchecked.
+    pub fn batch_epcis(&self, batch: &str) -> Result<serde_json::Value, ClientError> {
+        self.get(&fill(paths::BATCH_EPCIS, &[("batch", batch)]))
+    }
+
     /// One page of a batch's events (up to 1,000) after event number `after`.
     pub fn batch_page(&self, batch: &str, after: Option<u64>) -> Result<BatchView, ClientError> {
         let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
@@ -466,7 +471,7 @@ impl NodeClient {
 
 /// Open shipments of a batch, read from a node (every page of the batch's events).
 impl crate::epcis::ShipmentLookup for NodeClient {
-    fn open_shipments(&self, batch: &str) -> Result<Vec<crate::state::Shipment>, String> {
+    fn open_shipments(&self, batch: &str) -> Result<Vec<crate::api::Transit>, String> {
         let mut out = Vec::new();
         let mut after = None;
         loop {
@@ -481,6 +486,10 @@ impl crate::epcis::ShipmentLookup for NodeClient {
                 None => return Ok(out),
             }
         }
+    }
+
+    fn domain_of(&self, batch: &str) -> Option<String> {
+        self.batch_page(batch, None).ok().map(|v| v.batch.domain)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod disclosure;
 pub mod epcis;
 pub mod events;
 pub mod governance;
+pub mod hidden;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod ids;

@@ -19,7 +19,7 @@ use crate::authority::authority;
 use crate::block::{Certificate, CertificateError, Header, verify_certificate};
 use crate::checks::{StatelessError, check_unsigned};
 use crate::ids::Uscc;
-use crate::merkle::{ProofError, leaf_hash, verify_consistency, verify_inclusion};
+use crate::merkle::{ProofError, verify_consistency, verify_inclusion};
 use crate::record::{Body, DecodeError, EncodedRecord, RecordId, SignedRecord};
 
 /// The form of an offline bundle; a verifier refuses any other.
@@ -581,7 +581,7 @@ impl LightClient {
             source,
         })?;
         verify_inclusion(
-            &leaf_hash(rec.bytes()),
+            &rec.leaf(),
             e.index,
             header.ledger_size,
             &e.inclusion,

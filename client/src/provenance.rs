@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use xinlian_genesis::{Hash32, PublicKey, canonical};
 
 use crate::block::Header;
+use crate::hidden::Amount;
 use crate::ids::Uscc;
 use crate::proof::{
     Checkpoint, HexBytes, LedgerEntry, LightClient, RosterChange, SignerAuthority, VerifyError,
@@ -139,7 +140,8 @@ pub struct Transfer {
     pub ship: RecordId,
     pub from: Uscc,
     pub to: Uscc,
-    pub amount: u64,
+    /// `None` where the batch's amounts are withheld from this reader.
+    pub amount: Option<u64>,
     pub shipped_at: EventTime,
     /// The receiver's acknowledgement, and when: custody passes only then.
     pub receipt: Option<RecordId>,
@@ -151,7 +153,8 @@ pub struct InTransit {
     pub ship: RecordId,
     pub from: Uscc,
     pub to: Uscc,
-    pub amount: u64,
+    /// `None` where the batch's amounts are withheld from this reader.
+    pub amount: Option<u64>,
 }
 
 /// A batch whose state and every event were verified, with what follows from them.
@@ -159,14 +162,21 @@ pub struct InTransit {
 pub struct VerifiedBatch {
     pub state: BatchState,
     pub events: Vec<VerifiedEvent>,
-    /// Current holders and amounts, replayed from the events.
-    pub holders: BTreeMap<Uscc, u64>,
+    /// Current holders and amounts, replayed from the events. Where the batch's domain
+    /// hides quantities and this reader was given only their commitments
+    /// ([`VerifiedBatch::amounts_withheld`]), every party that has held the batch, each
+    /// with `None`: the chain of custody is proven, how much each holds is not shown.
+    pub holders: BTreeMap<Uscc, Option<u64>>,
     pub in_transit: Vec<InTransit>,
     /// Every custody transfer, in order: who held it when, who acknowledged receipt.
     pub transfers: Vec<Transfer>,
-    pub sold: u64,
-    /// Amount used up as input of transforms.
-    pub consumed: u64,
+    /// `None` where amounts are withheld.
+    pub sold: Option<u64>,
+    /// Amount used up as input of transforms; `None` where amounts are withheld.
+    pub consumed: Option<u64>,
+    /// Whether some event's amount reached this reader only as its commitment
+    /// (docs/privacy.md § Trace events): then no amount of the batch is derived.
+    pub amounts_withheld: bool,
     /// Batches made from this one.
     pub children: Vec<String>,
     /// Height of the header this batch was verified against.
@@ -449,6 +459,24 @@ fn verify_batch(
 }
 
 impl VerifiedBatch {
+    /// The amount the batch was made with, as this reader may know it: in clear in the
+    /// proven state, or opened in the event that made it; `None` where withheld.
+    pub fn created_amount(&self) -> Option<u64> {
+        if self.amounts_withheld {
+            return None;
+        }
+        let origin = &self.events.first()?.record.envelope.body;
+        match origin {
+            Body::Commission(c) => c.quantity.amount.value(),
+            Body::Transform(t) => t
+                .outputs
+                .iter()
+                .find(|o| o.batch == self.state.batch)
+                .and_then(|o| o.quantity.amount.value()),
+            _ => None,
+        }
+    }
+
     /// A batch with what follows from its events: holders, shipments in transit,
     /// transfers, amounts sold and consumed, and the batches made from it. It proves
     /// nothing itself: the state and events must already be verified against the
@@ -463,14 +491,18 @@ impl VerifiedBatch {
         events: Vec<VerifiedEvent>,
         final_at: u64,
     ) -> Result<VerifiedBatch, ProvenanceError> {
+        let withheld = (events.iter())
+            .any(|e| !own_amounts(&e.record.envelope.body, &state.batch).all(Amount::is_known));
+        let zero = (!withheld).then_some(0);
         let mut vb = VerifiedBatch {
             state,
             events,
             holders: BTreeMap::new(),
             in_transit: Vec::new(),
             transfers: Vec::new(),
-            sold: 0,
-            consumed: 0,
+            sold: zero,
+            consumed: zero,
+            amounts_withheld: withheld,
             children: Vec::new(),
             final_at,
         };
@@ -479,9 +511,56 @@ impl VerifiedBatch {
     }
 }
 
+type Holders = BTreeMap<Uscc, Option<u64>>;
+
+/// The amounts `body` states for `batch` itself (not a transform's other batches).
+fn own_amounts<'b>(body: &'b Body, batch: &'b str) -> impl Iterator<Item = &'b Amount> + 'b {
+    let one = move |b: &str, q: &'b crate::record::Quantity| (b == batch).then_some(&q.amount);
+    let amounts: Vec<&Amount> = match body {
+        Body::Commission(c) => one(&c.batch, &c.quantity).into_iter().collect(),
+        Body::Ship(s) => one(&s.batch, &s.quantity).into_iter().collect(),
+        Body::Sell(s) => one(&s.batch, &s.quantity).into_iter().collect(),
+        Body::Transform(t) => (t.inputs.iter())
+            .filter_map(|i| one(&i.batch, &i.quantity))
+            .chain(t.outputs.iter().filter_map(|o| one(&o.batch, &o.quantity)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    amounts.into_iter()
+}
+
+/// `u` holds `q` more (or, with amounts withheld, holds some).
+fn add(h: &mut Holders, u: Uscc, q: Option<u64>) {
+    let held = h.entry(u).or_insert(q.map(|_| 0));
+    *held = held.zip(q).map(|(a, b)| a.saturating_add(b));
+}
+
+/// `u` gives `q` away (or, with amounts withheld, some): the reason it cannot if not.
+fn take(h: &mut Holders, u: &Uscc, q: Option<u64>) -> Result<(), String> {
+    let Some(q) = q else {
+        // Amounts withheld: a party that gives has held the batch, and may still hold
+        // some of it.
+        return match h.contains_key(u) {
+            true => Ok(()),
+            false => Err(format!("{u} gives some of it but never held it")),
+        };
+    };
+    let held = h.get(u).copied().flatten().unwrap_or(0);
+    let left = held
+        .checked_sub(q)
+        .ok_or_else(|| format!("{u} gives {q} but holds {held}"))?;
+    if left == 0 {
+        h.remove(u);
+    } else {
+        h.insert(u.clone(), Some(left));
+    }
+    Ok(())
+}
+
 /// Derives holdings, transit, sales, consumption and children from the events, and
 /// checks that each is an event of this batch.
 fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
+    let withheld = vb.amounts_withheld;
     let name = vb.state.batch.clone();
     let mut transit: BTreeMap<RecordId, InTransit> = BTreeMap::new();
     let mut recalled = None;
@@ -497,18 +576,9 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                 .cloned()
                 .ok_or_else(|| fail("a custody event not signed by an enterprise".into()))
         };
-        let sub = |h: &mut BTreeMap<Uscc, u64>, u: &Uscc, q: u64| -> Result<(), ProvenanceError> {
-            let held = h.get(u).copied().unwrap_or(0);
-            let left = held
-                .checked_sub(q)
-                .ok_or_else(|| fail(format!("{u} gives {q} but holds {held}")))?;
-            if left == 0 {
-                h.remove(u);
-            } else {
-                h.insert(u.clone(), left);
-            }
-            Ok(())
-        };
+        // What this reader may derive: nothing of any amount once one is withheld.
+        let shown = |a: &Amount| if withheld { None } else { a.value() };
+        let sub = |h: &mut Holders, u: &Uscc, q: Option<u64>| take(h, u, q).map_err(fail);
         let body = &e.record.envelope.body;
         if seq == 0 {
             if e.id != vb.state.origin {
@@ -516,7 +586,7 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
             }
             let amount = match body {
                 Body::Commission(b) if b.batch == name && vb.state.parents.is_empty() => {
-                    b.quantity.amount
+                    &b.quantity.amount
                 }
                 Body::Transform(t) => {
                     let out = t.outputs.iter().find(|o| o.batch == name).ok_or_else(|| {
@@ -528,7 +598,7 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                             "the proven parents are not the transform's inputs".into(),
                         ));
                     }
-                    out.quantity.amount
+                    &out.quantity.amount
                 }
                 _ => {
                     return Err(fail(format!(
@@ -537,21 +607,22 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                     )));
                 }
             };
-            if amount != vb.state.created_amount {
+            // The state holds the created amount in clear exactly when the record does.
+            if amount.clear() != vb.state.created_amount {
                 return Err(fail("created amount differs from the proven state".into()));
             }
-            *vb.holders.entry(who()?).or_default() += amount;
+            add(&mut vb.holders, who()?, shown(amount));
             continue;
         }
         match body {
             Body::Ship(b) if b.batch == name => {
                 let from = who()?;
-                sub(&mut vb.holders, &from, b.quantity.amount)?;
+                sub(&mut vb.holders, &from, shown(&b.quantity.amount))?;
                 vb.transfers.push(Transfer {
                     ship: e.id,
                     from: from.clone(),
                     to: b.to.clone(),
-                    amount: b.quantity.amount,
+                    amount: shown(&b.quantity.amount),
                     shipped_at: b.time,
                     receipt: None,
                     received_at: None,
@@ -562,7 +633,7 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                         ship: e.id,
                         from,
                         to: b.to.clone(),
-                        amount: b.quantity.amount,
+                        amount: shown(&b.quantity.amount),
                     },
                 );
             }
@@ -586,20 +657,26 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                     .expect("an open shipment has its transfer");
                 tr.receipt = Some(e.id);
                 tr.received_at = Some(b.time);
-                *vb.holders.entry(t.to).or_default() += t.amount;
+                add(&mut vb.holders, t.to, t.amount);
             }
             Body::Transform(t) => {
                 let input = t.inputs.iter().find(|i| i.batch == name).ok_or_else(|| {
                     fail("a transform of this batch that does not take it as input".into())
                 })?;
-                sub(&mut vb.holders, &who()?, input.quantity.amount)?;
-                vb.consumed += input.quantity.amount;
+                sub(&mut vb.holders, &who()?, shown(&input.quantity.amount))?;
+                vb.consumed = vb
+                    .consumed
+                    .zip(shown(&input.quantity.amount))
+                    .map(|(a, b)| a.saturating_add(b));
                 vb.children
                     .extend(t.outputs.iter().map(|o| o.batch.clone()));
             }
             Body::Sell(b) if b.batch == name => {
-                sub(&mut vb.holders, &who()?, b.quantity.amount)?;
-                vb.sold += b.quantity.amount;
+                sub(&mut vb.holders, &who()?, shown(&b.quantity.amount))?;
+                vb.sold = vb
+                    .sold
+                    .zip(shown(&b.quantity.amount))
+                    .map(|(a, b)| a.saturating_add(b));
             }
             Body::Inspect(b) if b.batch == name => {}
             Body::Recall(b) if b.batch == name => recalled = Some(e.id),

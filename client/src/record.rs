@@ -1,9 +1,12 @@
 //! Signed records: the envelope every statement travels in, and the body of each
-//! record kind. The canonical encoding (postcard, shortest form only) of an envelope is
-//! what the signer signs, and its SHA-256 is the record id.
+//! record kind. The canonical encoding (postcard, shortest form only) of an envelope in
+//! its ledger form — every opened amount replaced by its commitment
+//! ([`crate::hidden`]) — is what the signer signs, and its SHA-256 is the record id.
 //!
 //! Wire stability: the order of enum variants and struct fields *is* the encoding.
 //! New kinds are appended at the end of [`Body`]; nothing is reordered or removed.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use xinlian_genesis::canonical::{self, CanonicalError};
@@ -11,6 +14,7 @@ use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, Member, Policy, PublicKey, Role, fixed_bytes};
 
 use crate::crypto::{self, Domain, Signature, SignatureError};
+use crate::hidden::Amount;
 use crate::ids::Uscc;
 use crate::when::{Date, EventTime};
 
@@ -58,8 +62,27 @@ pub enum DecodeError {
 }
 
 impl Envelope {
+    /// The envelope as the ledger holds it: each opened amount replaced by its
+    /// commitment. Borrowed when nothing is opened.
+    pub fn ledger_form(&self) -> Cow<'_, Envelope> {
+        if !self
+            .body
+            .amounts()
+            .iter()
+            .any(|a| matches!(a, Amount::Opened { .. }))
+        {
+            return Cow::Borrowed(self);
+        }
+        let mut e = self.clone();
+        for a in e.body.amounts_mut() {
+            *a = a.sealed();
+        }
+        Cow::Owned(e)
+    }
+
+    /// The canonical bytes of the ledger form: what the signer signs.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        canonical::encode(self)
+        canonical::encode(&*self.ledger_form())
     }
 
     pub fn id(&self) -> RecordId {
@@ -85,8 +108,27 @@ impl SignedRecord {
         self.envelope.id()
     }
 
+    /// The canonical bytes of the whole record, openings included: what members'
+    /// nodes store and send each other.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         canonical::encode(self)
+    }
+
+    /// The record's Merkle leaf hash (RFC 9162): over its ledger form's bytes.
+    pub fn leaf(&self) -> Hash32 {
+        crate::merkle::leaf_hash(&canonical::encode(&*self.ledger_form()))
+    }
+
+    /// The record as the ledger holds it and the public reads it: openings stripped.
+    /// Its id, signature and Merkle leaf are the full record's.
+    pub fn ledger_form(&self) -> Cow<'_, SignedRecord> {
+        match self.envelope.ledger_form() {
+            Cow::Borrowed(_) => Cow::Borrowed(self),
+            Cow::Owned(envelope) => Cow::Owned(SignedRecord {
+                envelope,
+                signature: self.signature,
+            }),
+        }
     }
 
     /// Decodes at most `max` bytes, accepting only the canonical encoding.
@@ -115,6 +157,8 @@ impl SignedRecord {
 pub struct EncodedRecord {
     record: SignedRecord,
     bytes: Vec<u8>,
+    /// The ledger form's bytes, when they differ from `bytes` (amounts opened).
+    ledger: Option<Vec<u8>>,
     id: RecordId,
 }
 
@@ -132,15 +176,25 @@ impl EncodedRecord {
     }
 
     fn with_bytes(record: SignedRecord, bytes: Vec<u8>) -> Self {
+        let ledger = match record.ledger_form() {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(r) => Some(canonical::encode(&r)),
+        };
         // The signature is a fixed 64-byte tuple encoded last: the envelope's canonical
         // bytes are the prefix before it.
-        let id = RecordId(canonical::sha256(&bytes[..bytes.len() - Signature::LEN]).0);
+        let signed = ledger.as_deref().unwrap_or(&bytes);
+        let id = RecordId(canonical::sha256(&signed[..signed.len() - Signature::LEN]).0);
         debug_assert_eq!(
             id,
             record.id(),
             "envelope bytes are the prefix of the record bytes"
         );
-        EncodedRecord { record, bytes, id }
+        EncodedRecord {
+            record,
+            bytes,
+            ledger,
+            id,
+        }
     }
 
     pub fn record(&self) -> &SignedRecord {
@@ -159,14 +213,47 @@ impl EncodedRecord {
         self.record.kind()
     }
 
-    /// The canonical signed-record bytes: what is stored, sent, and hashed as a Merkle leaf.
+    /// The canonical signed-record bytes, openings included: what members' nodes store
+    /// and send each other.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// The canonical envelope bytes: what the signer signed.
+    /// The canonical bytes of the ledger form (openings stripped): what is hashed as a
+    /// Merkle leaf and what the public reads. The same as [`Self::bytes`] unless an
+    /// amount is opened.
+    pub fn ledger_bytes(&self) -> &[u8] {
+        self.ledger.as_deref().unwrap_or(&self.bytes)
+    }
+
+    /// Whether the record carries openings the public may not read.
+    pub fn has_openings(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    /// The record's Merkle leaf hash (RFC 9162) in the ledger.
+    pub fn leaf(&self) -> Hash32 {
+        crate::merkle::leaf_hash(self.ledger_bytes())
+    }
+
+    /// The ledger form as a record of its own: what a reader not entitled to the
+    /// openings is given.
+    pub fn ledger_form(&self) -> Cow<'_, EncodedRecord> {
+        match &self.ledger {
+            None => Cow::Borrowed(self),
+            Some(bytes) => Cow::Owned(EncodedRecord {
+                record: self.record.ledger_form().into_owned(),
+                bytes: bytes.clone(),
+                ledger: None,
+                id: self.id,
+            }),
+        }
+    }
+
+    /// The canonical envelope bytes of the ledger form: what the signer signed.
     pub fn envelope_bytes(&self) -> &[u8] {
-        &self.bytes[..self.bytes.len() - Signature::LEN]
+        let signed = self.ledger_bytes();
+        &signed[..signed.len() - Signature::LEN]
     }
 
     pub fn verify_signature(&self) -> Result<(), SignatureError> {
@@ -439,8 +526,62 @@ pub struct RepairDecision {
 /// pick a unit small enough (`GRM` rather than 2.5 `KGM`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quantity {
-    pub amount: u64,
+    /// In clear, or hidden where the batch's domain hides quantities
+    /// (`policy.trace`, docs/privacy.md § Trace events).
+    pub amount: Amount,
     pub uom: String,
+}
+
+impl Quantity {
+    pub fn clear(amount: u64, uom: impl Into<String>) -> Quantity {
+        Quantity {
+            amount: Amount::Clear(amount),
+            uom: uom.into(),
+        }
+    }
+}
+
+impl Body {
+    /// Whether an amount is here only as its commitment: the ledger form of a record
+    /// whose domain hides quantities. No node executes one (validators must see the
+    /// amount), so a peer that sends one where records are executed — a block's parts,
+    /// a synced or repair copy, a relay — sends what it should not.
+    pub fn has_sealed_amount(&self) -> bool {
+        self.amounts()
+            .iter()
+            .any(|a| matches!(a, Amount::Sealed(_)))
+    }
+
+    /// Every amount the record states, in order.
+    pub fn amounts(&self) -> Vec<&Amount> {
+        match self {
+            Body::Commission(b) => vec![&b.quantity.amount],
+            Body::Ship(b) => vec![&b.quantity.amount],
+            Body::Sell(b) => vec![&b.quantity.amount],
+            Body::Transform(t) => t
+                .inputs
+                .iter()
+                .map(|i| &i.quantity.amount)
+                .chain(t.outputs.iter().map(|o| &o.quantity.amount))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn amounts_mut(&mut self) -> Vec<&mut Amount> {
+        match self {
+            Body::Commission(b) => vec![&mut b.quantity.amount],
+            Body::Ship(b) => vec![&mut b.quantity.amount],
+            Body::Sell(b) => vec![&mut b.quantity.amount],
+            Body::Transform(t) => t
+                .inputs
+                .iter_mut()
+                .map(|i| &mut i.quantity.amount)
+                .chain(t.outputs.iter_mut().map(|o| &mut o.quantity.amount))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

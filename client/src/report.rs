@@ -17,12 +17,14 @@ pub struct Reached {
     pub product: String,
     pub lot: String,
     pub uom: String,
-    pub created_amount: u64,
+    /// Amounts are `None` where withheld from the reader (docs/privacy.md § Trace
+    /// events), as in [`VerifiedBatch`].
+    pub created_amount: Option<u64>,
     pub created_by: Uscc,
-    pub holders: BTreeMap<Uscc, u64>,
+    pub holders: BTreeMap<Uscc, Option<u64>>,
     pub in_transit: Vec<InTransit>,
-    pub sold: u64,
-    pub consumed: u64,
+    pub sold: Option<u64>,
+    pub consumed: Option<u64>,
     /// Its own recall record, if recalled itself.
     pub recalled: Option<RecordId>,
     /// Recalls that affect it: its own and those of any batch it was made from that the
@@ -50,7 +52,7 @@ pub fn recall_reach(p: &Provenance) -> RecallReach {
         product: b.state.product.name.clone(),
         lot: b.state.lot.clone(),
         uom: b.state.uom.clone(),
-        created_amount: b.state.created_amount,
+        created_amount: b.created_amount(),
         created_by: b.state.created_by.clone(),
         holders: b.holders.clone(),
         in_transit: b.in_transit.clone(),

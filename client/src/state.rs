@@ -422,7 +422,9 @@ pub struct BatchState {
     pub product: crate::record::Product,
     pub lot: String,
     pub uom: String,
-    pub created_amount: u64,
+    /// In clear, or `None` where the batch's domain hides quantities
+    /// (`policy.trace`): the batch index then commits to no amount.
+    pub created_amount: Option<u64>,
     pub created_by: Uscc,
     /// The commission or transform record that created the batch.
     pub origin: RecordId,

@@ -12,7 +12,17 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn body() -> impl Strategy<Value = Body> {
-    let quantity = (1u64..u64::MAX, "[A-Z]{3}").prop_map(|(amount, uom)| Quantity { amount, uom });
+    use xinlian_client::hidden::Amount;
+    // Every form an amount takes: in clear, opened (hidden, with its salt), sealed.
+    let amount = prop_oneof![
+        (1u64..u64::MAX).prop_map(Amount::Clear),
+        (any::<[u8; 32]>(), 1u64..u64::MAX).prop_map(|(s, value)| Amount::Opened {
+            salt: Hash32(s),
+            value
+        }),
+        any::<[u8; 32]>().prop_map(|h| Amount::Sealed(Hash32(h))),
+    ];
+    let quantity = (amount, "[A-Z]{3}").prop_map(|(amount, uom)| Quantity { amount, uom });
     // Within the range stateless checks accept (years 1970 to 9999), which JSON can print.
     let time = (0i64..253_402_300_799_000 - 86_400_000, -840i16..=840).prop_map(
         |(unix_ms, offset_minutes)| EventTime {
@@ -169,6 +179,21 @@ proptest! {
         prop_assert_eq!(e.id(), r.id());
         let d = EncodedRecord::decode(e.bytes(), 1 << 20).unwrap();
         prop_assert_eq!(d, e);
+    }
+
+    #[test]
+    fn a_record_and_its_ledger_form_are_one_record(r in record()) {
+        use xinlian_client::hidden::Amount;
+        let opened = |b: &Body| b.amounts().iter().any(|a| matches!(a, Amount::Opened { .. }));
+        let e = EncodedRecord::new(r.clone());
+        prop_assert_eq!(e.has_openings(), opened(&r.envelope.body));
+        let l = e.ledger_form();
+        prop_assert!(!l.has_openings() && !opened(&l.record().envelope.body));
+        prop_assert_eq!(l.id(), e.id());
+        prop_assert_eq!(l.leaf(), e.leaf());
+        prop_assert_eq!(r.leaf(), e.leaf());
+        prop_assert_eq!(l.bytes(), e.ledger_bytes());
+        prop_assert_eq!(EncodedRecord::decode(l.bytes(), 1 << 20).unwrap().id(), e.id());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod validators;
 pub use bytes::{Hash32, PublicKey};
 pub use model::{
     DomainPublication, Genesis, GenesisError, GenesisFile, Member, MemberFile, Policy, Problem,
-    Publication, Role, Tier, TierName,
+    Publication, Role, Tier, TierName, TraceDomain, TraceField, TracePolicy,
 };
 pub use roster::Roster;
 pub use validators::{Validator, ValidatorSet};

@@ -99,6 +99,70 @@ pub struct Policy {
     /// How grades are derived from credit records (docs/credit.md).
     #[serde(default)]
     pub grading: crate::grading::Grading,
+    /// Which trace-event fields each trace domain hides from the public
+    /// (docs/privacy.md § Trace events). Absent: every field public.
+    #[serde(default)]
+    pub trace: TracePolicy,
+}
+
+/// Commercial confidentiality in traceability: the fields each trace domain hides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracePolicy {
+    #[serde(default)]
+    pub domains: Vec<TraceDomain>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceDomain {
+    pub domain: String,
+    pub hide: Vec<TraceField>,
+}
+
+/// A trace-event field a domain may hide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceField {
+    /// The amounts of commissions, shipments, transforms and sales.
+    Quantity,
+}
+
+impl TracePolicy {
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
+    /// Whether `domain` hides `field`.
+    pub fn hides(&self, domain: &str, field: TraceField) -> bool {
+        self.domains
+            .iter()
+            .any(|d| d.domain == domain && d.hide.contains(&field))
+    }
+
+    fn problems(&self, out: &mut Vec<String>) {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &self.domains {
+            if let Err(e) = check_slug(&d.domain, 32) {
+                out.push(format!("trace.domains: domain '{}' {e}", d.domain));
+            }
+            if !seen.insert(d.domain.as_str()) {
+                out.push(format!("trace.domains: '{}' is named twice", d.domain));
+            }
+            if d.hide.is_empty() {
+                out.push(format!("trace.domains.{}: hide names no field", d.domain));
+            }
+            let mut fields = d.hide.clone();
+            fields.sort();
+            fields.dedup();
+            if fields.len() != d.hide.len() {
+                out.push(format!(
+                    "trace.domains.{}: hide names a field twice",
+                    d.domain
+                ));
+            }
+        }
+    }
 }
 
 /// Publication periods per breach tier (national measures in force from 2026-04-01),
@@ -237,6 +301,7 @@ impl Default for Policy {
                 domains: Vec::new(),
             },
             grading: crate::grading::Grading::default(),
+            trace: TracePolicy::default(),
         }
     }
 }
@@ -421,6 +486,7 @@ impl Policy {
             out.push("block_time_drift_ms_max must be positive".into());
         }
         self.publication.problems(&mut out);
+        self.trace.problems(&mut out);
         out.extend(self.grading.problems());
         out
     }

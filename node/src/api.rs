@@ -631,8 +631,13 @@ async fn record_proof(
             return Err(not_visible(&reader, &id));
         }
     }
-    let proof = proof_assembly::record_proof(&s.store, &id, q.at).map_err(ApiFailure::from);
-    Ok(Json(disclosed(&reader, &id, proof)?))
+    let mut proof = disclosed(
+        &reader,
+        &id,
+        proof_assembly::record_proof(&s.store, &id, q.at).map_err(ApiFailure::from),
+    )?;
+    View::new(&s, &reader)?.show_entry(&mut proof.entry)?;
+    Ok(Json(proof))
 }
 
 #[derive(Deserialize)]
@@ -716,26 +721,43 @@ fn provenance_request(
     })
 }
 
-/// The provenance answer to `req`, read on the heavy pool.
+/// The provenance answer to `req` as `reader` may see it (hidden amounts opened only
+/// to whoever may read them), read on the heavy pool.
 async fn answer_provenance(
     s: &ApiState,
+    reader: &Reader,
     req: proof_assembly::ProvenanceRequest,
 ) -> ApiResult<ProvenanceProof> {
-    let store = s.shared.store.clone();
+    let (shared, reader) = (s.shared.clone(), reader.clone());
     s.heavy
         .admit()?
-        .run(move || proof_assembly::provenance(&store, &req).map_err(ApiFailure::from))
+        .run(move || shown_provenance(&shared, &reader, &req))
         .await
         .map(Json)
 }
 
+/// The provenance proof for `req`, each record as `reader` may see it.
+fn shown_provenance(
+    s: &Shared,
+    reader: &Reader,
+    req: &proof_assembly::ProvenanceRequest,
+) -> Result<ProvenanceProof, ApiFailure> {
+    let mut proof = proof_assembly::provenance(&s.store, req)?;
+    let view = View::new(s, reader)?;
+    for entry in &mut proof.records {
+        view.show_entry(entry)?;
+    }
+    Ok(proof)
+}
+
 async fn batch_provenance(
     State(s): State<ApiState>,
+    Extension(reader): Extension<Reader>,
     P(name): P<String>,
     Q(q): Q<ProvenanceQuery>,
 ) -> ApiResult<ProvenanceProof> {
     let req = provenance_request(vec![name], q.direction, q.depth, q.max_batches)?;
-    answer_provenance(&s, req).await
+    answer_provenance(&s, &reader, req).await
 }
 
 /// The batch's events as an EPCIS 2.0 document: built from the same proof a client
@@ -744,16 +766,17 @@ async fn batch_provenance(
 /// job on the heavy pool.
 async fn batch_epcis(
     State(s): State<ApiState>,
+    Extension(reader): Extension<Reader>,
     P(name): P<String>,
 ) -> Result<Response, ApiFailure> {
     let req = provenance_request(vec![name.clone()], None, Some(0), None)?;
-    let (store, genesis) = (s.shared.store.clone(), s.shared.genesis.clone());
+    let shared = s.shared.clone();
     let doc = s
         .heavy
         .admit()?
         .run(move || -> Result<String, ApiFailure> {
-            let proof = proof_assembly::provenance(&store, &req)?;
-            let light = own_light_client(&store, &genesis)?;
+            let proof = shown_provenance(&shared, &reader, &req)?;
+            let light = own_light_client(&shared.store, &shared.genesis)?;
             let answer = light.verify_provenance(&proof).map_err(|e| {
                 tracing::error!(error = %e, "own provenance answer does not verify");
                 err(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
@@ -813,12 +836,16 @@ async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiF
         })
 }
 
-async fn provenance(State(s): State<ApiState>, req: Request) -> ApiResult<ProvenanceProof> {
+async fn provenance(
+    State(s): State<ApiState>,
+    Extension(reader): Extension<Reader>,
+    req: Request,
+) -> ApiResult<ProvenanceProof> {
     let body = read_body(req, 64 << 10).await?;
     let b: ProvenanceBody = serde_json::from_slice(&body)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let req = provenance_request(b.roots, b.direction, b.depth, b.max_batches)?;
-    answer_provenance(&s, req).await
+    answer_provenance(&s, &reader, req).await
 }
 
 /// Executes records in order on the current state, keeping nothing: what an importer
@@ -1172,6 +1199,7 @@ fn decode_submission(
 
 async fn submit(
     State(s): State<Shared>,
+    Extension(reader): Extension<Reader>,
     Q(q): Q<WaitQuery>,
     req: Request,
 ) -> Result<Response, ApiFailure> {
@@ -1200,7 +1228,11 @@ async fn submit(
     })??;
     match wait_ms {
         0 => Ok((StatusCode::ACCEPTED, Json(Submitted { id })).into_response()),
-        ms => Ok(Json(wait_for_record(&s, id, ms).await?).into_response()),
+        ms => {
+            // As any read of it: a submitter may hold a record only in its ledger form.
+            let view = wait_for_record(&s, id, ms).await?;
+            Ok(Json(View::new(&s, &reader)?.show_view(view)?).into_response())
+        }
     }
 }
 
@@ -1431,10 +1463,11 @@ async fn record(
         ms => wait_for_record(&s, id, ms).await,
     };
     let view = disclosed(&reader, &id, found)?;
-    if !View::new(&s, &reader)?.admits(&view.record, view.status == RecordStatus::Pending)? {
+    let audience = View::new(&s, &reader)?;
+    if !audience.admits(&view.record, view.status == RecordStatus::Pending)? {
         return Err(not_visible(&reader, &id));
     }
-    Ok(Json(view))
+    Ok(Json(audience.show_view(view)?))
 }
 
 /// A record this reader may not read. To a reader who may not know whether it exists
@@ -1914,6 +1947,7 @@ fn batch_id(name: &str) -> Result<(), ApiFailure> {
 
 async fn batch(
     State(s): State<Shared>,
+    Extension(reader): Extension<Reader>,
     P(name): P<String>,
     Q(q): Q<PageQuery>,
 ) -> ApiResult<BatchView> {
@@ -1937,13 +1971,19 @@ async fn batch(
         )
     })?;
     let text = |k: Vec<u8>| String::from_utf8_lossy(&k).into_owned();
+    let view = View::new(&s, &reader)?;
     let holders = s
         .store
         .state_scan::<u64>(&key::holdings_prefix(&name), LIST_ITEMS_MAX)?
         .into_iter()
-        .map(|(k, amount)| Holding {
-            holder: Uscc(text(k)),
-            amount,
+        .map(|(k, amount)| {
+            let holder = Uscc(text(k));
+            Holding {
+                amount: view
+                    .reveals_state_amount(&batch, &[&holder])
+                    .then_some(amount),
+                holder,
+            }
         })
         .collect();
     let (events, more) = page(
@@ -1972,7 +2012,15 @@ async fn batch(
         if let Some(sh) = s.store.state_value::<st::Shipment>(&key::shipment(id))?
             && sh.received.is_none()
         {
-            in_transit.push(sh);
+            in_transit.push(Transit {
+                amount: view
+                    .reveals_state_amount(&batch, &[&sh.from, &sh.to])
+                    .then_some(sh.amount),
+                ship: sh.ship,
+                batch: sh.batch,
+                from: sh.from,
+                to: sh.to,
+            });
         }
     }
     let children = s

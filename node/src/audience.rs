@@ -4,9 +4,15 @@
 //! client's, written once; this module only reads the store. Days are the newest
 //! block's date: publication windows open and close by the chain's clock.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use xinlian_client::ids::Uscc;
+use xinlian_genesis::TraceField;
+
+use xinlian_client::api::RecordView;
 use xinlian_client::disclosure::{self, Audience, CommitmentFacts, Reader};
+use xinlian_client::proof::{HexBytes, LedgerEntry};
 use xinlian_client::record::{Body, RecordId, SignedRecord};
 use xinlian_client::state::{self as st, key};
 use xinlian_client::when::Date;
@@ -54,6 +60,63 @@ impl<'a> View<'a> {
         let a = self.audience(record)?;
         let a = if pending { a.pending() } else { a };
         Ok(a.admits(self.reader, self.today))
+    }
+
+    /// The record as this reader may see it: opened amounts (docs/privacy.md § Trace
+    /// events) kept only for a reader [`disclosure::reveals_amounts`] admits, else
+    /// replaced by their commitments. Borrowed when nothing changes.
+    pub fn shown<'r>(&self, record: &'r SignedRecord) -> Result<Cow<'r, SignedRecord>, StoreError> {
+        let stripped = record.ledger_form();
+        if matches!(stripped, Cow::Borrowed(_)) || matches!(self.reader, Reader::Member(_)) {
+            return Ok(Cow::Borrowed(record));
+        }
+        let signer = self
+            .store
+            .state_value::<st::KeyBinding>(&key::key_binding(&record.envelope.signer))?
+            .map(|b| b.uscc);
+        Ok(
+            match disclosure::reveals_amounts(self.reader, record, signer.as_ref()) {
+                true => Cow::Borrowed(record),
+                false => stripped,
+            },
+        )
+    }
+
+    /// A proof's ledger entry as this reader may see it ([`View::shown`]): the record's
+    /// bytes replaced by its ledger form's where its openings are not the reader's.
+    /// The entry verifies all the same: its leaf is the ledger form's.
+    pub fn show_entry(&self, entry: &mut LedgerEntry) -> Result<(), StoreError> {
+        if matches!(self.reader, Reader::Member(_)) {
+            return Ok(());
+        }
+        let record = SignedRecord::decode(&entry.record.0, usize::MAX)
+            .map_err(|e| StoreError::Damaged(format!("record {}: {e}", entry.index)))?;
+        if let Cow::Owned(r) = self.shown(&record)? {
+            entry.record = HexBytes(r.canonical_bytes());
+        }
+        Ok(())
+    }
+
+    /// A record's view as this reader may see it ([`View::shown`]): record, bytes and
+    /// proof all of the ledger form where the openings are not the reader's.
+    pub fn show_view(&self, mut v: RecordView) -> Result<RecordView, StoreError> {
+        if let Cow::Owned(r) = self.shown(&v.record)? {
+            v.canonical_hex = hex::encode(r.canonical_bytes());
+            v.record = r;
+        }
+        if let Some(p) = &mut v.proof {
+            self.show_entry(&mut p.entry)?;
+        }
+        Ok(v)
+    }
+
+    /// Whether the reader may read the amounts of `batch` kept in state for `parties`
+    /// (a holder; a shipment's sender and addressee): always where the batch's amounts
+    /// are public; where its domain hides them, as [`disclosure::reveals_state_amount`].
+    pub fn reveals_state_amount(&self, batch: &st::BatchState, parties: &[&Uscc]) -> bool {
+        let hidden = batch.created_amount.is_none()
+            || (self.consortium.policy().trace).hides(&batch.domain, TraceField::Quantity);
+        !hidden || disclosure::reveals_state_amount(self.reader, parties)
     }
 
     /// Who may hold and read the record's private data: its audience, never the

@@ -441,7 +441,7 @@ pub fn commission(batch: &str) -> Commission {
         },
         lot: "L1".into(),
         quantity: Quantity {
-            amount: 100,
+            amount: 100.into(),
             uom: "KGM".into(),
         },
         origin: "urn:test:farm".into(),

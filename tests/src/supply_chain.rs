@@ -84,7 +84,7 @@ impl Books<'_> {
 
 fn q(amount: u64, uom: &str) -> Quantity {
     Quantity {
-        amount,
+        amount: amount.into(),
         uom: uom.into(),
     }
 }

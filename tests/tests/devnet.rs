@@ -142,13 +142,14 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
     // Food chain: bags made from the rice, 800 shipped to and received by the retailer, 50 sold.
     let bags = node.client.batch("rice-pack-2026-001")?;
     assert_eq!(bags.batch.parents, vec!["rice-2026-sj-001".to_string()]);
-    let held: Vec<(String, u64)> = bags
+    let held: Vec<(String, Option<u64>)> = bags
         .holders
         .iter()
         .map(|h| (h.holder.to_string(), h.amount))
         .collect();
     assert!(
-        held.contains(&(uscc_of("retailer"), 750)) && held.contains(&(uscc_of("processor"), 400)),
+        held.contains(&(uscc_of("retailer"), Some(750)))
+            && held.contains(&(uscc_of("processor"), Some(400))),
         "{held:?}"
     );
     // Drug chain: lot 2 recalled.
@@ -159,6 +160,7 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
             .recalled
             .is_some()
     );
+    hidden_drug_quantities(&node.client, &member, dir.path(), &uscc_of)?;
     node.stop()?;
 
     let again = xinlian_tests::start_devnet(BIN, dir.path())?;
@@ -168,6 +170,128 @@ fn devnet_starts_with_sample_data_and_resumes() -> anyhow::Result<()> {
         (status.height, status.tip_hash),
         "the same chain, not a new one"
     );
+    Ok(())
+}
+
+/// The sample's policy hides drug quantities (docs/privacy.md § Trace events): the
+/// public reads who has held lot 1 and verifies its chain of custody, not how much;
+/// a member reads every amount; the hospital reads its own holding and its events'
+/// amounts, not the others' holdings. Every answer verifies from genesis.
+fn hidden_drug_quantities(
+    public: &NodeClient,
+    member: &NodeClient,
+    dir: &Path,
+    uscc_of: &dyn Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    use xinlian_client::provenance::Direction;
+    let lot = "amox-2026-L001";
+    let amounts = |c: &NodeClient| -> anyhow::Result<Vec<(String, Option<u64>)>> {
+        let v = c.batch(lot)?;
+        Ok(v.holders
+            .iter()
+            .map(|h| (h.holder.to_string(), h.amount))
+            .collect())
+    };
+    let (pharma, distributor, hospital) = (
+        uscc_of("pharma"),
+        uscc_of("distributor"),
+        uscc_of("hospital"),
+    );
+    let mut want = vec![
+        (pharma.clone(), Some(3000)),
+        (distributor.clone(), Some(1700)),
+        (hospital.clone(), Some(280)),
+    ];
+    want.sort();
+    let sorted = |mut v: Vec<(String, Option<u64>)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(amounts(member)?),
+        want,
+        "a member reads every holding"
+    );
+    let none: Vec<_> = want.iter().map(|(u, _)| (u.clone(), None)).collect();
+    assert_eq!(
+        sorted(amounts(public)?),
+        none,
+        "the public reads the holders only"
+    );
+    let hospital_reader = public
+        .unsigned()
+        .signed_by(xinlian_client::http::RequestSigner {
+            keyid: format!("enterprise:{hospital}"),
+            key: keys::read_pem(&xinlian_devnet::enterprise_key_path(dir, "hospital"))?,
+        });
+    let own: Vec<_> = want
+        .iter()
+        .map(|(u, a)| (u.clone(), if *u == hospital { *a } else { None }))
+        .collect();
+    assert_eq!(
+        sorted(amounts(&hospital_reader)?),
+        own,
+        "the hospital reads its own"
+    );
+
+    let genesis = xinlian_genesis::Genesis::load(&xinlian_genesis::scaffold::genesis_path(dir))?;
+    let trace = |c: &NodeClient| -> anyhow::Result<xinlian_client::provenance::VerifiedBatch> {
+        let mut light = xinlian_client::proof::LightClient::new(genesis.clone());
+        let (p, _) =
+            xinlian_client::http::fetch_provenance(c, &mut light, lot, Direction::Upstream, None)?;
+        Ok(p.batches[lot].clone())
+    };
+    let seen = trace(public)?;
+    assert!(seen.amounts_withheld);
+    let custody: Vec<(String, String, Option<u64>, bool)> = (seen.transfers.iter())
+        .map(|t| {
+            (
+                t.from.to_string(),
+                t.to.to_string(),
+                t.amount,
+                t.receipt.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        custody,
+        vec![
+            (pharma.clone(), distributor.clone(), None, true),
+            (distributor.clone(), hospital.clone(), None, true),
+        ],
+        "the public proves the chain of custody, amounts withheld"
+    );
+    assert_eq!(seen.sold, None);
+    let full = trace(member)?;
+    assert!(!full.amounts_withheld);
+    assert_eq!(full.transfers[1].amount, Some(300));
+    assert_eq!(full.sold, Some(20));
+    assert_eq!(full.created_amount(), Some(5000));
+    // On the ledger: commitments only; the hospital's own events come to it opened.
+    let ship = &seen
+        .events
+        .iter()
+        .find(|e| e.record.kind().name() == "ship")
+        .unwrap()
+        .id;
+    let public_ship = public.record(ship, 0)?;
+    assert!(
+        public_ship.canonical_hex.len() < member.record(ship, 0)?.canonical_hex.len(),
+        "the public's form has no openings"
+    );
+    let body = serde_json::to_value(&public_ship.record.envelope.body)?;
+    assert!(
+        body["ship"]["quantity"]["amount"]["sealed"].is_string(),
+        "{body}"
+    );
+    let epcis = public.batch_epcis(lot)?.to_string();
+    assert!(epcis.contains("\"uom\":\"H87\""), "{epcis}");
+    assert!(
+        !epcis.contains("\"quantity\":"),
+        "the export shows no hidden amount"
+    );
+    let members = member.batch_epcis(lot)?.to_string();
+    assert!(members.contains("\"quantity\":2000"), "{members}");
     Ok(())
 }
 

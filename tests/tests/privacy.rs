@@ -1184,3 +1184,178 @@ fn a_registrations_operator_is_sealed_served_to_the_entitled_and_erasable() -> R
     light.verify_record(&enterprise.record_proof(&id, None)?)?;
     Ok(())
 }
+
+/// Trace events of a domain whose policy hides quantities (docs/privacy.md § Trace
+/// events). A clear amount there is refused. Every route that carries the events — the
+/// record, its proof, the event stream, the batch page, provenance, the EPCIS export —
+/// opens the amounts only to members and the event's parties (its signer; a
+/// shipment's addressee); everyone else reads commitments, which verify all the same.
+#[test]
+fn hidden_amounts_are_opened_only_to_members_and_the_parties() -> Result<()> {
+    use xinlian_client::hidden::Amount;
+    use xinlian_client::provenance::Direction;
+    use xinlian_genesis::{TraceDomain, TraceField, TracePolicy};
+    let c = Consortium::with_members(
+        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
+        &specs(),
+        Policy {
+            block_interval_ms: 50,
+            trace: TracePolicy {
+                domains: vec![TraceDomain {
+                    domain: "food".into(),
+                    hide: vec![TraceField::Quantity],
+                }],
+            },
+            ..Policy::default()
+        },
+    )?;
+    let node = c.start_member("v0", &[])?;
+    let enterprise =
+        |payload: &str| -> Result<(Uscc, SigningKey, xinlian_client::signer::RecordSigner)> {
+            let (u, k) = (Uscc::with_check(payload).unwrap(), keys::generate()?);
+            let (signer, _) = register_enterprise(&c, &node.client, u.clone(), k.clone())?;
+            Ok((u, k, signer))
+        };
+    let (farm_u, farm_key, farm) = enterprise("91310117MA1G0A1B2")?;
+    let (shop_u, shop_key, _) = enterprise("91310115MA1H0C3D4")?;
+    let (other_u, other_key, _) = enterprise("91310000MA1FL8TQ3")?;
+
+    let clear = farm.sign(commission("rice-1"));
+    assert_eq!(
+        refused(node.client.submit(&clear)),
+        (422, "amount_form".into())
+    );
+    let mut body = Body::Commission(commission("rice-1"));
+    xinlian_client::hidden::open_per_policy(&mut body, &c.genesis.policy.trace, |_| None);
+    let made = farm.sign(body);
+    final_id(&node.client, &made)?;
+    let shipped = farm.sign(Ship {
+        batch: "rice-1".into(),
+        quantity: Quantity {
+            amount: Amount::hide(40),
+            uom: "KGM".into(),
+        },
+        to: shop_u.clone(),
+        from_location: "farm".into(),
+        to_location: "shop".into(),
+        time: commission("x").time,
+    });
+    let ship_id = final_id(&node.client, &shipped)?;
+
+    let as_ = |keyid: String, key: SigningKey| {
+        node.client
+            .unsigned()
+            .signed_by(RequestSigner { keyid, key })
+    };
+    let light = LightClient::new(c.genesis.clone());
+    // (reader, client, opens the commission, opens the shipment)
+    let readers = [
+        ("public", node.client.unsigned(), false, false),
+        (
+            "member",
+            as_("member:other".into(), c.agency("other")?.key),
+            true,
+            true,
+        ),
+        (
+            "the maker",
+            as_(format!("enterprise:{}", farm_u.as_str()), farm_key),
+            true,
+            true,
+        ),
+        (
+            "the addressee",
+            as_(format!("enterprise:{}", shop_u.as_str()), shop_key),
+            false,
+            true,
+        ),
+        (
+            "another enterprise",
+            as_(format!("enterprise:{}", other_u.as_str()), other_key),
+            false,
+            false,
+        ),
+    ];
+    for (who, client, opens_made, opens_ship) in &readers {
+        let form = |r: &SignedRecord, opens: bool| match opens {
+            true => r.clone(),
+            false => r.ledger_form().into_owned(),
+        };
+        let (made_seen, ship_seen) = (form(&made, *opens_made), form(&shipped, *opens_ship));
+        assert_eq!(
+            client.record(&ship_id, 0)?.record,
+            ship_seen,
+            "{who}: record"
+        );
+        let verified = light.verify_record(&client.record_proof(&ship_id, None)?)?;
+        assert_eq!(verified.record, ship_seen, "{who}: its proof verifies");
+
+        let mut stream = client.events(
+            &EventFilter {
+                batch: Some("rice-1".into()),
+                ..EventFilter::default()
+            },
+            0,
+        )?;
+        let mut streamed = Vec::new();
+        while streamed.len() < 2 {
+            for r in stream.next_event()?.records {
+                streamed.push(SignedRecord::decode(&r.entry.record.0, usize::MAX)?);
+            }
+        }
+        assert_eq!(
+            streamed,
+            vec![made_seen, ship_seen],
+            "{who}: the event stream"
+        );
+
+        let page = client.batch("rice-1")?;
+        let held = page.holders.iter().find(|h| h.holder == farm_u).unwrap();
+        let sees_farm = matches!(*who, "member" | "the maker");
+        assert_eq!(
+            held.amount,
+            sees_farm.then_some(60),
+            "{who}: the maker's holding"
+        );
+        assert_eq!(
+            page.in_transit[0].amount,
+            opens_ship.then_some(40),
+            "{who}: transit"
+        );
+
+        let mut light = light.clone();
+        let (p, _) = xinlian_client::http::fetch_provenance(
+            client,
+            &mut light,
+            "rice-1",
+            Direction::Upstream,
+            None,
+        )?;
+        let b = &p.batches["rice-1"];
+        let all = *opens_made && *opens_ship;
+        assert_eq!(b.amounts_withheld, !all, "{who}: provenance");
+        assert_eq!(b.transfers[0].to, shop_u, "{who}: the chain of custody");
+        assert_eq!(b.transfers[0].amount, all.then_some(40), "{who}");
+        // Each event exported as the reader reads it.
+        let doc = client.batch_epcis("rice-1")?.to_string();
+        assert_eq!(
+            doc.contains("\"quantity\":40"),
+            *opens_ship,
+            "{who}: EPCIS {doc}"
+        );
+        assert_eq!(
+            doc.contains("\"quantity\":100"),
+            *opens_made,
+            "{who}: EPCIS"
+        );
+    }
+    // The public's copy, submitted back, tells nothing: it is the same record.
+    let sealed = shipped.ledger_form().into_owned();
+    let (status, code) = refused(node.client.submit_and_wait(&sealed, 1_000));
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "duplicate"),
+        "{status} {code}"
+    );
+    Ok(())
+}

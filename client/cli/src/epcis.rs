@@ -119,8 +119,15 @@ fn import(cli: &Cli, node: &NodeClient, args: &ImportArgs) -> Result<(), Failure
     let file = &args.file;
     let doc: serde_json::Value = serde_json::from_str(&read_file(file)?)
         .map_err(|e| Failure::Invalid(format!("{} is not JSON: {e}", file.display())))?;
-    let opts = import_options(args)?;
+    let mut opts = import_options(args)?;
     let genesis = load_genesis(cli.genesis.as_deref())?;
+    // Amounts the policy in force hides are opened before signing: the node's roster
+    // says which; offline (a dry run), genesis's.
+    opts.trace = match (node.roster(), &genesis) {
+        (Ok(r), _) => r.roster.policy.trace,
+        (Err(_), Some(g)) => g.policy.trace.clone(),
+        (Err(e), None) => return Err(e.into()),
+    };
     let signer = record_signer(node, genesis.as_ref(), &args.key)?;
     let importer = args.uscc.clone().map(Uscc);
     let records = match epcis::import(&doc, &opts, &signer, importer.as_ref(), Some(node)) {

@@ -137,19 +137,29 @@ pub(crate) fn batch(cli: &Cli, node: &NodeClient, batch: &str) -> Result<(), Fai
 fn batch_text(b: &BatchView) -> String {
     let s = &b.batch;
     let mut out = format!(
-        "{} — {} (lot {}, {} {} made by {})\n",
-        s.batch, s.product.name, s.lot, s.created_amount, s.uom, s.created_by
+        "{} — {} (lot {}, {} made by {})\n",
+        s.batch,
+        s.product.name,
+        s.lot,
+        crate::report_text::amount(s.created_amount, &s.uom),
+        s.created_by
     );
     if let Some(r) = s.recalled {
         out += &format!("RECALLED by record {r}\n");
     }
     for h in &b.holders {
-        out += &format!("  held by {}: {} {}\n", h.holder, h.amount, s.uom);
+        out += &format!(
+            "  held by {}: {}\n",
+            h.holder,
+            crate::report_text::amount(h.amount, &s.uom)
+        );
     }
     for t in &b.in_transit {
         out += &format!(
-            "  in transit {} → {}: {} {}\n",
-            t.from, t.to, t.amount, s.uom
+            "  in transit {} → {}: {}\n",
+            t.from,
+            t.to,
+            crate::report_text::amount(t.amount, &s.uom)
         );
     }
     out += &format!(

@@ -59,7 +59,7 @@ pub fn event_line(b: &VerifiedBatch, e: &VerifiedEvent) -> String {
                     .inputs
                     .iter()
                     .find(|i| i.batch == b.state.batch)
-                    .map_or(0, |i| i.quantity.amount);
+                    .map_or_else(|| "?".to_string(), |i| i.quantity.amount.to_string());
                 let outs: Vec<&str> = t.outputs.iter().map(|o| o.batch.as_str()).collect();
                 format!(
                     "{} {who} used {amount} {uom} to make {}",
@@ -94,23 +94,37 @@ pub fn event_line(b: &VerifiedBatch, e: &VerifiedEvent) -> String {
     format!("{what}  [{}]", short(&e.id))
 }
 
+/// `amount uom`, or what is said where the amount is withheld from this reader.
+pub(crate) fn amount(a: Option<u64>, uom: &str) -> String {
+    match a {
+        Some(a) => format!("{a} {uom}"),
+        None => "an amount withheld".into(),
+    }
+}
+
 fn holdings_line(b: &VerifiedBatch) -> String {
     let uom = &b.state.uom;
     let mut parts: Vec<String> = b
         .holders
         .iter()
-        .map(|(u, a)| format!("{u} holds {a} {uom}"))
+        .map(|(u, a)| match a {
+            Some(a) => format!("{u} holds {a} {uom}"),
+            None => format!("{u} has held it"),
+        })
         .collect();
     parts.extend(
         b.in_transit
             .iter()
-            .map(|t| format!("{} {uom} in transit {} → {}", t.amount, t.from, t.to)),
+            .map(|t| format!("{} in transit {} → {}", amount(t.amount, uom), t.from, t.to)),
     );
-    if b.sold > 0 {
-        parts.push(format!("{} {uom} sold or dispensed", b.sold));
+    if let Some(sold) = b.sold.filter(|n| *n > 0) {
+        parts.push(format!("{sold} {uom} sold or dispensed"));
     }
-    if b.consumed > 0 {
-        parts.push(format!("{} {uom} used in processing", b.consumed));
+    if let Some(used) = b.consumed.filter(|n| *n > 0) {
+        parts.push(format!("{used} {uom} used in processing"));
+    }
+    if b.amounts_withheld {
+        parts.push("amounts withheld by the domain's policy".into());
     }
     if parts.is_empty() {
         "nothing left".into()
@@ -152,13 +166,14 @@ fn title(
     batch: &str,
     product: &str,
     lot: &str,
-    amount: u64,
+    made: Option<u64>,
     uom: &str,
     maker: &Uscc,
     recalled: bool,
 ) -> String {
     let flag = if recalled { " RECALLED" } else { "" };
-    format!("{batch} — {product} (lot {lot}, {amount} {uom}, made by {maker}){flag}")
+    let made = amount(made, uom);
+    format!("{batch} — {product} (lot {lot}, {made}, made by {maker}){flag}")
 }
 
 /// The upstream tree from the root, each batch with its timeline and holdings.
@@ -203,7 +218,7 @@ fn tree(
             name,
             &s.product.name,
             &s.lot,
-            s.created_amount,
+            b.created_amount(),
             &s.uom,
             &s.created_by,
             s.recalled.is_some()
@@ -215,11 +230,10 @@ fn tree(
     for t in &b.transfers {
         let _ = writeln!(
             out,
-            "{pad}  custody: {} → {} {} {}, shipped {}, {}",
+            "{pad}  custody: {} → {} {}, shipped {}, {}",
             t.from,
             t.to,
-            t.amount,
-            s.uom,
+            amount(t.amount, &s.uom),
             t.shipped_at,
             match (&t.received_at, &t.receipt) {
                 (Some(at), Some(r)) => format!("acknowledged by the receiver {at} [{}]", short(r)),
@@ -259,19 +273,22 @@ pub fn recall_reach_text(p: &Provenance) -> String {
             )
         );
         for (u, a) in &b.holders {
-            let _ = writeln!(out, "    held by {u}: {a} {}", b.uom);
-            *held.entry((u.clone(), b.uom.clone())).or_default() += a;
+            let _ = writeln!(out, "    held by {u}: {}", amount(*a, &b.uom));
+            let total = held.entry((u.clone(), b.uom.clone())).or_default();
+            *total = total.saturating_add(a.unwrap_or(0));
         }
         for t in &b.in_transit {
             let _ = writeln!(
                 out,
-                "    in transit {} → {}: {} {}",
-                t.from, t.to, t.amount, b.uom
+                "    in transit {} → {}: {}",
+                t.from,
+                t.to,
+                amount(t.amount, &b.uom)
             );
             transit += 1;
         }
-        if b.sold > 0 {
-            let _ = writeln!(out, "    sold or dispensed: {} {}", b.sold, b.uom);
+        if let Some(sold) = b.sold.filter(|n| *n > 0) {
+            let _ = writeln!(out, "    sold or dispensed: {sold} {}", b.uom);
         }
         if !b.affected_by.is_empty() && b.recalled.is_none() {
             let by: Vec<&str> = b.affected_by.iter().map(|(x, _)| x.as_str()).collect();

@@ -192,6 +192,14 @@ pub(crate) fn submit_body(
     // Text goes off the ledger: sealed in the record, sent once the record is final
     // (so a submission with text always waits).
     let mut body = body;
+    // Amounts the policy in force hides are opened before signing (the node names a
+    // batch's domain; a wrong answer only gets the record refused, `amount_form`).
+    if !body.amounts().is_empty() {
+        let trace = node.roster()?.roster.policy.trace;
+        xinlian_client::hidden::open_per_policy(&mut body, &trace, |b| {
+            node.batch_page(b, None).ok().map(|v| v.batch.domain)
+        });
+    }
     let fields =
         xinlian_client::private::seal(&mut body).map_err(|e| Failure::Invalid(e.to_string()))?;
     let rec = signer.sign(body);

@@ -5,7 +5,7 @@
 use xinlian_client::block::{Block, Header};
 use xinlian_client::checks::check_unsigned;
 use xinlian_client::crypto::{self, Domain, SignatureError};
-use xinlian_client::merkle::{Frontier, leaf_hash, root_of};
+use xinlian_client::merkle::{Frontier, root_of};
 use xinlian_client::record::{EncodedRecord, RecordId};
 use xinlian_genesis::canonical::tagged_hash;
 use xinlian_genesis::{Hash32, PublicKey};
@@ -112,7 +112,7 @@ fn finish(
     let credit_root = crate::index::update(&mut overlay, crate::index::Index::Credit)?;
     let next_roster = crate::governance::next_roster(&mut overlay, c, tip.height + 2)?;
     let writes = overlay.into_writes();
-    let leaves: Vec<Hash32> = records.iter().map(|r| leaf_hash(r.bytes())).collect();
+    let leaves: Vec<Hash32> = records.iter().map(EncodedRecord::leaf).collect();
     let mut frontier = tip.frontier.clone();
     let mut merkle_nodes = Vec::new();
     for leaf in &leaves {

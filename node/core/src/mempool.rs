@@ -7,7 +7,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use xinlian_client::checks::{check_stateless, check_unsigned};
-use xinlian_client::merkle::leaf_hash;
 use xinlian_client::record::{EncodedRecord, Kind, RecordId};
 use xinlian_genesis::Hash32;
 
@@ -57,8 +56,8 @@ pub struct Mempool {
     /// block order.
     order: BTreeMap<u64, RecordId>,
     records: HashMap<RecordId, Pending>,
-    /// Each pending record's RFC 9162 leaf hash (of its canonical bytes, signature
-    /// included: two signatures of one envelope are two leaves), by which proposals
+    /// Each pending record's RFC 9162 leaf hash (of its ledger form's canonical bytes,
+    /// signature included: two signatures of one envelope are two leaves), by which proposals
     /// name the records of their blocks.
     by_leaf: HashMap<Hash32, RecordId>,
     bytes: usize,
@@ -311,7 +310,7 @@ impl Mempool {
             .map_err(|e| AdmissionError::Storage(e.to_string()))?
             .map_err(AdmissionError::Rejected)?;
         self.next_seq += 1;
-        let leaf = leaf_hash(rec.bytes());
+        let leaf = rec.leaf();
         self.insert(rec, leaf, (seq, index), done);
         Ok(id)
     }

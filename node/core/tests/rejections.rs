@@ -35,9 +35,13 @@ const NOW_MS: i64 = 1_795_881_600_000 - 8 * 3_600_000;
 
 impl World {
     fn new() -> World {
+        World::with_trace(xinlian_genesis::TracePolicy::default())
+    }
+
+    fn with_trace(trace: xinlian_genesis::TracePolicy) -> World {
         let k = || keys::generate().unwrap();
         let (v, vn, reg, mkt, drg) = (k(), k(), k(), k(), k());
-        let genesis = common::genesis_with(
+        let mut genesis = common::genesis_with(
             "test",
             (&v, &vn, &reg),
             vec![
@@ -61,6 +65,7 @@ impl World {
                 ),
             ],
         );
+        genesis.policy.trace = trace;
         let c = Consortium::new(genesis);
         let chain = c.chain;
         let s = |key| RecordSigner { key, chain };
@@ -190,7 +195,7 @@ fn t() -> EventTime {
 
 fn kg(amount: u64) -> Quantity {
     Quantity {
-        amount,
+        amount: amount.into(),
         uom: "KGM".into(),
     }
 }
@@ -280,7 +285,7 @@ fn bad_identifiers_and_fields() {
     let r = w.refuse(farm.sign(commission("b 1", 10)));
     assert!(r.to_string().starts_with("batch:"), "{r}");
     let mut c = commission("b1", 10);
-    c.quantity.amount = 0;
+    c.quantity.amount = 0.into();
     assert!(
         w.refuse(farm.sign(c))
             .to_string()
@@ -746,4 +751,105 @@ fn binding_a_key_needs_a_proof_of_possession_for_that_enterprise() {
     rot.uscc = other;
     let r = w.refuse(w.registrar.sign(rot));
     assert_eq!(r.code(), "bad_possession", "{r}");
+}
+
+/// Where a domain's policy hides quantities, amounts are given opened and kept on the
+/// ledger as commitments; a clear one there, an opened one elsewhere and a sealed one
+/// anywhere are refused (`amount_form`), changing nothing. The batch index commits to
+/// no amount for a hidden batch, and a reader given only the ledger form still proves
+/// the chain of custody, with the amounts withheld.
+#[test]
+fn amounts_take_the_form_their_domains_policy_asks() {
+    use xinlian_client::hidden::Amount;
+    use xinlian_client::provenance::{VerifiedBatch, VerifiedEvent};
+    use xinlian_genesis::{TraceDomain, TraceField, TracePolicy};
+    let mut w = World::with_trace(TracePolicy {
+        domains: vec![TraceDomain {
+            domain: "drug".into(),
+            hide: vec![TraceField::Quantity],
+        }],
+    });
+    let (maker_u, maker) = w.enterprise("91310117MA1G0A1B2");
+    let (hospital, hospital_key) = w.enterprise("91310000MA1FL8TQ3");
+    let drug = |batch: &str, amount: Amount| Commission {
+        domain: "drug".into(),
+        quantity: Quantity {
+            amount,
+            uom: "KGM".into(),
+        },
+        ..commission(batch, 1)
+    };
+    let form = |r: Rejection| {
+        assert_eq!(r.code(), "amount_form", "{r}");
+        r.to_string()
+    };
+    let r = form(w.refuse(maker.sign(drug("d1", Amount::Clear(10)))));
+    assert!(r.contains("hidden by the domain's policy"), "{r}");
+    let r = form(w.refuse(maker.sign(drug("d1", Amount::hide(10).sealed()))));
+    assert!(r.contains("sealed"), "{r}");
+    let mut food = commission("f1", 10);
+    food.quantity.amount = Amount::hide(10);
+    let r = form(w.refuse(maker.sign(food)));
+    assert!(r.contains("public by the domain's policy"), "{r}");
+
+    let made = maker.sign(drug("d1", Amount::hide(10)));
+    w.ok(made.clone());
+    let bs: st::BatchState = w.get(&key::batch("d1")).unwrap();
+    assert_eq!(
+        bs.created_amount, None,
+        "the batch index commits to no amount"
+    );
+    let mut clear_ship = ship("d1", 4, &hospital);
+    let r = form(w.refuse(maker.sign(clear_ship.clone())));
+    assert!(r.contains("d1"), "{r}");
+    clear_ship.quantity.amount = Amount::hide(4);
+    let shipped = maker.sign(clear_ship);
+    w.ok(shipped.clone());
+    let received = hospital_key.sign(Receive {
+        shipment: shipped.id(),
+        location: "ward".into(),
+        time: t(),
+    });
+    w.ok(received.clone());
+    let held = |u: &Uscc| w.get::<u64>(&key::holding("d1", u));
+    assert_eq!(held(&hospital), Some(4), "validators keep the amounts");
+
+    // The verifier's replay: amounts from the opened records, custody alone from the
+    // ledger forms.
+    let events = |public: bool| -> Vec<VerifiedEvent> {
+        [
+            (&made, &maker_u),
+            (&shipped, &maker_u),
+            (&received, &hospital),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, by))| VerifiedEvent {
+            id: r.id(),
+            ledger_index: i as u64,
+            record: match public {
+                true => r.ledger_form().into_owned(),
+                false => r.clone(),
+            },
+            signer: xinlian_client::proof::SignerAuthority::Enterprise {
+                uscc: by.clone(),
+                bound_by: Vec::new(),
+                registrar: "registrar".into(),
+            },
+        })
+        .collect()
+    };
+    let full = VerifiedBatch::from_events(bs.clone(), events(false), w.height).unwrap();
+    assert!(!full.amounts_withheld);
+    assert_eq!(full.holders.get(&hospital), Some(&Some(4)));
+    assert_eq!(full.created_amount(), Some(10));
+    let public = VerifiedBatch::from_events(bs, events(true), w.height).unwrap();
+    assert!(public.amounts_withheld);
+    assert_eq!(public.created_amount(), None);
+    assert_eq!(public.transfers.len(), 1);
+    assert_eq!(public.transfers[0].to, hospital);
+    assert_eq!(public.transfers[0].amount, None);
+    assert_eq!(public.transfers[0].receipt, Some(received.id()));
+    assert!(public.holders.values().all(Option::is_none));
+    assert!(public.holders.contains_key(&hospital));
 }

@@ -1072,6 +1072,43 @@ fn a_validator_missing_proposal_records_fetches_them_and_votes() {
         .unwrap();
     assert!(penalised(&actions), "{actions:?}");
     assert!(!votes_for_a_block(&actions), "{actions:?}");
+    // So is a record's sealed copy (hidden amounts as commitments): it has the leaf of
+    // the opened record, but no node executes it, so no block may be assembled from it.
+    let sealed = Envelope {
+        chain: c.chain,
+        signer: public_key(&key(9, 1)),
+        nonce: 1,
+        body: xinlian_client::record::Commission {
+            batch: "b".into(),
+            domain: "drug".into(),
+            product: xinlian_client::record::Product {
+                name: "p".into(),
+                gtin: None,
+                drug_code: None,
+            },
+            lot: "l".into(),
+            quantity: xinlian_client::record::Quantity {
+                amount: xinlian_client::hidden::Amount::hide(5).sealed(),
+                uom: "EA".into(),
+            },
+            origin: "o".into(),
+            time: xinlian_client::when::EventTime {
+                unix_ms: GENESIS_MS,
+                offset_minutes: 480,
+            },
+        }
+        .into(),
+    }
+    .sign(&key(9, 1));
+    let actions = v0
+        .on_message(
+            NOW,
+            node(1),
+            parts(vec![EncodedRecord::new(sealed).bytes().to_vec()]),
+        )
+        .unwrap();
+    assert!(penalised(&actions), "{actions:?}");
+    assert!(!votes_for_a_block(&actions), "{actions:?}");
     // One of the block's that v0 has at hand (or was answered already) is no fault of
     // the sender's — answers race the asks of the next peer — and changes nothing.
     let actions = v0

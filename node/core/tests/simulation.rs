@@ -1260,15 +1260,15 @@ fn trace_digests_are_pinned() {
     let pinned = [
         (
             3,
-            "640b33819f549ee931f47c139ee33646a531ec67ab0c6ab00a287b310355d76e",
+            "1d3fefd8643843e64907a858befd4cb6e1048f240bd5b8fc93252d33fe882f60",
         ),
         (
             8,
-            "83b4a791d0db8161664a48b5c20851d9b4ebd018c5f262e4dafc1959ef07bb90",
+            "8f00542c26d99f0d0c970e0a00a42bba0f2dfc59f9cdcf65c9bb5e08784f845e",
         ),
         (
             11,
-            "3cc9a25867671aa43cd3bd6e0bbbdb66457fbc1f86fd1eafe3c402cb9908e618",
+            "2d18d4d7085400dd0414a382b9d223077dbd155b0879f6fc058dfeeb792364b6",
         ),
     ];
     // Every seed is run before any assertion, so a deliberate change updates all at once.

@@ -110,7 +110,10 @@ pub fn prepare(dir: &Path, scenario: &Scenario) -> Result<Genesis> {
             dir,
             &scenario.chain_id,
             now,
-            Policy::default(),
+            Policy {
+                trace: scenario.trace.clone(),
+                ..Policy::default()
+            },
             &scenario.members,
         )?
     };

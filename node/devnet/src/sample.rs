@@ -127,6 +127,9 @@ fn submit_steps(
     let now_ms = now_ms();
     let mut ids: HashMap<String, RecordId> = HashMap::new();
     let (mut records, mut batches) = (Vec::new(), Vec::new());
+    // Each batch the scenario made, with its domain: what decides whether its amounts
+    // are hidden (`policy.trace`).
+    let mut domains: HashMap<String, String> = HashMap::new();
     let mut last = None;
     let mut private = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -139,10 +142,23 @@ fn submit_steps(
             },
         )?;
         match &body {
-            Body::Commission(c) => batches.push(c.batch.clone()),
-            Body::Transform(t) => batches.extend(t.outputs.iter().map(|o| o.batch.clone())),
+            Body::Commission(c) => {
+                batches.push(c.batch.clone());
+                domains.insert(c.batch.clone(), c.domain.clone());
+            }
+            Body::Transform(t) => {
+                batches.extend(t.outputs.iter().map(|o| o.batch.clone()));
+                domains.extend(
+                    t.outputs
+                        .iter()
+                        .map(|o| (o.batch.clone(), o.domain.clone())),
+                );
+            }
             _ => {}
         }
+        xinlian_client::hidden::open_per_policy(&mut body, &genesis.policy.trace, |b| {
+            domains.get(b).cloned()
+        });
         let what = || format!("step {} '{}'", i + 1, step.label);
         // Text goes off the ledger: sealed in the record, sent once it is final.
         let fields = xinlian_client::private::seal(&mut body).with_context(what)?;

@@ -64,6 +64,9 @@ struct ScenarioFile {
     enterprises: Vec<EnterpriseEntry>,
     #[serde(default)]
     defaults: BTreeMap<String, Map<String, Value>>,
+    /// The genesis policy's `trace`: the fields each trace domain hides.
+    #[serde(default)]
+    trace: xinlian_genesis::TracePolicy,
     #[serde(rename = "step", default)]
     steps: Vec<Step>,
 }
@@ -118,6 +121,8 @@ pub struct Scenario {
     pub members: Vec<MemberSpec>,
     pub enterprises: Vec<Enterprise>,
     pub steps: Vec<Step>,
+    /// What the genesis of a new devnet folder sets as `policy.trace`.
+    pub trace: xinlian_genesis::TracePolicy,
     kinds: Vec<Kind>,
     defaults: BTreeMap<String, Map<String, Value>>,
 }
@@ -206,6 +211,7 @@ impl Scenario {
             members,
             enterprises,
             steps: file.steps,
+            trace: file.trace,
             kinds,
             defaults: file.defaults,
         };

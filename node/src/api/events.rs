@@ -404,7 +404,12 @@ impl Cursor {
                     h += 1;
                     if self.filter.is_everything() || !indices.is_empty() {
                         self.source = Source::Blocks(Some(h));
-                        return Ok(Step::Event(Box::new(self.event(store, h - 1, indices)?)));
+                        return Ok(Step::Event(Box::new(self.event(
+                            store,
+                            view,
+                            h - 1,
+                            indices,
+                        )?)));
                     }
                     self.next_index = self.next_index.max(header.ledger_size);
                 }
@@ -437,21 +442,21 @@ impl Cursor {
                             None => {
                                 let b = self.block_of(store, id, tip_height)?;
                                 let Some(b) = b else {
-                                    return self.finish(store, found, block);
+                                    return self.finish(store, view, found, block);
                                 };
                                 block = Some(b);
                                 b
                             }
                         };
                         if index >= size {
-                            return self.finish(store, found, Some((height, size)));
+                            return self.finish(store, view, found, Some((height, size)));
                         }
                         if self.admitted(store, view, index)? {
                             found.push(index);
                         }
                     }
                 }
-                self.finish(store, found, block)
+                self.finish(store, view, found, block)
             }
             Source::Batch(name) => {
                 let name = name.clone();
@@ -483,13 +488,13 @@ impl Cursor {
                         },
                     };
                     if index >= size {
-                        return self.finish(store, found, Some((height, size)));
+                        return self.finish(store, view, found, Some((height, size)));
                     }
                     if self.admitted(store, view, index)? {
                         found.push(index);
                     }
                 }
-                self.finish(store, found, block)
+                self.finish(store, view, found, block)
             }
         }
     }
@@ -499,6 +504,7 @@ impl Cursor {
     fn finish(
         &mut self,
         store: &Store,
+        view: &View<'_>,
         found: Vec<u64>,
         block: Option<(u64, u64)>,
     ) -> Result<Step, ProofRequestError> {
@@ -508,7 +514,9 @@ impl Cursor {
                 self.next_index = self.next_index.max(size);
                 Ok(Step::Scanned)
             }
-            Some((height, _)) => Ok(Step::Event(Box::new(self.event(store, height, found)?))),
+            Some((height, _)) => Ok(Step::Event(Box::new(
+                self.event(store, view, height, found)?,
+            ))),
         }
     }
 
@@ -569,11 +577,12 @@ impl Cursor {
         )
     }
 
-    /// The event for block `height` with the records at `indices`, and the cursor
-    /// moved past the block.
+    /// The event for block `height` with the records at `indices`, each as the reader
+    /// may see it ([`View::show_entry`]), and the cursor moved past the block.
     fn event(
         &mut self,
         store: &Store,
+        view: &View<'_>,
         height: u64,
         indices: Vec<u64>,
     ) -> Result<BlockEvent, ProofRequestError> {
@@ -586,7 +595,8 @@ impl Cursor {
         let mut bindings: std::collections::BTreeMap<u64, xinlian_client::proof::LedgerEntry> =
             std::collections::BTreeMap::new();
         for index in indices {
-            let entry = proof_assembly::ledger_entry(store, index, size)?;
+            let mut entry = proof_assembly::ledger_entry(store, index, size)?;
+            view.show_entry(&mut entry)?;
             let signer = store
                 .record_at(index)?
                 .ok_or_else(|| {

@@ -934,6 +934,13 @@ impl Store {
                 "the copy's records of block {height} do not hash to its header's root"
             )));
         }
+        // A record's sealed copy hashes to the opened one's leaf, but is not the record
+        // this node stored (nor one any node executes).
+        if (copy.records.iter()).any(|r| r.envelope.body.has_sealed_amount()) {
+            return Ok(RepairOutcome::Refused(format!(
+                "the copy of block {height} has a record's sealed copy"
+            )));
+        }
         let mut entries = 0;
         match self.block_entry(height) {
             Ok(Some(ours)) if ours.header == copy.header => {}
@@ -1466,8 +1473,8 @@ impl Store {
             Err(e) if e.is_damage() && *budget > 0 => {
                 *budget -= 1;
                 if level == 0 {
-                    let bytes = self.record_bytes_at(index)?.ok_or_else(missing)?;
-                    Ok(xinlian_client::merkle::leaf_hash(&bytes))
+                    let record = self.record_at(index)?.ok_or_else(missing)?;
+                    Ok(record.leaf())
                 } else {
                     let left = self.node(level - 1, 2 * index, budget)?;
                     let right = self.node(level - 1, 2 * index + 1, budget)?;

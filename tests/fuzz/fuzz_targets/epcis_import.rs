@@ -18,7 +18,7 @@ use xinlian_client::checks::check_stateless;
 use xinlian_client::epcis::{ImportOptions, ShipmentLookup, import};
 use xinlian_client::record::{Body, EncodedRecord};
 use xinlian_client::signer::RecordSigner;
-use xinlian_client::state::Shipment;
+use xinlian_client::api::Transit;
 use xinlian_fuzz::chain::{fixture, key};
 use xinlian_fuzz::mutate::mutate;
 use xinlian_fuzz::seeds::epcis_documents;
@@ -41,7 +41,7 @@ struct Lookup {
 }
 
 impl ShipmentLookup for Lookup {
-    fn open_shipments(&self, batch: &str) -> Result<Vec<Shipment>, String> {
+    fn open_shipments(&self, batch: &str) -> Result<Vec<Transit>, String> {
         if self.fail {
             return Err("the node is unreachable".into());
         }
@@ -52,13 +52,12 @@ impl ShipmentLookup for Lookup {
             .map(|b| {
                 b.transfers
                     .iter()
-                    .map(|t| Shipment {
+                    .map(|t| Transit {
                         ship: t.ship,
                         batch: batch.to_string(),
                         from: t.from.clone(),
                         to: t.to.clone(),
                         amount: t.amount,
-                        received: None,
                     })
                     .collect()
             })

@@ -178,7 +178,7 @@ fn at(ms: i64) -> EventTime {
 
 fn kgm(amount: u64) -> Quantity {
     Quantity {
-        amount,
+        amount: amount.into(),
         uom: "KGM".into(),
     }
 }

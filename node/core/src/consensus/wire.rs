@@ -11,7 +11,6 @@ use malachite_types::{
 use serde::{Deserialize, Serialize};
 use xinlian_client::block::{Block, Certificate, CommitSignature, Header};
 use xinlian_client::crypto::Signature;
-use xinlian_client::merkle::leaf_hash;
 use xinlian_genesis::keys::{SigningKey, public_key};
 use xinlian_genesis::{Hash32, PublicKey, canonical};
 
@@ -78,7 +77,7 @@ impl WireProposal {
             leaves: block
                 .records
                 .iter()
-                .map(|r| leaf_hash(&r.canonical_bytes()))
+                .map(xinlian_client::record::SignedRecord::leaf)
                 .collect(),
             proposer: public_key(key),
             signature: Signature([0; 64]),

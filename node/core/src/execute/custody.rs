@@ -2,12 +2,13 @@
 //! inspected, recalled and sold. Each event extends its batch's event chain; custody
 //! moves through holdings, one amount per (batch, holder), and passes on receipt.
 
+use xinlian_client::hidden::Amount;
 use xinlian_client::ids::Uscc;
 use xinlian_client::record::{
     Commission, Inspect, Product, Quantity, Recall, Receive, RecordId, Sell, Ship, Transform,
 };
 use xinlian_client::state::{self as st, key};
-use xinlian_genesis::Hash32;
+use xinlian_genesis::{Hash32, TraceField};
 
 use super::{Ex, Exec, Found, Rejection, entity, need, reject};
 use crate::overlay::Overlay;
@@ -22,7 +23,7 @@ pub(super) fn commission(s: &mut Overlay, x: &Exec, b: &Commission) -> Ex<Vec<Us
         lot: &b.lot,
         quantity: &b.quantity,
     };
-    create_batch(s, new, &producer, x.id, Vec::new())?;
+    create_batch(s, x, new, &producer, Vec::new())?;
     Ok(vec![producer])
 }
 
@@ -37,7 +38,7 @@ pub(super) fn ship(s: &mut Overlay, x: &Exec, b: &Ship) -> Ex<Vec<Uscc>> {
             reason: "sender and receiver are the same enterprise".into(),
         });
     }
-    take(s, &bs, &sender, &b.quantity)?;
+    let amount = take(s, x, &bs, &sender, &b.quantity)?;
     s.put(
         key::shipment(&x.id),
         &st::Shipment {
@@ -45,7 +46,7 @@ pub(super) fn ship(s: &mut Overlay, x: &Exec, b: &Ship) -> Ex<Vec<Uscc>> {
             batch: b.batch.clone(),
             from: sender.clone(),
             to: b.to.clone(),
-            amount: b.quantity.amount,
+            amount,
             received: None,
         },
     );
@@ -79,7 +80,7 @@ pub(super) fn transform(s: &mut Overlay, x: &Exec, b: &Transform) -> Ex<Vec<Uscc
     let mut parents = Vec::new();
     for input in &b.inputs {
         let mut bs = batch(s, &input.batch)?;
-        take(s, &bs, &maker, &input.quantity)?;
+        take(s, x, &bs, &maker, &input.quantity)?;
         append_event(s, &mut bs, x.id);
         s.put(key::batch(&input.batch), &bs);
         parents.push(input.batch.clone());
@@ -92,7 +93,7 @@ pub(super) fn transform(s: &mut Overlay, x: &Exec, b: &Transform) -> Ex<Vec<Uscc
             lot: &o.lot,
             quantity: &o.quantity,
         };
-        create_batch(s, new, &maker, x.id, parents.clone())?;
+        create_batch(s, x, new, &maker, parents.clone())?;
         for p in &parents {
             s.put(key::downstream(p, &o.batch), &());
         }
@@ -127,7 +128,7 @@ pub(super) fn sell(s: &mut Overlay, x: &Exec, b: &Sell) -> Ex<Vec<Uscc>> {
     x.authorise(Found::Nothing)?;
     let seller = x.enterprise();
     let mut bs = batch(s, &b.batch)?;
-    take(s, &bs, &seller, &b.quantity)?;
+    take(s, x, &bs, &seller, &b.quantity)?;
     append_event(s, &mut bs, x.id);
     s.put(key::batch(&b.batch), &bs);
     Ok(vec![seller])
@@ -145,9 +146,9 @@ struct BatchSpec<'b> {
 /// Creates a batch held entirely by `owner`, its first event the record `origin`.
 fn create_batch(
     s: &mut Overlay,
+    x: &Exec,
     new: BatchSpec,
     owner: &Uscc,
-    origin: RecordId,
     parents: Vec<String>,
 ) -> Ex {
     if s.get_raw(&key::batch(new.name))?.is_some() {
@@ -156,13 +157,15 @@ fn create_batch(
             id: new.name.to_string(),
         });
     }
+    let origin = x.id;
+    let amount = amount_of(x, new.name, new.domain, new.quantity)?;
     let mut bs = st::BatchState {
         batch: new.name.to_string(),
         domain: new.domain.to_string(),
         product: new.product.clone(),
         lot: new.lot.to_string(),
         uom: new.quantity.uom.clone(),
-        created_amount: new.quantity.amount,
+        created_amount: new.quantity.amount.clear(),
         created_by: owner.clone(),
         origin,
         parents,
@@ -173,7 +176,7 @@ fn create_batch(
     };
     append_event(s, &mut bs, origin);
     s.put(key::batch(new.name), &bs);
-    give(s, new.name, owner, new.quantity.amount)
+    give(s, new.name, owner, amount)
 }
 
 fn batch(s: &Overlay, name: &str) -> Ex<st::BatchState> {
@@ -201,26 +204,52 @@ fn same_unit(b: &st::BatchState, q: &Quantity) -> Ex {
     Ok(())
 }
 
-/// Moves `q` out of `holder`'s holding of the batch: shipped, consumed or sold.
-fn take(s: &mut Overlay, b: &st::BatchState, holder: &Uscc, q: &Quantity) -> Ex {
+/// The amount `q` states for `batch` of `domain`, in the form the policy in force wants:
+/// opened where the domain hides quantities (the ledger keeps its commitment), in clear
+/// elsewhere. A sealed amount is refused everywhere: validators must see it.
+fn amount_of(x: &Exec, batch: &str, domain: &str, q: &Quantity) -> Ex<u64> {
+    let hides = (x.c.policy().trace).hides(domain, TraceField::Quantity);
+    let refuse = |reason| {
+        reject(Rejection::AmountForm {
+            batch: batch.to_string(),
+            domain: domain.to_string(),
+            reason,
+        })
+    };
+    match (&q.amount, hides) {
+        (Amount::Opened { value, .. }, true) | (Amount::Clear(value), false) => Ok(*value),
+        (Amount::Clear(_), true) => {
+            refuse("is hidden by the domain's policy: give it opened (with a salt), not in clear")
+        }
+        (Amount::Opened { .. }, false) => {
+            refuse("is public by the domain's policy: give it in clear")
+        }
+        (Amount::Sealed(_), _) => refuse("is sealed: validators are given it opened"),
+    }
+}
+
+/// Moves `q` out of `holder`'s holding of the batch (shipped, consumed or sold), and
+/// returns the amount moved.
+fn take(s: &mut Overlay, x: &Exec, b: &st::BatchState, holder: &Uscc, q: &Quantity) -> Ex<u64> {
     same_unit(b, q)?;
+    let amount = amount_of(x, &b.batch, &b.domain, q)?;
     let k = key::holding(&b.batch, holder);
     let held: u64 = s.get(&k)?.unwrap_or(0);
-    if held < q.amount {
+    if held < amount {
         return reject(Rejection::Insufficient {
             batch: b.batch.clone(),
             holder: holder.clone(),
             held,
-            wanted: q.amount,
+            wanted: amount,
             uom: b.uom.clone(),
         });
     }
-    if held == q.amount {
+    if held == amount {
         s.delete(k)
     } else {
-        s.put(k, &(held - q.amount))
+        s.put(k, &(held - amount))
     }
-    Ok(())
+    Ok(amount)
 }
 
 /// Adds `amount` to `holder`'s holding of the batch: created or received.

@@ -79,6 +79,13 @@ pub enum Rejection {
         expected: String,
         got: String,
     },
+    /// An amount in the wrong form for its batch's domain (`policy.trace`).
+    #[error("the amount of batch {batch} (domain {domain}) {reason}")]
+    AmountForm {
+        batch: String,
+        domain: String,
+        reason: &'static str,
+    },
     #[error("{subject} may not use the notification-commitment route: {reason}")]
     NotEligible { subject: Uscc, reason: String },
     #[error(
@@ -119,6 +126,7 @@ impl Rejection {
             Rejection::WrongState { .. } => "wrong_state",
             Rejection::Insufficient { .. } => "insufficient_quantity",
             Rejection::UnitMismatch { .. } => "unit_mismatch",
+            Rejection::AmountForm { .. } => "amount_form",
             Rejection::NotEligible { .. } => "not_eligible",
             Rejection::TooEarly { .. } => "too_early",
             Rejection::FutureDate { .. } => "future_date",

@@ -49,6 +49,9 @@ impl<L: Ledger> Replica<L> {
         let mut recs = Vec::with_capacity(batch.len());
         for bytes in batch {
             match EncodedRecord::decode(&bytes, max) {
+                Ok(rec) if rec.record().envelope.body.has_sealed_amount() => {
+                    self.penalise(from, "a relayed record's sealed copy".into());
+                }
                 Ok(rec) => recs.push(rec),
                 Err(e) => self.penalise(from, format!("relayed record: {e}")),
             }

@@ -300,7 +300,19 @@ impl<L: Ledger> Replica<L> {
         let max = self.c.policy().record_bytes_max as usize;
         let mut answered = Vec::with_capacity(records.len());
         for bytes in records {
-            let leaf = leaf_hash(&bytes);
+            // A record's leaf is over its ledger form (openings sealed); bytes that do
+            // not decode are named, if at all, by their own hash.
+            let decoded = EncodedRecord::decode(&bytes, max);
+            let leaf = match &decoded {
+                // The sealed copy has the leaf of the opened one, but never executes:
+                // taken, it would fail the block and blame its honest proposer.
+                Ok(r) if r.record().envelope.body.has_sealed_amount() => {
+                    self.penalise(from, "an answer with a record's sealed copy".into());
+                    return Ok(());
+                }
+                Ok(r) => r.leaf(),
+                Err(_) => leaf_hash(&bytes),
+            };
             if !keys
                 .iter()
                 .any(|k| self.assembling[k].named.contains(&leaf))
@@ -314,7 +326,7 @@ impl<L: Ledger> Replica<L> {
             {
                 continue; // answered already, by a peer asked before
             }
-            match EncodedRecord::decode(&bytes, max) {
+            match decoded {
                 Ok(r) => answered.push((leaf, r)),
                 Err(e) => {
                     // The bytes are the ones the header commits to: the block itself
@@ -415,7 +427,7 @@ impl<L: Ledger> Replica<L> {
                 .block
                 .records
                 .iter()
-                .map(|r| leaf_hash(&r.canonical_bytes()))
+                .map(xinlian_client::record::SignedRecord::leaf)
                 .collect(),
         };
         proposal_to_wire(p, leaves)

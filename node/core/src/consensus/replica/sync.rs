@@ -245,6 +245,12 @@ impl<L: Ledger> Replica<L> {
                 break;
             }
             let height = block.header.height;
+            if (block.records.iter()).any(|r| r.envelope.body.has_sealed_amount()) {
+                // A record's sealed copy (the leaf of the opened one): the peer's doing,
+                // not the certificate's signers'.
+                self.penalise(peer, format!("synced block {height} has a sealed copy"));
+                break;
+            }
             let pending = Pending {
                 base: &self.ledger,
                 writes: &pending_writes,
