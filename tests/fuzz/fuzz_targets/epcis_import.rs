@@ -82,9 +82,20 @@ fuzz_target!(|data: &[u8]| {
         };
         mutate(&bases()[i], &mut u)
     };
+    // Half the inputs under a policy that hides food quantities (amounts opened).
+    let trace = match flags & 16 != 0 {
+        true => xinlian_genesis::TracePolicy {
+            domains: vec![xinlian_genesis::TraceDomain {
+                domain: "food".into(),
+                hide: vec![xinlian_genesis::TraceField::Quantity],
+            }],
+        },
+        false => xinlian_genesis::TracePolicy::default(),
+    };
     let opts = ImportOptions {
         domain: (flags & 1 != 0).then(|| "food".to_string()),
         parties: BTreeMap::new(),
+        trace,
     };
     let signer = RecordSigner {
         key: importer_key().clone(),
