@@ -220,6 +220,25 @@ enum Command {
         out: PathBuf,
         #[arg(long)]
         until: Option<u64>,
+        /// Read as this member (`member:ID`), signing requests with --reader-key: what
+        /// a member may read is the whole history. Unsigned, the node answers as to
+        /// the public, and a chain with anything hidden from it cannot be restored
+        /// from what it gives (docs/privacy.md).
+        #[arg(
+            long = "as",
+            env = "XINLIAN_AS",
+            value_name = "KEYID",
+            requires = "reader_key"
+        )]
+        reader: Option<String>,
+        /// The key that signs requests for --as (PKCS#8 PEM): the member's signing key.
+        #[arg(
+            long,
+            env = "XINLIAN_READER_KEY",
+            value_name = "FILE",
+            requires = "reader"
+        )]
+        reader_key: Option<PathBuf>,
     },
     /// Restore a backup into an empty data folder, re-executing every block; then
     /// `check` it and start the node on it: it catches up from its peers.
@@ -388,11 +407,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             genesis,
             out,
             until,
+            reader,
+            reader_key,
         } => {
             let genesis = Genesis::load(&genesis)?;
             let mut node = xinlian_client::http::NodeClient::new(&node);
             if let Some(ca) = &ca {
                 node = node.trusting_file(ca)?;
+            }
+            if let (Some(keyid), Some(file)) = (reader, reader_key) {
+                let key = xinlian_genesis::keys::read_pem(&file)
+                    .with_context(|| format!("reading --reader-key {}", file.display()))?;
+                node = node.signed_by(xinlian_client::http::RequestSigner { keyid, key });
             }
             let height = crate::backup::backup(&node, genesis, &out, until)?;
             println!("backup of blocks 1 to {height} in {}", out.display());

@@ -1,7 +1,10 @@
 //! Backup and restore (issue 19): a backup of a running validator taken under load, in
 //! two runs (the second appends to the first), restored into a fresh data folder,
 //! passes `check`; the node started on it rejoins its consortium, catches up and goes
-//! on with it. A backup that is not one, or of another chain, is refused.
+//! on with it. A backup that is not one, or of another chain, is refused. The chain
+//! holds a record whose amount its policy hides: read as a member, the backup
+//! restores; read as the public, it holds the record's sealed copy, and its restore
+//! is refused.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -39,7 +42,18 @@ fn node_command(args: &[&str]) -> Result<String> {
 
 #[test]
 fn a_backup_taken_under_load_restores_checks_and_rejoins() -> Result<()> {
-    let c = Consortium::with_nodes(BIN, 4, 0)?;
+    use xinlian_genesis::{Policy, TraceDomain, TraceField, TracePolicy};
+    let policy = Policy {
+        block_interval_ms: 50,
+        trace: TracePolicy {
+            domains: vec![TraceDomain {
+                domain: "hidden".into(),
+                hide: vec![TraceField::Quantity],
+            }],
+        },
+        ..Policy::default()
+    };
+    let c = Consortium::with_policy(BIN, 4, 0, policy)?;
     let mut nodes: Vec<Node> = Vec::new();
     for id in ["v0", "v1", "v2", "v3"] {
         let peers: Vec<&Node> = nodes.iter().collect();
@@ -73,6 +87,21 @@ fn a_backup_taken_under_load_restores_checks_and_rejoins() -> Result<()> {
     wait_until(Duration::from_secs(30), "more records", || {
         nodes[0].client.status().is_ok_and(|s| s.ledger_size >= 400)
     })?;
+    // A batch whose amount is on the ledger as a commitment, opened to members only.
+    let maker_key = xinlian_genesis::keys::generate()?;
+    let (maker, _) = xinlian_tests::register_enterprise(
+        &c,
+        &nodes[0].client,
+        xinlian_client::ids::Uscc::with_check("91310117MA1G0A1B2")?,
+        maker_key,
+    )?;
+    let mut made = xinlian_tests::commission("hidden-1");
+    made.domain = "hidden".into();
+    made.quantity.amount = xinlian_client::hidden::Amount::hide(100);
+    let v = nodes[0].client.submit_and_wait(&maker.sign(made), 10_000)?;
+    ensure!(v.height.is_some(), "the hidden commission is final");
+    let reader_key = xinlian_genesis::scaffold::signing_key_path(c.path(), "v3");
+    let reader_key = reader_key.to_str().context("utf-8 path")?;
     let second = node_command(&[
         "backup",
         "--node",
@@ -81,6 +110,10 @@ fn a_backup_taken_under_load_restores_checks_and_rejoins() -> Result<()> {
         genesis,
         "--out",
         file,
+        "--as",
+        "member:v3",
+        "--reader-key",
+        reader_key,
     ])?;
     let backed_up: u64 = second
         .split_whitespace()
@@ -125,6 +158,34 @@ fn a_backup_taken_under_load_restores_checks_and_rejoins() -> Result<()> {
         ])
         .is_err_and(|e| e.to_string().contains("already holds a store")),
         "restore over a store"
+    );
+    // The public's backup verifies as it is written, but holds the sealed copy.
+    let public = c.path().join("public.backup");
+    let public = public.to_str().context("utf-8 path")?;
+    node_command(&[
+        "backup",
+        "--node",
+        &urls[0],
+        "--genesis",
+        genesis,
+        "--out",
+        public,
+    ])?;
+    let elsewhere = c.path().join("from-public");
+    let refused = node_command(&[
+        "restore",
+        "--genesis",
+        genesis,
+        "--backup",
+        public,
+        "--data",
+        elsewhere.to_str().context("utf-8 path")?,
+    ]);
+    ensure!(
+        refused.as_ref().is_err_and(|e| e
+            .to_string()
+            .contains("is sealed: validators are given it opened")),
+        "a restore from the public's backup: {refused:?}"
     );
     let junk = c.path().join("junk.backup");
     std::fs::write(&junk, b"not a backup at all, just some bytes")?;
