@@ -1,6 +1,8 @@
 //! Who may read a record, by what this node's store says about it: the facts
 //! `xinlian_client::disclosure` needs, gathered here for every answer (records, proofs,
-//! pending records, enterprises, credit records, event streams). The rule itself is the
+//! pending records, enterprises, credit records, event streams); and what of a trace
+//! record a reader sees — its hidden amounts opened, or their commitments only
+//! (`View::shown`, docs/privacy.md § Trace events). The rules themselves are the
 //! client's, written once; this module only reads the store. Days are the newest
 //! block's date: publication windows open and close by the chain's clock.
 

@@ -96,13 +96,16 @@ fn the_api_is_served_over_tls_to_clients_that_trust_its_ca_alone() -> Result<()>
     // Twenty more take the open connections past the cap of 64: at most 14 fit, so
     // at least six are refused — closed without a byte (no plaintext 503 on a TLS port).
     let extra: Vec<TcpStream> = (0..20)
-        .map(|_| TcpStream::connect(&addr))
-        .collect::<Result<_, _>>()?;
+        .map(|_| {
+            let s = TcpStream::connect(&addr)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })
+        .collect::<std::io::Result<_>>()?;
     let mut closed = vec![false; extra.len()];
     let deadline = Instant::now() + Duration::from_secs(4);
     while closed.iter().filter(|c| **c).count() < 6 && Instant::now() < deadline {
         for (s, c) in extra.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
-            s.set_nonblocking(true)?;
             let mut byte = [0u8; 1];
             match (&*s).read(&mut byte) {
                 Ok(0) => *c = true,
