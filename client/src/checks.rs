@@ -212,8 +212,16 @@ pub fn check_body(body: &Body) -> R {
         Body::RegisterEntity(b) => {
             text("name", &b.name)?;
             key("key", &b.key)?;
-            if let Some(c) = &b.operator {
-                content("operator", c)?;
+            // Personal data: sealed, so that it can be erased; not even a document's
+            // unsalted hash goes on the ledger.
+            match &b.operator {
+                None | Some(Content::Sealed(_)) => {}
+                Some(Content::Text(_)) => {
+                    return Err(StatelessError::InClear { field: "operator" });
+                }
+                Some(Content::Document(_)) => {
+                    return Err(field("operator", "must be sealed: it is personal data"));
+                }
             }
             match &b.check_override {
                 None => b.uscc.check().map_err(|source| StatelessError::Identifier {

@@ -273,8 +273,8 @@ pub fn audience(
         Body::RepairApplication(_) | Body::RepairDecision(_) | Body::Erase(_) => {
             credit(facts, &|_| Publicity::Never)
         }
-        // Traceability and governance are public (field-level confidentiality of trace
-        // events is docs/privacy.md § Not yet).
+        // Traceability and governance are public; amounts a trace domain hides are
+        // opened only to whom `reveals_amounts` admits (docs/privacy.md § Trace events).
         Body::Commission(_)
         | Body::Ship(_)
         | Body::Receive(_)

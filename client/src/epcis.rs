@@ -734,19 +734,9 @@ pub fn import(
             continue;
         }
         for mut body in bodies {
-            match &body {
-                Body::Commission(c) => {
-                    domains.insert(c.batch.clone(), c.domain.clone());
-                }
-                Body::Transform(t) => {
-                    domains.extend(
-                        t.outputs
-                            .iter()
-                            .map(|o| (o.batch.clone(), o.domain.clone())),
-                    );
-                }
-                _ => {}
-            }
+            domains.extend(
+                (body.new_batches().into_iter()).map(|(b, d)| (b.to_string(), d.to_string())),
+            );
             if !opts.trace.is_empty() {
                 crate::hidden::open_per_policy(&mut body, &opts.trace, |b| {
                     domains.get(b).cloned().or_else(|| lookup.domain_of(b))

@@ -32,11 +32,6 @@ impl Amount {
         }
     }
 
-    /// Whether the ledger holds a commitment rather than the amount.
-    pub fn is_hidden(&self) -> bool {
-        !matches!(self, Amount::Clear(_))
-    }
-
     /// The amount if the ledger holds it in clear.
     pub fn clear(&self) -> Option<u64> {
         match *self {

@@ -77,6 +77,18 @@ impl RequestSigner {
         }
     }
 
+    /// Signs as `keyid` (`member:ID`, `enterprise:USCC`), or, for `key`, as whoever
+    /// holds `key` on the ledger ([`RequestSigner::for_key`]): what `--as` names.
+    pub fn named(keyid: &str, key: ed25519_dalek::SigningKey) -> RequestSigner {
+        match keyid {
+            "key" => RequestSigner::for_key(key),
+            _ => RequestSigner {
+                keyid: keyid.to_string(),
+                key,
+            },
+        }
+    }
+
     /// The `Signature-Input` and `Signature` headers for a request; `body` when it has
     /// one (its `Content-Digest` is then the third header): valid for a minute from now,
     /// under a fresh random nonce, covering what the node requires.

@@ -515,18 +515,9 @@ type Holders = BTreeMap<Uscc, Option<u64>>;
 
 /// The amounts `body` states for `batch` itself (not a transform's other batches).
 fn own_amounts<'b>(body: &'b Body, batch: &'b str) -> impl Iterator<Item = &'b Amount> + 'b {
-    let one = move |b: &str, q: &'b crate::record::Quantity| (b == batch).then_some(&q.amount);
-    let amounts: Vec<&Amount> = match body {
-        Body::Commission(c) => one(&c.batch, &c.quantity).into_iter().collect(),
-        Body::Ship(s) => one(&s.batch, &s.quantity).into_iter().collect(),
-        Body::Sell(s) => one(&s.batch, &s.quantity).into_iter().collect(),
-        Body::Transform(t) => (t.inputs.iter())
-            .filter_map(|i| one(&i.batch, &i.quantity))
-            .chain(t.outputs.iter().filter_map(|o| one(&o.batch, &o.quantity)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    amounts.into_iter()
+    (body.quantities().into_iter())
+        .filter(move |(b, _)| *b == batch)
+        .map(|(_, q)| &q.amount)
 }
 
 /// `u` holds `q` more (or, with amounts withheld, holds some).

@@ -552,20 +552,38 @@ impl Body {
             .any(|a| matches!(a, Amount::Sealed(_)))
     }
 
-    /// Every amount the record states, in order.
-    pub fn amounts(&self) -> Vec<&Amount> {
+    /// Every quantity the record states, each with the batch it is of, in order.
+    pub fn quantities(&self) -> Vec<(&str, &Quantity)> {
         match self {
-            Body::Commission(b) => vec![&b.quantity.amount],
-            Body::Ship(b) => vec![&b.quantity.amount],
-            Body::Sell(b) => vec![&b.quantity.amount],
-            Body::Transform(t) => t
-                .inputs
-                .iter()
-                .map(|i| &i.quantity.amount)
-                .chain(t.outputs.iter().map(|o| &o.quantity.amount))
+            Body::Commission(b) => vec![(&b.batch, &b.quantity)],
+            Body::Ship(b) => vec![(&b.batch, &b.quantity)],
+            Body::Sell(b) => vec![(&b.batch, &b.quantity)],
+            Body::Transform(t) => (t.inputs.iter())
+                .map(|i| (i.batch.as_str(), &i.quantity))
+                .chain(t.outputs.iter().map(|o| (o.batch.as_str(), &o.quantity)))
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// The batches the record makes, each with its trace domain: a commission's, or a
+    /// transform's outputs.
+    pub fn new_batches(&self) -> Vec<(&str, &str)> {
+        match self {
+            Body::Commission(c) => vec![(&c.batch, &c.domain)],
+            Body::Transform(t) => (t.outputs.iter())
+                .map(|o| (o.batch.as_str(), o.domain.as_str()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every amount the record states, in order.
+    pub fn amounts(&self) -> Vec<&Amount> {
+        self.quantities()
+            .into_iter()
+            .map(|(_, q)| &q.amount)
+            .collect()
     }
 
     pub fn amounts_mut(&mut self) -> Vec<&mut Amount> {

@@ -129,6 +129,17 @@ pub enum TraceField {
 }
 
 impl TracePolicy {
+    /// A policy under which `domain` hides its quantities and every other domain
+    /// publishes them.
+    pub fn hiding_quantities(domain: &str) -> TracePolicy {
+        TracePolicy {
+            domains: vec![TraceDomain {
+                domain: domain.to_string(),
+                hide: vec![TraceField::Quantity],
+            }],
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.domains.is_empty()
     }

@@ -623,12 +623,17 @@ async fn record_proof(
     Q(q): Q<AtQuery>,
 ) -> ApiResult<RecordProof> {
     let id = parse_id(&id)?;
+    let view = View::new(&s, &reader)?;
     // Disclosure first: no other refusal (a checkpoint before the record, say) may tell
     // a reader that a record hidden from it exists.
+    let mut shown = None;
     if let Some((_, index)) = s.store.locate(&id)? {
         let record = s.store.record_at(index)?.ok_or_else(storage_failed)?;
-        if !View::new(&s, &reader)?.admits(&record, false)? {
+        if !view.admits(&record, false)? {
             return Err(not_visible(&reader, &id));
+        }
+        if let std::borrow::Cow::Owned(r) = view.shown(&record)? {
+            shown = Some(r);
         }
     }
     let mut proof = disclosed(
@@ -636,7 +641,9 @@ async fn record_proof(
         &id,
         proof_assembly::record_proof(&s.store, &id, q.at).map_err(ApiFailure::from),
     )?;
-    View::new(&s, &reader)?.show_entry(&mut proof.entry)?;
+    if let Some(r) = shown {
+        proof.entry.record = xinlian_client::proof::HexBytes(r.canonical_bytes());
+    }
     Ok(Json(proof))
 }
 

@@ -68,14 +68,21 @@ impl<'a> View<'a> {
     /// events) kept only for a reader [`disclosure::reveals_amounts`] admits, else
     /// replaced by their commitments. Borrowed when nothing changes.
     pub fn shown<'r>(&self, record: &'r SignedRecord) -> Result<Cow<'r, SignedRecord>, StoreError> {
-        let stripped = record.ledger_form();
-        if matches!(stripped, Cow::Borrowed(_)) || matches!(self.reader, Reader::Member(_)) {
+        if matches!(self.reader, Reader::Member(_)) {
             return Ok(Cow::Borrowed(record));
         }
-        let signer = self
-            .store
-            .state_value::<st::KeyBinding>(&key::key_binding(&record.envelope.signer))?
-            .map(|b| b.uscc);
+        let stripped = record.ledger_form();
+        if matches!(stripped, Cow::Borrowed(_)) {
+            return Ok(stripped);
+        }
+        // Only an enterprise reader may be the signer: no store read for the public.
+        let signer = match self.reader {
+            Reader::Enterprise(_) => self
+                .store
+                .state_value::<st::KeyBinding>(&key::key_binding(&record.envelope.signer))?
+                .map(|b| b.uscc),
+            _ => None,
+        };
         Ok(
             match disclosure::reveals_amounts(self.reader, record, signer.as_ref()) {
                 true => Cow::Borrowed(record),
@@ -103,11 +110,13 @@ impl<'a> View<'a> {
     /// proof all of the ledger form where the openings are not the reader's.
     pub fn show_view(&self, mut v: RecordView) -> Result<RecordView, StoreError> {
         if let Cow::Owned(r) = self.shown(&v.record)? {
-            v.canonical_hex = hex::encode(r.canonical_bytes());
+            let bytes = r.canonical_bytes();
+            v.canonical_hex = hex::encode(&bytes);
+            if let Some(p) = &mut v.proof {
+                // The proof's entry is this record's.
+                p.entry.record = HexBytes(bytes);
+            }
             v.record = r;
-        }
-        if let Some(p) = &mut v.proof {
-            self.show_entry(&mut p.entry)?;
         }
         Ok(v)
     }

@@ -418,7 +418,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             if let (Some(keyid), Some(file)) = (reader, reader_key) {
                 let key = xinlian_genesis::keys::read_pem(&file)
                     .with_context(|| format!("reading --reader-key {}", file.display()))?;
-                node = node.signed_by(xinlian_client::http::RequestSigner { keyid, key });
+                node = node.signed_by(xinlian_client::http::RequestSigner::named(&keyid, key));
             }
             let height = crate::backup::backup(&node, genesis, &out, until)?;
             println!("backup of blocks 1 to {height} in {}", out.display());

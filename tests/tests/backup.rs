@@ -42,16 +42,10 @@ fn node_command(args: &[&str]) -> Result<String> {
 
 #[test]
 fn a_backup_taken_under_load_restores_checks_and_rejoins() -> Result<()> {
-    use xinlian_genesis::{Policy, TraceDomain, TraceField, TracePolicy};
-    let policy = Policy {
+    let policy = xinlian_genesis::Policy {
         block_interval_ms: 50,
-        trace: TracePolicy {
-            domains: vec![TraceDomain {
-                domain: "hidden".into(),
-                hide: vec![TraceField::Quantity],
-            }],
-        },
-        ..Policy::default()
+        trace: xinlian_genesis::TracePolicy::hiding_quantities("hidden"),
+        ..xinlian_genesis::Policy::default()
     };
     let c = Consortium::with_policy(BIN, 4, 0, policy)?;
     let mut nodes: Vec<Node> = Vec::new();

@@ -1194,18 +1194,12 @@ fn a_registrations_operator_is_sealed_served_to_the_entitled_and_erasable() -> R
 fn hidden_amounts_are_opened_only_to_members_and_the_parties() -> Result<()> {
     use xinlian_client::hidden::Amount;
     use xinlian_client::provenance::Direction;
-    use xinlian_genesis::{TraceDomain, TraceField, TracePolicy};
     let c = Consortium::with_members(
         env!("CARGO_BIN_EXE_xinlian-node-under-test"),
         &specs(),
         Policy {
             block_interval_ms: 50,
-            trace: TracePolicy {
-                domains: vec![TraceDomain {
-                    domain: "food".into(),
-                    hide: vec![TraceField::Quantity],
-                }],
-            },
+            trace: xinlian_genesis::TracePolicy::hiding_quantities("food"),
             ..Policy::default()
         },
     )?;

@@ -278,14 +278,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     if let (Some(keyid), Some(file)) = (&cli.reader, &cli.reader_key) {
         let key = xinlian_client::genesis::keys::read_pem(file)
             .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?;
-        node = node.signed_by(match keyid.as_str() {
-            // As whoever holds the key on the ledger, unnamed.
-            "key" => xinlian_client::http::RequestSigner::for_key(key),
-            _ => xinlian_client::http::RequestSigner {
-                keyid: keyid.clone(),
-                key,
-            },
-        });
+        node = node.signed_by(xinlian_client::http::RequestSigner::named(keyid, key));
     }
     match &cli.command {
         Cmd::Key { command } => key::run(cli, &node, command),

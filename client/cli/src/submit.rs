@@ -197,7 +197,7 @@ pub(crate) fn submit_body(
     if !body.amounts().is_empty() {
         let trace = node.roster()?.roster.policy.trace;
         xinlian_client::hidden::open_per_policy(&mut body, &trace, |b| {
-            node.batch_page(b, None).ok().map(|v| v.batch.domain)
+            xinlian_client::epcis::ShipmentLookup::domain_of(node, b)
         });
     }
     let fields =

@@ -541,7 +541,7 @@ impl Chain {
                 .unwrap_or_else(|e| panic!("the verifier refuses what execution accepted: {e}"));
             let holdings = self.holdings(batch);
             let known: BTreeMap<Uscc, u64> = (vb.holders.iter())
-                .map(|(u, a)| (u.clone(), a.expect("the model's amounts are all opened")))
+                .map(|(u, a)| (u.clone(), a.expect("the model's amounts are in clear")))
                 .collect();
             assert_eq!(known, holdings, "holders of {batch}");
             let in_transit: Vec<(RecordId, Uscc, Uscc, u64)> = self

@@ -762,13 +762,7 @@ fn binding_a_key_needs_a_proof_of_possession_for_that_enterprise() {
 fn amounts_take_the_form_their_domains_policy_asks() {
     use xinlian_client::hidden::Amount;
     use xinlian_client::provenance::{VerifiedBatch, VerifiedEvent};
-    use xinlian_genesis::{TraceDomain, TraceField, TracePolicy};
-    let mut w = World::with_trace(TracePolicy {
-        domains: vec![TraceDomain {
-            domain: "drug".into(),
-            hide: vec![TraceField::Quantity],
-        }],
-    });
+    let mut w = World::with_trace(xinlian_genesis::TracePolicy::hiding_quantities("drug"));
     let (maker_u, maker) = w.enterprise("91310117MA1G0A1B2");
     let (hospital, hospital_key) = w.enterprise("91310000MA1FL8TQ3");
     let drug = |batch: &str, amount: Amount| Commission {
@@ -852,4 +846,52 @@ fn amounts_take_the_form_their_domains_policy_asks() {
     assert_eq!(public.transfers[0].receipt, Some(received.id()));
     assert!(public.holders.values().all(Option::is_none));
     assert!(public.holders.contains_key(&hospital));
+}
+
+/// A registration's operator is personal data: only sealed (not even a document's
+/// hash), and only the registrar that registered the enterprise decides its erasure,
+/// once; a registration without one has nothing to erase.
+#[test]
+fn an_operator_is_sealed_and_erased_only_by_its_registrar() {
+    let mut w = World::new();
+    let chain = w.c.chain;
+    let reg = |payload: &str, operator| {
+        let u = Uscc::with_check(payload).unwrap();
+        let mut r = common::register(&chain, &u, payload, &keys::generate().unwrap());
+        r.operator = operator;
+        r
+    };
+    let doc = reg(
+        "92310000MA1FL8TQ3",
+        Some(Content::Document(xinlian_genesis::Hash32([1; 32]))),
+    );
+    let doc = w.registrar.sign(doc);
+    let r = w.refuse(doc);
+    assert!(r.to_string().contains("must be sealed"), "{r}");
+    let bare = w.registrar.sign(reg("91310117MA1G0A1B2", None));
+    let bare = w.ok(bare);
+    let sealed = reg(
+        "92310115MA1H0C3D4",
+        Some(Content::Sealed(xinlian_genesis::Hash32([2; 32]))),
+    );
+    let sealed = w.registrar.sign(sealed);
+    let sealed = w.ok(sealed);
+    let erase = |record| Erase {
+        record,
+        document: "沪市监删〔2026〕3号".into(),
+        reason: "PIPL art. 47".into(),
+        date: Date::parse("2026-11-01").unwrap(),
+    };
+    let e = w.registrar.sign(erase(bare));
+    assert!(matches!(w.refuse(e), Rejection::NotFound { .. }));
+    let e = w.market.sign(erase(sealed));
+    assert!(matches!(w.refuse(e), Rejection::Unauthorised { .. }));
+    let e = w.registrar.sign(erase(sealed));
+    w.ok(e.clone());
+    assert!(matches!(w.refuse(e), Rejection::Duplicate(_)), "once");
+    let again = w.registrar.sign(Erase {
+        reason: "asked again".into(),
+        ..erase(sealed)
+    });
+    assert!(matches!(w.refuse(again), Rejection::WrongState { .. }));
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use xinlian_client::crypto::{KeyHolder, Signature, prove_possession};
 use xinlian_client::http::NodeClient;
 use xinlian_client::private::PrivateData;
-use xinlian_client::record::{Body, RecordId};
+use xinlian_client::record::RecordId;
 use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::keys;
 use xinlian_genesis::scaffold::signing_key_path;
@@ -141,20 +141,9 @@ fn submit_steps(
                 keys,
             },
         )?;
-        match &body {
-            Body::Commission(c) => {
-                batches.push(c.batch.clone());
-                domains.insert(c.batch.clone(), c.domain.clone());
-            }
-            Body::Transform(t) => {
-                batches.extend(t.outputs.iter().map(|o| o.batch.clone()));
-                domains.extend(
-                    t.outputs
-                        .iter()
-                        .map(|o| (o.batch.clone(), o.domain.clone())),
-                );
-            }
-            _ => {}
+        for (batch, domain) in body.new_batches() {
+            batches.push(batch.to_string());
+            domains.insert(batch.to_string(), domain.to_string());
         }
         xinlian_client::hidden::open_per_policy(&mut body, &genesis.policy.trace, |b| {
             domains.get(b).cloned()

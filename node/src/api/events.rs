@@ -596,16 +596,16 @@ impl Cursor {
             std::collections::BTreeMap::new();
         for index in indices {
             let mut entry = proof_assembly::ledger_entry(store, index, size)?;
-            view.show_entry(&mut entry)?;
-            let signer = store
-                .record_at(index)?
-                .ok_or_else(|| {
-                    ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
-                        "record {index} is missing"
-                    )))
-                })?
-                .envelope
-                .signer;
+            let record = store.record_at(index)?.ok_or_else(|| {
+                ProofRequestError::Store(crate::store::StoreError::Damaged(format!(
+                    "record {index} is missing"
+                )))
+            })?;
+            // As the reader may see it: the record read once, for this and its signer.
+            if let std::borrow::Cow::Owned(r) = view.shown(&record)? {
+                entry.record = xinlian_client::proof::HexBytes(r.canonical_bytes());
+            }
+            let signer = record.envelope.signer;
             let key_bindings = match by_signer.get(&signer) {
                 Some(cited) => cited.clone(),
                 None => {

@@ -84,12 +84,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // Half the inputs under a policy that hides food quantities (amounts opened).
     let trace = match flags & 16 != 0 {
-        true => xinlian_genesis::TracePolicy {
-            domains: vec![xinlian_genesis::TraceDomain {
-                domain: "food".into(),
-                hide: vec![xinlian_genesis::TraceField::Quantity],
-            }],
-        },
+        true => xinlian_genesis::TracePolicy::hiding_quantities("food"),
         false => xinlian_genesis::TracePolicy::default(),
     };
     let opts = ImportOptions {
