@@ -230,6 +230,14 @@ pub fn backup(node: &NodeClient, genesis: Genesis, out: &Path, until: Option<u64
             ));
             return ControlFlow::Break(());
         }
+        if let Some(why) = unrestorable(ev) {
+            failure = Some(anyhow::anyhow!(
+                "block {}: {why}, and no store can be restored without it: back up as a \
+                 member (--as member:ID --reader-key FILE)",
+                ev.height
+            ));
+            return ControlFlow::Break(());
+        }
         let block = BackupBlock {
             header: ev.checkpoint.header.clone(),
             certificate: ev.checkpoint.certificate.clone(),
@@ -279,6 +287,28 @@ pub fn backup(node: &NodeClient, genesis: Genesis, out: &Path, until: Option<u64
     }
     file.sync_all()?;
     Ok(written)
+}
+
+/// Why a block as this reader was shown it could not be restored, if so: records the
+/// node withheld from the reader, or amounts it was given only as their commitments
+/// (the validators execute them opened).
+fn unrestorable(ev: &VerifiedEvent) -> Option<String> {
+    let shown = ev.records.len();
+    let count = ev.checkpoint.header.records_count as usize;
+    if shown < count {
+        return Some(format!(
+            "{} of its {count} records are withheld from this reader",
+            count - shown
+        ));
+    }
+    (ev.records.iter())
+        .find(|r| r.record.envelope.body.has_sealed_amount())
+        .map(|r| {
+            format!(
+                "record {} reached this reader with its amounts sealed",
+                r.id
+            )
+        })
 }
 
 /// Restores `backup` into `data` (which must hold no store): every block checked and

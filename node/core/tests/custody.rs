@@ -7,6 +7,11 @@
 //! after every record execution accepts, and that where execution refuses a move for
 //! want of quantity, or a receipt by the wrong party or of a closed shipment, the
 //! verifier's derivation would refuse that event too, for the same reason.
+//!
+//! Each chain runs twice: once with quantities in clear and once in a consortium whose
+//! policy hides them (signed opened, on the ledger as commitments). Hiding must change
+//! nothing execution decides, and the verifier, given only the ledger form, proves the
+//! same chain of custody with every amount withheld.
 
 mod common;
 
@@ -16,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use xinlian_client::checks::check_stateless;
+use xinlian_client::hidden::Amount;
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::SignerAuthority;
 use xinlian_client::provenance::{ProvenanceError, VerifiedBatch, VerifiedEvent};
@@ -26,7 +32,7 @@ use xinlian_core::execute::{BlockContext, Consortium, ExecError, Rejection, exec
 use xinlian_core::overlay::Overlay;
 use xinlian_genesis::canonical;
 use xinlian_genesis::keys::{SigningKey, public_key};
-use xinlian_genesis::{PublicKey, Role};
+use xinlian_genesis::{PublicKey, Role, TracePolicy};
 
 /// 2026-11-29 00:00 Beijing time.
 const NOW_MS: i64 = 1_795_881_600_000 - 8 * 3_600_000;
@@ -59,9 +65,13 @@ struct Qty {
 }
 
 impl Qty {
-    fn quantity(self) -> Quantity {
+    /// In clear, or opened for the validators where the domain hides quantities.
+    fn quantity(self, hide: bool) -> Quantity {
         Quantity {
-            amount: self.amount.into(),
+            amount: match hide {
+                true => Amount::hide(self.amount),
+                false => Amount::Clear(self.amount),
+            },
             uom: if self.grams { "GRM" } else { "KGM" }.into(),
         }
     }
@@ -164,6 +174,8 @@ fn op() -> impl Strategy<Value = Op> {
 /// left each batch by sale and by transform.
 struct Chain {
     c: Consortium,
+    /// Whether the consortium's policy hides the quantities of the `food` domain.
+    hiding: bool,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     height: u64,
     next_index: u64,
@@ -177,19 +189,26 @@ struct Chain {
     ships: Vec<RecordId>,
     sold: BTreeMap<String, u64>,
     consumed: BTreeMap<String, u64>,
+    /// Every enterprise that has held some of each batch, as execution's state said
+    /// after each record.
+    ever_held: BTreeMap<String, BTreeSet<Uscc>>,
 }
 
 impl Chain {
-    fn new() -> Chain {
+    fn new(hiding: bool) -> Chain {
         let (v, vn, registrar, inspector) = (key_of(1), key_of(2), key_of(3), key_of(4));
         let inspecting = vec![Role::TraceAuthority("food".into())];
-        let genesis = common::genesis_with(
+        let mut genesis = common::genesis_with(
             "custody",
             (&v, &vn, &registrar),
             vec![member("inspector", inspecting, &inspector, None)],
         );
+        if hiding {
+            genesis.policy.trace = TracePolicy::hiding_quantities("food");
+        }
         let mut chain = Chain {
             c: Consortium::new(genesis),
+            hiding,
             state: BTreeMap::new(),
             height: 1,
             next_index: 0,
@@ -202,6 +221,7 @@ impl Chain {
             ships: Vec::new(),
             sold: BTreeMap::new(),
             consumed: BTreeMap::new(),
+            ever_held: BTreeMap::new(),
         };
         for (i, payload) in [
             "91310117MA1G0A1B2",
@@ -345,7 +365,7 @@ impl Chain {
                         amount: *amount,
                         grams: false,
                     }
-                    .quantity(),
+                    .quantity(self.hiding),
                     origin: "farm".into(),
                     time: at(),
                 };
@@ -364,7 +384,7 @@ impl Chain {
                 };
                 let body = Ship {
                     batch: batch.clone(),
-                    quantity: qty.quantity(),
+                    quantity: qty.quantity(self.hiding),
                     to: self.enterprise(to).0.clone(),
                     from_location: "a".into(),
                     to_location: "b".into(),
@@ -418,7 +438,7 @@ impl Chain {
                     .iter()
                     .map(|(b, q)| BatchAmount {
                         batch: self.batch(*b),
-                        quantity: q.quantity(),
+                        quantity: q.quantity(self.hiding),
                     })
                     .collect();
                 let k = self.signer_key(*by, &inputs[0].batch);
@@ -437,7 +457,7 @@ impl Chain {
                             amount: *amount,
                             grams: false,
                         }
-                        .quantity(),
+                        .quantity(self.hiding),
                     })
                     .collect();
                 let body = Transform {
@@ -459,7 +479,7 @@ impl Chain {
                 let k = self.signer_key(*by, &batch);
                 let body = Sell {
                     batch: batch.clone(),
-                    quantity: qty.quantity(),
+                    quantity: qty.quantity(self.hiding),
                     kind: SaleKind::RetailSold,
                     location: "shop".into(),
                     time: at(),
@@ -511,11 +531,13 @@ impl Chain {
         }
     }
 
+    /// A record as a reader who is neither a member nor a party receives it: in its
+    /// ledger form, hidden amounts as their commitments.
     fn event(&self, index: u64, rec: &SignedRecord) -> VerifiedEvent {
         VerifiedEvent {
             id: rec.id(),
             ledger_index: index,
-            record: rec.clone(),
+            record: rec.ledger_form().into_owned(),
             signer: self.authority(&rec.envelope.signer),
         }
     }
@@ -533,47 +555,42 @@ impl Chain {
         (bs, events)
     }
 
-    /// The verifier's derivation of every batch agrees with execution's state.
-    fn agree(&self) {
-        for batch in &self.batches {
-            let (bs, events) = self.evidence(batch);
+    /// The verifier's derivation of every batch agrees with execution's state: the
+    /// same chain of custody, and the same amounts unless the policy withholds them.
+    fn agree(&mut self) {
+        for batch in self.batches.clone() {
+            let (bs, events) = self.evidence(&batch);
             let vb = VerifiedBatch::from_events(bs.clone(), events, self.height)
                 .unwrap_or_else(|e| panic!("the verifier refuses what execution accepted: {e}"));
-            let holdings = self.holdings(batch);
-            let known: BTreeMap<Uscc, u64> = (vb.holders.iter())
-                .map(|(u, a)| (u.clone(), a.expect("the model's amounts are in clear")))
-                .collect();
-            assert_eq!(known, holdings, "holders of {batch}");
-            let in_transit: Vec<(RecordId, Uscc, Uscc, u64)> = self
-                .ships
-                .iter()
+            let holdings = self.holdings(&batch);
+            let ever = self.ever_held.entry(batch.clone()).or_default();
+            ever.extend(holdings.keys().cloned());
+            let ever = ever.clone();
+            let shipments: Vec<st::Shipment> = (self.ships.iter())
                 .map(|id| self.get::<st::Shipment>(&key::shipment(id)).unwrap())
                 .filter(|sh| sh.batch == *batch && sh.received.is_none())
-                .map(|sh| (sh.ship, sh.from, sh.to, sh.amount))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
                 .collect();
-            let derived: Vec<(RecordId, Uscc, Uscc, u64)> = vb
-                .in_transit
-                .iter()
-                .map(|t| (t.ship, t.from.clone(), t.to.clone(), t.amount.unwrap()))
+            let parties = |from: &Uscc, to: &Uscc| (from.clone(), to.clone());
+            let in_transit: BTreeSet<_> = (shipments.iter())
+                .map(|sh| (sh.ship, parties(&sh.from, &sh.to)))
+                .collect();
+            let derived: BTreeSet<_> = (vb.in_transit.iter())
+                .map(|t| (t.ship, parties(&t.from, &t.to)))
                 .collect();
             assert_eq!(derived, in_transit, "in transit of {batch}");
-            let tally = |m: &BTreeMap<String, u64>| m.get(batch).copied().unwrap_or(0);
-            assert_eq!(vb.sold, Some(tally(&self.sold)), "sold of {batch}");
-            assert_eq!(
-                vb.consumed,
-                Some(tally(&self.consumed)),
-                "consumed of {batch}"
-            );
-            let moving: u64 = in_transit.iter().map(|t| t.3).sum();
-            let (sold, consumed) = (tally(&self.sold), tally(&self.consumed));
-            assert_eq!(
-                Some(holdings.values().sum::<u64>() + moving + sold + consumed),
-                vb.created_amount(),
-                "{batch} neither gains nor loses"
-            );
-            let prefix = key::downstream_prefix(batch);
+            assert_eq!(vb.amounts_withheld, self.hiding, "{batch}'s amounts");
+            if self.hiding {
+                // Every party that has held some, none with an amount.
+                let holders: BTreeSet<Uscc> = vb.holders.keys().cloned().collect();
+                assert_eq!(holders, ever, "holders of {batch}");
+                assert!(vb.holders.values().all(Option::is_none), "{vb:?}");
+                assert!(vb.in_transit.iter().all(|t| t.amount.is_none()), "{vb:?}");
+                assert_eq!((vb.sold, vb.consumed), (None, None), "{batch}");
+                assert_eq!(vb.created_amount(), None, "{batch}");
+            } else {
+                self.amounts_agree(&batch, &vb, &holdings, &shipments);
+            }
+            let prefix = key::downstream_prefix(&batch);
             let downstream: BTreeSet<String> = self
                 .state
                 .range(prefix.clone()..)
@@ -585,11 +602,43 @@ impl Chain {
         }
     }
 
+    /// In clear, the verifier's amounts are execution's, and the batch neither gains
+    /// nor loses.
+    fn amounts_agree(
+        &self,
+        batch: &str,
+        vb: &VerifiedBatch,
+        holdings: &BTreeMap<Uscc, u64>,
+        shipments: &[st::Shipment],
+    ) {
+        let known: BTreeMap<Uscc, u64> = (vb.holders.iter())
+            .map(|(u, a)| (u.clone(), a.expect("the model's amounts are in clear")))
+            .collect();
+        assert_eq!(&known, holdings, "holders of {batch}");
+        let moving: BTreeMap<RecordId, u64> =
+            shipments.iter().map(|sh| (sh.ship, sh.amount)).collect();
+        let derived: BTreeMap<RecordId, u64> = (vb.in_transit.iter())
+            .map(|t| (t.ship, t.amount.unwrap()))
+            .collect();
+        assert_eq!(derived, moving, "amounts in transit of {batch}");
+        let tally = |m: &BTreeMap<String, u64>| m.get(batch).copied().unwrap_or(0);
+        let (sold, consumed) = (tally(&self.sold), tally(&self.consumed));
+        assert_eq!(vb.sold, Some(sold), "sold of {batch}");
+        assert_eq!(vb.consumed, Some(consumed), "consumed of {batch}");
+        assert_eq!(
+            Some(holdings.values().sum::<u64>() + moving.values().sum::<u64>() + sold + consumed),
+            vb.created_amount(),
+            "{batch} neither gains nor loses"
+        );
+    }
+
     /// Where execution refused a move for want of quantity, or a receipt by other than
     /// the addressee or of a closed shipment, the verifier's derivation refuses the
     /// same event appended to the batch's proven events.
     fn verifier_refuses_too(&self, rec: &SignedRecord, r: &Rejection) {
         let (batch, expected) = match (&rec.envelope.body, r) {
+            // With amounts withheld the verifier cannot tell how much a holder holds.
+            (_, Rejection::Insufficient { .. }) if self.hiding => return,
             (
                 Body::Ship(_) | Body::Sell(_) | Body::Transform(_),
                 Rejection::Insufficient {
@@ -634,10 +683,16 @@ proptest! {
 
     #[test]
     fn execution_and_the_verifier_agree_on_custody(ops in prop::collection::vec(op(), 1..64)) {
-        let mut chain = Chain::new();
+        let (mut clear, mut hiding) = (Chain::new(false), Chain::new(true));
         for op in &ops {
-            chain.run(op);
-            chain.agree();
+            clear.run(op);
+            hiding.run(op);
+            prop_assert_eq!(clear.next_index, hiding.next_index, "hiding changed a verdict");
+            for batch in &clear.batches {
+                prop_assert_eq!(clear.holdings(batch), hiding.holdings(batch));
+            }
+            clear.agree();
+            hiding.agree();
         }
     }
 }

@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use xinlian_client::block::{Block, Certificate};
+use xinlian_client::hidden::Amount;
 use xinlian_client::ids::Uscc;
 use xinlian_client::merkle::leaf_hash;
-use xinlian_client::record::{EncodedRecord, Envelope, RegisterEntity};
+use xinlian_client::record::{
+    Commission, EncodedRecord, Envelope, Product, Quantity, RegisterEntity,
+};
+use xinlian_client::when::EventTime;
 use xinlian_core::chain::Tip;
 use xinlian_core::consensus::context::sign;
 use xinlian_core::consensus::ledger::{Ledger, MemLedger};
@@ -18,7 +22,7 @@ use xinlian_core::consensus::wire::{self, NetMsg};
 use xinlian_core::execute::Consortium;
 use xinlian_core::mempool::Mempool;
 use xinlian_genesis::keys::public_key;
-use xinlian_genesis::{Hash32, Policy, PublicKey};
+use xinlian_genesis::{Hash32, Policy, PublicKey, TracePolicy};
 
 mod common;
 use common::{GENESIS_MS, consortium as make, key};
@@ -72,8 +76,47 @@ fn registration(c: &Consortium, n: u64) -> EncodedRecord {
     EncodedRecord::new(env.sign(&key(2, 0)))
 }
 
+/// Enterprise 1 (registered by `registration(c, 1)`) commissions a drug lot of `amount`.
+fn drug_commission(c: &Consortium, amount: Amount) -> EncodedRecord {
+    let env = Envelope {
+        chain: c.chain,
+        signer: public_key(&key(9, 1)),
+        nonce: 1,
+        body: Commission {
+            batch: "b".into(),
+            domain: "drug".into(),
+            product: Product {
+                name: "p".into(),
+                gtin: None,
+                drug_code: None,
+            },
+            lot: "l".into(),
+            quantity: Quantity {
+                amount,
+                uom: "EA".into(),
+            },
+            origin: "o".into(),
+            time: EventTime {
+                unix_ms: GENESIS_MS,
+                offset_minutes: 480,
+            },
+        }
+        .into(),
+    };
+    EncodedRecord::new(env.sign(&key(9, 1)))
+}
+
 /// Four replicas with instant, lossless delivery, run until every one has `height`.
 fn finalize(c: &Arc<Consortium>, height: u64) -> Vec<Replica<Arc<MemLedger>>> {
+    finalize_with(c, height, |n| registration(c, n))
+}
+
+/// As [`finalize`], the `n`-th block's one record `record(n)`.
+fn finalize_with(
+    c: &Arc<Consortium>,
+    height: u64,
+    record: impl Fn(u64) -> EncodedRecord,
+) -> Vec<Replica<Arc<MemLedger>>> {
     let (mut rs, mut pending): (Vec<_>, VecDeque<_>) = (0..4)
         .map(|i| {
             let (r, actions) = replica(c, i);
@@ -90,7 +133,7 @@ fn finalize(c: &Arc<Consortium>, height: u64) -> Vec<Replica<Arc<MemLedger>>> {
             let rounds: Vec<Option<u32>> = rs.iter().map(|r| r.round()).collect();
             panic!("no progress: heights {h:?} rounds {rounds:?}");
         }
-        let (_, actions) = rs[0].submit(NOW + 1000 * n as i64, registration(c, n));
+        let (_, actions) = rs[0].submit(NOW + 1000 * n as i64, record(n));
         pending.push_back((0, actions));
         loop {
             while let Some((from, actions)) = pending.pop_front() {
@@ -320,6 +363,97 @@ fn a_synced_block_is_applied_only_with_a_valid_certificate() {
     assert!(!penalised(&actions));
     assert_eq!(fresh.tip().height, 2);
     assert_eq!(fresh.tip().hash, rs[0].tip().hash);
+}
+
+/// A record's sealed copy (its hidden amounts as their commitments) has the opened
+/// record's id and leaf, but no node executes it: relayed, or in a synced block under
+/// the block's true certificate, it is refused and the peer that sent it blamed.
+#[test]
+fn a_records_sealed_copy_relayed_or_synced_is_refused_and_blamed() {
+    let policy = Policy {
+        trace: TracePolicy::hiding_quantities("drug"),
+        ..Policy::default()
+    };
+    let c = make(4, "xinlian-replica-sealed", policy);
+    let opened = drug_commission(&c, Amount::hide(5));
+    // (Each round submits its record, a height is made when one is pending.)
+    let rs = finalize_with(&c, 3, |n| match n {
+        1 => registration(&c, 1),
+        _ => opened.clone(),
+    });
+    let all: Vec<_> = (1..=3)
+        .map(|h| rs[0].ledger().block_and_certificate(h).unwrap().unwrap())
+        .collect();
+    // Up to the block that holds the commission.
+    let holds = |b: &Block| b.records.contains(opened.record());
+    let at = all
+        .iter()
+        .position(|(b, _)| holds(b))
+        .expect("the commission is final");
+    let blocks = all[..=at].to_vec();
+    let height = at as u64 + 1;
+    let sealed = opened.ledger_form().into_owned();
+    assert_eq!(
+        sealed.leaf(),
+        opened.leaf(),
+        "the copy passes for the record"
+    );
+    assert!(sealed.record().envelope.body.has_sealed_amount());
+
+    // Relayed: refused before admission, the relaying peer blamed.
+    let (mut fresh, _) = replica(&c, 3);
+    let actions = fresh
+        .on_message(NOW, node(0), NetMsg::Records(vec![sealed.bytes().to_vec()]))
+        .unwrap();
+    assert!(
+        actions.iter().any(|a| matches!(a,
+            Action::Penalise { reason, .. } if reason.contains("sealed copy"))),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Relay(_))),
+        "{actions:?}"
+    );
+
+    // Synced: block 1 applies, block 2 with the copy does not, and the peer is blamed.
+    let mut copied = blocks.clone();
+    for r in &mut copied[at].0.records {
+        if r == opened.record() {
+            *r = sealed.record().clone();
+        }
+    }
+    let tip = Hash32([0; 32]);
+    fresh
+        .on_message(NOW, node(1), NetMsg::Status { height, tip })
+        .unwrap();
+    let actions = fresh
+        .on_message(NOW, node(1), NetMsg::SyncResponse { blocks: copied })
+        .unwrap();
+    assert!(
+        actions.iter().any(|a| matches!(a,
+            Action::Penalise { reason, .. }
+                if *reason == format!("synced block {height} has a sealed copy"))),
+        "{actions:?}"
+    );
+    assert_eq!(fresh.tip().height, height - 1);
+    // One height behind, a validator waits a while for consensus, then syncs the rest:
+    // the opened record completes the chain.
+    let later = NOW + 60_000;
+    let actions = fresh
+        .on_message(later, node(2), NetMsg::Status { height, tip })
+        .unwrap();
+    let asked = (actions.iter())
+        .find_map(|a| match a {
+            Action::Send(p, NetMsg::SyncRequest { .. }) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no sync asked: {actions:?}"));
+    let actions = fresh
+        .on_message(later, asked, NetMsg::SyncResponse { blocks })
+        .unwrap();
+    assert!(!penalised(&actions), "{actions:?}");
+    assert_eq!(fresh.tip().height, height);
+    assert_eq!(fresh.tip().hash, all[at].0.header.hash());
 }
 
 /// A replica at height 2 that two peers told they are at 2 too, and its own (true)
@@ -1074,38 +1208,9 @@ fn a_validator_missing_proposal_records_fetches_them_and_votes() {
     assert!(!votes_for_a_block(&actions), "{actions:?}");
     // So is a record's sealed copy (hidden amounts as commitments): it has the leaf of
     // the opened record, but no node executes it, so no block may be assembled from it.
-    let sealed = Envelope {
-        chain: c.chain,
-        signer: public_key(&key(9, 1)),
-        nonce: 1,
-        body: xinlian_client::record::Commission {
-            batch: "b".into(),
-            domain: "drug".into(),
-            product: xinlian_client::record::Product {
-                name: "p".into(),
-                gtin: None,
-                drug_code: None,
-            },
-            lot: "l".into(),
-            quantity: xinlian_client::record::Quantity {
-                amount: xinlian_client::hidden::Amount::hide(5).sealed(),
-                uom: "EA".into(),
-            },
-            origin: "o".into(),
-            time: xinlian_client::when::EventTime {
-                unix_ms: GENESIS_MS,
-                offset_minutes: 480,
-            },
-        }
-        .into(),
-    }
-    .sign(&key(9, 1));
+    let sealed = drug_commission(&c, Amount::hide(5).sealed());
     let actions = v0
-        .on_message(
-            NOW,
-            node(1),
-            parts(vec![EncodedRecord::new(sealed).bytes().to_vec()]),
-        )
+        .on_message(NOW, node(1), parts(vec![sealed.bytes().to_vec()]))
         .unwrap();
     // Refused as a sealed copy before its leaf is looked up (the check that keeps the
     // copy of a record the block does name from being taken).
