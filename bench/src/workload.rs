@@ -334,7 +334,7 @@ impl Cast {
                 Ship {
                     batch,
                     quantity: kg(40),
-                    to: self.partner.uscc.clone(),
+                    to: self.partner.uscc.clone().into(),
                     from_location: "urn:xinlian:loc:bench-farm".into(),
                     to_location: "urn:xinlian:loc:bench-plant".into(),
                     time: event_time(),

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use xinlian_genesis::Hash32;
 
 use crate::block::{Certificate, Header};
-use crate::ids::Uscc;
+use crate::party::Party;
 use crate::proof::{RecordProof, RosterChange};
 use crate::record::{Kind, RecordId, SignedRecord};
 use crate::state::{BatchState, CommitmentState, Entity, ListEntry, Profile, RepairState};
@@ -279,7 +279,7 @@ pub struct GradingView {
 /// (docs/privacy.md § Trace events).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Holding {
-    pub holder: Uscc,
+    pub holder: Party,
     pub amount: Option<u64>,
 }
 
@@ -290,8 +290,8 @@ pub struct Holding {
 pub struct Transit {
     pub ship: RecordId,
     pub batch: String,
-    pub from: Uscc,
-    pub to: Uscc,
+    pub from: Party,
+    pub to: Party,
     pub amount: Option<u64>,
 }
 

@@ -17,7 +17,8 @@ use crate::record::{Body, RecordId};
 /// name the ledger entry their answer depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Authority<'b> {
-    /// A member holding the registrar role (`register_entity`).
+    /// A member holding the registrar role (`register_entity`, `bind_custody_key`,
+    /// `revoke_custody_key`).
     Registrar,
     /// A registrar, or the enterprise whose keys change (`rotate_entity_key`,
     /// `revoke_entity_key`).
@@ -33,7 +34,7 @@ pub enum Authority<'b> {
     /// From state: the subject of the commitment that this outcome decided
     /// (`repair_application`).
     SubjectOfOutcome(&'b RecordId),
-    /// From state: the enterprise this shipment is addressed to (`receive`).
+    /// From state: the party this shipment is addressed to (`receive`).
     AddresseeOf(&'b RecordId),
     /// From state: the agency that accepted this commitment, which verified it and
     /// determines any breach (`outcome`).
@@ -60,7 +61,9 @@ pub enum Authority<'b> {
 /// The table: who may sign `body`.
 pub fn authority(body: &Body) -> Authority<'_> {
     match body {
-        Body::RegisterEntity(_) => Authority::Registrar,
+        Body::RegisterEntity(_) | Body::BindCustodyKey(_) | Body::RevokeCustodyKey(_) => {
+            Authority::Registrar
+        }
         Body::RotateEntityKey(b) => Authority::RegistrarOrTheEnterprise(&b.uscc),
         Body::RevokeEntityKey(b) => Authority::RegistrarOrTheEnterprise(&b.uscc),
         Body::Commitment(b) => Authority::Enterprise(&b.subject),
@@ -78,6 +81,20 @@ pub fn authority(body: &Body) -> Authority<'_> {
         Body::Vote(b) => Authority::ElectorateOf(&b.proposal),
         Body::Erase(b) => Authority::AgencyResponsibleFor(&b.record),
     }
+}
+
+/// Whether a custody key may sign `body`: the custody events of a batch, whose parties
+/// it names (execution checks the batch's form and domain, `Exec::party_of`).
+pub fn custody_key_may_sign(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Commission(_)
+            | Body::Ship(_)
+            | Body::Receive(_)
+            | Body::Transform(_)
+            | Body::Sell(_)
+            | Body::Recall(_)
+    )
 }
 
 impl Authority<'_> {

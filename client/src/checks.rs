@@ -10,6 +10,7 @@ use xinlian_genesis::{Hash32, PublicKey};
 
 use crate::crypto::{KeyHolder, Signature, SignatureError, verify_possession};
 use crate::ids::{IdError, Uscc, check_drug_code, check_gtin};
+use crate::party::Party;
 use crate::record::*;
 
 /// Names, matters, reasons, standards.
@@ -138,6 +139,16 @@ fn unique<T: Ord>(name: &'static str, items: impl IntoIterator<Item = T>) -> R {
     Ok(())
 }
 
+/// Content that must be sealed, not merely kept off the ledger: not even a document's
+/// unsalted hash (which anyone could test guesses against) goes on the ledger.
+fn sealed(name: &'static str, c: &Content, why: &str) -> R {
+    match c {
+        Content::Sealed(_) => Ok(()),
+        Content::Text(_) => Err(StatelessError::InClear { field: name }),
+        Content::Document(_) => Err(field(name, format!("must be sealed: {why}"))),
+    }
+}
+
 fn content(name: &'static str, c: &Content) -> R {
     match c {
         Content::Text(_) => Err(StatelessError::InClear { field: name }),
@@ -212,16 +223,8 @@ pub fn check_body(body: &Body) -> R {
         Body::RegisterEntity(b) => {
             text("name", &b.name)?;
             key("key", &b.key)?;
-            // Personal data: sealed, so that it can be erased; not even a document's
-            // unsalted hash goes on the ledger.
-            match &b.operator {
-                None | Some(Content::Sealed(_)) => {}
-                Some(Content::Text(_)) => {
-                    return Err(StatelessError::InClear { field: "operator" });
-                }
-                Some(Content::Document(_)) => {
-                    return Err(field("operator", "must be sealed: it is personal data"));
-                }
+            if let Some(operator) = &b.operator {
+                sealed("operator", operator, "it is personal data")?;
             }
             match &b.check_override {
                 None => b.uscc.check().map_err(|source| StatelessError::Identifier {
@@ -283,7 +286,7 @@ pub fn check_body(body: &Body) -> R {
         Body::Ship(b) => {
             ident("batch", &b.batch)?;
             quantity("quantity", &b.quantity)?;
-            uscc("to", &b.to)?;
+            party("to", &b.to)?;
             ident("from_location", &b.from_location)?;
             ident("to_location", &b.to_location)?;
             event_time("time", &b.time)
@@ -312,6 +315,24 @@ pub fn check_body(body: &Body) -> R {
         }
         Body::Propose(b) => check_proposal(b),
         Body::Vote(_) => Ok(()),
+        Body::BindCustodyKey(b) => {
+            domain("domain", &b.domain)?;
+            key("key", &b.key)?;
+            // Which enterprise hides behind the key is what the binding keeps secret.
+            sealed(
+                "enterprise",
+                &b.enterprise,
+                "it names the custody key's holder",
+            )
+        }
+        Body::RevokeCustodyKey(b) => text("reason", &b.reason),
+    }
+}
+
+fn party(name: &'static str, p: &Party) -> R {
+    match p {
+        Party::Enterprise(u) => uscc(name, u),
+        Party::Custody(k) => key(name, k),
     }
 }
 
@@ -431,6 +452,13 @@ pub fn check_possession(body: &Body, chain: &Hash32) -> R {
             chain,
             &b.new_key,
             KeyHolder::Enterprise(b.uscc.as_str()),
+            &b.possession,
+        ),
+        Body::BindCustodyKey(b) => possession(
+            "possession",
+            chain,
+            &b.key,
+            KeyHolder::Custody(&b.domain),
             &b.possession,
         ),
         Body::Propose(p) => {

@@ -205,6 +205,8 @@ mod verified {
 pub enum KeyHolder<'a> {
     Enterprise(&'a str),
     Member(&'a str),
+    /// A custody key, for the trace domain named ([`crate::record::BindCustodyKey`]).
+    Custody(&'a str),
 }
 
 impl std::fmt::Display for KeyHolder<'_> {
@@ -212,14 +214,15 @@ impl std::fmt::Display for KeyHolder<'_> {
         match self {
             KeyHolder::Enterprise(u) => write!(f, "enterprise {u}"),
             KeyHolder::Member(m) => write!(f, "member '{m}'"),
+            KeyHolder::Custody(d) => write!(f, "a custody key for domain '{d}'"),
         }
     }
 }
 
 /// What a proof of possession signs, after its domain tag: the canonical encoding of
 /// (chain, key, holder) — the genesis hash (32 bytes), the key (32 bytes), then 0 for
-/// an enterprise or 1 for a member, a varint length and the USCC or member id in
-/// UTF-8. Bound to the chain and the holder, a proof cannot be replayed for another.
+/// an enterprise, 1 for a member or 2 for a custody key, a varint length and the USCC,
+/// member id or trace domain in UTF-8. Bound to the chain and the holder, a proof cannot be replayed for another.
 pub fn possession_message(chain: &Hash32, key: &PublicKey, holder: KeyHolder<'_>) -> Vec<u8> {
     Domain::KeyPossession.message(&canonical::encode(&(chain, key, holder)))
 }

@@ -9,9 +9,10 @@
 //! and ends by the chain's clock, never a node's.
 
 use serde::{Deserialize, Serialize};
-use xinlian_genesis::{Publication, TierName};
+use xinlian_genesis::{PublicKey, Publication, TierName};
 
 use crate::ids::Uscc;
+use crate::party::Party;
 use crate::record::{Body, Disclosure, Severity, SignedRecord, Verdict};
 use crate::when::Date;
 
@@ -26,6 +27,10 @@ pub enum Reader {
     /// A consortium member (an agency or region), by a key of the roster in force. A
     /// *named agency* is a member listed by id in a record's disclosure.
     Member(String),
+    /// The holder of a custody key (`bind_custody_key`): a party to the custody events
+    /// of its domain, who is otherwise read to as the public (which enterprise it is
+    /// the node may not know, and never says).
+    Custody(PublicKey),
 }
 
 impl Reader {
@@ -36,6 +41,7 @@ impl Reader {
             Reader::Public => "public".into(),
             Reader::Enterprise(u) => format!("enterprise:{}", u.as_str()),
             Reader::Member(m) => format!("member:{m}"),
+            Reader::Custody(k) => format!("custody:{k}"),
         }
     }
 
@@ -100,7 +106,7 @@ impl Audience {
     /// The only kind of check a reader's access gets.
     pub fn admits(&self, reader: &Reader, today: Date) -> bool {
         match reader {
-            Reader::Public => self.public.on(today),
+            Reader::Public | Reader::Custody(_) => self.public.on(today),
             Reader::Enterprise(u) => self.enterprises.contains(u) || self.public.on(today),
             Reader::Member(m) => match &self.members {
                 Members::All => true,
@@ -201,30 +207,38 @@ impl CommitmentFacts {
     }
 }
 
-/// Whether `reader` may read the hidden amounts of a trace event (docs/privacy.md §
-/// Trace events): every member, and the enterprises party to it — `signer`, the
-/// enterprise whose bound key signed it, and a shipment's addressee. Anyone else
-/// reads the event with each opened amount replaced by its commitment
-/// ([`SignedRecord::ledger_form`]), which verifies all the same.
-pub fn reveals_amounts(reader: &Reader, record: &SignedRecord, signer: Option<&Uscc>) -> bool {
+/// The party a reader is, if it is one: an enterprise by its USCC, a custody key.
+fn as_party(reader: &Reader) -> Option<Party> {
     match reader {
-        Reader::Public => false,
-        Reader::Member(_) => true,
-        Reader::Enterprise(u) => {
-            signer == Some(u) || matches!(&record.envelope.body, Body::Ship(s) if s.to == *u)
-        }
+        Reader::Enterprise(u) => Some(Party::Enterprise(u.clone())),
+        Reader::Custody(k) => Some(Party::Custody(*k)),
+        Reader::Public | Reader::Member(_) => None,
     }
+}
+
+/// Whether `reader` may read the hidden amounts of a trace event (docs/privacy.md §
+/// Trace events): every member, and the parties to it — `signer`, the party whose key
+/// signed it (an enterprise's bound key, or a custody key), and a shipment's
+/// addressee. Anyone else reads the event with each opened amount replaced by its
+/// commitment ([`SignedRecord::ledger_form`]), which verifies all the same.
+pub fn reveals_amounts(reader: &Reader, record: &SignedRecord, signer: Option<&Party>) -> bool {
+    if matches!(reader, Reader::Member(_)) {
+        return true;
+    }
+    let Some(me) = as_party(reader) else {
+        return false;
+    };
+    signer == Some(&me) || matches!(&record.envelope.body, Body::Ship(s) if s.to == me)
 }
 
 /// Whether `reader` may read the amounts the node keeps in state for a batch whose
 /// amounts are hidden: a holding (`parties` = its holder) or a shipment (its sender and
 /// addressee). The rule of [`reveals_amounts`], for derived state.
-pub fn reveals_state_amount(reader: &Reader, parties: &[&Uscc]) -> bool {
-    match reader {
-        Reader::Public => false,
-        Reader::Member(_) => true,
-        Reader::Enterprise(u) => parties.contains(&u),
+pub fn reveals_state_amount(reader: &Reader, parties: &[&Party]) -> bool {
+    if matches!(reader, Reader::Member(_)) {
+        return true;
     }
+    as_party(reader).is_some_and(|me| parties.contains(&&me))
 }
 
 /// Who may read `record`, a final one. `facts` describes the commitment a credit record
@@ -284,6 +298,9 @@ pub fn audience(
         | Body::Sell(_)
         | Body::Propose(_)
         | Body::Vote(_) => Audience::everyone(Vec::new()),
+        // Public but for the enterprise, whose USCC is the binding's private data: the
+        // members' alone (which enterprise a custody key is, is what it hides).
+        Body::BindCustodyKey(_) | Body::RevokeCustodyKey(_) => Audience::everyone(Vec::new()),
     };
     a.with_member(signer_member)
 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::api::Transit;
 use crate::checks::check_body;
 use crate::ids::Uscc;
+use crate::party::Party;
 use crate::proof::SignerAuthority;
 use crate::provenance::{VerifiedBatch, VerifiedEvent};
 use crate::record::{
@@ -28,6 +29,8 @@ pub const EPCIS_CONTEXT: &str = "https://ref.gs1.org/standards/epcis/2.0.0/epcis
 /// Our extension namespace in documents we write and read.
 pub const XINLIAN_NS: &str = "https://xinlian.example/epcis/";
 const PARTY_PREFIX: &str = "urn:xinlian:uscc:";
+/// A custody key as a party, where the batch's domain hides counterparties.
+const CUSTODY_PARTY_PREFIX: &str = "urn:xinlian:custody:";
 const MEMBER_PREFIX: &str = "urn:xinlian:member:";
 const BATCH_PREFIX: &str = "urn:xinlian:batch:";
 const RECORD_PREFIX: &str = "urn:xinlian:record:";
@@ -56,14 +59,18 @@ pub fn class_batch(class: &str) -> String {
         .to_string()
 }
 
-fn party(u: &Uscc) -> String {
-    format!("{PARTY_PREFIX}{u}")
+fn party(p: &Party) -> String {
+    match p {
+        Party::Enterprise(u) => format!("{PARTY_PREFIX}{u}"),
+        Party::Custody(k) => format!("{CUSTODY_PARTY_PREFIX}{k}"),
+    }
 }
 
 fn signer_uri(e: &VerifiedEvent) -> String {
     match &e.signer {
         SignerAuthority::Member { id, .. } => format!("{MEMBER_PREFIX}{id}"),
-        SignerAuthority::Enterprise { uscc, .. } => party(uscc),
+        SignerAuthority::Enterprise { uscc, .. } => party(&Party::Enterprise(uscc.clone())),
+        SignerAuthority::Custody { .. } => party(&Party::Custody(e.record.envelope.signer)),
     }
 }
 
@@ -96,7 +103,7 @@ fn product_fields(m: &mut Map<String, Value>, p: &Product, lot: &str, domain: &s
 
 /// The EPCIS event for one verified event of `b` (`shipments` gives each shipment's
 /// record by id, for the quantity and sender of a receipt).
-fn export_event(e: &VerifiedEvent, shipments: &BTreeMap<RecordId, (Uscc, Ship)>) -> Value {
+fn export_event(e: &VerifiedEvent, shipments: &BTreeMap<RecordId, (Party, Ship)>) -> Value {
     let (time, mut ev) = match &e.record.envelope.body {
         Body::Commission(c) => {
             let mut ilmd = Map::new();
@@ -230,8 +237,8 @@ pub fn export(batches: &[&VerifiedBatch], created: EventTime) -> Value {
     for b in batches {
         for e in &b.events {
             events.entry(e.ledger_index).or_insert(e);
-            if let (Body::Ship(s), Some(u)) = (&e.record.envelope.body, e.enterprise()) {
-                shipments.insert(e.id, (u.clone(), s.clone()));
+            if let (Body::Ship(s), Some((p, _))) = (&e.record.envelope.body, e.party()) {
+                shipments.insert(e.id, (p, s.clone()));
             }
         }
     }
@@ -515,22 +522,29 @@ fn ends(ev: &mut Ev, k: &'static str, inner: &str) -> Vec<(String, String)> {
     }
 }
 
-fn to_party(ev: &mut Ev, field: String, uri: &str, opts: &ImportOptions) -> Option<Uscc> {
+fn to_party(ev: &mut Ev, field: String, uri: &str, opts: &ImportOptions) -> Option<Party> {
     if let Some(u) = opts.parties.get(uri) {
-        return Some(u.clone());
+        return Some(Party::Enterprise(u.clone()));
     }
-    match uri.strip_prefix(PARTY_PREFIX) {
-        Some(u) => Some(Uscc(u.to_string())),
-        None => {
-            ev.err(
-                field,
-                format!(
-                    "party '{uri}' is not an enterprise on the ledger: write it as {PARTY_PREFIX}USCC or map it (--party {uri}=USCC)"
-                ),
-            );
-            None
+    if let Some(u) = uri.strip_prefix(PARTY_PREFIX) {
+        return Some(Party::Enterprise(Uscc(u.to_string())));
+    }
+    if let Some(k) = uri.strip_prefix(CUSTODY_PARTY_PREFIX) {
+        match xinlian_genesis::PublicKey::from_hex(k) {
+            Ok(k) => return Some(Party::Custody(k)),
+            Err(_) => {
+                ev.err(field, format!("custody key '{k}' is not 64 hex digits"));
+                return None;
+            }
         }
     }
+    ev.err(
+        field,
+        format!(
+            "party '{uri}' is not an enterprise on the ledger: write it as {PARTY_PREFIX}USCC (or {CUSTODY_PARTY_PREFIX}KEY) or map it (--party {uri}=USCC)"
+        ),
+    );
+    None
 }
 
 /// The party of `kind` in a source or destination list; only owning and possessing
@@ -540,7 +554,7 @@ fn one_party(
     list: &[(String, String)],
     k: &str,
     opts: &ImportOptions,
-) -> (Option<Uscc>, Option<String>) {
+) -> (Option<Party>, Option<String>) {
     let mut party = None;
     let mut location = None;
     for (i, (t, x)) in list.iter().enumerate() {
@@ -631,7 +645,7 @@ pub fn import(
     doc: &Value,
     opts: &ImportOptions,
     signer: &RecordSigner,
-    importer: Option<&Uscc>,
+    importer: Option<&Party>,
     lookup: Option<&dyn ShipmentLookup>,
 ) -> Result<Vec<(usize, SignedRecord)>, Vec<ImportError>> {
     let mut errors = Vec::new();
@@ -697,7 +711,7 @@ pub fn import(
     let lookup = lookup.unwrap_or(&no_lookup);
     let mut out: Vec<(usize, SignedRecord)> = Vec::new();
     // Shipments made by this import: (batch, to, amount) → ship record id, unreceived.
-    let mut own_ships: Vec<(String, Uscc, Option<u64>, RecordId)> = Vec::new();
+    let mut own_ships: Vec<(String, Party, Option<u64>, RecordId)> = Vec::new();
     let mut used_remote: Vec<RecordId> = Vec::new();
     // The domain of each batch this import makes, for the ones it then moves.
     let mut domains: BTreeMap<String, String> = BTreeMap::new();
@@ -808,7 +822,7 @@ fn offset_minutes(off: &str) -> Option<i16> {
 struct Receipts<'a> {
     lookup: &'a dyn ShipmentLookup,
     /// `(batch, to, amount, ship record id)` of this import's unreceived shipments.
-    own_ships: &'a [(String, Uscc, Option<u64>, RecordId)],
+    own_ships: &'a [(String, Party, Option<u64>, RecordId)],
     /// Shipments on the ledger already matched by an earlier receipt of this import.
     used_remote: &'a mut Vec<RecordId>,
 }
@@ -860,7 +874,7 @@ fn common_fields(ev: &mut Ev) -> Common {
 fn map_event(
     ev: &mut Ev,
     opts: &ImportOptions,
-    importer: Option<&Uscc>,
+    importer: Option<&Party>,
     receipts: &mut Receipts,
 ) -> Vec<Body> {
     let ty = ev.str("type").unwrap_or_default().to_string();
@@ -889,7 +903,7 @@ fn map_event(
 struct Observed {
     els: Vec<(String, Option<Quantity>)>,
     /// The destination party and location.
-    to: Option<Uscc>,
+    to: Option<Party>,
     to_location: Option<String>,
     ilmd: Option<Value>,
     standard: Option<String>,
@@ -904,7 +918,7 @@ fn object_event(
     ev: &mut Ev,
     c: &Common,
     opts: &ImportOptions,
-    importer: Option<&Uscc>,
+    importer: Option<&Party>,
     receipts: &mut Receipts,
 ) -> Vec<Body> {
     let els = elements(ev, "epcList", "quantityList", false);
@@ -1110,7 +1124,7 @@ fn receive(
     o: &Observed,
     loc: &Option<String>,
     time: EventTime,
-    importer: Option<&Uscc>,
+    importer: Option<&Party>,
     receipts: &mut Receipts,
 ) -> Vec<Body> {
     let Some(loc) = need_loc(ev, loc, "bizLocation") else {
@@ -1403,7 +1417,7 @@ fn find_shipment(
     i: usize,
     batch: &str,
     q: &Option<Quantity>,
-    receiver: Option<&Uscc>,
+    receiver: Option<&Party>,
     receipts: &mut Receipts,
 ) -> Option<RecordId> {
     let Some(q) = q else {

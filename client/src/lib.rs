@@ -23,6 +23,7 @@ pub mod hidden;
 pub mod http;
 pub mod ids;
 pub mod merkle;
+pub mod party;
 pub mod private;
 pub mod proof;
 pub mod provenance;

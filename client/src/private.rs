@@ -24,8 +24,8 @@ pub const DATA_BYTES_MAX: usize = 4 * (TEXT_BYTES_MAX + 256) + 128;
 /// One private field: its name in the record, its salt and its text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivateField {
-    /// `content` (a commitment's), `pledge` (a repair application's) or `operator` (a
-    /// registration's).
+    /// `content` (a commitment's), `pledge` (a repair application's), `operator` (a
+    /// registration's) or `enterprise` (a custody key binding's).
     pub field: String,
     pub salt: Hash32,
     pub text: String,
@@ -77,6 +77,7 @@ pub fn sealed_fields(body: &Body) -> Vec<(&'static str, Hash32)> {
             .operator
             .as_ref()
             .map_or_else(Vec::new, |c| one("operator", c)),
+        Body::BindCustodyKey(b) => one("enterprise", &b.enterprise),
         _ => Vec::new(),
     }
 }
@@ -86,6 +87,7 @@ fn text_slot(body: &mut Body) -> Option<(&'static str, &mut Content)> {
         Body::Commitment(c) => Some(("content", &mut c.content)),
         Body::RepairApplication(a) => Some(("pledge", &mut a.pledge)),
         Body::RegisterEntity(r) => r.operator.as_mut().map(|c| ("operator", c)),
+        Body::BindCustodyKey(b) => Some(("enterprise", &mut b.enterprise)),
         _ => None,
     }
 }

@@ -118,6 +118,14 @@ pub enum SignerAuthority {
         bound_by: Vec<RecordId>,
         registrar: String,
     },
+    /// A custody key for `domain`, bound by the `bind_custody_key` record `bound_by`,
+    /// signed by the registrar named. Which enterprise holds it is the binding's sealed
+    /// private data.
+    Custody {
+        domain: String,
+        bound_by: RecordId,
+        registrar: String,
+    },
 }
 
 /// A record whose finality, inclusion, signature and signer were all checked.
@@ -615,6 +623,7 @@ impl LightClient {
         }
         let authority = self.enterprise_authority(id, &signer, &proof.key_bindings, header)?;
         check_bound_before(&proof.key_bindings, proof.entry.index).map_err(fail)?;
+        custody_key_signs(&authority, &rec.record().envelope.body).map_err(fail)?;
         Ok(authority)
     }
 
@@ -684,6 +693,30 @@ impl LightClient {
             let (bound_uscc, bound_key) = match &br.record().envelope.body {
                 Body::RegisterEntity(x) => (&x.uscc, x.key),
                 Body::RotateEntityKey(x) => (&x.uscc, x.new_key),
+                Body::BindCustodyKey(x) => {
+                    // A custody key is bound once, by a registrar, and never rotated.
+                    if x.key != key || bindings.len() != 1 {
+                        return Err(fail(format!(
+                            "custody key binding {} must be the one binding cited, of the signer's key",
+                            br.id()
+                        )));
+                    }
+                    let by = br.record().envelope.signer;
+                    let registrar = self
+                        .member_at_index(&by, b.index)
+                        .filter(|m| m.has(&xinlian_genesis::Role::Registrar))
+                        .ok_or_else(|| {
+                            fail(format!(
+                                "custody key binding {} is not signed by a consortium registrar",
+                                br.id()
+                            ))
+                        })?;
+                    return Ok(SignerAuthority::Custody {
+                        domain: x.domain.clone(),
+                        bound_by: br.id(),
+                        registrar: registrar.id.clone(),
+                    });
+                }
                 _ => {
                     return Err(fail(format!(
                         "record {} is a {}, not a key binding",
@@ -769,6 +802,21 @@ pub(crate) fn verify_signatures<'r>(
     Ok(())
 }
 
+/// A custody key signs custody events only (`authority::custody_key_may_sign`).
+pub(crate) fn custody_key_signs(a: &SignerAuthority, body: &Body) -> Result<(), String> {
+    match a {
+        SignerAuthority::Custody { domain, .. }
+            if !crate::authority::custody_key_may_sign(body) =>
+        {
+            Err(format!(
+                "a {} signed by the custody key for domain {domain}, which signs custody events only",
+                body.kind().name()
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A key binding authorises only records after it on the ledger.
 pub(crate) fn check_bound_before(
     bindings: &[LedgerEntry],
@@ -791,6 +839,39 @@ mod tests {
     use super::*;
     use crate::record::{Envelope, ListAction, ListKind, ListMeasure, RotateEntityKey, Vote};
     use crate::when::Date;
+
+    /// A custody key's authority covers custody events and nothing else: a light
+    /// client refuses, say, a key revocation or a vote it signed.
+    #[test]
+    fn a_custody_key_signs_custody_events_only() {
+        let a = SignerAuthority::Custody {
+            domain: "drug".into(),
+            bound_by: RecordId([1; 32]),
+            registrar: "registrar".into(),
+        };
+        let recall = Body::Recall(crate::record::Recall {
+            batch: "b".into(),
+            reason: "r".into(),
+            time: crate::when::EventTime {
+                unix_ms: 0,
+                offset_minutes: 480,
+            },
+        });
+        assert_eq!(custody_key_signs(&a, &recall), Ok(()));
+        for body in [
+            Body::RevokeCustodyKey(crate::record::RevokeCustodyKey {
+                key: xinlian_genesis::PublicKey([2; 32]),
+                reason: "r".into(),
+            }),
+            Body::Vote(Vote {
+                proposal: RecordId([3; 32]),
+                approve: true,
+            }),
+        ] {
+            let e = custody_key_signs(&a, &body).unwrap_err();
+            assert!(e.contains("signs custody events only"), "{e}");
+        }
+    }
 
     /// A member's record verifies only if the member holds the role that the body
     /// alone decides, by the table of who may sign what; rules that depend on ledger

@@ -19,6 +19,7 @@ use xinlian_genesis::{Hash32, PublicKey, canonical};
 use crate::block::Header;
 use crate::hidden::Amount;
 use crate::ids::Uscc;
+use crate::party::Party;
 use crate::proof::{
     Checkpoint, HexBytes, LedgerEntry, LightClient, RosterChange, SignerAuthority, VerifyError,
     check_bound_before,
@@ -124,10 +125,24 @@ pub struct VerifiedEvent {
 }
 
 impl VerifiedEvent {
-    /// The enterprise that signed it, if an enterprise did.
+    /// The enterprise that signed it, if an enterprise did with its own key.
     pub fn enterprise(&self) -> Option<&Uscc> {
         match &self.signer {
             SignerAuthority::Enterprise { uscc, .. } => Some(uscc),
+            _ => None,
+        }
+    }
+
+    /// The party that signed it: an enterprise by its own key, or a custody key (with
+    /// the domain it is bound for); `None` for a member.
+    pub fn party(&self) -> Option<(Party, Option<&str>)> {
+        match &self.signer {
+            SignerAuthority::Enterprise { uscc, .. } => {
+                Some((Party::Enterprise(uscc.clone()), None))
+            }
+            SignerAuthority::Custody { domain, .. } => {
+                Some((Party::Custody(self.record.envelope.signer), Some(domain)))
+            }
             SignerAuthority::Member { .. } => None,
         }
     }
@@ -138,8 +153,8 @@ impl VerifiedEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     pub ship: RecordId,
-    pub from: Uscc,
-    pub to: Uscc,
+    pub from: Party,
+    pub to: Party,
     /// `None` where the batch's amounts are withheld from this reader.
     pub amount: Option<u64>,
     pub shipped_at: EventTime,
@@ -151,8 +166,8 @@ pub struct Transfer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InTransit {
     pub ship: RecordId,
-    pub from: Uscc,
-    pub to: Uscc,
+    pub from: Party,
+    pub to: Party,
     /// `None` where the batch's amounts are withheld from this reader.
     pub amount: Option<u64>,
 }
@@ -166,7 +181,7 @@ pub struct VerifiedBatch {
     /// hides quantities and this reader was given only their commitments
     /// ([`VerifiedBatch::amounts_withheld`]), every party that has held the batch, each
     /// with `None`: the chain of custody is proven, how much each holds is not shown.
-    pub holders: BTreeMap<Uscc, Option<u64>>,
+    pub holders: BTreeMap<Party, Option<u64>>,
     pub in_transit: Vec<InTransit>,
     /// Every custody transfer, in order: who held it when, who acknowledged receipt.
     pub transfers: Vec<Transfer>,
@@ -387,6 +402,7 @@ impl LightClient {
                     .get(&key)
                     .ok_or_else(|| fail(format!("no key bindings given for key {key}")))?;
                 check_bound_before(bindings, *index).map_err(fail)?;
+                crate::proof::custody_key_signs(a, &rec.record().envelope.body).map_err(fail)?;
                 a.clone()
             };
             out.insert(*index, a);
@@ -511,7 +527,7 @@ impl VerifiedBatch {
     }
 }
 
-type Holders = BTreeMap<Uscc, Option<u64>>;
+type Holders = BTreeMap<Party, Option<u64>>;
 
 /// The amounts `body` states for `batch` itself (not a transform's other batches).
 fn own_amounts<'b>(body: &'b Body, batch: &'b str) -> impl Iterator<Item = &'b Amount> + 'b {
@@ -521,13 +537,13 @@ fn own_amounts<'b>(body: &'b Body, batch: &'b str) -> impl Iterator<Item = &'b A
 }
 
 /// `u` holds `q` more (or, with amounts withheld, holds some).
-fn add(h: &mut Holders, u: Uscc, q: Option<u64>) {
+fn add(h: &mut Holders, u: Party, q: Option<u64>) {
     let held = h.entry(u).or_insert(q.map(|_| 0));
     *held = held.zip(q).map(|(a, b)| a.saturating_add(b));
 }
 
 /// `u` gives `q` away (or, with amounts withheld, some): the reason it cannot if not.
-fn take(h: &mut Holders, u: &Uscc, q: Option<u64>) -> Result<(), String> {
+fn take(h: &mut Holders, u: &Party, q: Option<u64>) -> Result<(), String> {
     let Some(q) = q else {
         // Amounts withheld: a party that gives has held the batch, and may still hold
         // some of it.
@@ -548,10 +564,49 @@ fn take(h: &mut Holders, u: &Uscc, q: Option<u64>) -> Result<(), String> {
     Ok(())
 }
 
+/// The party that signed `e`, in the form the batch names its parties in (that of its
+/// maker, `maker`) and, for a custody key, bound for the batch's `domain`: validators
+/// refuse any other. The reason it is not, if not.
+fn signing_party(e: &VerifiedEvent, maker: &Party, domain: &str) -> Result<Party, String> {
+    match e.party() {
+        None => Err("a custody event not signed by an enterprise".into()),
+        Some((p, _)) if std::mem::discriminant(&p) != std::mem::discriminant(maker) => Err(
+            format!("signed by {p}, not in the form the batch names its parties in"),
+        ),
+        Some((_, Some(d))) if d != domain => Err(format!(
+            "signed by a custody key bound for domain {d}, not {domain}"
+        )),
+        Some((p, _)) => Ok(p),
+    }
+}
+
+/// A recall is a trace authority's (a member: its role was checked) or the maker's.
+fn recalled_by_maker(e: &VerifiedEvent, maker: &Party, domain: &str) -> Result<(), String> {
+    if e.party().is_none() || signing_party(e, maker, domain)? == *maker {
+        return Ok(());
+    }
+    Err("recalled by a party that did not make the batch".into())
+}
+
+/// A shipment's addressee is in the batch's form (that of its `maker`) and is not its
+/// sender; that a custody key is bound for the batch's domain is the validators' check.
+fn addressed(to: &Party, from: &Party, maker: &Party) -> Result<(), String> {
+    if std::mem::discriminant(to) != std::mem::discriminant(maker) {
+        return Err(format!(
+            "addressed to {to}, not in the form the batch names its parties in"
+        ));
+    }
+    if to == from {
+        return Err(format!("{from} ships to itself"));
+    }
+    Ok(())
+}
+
 /// Derives holdings, transit, sales, consumption and children from the events, and
 /// checks that each is an event of this batch.
 fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
     let withheld = vb.amounts_withheld;
+    let (maker, domain) = (vb.state.created_by.clone(), vb.state.domain.clone());
     let name = vb.state.batch.clone();
     let mut transit: BTreeMap<RecordId, InTransit> = BTreeMap::new();
     let mut recalled = None;
@@ -562,14 +617,10 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
             id: e.id,
             reason,
         };
-        let who = || {
-            e.enterprise()
-                .cloned()
-                .ok_or_else(|| fail("a custody event not signed by an enterprise".into()))
-        };
+        let who = || signing_party(e, &maker, &domain).map_err(fail);
         // What this reader may derive: nothing of any amount once one is withheld.
         let shown = |a: &Amount| if withheld { None } else { a.value() };
-        let sub = |h: &mut Holders, u: &Uscc, q: Option<u64>| take(h, u, q).map_err(fail);
+        let sub = |h: &mut Holders, u: &Party, q: Option<u64>| take(h, u, q).map_err(fail);
         let body = &e.record.envelope.body;
         if seq == 0 {
             if e.id != vb.state.origin {
@@ -602,12 +653,20 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
             if amount.clear() != vb.state.created_amount {
                 return Err(fail("created amount differs from the proven state".into()));
             }
-            add(&mut vb.holders, who()?, shown(amount));
+            let maker = who()?;
+            if maker != vb.state.created_by {
+                return Err(fail(format!(
+                    "made by {maker}, not by {} as the proven state says",
+                    vb.state.created_by
+                )));
+            }
+            add(&mut vb.holders, maker, shown(amount));
             continue;
         }
         match body {
             Body::Ship(b) if b.batch == name => {
                 let from = who()?;
+                addressed(&b.to, &from, &maker).map_err(fail)?;
                 sub(&mut vb.holders, &from, shown(&b.quantity.amount))?;
                 vb.transfers.push(Transfer {
                     ship: e.id,
@@ -670,7 +729,10 @@ fn replay(vb: &mut VerifiedBatch) -> Result<(), ProvenanceError> {
                     .map(|(a, b)| a.saturating_add(b));
             }
             Body::Inspect(b) if b.batch == name => {}
-            Body::Recall(b) if b.batch == name => recalled = Some(e.id),
+            Body::Recall(b) if b.batch == name => {
+                recalled_by_maker(e, &maker, &domain).map_err(fail)?;
+                recalled = Some(e.id)
+            }
             _ => {
                 return Err(fail(format!(
                     "a {} that is not an event of this batch",

@@ -16,6 +16,7 @@ use xinlian_genesis::{Hash32, Member, Policy, PublicKey, Role, fixed_bytes};
 use crate::crypto::{self, Domain, Signature, SignatureError};
 use crate::hidden::Amount;
 use crate::ids::Uscc;
+use crate::party::Party;
 use crate::when::{Date, EventTime};
 
 fixed_bytes!(
@@ -344,6 +345,35 @@ bodies! {
     /// The agency responsible for a record decides its private data be erased (PIPL
     /// Art. 47): every node purges it; the record and its commitment stay.
     Erase(Erase) = "erase",
+    /// A registrar binds an enterprise it registered to a custody key for a trace
+    /// domain that hides counterparties; the enterprise is sealed (docs/privacy.md).
+    BindCustodyKey(BindCustodyKey) = "bind_custody_key",
+    /// A registrar revokes a custody key (stolen or lost): from then on nothing it
+    /// signs is accepted; what it held stays held under it.
+    RevokeCustodyKey(RevokeCustodyKey) = "revoke_custody_key",
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeCustodyKey {
+    pub key: PublicKey,
+    pub reason: String,
+}
+
+/// The key an enterprise signs a trace domain's custody events with, and is named by in
+/// them, where the domain's policy hides counterparties (`policy.trace`): a pseudonym
+/// that is the same in every event of the domain. Signed by the registrar that
+/// registered the enterprise; which enterprise it is stays off the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindCustodyKey {
+    pub domain: String,
+    pub key: PublicKey,
+    /// The enterprise's USCC, sealed ([`crate::private::seal`]): on the ledger its salted
+    /// commitment; the text is private data for the members (`in_clear` otherwise).
+    pub enterprise: Content,
+    /// The key holder's proof that it holds `key` as a custody key for `domain`: its
+    /// signature over (chain, `key`, the domain) under [`Domain::KeyPossession`]
+    /// ([`crypto::KeyHolder::Custody`]).
+    pub possession: Signature,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -626,7 +656,9 @@ pub struct Commission {
 pub struct Ship {
     pub batch: String,
     pub quantity: Quantity,
-    pub to: Uscc,
+    /// The addressee: an enterprise, or its custody key where the batch's domain hides
+    /// counterparties.
+    pub to: Party,
     pub from_location: String,
     pub to_location: String,
     pub time: EventTime,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Uscc;
+use crate::party::Party;
 use crate::provenance::{InTransit, Provenance, Towards, VerifiedBatch};
 use crate::record::RecordId;
 
@@ -20,8 +20,8 @@ pub struct Reached {
     /// Amounts are `None` where withheld from the reader (docs/privacy.md § Trace
     /// events), as in [`VerifiedBatch`].
     pub created_amount: Option<u64>,
-    pub created_by: Uscc,
-    pub holders: BTreeMap<Uscc, Option<u64>>,
+    pub created_by: Party,
+    pub holders: BTreeMap<Party, Option<u64>>,
     pub in_transit: Vec<InTransit>,
     pub sold: Option<u64>,
     pub consumed: Option<u64>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use xinlian_genesis::{Hash32, PublicKey};
 
 use crate::ids::Uscc;
+use crate::party::Party;
 use crate::record::{CommitmentKind, ListKind, RecordId, Severity};
 use crate::when::Date;
 
@@ -52,6 +53,8 @@ pub mod key {
     /// Registrations that name an operator (a natural person): the enterprise, by the
     /// registration's record id, for an erasure decision to find.
     pub const OPERATOR: u8 = b'O';
+    /// Custody keys ([`CustodyKey`](super::CustodyKey)) by key.
+    pub const CUSTODY_KEY: u8 = b'K';
 
     fn join(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         let mut k = vec![tag];
@@ -73,6 +76,9 @@ pub mod key {
     }
     pub fn key_binding(k: &PublicKey) -> Vec<u8> {
         join(KEY_BINDING, &[&k.0])
+    }
+    pub fn custody_key(k: &PublicKey) -> Vec<u8> {
+        join(CUSTODY_KEY, &[&k.0])
     }
     pub fn member_key(k: &PublicKey) -> Vec<u8> {
         join(MEMBER_KEY, &[&k.0])
@@ -129,8 +135,8 @@ pub mod key {
     pub fn batch(b: &str) -> Vec<u8> {
         join(BATCH, &[b.as_bytes()])
     }
-    pub fn holding(b: &str, holder: &Uscc) -> Vec<u8> {
-        join(HOLDING, &[b.as_bytes(), holder.as_str().as_bytes()])
+    pub fn holding(b: &str, holder: &Party) -> Vec<u8> {
+        join(HOLDING, &[b.as_bytes(), &holder.key_bytes()])
     }
     pub fn holdings_prefix(b: &str) -> Vec<u8> {
         let mut k = join(HOLDING, &[b.as_bytes()]);
@@ -206,6 +212,20 @@ pub struct KeyBinding {
     /// proof of the signer's authority cites.
     pub bound_by: RecordId,
     /// From this height on, records signed with the key are refused; earlier ones stay valid.
+    pub revoked_at: Option<u64>,
+}
+
+/// A custody key ([`crate::record::BindCustodyKey`]): the domain whose custody events it
+/// signs, and the binding, signed by `registrar`. Which enterprise holds it is not here:
+/// it is the binding's sealed private data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodyKey {
+    pub domain: String,
+    pub bound_at: u64,
+    pub bound_by: RecordId,
+    pub registrar: String,
+    /// From this height on, records signed with the key are refused; earlier ones stay
+    /// valid, and what it holds stays held under it.
     pub revoked_at: Option<u64>,
 }
 
@@ -425,7 +445,9 @@ pub struct BatchState {
     /// In clear, or `None` where the batch's domain hides quantities
     /// (`policy.trace`): the batch index then commits to no amount.
     pub created_amount: Option<u64>,
-    pub created_by: Uscc,
+    /// The party that made it: an enterprise, or its custody key where the domain hides
+    /// counterparties.
+    pub created_by: Party,
     /// The commission or transform record that created the batch.
     pub origin: RecordId,
     /// Input batches it was made from (empty for a commissioned batch).
@@ -460,8 +482,8 @@ pub fn next_event_chain(prev: &Hash32, event: &RecordId) -> Hash32 {
 pub struct Shipment {
     pub ship: RecordId,
     pub batch: String,
-    pub from: Uscc,
-    pub to: Uscc,
+    pub from: Party,
+    pub to: Party,
     pub amount: u64,
     pub received: Option<RecordId>,
 }

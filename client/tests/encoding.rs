@@ -94,16 +94,26 @@ fn body() -> impl Strategy<Value = Body> {
                     date: Date(7),
                 })
             }),
-        ("[a-z0-9:-]{1,30}", quantity.clone(), time.clone()).prop_map(|(batch, quantity, time)| {
-            Body::Ship(Ship {
-                batch,
-                quantity,
-                to: Uscc("91350100M000100Y43".into()),
-                from_location: "a".into(),
-                to_location: "b".into(),
-                time,
-            })
-        }),
+        (
+            "[a-z0-9:-]{1,30}",
+            quantity.clone(),
+            time.clone(),
+            proptest::option::of(any::<[u8; 32]>())
+        )
+            .prop_map(|(batch, quantity, time, custody)| {
+                Body::Ship(Ship {
+                    batch,
+                    quantity,
+                    // An enterprise, or a custody key where the batch hides its parties.
+                    to: match custody {
+                        None => Uscc("91350100M000100Y43".into()).into(),
+                        Some(k) => xinlian_client::party::Party::Custody(PublicKey(k)),
+                    },
+                    from_location: "a".into(),
+                    to_location: "b".into(),
+                    time,
+                })
+            }),
         (
             proptest::collection::vec(("[a-z]{1,8}", quantity.clone()), 1..4),
             time
@@ -132,6 +142,14 @@ fn body() -> impl Strategy<Value = Body> {
                     time,
                 })
             }),
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(k, c)| {
+            Body::BindCustodyKey(BindCustodyKey {
+                domain: "drug".into(),
+                key: PublicKey(k),
+                enterprise: Content::Sealed(Hash32(c)),
+                possession: xinlian_client::crypto::Signature([0; 64]),
+            })
+        }),
     ]
 }
 

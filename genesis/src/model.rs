@@ -126,16 +126,25 @@ pub struct TraceDomain {
 pub enum TraceField {
     /// The amounts of commissions, shipments, transforms and sales.
     Quantity,
+    /// Who takes part: a batch made while its domain hides counterparties names its
+    /// parties by custody keys (`bind_custody_key`), never by USCC, for its life.
+    Counterparty,
 }
 
 impl TracePolicy {
     /// A policy under which `domain` hides its quantities and every other domain
     /// publishes them.
     pub fn hiding_quantities(domain: &str) -> TracePolicy {
+        TracePolicy::hiding(domain, &[TraceField::Quantity])
+    }
+
+    /// A policy under which `domain` hides `fields` and every other domain publishes
+    /// everything.
+    pub fn hiding(domain: &str, fields: &[TraceField]) -> TracePolicy {
         TracePolicy {
             domains: vec![TraceDomain {
                 domain: domain.to_string(),
-                hide: vec![TraceField::Quantity],
+                hide: fields.to_vec(),
             }],
         }
     }

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use xinlian_client::api::*;
 use xinlian_client::credit::{CreditError, CreditProof};
 use xinlian_client::ids::Uscc;
+use xinlian_client::party::Party;
 use xinlian_client::proof::{ConsistencyProof, RecordProof};
 use xinlian_client::provenance::{ANSWER_BATCHES_MAX, Direction, ProvenanceProof};
 use xinlian_client::record::{EncodedRecord, RecordId, SignedRecord};
@@ -1645,7 +1646,7 @@ async fn enterprise_credit(
     // Refused before anything is assembled, to readers who never may, so that no other
     // answer (too large, say) tells them anything of the records.
     let never = match &reader {
-        Reader::Public => true,
+        Reader::Public | Reader::Custody(_) => true,
         Reader::Enterprise(e) => *e != u,
         Reader::Member(_) => false,
     };
@@ -1984,15 +1985,21 @@ async fn batch(
         .state_scan::<u64>(&key::holdings_prefix(&name), LIST_ITEMS_MAX)?
         .into_iter()
         .map(|(k, amount)| {
-            let holder = Uscc(text(k));
-            Holding {
+            let holder = Party::from_key_bytes(&k).map_err(|e| {
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    format!("holding key: {e}"),
+                )
+            })?;
+            Ok(Holding {
                 amount: view
                     .reveals_state_amount(&batch, &[&holder])
                     .then_some(amount),
                 holder,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiFailure>>()?;
     let (events, more) = page(
         s.store.state_scan_after::<RecordId>(
             &key::batch_events_prefix(&name),

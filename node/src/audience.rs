@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use xinlian_client::ids::Uscc;
+use xinlian_client::party::Party;
 use xinlian_genesis::TraceField;
 
 use xinlian_client::api::RecordView;
@@ -75,12 +75,14 @@ impl<'a> View<'a> {
         if matches!(stripped, Cow::Borrowed(_)) {
             return Ok(stripped);
         }
-        // Only an enterprise reader may be the signer: no store read for the public.
+        // Only a party may be the signer: no store read for the public. A custody key
+        // is its own party.
         let signer = match self.reader {
             Reader::Enterprise(_) => self
                 .store
                 .state_value::<st::KeyBinding>(&key::key_binding(&record.envelope.signer))?
-                .map(|b| b.uscc),
+                .map(|b| Party::Enterprise(b.uscc)),
+            Reader::Custody(_) => Some(Party::Custody(record.envelope.signer)),
             _ => None,
         };
         Ok(
@@ -124,7 +126,7 @@ impl<'a> View<'a> {
     /// Whether the reader may read the amounts of `batch` kept in state for `parties`
     /// (a holder; a shipment's sender and addressee): always where the batch's amounts
     /// are public; where its domain hides them, as [`disclosure::reveals_state_amount`].
-    pub fn reveals_state_amount(&self, batch: &st::BatchState, parties: &[&Uscc]) -> bool {
+    pub fn reveals_state_amount(&self, batch: &st::BatchState, parties: &[&Party]) -> bool {
         let hidden = batch.created_amount.is_none()
             || (self.consortium.policy().trace).hides(&batch.domain, TraceField::Quantity);
         !hidden || disclosure::reveals_state_amount(self.reader, parties)

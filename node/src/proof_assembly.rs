@@ -152,6 +152,16 @@ pub fn key_bindings(
     signer: &PublicKey,
     size: u64,
 ) -> Result<Vec<LedgerEntry>, ProofRequestError> {
+    // A custody key: its one binding, by a registrar.
+    if let Some(ck) = store.state_value::<st::CustodyKey>(&key::custody_key(signer))? {
+        let (_, bi) = store
+            .locate(&ck.bound_by)?
+            .ok_or_else(|| damaged(format!("custody key binding {} is not final", ck.bound_by)))?;
+        return Ok(match bi < size {
+            true => vec![ledger_entry(store, bi, size)?],
+            false => Vec::new(),
+        });
+    }
     let mut key_bindings = Vec::new();
     let mut signer = *signer;
     let mut before = size;
@@ -386,10 +396,9 @@ pub fn provenance(
             .map_err(|err| damaged(format!("record {i}: {err}")))?
             .envelope
             .signer;
-        if store
-            .state_value::<st::KeyBinding>(&key::key_binding(&signer))?
-            .is_some()
-        {
+        let bound = (store.state_value::<st::KeyBinding>(&key::key_binding(&signer))?).is_some()
+            || (store.state_value::<st::CustodyKey>(&key::custody_key(&signer))?).is_some();
+        if bound {
             keys.insert(signer);
         }
         entries.push(e);

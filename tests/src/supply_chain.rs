@@ -216,7 +216,7 @@ pub fn food_chain(
                 Ship {
                     batch: name.clone(),
                     quantity: q(1_000, "KGM"),
-                    to: other.0.clone(),
+                    to: other.0.clone().into(),
                     from_location: loc("a"),
                     to_location: loc("b"),
                     time,
@@ -244,7 +244,7 @@ pub fn food_chain(
             Ship {
                 batch: name.clone(),
                 quantity: q(800, "KGM"),
-                to: processor.0.clone(),
+                to: processor.0.clone().into(),
                 from_location: loc("farm"),
                 to_location: loc("plant"),
                 time,
@@ -304,7 +304,7 @@ pub fn food_chain(
             Ship {
                 batch: name.clone(),
                 quantity: q(500, "H87"),
-                to: distributor.0.clone(),
+                to: distributor.0.clone().into(),
                 from_location: loc("plant"),
                 to_location: loc("dc"),
                 time,
@@ -365,7 +365,7 @@ pub fn food_chain(
             Ship {
                 batch: fin.clone(),
                 quantity: q(100, "H87"),
-                to: r.0.clone(),
+                to: r.0.clone().into(),
                 from_location: loc("dc"),
                 to_location: loc("shop"),
                 time,

@@ -203,7 +203,8 @@ fn import_and_submit(
     signer: &RecordSigner,
     me: &Uscc,
 ) -> anyhow::Result<Vec<SignedRecord>> {
-    let recs: Vec<SignedRecord> = epcis::import(doc, opts, signer, Some(me), Some(node))
+    let me = xinlian_client::party::Party::Enterprise(me.clone());
+    let recs: Vec<SignedRecord> = epcis::import(doc, opts, signer, Some(&me), Some(node))
         .map_err(|e| {
             anyhow::anyhow!(
                 "{}",

@@ -243,6 +243,7 @@ impl Scenario {
             }
             Reader::Enterprise(u) => (format!("enterprise:{}", u.as_str()), self.e2_key.clone()),
             Reader::Member(m) => (format!("member:{m}"), self.c.agency(m)?.key),
+            Reader::Custody(_) => anyhow::bail!("the matrix has no custody reader"),
         };
         Ok(base.signed_by(RequestSigner { keyid, key }))
     }
@@ -395,7 +396,7 @@ fn check_enterprise(s: &Scenario, reader: &Reader, client: &NodeClient) -> Resul
     // disclosed to; never the public or another enterprise, whatever the records.
     let whole = match reader {
         Reader::Enterprise(u) => *u == s.e1,
-        Reader::Public => false,
+        Reader::Public | Reader::Custody(_) => false,
         Reader::Member(_) => s.records.keys().all(|n| s.entitled(n, reader)),
     };
     assert_eq!(page.profile.is_some(), whole, "{label}: profile");
@@ -505,6 +506,7 @@ fn check_stream(s: &Scenario, reader: &Reader, client: &NodeClient) -> Result<()
 fn get_as(s: &Scenario, reader: &Reader, path: &str) -> Result<u16> {
     let headers = match reader {
         Reader::Public => Vec::new(),
+        Reader::Custody(_) => anyhow::bail!("the matrix has no custody reader"),
         Reader::Enterprise(u) => {
             let key = if *u == s.e1 { &s.e1_key } else { &s.e2_key };
             RequestSigner {
@@ -1229,7 +1231,7 @@ fn hidden_amounts_are_opened_only_to_members_and_the_parties() -> Result<()> {
             amount: Amount::hide(40),
             uom: "KGM".into(),
         },
-        to: shop_u.clone(),
+        to: shop_u.clone().into(),
         from_location: "farm".into(),
         to_location: "shop".into(),
         time: commission("x").time,
@@ -1304,7 +1306,9 @@ fn hidden_amounts_are_opened_only_to_members_and_the_parties() -> Result<()> {
         );
 
         let page = client.batch("rice-1")?;
-        let held = page.holders.iter().find(|h| h.holder == farm_u).unwrap();
+        let held = (page.holders.iter())
+            .find(|h| h.holder == farm_u.clone().into())
+            .unwrap();
         let sees_farm = matches!(*who, "member" | "the maker");
         assert_eq!(
             held.amount,
@@ -1328,7 +1332,11 @@ fn hidden_amounts_are_opened_only_to_members_and_the_parties() -> Result<()> {
         let b = &p.batches["rice-1"];
         let all = *opens_made && *opens_ship;
         assert_eq!(b.amounts_withheld, !all, "{who}: provenance");
-        assert_eq!(b.transfers[0].to, shop_u, "{who}: the chain of custody");
+        assert_eq!(
+            b.transfers[0].to,
+            shop_u.clone().into(),
+            "{who}: the chain of custody"
+        );
         assert_eq!(b.transfers[0].amount, all.then_some(40), "{who}");
         // Each event exported as the reader reads it.
         let doc = client.batch_epcis("rice-1")?.to_string();
@@ -1350,6 +1358,232 @@ fn hidden_amounts_are_opened_only_to_members_and_the_parties() -> Result<()> {
         (status, code.as_str()),
         (409, "duplicate"),
         "{status} {code}"
+    );
+    Ok(())
+}
+
+/// A domain whose policy hides counterparties (docs/privacy.md § Trace events): its
+/// enterprises act under custody keys a registrar binds, the enterprise sealed. No
+/// answer to the public — records, proofs, the event stream, the batch page,
+/// provenance, the EPCIS export — names the enterprises, yet the public verifies the
+/// chain of custody between the pseudonyms; a member learns who a custody key is from
+/// the binding's private data, and the holder of a custody key reads its own amounts
+/// by signing with it.
+#[test]
+fn hidden_counterparties_are_custody_keys_to_everyone_but_the_members() -> Result<()> {
+    use xinlian_client::crypto::{KeyHolder, prove_possession};
+    use xinlian_client::hidden::Amount;
+    use xinlian_client::party::Party;
+    use xinlian_client::provenance::Direction;
+    use xinlian_genesis::TraceField;
+    let c = Consortium::with_members(
+        env!("CARGO_BIN_EXE_xinlian-node-under-test"),
+        &specs(),
+        Policy {
+            block_interval_ms: 50,
+            trace: xinlian_genesis::TracePolicy::hiding(
+                "drug",
+                &[TraceField::Quantity, TraceField::Counterparty],
+            ),
+            ..Policy::default()
+        },
+    )?;
+    let node = c.start_member("v0", &[])?;
+    let registrar = c.agency("registrar")?;
+    let mut custody = Vec::new();
+    for payload in ["91310117MA1G0A1B2", "91310000MA1FL8TQ3"] {
+        let (u, main) = (Uscc::with_check(payload).unwrap(), keys::generate()?);
+        register_enterprise(&c, &node.client, u.clone(), main.clone())?;
+        let k = keys::generate()?;
+        let mut body = Body::BindCustodyKey(BindCustodyKey {
+            domain: "drug".into(),
+            key: keys::public_key(&k),
+            enterprise: Content::Text(u.as_str().into()),
+            possession: prove_possession(&k, &registrar.chain, KeyHolder::Custody("drug")),
+        });
+        let fields = xinlian_client::private::seal(&mut body)?;
+        let binding = registrar.sign(body);
+        let id = final_id(&node.client, &binding)?;
+        node.client
+            .unsigned()
+            .signed_by(RequestSigner::for_key(registrar.key.clone()))
+            .put_private(&xinlian_client::private::PrivateData { record: id, fields })?;
+        custody.push((u, main, k, id));
+    }
+    let [
+        (maker_u, maker_main, maker_k, maker_binding),
+        (hospital_u, _, hospital_k, _),
+    ] = &custody[..]
+    else {
+        unreachable!()
+    };
+    let signer = |k: &SigningKey| xinlian_client::signer::RecordSigner {
+        key: k.clone(),
+        chain: registrar.chain,
+    };
+    let (maker, hospital) = (signer(maker_k), signer(hospital_k));
+    let (mp, hp) = (
+        Party::Custody(keys::public_key(maker_k)),
+        Party::Custody(keys::public_key(hospital_k)),
+    );
+    let mut lot = commission("lot-1");
+    lot.domain = "drug".into();
+    lot.quantity.amount = Amount::hide(100);
+    let own_key = signer(maker_main).sign(lot.clone());
+    assert_eq!(
+        refused(node.client.submit(&own_key)),
+        (422, "party_form".into())
+    );
+    let made = maker.sign(lot);
+    final_id(&node.client, &made)?;
+    let shipped = maker.sign(Ship {
+        batch: "lot-1".into(),
+        quantity: Quantity {
+            amount: Amount::hide(40),
+            uom: "KGM".into(),
+        },
+        to: hp.clone(),
+        from_location: "plant".into(),
+        to_location: "pharmacy".into(),
+        time: commission("x").time,
+    });
+    let ship_id = final_id(&node.client, &shipped)?;
+    final_id(
+        &node.client,
+        &hospital.sign(Receive {
+            shipment: ship_id,
+            location: "pharmacy".into(),
+            time: commission("x").time,
+        }),
+    )?;
+
+    let light = LightClient::new(c.genesis.clone());
+    let names = |s: &str| s.contains(maker_u.as_str()) || s.contains(hospital_u.as_str());
+    let public = node.client.unsigned();
+    let member = node.client.unsigned().signed_by(RequestSigner {
+        keyid: "member:other".into(),
+        key: c.agency("other")?.key,
+    });
+    let maker_reads = (node.client.unsigned()).signed_by(RequestSigner::for_key(maker_k.clone()));
+    // (reader, client, whether it reads the maker's holding)
+    for (who, client, opens) in [
+        ("public", &public, false),
+        ("member", &member, true),
+        ("the maker's custody key", &maker_reads, true),
+    ] {
+        let page = client.batch("lot-1")?;
+        assert_eq!(
+            page.batch.created_by, mp,
+            "{who}: the maker is its custody key"
+        );
+        let held = page.holders.iter().find(|h| h.holder == mp).unwrap();
+        assert_eq!(
+            held.amount,
+            opens.then_some(60),
+            "{who}: the maker's holding"
+        );
+        assert!(page.holders.iter().any(|h| h.holder == hp), "{who}");
+        let mut light = light.clone();
+        let (p, _) = xinlian_client::http::fetch_provenance(
+            client,
+            &mut light,
+            "lot-1",
+            Direction::Upstream,
+            None,
+        )?;
+        let b = &p.batches["lot-1"];
+        assert_eq!(
+            (&b.transfers[0].from, &b.transfers[0].to),
+            (&mp, &hp),
+            "{who}"
+        );
+        assert!(b.transfers[0].receipt.is_some(), "{who}: acknowledged");
+        assert!(
+            matches!(&b.events[1].signer,
+                xinlian_client::proof::SignerAuthority::Custody { domain, bound_by, .. }
+                    if domain == "drug" && bound_by == maker_binding),
+            "{who}: {:?}",
+            b.events[1].signer
+        );
+        if who == "public" {
+            for (route, answer) in [
+                ("batch", serde_json::to_string(&page)?),
+                ("provenance", serde_json::to_string(&p)?),
+                ("EPCIS", client.batch_epcis("lot-1")?.to_string()),
+                (
+                    "record",
+                    serde_json::to_string(&client.record(&ship_id, 0)?)?,
+                ),
+                (
+                    "proof",
+                    serde_json::to_string(&client.record_proof(&ship_id, None)?)?,
+                ),
+            ] {
+                assert!(
+                    !names(&answer),
+                    "the public's {route} names an enterprise: {answer}"
+                );
+            }
+            assert!(
+                client.enterprise(maker_u.as_str())?.records.len() == 1,
+                "the maker's page lists its registration and nothing of the domain"
+            );
+            assert_eq!(
+                refused(client.private(maker_binding)),
+                (403, "not_entitled".into())
+            );
+        }
+    }
+    // Each custody key reads its own holding, not the other party's, and is no member:
+    // the binding's private data is not its to read.
+    let page = maker_reads.batch("lot-1")?;
+    let held = |p: &Party| page.holders.iter().find(|h| h.holder == *p).unwrap().amount;
+    assert_eq!((held(&mp), held(&hp)), (Some(60), None));
+    let hospital_reads = node
+        .client
+        .unsigned()
+        .signed_by(RequestSigner::for_key(hospital_k.clone()));
+    let page = hospital_reads.batch("lot-1")?;
+    let held = |p: &Party| page.holders.iter().find(|h| h.holder == *p).unwrap().amount;
+    assert_eq!((held(&mp), held(&hp)), (None, Some(40)));
+    assert_eq!(
+        refused(maker_reads.private(maker_binding)),
+        (403, "not_entitled".into())
+    );
+    // The binding as the public reads it: verified, its enterprise sealed.
+    let binding = light.verify_record(&public.record_proof(maker_binding, None)?)?;
+    assert!(matches!(
+        &binding.record.envelope.body,
+        Body::BindCustodyKey(b) if matches!(b.enterprise, Content::Sealed(_))
+    ));
+    // A member learns who the custody key is, and checks it against the binding.
+    let got = member.private(maker_binding)?;
+    xinlian_client::private::check(&binding.record, &got)?;
+    assert_eq!(got.fields[0].text, maker_u.as_str());
+    // Revoked, the key neither signs nor reads.
+    final_id(
+        &node.client,
+        &registrar.sign(RevokeCustodyKey {
+            key: keys::public_key(maker_k),
+            reason: "lost".into(),
+        }),
+    )?;
+    assert_eq!(
+        refused(node.client.submit(&maker.sign(Sell {
+            batch: "lot-1".into(),
+            quantity: Quantity {
+                amount: Amount::hide(1),
+                uom: "KGM".into(),
+            },
+            kind: SaleKind::Dispensed,
+            location: "plant".into(),
+            time: commission("x").time,
+        }))),
+        (403, "key_revoked".into())
+    );
+    assert_eq!(
+        refused(maker_reads.batch("lot-1")),
+        (401, "signature_unknown_key".into())
     );
     Ok(())
 }

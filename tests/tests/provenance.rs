@@ -51,7 +51,10 @@ fn check_exact(chain: &Chain, answer: &xinlian_client::provenance::Provenance, n
         let ids: Vec<RecordId> = vb.events.iter().map(|e| e.id).collect();
         assert_eq!(&ids, &chain.events[*name], "events of {name}, in order");
         let known: BTreeMap<xinlian_client::ids::Uscc, u64> = (vb.holders.iter())
-            .map(|(u, a)| (u.clone(), a.expect("amounts are public here")))
+            .map(|(p, a)| {
+                let u = p.uscc().expect("parties are named by USCC here").clone();
+                (u, a.expect("amounts are public here"))
+            })
             .collect();
         assert_eq!(
             &known,

@@ -42,7 +42,8 @@ pub(crate) struct ImportArgs {
     file: PathBuf,
     #[arg(long)]
     key: PathBuf,
-    /// The importing enterprise's USCC (matches its receipts to shipments).
+    /// The importing enterprise's USCC, or `custody:KEY` where it imports under a
+    /// custody key (matches its receipts to shipments).
     #[arg(long)]
     uscc: Option<String>,
     /// Trace domain for new batches whose events do not name one.
@@ -129,7 +130,12 @@ fn import(cli: &Cli, node: &NodeClient, args: &ImportArgs) -> Result<(), Failure
         (Err(e), None) => return Err(e.into()),
     };
     let signer = record_signer(node, genesis.as_ref(), &args.key)?;
-    let importer = args.uscc.clone().map(Uscc);
+    let importer = (args
+        .uscc
+        .as_deref()
+        .map(str::parse::<xinlian_client::party::Party>))
+    .transpose()
+    .map_err(|e| Failure::Invalid(format!("--uscc: {e}")))?;
     let records = match epcis::import(&doc, &opts, &signer, importer.as_ref(), Some(node)) {
         Ok(r) => r,
         Err(errors) => {

@@ -47,6 +47,7 @@ fn signer(s: &SignerAuthority) -> String {
     match s {
         SignerAuthority::Member { id, .. } => id.clone(),
         SignerAuthority::Enterprise { uscc, .. } => uscc.to_string(),
+        SignerAuthority::Custody { domain, .. } => format!("a custody key for {domain}"),
     }
 }
 

@@ -18,12 +18,13 @@ pub(crate) enum KeyCmd {
     /// Print a key file's public key.
     Show { file: PathBuf },
     /// Print the proof that the holder of the key in FILE means it to be bound to an
-    /// enterprise (`--enterprise USCC`) or a member (`--member ID`) on this chain (from
-    /// --genesis, else the node's): the `possession` field of a `register_entity` or
-    /// `rotate_entity_key` body, or one entry of a proposal's `possession` list.
+    /// enterprise (`--enterprise USCC`), a member (`--member ID`) or as a custody key for
+    /// a trace domain (`--custody DOMAIN`) on this chain (from --genesis, else the
+    /// node's): the `possession` field of a `register_entity`, `rotate_entity_key` or
+    /// `bind_custody_key` body, or one entry of a proposal's `possession` list.
     /// (`xinlian submit --new-key FILE` and `governance propose --new-key FILE` make it
     /// themselves when they have the key file.)
-    #[command(group(ArgGroup::new("holder").required(true).args(["enterprise", "member"])))]
+    #[command(group(ArgGroup::new("holder").required(true).args(["enterprise", "member", "custody"])))]
     Possession {
         #[arg(long)]
         key: PathBuf,
@@ -33,6 +34,10 @@ pub(crate) enum KeyCmd {
         /// The member id (for a governance change naming the key).
         #[arg(long)]
         member: Option<String>,
+        /// The trace domain (for a custody key; the enterprise gives the registrar only
+        /// the public key and this proof).
+        #[arg(long)]
+        custody: Option<String>,
     },
 }
 
@@ -54,6 +59,7 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, cmd: &KeyCmd) -> Result<(), Fail
             key,
             enterprise,
             member,
+            custody,
         } => {
             let chain = chain(cli, node)?;
             let k = read_key(key)?;
@@ -62,10 +68,11 @@ pub(crate) fn run(cli: &Cli, node: &NodeClient, cmd: &KeyCmd) -> Result<(), Fail
                     .check_format()
                     .map_err(|e| local(format!("--enterprise {u}: {e}")))?;
             }
-            let holder = match (enterprise, member) {
-                (Some(u), _) => KeyHolder::Enterprise(u),
-                (None, Some(m)) => KeyHolder::Member(m),
-                (None, None) => unreachable!("clap requires one"),
+            let holder = match (enterprise, member, custody) {
+                (Some(u), _, _) => KeyHolder::Enterprise(u),
+                (None, Some(m), _) => KeyHolder::Member(m),
+                (None, None, Some(d)) => KeyHolder::Custody(d),
+                (None, None, None) => unreachable!("clap requires one"),
             };
             let proof = prove_possession(&k, &chain, holder);
             let pk = keys::public_key(&k);

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use xinlian_client::report::recall_reach;
 
-use xinlian_client::ids::Uscc;
+use xinlian_client::party::Party;
 use xinlian_client::proof::SignerAuthority;
 use xinlian_client::provenance::{Provenance, VerifiedBatch, VerifiedEvent};
 use xinlian_client::record::{Body, InspectionResult, RecordId, SaleKind};
@@ -19,6 +19,7 @@ fn signer(e: &VerifiedEvent) -> String {
     match &e.signer {
         SignerAuthority::Member { id, .. } => format!("member {id}"),
         SignerAuthority::Enterprise { uscc, .. } => uscc.to_string(),
+        SignerAuthority::Custody { .. } => format!("custody:{}", e.record.envelope.signer),
     }
 }
 
@@ -168,7 +169,7 @@ fn title(
     lot: &str,
     made: Option<u64>,
     uom: &str,
-    maker: &Uscc,
+    maker: &Party,
     recalled: bool,
 ) -> String {
     let flag = if recalled { " RECALLED" } else { "" };
@@ -257,7 +258,7 @@ pub fn recall_reach_text(p: &Provenance) -> String {
     for (batch, id) in &r.recalls {
         let _ = writeln!(out, "RECALL of {batch} [{}]", short(id));
     }
-    let (mut held, mut transit) = (BTreeMap::<(Uscc, String), u64>::new(), 0usize);
+    let (mut held, mut transit) = (BTreeMap::<(Party, String), u64>::new(), 0usize);
     for b in &r.batches {
         let _ = writeln!(
             out,
@@ -295,7 +296,7 @@ pub fn recall_reach_text(p: &Provenance) -> String {
             let _ = writeln!(out, "    AFFECTED by the recall of {}", by.join(", "));
         }
     }
-    let holders: BTreeSet<&Uscc> = held.keys().map(|(u, _)| u).collect();
+    let holders: BTreeSet<&Party> = held.keys().map(|(u, _)| u).collect();
     let _ = writeln!(
         out,
         "{} batches reached; {} holders to notify; {} shipments in transit",

@@ -59,6 +59,7 @@ fn bound_key_field(kind: Kind) -> Option<&'static str> {
     match kind {
         Kind::RegisterEntity => Some("key"),
         Kind::RotateEntityKey => Some("new_key"),
+        Kind::BindCustodyKey => Some("key"),
         _ => None,
     }
 }
@@ -103,6 +104,10 @@ fn prove_possession(
         }
         Body::RotateEntityKey(b) => {
             let named = [(b.new_key, KeyHolder::Enterprise(b.uscc.as_str()))];
+            b.possession = possession_proofs(chain, &named, files, &[])?[0];
+        }
+        Body::BindCustodyKey(b) => {
+            let named = [(b.key, KeyHolder::Custody(&b.domain))];
             b.possession = possession_proofs(chain, &named, files, &[])?[0];
         }
         Body::Propose(p) => {

@@ -118,6 +118,14 @@ pub(crate) fn describe(v: &VerifiedRecord) -> String {
             bound_by[0],
             bound_by.len()
         ),
+        SignerAuthority::Custody {
+            domain,
+            bound_by,
+            registrar,
+        } => format!(
+            "the custody key for domain {domain} bound by record {bound_by} (registrar '{registrar}'; \
+             which enterprise holds it is the binding's private data)"
+        ),
     };
     format!(
         "VERIFIED {} {}\n  {place}, ledger index {}; header {} certified by the validators in force\n  signed by {signer}\n{}",

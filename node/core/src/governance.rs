@@ -5,9 +5,9 @@
 use xinlian_client::governance::{
     Ballot, Decision, HORIZON_BLOCKS_MAX, ProposalState, RosterEntry,
 };
-use xinlian_client::ids::Uscc;
+
 use xinlian_client::record::{Change, Kind, Proposal, RecordId, Vote};
-use xinlian_client::state::{KeyBinding, MemberKey, key};
+use xinlian_client::state::{CustodyKey, KeyBinding, MemberKey, key};
 use xinlian_genesis::{Genesis, Member, PublicKey, Roster};
 
 use crate::chain::Executed;
@@ -23,11 +23,15 @@ fn wrong_state<T>(reason: String) -> Ex<T> {
 }
 
 /// The first key the change would give a member that an enterprise holds or once
-/// held (bindings stay after revocation), with the enterprise.
-fn enterprise_key(s: &Overlay, change: &Change) -> Result<Option<(PublicKey, Uscc)>, StateError> {
+/// held (bindings stay after revocation), with what it is bound as: `bound to USCC`,
+/// or a custody key (whose enterprise is sealed).
+fn enterprise_key(s: &Overlay, change: &Change) -> Result<Option<(PublicKey, String)>, StateError> {
     for (k, _) in change.named_keys() {
         if let Some(kb) = s.get::<KeyBinding>(&key::key_binding(&k))? {
-            return Ok(Some((k, kb.uscc)));
+            return Ok(Some((k, format!("bound to {}", kb.uscc))));
+        }
+        if let Some(ck) = s.get::<CustodyKey>(&key::custody_key(&k))? {
+            return Ok(Some((k, format!("a custody key for domain {}", ck.domain))));
         }
     }
     Ok(None)
@@ -58,10 +62,10 @@ pub(crate) fn propose(
     if let Err(reason) = p.change.apply(&c.roster, &c.genesis.policy) {
         return wrong_state(reason);
     }
-    if let Some((k, uscc)) = enterprise_key(s, &p.change)? {
+    if let Some((k, bound)) = enterprise_key(s, &p.change)? {
         return reject(Rejection::AlreadyExists {
             what: "key binding",
-            id: format!("{k} (bound to {uscc})"),
+            id: format!("{k} ({bound})"),
         });
     }
     reserve_member_keys(s, ctx, id, &p.change)?;
@@ -226,7 +230,7 @@ pub(crate) fn next_roster(
             .get(&key::proposal(&id))?
             .expect("scheduled proposals are stored");
         let outcome = match enterprise_key(s, &p.change)? {
-            Some((k, uscc)) => Err(format!("key {k} has since been bound to {uscc}")),
+            Some((k, bound)) => Err(format!("key {k} has since been {bound}")),
             None => p.change.apply(&roster, &c.genesis.policy),
         };
         match outcome {

@@ -23,6 +23,7 @@ use proptest::prelude::*;
 use xinlian_client::checks::check_stateless;
 use xinlian_client::hidden::Amount;
 use xinlian_client::ids::Uscc;
+use xinlian_client::party::Party;
 use xinlian_client::proof::SignerAuthority;
 use xinlian_client::provenance::{ProvenanceError, VerifiedBatch, VerifiedEvent};
 use xinlian_client::record::*;
@@ -191,7 +192,7 @@ struct Chain {
     consumed: BTreeMap<String, u64>,
     /// Every enterprise that has held some of each batch, as execution's state said
     /// after each record.
-    ever_held: BTreeMap<String, BTreeSet<Uscc>>,
+    ever_held: BTreeMap<String, BTreeSet<Party>>,
 }
 
 impl Chain {
@@ -306,10 +307,10 @@ impl Chain {
         &self.enterprises[i % ENTERPRISES]
     }
 
-    fn key_of_uscc(&self, u: &Uscc) -> SigningKey {
+    fn key_of_uscc(&self, p: &Party) -> SigningKey {
         self.enterprises
             .iter()
-            .find(|(e, _)| e == u)
+            .find(|(e, _)| p.uscc() == Some(e))
             .map(|(_, k)| k.clone())
             .unwrap()
     }
@@ -329,13 +330,13 @@ impl Chain {
     }
 
     /// Execution's holdings of a batch, read from state under its prefix.
-    fn holdings(&self, batch: &str) -> BTreeMap<Uscc, u64> {
+    fn holdings(&self, batch: &str) -> BTreeMap<Party, u64> {
         let prefix = key::holdings_prefix(batch);
         self.state
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(k, v)| {
-                let u = Uscc(String::from_utf8(k[prefix.len()..].to_vec()).unwrap());
+                let u = Party::from_key_bytes(&k[prefix.len()..]).unwrap();
                 let held: u64 = canonical::decode(v, usize::MAX).unwrap();
                 assert!(held > 0, "execution keeps no empty holding");
                 (u, held)
@@ -344,7 +345,7 @@ impl Chain {
     }
 
     fn signer_key(&self, who: Who, batch: &str) -> SigningKey {
-        let holders: Vec<Uscc> = self.holdings(batch).into_keys().collect();
+        let holders: Vec<Party> = self.holdings(batch).into_keys().collect();
         match who {
             Who::Holder(i) if !holders.is_empty() => self.key_of_uscc(&holders[i % holders.len()]),
             Who::Holder(i) | Who::Anyone(i) => self.enterprise(i).1.clone(),
@@ -385,7 +386,7 @@ impl Chain {
                 let body = Ship {
                     batch: batch.clone(),
                     quantity: qty.quantity(self.hiding),
-                    to: self.enterprise(to).0.clone(),
+                    to: self.enterprise(to).0.clone().into(),
                     from_location: "a".into(),
                     to_location: "b".into(),
                     time: at(),
@@ -570,7 +571,7 @@ impl Chain {
                 .map(|id| self.get::<st::Shipment>(&key::shipment(id)).unwrap())
                 .filter(|sh| sh.batch == *batch && sh.received.is_none())
                 .collect();
-            let parties = |from: &Uscc, to: &Uscc| (from.clone(), to.clone());
+            let parties = |from: &Party, to: &Party| (from.clone(), to.clone());
             let in_transit: BTreeSet<_> = (shipments.iter())
                 .map(|sh| (sh.ship, parties(&sh.from, &sh.to)))
                 .collect();
@@ -581,7 +582,7 @@ impl Chain {
             assert_eq!(vb.amounts_withheld, self.hiding, "{batch}'s amounts");
             if self.hiding {
                 // Every party that has held some, none with an amount.
-                let holders: BTreeSet<Uscc> = vb.holders.keys().cloned().collect();
+                let holders: BTreeSet<Party> = vb.holders.keys().cloned().collect();
                 assert_eq!(holders, ever, "holders of {batch}");
                 assert!(vb.holders.values().all(Option::is_none), "{vb:?}");
                 assert!(vb.in_transit.iter().all(|t| t.amount.is_none()), "{vb:?}");
@@ -608,10 +609,10 @@ impl Chain {
         &self,
         batch: &str,
         vb: &VerifiedBatch,
-        holdings: &BTreeMap<Uscc, u64>,
+        holdings: &BTreeMap<Party, u64>,
         shipments: &[st::Shipment],
     ) {
-        let known: BTreeMap<Uscc, u64> = (vb.holders.iter())
+        let known: BTreeMap<Party, u64> = (vb.holders.iter())
             .map(|(u, a)| (u.clone(), a.expect("the model's amounts are in clear")))
             .collect();
         assert_eq!(&known, holdings, "holders of {batch}");

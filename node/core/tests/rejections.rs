@@ -220,7 +220,7 @@ fn ship(batch: &str, amount: u64, to: &Uscc) -> Ship {
     Ship {
         batch: batch.into(),
         quantity: kg(amount),
-        to: to.clone(),
+        to: to.clone().into(),
         from_location: "a".into(),
         to_location: "b".into(),
         time: t(),
@@ -592,8 +592,14 @@ fn custody_rules() {
             ..
         }
     ));
-    assert_eq!(w.get::<u64>(&key::holding("rice", &farm_u)), Some(40));
-    assert_eq!(w.get::<u64>(&key::holding("rice", &proc_u)), Some(60));
+    assert_eq!(
+        w.get::<u64>(&key::holding("rice", &farm_u.clone().into())),
+        Some(40)
+    );
+    assert_eq!(
+        w.get::<u64>(&key::holding("rice", &proc_u.clone().into())),
+        Some(60)
+    );
     // Inspections only by the domain's trace authority; recalls by it or the maker.
     let insp = Inspect {
         batch: "rice".into(),
@@ -662,11 +668,14 @@ fn transform_consumes_inputs_and_links_outputs() {
     ));
     w.ok(maker.sign(tf(50)));
     assert_eq!(
-        w.get::<u64>(&key::holding("wheat", &u)),
+        w.get::<u64>(&key::holding("wheat", &u.clone().into())),
         None,
         "fully consumed"
     );
-    assert_eq!(w.get::<u64>(&key::holding("flour", &u)), Some(40));
+    assert_eq!(
+        w.get::<u64>(&key::holding("flour", &u.clone().into())),
+        Some(40)
+    );
     assert!(w.state.contains_key(&key::downstream("wheat", "flour")));
     let flour: st::BatchState = w.get(&key::batch("flour")).unwrap();
     assert_eq!(flour.parents, vec!["wheat".to_string()]);
@@ -805,7 +814,7 @@ fn amounts_take_the_form_their_domains_policy_asks() {
         time: t(),
     });
     w.ok(received.clone());
-    let held = |u: &Uscc| w.get::<u64>(&key::holding("d1", u));
+    let held = |u: &Uscc| w.get::<u64>(&key::holding("d1", &u.clone().into()));
     assert_eq!(held(&hospital), Some(4), "validators keep the amounts");
 
     // The verifier's replay: amounts from the opened records, custody alone from the
@@ -835,17 +844,17 @@ fn amounts_take_the_form_their_domains_policy_asks() {
     };
     let full = VerifiedBatch::from_events(bs.clone(), events(false), w.height).unwrap();
     assert!(!full.amounts_withheld);
-    assert_eq!(full.holders.get(&hospital), Some(&Some(4)));
+    assert_eq!(full.holders.get(&hospital.clone().into()), Some(&Some(4)));
     assert_eq!(full.created_amount(), Some(10));
     let public = VerifiedBatch::from_events(bs, events(true), w.height).unwrap();
     assert!(public.amounts_withheld);
     assert_eq!(public.created_amount(), None);
     assert_eq!(public.transfers.len(), 1);
-    assert_eq!(public.transfers[0].to, hospital);
+    assert_eq!(public.transfers[0].to, hospital.clone().into());
     assert_eq!(public.transfers[0].amount, None);
     assert_eq!(public.transfers[0].receipt, Some(received.id()));
     assert!(public.holders.values().all(Option::is_none));
-    assert!(public.holders.contains_key(&hospital));
+    assert!(public.holders.contains_key(&hospital.clone().into()));
 }
 
 /// A registration's operator is personal data: only sealed (not even a document's
@@ -894,4 +903,210 @@ fn an_operator_is_sealed_and_erased_only_by_its_registrar() {
         ..erase(sealed)
     });
     assert!(matches!(w.refuse(again), Rejection::WrongState { .. }));
+}
+
+/// A domain that hides counterparties: a registrar binds custody keys (the enterprise
+/// sealed, the key's holder proving possession for that domain), and a batch made there
+/// names its parties by custody keys for its life; every other form is refused with
+/// `party_form`, and state and the verifier's replay know only the pseudonyms.
+#[test]
+fn a_domain_hiding_counterparties_names_its_parties_by_custody_keys() {
+    use xinlian_client::crypto::{KeyHolder, prove_possession};
+    use xinlian_client::party::Party;
+    use xinlian_client::provenance::{VerifiedBatch, VerifiedEvent};
+    use xinlian_genesis::TraceField;
+    let mut w = World::with_trace(xinlian_genesis::TracePolicy::hiding(
+        "drug",
+        &[TraceField::Counterparty],
+    ));
+    let chain = w.c.chain;
+    let (maker_u, maker) = w.enterprise("91310117MA1G0A1B2");
+    let (hospital_u, _) = w.enterprise("91310000MA1FL8TQ3");
+    let custody = |domain: &str, key: &SigningKey| BindCustodyKey {
+        domain: domain.into(),
+        key: public_key(key),
+        enterprise: Content::Sealed(xinlian_genesis::Hash32([3; 32])),
+        possession: prove_possession(key, &chain, KeyHolder::Custody(domain)),
+    };
+    let (mk, hk) = (keys::generate().unwrap(), keys::generate().unwrap());
+    // Binding: a registrar's, for a domain that hides counterparties, the enterprise
+    // sealed, the possession for that domain; the key never bound before.
+    let mut clear = custody("drug", &mk);
+    clear.enterprise = Content::Text(maker_u.as_str().into());
+    let r = w.refuse(w.registrar.sign(clear));
+    assert_eq!(r.code(), "in_clear", "{r}");
+    let mut other_domain = custody("drug", &mk);
+    other_domain.possession = prove_possession(&mk, &chain, KeyHolder::Custody("food"));
+    let r = w.refuse(w.registrar.sign(other_domain));
+    assert_eq!(r.code(), "bad_possession", "{r}");
+    let r = w.refuse(w.registrar.sign(custody("food", &mk)));
+    assert!(
+        r.to_string().contains("does not hide counterparties"),
+        "{r}"
+    );
+    let r = w.refuse(maker.sign(custody("drug", &mk)));
+    assert!(matches!(r, Rejection::Unauthorised { .. }), "{r}");
+    let bound = w.registrar.sign(custody("drug", &mk));
+    w.ok(bound.clone());
+    w.ok(w.registrar.sign(custody("drug", &hk)));
+    let r = w.refuse(w.registrar.sign(custody("drug", &mk)));
+    assert!(matches!(r, Rejection::AlreadyExists { .. }), "{r}");
+    let reuse = common::register(
+        &chain,
+        &Uscc::with_check("92310115MA1H0C3D4").unwrap(),
+        "x",
+        &mk,
+    );
+    let r = w.refuse(w.registrar.sign(reuse));
+    assert!(
+        r.to_string().contains("a custody key for domain drug"),
+        "{r}"
+    );
+
+    let (maker_c, hospital_c) = (w.signer(mk.clone()), w.signer(hk.clone()));
+    let (mp, hp) = (
+        Party::Custody(public_key(&mk)),
+        Party::Custody(public_key(&hk)),
+    );
+    let drug = |batch: &str| Commission {
+        domain: "drug".into(),
+        ..commission(batch, 10)
+    };
+    let form = |r: Rejection| {
+        assert_eq!(r.code(), "party_form", "{r}");
+        r.to_string()
+    };
+    // Made with the enterprise's own key: refused; with the custody key: the batch is
+    // the pseudonym's.
+    let r = form(w.refuse(maker.sign(drug("d1"))));
+    assert!(r.contains("custody key"), "{r}");
+    let made = maker_c.sign(drug("d1"));
+    w.ok(made.clone());
+    let bs: st::BatchState = w.get(&key::batch("d1")).unwrap();
+    assert_eq!(bs.created_by, mp);
+    assert_eq!(w.get::<u64>(&key::holding("d1", &mp)), Some(10));
+    // A custody key cannot act where parties are named by USCC, nor sign a credit
+    // record.
+    let r = form(w.refuse(maker_c.sign(commission("f1", 5))));
+    assert!(r.contains("by USCC"), "{r}");
+    let r = w.refuse(maker_c.sign(commitment(
+        &maker_u,
+        CommitmentKind::VoluntaryPublic,
+        "market",
+        "market",
+    )));
+    assert!(matches!(r, Rejection::Unauthorised { .. }), "{r}");
+    // The addressee in the batch's form: a USCC, or a key that is no custody key, is
+    // refused.
+    let r = form(w.refuse(maker_c.sign(ship("d1", 4, &hospital_u))));
+    assert!(r.contains("custody key"), "{r}");
+    let mut to_stranger = ship("d1", 4, &hospital_u);
+    to_stranger.to = Party::Custody(public_key(&keys::generate().unwrap()));
+    let r = w.refuse(maker_c.sign(to_stranger));
+    assert!(
+        matches!(
+            r,
+            Rejection::NotFound {
+                what: "custody key",
+                ..
+            }
+        ),
+        "{r}"
+    );
+    let mut shipment = ship("d1", 4, &hospital_u);
+    shipment.to = hp.clone();
+    let shipped = maker_c.sign(shipment);
+    w.ok(shipped.clone());
+    let receipt = Receive {
+        shipment: shipped.id(),
+        location: "ward".into(),
+        time: t(),
+    };
+    // Only the addressee's custody key receives it.
+    let r = w.refuse(maker_c.sign(receipt.clone()));
+    assert!(matches!(r, Rejection::Unauthorised { .. }), "{r}");
+    let received = hospital_c.sign(receipt);
+    w.ok(received.clone());
+    assert_eq!(w.get::<u64>(&key::holding("d1", &hp)), Some(4));
+    assert_eq!(w.get::<u64>(&key::holding("d1", &mp)), Some(6));
+    // Indexed under no enterprise.
+    let listed = |u: &Uscc| {
+        (0..w.next_index).any(|i| {
+            w.get::<RecordId>(&key::subject_record(u, i))
+                .is_some_and(|id| id == made.id() || id == shipped.id())
+        })
+    };
+    assert!(!listed(&maker_u) && !listed(&hospital_u));
+
+    // The verifier: custody between pseudonyms; an event signed in the wrong form, or
+    // by a custody key of another domain, is refused.
+    let authority = |domain: &str| xinlian_client::proof::SignerAuthority::Custody {
+        domain: domain.into(),
+        bound_by: bound.id(),
+        registrar: "registrar".into(),
+    };
+    let events = |domain: &str| -> Vec<VerifiedEvent> {
+        [&made, &shipped, &received]
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| VerifiedEvent {
+                id: r.id(),
+                ledger_index: i as u64,
+                record: r.clone(),
+                signer: authority(domain),
+            })
+            .collect()
+    };
+    let vb = VerifiedBatch::from_events(bs.clone(), events("drug"), w.height).unwrap();
+    assert_eq!(vb.holders.get(&hp), Some(&Some(4)));
+    assert_eq!(vb.holders.get(&mp), Some(&Some(6)));
+    assert_eq!((&vb.transfers[0].from, &vb.transfers[0].to), (&mp, &hp));
+    let e = VerifiedBatch::from_events(bs.clone(), events("food"), w.height).unwrap_err();
+    assert!(e.to_string().contains("bound for domain food"), "{e}");
+    let mut by_uscc = events("drug");
+    by_uscc[1].signer = xinlian_client::proof::SignerAuthority::Enterprise {
+        uscc: maker_u,
+        bound_by: Vec::new(),
+        registrar: "registrar".into(),
+    };
+    let e = VerifiedBatch::from_events(bs.clone(), by_uscc, w.height).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not in the form the batch names its parties in"),
+        "{e}"
+    );
+    // The verifier also holds a shipment to its form: addressed by USCC, it is refused.
+    let mut by_uscc_to = events("drug");
+    let mut to_uscc = shipped.clone();
+    if let Body::Ship(s) = &mut to_uscc.envelope.body {
+        s.to = hospital_u.clone().into();
+    }
+    by_uscc_to[1].record = to_uscc;
+    let e = VerifiedBatch::from_events(bs.clone(), by_uscc_to, w.height).unwrap_err();
+    assert!(e.to_string().contains("addressed to"), "{e}");
+
+    // A stolen custody key is revoked by a registrar: it signs nothing from then on,
+    // and what it holds stays held under it.
+    let revoke = RevokeCustodyKey {
+        key: public_key(&mk),
+        reason: "stolen".into(),
+    };
+    let r = w.refuse(maker.sign(revoke.clone()));
+    assert!(matches!(r, Rejection::Unauthorised { .. }), "{r}");
+    w.ok(w.registrar.sign(revoke.clone()));
+    let again = RevokeCustodyKey {
+        reason: "again".into(),
+        ..revoke
+    };
+    let r = w.refuse(w.registrar.sign(again));
+    assert!(r.to_string().contains("already revoked"), "{r}");
+    let mut sale = ship("d1", 1, &hospital_u);
+    sale.to = hp.clone();
+    let r = w.refuse(maker_c.sign(sale));
+    assert_eq!(r.code(), "key_revoked", "{r}");
+    assert!(
+        r.to_string().contains("a custody key for domain drug"),
+        "{r}"
+    );
+    assert_eq!(w.get::<u64>(&key::holding("d1", &mp)), Some(6));
 }

@@ -385,6 +385,15 @@ fn keys_of(s: &ApiState, keyid: &str) -> Result<(Reader, Vec<PublicKey>), ApiFai
             {
                 return Ok((Reader::Member(m.id.clone()), vec![k]));
             }
+            // A custody key reads as its own party, never as the enterprise behind it.
+            if let Some(ck) =
+                (s.shared.store).state_value::<st::CustodyKey>(&key::custody_key(&k))?
+            {
+                return match ck.revoked_at {
+                    None => Ok((Reader::Custody(k), vec![k])),
+                    Some(_) => Err(unknown()),
+                };
+            }
             let binding: Option<st::KeyBinding> =
                 s.shared.store.state_value(&key::key_binding(&k))?;
             let u = binding

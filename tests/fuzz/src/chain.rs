@@ -351,7 +351,7 @@ fn build() -> Fixture {
         Ship {
             batch: "farm-1".into(),
             quantity: kgm(50),
-            to: processor.uscc.clone(),
+            to: processor.uscc.clone().into(),
             from_location: "urn:xinlian:loc:farm".into(),
             to_location: "urn:xinlian:loc:mill".into(),
             time: at(t),
@@ -410,7 +410,7 @@ fn build() -> Fixture {
         Ship {
             batch: "flour-1".into(),
             quantity: kgm(30),
-            to: retailer.uscc.clone(),
+            to: retailer.uscc.clone().into(),
             from_location: "urn:xinlian:loc:mill".into(),
             to_location: "urn:xinlian:loc:shop".into(),
             time: at(t),

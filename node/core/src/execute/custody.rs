@@ -4,6 +4,7 @@
 
 use xinlian_client::hidden::Amount;
 use xinlian_client::ids::Uscc;
+use xinlian_client::party::Party;
 use xinlian_client::record::{
     Commission, Inspect, Product, Quantity, Recall, Receive, RecordId, Sell, Ship, Transform,
 };
@@ -15,7 +16,7 @@ use crate::overlay::Overlay;
 
 pub(super) fn commission(s: &mut Overlay, x: &Exec, b: &Commission) -> Ex<Vec<Uscc>> {
     x.authorise(Found::Nothing)?;
-    let producer = x.enterprise();
+    let producer = x.party(&b.batch, &b.domain, pseudonymous(x, &b.domain))?;
     let new = BatchSpec {
         name: &b.batch,
         domain: &b.domain,
@@ -24,18 +25,18 @@ pub(super) fn commission(s: &mut Overlay, x: &Exec, b: &Commission) -> Ex<Vec<Us
         quantity: &b.quantity,
     };
     create_batch(s, x, new, &producer, Vec::new())?;
-    Ok(vec![producer])
+    Ok(enterprises([&producer]))
 }
 
 pub(super) fn ship(s: &mut Overlay, x: &Exec, b: &Ship) -> Ex<Vec<Uscc>> {
     x.authorise(Found::Nothing)?;
-    let sender = x.enterprise();
     let mut bs = batch(s, &b.batch)?;
-    entity(s, &b.to)?;
+    let sender = x.party_of(&bs)?;
+    addressee(s, &bs, &b.to)?;
     if b.to == sender {
         return reject(Rejection::WrongState {
             what: "shipment",
-            reason: "sender and receiver are the same enterprise".into(),
+            reason: "sender and receiver are the same party".into(),
         });
     }
     let amount = take(s, x, &bs, &sender, &b.quantity)?;
@@ -52,13 +53,12 @@ pub(super) fn ship(s: &mut Overlay, x: &Exec, b: &Ship) -> Ex<Vec<Uscc>> {
     );
     append_event(s, &mut bs, x.id);
     s.put(key::batch(&b.batch), &bs);
-    Ok(vec![sender, b.to.clone()])
+    Ok(enterprises([&sender, &b.to]))
 }
 
 pub(super) fn receive(s: &mut Overlay, x: &Exec, b: &Receive) -> Ex<Vec<Uscc>> {
     let mut sh: st::Shipment = need(s.get(&key::shipment(&b.shipment))?, "shipment", b.shipment)?;
-    x.authorise(Found::Enterprise(&sh.to))?;
-    let receiver = x.enterprise();
+    x.authorise(Found::Party(&sh.to))?;
     if let Some(r) = sh.received {
         return reject(Rejection::WrongState {
             what: "shipment",
@@ -66,26 +66,32 @@ pub(super) fn receive(s: &mut Overlay, x: &Exec, b: &Receive) -> Ex<Vec<Uscc>> {
         });
     }
     let mut bs = batch(s, &sh.batch)?;
+    let receiver = x.party_of(&bs)?;
     give(s, &sh.batch, &receiver, sh.amount)?;
     sh.received = Some(x.id);
     s.put(key::shipment(&b.shipment), &sh);
     append_event(s, &mut bs, x.id);
     s.put(key::batch(&sh.batch), &bs);
-    Ok(vec![receiver, sh.from])
+    Ok(enterprises([&receiver, &sh.from]))
 }
 
 pub(super) fn transform(s: &mut Overlay, x: &Exec, b: &Transform) -> Ex<Vec<Uscc>> {
     x.authorise(Found::Nothing)?;
-    let maker = x.enterprise();
+    // One signer, so one form of party: inputs and outputs alike must name their
+    // parties as the signer's key can (a custody key is bound for one domain).
+    let mut maker = None;
     let mut parents = Vec::new();
     for input in &b.inputs {
         let mut bs = batch(s, &input.batch)?;
-        take(s, x, &bs, &maker, &input.quantity)?;
+        let party = x.party_of(&bs)?;
+        take(s, x, &bs, &party, &input.quantity)?;
         append_event(s, &mut bs, x.id);
         s.put(key::batch(&input.batch), &bs);
         parents.push(input.batch.clone());
+        maker = Some(party);
     }
     for o in &b.outputs {
+        let party = x.party(&o.batch, &o.domain, pseudonymous(x, &o.domain))?;
         let new = BatchSpec {
             name: &o.batch,
             domain: &o.domain,
@@ -93,12 +99,13 @@ pub(super) fn transform(s: &mut Overlay, x: &Exec, b: &Transform) -> Ex<Vec<Uscc
             lot: &o.lot,
             quantity: &o.quantity,
         };
-        create_batch(s, x, new, &maker, parents.clone())?;
+        create_batch(s, x, new, &party, parents.clone())?;
         for p in &parents {
             s.put(key::downstream(p, &o.batch), &());
         }
+        maker = Some(party);
     }
-    Ok(vec![maker])
+    Ok(enterprises(maker.as_ref()))
 }
 
 pub(super) fn inspect(s: &mut Overlay, x: &Exec, b: &Inspect) -> Ex<Vec<Uscc>> {
@@ -121,17 +128,67 @@ pub(super) fn recall(s: &mut Overlay, x: &Exec, b: &Recall) -> Ex<Vec<Uscc>> {
     bs.recalled = Some(x.id);
     append_event(s, &mut bs, x.id);
     s.put(key::batch(&b.batch), &bs);
-    Ok(vec![bs.created_by.clone()])
+    Ok(enterprises([&bs.created_by]))
 }
 
 pub(super) fn sell(s: &mut Overlay, x: &Exec, b: &Sell) -> Ex<Vec<Uscc>> {
     x.authorise(Found::Nothing)?;
-    let seller = x.enterprise();
     let mut bs = batch(s, &b.batch)?;
+    let seller = x.party_of(&bs)?;
     take(s, x, &bs, &seller, &b.quantity)?;
     append_event(s, &mut bs, x.id);
     s.put(key::batch(&b.batch), &bs);
-    Ok(vec![seller])
+    Ok(enterprises([&seller]))
+}
+
+/// Whether a batch made now in `domain` names its parties by custody keys: the policy
+/// in force decides at creation, and the batch keeps the form for its life.
+fn pseudonymous(x: &Exec, domain: &str) -> bool {
+    (x.c.policy().trace).hides(domain, TraceField::Counterparty)
+}
+
+/// The enterprises named by USCC among `parties`: the records' index by enterprise
+/// never names the holder of a custody key.
+fn enterprises<'p>(parties: impl IntoIterator<Item = &'p Party>) -> Vec<Uscc> {
+    parties
+        .into_iter()
+        .filter_map(Party::uscc)
+        .cloned()
+        .collect()
+}
+
+/// A shipment's addressee, in the batch's form: a registered enterprise, or a custody
+/// key bound for the batch's domain.
+fn addressee(s: &Overlay, b: &st::BatchState, to: &Party) -> Ex {
+    let wrong = |reason: String| {
+        reject(Rejection::PartyForm {
+            batch: b.batch.clone(),
+            domain: b.domain.clone(),
+            reason,
+        })
+    };
+    match (to, &b.created_by) {
+        (Party::Enterprise(u), Party::Enterprise(_)) => entity(s, u).map(|_| ()),
+        (Party::Custody(k), Party::Custody(_)) => {
+            match s.get::<st::CustodyKey>(&key::custody_key(k))? {
+                Some(ck) if ck.domain == b.domain => Ok(()),
+                Some(ck) => wrong(format!(
+                    "is addressed to custody key {k}, which is bound for domain {}",
+                    ck.domain
+                )),
+                None => reject(Rejection::NotFound {
+                    what: "custody key",
+                    id: k.to_string(),
+                }),
+            }
+        }
+        (Party::Enterprise(u), Party::Custody(_)) => wrong(format!(
+            "names its parties by custody keys: address {u} by its custody key in this domain"
+        )),
+        (Party::Custody(k), Party::Enterprise(_)) => wrong(format!(
+            "names its parties by USCC: it cannot be addressed to custody key {k}"
+        )),
+    }
 }
 
 /// What a commission or one output of a transform says of the batch it makes.
@@ -148,7 +205,7 @@ fn create_batch(
     s: &mut Overlay,
     x: &Exec,
     new: BatchSpec,
-    owner: &Uscc,
+    owner: &Party,
     parents: Vec<String>,
 ) -> Ex {
     if s.get_raw(&key::batch(new.name))?.is_some() {
@@ -230,7 +287,7 @@ fn amount_of(x: &Exec, batch: &str, domain: &str, q: &Quantity) -> Ex<u64> {
 
 /// Moves `q` out of `holder`'s holding of the batch (shipped, consumed or sold), and
 /// returns the amount moved.
-fn take(s: &mut Overlay, x: &Exec, b: &st::BatchState, holder: &Uscc, q: &Quantity) -> Ex<u64> {
+fn take(s: &mut Overlay, x: &Exec, b: &st::BatchState, holder: &Party, q: &Quantity) -> Ex<u64> {
     same_unit(b, q)?;
     let amount = amount_of(x, &b.batch, &b.domain, q)?;
     let k = key::holding(&b.batch, holder);
@@ -238,7 +295,7 @@ fn take(s: &mut Overlay, x: &Exec, b: &st::BatchState, holder: &Uscc, q: &Quanti
     if held < amount {
         return reject(Rejection::Insufficient {
             batch: b.batch.clone(),
-            holder: holder.clone(),
+            holder: holder.to_string(),
             held,
             wanted: amount,
             uom: b.uom.clone(),
@@ -253,7 +310,7 @@ fn take(s: &mut Overlay, x: &Exec, b: &st::BatchState, holder: &Uscc, q: &Quanti
 }
 
 /// Adds `amount` to `holder`'s holding of the batch: created or received.
-fn give(s: &mut Overlay, batch: &str, holder: &Uscc, amount: u64) -> Ex {
+fn give(s: &mut Overlay, batch: &str, holder: &Party, amount: u64) -> Ex {
     let k = key::holding(batch, holder);
     let held: u64 = s.get(&k)?.unwrap_or(0);
     s.put(

@@ -6,9 +6,12 @@
 //! proof of possession, `xinlian_client::checks::check_possession`.)
 
 use xinlian_client::ids::Uscc;
-use xinlian_client::record::{RegisterEntity, RevokeEntityKey, RotateEntityKey};
+use xinlian_client::record::{
+    BindCustodyKey, RegisterEntity, RevokeCustodyKey, RevokeEntityKey, RotateEntityKey,
+};
 use xinlian_client::state::{self as st, key};
 use xinlian_genesis::PublicKey;
+use xinlian_genesis::TraceField;
 
 use super::{Ex, Exec, Found, Rejection, entity, need, reject};
 use crate::consortium::Consortium;
@@ -71,6 +74,50 @@ pub(super) fn revoke(s: &mut Overlay, x: &Exec, b: &RevokeEntityKey) -> Ex<Vec<U
     Ok(vec![b.uscc.clone()])
 }
 
+/// A registrar binds a custody key for a domain whose policy hides counterparties. The
+/// enterprise is sealed, so execution cannot tell which it is (nor keep one key per
+/// enterprise and domain): the registrar answers for it, as for every registration.
+pub(super) fn bind_custody_key(s: &mut Overlay, x: &Exec, b: &BindCustodyKey) -> Ex<Vec<Uscc>> {
+    x.authorise(Found::Nothing)?;
+    if !(x.c.policy().trace).hides(&b.domain, TraceField::Counterparty) {
+        return reject(Rejection::WrongState {
+            what: "custody key",
+            reason: format!(
+                "domain {} does not hide counterparties (policy.trace): its parties are named by USCC",
+                b.domain
+            ),
+        });
+    }
+    key_is_free(s, x.c, &b.key)?;
+    s.put(
+        key::custody_key(&b.key),
+        &st::CustodyKey {
+            domain: b.domain.clone(),
+            bound_at: x.ctx.height,
+            bound_by: x.id,
+            registrar: x.member().id.clone(),
+            revoked_at: None,
+        },
+    );
+    Ok(Vec::new())
+}
+
+/// A registrar revokes a custody key: the key signs nothing more, and what it holds
+/// stays held under it (a successor key cannot take it over: docs/privacy.md).
+pub(super) fn revoke_custody_key(s: &mut Overlay, x: &Exec, b: &RevokeCustodyKey) -> Ex<Vec<Uscc>> {
+    x.authorise(Found::Nothing)?;
+    let mut ck: st::CustodyKey = need(s.get(&key::custody_key(&b.key))?, "custody key", b.key)?;
+    if let Some(h) = ck.revoked_at {
+        return reject(Rejection::WrongState {
+            what: "custody key",
+            reason: format!("{} was already revoked at height {h}", b.key),
+        });
+    }
+    ck.revoked_at = Some(x.ctx.height);
+    s.put(key::custody_key(&b.key), &ck);
+    Ok(Vec::new())
+}
+
 /// Binds `k` to `u` from this record on.
 fn bind(s: &mut Overlay, x: &Exec, u: &Uscc, k: PublicKey) {
     s.put(
@@ -84,8 +131,9 @@ fn bind(s: &mut Overlay, x: &Exec, u: &Uscc, k: PublicKey) {
     );
 }
 
-/// A key is bindable to an enterprise only if it never was, nor was named to be, a
-/// member's, and was never bound before (bindings stay after revocation).
+/// A key is bindable to an enterprise, or as a custody key, only if it never was, nor
+/// was named to be, a member's, and was never bound before either way (bindings stay
+/// after revocation).
 fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey) -> Ex {
     if let Some(member) = member_key_owner(s, c, k)? {
         return reject(Rejection::MemberKey { key: *k, member });
@@ -94,6 +142,13 @@ fn key_is_free(s: &Overlay, c: &Consortium, k: &PublicKey) -> Ex {
         return reject(Rejection::AlreadyExists {
             what: "key binding",
             id: format!("{k} (bound to {})", kb.uscc),
+        });
+    }
+    if let Some(ck) = s.get::<st::CustodyKey>(&key::custody_key(k))? {
+        // Said without the enterprise, which the refused signer may not know.
+        return reject(Rejection::AlreadyExists {
+            what: "key binding",
+            id: format!("{k} (a custody key for domain {})", ck.domain),
         });
     }
     Ok(())

@@ -12,6 +12,7 @@
 use xinlian_client::authority::{Authority, authority};
 use xinlian_client::checks::StatelessError;
 use xinlian_client::ids::Uscc;
+use xinlian_client::party::Party;
 use xinlian_client::record::*;
 use xinlian_client::state::{self as st, key};
 use xinlian_client::when::Date;
@@ -47,10 +48,11 @@ pub enum Rejection {
     Duplicate(RecordId),
     #[error("signer {0} is neither a consortium member's key nor a registered enterprise key")]
     UnknownSigner(PublicKey),
-    #[error("signer key {key} of {uscc} was revoked at height {height}")]
+    #[error("signer key {key} of {holder} was revoked at height {height}")]
     KeyRevoked {
         key: PublicKey,
-        uscc: Uscc,
+        /// The enterprise's USCC, or `a custody key for domain D`.
+        holder: String,
         height: u64,
     },
     #[error("{kind} not authorised: {reason}")]
@@ -68,7 +70,8 @@ pub enum Rejection {
     #[error("{holder} holds {held} {uom} of batch {batch}, cannot move {wanted}")]
     Insufficient {
         batch: String,
-        holder: Uscc,
+        /// The holder's readable form (`Party`'s).
+        holder: String,
         held: u64,
         wanted: u64,
         uom: String,
@@ -85,6 +88,14 @@ pub enum Rejection {
         batch: String,
         domain: String,
         reason: &'static str,
+    },
+    /// A party named in the wrong form for its batch: a USCC or an enterprise's own key
+    /// where the batch names its parties by custody keys, or the reverse.
+    #[error("batch {batch} (domain {domain}) {reason}")]
+    PartyForm {
+        batch: String,
+        domain: String,
+        reason: String,
     },
     #[error("{subject} may not use the notification-commitment route: {reason}")]
     NotEligible { subject: Uscc, reason: String },
@@ -127,6 +138,7 @@ impl Rejection {
             Rejection::Insufficient { .. } => "insufficient_quantity",
             Rejection::UnitMismatch { .. } => "unit_mismatch",
             Rejection::AmountForm { .. } => "amount_form",
+            Rejection::PartyForm { .. } => "party_form",
             Rejection::NotEligible { .. } => "not_eligible",
             Rejection::TooEarly { .. } => "too_early",
             Rejection::FutureDate { .. } => "future_date",
@@ -158,18 +170,36 @@ pub(crate) fn unauthorised<T>(kind: Kind, reason: impl Into<String>) -> Ex<T> {
 pub(crate) enum Signer<'c> {
     Member(&'c Member),
     Enterprise(Uscc),
+    /// A custody key: it signs custody events of its domain's pseudonymous batches only.
+    Custody {
+        key: PublicKey,
+        domain: String,
+    },
 }
 
 fn resolve_signer<'c>(s: &Overlay, c: &'c Consortium, signer: &PublicKey) -> Ex<Signer<'c>> {
     if let Some(m) = c.member_by_signing_key(signer) {
         return Ok(Signer::Member(m));
     }
+    if let Some(ck) = s.get::<st::CustodyKey>(&key::custody_key(signer))? {
+        if let Some(height) = ck.revoked_at {
+            return reject(Rejection::KeyRevoked {
+                key: *signer,
+                holder: format!("a custody key for domain {}", ck.domain),
+                height,
+            });
+        }
+        return Ok(Signer::Custody {
+            key: *signer,
+            domain: ck.domain,
+        });
+    }
     match s.get::<st::KeyBinding>(&key::key_binding(signer))? {
         None => reject(Rejection::UnknownSigner(*signer)),
         Some(kb) => match kb.revoked_at {
             Some(height) => reject(Rejection::KeyRevoked {
                 key: *signer,
-                uscc: kb.uscc,
+                holder: kb.uscc.to_string(),
                 height,
             }),
             None => Ok(Signer::Enterprise(kb.uscc)),
@@ -192,8 +222,10 @@ pub(crate) struct Exec<'a, 'c> {
 pub(crate) enum Found<'a> {
     /// The rule follows from the body alone.
     Nothing,
-    /// The enterprise the rule names: a commitment's subject, a shipment's addressee.
+    /// The enterprise the rule names: a commitment's subject.
     Enterprise(&'a Uscc),
+    /// The party the rule names: a shipment's addressee.
+    Party(&'a Party),
     /// The agency that accepted the commitment.
     Agency(&'a str),
     /// The batch the record is an event of.
@@ -239,9 +271,14 @@ impl<'c> Exec<'_, 'c> {
             ),
             (Authority::TraceAuthorityOrMakerOf(_), Found::Batch(b)) => match &self.signer {
                 Signer::Member(m) => require_role(kind, m, Role::TraceAuthority(b.domain.clone())),
-                Signer::Enterprise(u) if *u == b.created_by => Ok(()),
-                Signer::Enterprise(u) => {
-                    unauthorised(kind, format!("{u} did not make batch {}", b.batch))
+                _ => {
+                    let maker = self.party_of(b)?;
+                    match maker == b.created_by {
+                        true => Ok(()),
+                        false => {
+                            unauthorised(kind, format!("{maker} did not make batch {}", b.batch))
+                        }
+                    }
                 }
             },
             (Authority::RegistrarOrTheEnterprise(u), Found::Nothing) => match &self.signer {
@@ -250,10 +287,30 @@ impl<'c> Exec<'_, 'c> {
                 Signer::Enterprise(e) => {
                     unauthorised(kind, format!("{e} cannot change the keys of {u}"))
                 }
+                Signer::Custody { key, .. } => {
+                    unauthorised(kind, format!("custody key {key} signs custody events only"))
+                }
             },
-            (Authority::AnyEnterprise, Found::Nothing) => self.enterprise_signer(None),
+            // What a custody key may sign is custody's question (`Exec::party`).
+            (Authority::AnyEnterprise, Found::Nothing) => match &self.signer {
+                Signer::Custody { .. } => Ok(()),
+                _ => self.enterprise_signer(None),
+            },
+            (Authority::AddresseeOf(_), Found::Party(to)) => match &self.signer {
+                Signer::Member(_) => self.enterprise_signer(None),
+                _ => match self.signer_party() == Some(to.clone()) {
+                    true => Ok(()),
+                    false => unauthorised(
+                        kind,
+                        format!(
+                            "signed by {}, but only the addressee {to} may sign it",
+                            self.signer_label()
+                        ),
+                    ),
+                },
+            },
             (Authority::Enterprise(u), Found::Nothing)
-            | (Authority::SubjectOfOutcome(_) | Authority::AddresseeOf(_), Found::Enterprise(u)) => {
+            | (Authority::SubjectOfOutcome(_), Found::Enterprise(u)) => {
                 self.enterprise_signer(Some(u))
             }
             // A family passing the wrong kind of looked-up state is a bug in this
@@ -281,15 +338,79 @@ impl<'c> Exec<'_, 'c> {
                     m.id
                 ),
             ),
+            Signer::Custody { key, .. } => {
+                unauthorised(kind, format!("custody key {key} signs custody events only"))
+            }
         }
     }
 
     fn member_signer(&self) -> Ex<&'c Member> {
         match &self.signer {
             Signer::Member(m) => Ok(m),
-            Signer::Enterprise(u) => unauthorised(
+            _ => unauthorised(
                 self.kind(),
-                format!("must be signed by an agency, not by enterprise {u}"),
+                format!(
+                    "must be signed by an agency, not by {}",
+                    self.signer_label()
+                ),
+            ),
+        }
+    }
+
+    /// The signer as refusals name it.
+    fn signer_label(&self) -> String {
+        match &self.signer {
+            Signer::Member(m) => format!("member '{}'", m.id),
+            Signer::Enterprise(u) => format!("enterprise {u}"),
+            Signer::Custody { key, .. } => format!("custody key {key}"),
+        }
+    }
+
+    /// The signer as a party, if it is one (an enterprise's key or a custody key).
+    fn signer_party(&self) -> Option<Party> {
+        match &self.signer {
+            Signer::Member(_) => None,
+            Signer::Enterprise(u) => Some(Party::Enterprise(u.clone())),
+            Signer::Custody { key, .. } => Some(Party::Custody(*key)),
+        }
+    }
+
+    /// The signer as a party to an event of batch `b`: in the form the batch names its
+    /// parties in (custody keys bound for its domain, or enterprises' own keys).
+    pub(crate) fn party_of(&self, b: &st::BatchState) -> Ex<Party> {
+        let pseudonymous = matches!(b.created_by, Party::Custody(_));
+        self.party(&b.batch, &b.domain, pseudonymous)
+    }
+
+    /// The signer as a party to an event of batch `batch` of `domain`, which names its
+    /// parties by custody keys if `pseudonymous`.
+    pub(crate) fn party(&self, batch: &str, domain: &str, pseudonymous: bool) -> Ex<Party> {
+        let wrong = |reason: String| {
+            reject(Rejection::PartyForm {
+                batch: batch.to_string(),
+                domain: domain.to_string(),
+                reason,
+            })
+        };
+        match (&self.signer, pseudonymous) {
+            (Signer::Enterprise(u), false) => Ok(Party::Enterprise(u.clone())),
+            (Signer::Custody { key, domain: d }, true) if d == domain => Ok(Party::Custody(*key)),
+            (Signer::Enterprise(u), true) => wrong(format!(
+                "names its parties by custody keys: {u} signs its events with the custody key \
+                 bound for it in this domain, not its own"
+            )),
+            (Signer::Custody { key, domain: d }, true) => wrong(format!(
+                "is not of domain {d}, the one custody key {key} is bound for"
+            )),
+            (Signer::Custody { key, .. }, false) => wrong(format!(
+                "names its parties by USCC: custody key {key} cannot sign its events"
+            )),
+            (Signer::Member(m), _) => unauthorised(
+                self.kind(),
+                format!(
+                    "must be signed by an enterprise key, not by member '{}'",
+                    m.id
+                ),
             ),
         }
     }
@@ -312,9 +433,9 @@ impl<'c> Exec<'_, 'c> {
     pub(crate) fn enterprise(&self) -> Uscc {
         match &self.signer {
             Signer::Enterprise(u) => u.clone(),
-            Signer::Member(m) => unreachable!(
-                "authorised: member '{}' cannot sign a {}",
-                m.id,
+            _ => unreachable!(
+                "authorised: {} cannot sign a {}",
+                self.signer_label(),
                 self.kind().name()
             ),
         }
@@ -325,8 +446,9 @@ impl<'c> Exec<'_, 'c> {
     pub(crate) fn member(&self) -> &'c Member {
         match &self.signer {
             Signer::Member(m) => m,
-            Signer::Enterprise(u) => unreachable!(
-                "authorised: enterprise {u} cannot sign a {}",
+            _ => unreachable!(
+                "authorised: {} cannot sign a {}",
+                self.signer_label(),
                 self.kind().name()
             ),
         }
@@ -428,6 +550,8 @@ fn by_family(s: &mut Overlay, x: &Exec) -> Ex<Vec<Uscc>> {
         Body::RepairApplication(b) => credit::repair_application(s, x, b)?,
         Body::RepairDecision(b) => credit::repair_decision(s, x, b)?,
         Body::Erase(b) => credit::erase(s, x, b)?,
+        Body::BindCustodyKey(b) => entities::bind_custody_key(s, x, b)?,
+        Body::RevokeCustodyKey(b) => entities::revoke_custody_key(s, x, b)?,
         Body::Commission(b) => custody::commission(s, x, b)?,
         Body::Ship(b) => custody::ship(s, x, b)?,
         Body::Receive(b) => custody::receive(s, x, b)?,
