@@ -325,7 +325,10 @@ pub fn check_body(body: &Body) -> R {
                 "it names the custody key's holder",
             )
         }
-        Body::RevokeCustodyKey(b) => text("reason", &b.reason),
+        Body::RevokeCustodyKey(b) => {
+            key("key", &b.key)?;
+            text("reason", &b.reason)
+        }
     }
 }
 

@@ -1025,6 +1025,9 @@ fn a_domain_hiding_counterparties_names_its_parties_by_custody_keys() {
     // Only the addressee's custody key receives it.
     let r = w.refuse(maker_c.sign(receipt.clone()));
     assert!(matches!(r, Rejection::Unauthorised { .. }), "{r}");
+    // Signed with an enterprise's own key, it is the wrong form, whoever's key it is.
+    let r = w.refuse(maker.sign(receipt.clone()));
+    assert_eq!(r.code(), "party_form", "{r}");
     let received = hospital_c.sign(receipt);
     w.ok(received.clone());
     assert_eq!(w.get::<u64>(&key::holding("d1", &hp)), Some(4));
@@ -1065,7 +1068,7 @@ fn a_domain_hiding_counterparties_names_its_parties_by_custody_keys() {
     assert!(e.to_string().contains("bound for domain food"), "{e}");
     let mut by_uscc = events("drug");
     by_uscc[1].signer = xinlian_client::proof::SignerAuthority::Enterprise {
-        uscc: maker_u,
+        uscc: maker_u.clone(),
         bound_by: Vec::new(),
         registrar: "registrar".into(),
     };
@@ -1109,4 +1112,9 @@ fn a_domain_hiding_counterparties_names_its_parties_by_custody_keys() {
         "{r}"
     );
     assert_eq!(w.get::<u64>(&key::holding("d1", &mp)), Some(6));
+    // Nor is it shipped anything: no receipt it signed would be accepted.
+    let mut back = ship("d1", 1, &maker_u);
+    back.to = mp.clone();
+    let r = w.refuse(hospital_c.sign(back));
+    assert_eq!(r.code(), "key_revoked", "{r}");
 }

@@ -58,6 +58,12 @@ pub(super) fn ship(s: &mut Overlay, x: &Exec, b: &Ship) -> Ex<Vec<Uscc>> {
 
 pub(super) fn receive(s: &mut Overlay, x: &Exec, b: &Receive) -> Ex<Vec<Uscc>> {
     let mut sh: st::Shipment = need(s.get(&key::shipment(&b.shipment))?, "shipment", b.shipment)?;
+    let mut bs = batch(s, &sh.batch)?;
+    // A member is refused as such by the rule; a party signing in the wrong form for the
+    // batch, as that (`party_form`), before it is compared with the addressee.
+    if !matches!(x.signer, super::Signer::Member(_)) {
+        x.party_of(&bs)?;
+    }
     x.authorise(Found::Party(&sh.to))?;
     if let Some(r) = sh.received {
         return reject(Rejection::WrongState {
@@ -65,7 +71,6 @@ pub(super) fn receive(s: &mut Overlay, x: &Exec, b: &Receive) -> Ex<Vec<Uscc>> {
             reason: format!("already received by record {r}"),
         });
     }
-    let mut bs = batch(s, &sh.batch)?;
     let receiver = x.party_of(&bs)?;
     give(s, &sh.batch, &receiver, sh.amount)?;
     sh.received = Some(x.id);
@@ -171,6 +176,16 @@ fn addressee(s: &Overlay, b: &st::BatchState, to: &Party) -> Ex {
         (Party::Enterprise(u), Party::Enterprise(_)) => entity(s, u).map(|_| ()),
         (Party::Custody(k), Party::Custody(_)) => {
             match s.get::<st::CustodyKey>(&key::custody_key(k))? {
+                // It could never receive: no receipt it signs is accepted.
+                Some(st::CustodyKey {
+                    revoked_at: Some(height),
+                    domain,
+                    ..
+                }) => reject(Rejection::KeyRevoked {
+                    key: *k,
+                    holder: format!("a custody key for domain {domain}"),
+                    height,
+                }),
                 Some(ck) if ck.domain == b.domain => Ok(()),
                 Some(ck) => wrong(format!(
                     "is addressed to custody key {k}, which is bound for domain {}",
