@@ -1514,10 +1514,16 @@ fn hidden_counterparties_are_custody_keys_to_everyone_but_the_members() -> Resul
                     "record",
                     serde_json::to_string(&client.record(&ship_id, 0)?)?,
                 ),
-                (
-                    "proof",
-                    serde_json::to_string(&client.record_proof(&ship_id, None)?)?,
-                ),
+                // The proof's records (the event and the binding it cites) decoded:
+                // in the answer they are hex.
+                ("proof", {
+                    let proof = client.record_proof(&ship_id, None)?;
+                    let records = (std::iter::once(&proof.entry).chain(&proof.key_bindings))
+                        .map(|e| SignedRecord::decode(&e.record.0, usize::MAX))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    ensure!(records.len() == 2, "the shipment and its signer's binding");
+                    serde_json::to_string(&records)?
+                }),
             ] {
                 assert!(
                     !names(&answer),

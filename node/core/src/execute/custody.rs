@@ -59,11 +59,9 @@ pub(super) fn ship(s: &mut Overlay, x: &Exec, b: &Ship) -> Ex<Vec<Uscc>> {
 pub(super) fn receive(s: &mut Overlay, x: &Exec, b: &Receive) -> Ex<Vec<Uscc>> {
     let mut sh: st::Shipment = need(s.get(&key::shipment(&b.shipment))?, "shipment", b.shipment)?;
     let mut bs = batch(s, &sh.batch)?;
-    // A member is refused as such by the rule; a party signing in the wrong form for the
-    // batch, as that (`party_form`), before it is compared with the addressee.
-    if !matches!(x.signer, super::Signer::Member(_)) {
-        x.party_of(&bs)?;
-    }
+    // The signer as a party in the batch's form (a member, or the wrong form, refused
+    // as such) before it is compared with the addressee.
+    let receiver = x.party_of(&bs)?;
     x.authorise(Found::Party(&sh.to))?;
     if let Some(r) = sh.received {
         return reject(Rejection::WrongState {
@@ -71,7 +69,6 @@ pub(super) fn receive(s: &mut Overlay, x: &Exec, b: &Receive) -> Ex<Vec<Uscc>> {
             reason: format!("already received by record {r}"),
         });
     }
-    let receiver = x.party_of(&bs)?;
     give(s, &sh.batch, &receiver, sh.amount)?;
     sh.received = Some(x.id);
     s.put(key::shipment(&b.shipment), &sh);

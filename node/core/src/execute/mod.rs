@@ -181,28 +181,29 @@ fn resolve_signer<'c>(s: &Overlay, c: &'c Consortium, signer: &PublicKey) -> Ex<
     if let Some(m) = c.member_by_signing_key(signer) {
         return Ok(Signer::Member(m));
     }
-    if let Some(ck) = s.get::<st::CustodyKey>(&key::custody_key(signer))? {
-        if let Some(height) = ck.revoked_at {
-            return reject(Rejection::KeyRevoked {
-                key: *signer,
-                holder: format!("a custody key for domain {}", ck.domain),
-                height,
-            });
-        }
-        return Ok(Signer::Custody {
-            key: *signer,
-            domain: ck.domain,
-        });
-    }
-    match s.get::<st::KeyBinding>(&key::key_binding(signer))? {
-        None => reject(Rejection::UnknownSigner(*signer)),
-        Some(kb) => match kb.revoked_at {
+    // Enterprise keys first: most records are theirs. A key is never both (`key_is_free`).
+    if let Some(kb) = s.get::<st::KeyBinding>(&key::key_binding(signer))? {
+        return match kb.revoked_at {
             Some(height) => reject(Rejection::KeyRevoked {
                 key: *signer,
                 holder: kb.uscc.to_string(),
                 height,
             }),
             None => Ok(Signer::Enterprise(kb.uscc)),
+        };
+    }
+    match s.get::<st::CustodyKey>(&key::custody_key(signer))? {
+        None => reject(Rejection::UnknownSigner(*signer)),
+        Some(ck) => match ck.revoked_at {
+            Some(height) => reject(Rejection::KeyRevoked {
+                key: *signer,
+                holder: format!("a custody key for domain {}", ck.domain),
+                height,
+            }),
+            None => Ok(Signer::Custody {
+                key: *signer,
+                domain: ck.domain,
+            }),
         },
     }
 }
