@@ -14,6 +14,9 @@ use crate::state::{BatchState, CommitmentState, Entity, ListEntry, Profile, Repa
 /// equal): the node routes these templates, and clients fill them with [`paths::fill`].
 pub mod paths {
     pub const STATUS: &str = "/v1/status";
+    /// The genesis file this node runs, as TOML: what a page or a client that does not
+    /// hold it yet can read, and must compare with the consortium's published chain id.
+    pub const GENESIS: &str = "/v1/genesis";
     pub const RECORDS: &str = "/v1/records";
     pub const RECORD: &str = "/v1/records/{id}";
     pub const RECORD_PROOF: &str = "/v1/records/{id}/proof";
@@ -43,8 +46,9 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/ready";
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         STATUS,
+        GENESIS,
         RECORDS,
         RECORD,
         RECORD_PROOF,

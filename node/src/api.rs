@@ -339,6 +339,7 @@ async fn count_request(
 fn routes() -> Router<ApiState> {
     Router::new()
         .route(paths::STATUS, get(status))
+        .route(paths::GENESIS, get(genesis))
         .route(paths::RECORDS, axum::routing::post(submit))
         .route(paths::RECORD, get(record))
         .route(paths::RECORD_PROOF, get(record_proof))
@@ -363,6 +364,7 @@ fn routes() -> Router<ApiState> {
             axum::routing::post(private_data::put_private),
         )
         .route(paths::RECORD_PRIVATE, get(private_data::record_private))
+        .merge(crate::web::routes())
         .fallback(|| async {
             err(
                 StatusCode::NOT_FOUND,
@@ -522,6 +524,16 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromR
 
 /// The OpenAPI 3.1 description of this API (docs/api.md is the prose).
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The genesis file, in the form `xinlian-genesis` writes it: reading it back gives the
+/// same canonical genesis, so the same chain id, as the consortium's own file.
+async fn genesis(State(s): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
+        s.genesis.to_toml(),
+    )
+        .into_response()
+}
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()

@@ -20,3 +20,4 @@ pub mod private;
 pub mod proof_assembly;
 pub use xinlian_store as store;
 pub mod store_check;
+pub mod web;

@@ -185,6 +185,9 @@ fn print_banner(sup: &Supervisor, dir: &Path, api: &str) {
         ));
     }
     say(format_args!(
+        "web pages: {api}/ (every node serves them; they verify every answer in the browser, docs/web.md)"
+    ));
+    say(format_args!(
         "genesis: {}   keys: {}   data and logs: {}",
         genesis_path(dir).display(),
         dir.join("keys").display(),

@@ -1,0 +1,101 @@
+// The verify page: a genesis file and a proof bundle, dropped or chosen, checked here
+// with no network, exactly as `xinlian verify --genesis GENESIS FILE` does.
+
+import { toHex } from "../verify/bytes.js";
+import { type Genesis, genesisFromToml } from "../verify/genesis.js";
+import { type Verdict, type VerifiedRecord, verdictOf } from "../verify/verify.js";
+import { facts, h, hash } from "./dom.js";
+import { t } from "./i18n.js";
+
+interface Loaded {
+  genesis: { name: string; value: Genesis | Error } | null;
+  bundle: { name: string; text: string } | null;
+}
+
+const loaded: Loaded = { genesis: null, bundle: null };
+
+export function verifyPage(root: HTMLElement): void {
+  const result = h("div", { id: "verdict", "aria-live": "polite" });
+  const status = h("div", { class: "card", id: "loaded" });
+  const input = h("input", { type: "file", id: "files", multiple: "", accept: ".toml,.json,application/json" });
+  const drop = h("div", { class: "drop", id: "drop" }, h("p", {}, t("drop_here")), input);
+  const refresh = () => {
+    status.replaceChildren(
+      facts([
+        [t("genesis_file"), loaded.genesis ? loaded.genesis.name : h("span", { class: "muted" }, t("not_loaded"))],
+        [t("bundle_file"), loaded.bundle ? loaded.bundle.name : h("span", { class: "muted" }, t("not_loaded"))],
+      ]),
+    );
+    result.replaceChildren(render());
+  };
+  const take = async (files: FileList | null) => {
+    for (const f of Array.from(files ?? [])) await load(f);
+    refresh();
+  };
+  input.addEventListener("change", () => void take(input.files));
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    void take(e.dataTransfer?.files ?? null);
+  });
+  root.replaceChildren(h("h1", {}, t("verify_title")), h("p", {}, t("verify_intro")), drop, status, result);
+  refresh();
+}
+
+/** A file is a genesis file if it reads as TOML with a chain id, else a bundle. */
+async function load(f: File): Promise<void> {
+  const text = await f.text();
+  if (f.name.endsWith(".toml") || /^\s*chain_id\s*=/m.test(text)) {
+    let value: Genesis | Error;
+    try {
+      value = genesisFromToml(text);
+    } catch (e) {
+      value = e as Error;
+    }
+    loaded.genesis = { name: f.name, value };
+  } else {
+    loaded.bundle = { name: f.name, text };
+  }
+}
+
+function render(): Node {
+  const genesis = loaded.genesis?.value;
+  if (genesis instanceof Error) return verdictBox({ verified: false, reason: genesis.message });
+  if (!genesis || !loaded.bundle) return h("p", { class: "muted" }, t("need_both"));
+  return verdictBox(verdictOf(genesis, loaded.bundle.text), genesis);
+}
+
+export function verdictBox(v: Verdict, genesis?: Genesis): Node {
+  if (!v.verified)
+    return h("div", { class: "verdict bad", "data-verdict": "bad" }, `✗ ${t("not_verified")}`, h("span", { class: "reason" }, v.reason));
+  return h(
+    "div",
+    {},
+    h("div", { class: "verdict ok", "data-verdict": "ok" }, `✓ ${t("verified")}`),
+    h("div", { class: "card" }, recordFacts(v.record, genesis), h("p", { class: "muted" }, t("what_proven"))),
+  );
+}
+
+function recordFacts(r: VerifiedRecord, genesis?: Genesis): Node {
+  const s = r.signer;
+  const signer =
+    s.type === "member"
+      ? `${t("member")} ${s.id} (${t("roles")}: ${s.roles.join(", ")})`
+      : s.type === "enterprise"
+        ? `${t("enterprise")} ${s.uscc} (${t("registrar")}: ${s.registrar}; ${t("bound_by")} ${s.boundBy.map((b) => b.slice(0, 12)).join(" ← ")})`
+        : `${t("custody")} ${toHex(r.record.signer)} (${t("domain")}: ${s.domain}; ${t("registrar")}: ${s.registrar})`;
+  return facts([
+    ...(genesis ? [[t("chain"), hash(toHex(genesis.hash))] as [string, Node]] : []),
+    [t("record"), hash(r.id)],
+    [t("kind"), r.kind],
+    [t("ledger_index"), String(r.ledgerIndex)],
+    r.blockHeight !== null ? [t("block"), String(r.blockHeight)] : [t("final_at"), String(r.finalAt)],
+    [t("checkpoint"), hash(r.checkpointHash)],
+    [t("signer"), signer],
+  ]);
+}

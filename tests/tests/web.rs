@@ -1,0 +1,515 @@
+//! The browser's verifier (node/web, TypeScript) is a second implementation of
+//! docs/verification.md. Run by Node.js from the very bundle a node embeds
+//! (`xinlian_node::web::VERIFY_CLI`), it must reach the Rust verifier's verdict on every
+//! proof bundle of a real chain — four validators, a registrar, an enterprise that
+//! rotated its own key, a roster change by vote — and on well over a thousand copies of
+//! them with one byte changed or their structure tampered with; hash the genesis file
+//! to the same chain id; and accept exactly the signatures and Merkle proofs of the
+//! public vectors that the Rust code accepts. The node serves the pages themselves.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use xinlian_client::crypto::{KeyHolder, prove_possession};
+use xinlian_client::ids::Uscc;
+use xinlian_client::proof::{BUNDLE_FORMAT, Bundle, LightClient};
+use xinlian_client::record::{Change, Proposal, RegisterEntity, RotateEntityKey, Vote};
+use xinlian_client::signer::RecordSigner;
+use xinlian_genesis::keys::{self, public_key};
+use xinlian_genesis::scaffold::genesis_path;
+use xinlian_genesis::{Genesis, Role};
+use xinlian_tests::{Consortium, Node, commission, register_enterprise, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xinlian-node-under-test");
+/// Tampered copies checked by both verifiers (each of the two kinds of change).
+const TAMPERED_EACH: usize = 700;
+
+/// The TypeScript verifier's driver, written where Node.js can run it.
+fn verify_cli(dir: &Path) -> Result<std::path::PathBuf> {
+    let path = dir.join("verify-cli.mjs");
+    std::fs::write(&path, xinlian_node::web::VERIFY_CLI)?;
+    Ok(path)
+}
+
+fn node_js(cli: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("node")
+        .arg(cli)
+        .args(args)
+        .output()
+        .context("run Node.js (node), which the web pages are built with")?;
+    ensure!(
+        out.status.success(),
+        "node {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// A deterministic generator, so that a failing case can be found again.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The chain: registrations, an enterprise's self-rotation and the batch it then
+/// commissions (two key bindings), and a vote that gives the registrar a credit role (a
+/// roster change that keeps the validator set), then more records after it.
+struct Chain {
+    c: Consortium,
+    nodes: Vec<Node>,
+}
+
+fn chain() -> Result<Chain> {
+    let c = Consortium::with_nodes(BIN, 4, 0)?;
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..4 {
+        let peers: Vec<&Node> = nodes.iter().collect();
+        let n = c.start_member(&format!("v{i}"), &peers)?;
+        nodes.push(n);
+    }
+    let client = &nodes[0].client;
+    let uscc = Uscc::with_check("91320000000000001")?;
+    let (old, _) = register_enterprise(&c, client, uscc.clone(), keys::generate()?)?;
+    let new_key = keys::generate()?;
+    let rotate = old.sign(RotateEntityKey {
+        possession: prove_possession(&new_key, &old.chain, KeyHolder::Enterprise(uscc.as_str())),
+        uscc,
+        new_key: public_key(&new_key),
+    });
+    final_(client.submit_and_wait(&rotate, 10_000)?.height, "rotation")?;
+    let new = RecordSigner {
+        key: new_key,
+        chain: old.chain,
+    };
+    final_(
+        client
+            .submit_and_wait(&new.sign(commission("rice-1")), 10_000)?
+            .height,
+        "commission",
+    )?;
+
+    let h = client.status()?.height;
+    let (deadline, effective) = (h + 20, h + 25);
+    let change = Change::SetRoles {
+        member: "registrar".into(),
+        roles: vec![
+            Role::Registrar,
+            Role::CreditAuthority("food".into()),
+            Role::TraceAuthority("food".into()),
+        ],
+        voting_power: 0,
+    };
+    let propose = c.agency("v0")?.sign(Proposal {
+        change,
+        reason: "the registrar also decides food credit measures".into(),
+        deadline,
+        effective,
+        possession: Vec::new(),
+    });
+    let proposal = client.submit_and_wait(&propose, 10_000)?;
+    final_(proposal.height, "proposal")?;
+    for v in ["v1", "v2"] {
+        let vote = c.agency(v)?.sign(Vote {
+            proposal: proposal.id,
+            approve: true,
+        });
+        final_(client.submit_and_wait(&vote, 10_000)?.height, "vote")?;
+    }
+    // Blocks come only with records: registrations keep them coming until the change.
+    let registrar = c.agency("registrar")?;
+    let mut n = 100;
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the roster change",
+        || {
+            n += 1;
+            let uscc = Uscc::with_check(&format!("91320000{n:09}")).expect("a valid code");
+            let key = keys::generate().expect("a key");
+            let _ = client.submit(&registrar.sign(RegisterEntity {
+                possession: prove_possession(
+                    &key,
+                    &registrar.chain,
+                    KeyHolder::Enterprise(uscc.as_str()),
+                ),
+                uscc,
+                name: format!("tick {n}"),
+                operator: None,
+                key: public_key(&key),
+                check_override: None,
+            }));
+            client
+                .roster_changes(1)
+                .is_ok_and(|r| !r.changes.is_empty())
+                && client.status().is_ok_and(|s| s.height > effective)
+        },
+    )?;
+    let uscc = Uscc::with_check("91320000000000002")?;
+    let (late, _) = register_enterprise(&c, client, uscc, keys::generate()?)?;
+    final_(
+        client
+            .submit_and_wait(&late.sign(commission("rice-2")), 10_000)?
+            .height,
+        "a record after the change",
+    )?;
+    Ok(Chain { c, nodes })
+}
+
+fn final_(height: Option<u64>, what: &str) -> Result<()> {
+    ensure!(height.is_some(), "{what} not final in 10 s");
+    Ok(())
+}
+
+/// Every record of the chain as the offline bundle `xinlian prove` writes.
+fn bundles(ch: &Chain) -> Result<Vec<String>> {
+    let client = &ch.nodes[0].client;
+    let mut light = LightClient::new(ch.c.genesis.clone());
+    light.accept_changes(&client.roster_changes(1)?.changes)?;
+    let tip = client.status()?.height;
+    let mut out = Vec::new();
+    for h in 1..=tip {
+        for id in client.block(h)?.records {
+            let proof = client.record_proof(&id, None)?;
+            let verified = light.verify_record(&proof)?;
+            let bundle = Bundle {
+                format: BUNDLE_FORMAT.into(),
+                chain: light.chain(),
+                roster_changes: light.changes_until(verified.final_at + 1),
+                proof,
+            };
+            out.push(serde_json::to_string(&bundle)?);
+        }
+    }
+    Ok(out)
+}
+
+fn rust_verdict(g: &Genesis, text: &str) -> bool {
+    serde_json::from_str::<Bundle>(text)
+        .is_ok_and(|b| LightClient::verify_bundle(g.clone(), &b).is_ok())
+}
+
+/// One byte of the JSON text replaced by another character a JSON text can hold.
+fn byte_tampered(rng: &mut Rng, text: &str) -> String {
+    const CHARS: &[u8] = b"0123456789abcdefABCDEF{}[]\":,-.eEnulx ";
+    let mut b = text.as_bytes().to_vec();
+    loop {
+        let (i, c) = (rng.below(b.len()), CHARS[rng.below(CHARS.len())]);
+        if b[i] != c {
+            b[i] = c;
+            return String::from_utf8_lossy(&b).into_owned();
+        }
+    }
+}
+
+/// Every place in a JSON value: the path of keys and indices to it.
+fn places(v: &Value, at: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
+    out.push(at.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                at.push(Value::String(k.clone()));
+                places(x, at, out);
+                at.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                at.push(Value::from(i));
+                places(x, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn at_mut<'v>(v: &'v mut Value, path: &[Value]) -> &'v mut Value {
+    path.iter().fold(v, |v, p| match p {
+        Value::String(k) => &mut v[k.as_str()],
+        _ => &mut v[p.as_u64().expect("index") as usize],
+    })
+}
+
+/// A structural change: a field dropped, an array element dropped, repeated or
+/// swapped, a number moved, a string or a whole part taken from another bundle.
+fn structurally_tampered(rng: &mut Rng, text: &str, other: &str) -> String {
+    let mut v: Value = serde_json::from_str(text).expect("a bundle is JSON");
+    let o: Value = serde_json::from_str(other).expect("a bundle is JSON");
+    let mut all = Vec::new();
+    places(&v, &mut Vec::new(), &mut all);
+    let path = all[1 + rng.below(all.len() - 1)].clone();
+    let (parent, last) = path.split_at(path.len() - 1);
+    let choice = rng.below(6);
+    let target = at_mut(&mut v, &path).clone();
+    match (choice, &target) {
+        (0, _) => match at_mut(&mut v, parent) {
+            Value::Object(m) => {
+                m.remove(last[0].as_str().expect("key"));
+            }
+            Value::Array(a) => {
+                a.remove(last[0].as_u64().expect("index") as usize);
+            }
+            _ => unreachable!("a parent holds its child"),
+        },
+        (1, _) => {
+            if let Value::Array(a) = at_mut(&mut v, parent) {
+                a.push(target.clone());
+            } else {
+                *at_mut(&mut v, &path) = Value::Null;
+            }
+        }
+        (2, Value::Array(a)) if a.len() >= 2 => {
+            let (i, j) = (rng.below(a.len()), rng.below(a.len()));
+            let mut a = a.clone();
+            a.swap(i, j);
+            if i == j {
+                a.reverse();
+            }
+            *at_mut(&mut v, &path) = Value::Array(a);
+        }
+        (3, Value::Number(n)) => {
+            let n = n.as_u64().unwrap_or(0);
+            let moved = match rng.below(3) {
+                0 => n + 1,
+                1 => n.saturating_sub(1).max(u64::from(n == 0)),
+                _ => 1 << 60,
+            };
+            *at_mut(&mut v, &path) = Value::from(moved);
+        }
+        (4, Value::String(s)) => {
+            let replaced = match rng.below(2) {
+                0 => s.to_uppercase(),
+                _ => format!("{s}00"),
+            };
+            *at_mut(&mut v, &path) = Value::String(replaced);
+        }
+        _ => {
+            // The same place in another bundle, where it has one.
+            let mut from = &o;
+            for p in &path {
+                from = match p {
+                    Value::String(k) => &from[k.as_str()],
+                    _ => &from[p.as_u64().expect("index") as usize],
+                };
+            }
+            *at_mut(&mut v, &path) = if from.is_null() {
+                Value::Null
+            } else {
+                from.clone()
+            };
+        }
+    }
+    serde_json::to_string(&v).expect("serialises")
+}
+
+#[test]
+fn the_browsers_verifier_agrees_with_the_rust_one_on_every_bundle_good_or_tampered() -> Result<()> {
+    let ch = chain()?;
+    let work = tempfile::tempdir()?;
+    let cli = verify_cli(work.path())?;
+    let genesis_file = genesis_path(ch.c.path());
+    let genesis = genesis_file.display().to_string();
+
+    // The chain id from the genesis file, and from the file the node serves.
+    let id = node_js(&cli, &["genesis", &genesis])?;
+    ensure!(id.trim() == ch.c.genesis.hash().to_hex(), "chain id {id}");
+    let served = ureq::get(&format!("{}/v1/genesis", ch.nodes[0].client.base_url()))
+        .call()?
+        .into_body()
+        .read_to_string()?;
+    let served_file = work.path().join("served-genesis.toml");
+    std::fs::write(&served_file, served)?;
+    let id = node_js(&cli, &["genesis", &served_file.display().to_string()])?;
+    ensure!(
+        id.trim() == ch.c.genesis.hash().to_hex(),
+        "served genesis hashes to {id}"
+    );
+
+    let good = bundles(&ch)?;
+    ensure!(good.len() >= 12, "only {} records", good.len());
+    ensure!(
+        good.iter().any(|b| b.contains("\"roster_changes\":[{")),
+        "no bundle carries a roster change"
+    );
+    let mut rng = Rng(0x5eed_0f7e_57ab);
+    let mut cases: Vec<(String, String)> =
+        good.iter().map(|b| ("good".into(), b.clone())).collect();
+    for i in 0..TAMPERED_EACH {
+        let b = &good[i % good.len()];
+        let other = &good[rng.below(good.len())];
+        cases.push((format!("byte #{i}"), byte_tampered(&mut rng, b)));
+        cases.push((
+            format!("structure #{i}"),
+            structurally_tampered(&mut rng, b, other),
+        ));
+    }
+    let list = work.path().join("bundles.jsonl");
+    let mut f = std::fs::File::create(&list)?;
+    for (_, text) in &cases {
+        // One bundle per line: JSON text holds no raw newline.
+        ensure!(!text.contains('\n'));
+        writeln!(f, "{text}")?;
+    }
+    drop(f);
+    let ts: Vec<Value> = node_js(&cli, &["bundles", &genesis, &list.display().to_string()])?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        ts.len() == cases.len(),
+        "{} verdicts for {} bundles",
+        ts.len(),
+        cases.len()
+    );
+
+    let (mut refused, mut passed, mut disagree) = (0, 0, Vec::new());
+    for ((what, text), t) in cases.iter().zip(&ts) {
+        let rust = rust_verdict(&ch.c.genesis, text);
+        let script = t["verified"] == true;
+        if rust != script {
+            disagree.push(format!("{what}: Rust {rust}, TypeScript {t}\n  {text}"));
+        }
+        if what == "good" {
+            ensure!(
+                rust && script,
+                "a bundle from the chain does not verify: {t}"
+            );
+        } else if rust {
+            passed += 1; // a change that means nothing: hex case, say
+        } else {
+            refused += 1;
+            ensure!(
+                t["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{what} refused without a reason: {t}"
+            );
+        }
+    }
+    eprintln!(
+        "{} bundles ({} from the chain): {refused} tampered refused, {passed} tampered still valid, {} disagreements",
+        cases.len(),
+        good.len(),
+        disagree.len()
+    );
+    ensure!(
+        disagree.is_empty(),
+        "verdicts differ:\n{}",
+        disagree.join("\n")
+    );
+    ensure!(
+        refused >= TAMPERED_EACH,
+        "only {refused} tampered bundles refused"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_browsers_verifier_reads_the_public_vectors_as_the_rust_one_does() -> Result<()> {
+    let Some(dir) = xinlian_client::vectors::dir() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let cli = verify_cli(work.path())?;
+    let cases_path = dir.join("ed25519-speccheck/cases.json");
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(&cases_path)?)?;
+    let rust: Vec<usize> = cases
+        .as_array()
+        .context("cases")?
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let h = |k: &str| hex::decode(c[k].as_str().unwrap_or_default()).unwrap_or_default();
+            let (Ok(key), Ok(sig)) = (
+                <[u8; 32]>::try_from(h("pub_key")),
+                <[u8; 64]>::try_from(h("signature")),
+            ) else {
+                return false;
+            };
+            xinlian_client::crypto::verify_raw(
+                &xinlian_genesis::PublicKey(key),
+                &h("message"),
+                &xinlian_client::crypto::Signature(sig),
+            )
+            .is_ok()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let ts: Vec<usize> = serde_json::from_str(&node_js(
+        &cli,
+        &["signatures", &cases_path.display().to_string()],
+    )?)?;
+    ensure!(
+        ts == rust,
+        "speccheck: TypeScript accepts {ts:?}, Rust {rust:?}"
+    );
+
+    let merkle: Value = serde_json::from_str(&node_js(
+        &cli,
+        &["merkle", &dir.join("rfc9162").display().to_string()],
+    )?)?;
+    ensure!(
+        merkle["wrong"] == serde_json::json!([]),
+        "RFC 9162 vectors misjudged: {merkle}"
+    );
+    ensure!(
+        merkle["good"].as_u64() >= Some(10) && merkle["bad"].as_u64() >= Some(100),
+        "too few RFC 9162 vectors read: {merkle}"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_node_serves_the_pages_with_a_policy_that_runs_nothing_else() -> Result<()> {
+    let c = Consortium::new(BIN)?;
+    let node = c.start()?;
+    let base = node.client.base_url().to_string();
+    let index = ureq::get(&format!("{base}/")).call()?;
+    let policy = index
+        .headers()
+        .get("content-security-policy")
+        .context("no Content-Security-Policy")?
+        .to_str()?
+        .to_string();
+    ensure!(
+        policy.contains("script-src 'self'") && policy.contains("default-src 'none'"),
+        "{policy}"
+    );
+    let html = index.into_body().read_to_string()?;
+    ensure!(
+        html.contains("/web/app.js") && !html.contains("<script>"),
+        "{html}"
+    );
+    let app = ureq::get(&format!("{base}/web/app.js")).call()?;
+    ensure!(
+        app.headers()
+            .get("content-type")
+            .is_some_and(|t| t.to_str().is_ok_and(|t| t.starts_with("text/javascript"))),
+        "app.js content type"
+    );
+    ensure!(
+        app.into_body().read_to_string()?.len() > 10_000,
+        "app.js is too small to hold the verifier"
+    );
+    let missing = ureq::get(&format!("{base}/web/../../etc/passwd")).call();
+    ensure!(
+        matches!(missing, Err(ureq::Error::StatusCode(404))),
+        "{missing:?}"
+    );
+    let missing = ureq::get(&format!("{base}/web/nothing.js")).call();
+    ensure!(
+        matches!(missing, Err(ureq::Error::StatusCode(404))),
+        "{missing:?}"
+    );
+    Ok(())
+}
