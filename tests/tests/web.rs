@@ -14,18 +14,26 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use xinlian_client::crypto::{KeyHolder, prove_possession};
+use xinlian_client::http::{NodeClient, RequestSigner, fetch_provenance};
 use xinlian_client::ids::Uscc;
 use xinlian_client::proof::{BUNDLE_FORMAT, Bundle, LightClient};
-use xinlian_client::record::{Change, Proposal, RegisterEntity, RotateEntityKey, Vote};
+use xinlian_client::provenance::{
+    Direction, PROVENANCE_BUNDLE_FORMAT, Provenance, ProvenanceBundle,
+};
+use xinlian_client::record::{
+    Change, EncodedRecord, Proposal, RegisterEntity, RotateEntityKey, Vote,
+};
 use xinlian_client::signer::RecordSigner;
 use xinlian_genesis::keys::{self, public_key};
-use xinlian_genesis::scaffold::genesis_path;
+use xinlian_genesis::scaffold::{genesis_path, signing_key_path};
 use xinlian_genesis::{Genesis, Role};
 use xinlian_tests::{Consortium, Node, commission, register_enterprise, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_xinlian-node-under-test");
 /// Tampered copies checked by both verifiers (each of the two kinds of change).
 const TAMPERED_EACH: usize = 700;
+/// Tampered copies of provenance bundles (larger: each holds a whole chain of custody).
+const PROVENANCE_TAMPERED_EACH: usize = 300;
 
 /// The TypeScript verifier's driver, written where Node.js can run it.
 fn verify_cli(dir: &Path) -> Result<std::path::PathBuf> {
@@ -510,6 +518,179 @@ fn every_node_serves_the_pages_with_a_policy_that_runs_nothing_else() -> Result<
     ensure!(
         matches!(missing, Err(ureq::Error::StatusCode(404))),
         "{missing:?}"
+    );
+    Ok(())
+}
+
+/// What an inspector reads of a verified provenance answer, as `verify-cli provenance`
+/// prints it: holders and amounts, recall, transfers and receipts, transit, sales,
+/// consumption, children, and what is missing.
+fn shows(p: &Provenance) -> Value {
+    let amount = |a: Option<u64>| a.map(|a| a.to_string());
+    let batches: serde_json::Map<String, Value> = (p.batches.iter())
+        .map(|(name, b)| {
+            let mut holders: Vec<(String, Option<String>)> = (b.holders.iter())
+                .map(|(p, a)| (p.to_string(), amount(*a)))
+                .collect();
+            holders.sort();
+            let transfers: Vec<Value> = (b.transfers.iter())
+                .map(|t| {
+                    serde_json::json!([
+                        t.from.to_string(),
+                        t.to.to_string(),
+                        amount(t.amount),
+                        t.receipt.map(|r| r.to_string())
+                    ])
+                })
+                .collect();
+            let shown = serde_json::json!({
+                "holders": holders,
+                "recalled": b.state.recalled.map(|r| r.to_string()),
+                "transfers": transfers,
+                "in_transit": b.in_transit.len(),
+                "sold": amount(b.sold),
+                "consumed": amount(b.consumed),
+                "withheld": b.amounts_withheld,
+                "children": b.children,
+            });
+            (name.clone(), shown)
+        })
+        .collect();
+    serde_json::json!({
+        "final_from": p.final_from,
+        "missing": p.missing.iter().collect::<Vec<_>>(),
+        "batches": batches,
+    })
+}
+
+fn rust_provenance(g: &Genesis, text: &str) -> Option<Value> {
+    let b: ProvenanceBundle = serde_json::from_str(text).ok()?;
+    LightClient::verify_provenance_bundle(g.clone(), &b)
+        .ok()
+        .map(|p| shows(&p))
+}
+
+/// Every batch of the devnet's sample (a food chain with a transform, a drug chain with
+/// hidden quantities and a recall), traced both ways, read by the public (amounts
+/// sealed) and by a member (amounts opened: the leaf and signature cover the sealed
+/// form), then tampered with: both verifiers reach the same verdict on every bundle, and
+/// on every one that verifies, show the same holders, amounts, transfers and recalls.
+#[test]
+fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = xinlian_tests::start_devnet(BIN, dir.path())?;
+    wait_until(
+        std::time::Duration::from_secs(90),
+        "the sample data",
+        || dir.path().join("sample.json").exists(),
+    )?;
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
+    let genesis_file = genesis_path(dir.path());
+    let genesis = Genesis::load(&genesis_file)?;
+    let member = node.client.unsigned().signed_by(RequestSigner {
+        keyid: "member:sh-market".into(),
+        key: keys::read_pem(&signing_key_path(dir.path(), "sh-market"))?,
+    });
+    let readers: [&NodeClient; 2] = [&node.client, &member];
+    let mut good = Vec::new();
+    for batch in manifest["batches"].as_array().context("batches")? {
+        let batch = batch.as_str().context("a batch name")?;
+        for direction in [Direction::Upstream, Direction::Downstream] {
+            for reader in readers {
+                let mut light = LightClient::new(genesis.clone());
+                let (answer, pages) = fetch_provenance(reader, &mut light, batch, direction, None)?;
+                let bundle = ProvenanceBundle {
+                    format: PROVENANCE_BUNDLE_FORMAT.into(),
+                    chain: light.chain(),
+                    roster_changes: light.changes_until(answer.final_to + 1),
+                    root: batch.to_string(),
+                    direction,
+                    pages,
+                };
+                good.push(serde_json::to_string(&bundle)?);
+            }
+        }
+    }
+    let openings = |text: &String| -> bool {
+        let b: ProvenanceBundle = serde_json::from_str(text).expect("a bundle");
+        let max = genesis.policy.block_bytes_max as usize;
+        (b.pages.iter().flat_map(|p| &p.records))
+            .any(|e| EncodedRecord::decode(&e.record.0, max).is_ok_and(|r| r.has_openings()))
+    };
+    ensure!(
+        good.iter().any(openings),
+        "the member was given no amount opened: the ledger form goes untested"
+    );
+    let mut rng = Rng(0x0bad_cafe_f00d);
+    let mut cases: Vec<(String, String)> =
+        good.iter().map(|b| ("good".into(), b.clone())).collect();
+    for i in 0..PROVENANCE_TAMPERED_EACH {
+        let b = &good[i % good.len()];
+        let other = &good[rng.below(good.len())];
+        cases.push((format!("byte #{i}"), byte_tampered(&mut rng, b)));
+        cases.push((
+            format!("structure #{i}"),
+            structurally_tampered(&mut rng, b, other),
+        ));
+    }
+    let work = tempfile::tempdir()?;
+    let cli = verify_cli(work.path())?;
+    let list = work.path().join("provenance.jsonl");
+    std::fs::write(
+        &list,
+        cases
+            .iter()
+            .map(|(_, t)| format!("{t}\n"))
+            .collect::<String>(),
+    )?;
+    let ts: Vec<Value> = node_js(
+        &cli,
+        &[
+            "provenance",
+            &genesis_file.display().to_string(),
+            &list.display().to_string(),
+        ],
+    )?
+    .lines()
+    .map(serde_json::from_str)
+    .collect::<Result<_, _>>()?;
+    ensure!(
+        ts.len() == cases.len(),
+        "{} verdicts for {} bundles",
+        ts.len(),
+        cases.len()
+    );
+    let (mut refused, mut disagree) = (0, Vec::new());
+    for ((what, text), t) in cases.iter().zip(&ts) {
+        let rust = rust_provenance(&genesis, text);
+        let script = (t["verified"] == true).then(|| t["shows"].clone());
+        if rust != script {
+            disagree.push(format!("{what}: Rust {rust:?}\n  TypeScript {t}"));
+        }
+        if what == "good" {
+            ensure!(
+                rust.is_some(),
+                "a bundle from the devnet does not verify: {t}"
+            );
+        } else if rust.is_none() {
+            refused += 1;
+        }
+    }
+    eprintln!(
+        "{} provenance bundles ({} from the devnet): {refused} tampered refused, {} disagreements",
+        cases.len(),
+        good.len(),
+        disagree.len()
+    );
+    ensure!(
+        disagree.is_empty(),
+        "verifiers differ:\n{}",
+        disagree.join("\n")
+    );
+    ensure!(
+        refused >= PROVENANCE_TAMPERED_EACH,
+        "only {refused} tampered bundles refused"
     );
     Ok(())
 }

@@ -1,6 +1,8 @@
 // The browser's verifier run by Node.js, for the tests that hold it to the Rust one
 // (tests/tests/web.rs): the same modules the pages bundle, fed files.
 //   verify-cli.mjs bundles GENESIS.toml BUNDLES.jsonl   one verdict per line, as JSON
+//   verify-cli.mjs provenance GENESIS.toml BUNDLES.jsonl provenance bundles: verdicts, and
+//                                                        what each verified batch shows
 //   verify-cli.mjs genesis GENESIS.toml                  the chain id
 //   verify-cli.mjs signatures CASES.json                 speccheck cases accepted
 //   verify-cli.mjs merkle RFC9162_DIR                    vectors, checked against wantErr
@@ -13,6 +15,8 @@ import { zip215Verify } from "../verify/ed25519.js";
 import { genesisFromToml } from "../verify/genesis.js";
 import { verifyConsistency, verifyInclusion } from "../verify/merkle.js";
 import { verdictOf } from "../verify/verify.js";
+import { type Provenance, provenanceVerdictOf } from "../verify/provenance.js";
+import { partyName } from "../verify/trace.js";
 
 const [command, path] = process.argv.slice(2);
 const read = (p: string) => readFileSync(p, "utf8");
@@ -30,6 +34,37 @@ function bundles(genesisPath: string, listPath: string): void {
     );
   }
   process.stderr.write(`${n} bundles in ${(performance.now() - started).toFixed(0)} ms\n`);
+}
+
+const big = (v: bigint | null) => (v === null ? null : v.toString());
+
+/** What an inspector reads of a verified answer, in a form the Rust test builds too. */
+function summary(p: Provenance): unknown {
+  const batches: Record<string, unknown> = {};
+  for (const [name, b] of [...p.batches.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1))) {
+    batches[name] = {
+      holders: [...b.holders.values()]
+        .map((h) => [partyName(h.party), big(h.amount)] as const)
+        .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0)),
+      recalled: b.state.recalled ? toHex(b.state.recalled) : null,
+      transfers: b.transfers.map((t) => [partyName(t.from), partyName(t.to), big(t.amount), t.receipt]),
+      in_transit: b.inTransit.length,
+      sold: big(b.sold),
+      consumed: big(b.consumed),
+      withheld: b.amountsWithheld,
+      children: b.children,
+    };
+  }
+  return { final_from: p.finalFrom, missing: [...p.missing].sort(), batches };
+}
+
+function provenance(genesisPath: string, listPath: string): void {
+  const genesis = genesisFromToml(read(genesisPath));
+  for (const line of read(listPath).split("\n")) {
+    if (line === "") continue;
+    const v = provenanceVerdictOf(genesis, line);
+    process.stdout.write(JSON.stringify(v.verified ? { verified: true, shows: summary(v.provenance) } : v) + "\n");
+  }
 }
 
 function b64(v: unknown): Uint8Array | null {
@@ -98,6 +133,7 @@ function signatures(casesPath: string): void {
 }
 
 if (command === "bundles" && path && process.argv[4]) bundles(path, process.argv[4]);
+else if (command === "provenance" && path && process.argv[4]) provenance(path, process.argv[4]);
 else if (command === "genesis" && path) process.stdout.write(toHex(genesisFromToml(read(path)).hash) + "\n");
 else if (command === "signatures" && path) signatures(path);
 else if (command === "merkle" && path) merkle(path);

@@ -4,8 +4,9 @@
 // bindings, list measures). The rest of a body is the validators' to check.
 
 import { sha256 } from "@noble/hashes/sha2.js";
-import { fail, Reader } from "./bytes.js";
+import { concat, equal, fail, Reader, Writer } from "./bytes.js";
 import type { Role } from "./genesis.js";
+import { type TraceBody, type TraceKind, TRACE_KINDS, ledgerForm, readTraceBody, writeTraceBody } from "./trace.js";
 
 /** Record kinds in the order of `Body`'s variants (their index in the encoding). */
 export const KINDS = [
@@ -23,10 +24,14 @@ export type Binding =
   | { kind: "bind_custody_key"; domain: string; key: Uint8Array };
 
 export interface DecodedRecord {
+  /** The record as given (a member may be given amounts opened). */
   bytes: Uint8Array;
+  /** The record as the ledger holds it: its Merkle leaf is over these bytes. */
+  ledgerBytes: Uint8Array;
+  /** The ledger form's envelope: what the signature covers and the id hashes. */
   envelope: Uint8Array;
   signature: Uint8Array;
-  /** SHA-256 of the envelope bytes. */
+  /** SHA-256 of the ledger form's envelope bytes. */
   id: Uint8Array;
   chain: Uint8Array;
   signer: Uint8Array;
@@ -35,6 +40,8 @@ export interface DecodedRecord {
   binding: Binding | null;
   /** For a list measure: the credit domain it names. */
   listDomain: string | null;
+  /** A trace event's whole body, as given. */
+  trace: TraceBody | null;
 }
 
 const SIGNATURE_BYTES = 64;
@@ -48,14 +55,33 @@ function skipContent(r: Reader): void {
 export function decodeRecord(bytes: Uint8Array, max: number, what: string): DecodedRecord {
   if (bytes.length > max) fail(`${what}: ${bytes.length} bytes exceed the bound of ${max} bytes`);
   if (bytes.length < 64 + 1 + 1 + SIGNATURE_BYTES) fail(`${what}: too short for a signed record`);
-  const envelope = bytes.slice(0, bytes.length - SIGNATURE_BYTES);
+  let envelope: Uint8Array = bytes.slice(0, bytes.length - SIGNATURE_BYTES);
+  const signature = bytes.slice(bytes.length - SIGNATURE_BYTES);
   const r = new Reader(envelope, what);
   const chain = r.fixed(32);
   const signer = r.fixed(32);
   const nonce = r.varint(64);
-  const kind = KINDS[r.variant(KINDS.length)]!;
+  const variant = r.variant(KINDS.length);
+  const kind = KINDS[variant]!;
+  const bodyAt = r.offset;
   let binding: Binding | null = null;
   let listDomain: string | null = null;
+  let trace: TraceBody | null = null;
+  let ledgerBytes: Uint8Array = bytes;
+  if (TRACE_KINDS.includes(kind)) {
+    trace = readTraceBody(kind as TraceKind, r);
+    if (r.remaining !== 0) fail(`${what}: ${r.remaining} trailing bytes after the record`);
+    const again = new Writer();
+    writeTraceBody(again, trace);
+    if (!equal(again.bytes(), envelope.slice(bodyAt))) fail(`${what}: non-canonical encoding`);
+    const ledger = ledgerForm(trace);
+    if (ledger) {
+      const w = new Writer();
+      writeTraceBody(w, ledger);
+      envelope = concat(envelope.slice(0, bodyAt), w.bytes());
+      ledgerBytes = concat(envelope, signature);
+    }
+  }
   switch (kind) {
     case "register_entity": {
       const uscc = r.str();
@@ -81,8 +107,9 @@ export function decodeRecord(bytes: Uint8Array, max: number, what: string): Deco
   }
   return {
     bytes,
+    ledgerBytes,
     envelope,
-    signature: bytes.slice(bytes.length - SIGNATURE_BYTES),
+    signature,
     id: sha256(envelope),
     chain,
     signer,
@@ -90,6 +117,7 @@ export function decodeRecord(bytes: Uint8Array, max: number, what: string): Deco
     kind,
     binding,
     listDomain,
+    trace,
   };
 }
 

@@ -135,7 +135,7 @@ export function checkpointFromJson(v: Json | undefined, what: string): Checkpoin
   };
 }
 
-function entryFromJson(v: Json | undefined, what: string): LedgerEntry {
+export function entryFromJson(v: Json | undefined, what: string): LedgerEntry {
   const o = obj(v, what);
   return {
     index: uint(field(o, "index", what), `${what}.index`, "u64"),
@@ -346,17 +346,22 @@ export class LightClient {
 
   /** A ledger entry's bytes, chain, signature and inclusion under `header`. */
   verifyEntry(e: LedgerEntry, header: Header): DecodedRecord {
+    const rec = this.verifyEntryUnsigned(e, header);
+    checkSignature(rec);
+    return rec;
+  }
+
+  /** A ledger entry's bytes, chain and inclusion; the signature is the caller's. */
+  verifyEntryUnsigned(e: LedgerEntry, header: Header): DecodedRecord {
     const rec = decodeRecord(e.record, this.genesis.policy.blockBytesMax, `record bytes at ledger index ${e.index}`);
     const id = toHex(rec.id);
     if (!equal(rec.chain, this.chain))
       fail(`record ${id} is not valid: it is for chain ${toHex(rec.chain)}, not ${toHex(this.chain)}`);
     try {
-      verifyInclusion(leafHash(rec.bytes), BigInt(e.index), BigInt(header.ledgerSize), e.inclusion, header.ledgerRoot);
+      verifyInclusion(leafHash(rec.ledgerBytes), BigInt(e.index), BigInt(header.ledgerSize), e.inclusion, header.ledgerRoot);
     } catch (x) {
       fail(`record ${id} is not at ledger index ${e.index} of header ${header.height}: ${(x as Error).message}`);
     }
-    if (!verifyIn("record", rec.signer, rec.envelope, rec.signature))
-      fail(`record ${id} is not valid: signature by ${toHex(rec.signer)} does not verify`);
     return rec;
   }
 
@@ -379,34 +384,38 @@ export class LightClient {
   }
 
   private signerAuthority(rec: DecodedRecord, proof: RecordProof, header: Header): SignerAuthority {
-    const bad: (reason: string) => never = (reason) => fail(`signer of record ${toHex(rec.id)} has no proven authority: ${reason}`);
-    const member = this.memberAtIndex(rec.signer, proof.entry.index);
-    if (member) {
+    const bad = authorityFailure(rec);
+    if (this.memberAtIndex(rec.signer, proof.entry.index)) {
       if (proof.keyBindings.length > 0) bad("signed by a member but the proof cites key bindings");
-      const role = memberRoleNeeded(rec);
-      if (role && !hasRole(member, role))
-        bad(`a ${rec.kind} record needs the role '${roleName(role)}', which member '${member.id}' lacks`);
-      return { type: "member", id: member.id, roles: member.roles.map(roleName) };
+      return this.memberAuthority(rec, proof.entry.index);
     }
-    const authority = this.enterpriseAuthority(rec, proof.keyBindings, header, bad);
-    const first = proof.keyBindings[0];
-    if (first && first.index >= proof.entry.index)
-      bad(`binding at ledger index ${first.index} does not precede the record it authorises (index ${proof.entry.index})`);
-    if (authority.type === "custody" && !custodyKeyMaySign(rec.kind))
-      bad(`a ${rec.kind} signed by the custody key for domain ${authority.domain}, which signs custody events only`);
+    const authority = this.bindingsAuthority(rec.signer, proof.keyBindings, header, bad);
+    checkBoundBefore(proof.keyBindings, proof.entry.index, bad);
+    checkCustodySigns(authority, rec, bad);
     return authority;
   }
 
-  /** The bindings of an enterprise or custody key back to a registrar's record. */
-  private enterpriseAuthority(
-    rec: DecodedRecord,
+  /** A member's authority for a record at ledger index `index`: its roles then, and
+   * the role the body needs where the body alone decides it. */
+  memberAuthority(rec: DecodedRecord, index: number): SignerAuthority {
+    const member = this.memberAtIndex(rec.signer, index) ?? fail("called for a member's key");
+    const role = memberRoleNeeded(rec);
+    if (role && !hasRole(member, role))
+      authorityFailure(rec)(`a ${rec.kind} record needs the role '${roleName(role)}', which member '${member.id}' lacks`);
+    return { type: "member", id: member.id, roles: member.roles.map(roleName) };
+  }
+
+  /** The bindings of an enterprise or custody key back to a registrar's record: the
+   * first binds `signer`, each later one the key that signed the one before. */
+  bindingsAuthority(
+    signer: Uint8Array,
     bindings: LedgerEntry[],
     header: Header,
     bad: (reason: string) => never,
   ): SignerAuthority {
-    if (bindings.length === 0) bad(`key ${toHex(rec.signer)} is not a member's and the proof cites no binding for it`);
+    if (bindings.length === 0) bad(`key ${toHex(signer)} is not a member's and the proof cites no binding for it`);
     if (bindings.length > KEY_BINDINGS_MAX) bad(`more than ${KEY_BINDINGS_MAX} key bindings`);
-    let [key, before, uscc] = [rec.signer, Number.POSITIVE_INFINITY, null as string | null];
+    let [key, before, uscc] = [signer, Number.POSITIVE_INFINITY, null as string | null];
     const boundBy: string[] = [];
     for (const b of bindings) {
       if (b.index >= before)
@@ -437,6 +446,28 @@ export class LightClient {
     }
     return bad(`the bindings end at key ${toHex(key)}, which no registrar bound`);
   }
+}
+
+export function checkSignature(rec: DecodedRecord): void {
+  if (!verifyIn("record", rec.signer, rec.envelope, rec.signature))
+    fail(`record ${toHex(rec.id)} is not valid: signature by ${toHex(rec.signer)} does not verify`);
+}
+
+export function authorityFailure(rec: DecodedRecord): (reason: string) => never {
+  return (reason) => fail(`signer of record ${toHex(rec.id)} has no proven authority: ${reason}`);
+}
+
+/** A key binding authorises only records after it on the ledger. */
+export function checkBoundBefore(bindings: LedgerEntry[], index: number, bad: (reason: string) => never): void {
+  const first = bindings[0];
+  if (first && first.index >= index)
+    bad(`binding at ledger index ${first.index} does not precede the record it authorises (index ${index})`);
+}
+
+/** A custody key signs custody events only. */
+export function checkCustodySigns(a: SignerAuthority, rec: DecodedRecord, bad: (reason: string) => never): void {
+  if (a.type === "custody" && !custodyKeyMaySign(rec.kind))
+    bad(`a ${rec.kind} signed by the custody key for domain ${a.domain}, which signs custody events only`);
 }
 
 function epochOf(height: number, firstIndex: number, roster: Roster): Epoch {
