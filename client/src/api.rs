@@ -175,6 +175,19 @@ pub struct Status {
     /// than the consortium may have faulty validators (unverified: a report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syncing_to: Option<u64>,
+    /// The consensus round this node is in at the next height (validators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// The finalized heights other members' nodes last announced to this one: reports,
+    /// never verified (a page shows them as such).
+    #[serde(default)]
+    pub peers: Vec<PeerHeight>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHeight {
+    pub member: String,
+    pub height: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

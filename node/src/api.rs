@@ -1113,7 +1113,29 @@ async fn status(State(s): State<Shared>) -> ApiResult<Status> {
         validator: c.validators.index_of(&s.node_key).is_some(),
         mempool_records: progress.mempool_records,
         syncing_to: progress.syncing_to,
+        round: progress.round,
+        peers: peer_heights(&c, &progress.peers),
     }))
+}
+
+/// Peers' announced heights by member, in member order; a key the roster no longer
+/// names is left out.
+fn peer_heights(
+    c: &xinlian_core::consortium::Consortium,
+    peers: &[(xinlian_genesis::PublicKey, u64)],
+) -> Vec<xinlian_client::api::PeerHeight> {
+    let mut out: Vec<_> = (peers.iter())
+        .filter_map(|(k, height)| {
+            c.roster
+                .member_by_node_key(k)
+                .map(|m| xinlian_client::api::PeerHeight {
+                    member: m.id.clone(),
+                    height: *height,
+                })
+        })
+        .collect();
+    out.sort_by(|a, b| a.member.cmp(&b.member));
+    out
 }
 
 #[derive(Deserialize)]

@@ -151,10 +151,13 @@ pub enum Command {
 }
 
 /// What `/v1/status` asks the host for.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Progress {
     pub mempool_records: usize,
     pub syncing_to: Option<u64>,
+    pub round: Option<u32>,
+    /// Members' nodes' announced heights, by node key (bounded by the roster).
+    pub peers: Vec<(PublicKey, u64)>,
 }
 
 /// What the API may read directly; writes go through [`Command`]s.
@@ -518,6 +521,8 @@ impl Host {
                 let _ = reply.send(Progress {
                     mempool_records: self.replica.mempool().len(),
                     syncing_to: self.replica.sync_target(),
+                    round: self.replica.round(),
+                    peers: self.replica.peer_heights().map(|(k, h)| (*k, h)).collect(),
                 });
             }
             Command::PrivateSend { to, data } => {

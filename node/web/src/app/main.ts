@@ -4,22 +4,36 @@
 import { currentLang, setLang, t } from "./i18n.js";
 import { h } from "./dom.js";
 import { verifyPage } from "./verify-page.js";
+import { batchPage } from "./batch-page.js";
+import { homePage } from "./home-page.js";
+import { operatorPage } from "./operator-page.js";
 
-const ROUTES: { path: string; word: "nav_verify"; show: (root: HTMLElement) => void }[] = [
-  { path: "verify", word: "nav_verify", show: verifyPage },
+/** The fragment's route: `#/batch/NAME?chain=HEX` gives ["batch", "NAME"] and the query. */
+function parse(): { parts: string[]; query: URLSearchParams } {
+  const [path, query] = location.hash.replace(/^#\/?/, "").split("?", 2);
+  return { parts: (path ?? "").split("/").map((p) => decodeURIComponent(p)), query: new URLSearchParams(query ?? "") };
+}
+
+type Route = { path: string; word: "nav_home" | "nav_verify" | "nav_operator" | null; show: (root: HTMLElement, parts: string[], q: URLSearchParams) => void };
+
+const ROUTES: Route[] = [
+  { path: "", word: "nav_home", show: (root) => homePage(root) },
+  { path: "batch", word: null, show: (root, parts, q) => batchPage(root, parts[1] ?? "", q.get("chain")) },
+  { path: "verify", word: "nav_verify", show: (root) => verifyPage(root) },
+  { path: "operator", word: "nav_operator", show: (root) => operatorPage(root) },
 ];
 
 function route(): void {
   const page = document.getElementById("page")!;
-  const path = location.hash.replace(/^#\/?/, "").split(/[/?]/)[0] || "verify";
-  const r = ROUTES.find((x) => x.path === path);
+  const { parts, query } = parse();
+  const r = ROUTES.find((x) => x.path === parts[0]);
   const nav = document.getElementById("nav")!;
   nav.replaceChildren(
-    ...ROUTES.map((x) => h("a", { href: `#/${x.path}`, class: x === r ? "here" : "" }, t(x.word))),
+    ...ROUTES.filter((x) => x.word !== null).map((x) => h("a", { href: `#/${x.path}`, class: x === r ? "here" : "" }, t(x.word!))),
   );
   document.getElementById("lang")!.textContent = t("lang_other");
   document.getElementById("footer")!.textContent = t("footer");
-  if (r) r.show(page);
+  if (r) r.show(page, parts, query);
   else page.replaceChildren(h("p", {}, t("not_found")));
 }
 

@@ -6,6 +6,7 @@ import { type Genesis, genesisFromToml } from "../verify/genesis.js";
 import { type Verdict, type VerifiedRecord, verdictOf } from "../verify/verify.js";
 import { facts, h, hash } from "./dom.js";
 import { t } from "./i18n.js";
+import { rememberGenesis } from "./node-api.js";
 
 interface Loaded {
   genesis: { name: string; value: Genesis | Error } | null;
@@ -20,11 +21,19 @@ export function verifyPage(root: HTMLElement): void {
   const input = h("input", { type: "file", id: "files", multiple: "", accept: ".toml,.json,application/json" });
   const drop = h("div", { class: "drop", id: "drop" }, h("p", {}, t("drop_here")), input);
   const refresh = () => {
+    const kept = loaded.genesis && !(loaded.genesis.value instanceof Error);
+    const forget = h("button", { type: "button", id: "forget" }, t("forget"));
+    forget.addEventListener("click", () => {
+      rememberGenesis(null);
+      loaded.genesis = null;
+      refresh();
+    });
     status.replaceChildren(
       facts([
         [t("genesis_file"), loaded.genesis ? loaded.genesis.name : h("span", { class: "muted" }, t("not_loaded"))],
         [t("bundle_file"), loaded.bundle ? loaded.bundle.name : h("span", { class: "muted" }, t("not_loaded"))],
       ]),
+      kept ? h("p", { class: "muted" }, t("remembered"), " ", forget) : "",
     );
     result.replaceChildren(render());
   };
@@ -54,6 +63,7 @@ async function load(f: File): Promise<void> {
     let value: Genesis | Error;
     try {
       value = genesisFromToml(text);
+      rememberGenesis(text);
     } catch (e) {
       value = e as Error;
     }

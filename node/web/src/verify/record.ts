@@ -19,7 +19,7 @@ export type Kind = (typeof KINDS)[number];
 
 /** What the verifier reads of a body. */
 export type Binding =
-  | { kind: "register_entity"; uscc: string; key: Uint8Array }
+  | { kind: "register_entity"; uscc: string; name: string; key: Uint8Array }
   | { kind: "rotate_entity_key"; uscc: string; key: Uint8Array }
   | { kind: "bind_custody_key"; domain: string; key: Uint8Array };
 
@@ -85,9 +85,9 @@ export function decodeRecord(bytes: Uint8Array, max: number, what: string): Deco
   switch (kind) {
     case "register_entity": {
       const uscc = r.str();
-      r.str(); // name
+      const name = r.str();
       r.option(skipContent); // operator
-      binding = { kind, uscc, key: r.fixed(32) };
+      binding = { kind, uscc, name, key: r.fixed(32) };
       break;
     }
     case "rotate_entity_key":

@@ -73,7 +73,14 @@ export interface Bundle {
 
 export type SignerAuthority =
   | { type: "member"; id: string; roles: string[] }
-  | { type: "enterprise"; uscc: string; boundBy: string[]; registrar: string }
+  | {
+      type: "enterprise";
+      uscc: string;
+      /** The name its registration gives, where the bindings reach the registration. */
+      name: string | null;
+      boundBy: string[];
+      registrar: string;
+    }
   | { type: "custody"; domain: string; boundBy: string; registrar: string };
 
 export interface VerifiedRecord {
@@ -248,6 +255,11 @@ export class LightClient {
     return this.trustedCp;
   }
 
+  /** The validators in force at `height`, as this client has followed them. */
+  validatorsAt(height: number): Validator[] {
+    return this.epochAt(height).validators;
+  }
+
   private epochAt(height: number): Epoch {
     let e = this.epochs[0]!;
     for (const x of this.epochs) if (x.height <= height) e = x;
@@ -416,6 +428,7 @@ export class LightClient {
     if (bindings.length === 0) bad(`key ${toHex(signer)} is not a member's and the proof cites no binding for it`);
     if (bindings.length > KEY_BINDINGS_MAX) bad(`more than ${KEY_BINDINGS_MAX} key bindings`);
     let [key, before, uscc] = [signer, Number.POSITIVE_INFINITY, null as string | null];
+    let name: string | null = null;
     const boundBy: string[] = [];
     for (const b of bindings) {
       if (b.index >= before)
@@ -435,11 +448,12 @@ export class LightClient {
       if (!equal(binding.key, key)) bad(`record ${id} binds key ${toHex(binding.key)}, not ${toHex(key)}`);
       if (uscc !== null && uscc !== binding.uscc) bad(`record ${id} binds a key of ${binding.uscc}, not of ${uscc}`);
       uscc = binding.uscc;
+      if (binding.kind === "register_entity") name = binding.name;
       boundBy.push(id);
       if (by) {
         if (!hasRole(by, { kind: "registrar" })) bad(`binding ${id} is signed by member '${by.id}', who is not a registrar`);
         if (boundBy.length !== bindings.length) bad("key bindings continue past a registrar's");
-        return { type: "enterprise", uscc: binding.uscc, boundBy, registrar: by.id };
+        return { type: "enterprise", uscc: binding.uscc, name, boundBy, registrar: by.id };
       }
       if (binding.kind === "register_entity") bad(`registration ${id} is not signed by a consortium registrar`);
       [key, before] = [br.signer, b.index];
