@@ -364,6 +364,7 @@ fn routes() -> Router<ApiState> {
             axum::routing::post(private_data::put_private),
         )
         .route(paths::RECORD_PRIVATE, get(private_data::record_private))
+        .route("/web/label/{batch}", get(batch_label))
         .merge(crate::web::routes())
         .fallback(|| async {
             err(
@@ -1558,7 +1559,18 @@ fn disclosed<T>(
     }
 }
 
-async fn block(State(s): State<Shared>, P(height): P<String>) -> ApiResult<BlockView> {
+/// `?records=false`: the header and certificate alone, for a reader (the operator
+/// page) that verifies every byte it is given and has no use for the record ids.
+#[derive(Deserialize)]
+struct BlockQuery {
+    records: Option<bool>,
+}
+
+async fn block(
+    State(s): State<Shared>,
+    P(height): P<String>,
+    Q(q): Q<BlockQuery>,
+) -> ApiResult<BlockView> {
     let height: u64 = height.parse().map_err(|_| {
         err(
             StatusCode::BAD_REQUEST,
@@ -1575,9 +1587,13 @@ async fn block(State(s): State<Shared>, P(height): P<String>) -> ApiResult<Block
     };
     let block = s.store.block(height)?.ok_or_else(not_found)?;
     let certificate = s.store.certificate(height)?.ok_or_else(not_found)?;
+    let ids = q.records.unwrap_or(true);
     Ok(Json(BlockView {
         hash: block.header.hash(),
-        records: block.records.iter().map(SignedRecord::id).collect(),
+        records: match ids {
+            true => block.records.iter().map(SignedRecord::id).collect(),
+            false => Vec::new(),
+        },
         header: block.header,
         certificate,
     }))
@@ -1985,6 +2001,57 @@ fn withhold_reasons(
 fn batch_id(name: &str) -> Result<(), ApiFailure> {
     xinlian_client::ids::check_batch_id(name)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_identifier", e.to_string()))
+}
+
+/// `GET /web/label/{batch}`: the batch's printable label (docs/web.md § Labels), whose
+/// QR code opens its page at `api.public_url`, or where the label was asked for.
+async fn batch_label(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    P(name): P<String>,
+) -> Result<Response, ApiFailure> {
+    batch_id(&name)?;
+    let batch: st::BatchState = s.store.state_value(&key::batch(&name))?.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("batch {name} is not on the ledger"),
+        )
+    })?;
+    let base = match &s.public_url {
+        Some(u) => u.to_string(),
+        None => {
+            // The address it was asked at; a client that lies about it labels its own copy.
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.len() <= 255
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                })
+                .ok_or_else(|| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        "no_public_url",
+                        "this node has no api.public_url and the request names no usable Host",
+                    )
+                })?;
+            format!("{}://{host}", if s.tls { "https" } else { "http" })
+        }
+    };
+    let chain = s.genesis.hash().to_hex();
+    let url = crate::web::batch_page_url(&base, &name, &chain);
+    let svg = crate::web::label_svg(&url, &name, &batch.product.name, &batch.lot, &chain);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        svg,
+    )
+        .into_response())
 }
 
 async fn batch(

@@ -71,6 +71,10 @@ struct ApiArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "XINLIAN_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// The address the public reaches the web pages at: what batch labels' QR codes
+    /// open (default: the address the label was asked for at).
+    #[arg(long, env = "XINLIAN_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 }
 
 impl ApiArgs {
@@ -89,6 +93,7 @@ impl ApiArgs {
             streams: self.api_streams,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            public_url: self.public_url.clone(),
         }
     }
 }
@@ -457,6 +462,7 @@ fn run_node(settings: Settings, exit_with_stdin: bool) -> Result<()> {
     config.peers = settings.peers;
     config.cache_bytes = settings.cache_bytes;
     config.api = settings.api;
+    config.public_url = settings.public_url;
     if let Some(files) = &settings.tls {
         config.tls = Some(crate::api::tls::server_config(&files.cert, &files.key)?);
     }

@@ -70,6 +70,9 @@ pub struct ApiSection {
     /// Serve the API over TLS: the certificate chain (PEM, leaf first) and its key.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The address the public reaches the web pages at (`https://credit.example.gov.cn`):
+    /// what a batch label's QR code opens.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +156,8 @@ pub struct Settings {
     pub api_threads: usize,
     /// The API's TLS certificate chain and key, when it serves HTTPS.
     pub tls: Option<TlsFiles>,
+    /// `api.public_url`, checked, without a trailing `/`.
+    pub public_url: Option<String>,
     pub log_format: LogFormat,
     pub log_filter: String,
 }
@@ -306,14 +311,7 @@ impl Settings {
             1,
             256,
         )?;
-        let log_filter = flags
-            .log
-            .filter
-            .or(file.log.filter)
-            .or_else(|| std::env::var("RUST_LOG").ok())
-            .unwrap_or_else(|| LOG_FILTER_DEFAULT.into());
-        tracing_subscriber::EnvFilter::try_new(&log_filter)
-            .map_err(|e| anyhow::anyhow!("log.filter: {log_filter:?}: {e}"))?;
+        let log_filter = log_filter(flags.log.filter.or(file.log.filter))?;
         Ok(Settings {
             genesis: required("genesis", flags.genesis.or(file.genesis))?,
             key: required("key", flags.key.or(file.key))?,
@@ -328,10 +326,45 @@ impl Settings {
             api_nice: nice,
             api_threads,
             tls,
+            public_url: fa
+                .public_url
+                .or(ca.public_url)
+                .map(|u| public_url(&u))
+                .transpose()?,
             log_format: flags.log.format.or(file.log.format).unwrap_or_default(),
             log_filter,
         })
     }
+}
+
+/// `log.filter` as set, else `RUST_LOG`, else the default; checked.
+fn log_filter(set: Option<String>) -> Result<String> {
+    let f = set
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| LOG_FILTER_DEFAULT.into());
+    tracing_subscriber::EnvFilter::try_new(&f)
+        .map_err(|e| anyhow::anyhow!("log.filter: {f:?}: {e}"))?;
+    Ok(f)
+}
+
+/// `api.public_url`: an absolute http(s) address with no query or fragment, which a
+/// page's address is appended to.
+fn public_url(u: &str) -> Result<String> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .with_context(|| format!("api.public_url: {u:?} is not an http:// or https:// address"))?;
+    if rest.is_empty()
+        || u.len() > 512
+        || u.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '#' | '?' | '"' | '<' | '>')
+        })
+    {
+        bail!(
+            "api.public_url: {u:?} must be a plain address (no spaces, query or fragment), at most 512 bytes"
+        );
+    }
+    Ok(u.trim_end_matches('/').to_string())
 }
 
 /// A commented config file for the member whose node key is in `key_file`, from its
@@ -423,6 +456,9 @@ peers = [{peers}]
 # (PEM); both or neither. Unset, plain HTTP.
 # tls_cert = "tls/node.pem"
 # tls_key = "tls/node.key"
+# The address the public reaches the web pages at: what batch labels' QR codes open
+# (unset: the address a label was asked for at).
+# public_url = "https://credit.example.gov.cn"
 
 [log]
 # "text" (lines) or "json" (one object per event).
@@ -503,6 +539,19 @@ mod tests {
             ("[api]\ntls_cert = \"node.pem\"\n", "api.tls_key"),
             ("[api]\ntls_key = \"node.key\"\n", "api.tls_cert"),
             ("[api]\nconnections = 100\nstreams = 51\n", "api.streams"),
+            (
+                "[api]\npublic_url = \"ftp://x.example\"\n",
+                "api.public_url",
+            ),
+            ("[api]\npublic_url = \"https://\"\n", "api.public_url"),
+            (
+                "[api]\npublic_url = \"https://x.example/#/\"\n",
+                "api.public_url",
+            ),
+            (
+                "[api]\npublic_url = \"https://x.example/a b\"\n",
+                "api.public_url",
+            ),
             ("cache_mb = 1048577\n", "cache_mb"),
             ("[api]\nrate = 0\n", "api.rate"),
             ("[api]\nrat = 5\n", "rat"),
@@ -536,5 +585,15 @@ mod tests {
         assert_eq!(s.api.burst, ApiLimits::default().burst);
         assert_eq!(s.listen.to_string(), LISTEN_DEFAULT);
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.public_url, None);
+        let file: FileConfig = toml::from_str(&format!(
+            "{BASE}[api]\npublic_url = \"https://credit.example.gov.cn/\"\n"
+        ))
+        .unwrap();
+        let s = Settings::resolve(Overrides::default(), file).unwrap();
+        assert_eq!(
+            s.public_url.as_deref(),
+            Some("https://credit.example.gov.cn")
+        );
     }
 }

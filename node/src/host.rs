@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub api: ApiLimits,
     /// Serve the API over TLS with this configuration (`--tls-cert`, `--tls-key`).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Where the public reaches the web pages (`api.public_url`), for batch labels.
+    pub public_url: Option<String>,
 }
 
 impl NodeConfig {
@@ -83,6 +85,7 @@ impl NodeConfig {
             cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             api: ApiLimits::default(),
             tls: None,
+            public_url: None,
         }
     }
 }
@@ -174,6 +177,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Records' private data this node's member is entitled to (docs/privacy.md).
     pub private: Arc<crate::store::private::PrivateStore>,
+    /// Where the public reaches the web pages; `None`: where a label was asked for.
+    pub public_url: Option<Arc<str>>,
+    /// Whether the API is served over TLS (the scheme of such an address).
+    pub tls: bool,
 }
 
 impl Shared {
@@ -242,6 +249,8 @@ pub async fn run(
         commands: cmd_tx,
         node_key: node_pk,
         private: Arc::new(crate::store::private::PrivateStore::open(&config.data_dir)?),
+        public_url: config.public_url.as_deref().map(Arc::from),
+        tls: config.tls.is_some(),
     };
     let desk = crate::private::spawn(shared.clone(), shared.private.clone());
     let (stop_tx, stop_rx) = oneshot::channel();

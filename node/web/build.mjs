@@ -33,4 +33,13 @@ await esbuild.build({
   platform: "node",
   format: "esm",
 });
+// The end-to-end driver stays beside node_modules, where it finds playwright-core.
+await esbuild.build({
+  ...common,
+  entryPoints: ["src/e2e/run.ts"],
+  outfile: "e2e.mjs",
+  platform: "node",
+  format: "esm",
+  external: ["playwright-core"],
+});
 for (const f of ["index.html", "style.css"]) copyFileSync(join("src/app", f), join(out, f));

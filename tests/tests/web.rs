@@ -519,6 +519,17 @@ fn every_node_serves_the_pages_with_a_policy_that_runs_nothing_else() -> Result<
         matches!(missing, Err(ureq::Error::StatusCode(404))),
         "{missing:?}"
     );
+    // A label only for a batch on the ledger, and only for a well-formed batch id.
+    let label = ureq::get(&format!("{base}/web/label/no-such-batch")).call();
+    ensure!(
+        matches!(label, Err(ureq::Error::StatusCode(404))),
+        "{label:?}"
+    );
+    let label = ureq::get(&format!("{base}/web/label/%00")).call();
+    ensure!(
+        matches!(label, Err(ureq::Error::StatusCode(400))),
+        "{label:?}"
+    );
     Ok(())
 }
 

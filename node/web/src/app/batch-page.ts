@@ -223,6 +223,7 @@ function render(name: string, a: BatchAnswer): Node[] {
   out.push(table([t("batch"), t("product"), t("holders")], reach.map((d) => [link(d.state.batch), d.state.product.name, holders(d, n)]), "reach"));
   const file = new Blob([a.bundle], { type: "application/json" });
   out.push(h("p", {}, h("a", { href: URL.createObjectURL(file), download: `${name}.provenance.json`, id: "bundle" }, t("download_bundle"))));
+  out.push(h("p", {}, h("a", { href: `/web/label/${encodeURIComponent(name)}`, target: "_blank", id: "label" }, t("print_label"))));
   return out;
 }
 

@@ -129,6 +129,10 @@ const WORDS = {
   download_bundle: { zh: "下载证明包（可用 xinlian verify 或“验证文件”页离线核验）", en: "Download the proof bundle (check it offline with xinlian verify or the “Verify a file” page)" },
   remembered: { zh: "此创世文件已保存在本浏览器中，批次和企业页面将以它为准。", en: "This genesis file is kept in this browser: the batch and enterprise pages verify against it." },
   forget: { zh: "忘记它", en: "Forget it" },
+  batches_events: { zh: "批次 / 事件", en: "Batches / events" },
+  complete_q: { zh: "完整性", en: "Completeness" },
+  open_batch: { zh: "在线查看此批次的最新追溯", en: "Open this batch's current trace" },
+  print_label: { zh: "打印标签（二维码）", en: "Print the label (QR code)" },
 } as const;
 
 export type Word = keyof typeof WORDS;

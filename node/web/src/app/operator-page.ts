@@ -5,7 +5,8 @@
 
 import { toHex } from "../verify/bytes.js";
 import { type Json, arr, obj } from "../verify/json.js";
-import { type Checkpoint, LightClient, checkpointFromJson, rosterChangesFromJson } from "../verify/verify.js";
+import { type Checkpoint, LightClient, checkpointFromJson, headerHash, rosterChangesFromJson } from "../verify/verify.js";
+import { fail } from "../verify/bytes.js";
 import { facts, h } from "./dom.js";
 import { t } from "./i18n.js";
 import { anchor, ask, parseJson } from "./node-api.js";
@@ -70,9 +71,13 @@ async function load(): Promise<Node[]> {
   const metrics = await ask("/metrics").catch(() => "");
   const blocks: Checkpoint[] = [];
   for (let height = r.height; height >= 1 && blocks.length < RECENT; height--) {
-    const b = obj(parseJson(await ask(`/v1/blocks/${height}`), "block"), "block");
+    // Without record ids: every byte of the answer is then checked here.
+    const b = obj(parseJson(await ask(`/v1/blocks/${height}?records=false`), "block"), "block");
     const cp = checkpointFromJson({ header: b["header"] ?? null, certificate: b["certificate"] ?? null }, `block ${height}`);
     client.checkCheckpoint(cp);
+    if (cp.header.height !== height) fail(`asked for block ${height}, the answer is block ${cp.header.height}`);
+    if (b["hash"] !== toHex(headerHash(cp.header))) fail(`block ${height}: the answer's hash is not its header's`);
+    if (!Array.isArray(b["records"]) || b["records"].length !== 0) fail(`block ${height}: record ids given where none were asked for`);
     blocks.push(cp);
   }
   const proposals = obj(parseJson(await ask("/v1/governance/proposals?status=open"), "proposals"), "proposals");

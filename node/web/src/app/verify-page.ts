@@ -4,6 +4,7 @@
 import { toHex } from "../verify/bytes.js";
 import { type Genesis, genesisFromToml } from "../verify/genesis.js";
 import { type Verdict, type VerifiedRecord, verdictOf } from "../verify/verify.js";
+import { PROVENANCE_BUNDLE_FORMAT, provenanceVerdictOf, recallsAffecting } from "../verify/provenance.js";
 import { facts, h, hash } from "./dom.js";
 import { t } from "./i18n.js";
 import { rememberGenesis } from "./node-api.js";
@@ -77,6 +78,7 @@ function render(): Node {
   const genesis = loaded.genesis?.value;
   if (genesis instanceof Error) return verdictBox({ verified: false, reason: genesis.message });
   if (!genesis || !loaded.bundle) return h("p", { class: "muted" }, t("need_both"));
+  if (loaded.bundle.text.includes(`"${PROVENANCE_BUNDLE_FORMAT}"`)) return provenanceBox(genesis, loaded.bundle.text);
   return verdictBox(verdictOf(genesis, loaded.bundle.text), genesis);
 }
 
@@ -88,6 +90,37 @@ export function verdictBox(v: Verdict, genesis?: Genesis): Node {
     {},
     h("div", { class: "verdict ok", "data-verdict": "ok" }, `✓ ${t("verified")}`),
     h("div", { class: "card" }, recordFacts(v.record, genesis), h("p", { class: "muted" }, t("what_proven"))),
+  );
+}
+
+/** A provenance bundle (the batch page's download, `xinlian trace --bundle`). */
+function provenanceBox(genesis: Genesis, text: string): Node {
+  const v = provenanceVerdictOf(genesis, text);
+  if (!v.verified) return verdictBox(v);
+  const p = v.provenance;
+  const root = p.batches.get(p.root);
+  const recalls = recallsAffecting(p, p.root);
+  const events = [...p.batches.values()].reduce((n, b) => n + b.events.length, 0);
+  return h(
+    "div",
+    {},
+    h("div", { class: "verdict ok", "data-verdict": "ok" }, `✓ ${t("verified")}`),
+    recalls.length > 0
+      ? h("div", { class: "recall", role: "alert" }, h("strong", {}, recalls.map((r) => `${t("recalled")}: ${r.batch}`).join("; ")))
+      : null,
+    h(
+      "div",
+      { class: "card" },
+      facts([
+        [t("chain"), hash(toHex(genesis.hash))],
+        [t("batch"), p.root],
+        [t("product"), root ? `${root.state.product.name} · ${t("lot")} ${root.state.lot}` : "—"],
+        [t("final_at"), String(p.finalFrom)],
+        [t("batches_events"), `${p.batches.size} / ${events}`],
+        [t("complete_q"), p.missing.size === 0 ? t("complete") : `${t("partial")}: ${[...p.missing].join(", ")}`],
+      ]),
+      h("p", {}, h("a", { href: `#/batch/${encodeURIComponent(p.root)}` }, t("open_batch"))),
+    ),
   );
 }
 
