@@ -28,6 +28,57 @@ pub struct Figures {
     pub verify_from_genesis_ms_p50: f64,
     pub total_ms_p50: f64,
     pub total_ms_max: f64,
+    /// The batch page in headless Chromium: navigation to verdict, fresh context each
+    /// run (the page's code loaded, genesis and roster changes fetched, the trace both
+    /// ways fetched and verified in TypeScript, rendered). `None` without Chromium.
+    pub page: Option<PageFigures>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct PageFigures {
+    pub runs: usize,
+    pub total_ms_p50: f64,
+    pub total_ms_max: f64,
+    /// The page's own figure: from its route starting to the verified page drawn.
+    pub in_page_ms_p50: f64,
+}
+
+/// Times the batch page of `batch` at `api` in Chromium, if the machine has it.
+fn page_time(api: &str, batch: &str, runs: usize) -> Result<Option<PageFigures>> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        eprintln!("no /usr/bin/chromium: the batch page is not timed (apt install chromium)");
+        return Ok(None);
+    }
+    let url = format!("{api}/#/batch/{batch}");
+    let out = std::process::Command::new("node")
+        .arg(xinlian_node::web::PAGE_TIME_DRIVER)
+        .arg(&url)
+        .arg(runs.to_string())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "timing the batch page failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    anyhow::ensure!(
+        v["verdicts"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x == "ok")),
+        "the batch page did not verify: {v}"
+    );
+    let list = |k: &str| -> Vec<f64> {
+        (v[k].as_array().into_iter().flatten())
+            .filter_map(serde_json::Value::as_f64)
+            .collect()
+    };
+    let total = list("total_ms");
+    Ok(Some(PageFigures {
+        runs,
+        total_ms_p50: median(total.clone()),
+        total_ms_max: total.iter().copied().fold(0.0, f64::max),
+        in_page_ms_p50: median(list("in_page_ms")),
+    }))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -74,7 +125,9 @@ pub fn measure(
         answer_bytes = serde_json::to_string(&proof)?.len();
         batches = answer.batches.len();
     }
+    let page = page_time(node.base_url(), &chain.final_batch, 10)?;
     Ok(Figures {
+        page,
         events,
         batches,
         answer_bytes,
@@ -103,4 +156,15 @@ pub fn print(f: &Figures) {
         f.total_ms_max,
         f.verify_from_genesis_ms_p50
     );
+    match &f.page {
+        Some(p) => println!(
+            "    the batch page in Chromium, navigation to verified: {:.0} ms (max {:.0}; in the page {:.0} ms), median of {} runs   target <= 1000 ms; {:.1}x the Rust client's fetch + verify in this run",
+            p.total_ms_p50,
+            p.total_ms_max,
+            p.in_page_ms_p50,
+            p.runs,
+            p.total_ms_p50 / f.total_ms_p50
+        ),
+        None => println!("    the batch page in Chromium: not timed (no Chromium)"),
+    }
 }

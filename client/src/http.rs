@@ -583,6 +583,16 @@ pub fn fetch_provenance(
     let first = node.provenance(batch, direction, depth)?;
     advance_to(node, light, &first.checkpoint)?;
     let mut answer = light.verify_provenance(&first)?;
+    if first.direction != direction {
+        return Err(ProvenanceError::Batch {
+            batch: batch.to_string(),
+            reason: format!(
+                "asked for the walk {direction:?}, the answer walks {:?}",
+                first.direction
+            ),
+        }
+        .into());
+    }
     if first.roots != [batch] {
         return Err(ProvenanceError::WrongRoots {
             asked: vec![batch.to_string()],

@@ -758,6 +758,16 @@ impl Provenance {
     /// A page against a later header is taken as it is: its batches are then as of that
     /// later header, never older than `final_from`.
     pub fn merge(&mut self, other: Provenance) -> Result<(), ProvenanceError> {
+        // A page walking another way would leave out a branch (a recall upstream).
+        if other.direction != self.direction {
+            return Err(batch_err(
+                &self.root,
+                format!(
+                    "a continuation page walks {:?}, the answer {:?}",
+                    other.direction, self.direction
+                ),
+            ));
+        }
         if other.final_from < self.final_from {
             return Err(ProvenanceError::OlderPage {
                 first: self.final_from,

@@ -2048,6 +2048,12 @@ async fn batch_label(
         [
             (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
+            // An image, opened on its own: it runs nothing and loads nothing.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         svg,
     )

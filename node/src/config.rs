@@ -354,7 +354,16 @@ fn public_url(u: &str) -> Result<String> {
         .strip_prefix("https://")
         .or_else(|| u.strip_prefix("http://"))
         .with_context(|| format!("api.public_url: {u:?} is not an http:// or https:// address"))?;
-    if rest.is_empty()
+    let host = rest.split('/').next().unwrap_or_default();
+    let loopback = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|h| host == *h || host.starts_with(&format!("{h}:")));
+    if u.starts_with("http://") && !loopback {
+        bail!(
+            "api.public_url: {u:?} is plain http: a label must open its page over https, or anyone on the way could serve a page of their own (http is for loopback only)"
+        );
+    }
+    if host.is_empty()
         || u.len() > 512
         || u.chars().any(|c| {
             c.is_whitespace() || c.is_control() || matches!(c, '#' | '?' | '"' | '<' | '>')
@@ -550,6 +559,11 @@ mod tests {
             ),
             (
                 "[api]\npublic_url = \"https://x.example/a b\"\n",
+                "api.public_url",
+            ),
+            ("[api]\npublic_url = \"https:///x\"\n", "api.public_url"),
+            (
+                "[api]\npublic_url = \"http://x.example\"\n",
                 "api.public_url",
             ),
             ("cache_mb = 1048577\n", "cache_mb"),

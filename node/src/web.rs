@@ -41,6 +41,9 @@ pub const VERIFY_CLI: &str = include_str!(concat!(env!("OUT_DIR"), "/web/verify-
 /// `npm ci` installed under `OUT_DIR`: tests/tests/web_pages.rs runs it with Node.js.
 pub const E2E_DRIVER: &str = concat!(env!("OUT_DIR"), "/web-src/e2e.mjs");
 
+/// Time to a verified page in Chromium, for the benchmark (xinlian-bench).
+pub const PAGE_TIME_DRIVER: &str = concat!(env!("OUT_DIR"), "/web-src/page-time.mjs");
+
 /// Only the pages' own script and styles, and this node's API: a page can neither run
 /// nor send anything else, and cannot be framed.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -124,10 +127,13 @@ pub fn label_svg(page_url: &str, batch: &str, product: &str, lot: &str, chain: &
     )
 }
 
-/// Text for an XML text node: the five characters XML gives meaning escaped.
+/// Text for an XML text node: the five characters XML gives meaning escaped, and any
+/// character XML 1.0 does not allow (controls, U+FFFE, U+FFFF) replaced by U+FFFD.
 fn xml_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {
+            '\t' | '\n' | '\r' => c.to_string(),
+            c if c < ' ' || c == '\u{fffe}' || c == '\u{ffff}' => '\u{fffd}'.to_string(),
             '&' => "&amp;".into(),
             '<' => "&lt;".into(),
             '>' => "&gt;".into(),
@@ -153,9 +159,9 @@ mod tests {
     fn a_label_escapes_its_text_and_names_the_page() {
         let url = batch_page_url("https://x.example", "rice-1", "ab12");
         assert_eq!(url, "https://x.example/#/batch/rice%2D1?chain=ab12");
-        let svg = label_svg(&url, "rice-1", "米 <b>&", "L1", "ab12");
+        let svg = label_svg(&url, "rice-1", "米 <b>&\u{ffff}\u{1}", "L1", "ab12");
         assert!(
-            svg.contains("米 &lt;b&gt;&amp;") && !svg.contains("<b>"),
+            svg.contains("米 &lt;b&gt;&amp;\u{fffd}\u{fffd}") && !svg.contains("<b>"),
             "{svg}"
         );
         assert!(

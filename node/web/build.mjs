@@ -34,12 +34,6 @@ await esbuild.build({
   format: "esm",
 });
 // The end-to-end driver stays beside node_modules, where it finds playwright-core.
-await esbuild.build({
-  ...common,
-  entryPoints: ["src/e2e/run.ts"],
-  outfile: "e2e.mjs",
-  platform: "node",
-  format: "esm",
-  external: ["playwright-core"],
-});
+for (const [entry, outfile] of [["src/e2e/run.ts", "e2e.mjs"], ["src/e2e/page-time.ts", "page-time.mjs"]])
+  await esbuild.build({ ...common, entryPoints: [entry], outfile, platform: "node", format: "esm", external: ["playwright-core"] });
 for (const f of ["index.html", "style.css"]) copyFileSync(join("src/app", f), join(out, f));

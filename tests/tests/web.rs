@@ -607,7 +607,7 @@ fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
     let mut good = Vec::new();
     for batch in manifest["batches"].as_array().context("batches")? {
         let batch = batch.as_str().context("a batch name")?;
-        for direction in [Direction::Upstream, Direction::Downstream] {
+        for direction in [Direction::Upstream, Direction::Downstream, Direction::Both] {
             for reader in readers {
                 let mut light = LightClient::new(genesis.clone());
                 let (answer, pages) = fetch_provenance(reader, &mut light, batch, direction, None)?;

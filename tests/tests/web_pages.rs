@@ -9,8 +9,8 @@
 //! - the batch label's QR code decodes to the batch page's address naming the chain, and
 //!   that page verifies against the chain it names;
 //! - through a proxy that changes one byte of one answer (the genesis file, the roster
-//!   changes, a provenance answer, a block), the page says "not verified" with a reason
-//!   and shows none of the content as verified.
+//!   changes, a provenance answer, a block, a record proof), the page says "not
+//!   verified" with a reason and shows none of the content as verified.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -99,8 +99,11 @@ fn serve(mut conn: TcpStream, node: &str, state: &Mutex<Tamper>) -> Result<()> {
             s.armed = Some((prefix.to_string(), n.parse()?));
             "armed".to_string()
         } else {
+            // Read once per case: a case whose answer was never altered leaves the
+            // proxy disarmed for the next.
             let a = s.applied.join("; ");
             s.applied.clear();
+            s.armed = None;
             a
         };
         return respond(&mut conn, 200, "text/plain", &[], answer.as_bytes());
@@ -295,11 +298,22 @@ fn the_pages_render_verify_and_refuse_altered_answers_in_chromium() -> Result<()
     let label_url = xinlian_node::web::batch_page_url(&base, recalled, &chain);
     let mut cases = Vec::new();
     let batch_page = format!("#/batch/{recalled}");
+    // The manufacturer: a fulfilled commitment and a reward listing in the sample.
+    let enterprise = (manifest["enterprises"]
+        .as_array()
+        .context("enterprises")?
+        .iter())
+    .find(|e| e["slug"] == "pharma")
+    .and_then(|e| e["uscc"].as_str())
+    .context("the sample's manufacturer")?
+    .to_string();
+    let enterprise_page = format!("#/enterprise/{enterprise}");
     for (path, page) in [
         ("/v1/genesis", batch_page.as_str()),
         ("/v1/rosters", batch_page.as_str()),
         ("/v1/batches/", batch_page.as_str()),
         ("/v1/blocks/", "#/operator"),
+        ("/v1/records/", enterprise_page.as_str()),
     ] {
         for k in 0..CASES_PER_ANSWER {
             // Spread over the answer: a prime stride through its eligible bytes.
@@ -312,6 +326,7 @@ fn the_pages_render_verify_and_refuse_altered_answers_in_chromium() -> Result<()
         "out": out,
         "recalled": recalled,
         "food": food,
+        "enterprise": enterprise,
         "genesis": genesis_file,
         "bundle": bundle,
         "tampered_bundle": tampered_bundle,
@@ -334,7 +349,7 @@ fn the_pages_render_verify_and_refuse_altered_answers_in_chromium() -> Result<()
 
     // Every page, both languages, both widths.
     let pages = report["pages"].as_object().context("pages")?;
-    ensure!(pages.len() == 20, "{} page renderings", pages.len());
+    ensure!(pages.len() == 24, "{} page renderings", pages.len());
     for (name, p) in pages {
         let text = p["text"].as_str().unwrap_or_default();
         let zh = name.contains("-zh-");
@@ -367,6 +382,8 @@ fn the_pages_render_verify_and_refuse_altered_answers_in_chromium() -> Result<()
             ("verify", false) => &["Verified", "Signer"],
             ("operator", true) => &["最近区块", "sh-credit-centre"],
             ("operator", false) => &["Recent blocks", "sh-credit-centre"],
+            ("enterprise", true) => &["信用承诺", "已履约", "守信激励", "华康"],
+            ("enterprise", false) => &["Credit commitments", "fulfilled", "reward list", "Huakang"],
             ("home", true) => &["批次号"],
             (_, _) => &["Batch id"],
         };
@@ -405,7 +422,7 @@ fn the_pages_render_verify_and_refuse_altered_answers_in_chromium() -> Result<()
     let mut applied = 0;
     for c in tampered {
         if c["applied"].as_str().is_none_or(str::is_empty) {
-            continue; // an answer with no digit to change (no roster change yet)
+            continue; // the answer had nothing to change
         }
         applied += 1;
         ensure!(c["verdict"] == "bad", "an altered answer verified: {c}");
@@ -413,17 +430,17 @@ fn the_pages_render_verify_and_refuse_altered_answers_in_chromium() -> Result<()
             c["reason"].as_str().is_some_and(|r| !r.is_empty()),
             "no reason: {c}"
         );
+        let text = c["text"].as_str().unwrap_or_default();
         ensure!(
-            !c["text"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("amoxicillin"),
+            ["amoxicillin", "Huakang", "Recent blocks", "Timeline"]
+                .iter()
+                .all(|shown| !text.contains(shown)),
             "altered content shown: {c}"
         );
     }
-    ensure!(applied >= 12, "only {applied} answers were altered");
+    ensure!(applied >= 16, "only {applied} answers were altered");
     eprintln!(
-        "20 renderings in {}; {applied} altered answers refused; batch page verified in {} ms",
+        "24 renderings in {}; {applied} altered answers refused; batch page verified in {} ms",
         out.display(),
         pages["batch-recalled-en-desktop"]["ms"]
     );

@@ -7,9 +7,9 @@
 import { toHex } from "../verify/bytes.js";
 import {
   type Provenance, type ProvenanceProof, type VerifiedBatch, type VerifiedEvent, PROVENANCE_BUNDLE_FORMAT,
-  merge, provenanceFromJson, recallsAffecting, verifyProvenance, walk,
+  merge, preverifyProvenance, provenanceFromJson, recallsAffecting, verifyProvenance, walk,
 } from "../verify/provenance.js";
-import { LightClient, rosterChangesFromJson } from "../verify/verify.js";
+import { type Header, LightClient, rosterChangesFromJson } from "../verify/verify.js";
 import type { Json } from "../verify/json.js";
 import { facts, h } from "./dom.js";
 import { amount, eventTime, party } from "./format.js";
@@ -18,11 +18,18 @@ import { type Word, t } from "./i18n.js";
 import { type Anchor, anchor, ask, parseJson } from "./node-api.js";
 
 const PAGES_MAX = 256;
+/** An answer whose header is older than this is said to be so: blocks come at least
+ * every few seconds while records arrive, and an idle chain still finalizes empty ones. */
+const STALE_MS = 10 * 60_000;
 const ROOTS_PER_PAGE = 256;
 
 export interface BatchAnswer {
   anchor: Anchor;
   provenance: Provenance;
+  /** The verified header's time: how current the answer is. */
+  headerTimeMs: number;
+  /** A height this browser verified before, above the answer's: it may be stale. */
+  older: number | null;
   /** The bundle of every page, for `xinlian verify` or the verify page. */
   bundle: string;
 }
@@ -35,17 +42,23 @@ export async function verifiedBatch(batch: string, labelChain: string | null): P
   const changes = rosterChangesFromJson(changesJson, "roster changes");
   client.acceptChanges(changes);
   const pagesJson: Json[] = [];
+  let firstHeader: Header | null = null;
   const page = async (text: string, roots: string[]): Promise<Provenance> => {
     const json = parseJson(text, "provenance");
     const proof: ProvenanceProof = provenanceFromJson(json, "provenance");
+    firstHeader ??= proof.checkpoint.header;
+    await preverifyProvenance(client, proof);
     const v = verifyProvenance(client, proof);
     if (proof.roots.length !== roots.length || proof.roots.some((r, i) => r !== roots[i]))
       throw new Error(`asked for the provenance of ${roots.join(", ")}, the answer starts from ${proof.roots.join(", ")}`);
+    // A walk in one direction only would leave out a branch (a recall upstream, say).
+    if (proof.direction !== "both") throw new Error(`asked for the trace both ways, the answer walks ${proof.direction}`);
     pagesJson.push(json);
     return v;
   };
   const path = `/v1/batches/${encodeURIComponent(batch)}/provenance?direction=both`;
   const answer = await page(await ask(path), [batch]);
+  const header = firstHeader!;
   while (answer.missing.size > 0 && pagesJson.length < PAGES_MAX) {
     const roots = [...answer.missing].sort().slice(0, ROOTS_PER_PAGE);
     const before = answer.batches.size;
@@ -60,24 +73,41 @@ export async function verifiedBatch(batch: string, labelChain: string | null): P
     direction: "both",
     pages: pagesJson,
   });
-  return { anchor: a, provenance: answer, bundle };
+  return { anchor: a, provenance: answer, bundle, headerTimeMs: header.timeMs, older: seen(a.genesis.hash, header.height) };
+}
+
+const SEEN = "xinlian.seen.";
+
+/** The highest height this browser has verified on the chain, remembered; whether this
+ * answer's header is below it (then it may leave out what was recorded since). */
+function seen(chain: Uint8Array, height: number): number | null {
+  try {
+    const key = SEEN + toHex(chain);
+    const before = Number(localStorage.getItem(key) ?? "0");
+    if (height > before) localStorage.setItem(key, String(height));
+    return before > height ? before : null;
+  } catch {
+    return null;
+  }
 }
 
 export function batchPage(root: HTMLElement, batch: string, labelChain: string | null): void {
   root.replaceChildren(h("h1", {}, `${t("batch")} ${batch}`), h("p", { class: "muted", id: "status" }, t("verifying")));
   const started = performance.now();
-  verifiedBatch(batch, labelChain).then(
-    (a) => {
+  const here = location.hash;
+  verifiedBatch(batch, labelChain)
+    .then((a) => {
+      if (location.hash !== here) return; // the reader moved on: an old answer stays unshown
       root.replaceChildren(...render(batch, a));
       root.dataset["verifiedMs"] = String(Math.round(performance.now() - started));
-    },
-    (e: Error) => {
+    })
+    .catch((e: Error) => {
+      if (location.hash !== here) return;
       root.replaceChildren(
         h("h1", {}, `${t("batch")} ${batch}`),
         h("div", { class: "verdict bad", "data-verdict": "bad" }, `✗ ${t("not_verified")}`, h("span", { class: "reason" }, e.message)),
       );
-    },
-  );
+    });
 }
 
 /** Names of enterprises as their proven registrations give them. */
@@ -174,15 +204,19 @@ function render(name: string, a: BatchAnswer): Node[] {
     );
   }
   const complete = p.missing.size === 0;
+  const asOf = new Date(a.headerTimeMs).toISOString().replace("T", " ").slice(0, 16) + " UTC";
   out.push(
     h(
       "div",
-      { class: "verdict ok", "data-verdict": "ok" },
-      `✓ ${t("verified")} · ${t("final_at")} ${p.finalFrom}`,
-      h("span", { class: "reason" }, `${source} ${toHex(a.anchor.genesis.hash).slice(0, 16)}… · ${complete ? t("complete") : `${t("partial")}: ${[...p.missing].join(", ")}`}`),
+      // A partial answer is not all clear: a recall could be in what it leaves out.
+      { class: complete ? "verdict ok" : "verdict partial", "data-verdict": complete ? "ok" : "partial" },
+      `✓ ${t("verified")} · ${t("final_at")} ${p.finalFrom} (${asOf})`,
+      h("span", { class: "reason" }, `${source} ${toHex(a.anchor.genesis.hash).slice(0, 16)}… · ${complete ? t("complete") : `${t("partial_recalls")}: ${[...p.missing].join(", ")}`}`),
     ),
   );
   if (a.anchor.source === "node") out.push(h("p", { class: "warn" }, t("anchor_node_warn")));
+  if (a.older !== null) out.push(h("p", { class: "warn" }, `${t("stale")} ${a.older}.`));
+  else if (Date.now() - a.headerTimeMs > STALE_MS) out.push(h("p", { class: "warn" }, `${t("old_header")} ${asOf}.`));
   const first = b.events[0]?.body;
   out.push(
     h(

@@ -10,5 +10,18 @@ export function homePage(root: HTMLElement): void {
     e.preventDefault();
     location.hash = `#/batch/${encodeURIComponent(input.value.trim())}`;
   });
-  root.replaceChildren(h("h1", {}, t("home_title")), h("p", {}, t("home_intro")), h("label", { for: "batch-id" }, t("batch_id")), form);
+  const uscc = h("input", { id: "uscc", name: "uscc", required: "", autocomplete: "off", placeholder: t("uscc") });
+  const byUscc = h("form", { class: "lookup", id: "lookup-enterprise" }, uscc, h("button", { type: "submit" }, t("open_enterprise")));
+  byUscc.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/enterprise/${encodeURIComponent(uscc.value.trim())}`;
+  });
+  root.replaceChildren(
+    h("h1", {}, t("home_title")),
+    h("p", {}, t("home_intro")),
+    h("label", { for: "batch-id" }, t("batch_id")),
+    form,
+    h("label", { for: "uscc" }, t("uscc")),
+    byUscc,
+  );
 }

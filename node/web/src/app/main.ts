@@ -7,11 +7,19 @@ import { verifyPage } from "./verify-page.js";
 import { batchPage } from "./batch-page.js";
 import { homePage } from "./home-page.js";
 import { operatorPage } from "./operator-page.js";
+import { enterprisePage } from "./enterprise-page.js";
 
 /** The fragment's route: `#/batch/NAME?chain=HEX` gives ["batch", "NAME"] and the query. */
 function parse(): { parts: string[]; query: URLSearchParams } {
   const [path, query] = location.hash.replace(/^#\/?/, "").split("?", 2);
-  return { parts: (path ?? "").split("/").map((p) => decodeURIComponent(p)), query: new URLSearchParams(query ?? "") };
+  const decode = (p: string) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return "\u0000"; // not percent-encoding: names no batch or enterprise
+    }
+  };
+  return { parts: (path ?? "").split("/").map(decode), query: new URLSearchParams(query ?? "") };
 }
 
 type Route = { path: string; word: "nav_home" | "nav_verify" | "nav_operator" | null; show: (root: HTMLElement, parts: string[], q: URLSearchParams) => void };
@@ -19,6 +27,7 @@ type Route = { path: string; word: "nav_home" | "nav_verify" | "nav_operator" | 
 const ROUTES: Route[] = [
   { path: "", word: "nav_home", show: (root) => homePage(root) },
   { path: "batch", word: null, show: (root, parts, q) => batchPage(root, parts[1] ?? "", q.get("chain")) },
+  { path: "enterprise", word: null, show: (root, parts, q) => enterprisePage(root, parts[1] ?? "", q.get("chain")) },
   { path: "verify", word: "nav_verify", show: (root) => verifyPage(root) },
   { path: "operator", word: "nav_operator", show: (root) => operatorPage(root) },
 ];

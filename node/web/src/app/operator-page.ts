@@ -52,14 +52,18 @@ function timeouts(metrics: string): string {
 
 export function operatorPage(root: HTMLElement): void {
   root.replaceChildren(h("h1", {}, t("operator_title")), h("p", { class: "muted" }, t("verifying")));
-  load().then(
-    (nodes) => root.replaceChildren(h("h1", {}, t("operator_title")), ...nodes),
-    (e: Error) =>
+  const here = location.hash;
+  load()
+    .then((nodes) => {
+      if (location.hash === here) root.replaceChildren(h("h1", {}, t("operator_title")), ...nodes);
+    })
+    .catch((e: Error) => {
+      if (location.hash !== here) return;
       root.replaceChildren(
         h("h1", {}, t("operator_title")),
         h("div", { class: "verdict bad", "data-verdict": "bad" }, `✗ ${t("not_verified")}`, h("span", { class: "reason" }, e.message)),
-      ),
-  );
+      );
+    });
 }
 
 async function load(): Promise<Node[]> {
@@ -80,11 +84,13 @@ async function load(): Promise<Node[]> {
     if (!Array.isArray(b["records"]) || b["records"].length !== 0) fail(`block ${height}: record ids given where none were asked for`);
     blocks.push(cp);
   }
+  if (blocks.length === 0) fail(t("no_blocks"));
   const proposals = obj(parseJson(await ask("/v1/governance/proposals?status=open"), "proposals"), "proposals");
   const out: Node[] = [];
   out.push(
     h("div", { class: "verdict ok", "data-verdict": "ok" }, `✓ ${t("verified")}`, h("span", { class: "reason" }, `${t("blocks_verified")} ${blocks.length} · ${toHex(a.genesis.hash).slice(0, 16)}…`)),
   );
+  if (a.source === "node") out.push(h("p", { class: "warn" }, t("anchor_node_warn")));
   out.push(h("h2", {}, t("this_node")));
   out.push(
     h(
@@ -128,7 +134,7 @@ async function load(): Promise<Node[]> {
       }),
     ),
   );
-  out.push(h("h2", {}, t("open_proposals")));
+  out.push(h("h2", {}, t("open_proposals")), h("p", { class: "muted" }, t("proposals_reported")));
   const open = arr(proposals["proposals"] ?? [], "proposals");
   out.push(
     open.length === 0

@@ -78,7 +78,11 @@ function render(): Node {
   const genesis = loaded.genesis?.value;
   if (genesis instanceof Error) return verdictBox({ verified: false, reason: genesis.message });
   if (!genesis || !loaded.bundle) return h("p", { class: "muted" }, t("need_both"));
-  if (loaded.bundle.text.includes(`"${PROVENANCE_BUNDLE_FORMAT}"`)) return provenanceBox(genesis, loaded.bundle.text);
+  if (loaded.bundle.text.includes(`"${PROVENANCE_BUNDLE_FORMAT}"`)) {
+    const box = h("div", {}, h("p", { class: "muted" }, t("verifying")));
+    void provenanceBox(genesis, loaded.bundle.text).then((n) => box.replaceChildren(n));
+    return box;
+  }
   return verdictBox(verdictOf(genesis, loaded.bundle.text), genesis);
 }
 
@@ -94,8 +98,8 @@ export function verdictBox(v: Verdict, genesis?: Genesis): Node {
 }
 
 /** A provenance bundle (the batch page's download, `xinlian trace --bundle`). */
-function provenanceBox(genesis: Genesis, text: string): Node {
-  const v = provenanceVerdictOf(genesis, text);
+async function provenanceBox(genesis: Genesis, text: string): Promise<Node> {
+  const v = await provenanceVerdictOf(genesis, text);
   if (!v.verified) return verdictBox(v);
   const p = v.provenance;
   const root = p.batches.get(p.root);

@@ -58,11 +58,11 @@ function summary(p: Provenance): unknown {
   return { final_from: p.finalFrom, missing: [...p.missing].sort(), batches };
 }
 
-function provenance(genesisPath: string, listPath: string): void {
+async function provenance(genesisPath: string, listPath: string): Promise<void> {
   const genesis = genesisFromToml(read(genesisPath));
   for (const line of read(listPath).split("\n")) {
     if (line === "") continue;
-    const v = provenanceVerdictOf(genesis, line);
+    const v = await provenanceVerdictOf(genesis, line);
     process.stdout.write(JSON.stringify(v.verified ? { verified: true, shows: summary(v.provenance) } : v) + "\n");
   }
 }
@@ -133,7 +133,7 @@ function signatures(casesPath: string): void {
 }
 
 if (command === "bundles" && path && process.argv[4]) bundles(path, process.argv[4]);
-else if (command === "provenance" && path && process.argv[4]) provenance(path, process.argv[4]);
+else if (command === "provenance" && path && process.argv[4]) await provenance(path, process.argv[4]);
 else if (command === "genesis" && path) process.stdout.write(toHex(genesisFromToml(read(path)).hash) + "\n");
 else if (command === "signatures" && path) signatures(path);
 else if (command === "merkle" && path) merkle(path);

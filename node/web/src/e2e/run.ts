@@ -16,6 +16,7 @@ interface Config {
   out: string;
   recalled: string;
   food: string;
+  enterprise: string;
   genesis: string;
   bundle: string;
   tampered_bundle: string;
@@ -67,6 +68,7 @@ try {
     home: "#/",
     "batch-recalled": `#/batch/${encodeURIComponent(cfg.recalled)}`,
     "batch-food": `#/batch/${encodeURIComponent(cfg.food)}`,
+    enterprise: `#/enterprise/${cfg.enterprise}`,
     verify: "#/verify",
     operator: "#/operator",
   };

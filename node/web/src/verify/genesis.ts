@@ -6,6 +6,7 @@
 import { parse as parseToml } from "smol-toml";
 import { fail, fromHex, taggedHash, toHex, Writer } from "./bytes.js";
 import { type Json, type Obj, arr, bool, field, int, obj, only, str, uint } from "./json.js";
+import { bindable } from "./ed25519.js";
 
 export type Role =
   | { kind: "validator" }
@@ -287,6 +288,11 @@ function compareRoles(a: Role, b: Role): number {
   return x < y ? -1 : x > y ? 1 : 0; // domains are ASCII slugs: code-unit order is byte order
 }
 
+/** UTF-8 length. */
+function text(s: string): number {
+  return new TextEncoder().encode(s).length;
+}
+
 function isSlug(s: string, max: number): boolean {
   return s.length >= 1 && s.length <= max && /^[a-z0-9.-]+$/.test(s);
 }
@@ -296,16 +302,27 @@ export function parseTimeMs(s: string): number | null {
   const m = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|([+-])(\d{2}):(\d{2}))$/.exec(s);
   if (!m) return null;
   const [y, mo, d, h, mi, se] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i]));
-  const days = new Date(Date.UTC(y!, mo!, 0)).getUTCDate(); // the month's last day
+  const utc = (...a: [number, number, number, number?, number?, number?]) => {
+    // Date.UTC reads years 0 to 99 as 19xx: set the year itself.
+    const t = new Date(Date.UTC(2000, a[1], a[2], a[3] ?? 0, a[4] ?? 0, a[5] ?? 0));
+    t.setUTCFullYear(a[0]);
+    return t.getTime();
+  };
+  const days = new Date(utc(y!, mo!, 0)).getUTCDate(); // the month's last day
   if (mo! < 1 || mo! > 12 || d! < 1 || d! > days || h! > 23 || mi! > 59 || se! > 59) return null;
-  const frac = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000 + 1e-9) : 0;
+  // Milliseconds from the fraction's first three digits, in integers (no rounding);
+  // before 1970 the nanoseconds truncate toward zero, as Rust's division does.
+  const digits = (m[7] ?? ".").slice(1);
+  const frac = Number((digits + "000").slice(0, 3));
+  const below = /[1-9]/.test(digits.slice(3)) || false;
   let offset = 0;
   if (m[9]) {
     const [oh, om] = [Number(m[10]), Number(m[11])];
     if (oh > 23 || om > 59) return null;
     offset = (m[9] === "-" ? -1 : 1) * (oh * 60 + om) * 60_000;
   }
-  return Date.UTC(y!, mo! - 1, d!, h!, mi!, se!) + frac - offset;
+  const ms = utc(y!, mo! - 1, d!, h!, mi!, se!) + frac - offset;
+  return ms < 0 && below ? ms + 1 : ms;
 }
 
 /** The genesis file as the consortium hands it out, validated as the node does. */
@@ -401,8 +418,11 @@ export function rosterProblem(r: Roster): string | null {
     if (!validator && m.votingPower !== 0) return `member '${m.id}' has voting power but no vote`;
     total += BigInt(m.votingPower);
     if ((validator || observer) !== (m.nodeKey !== null)) return `member '${m.id}': node key and roles disagree`;
+    if (m.name.length === 0 || text(m.name) > 256 || m.region.length === 0 || text(m.region) > 256)
+      return `member '${m.id}': name and region must be 1 to 256 bytes`;
     for (const k of [m.nodeKey, m.signingKey]) {
       if (k === null) continue;
+      if (!bindable(k)) return `member '${m.id}': key ${toHex(k)} is not canonical or is weak`;
       const h = toHex(k);
       if (keys.has(h)) return `key ${h} is used twice`;
       keys.add(h);

@@ -17,6 +17,71 @@ export const KINDS = [
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
+/** A credit record's body, as the enterprise page reads it. */
+export type CreditBody =
+  | { kind: "commitment"; subject: string; commitmentKind: string; matter: string; acceptingAgency: string; domain: string; date: number; deadline: number }
+  | { kind: "outcome"; commitment: Uint8Array; verdict: string; date: number }
+  | { kind: "list_measure"; subject: string; list: "reward" | "serious_dishonesty"; action: "add" | "remove"; domain: string; date: number }
+  | { kind: "repair_application"; outcome: Uint8Array; date: number }
+  | { kind: "repair_decision"; application: Uint8Array; approved: boolean; date: number };
+
+const COMMITMENT_KINDS = ["approval_substitute", "voluntary_public", "industry_self_discipline", "credit_repair", "investment_project"];
+const SEVERITIES = ["minor", "general", "serious"];
+
+/** A date: days since 1970-01-01 (i32, zigzag). */
+function date(r: Reader): number {
+  const v = r.varint(32);
+  return Number(v & 1n ? -(v >> 1n) - 1n : v >> 1n);
+}
+
+function readCreditBody(kind: string, r: Reader): CreditBody | null {
+  switch (kind) {
+    case "commitment": {
+      const subject = r.str();
+      const commitmentKind = COMMITMENT_KINDS[r.variant(COMMITMENT_KINDS.length)]!;
+      const matter = r.str();
+      r.str(); // legal basis
+      r.str(); // template version
+      const acceptingAgency = r.str();
+      const domain = r.str();
+      skipContent(r);
+      const d = date(r);
+      const deadline = date(r);
+      if (r.variant(3) === 2) r.seq((r) => r.str()); // disclosure
+      r.bool(); // publication consent
+      return { kind, subject, commitmentKind, matter, acceptingAgency, domain, date: d, deadline };
+    }
+    case "outcome": {
+      const commitment = r.fixed(32);
+      const v = r.variant(3);
+      const verdict = v === 0 ? "fulfilled" : v === 1 ? `breached_${SEVERITIES[r.variant(3)]!}` : "not_verifiable";
+      r.str(); // method
+      r.option((r) => r.fixed(32)); // evidence
+      r.str(); // document
+      return { kind, commitment, verdict, date: date(r) };
+    }
+    case "list_measure": {
+      const subject = r.str();
+      const list = r.variant(2) === 0 ? "reward" : "serious_dishonesty";
+      const action = r.variant(2) === 0 ? "add" : "remove";
+      const domain = r.str();
+      r.seq((r) => r.fixed(32)); // basis
+      r.str(); // reason
+      return { kind, subject, list, action, domain, date: date(r) };
+    }
+    case "repair_application": {
+      const outcome = r.fixed(32);
+      skipContent(r);
+      r.seq((r) => r.fixed(32));
+      return { kind, outcome, date: date(r) };
+    }
+    case "repair_decision":
+      return { kind, application: r.fixed(32), approved: r.bool(), date: (r.str(), date(r)) };
+    default:
+      return null;
+  }
+}
+
 /** What the verifier reads of a body. */
 export type Binding =
   | { kind: "register_entity"; uscc: string; name: string; key: Uint8Array }
@@ -42,6 +107,8 @@ export interface DecodedRecord {
   listDomain: string | null;
   /** A trace event's whole body, as given. */
   trace: TraceBody | null;
+  /** A credit record's body (commitments, outcomes, list measures, repairs). */
+  credit: CreditBody | null;
 }
 
 const SIGNATURE_BYTES = 64;
@@ -52,8 +119,20 @@ function skipContent(r: Reader): void {
   else r.fixed(32);
 }
 
+/** Records decoded before, by their bytes' identity: a page decodes an answer's records
+ * once to check their signatures together, then again to verify it. */
+const decoded = new WeakMap<Uint8Array, DecodedRecord>();
+
 export function decodeRecord(bytes: Uint8Array, max: number, what: string): DecodedRecord {
   if (bytes.length > max) fail(`${what}: ${bytes.length} bytes exceed the bound of ${max} bytes`);
+  const known = decoded.get(bytes);
+  if (known) return known;
+  const rec = decodeRecordBytes(bytes, what);
+  decoded.set(bytes, rec);
+  return rec;
+}
+
+function decodeRecordBytes(bytes: Uint8Array, what: string): DecodedRecord {
   if (bytes.length < 64 + 1 + 1 + SIGNATURE_BYTES) fail(`${what}: too short for a signed record`);
   let envelope: Uint8Array = bytes.slice(0, bytes.length - SIGNATURE_BYTES);
   const signature = bytes.slice(bytes.length - SIGNATURE_BYTES);
@@ -82,6 +161,11 @@ export function decodeRecord(bytes: Uint8Array, max: number, what: string): Deco
       ledgerBytes = concat(envelope, signature);
     }
   }
+  let credit: CreditBody | null = null;
+  if (["commitment", "outcome", "repair_application", "repair_decision"].includes(kind)) {
+    credit = readCreditBody(kind, r);
+    if (r.remaining !== 0) fail(`${what}: ${r.remaining} trailing bytes after the record`);
+  }
   switch (kind) {
     case "register_entity": {
       const uscc = r.str();
@@ -97,10 +181,9 @@ export function decodeRecord(bytes: Uint8Array, max: number, what: string): Deco
       binding = { kind, domain: r.str(), key: r.fixed(32) };
       break;
     case "list_measure":
-      r.str(); // subject
-      r.variant(2); // list
-      r.variant(2); // action
-      listDomain = r.str();
+      credit = readCreditBody(kind, r);
+      listDomain = credit!.kind === "list_measure" ? credit!.domain : null;
+      if (r.remaining !== 0) fail(`${what}: ${r.remaining} trailing bytes after the record`);
       break;
     default:
       break;
@@ -118,6 +201,7 @@ export function decodeRecord(bytes: Uint8Array, max: number, what: string): Deco
     binding,
     listDomain,
     trace,
+    credit,
   };
 }
 

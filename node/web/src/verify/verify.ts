@@ -251,6 +251,11 @@ export class LightClient {
     return this.genesis.hash;
   }
 
+  /** The most bytes a record may have on this chain (the genesis block bound). */
+  get recordBytesMax(): number {
+    return this.genesis.policy.blockBytesMax;
+  }
+
   get trusted(): Checkpoint | null {
     return this.trustedCp;
   }

@@ -391,16 +391,16 @@ impl<L: Ledger> Replica<L> {
         &self.tip
     }
 
-    /// The height this node is catching up to, while behind: the highest height that
-    /// more peers claim than the consortium may have liars (f + 1 of them, f the most
-    /// faulty validators it tolerates), so that no f lying peers can make a node look
-    /// behind. `None` when it is not behind. Claims are unverified: this is a report,
-    /// never a decision.
     /// The finalized heights members' nodes last announced: hints, never trusted.
     pub fn peer_heights(&self) -> impl Iterator<Item = (&PublicKey, u64)> {
         self.peer_heights.iter().map(|(k, h)| (k, *h))
     }
 
+    /// The height this node is catching up to, while behind: the highest height that
+    /// more peers claim than the consortium may have liars (f + 1 of them, f the most
+    /// faulty validators it tolerates), so that no f lying peers can make a node look
+    /// behind. `None` when it is not behind. Claims are unverified: this is a report,
+    /// never a decision.
     pub fn sync_target(&self) -> Option<u64> {
         let f = self.c.validators.len().saturating_sub(1) / 3;
         let mut claims: Vec<u64> = self.peer_heights.values().copied().collect();
