@@ -34,6 +34,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_xinlian-node-under-test");
 const TAMPERED_EACH: usize = 700;
 /// Tampered copies of provenance bundles (larger: each holds a whole chain of custody).
 const PROVENANCE_TAMPERED_EACH: usize = 300;
+/// Tampered copies of credit reports.
+const CREDIT_TAMPERED_EACH: usize = 300;
 
 /// The TypeScript verifier's driver, written where Node.js can run it.
 fn verify_cli(dir: &Path) -> Result<std::path::PathBuf> {
@@ -702,6 +704,145 @@ fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
     ensure!(
         refused >= PROVENANCE_TAMPERED_EACH,
         "only {refused} tampered bundles refused"
+    );
+    Ok(())
+}
+
+/// What a verified credit report shows, as `verify-cli credit` prints it.
+fn credit_shows(v: &xinlian_client::credit::VerifiedCredit) -> Value {
+    use xinlian_client::state::CommitmentStatus as S;
+    let sev = |s: &xinlian_client::record::Severity| format!("{s:?}").to_lowercase();
+    let status = |s: &S| match s {
+        S::Pending => "pending".to_string(),
+        S::Fulfilled => "fulfilled".to_string(),
+        S::NotVerifiable => "not_verifiable".to_string(),
+        S::Breached(x) => format!("breached_{}", sev(x)),
+        S::Repaired(x) => format!("repaired_{}", sev(x)),
+    };
+    let id = |r: &Option<xinlian_client::record::RecordId>| r.map(|r| r.to_string());
+    let g = &v.grade;
+    serde_json::json!({
+        "name": v.history.name,
+        "grade": g.grade.to_string(),
+        "score": g.score,
+        "reasons": g.reasons.iter().map(|r| serde_json::json!([r.rule, r.points, id(&r.record)])).collect::<Vec<_>>(),
+        "caps": g.caps.iter().map(|r| serde_json::json!([r.rule, id(&r.record)])).collect::<Vec<_>>(),
+        "commitments": v.history.commitments.iter().map(|c| serde_json::json!([c.at.id.to_string(), status(&c.status)])).collect::<Vec<_>>(),
+        "listings": v.history.listings.iter().map(|l| serde_json::json!([l.list, l.added.id.to_string(), l.until.0, l.removed.as_ref().map(|(a, _)| a.id.to_string())])).collect::<Vec<_>>(),
+    })
+}
+
+/// Every enterprise of the devnet's sample (every outcome, a repaired breach, a reward
+/// and a serious-dishonesty listing), its credit report as a member fetches it, and
+/// tampered copies: the same verdict from both verifiers on each, and on each that
+/// verifies the same grade, score, reasons, caps, statuses and listings.
+#[test]
+fn the_browsers_verifier_reads_credit_reports_as_the_rust_one_does() -> Result<()> {
+    use xinlian_client::credit::{CREDIT_REPORT_FORMAT, CreditReport};
+    let dir = tempfile::tempdir()?;
+    let node = xinlian_tests::start_devnet(BIN, dir.path())?;
+    wait_until(
+        std::time::Duration::from_secs(90),
+        "the sample data",
+        || dir.path().join("sample.json").exists(),
+    )?;
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
+    let genesis_file = genesis_path(dir.path());
+    let genesis = Genesis::load(&genesis_file)?;
+    let member = node.client.unsigned().signed_by(RequestSigner {
+        keyid: "member:sh-market".into(),
+        key: keys::read_pem(&signing_key_path(dir.path(), "sh-market"))?,
+    });
+    let mut light = LightClient::new(genesis.clone());
+    light.accept_changes(&member.roster_changes(1)?.changes)?;
+    let mut good = Vec::new();
+    for e in manifest["enterprises"].as_array().context("enterprises")? {
+        let uscc = e["uscc"].as_str().context("a USCC")?;
+        let proof = member.credit(uscc)?;
+        let report = CreditReport {
+            format: CREDIT_REPORT_FORMAT.into(),
+            chain: light.chain(),
+            roster_changes: light.changes_until(proof.checkpoint.header.height + 1),
+            proof,
+        };
+        good.push(serde_json::to_string(&report)?);
+    }
+    let mut rng = Rng(0x00c0_ffee_1234);
+    let mut cases: Vec<(String, String)> =
+        good.iter().map(|b| ("good".into(), b.clone())).collect();
+    for i in 0..CREDIT_TAMPERED_EACH {
+        let b = &good[i % good.len()];
+        let other = &good[rng.below(good.len())];
+        cases.push((format!("byte #{i}"), byte_tampered(&mut rng, b)));
+        cases.push((
+            format!("structure #{i}"),
+            structurally_tampered(&mut rng, b, other),
+        ));
+    }
+    let work = tempfile::tempdir()?;
+    let cli = verify_cli(work.path())?;
+    let list = work.path().join("credit.jsonl");
+    std::fs::write(
+        &list,
+        cases
+            .iter()
+            .map(|(_, t)| format!("{t}\n"))
+            .collect::<String>(),
+    )?;
+    let ts: Vec<Value> = node_js(
+        &cli,
+        &[
+            "credit",
+            &genesis_file.display().to_string(),
+            &list.display().to_string(),
+        ],
+    )?
+    .lines()
+    .map(serde_json::from_str)
+    .collect::<Result<_, _>>()?;
+    ensure!(
+        ts.len() == cases.len(),
+        "{} verdicts for {} reports",
+        ts.len(),
+        cases.len()
+    );
+    let (mut refused, mut disagree, mut grades) =
+        (0, Vec::new(), std::collections::BTreeSet::new());
+    for ((what, text), t) in cases.iter().zip(&ts) {
+        let rust = serde_json::from_str::<CreditReport>(text)
+            .ok()
+            .and_then(|r| LightClient::verify_credit_report(genesis.clone(), &r).ok())
+            .map(|v| credit_shows(&v));
+        let script = (t["verified"] == true).then(|| t["shows"].clone());
+        if rust != script {
+            disagree.push(format!("{what}: Rust {rust:?}\n  TypeScript {t}"));
+        }
+        if what == "good" {
+            let shown = rust.context("a report from the devnet does not verify")?;
+            grades.insert(shown["grade"].as_str().unwrap_or_default().to_string());
+        } else if rust.is_none() {
+            refused += 1;
+        }
+    }
+    eprintln!(
+        "{} credit reports ({} from the devnet, grades {grades:?}): {refused} tampered refused, {} disagreements",
+        cases.len(),
+        good.len(),
+        disagree.len()
+    );
+    ensure!(
+        disagree.is_empty(),
+        "verifiers differ:\n{}",
+        disagree.join("\n")
+    );
+    ensure!(
+        grades.len() >= 3,
+        "the sample's grades are not varied: {grades:?}"
+    );
+    ensure!(
+        refused >= CREDIT_TAMPERED_EACH,
+        "only {refused} tampered reports refused"
     );
     Ok(())
 }

@@ -120,6 +120,11 @@ async function load(uscc: string, labelChain: string | null): Promise<Node[]> {
       { class: "card" },
       h("p", {}, `${t("grade_by_node")}: `, h("strong", { id: "grade" }, String(grade["grade"] ?? "—"))),
       h("p", { class: "muted" }, t("grade_note")),
+      h("ul", {}, ...[...(Array.isArray(grade["reasons"]) ? grade["reasons"] : []), ...(Array.isArray(grade["caps"]) ? grade["caps"] : [])].map((r) => {
+        const ro = obj(r, "reason");
+        return h("li", {}, `${String(ro["rule"] ?? "")} ${Number(ro["points"] ?? 0) >= 0 ? "+" : ""}${String(ro["points"] ?? "")}: ${String(ro["detail"] ?? "")}`);
+      })),
+      h("p", {}, h("a", { href: "#/verify" }, t("verify_report"))),
     ),
   );
   out.push(h("p", { class: "muted" }, t("public_note")));

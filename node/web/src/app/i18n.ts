@@ -135,6 +135,13 @@ const WORDS = {
   remembered: { zh: "此创世文件已保存在本浏览器中，批次和企业页面将以它为准。", en: "This genesis file is kept in this browser: the batch and enterprise pages verify against it." },
   forget: { zh: "忘记它", en: "Forget it" },
   batches_events: { zh: "批次 / 事件", en: "Batches / events" },
+  credit_report: { zh: "企业信用报告", en: "credit report" },
+  verify_report: { zh: "在“验证文件”页核验企业提供的信用报告", en: "Check a credit report the enterprise gives you on the “Verify a file” page" },
+  grade_reasons: { zh: "等级依据", en: "Reasons" },
+  credit_proven: {
+    zh: "已核对：企业的全部信用记录（信用索引证明其一条不少），由其重放得出的概况与所证明的一致，等级按当时有效的规则计算。",
+    en: "Checked: every credit record of the enterprise (the credit index proves none is left out), the profile they derive against the proven one, and the grade under the rules then in force.",
+  },
   uscc: { zh: "统一社会信用代码", en: "Unified social credit code" },
   open_enterprise: { zh: "查看企业", en: "Open the enterprise" },
   records_verified: { zh: "条记录已逐条验证", en: "records verified one by one" },

@@ -5,6 +5,7 @@ import { toHex } from "../verify/bytes.js";
 import { type Genesis, genesisFromToml } from "../verify/genesis.js";
 import { type Verdict, type VerifiedRecord, verdictOf } from "../verify/verify.js";
 import { PROVENANCE_BUNDLE_FORMAT, provenanceVerdictOf, recallsAffecting } from "../verify/provenance.js";
+import { CREDIT_REPORT_FORMAT, creditVerdictOf } from "../verify/credit.js";
 import { facts, h, hash } from "./dom.js";
 import { t } from "./i18n.js";
 import { rememberGenesis } from "./node-api.js";
@@ -78,6 +79,11 @@ function render(): Node {
   const genesis = loaded.genesis?.value;
   if (genesis instanceof Error) return verdictBox({ verified: false, reason: genesis.message });
   if (!genesis || !loaded.bundle) return h("p", { class: "muted" }, t("need_both"));
+  if (loaded.bundle.text.includes(`"${CREDIT_REPORT_FORMAT}"`)) {
+    const box = h("div", {}, h("p", { class: "muted" }, t("verifying")));
+    void creditBox(genesis, loaded.bundle.text).then((n) => box.replaceChildren(n));
+    return box;
+  }
   if (loaded.bundle.text.includes(`"${PROVENANCE_BUNDLE_FORMAT}"`)) {
     const box = h("div", {}, h("p", { class: "muted" }, t("verifying")));
     void provenanceBox(genesis, loaded.bundle.text).then((n) => box.replaceChildren(n));
@@ -124,6 +130,34 @@ async function provenanceBox(genesis: Genesis, text: string): Promise<Node> {
         [t("complete_q"), p.missing.size === 0 ? t("complete") : `${t("partial")}: ${[...p.missing].join(", ")}`],
       ]),
       h("p", {}, h("a", { href: `#/batch/${encodeURIComponent(p.root)}` }, t("open_batch"))),
+    ),
+  );
+}
+
+/** A credit report (`xinlian credit --report`): the complete record and its grade. */
+async function creditBox(genesis: Genesis, text: string): Promise<Node> {
+  const v = await creditVerdictOf(genesis, text);
+  if (!v.verified) return verdictBox(v);
+  const c = v.credit;
+  const day = (d: number) => new Date(d * 86_400_000).toISOString().slice(0, 10);
+  const status = (s: string) => (s.startsWith("repaired_") ? t("st_repaired") : t(`st_${s === "pending" ? "open" : s}` as Parameters<typeof t>[0]));
+  return h(
+    "div",
+    {},
+    h("div", { class: "verdict ok", "data-verdict": "ok" }, `✓ ${t("verified")} · ${t("credit_report")}`),
+    h(
+      "div",
+      { class: "card" },
+      facts([
+        [t("chain"), hash(toHex(genesis.hash))],
+        [t("enterprise"), `${c.history.name} (${c.history.uscc})`],
+        [t("final_at"), String(c.height)],
+        [t("grade"), h("strong", { id: "report-grade" }, `${c.grade.grade} (${c.grade.score}) · ${day(c.grade.asOf)}`)],
+        [t("grade_reasons"), [...c.grade.reasons, ...c.grade.caps].map((r) => `${r.rule} ${r.points >= 0 ? "+" : ""}${r.points}`).join("; ")],
+        [t("commitments"), c.history.commitments.map((x) => `${x.matter}: ${status(x.status)}`).join("; ") || t("none")],
+        [t("lists"), c.history.listings.map((l) => `${t(l.list === "reward" ? "list_reward" : "list_serious")} ${day(l.added.date)}–${day(l.until)}${l.removed ? ` (${t("list_remove")} ${day(l.removed.at.date)})` : ""}`).join("; ") || t("none")],
+      ]),
+      h("p", { class: "muted" }, t("credit_proven")),
     ),
   );
 }

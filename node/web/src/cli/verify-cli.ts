@@ -3,6 +3,7 @@
 //   verify-cli.mjs bundles GENESIS.toml BUNDLES.jsonl   one verdict per line, as JSON
 //   verify-cli.mjs provenance GENESIS.toml BUNDLES.jsonl provenance bundles: verdicts, and
 //                                                        what each verified batch shows
+//   verify-cli.mjs credit GENESIS.toml REPORTS.jsonl     credit reports: verdicts, grades
 //   verify-cli.mjs genesis GENESIS.toml                  the chain id
 //   verify-cli.mjs signatures CASES.json                 speccheck cases accepted
 //   verify-cli.mjs merkle RFC9162_DIR                    vectors, checked against wantErr
@@ -17,6 +18,7 @@ import { verifyConsistency, verifyInclusion } from "../verify/merkle.js";
 import { verdictOf } from "../verify/verify.js";
 import { type Provenance, provenanceVerdictOf } from "../verify/provenance.js";
 import { partyName } from "../verify/trace.js";
+import { creditVerdictOf } from "../verify/credit.js";
 
 const [command, path] = process.argv.slice(2);
 const read = (p: string) => readFileSync(p, "utf8");
@@ -64,6 +66,29 @@ async function provenance(genesisPath: string, listPath: string): Promise<void> 
     if (line === "") continue;
     const v = await provenanceVerdictOf(genesis, line);
     process.stdout.write(JSON.stringify(v.verified ? { verified: true, shows: summary(v.provenance) } : v) + "\n");
+  }
+}
+
+async function credit(genesisPath: string, listPath: string): Promise<void> {
+  const genesis = genesisFromToml(read(genesisPath));
+  for (const line of read(listPath).split("\n")) {
+    if (line === "") continue;
+    const v = await creditVerdictOf(genesis, line);
+    if (!v.verified) {
+      process.stdout.write(JSON.stringify(v) + "\n");
+      continue;
+    }
+    const g = v.credit.grade;
+    const shows = {
+      name: v.credit.history.name,
+      grade: g.grade,
+      score: g.score,
+      reasons: g.reasons.map((r) => [r.rule, r.points, r.record]),
+      caps: g.caps.map((r) => [r.rule, r.record]),
+      commitments: v.credit.history.commitments.map((c) => [c.at.id, c.status]),
+      listings: v.credit.history.listings.map((l) => [l.list, l.added.id, l.until, l.removed?.at.id ?? null]),
+    };
+    process.stdout.write(JSON.stringify({ verified: true, shows }) + "\n");
   }
 }
 
@@ -134,6 +159,7 @@ function signatures(casesPath: string): void {
 
 if (command === "bundles" && path && process.argv[4]) bundles(path, process.argv[4]);
 else if (command === "provenance" && path && process.argv[4]) await provenance(path, process.argv[4]);
+else if (command === "credit" && path && process.argv[4]) await credit(path, process.argv[4]);
 else if (command === "genesis" && path) process.stdout.write(toHex(genesisFromToml(read(path)).hash) + "\n");
 else if (command === "signatures" && path) signatures(path);
 else if (command === "merkle" && path) merkle(path);

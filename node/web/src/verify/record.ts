@@ -20,10 +20,10 @@ export type Kind = (typeof KINDS)[number];
 /** A credit record's body, as the enterprise page reads it. */
 export type CreditBody =
   | { kind: "commitment"; subject: string; commitmentKind: string; matter: string; acceptingAgency: string; domain: string; date: number; deadline: number }
-  | { kind: "outcome"; commitment: Uint8Array; verdict: string; date: number }
-  | { kind: "list_measure"; subject: string; list: "reward" | "serious_dishonesty"; action: "add" | "remove"; domain: string; date: number }
+  | { kind: "outcome"; commitment: Uint8Array; verdict: string; document: string; date: number }
+  | { kind: "list_measure"; subject: string; list: "reward" | "serious_dishonesty"; action: "add" | "remove"; domain: string; basis: Uint8Array[]; reason: string; date: number }
   | { kind: "repair_application"; outcome: Uint8Array; date: number }
-  | { kind: "repair_decision"; application: Uint8Array; approved: boolean; date: number };
+  | { kind: "repair_decision"; application: Uint8Array; approved: boolean; reason: string; date: number };
 
 const COMMITMENT_KINDS = ["approval_substitute", "voluntary_public", "industry_self_discipline", "credit_repair", "investment_project"];
 const SEVERITIES = ["minor", "general", "serious"];
@@ -57,17 +57,17 @@ function readCreditBody(kind: string, r: Reader): CreditBody | null {
       const verdict = v === 0 ? "fulfilled" : v === 1 ? `breached_${SEVERITIES[r.variant(3)]!}` : "not_verifiable";
       r.str(); // method
       r.option((r) => r.fixed(32)); // evidence
-      r.str(); // document
-      return { kind, commitment, verdict, date: date(r) };
+      const document = r.str();
+      return { kind, commitment, verdict, document, date: date(r) };
     }
     case "list_measure": {
       const subject = r.str();
       const list = r.variant(2) === 0 ? "reward" : "serious_dishonesty";
       const action = r.variant(2) === 0 ? "add" : "remove";
       const domain = r.str();
-      r.seq((r) => r.fixed(32)); // basis
-      r.str(); // reason
-      return { kind, subject, list, action, domain, date: date(r) };
+      const basis = r.seq((r) => r.fixed(32));
+      const reason = r.str();
+      return { kind, subject, list, action, domain, basis, reason, date: date(r) };
     }
     case "repair_application": {
       const outcome = r.fixed(32);
@@ -75,8 +75,12 @@ function readCreditBody(kind: string, r: Reader): CreditBody | null {
       r.seq((r) => r.fixed(32));
       return { kind, outcome, date: date(r) };
     }
-    case "repair_decision":
-      return { kind, application: r.fixed(32), approved: r.bool(), date: (r.str(), date(r)) };
+    case "repair_decision": {
+      const application = r.fixed(32);
+      const approved = r.bool();
+      const reason = r.str();
+      return { kind, application, approved, reason, date: date(r) };
+    }
     default:
       return null;
   }

@@ -24,6 +24,19 @@ function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
 
 /** That the map with `root` maps `key` to `value`. */
 export function verifyMapProof(p: MapProof, root: Uint8Array, key: Uint8Array, value: Uint8Array): void {
+  const entry = mapEntry(p, root, key);
+  if (!entry) fail("the map holds no entry for the key");
+  if (!equal(entry, value)) fail(`the entry's value is ${toHex(entry)}, not ${toHex(value)}`);
+}
+
+/** That the map with `root` holds nothing under `key`. */
+export function verifyMapAbsent(p: MapProof, root: Uint8Array, key: Uint8Array): void {
+  const entry = mapEntry(p, root, key);
+  if (entry) fail(`the entry's value is ${toHex(entry)}, not ${toHex(new Uint8Array(32))}`);
+}
+
+/** The value the proof shows for `key` (null: absent), once it leads to `root`. */
+function mapEntry(p: MapProof, root: Uint8Array, key: Uint8Array): Uint8Array | null {
   if (p.siblings.length > DEPTH_MAX) fail(`path of ${p.siblings.length} siblings is longer than the key`);
   let h: Uint8Array = new Uint8Array(32);
   if (p.leaf) {
@@ -36,6 +49,5 @@ export function verifyMapProof(p: MapProof, root: Uint8Array, key: Uint8Array, v
     h = sha256(bit(key, d) ? concat(new Uint8Array([1]), s, h) : concat(new Uint8Array([1]), h, s));
   }
   if (!equal(h, root)) fail(`the path leads to root ${toHex(h)}, not ${toHex(root)}`);
-  if (!p.leaf || !equal(p.leaf[0], key)) fail("the map holds no entry for the key");
-  if (!equal(p.leaf[1], value)) fail(`the entry's value is ${toHex(p.leaf[1])}, not ${toHex(value)}`);
+  return p.leaf && equal(p.leaf[0], key) ? p.leaf[1] : null;
 }

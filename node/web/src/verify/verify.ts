@@ -260,6 +260,16 @@ export class LightClient {
     return this.trustedCp;
   }
 
+  /** The roster in force at `height`, as this client has followed them. */
+  rosterAt(height: number): Roster {
+    return this.epochAt(height).roster;
+  }
+
+  /** The roster in force when the record at ledger index `index` was appended. */
+  rosterAtIndex(index: number): Roster {
+    return this.rosterOfIndex(index);
+  }
+
   /** The validators in force at `height`, as this client has followed them. */
   validatorsAt(height: number): Validator[] {
     return this.epochAt(height).validators;
