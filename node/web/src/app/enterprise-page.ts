@@ -64,9 +64,9 @@ async function load(uscc: string, labelChain: string | null): Promise<Node[]> {
     throw new Error(`the node names the enterprise "${String(entity["name"])}", its registration names it "${reg.name}"`);
   const credit = (kind: CreditBody["kind"]) =>
     [...records.values()].filter((r) => r.record.credit?.kind === kind).map((r) => ({ id: r.id, body: r.record.credit!, record: r }));
-  for (const c of credit("commitment"))
-    if (c.body.kind === "commitment" && c.body.subject !== uscc)
-      throw new Error(`commitment ${c.id}, listed for ${uscc}, is ${c.body.subject}'s`);
+  for (const c of [...credit("commitment"), ...credit("list_measure")])
+    if ((c.body.kind === "commitment" || c.body.kind === "list_measure") && c.body.subject !== uscc)
+      throw new Error(`${c.body.kind} ${c.id}, listed for ${uscc}, is ${c.body.subject}'s`);
   const outcomes = credit("outcome");
   const applications = credit("repair_application");
   const decisions = credit("repair_decision");
@@ -78,7 +78,8 @@ async function load(uscc: string, labelChain: string | null): Promise<Node[]> {
     let status: string = t("st_open");
     if (outcome && outcome.body.kind === "outcome") {
       status = t(`st_${outcome.body.verdict}` as Word);
-      const app = applications.find((x) => x.body.kind === "repair_application" && toHex(x.body.outcome) === outcome.id);
+      // The latest application: a refused one may be followed by another.
+      const app = applications.filter((x) => x.body.kind === "repair_application" && toHex(x.body.outcome) === outcome.id).at(-1);
       const decided = app && decisions.find((d) => d.body.kind === "repair_decision" && toHex(d.body.application) === app.id);
       if (decided && decided.body.kind === "repair_decision")
         status += ` → ${decided.body.approved ? t("st_repaired") : t("st_repair_refused")} ${day(decided.body.date)}`;

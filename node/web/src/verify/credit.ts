@@ -261,6 +261,8 @@ function fold(client: LightClient, uscc: string, records: [number, DecodedRecord
         break;
       }
       case "revoke_entity_key":
+        if (b?.kind !== "revoke_entity_key") bad("not a key revocation");
+        concerns(b.uscc);
         if (member === null) byEnterprise();
         key = null;
         break;

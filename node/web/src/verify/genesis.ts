@@ -390,8 +390,8 @@ export function rosterFromJson(v: Json | undefined, what: string): Roster {
 // ---- rules ---------------------------------------------------------------------------
 
 /** The first thing wrong with a roster by the rules genesis and every governance change
- * are held to (Roster::problems), or null. The grading rules' own bounds are the
- * validators' to enforce; a verifier needs only what it reads. */
+ * are held to (Roster::problems), or null. The publication tiers' and trace policy's own
+ * bounds are the validators' to enforce: this verifier reads neither. */
 export function rosterProblem(r: Roster): string | null {
   const p = r.policy;
   if (p.blockIntervalMs < 10 || p.blockIntervalMs > 60_000) return "block_interval_ms is outside 10..=60000";
@@ -399,6 +399,8 @@ export function rosterProblem(r: Roster): string | null {
   if (p.blockBytesMax < 256 || p.blockBytesMax > 64 << 20) return "block_bytes_max is outside 256..=67108864";
   if (p.recordBytesMax < 256 || p.recordBytesMax > p.blockBytesMax) return "record_bytes_max is out of bounds";
   if (p.blockTimeDriftMsMax === 0) return "block_time_drift_ms_max must be positive";
+  const gradingProblem = gradingProblemOf(p.grading);
+  if (gradingProblem) return gradingProblem;
   if (r.members.length === 0) return "no members";
   if (r.members.length > 256) return "more than 256 members";
   const ids = new Set<string>();
@@ -430,6 +432,26 @@ export function rosterProblem(r: Roster): string | null {
   }
   if (total > 0xffffffffffffffffn / 4n) return "total voting power overflows";
   if (!r.members.some((m) => m.roles.some((x) => x.kind === "validator"))) return "no validators";
+  return null;
+}
+
+/** The grading rules' own bounds (Grading::problems): a credit report is graded by them. */
+function gradingProblemOf(g: Grading): string | null {
+  if (g.version === 0) return "grading.version must be at least 1";
+  if (!(g.aMin > g.bMin && g.bMin > g.cMin)) return "grading thresholds must fall: a_min > b_min > c_min";
+  const points = [g.base, g.aMin, g.bMin, g.cMin, g.fulfilled.points, g.fulfilledCap, g.breachMinor.points, g.breachGeneral.points, g.breachSerious.points, g.rewardListPoints];
+  if (points.some((p) => Math.abs(p) > 1000)) return "grading: points outside ±1000";
+  const windows = [g.fulfilled.windowDays, g.breachMinor.windowDays, g.breachGeneral.windowDays, g.breachSerious.windowDays, g.rewardListDays, g.seriousListDays];
+  if (windows.some((d) => d < 1 || d > 36_500)) return "grading: a window outside 1..=36500 days";
+  if (g.repairedPercent > 100) return "grading.repaired_percent is over 100";
+  if (g.domainPercent.length > 64) return "grading.domain_percent has over 64 entries";
+  const seen = new Set<string>();
+  for (const d of g.domainPercent) {
+    if (seen.has(d.domain)) return `grading.domain_percent names '${d.domain}' twice`;
+    seen.add(d.domain);
+    if (!isSlug(d.domain, 64)) return `grading.domain_percent: '${d.domain}' is not a domain`;
+    if (d.percent > 1000) return `grading.domain_percent: ${d.percent} % for '${d.domain}' is over 1000`;
+  }
   return null;
 }
 

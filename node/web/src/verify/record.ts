@@ -23,7 +23,8 @@ export type CreditBody =
   | { kind: "outcome"; commitment: Uint8Array; verdict: string; document: string; date: number }
   | { kind: "list_measure"; subject: string; list: "reward" | "serious_dishonesty"; action: "add" | "remove"; domain: string; basis: Uint8Array[]; reason: string; date: number }
   | { kind: "repair_application"; outcome: Uint8Array; date: number }
-  | { kind: "repair_decision"; application: Uint8Array; approved: boolean; reason: string; date: number };
+  | { kind: "repair_decision"; application: Uint8Array; approved: boolean; reason: string; date: number }
+  | { kind: "revoke_entity_key"; uscc: string; reason: string };
 
 const COMMITMENT_KINDS = ["approval_substitute", "voluntary_public", "industry_self_discipline", "credit_repair", "investment_project"];
 const SEVERITIES = ["minor", "general", "serious"];
@@ -75,6 +76,8 @@ function readCreditBody(kind: string, r: Reader): CreditBody | null {
       r.seq((r) => r.fixed(32));
       return { kind, outcome, date: date(r) };
     }
+    case "revoke_entity_key":
+      return { kind, uscc: r.str(), reason: r.str() };
     case "repair_decision": {
       const application = r.fixed(32);
       const approved = r.bool();
@@ -166,7 +169,7 @@ function decodeRecordBytes(bytes: Uint8Array, what: string): DecodedRecord {
     }
   }
   let credit: CreditBody | null = null;
-  if (["commitment", "outcome", "repair_application", "repair_decision"].includes(kind)) {
+  if (["commitment", "outcome", "repair_application", "repair_decision", "revoke_entity_key"].includes(kind)) {
     credit = readCreditBody(kind, r);
     if (r.remaining !== 0) fail(`${what}: ${r.remaining} trailing bytes after the record`);
   }
