@@ -583,13 +583,17 @@ fn rust_provenance(g: &Genesis, text: &str) -> Option<Value> {
         .map(|p| shows(&p))
 }
 
-/// Every batch of the devnet's sample (a food chain with a transform, a drug chain with
-/// hidden quantities and a recall), traced both ways, read by the public (amounts
-/// sealed) and by a member (amounts opened: the leaf and signature cover the sealed
-/// form), then tampered with: both verifiers reach the same verdict on every bundle, and
-/// on every one that verifies, show the same holders, amounts, transfers and recalls.
-#[test]
-fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
+/// The devnet with its sample loaded: the node, its genesis, and a member's client.
+struct Sample {
+    _dir: tempfile::TempDir,
+    node: xinlian_tests::Node,
+    manifest: Value,
+    genesis_file: std::path::PathBuf,
+    genesis: Genesis,
+    member: NodeClient,
+}
+
+fn sample() -> Result<Sample> {
     let dir = tempfile::tempdir()?;
     let node = xinlian_tests::start_devnet(BIN, dir.path())?;
     wait_until(
@@ -597,21 +601,120 @@ fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
         "the sample data",
         || dir.path().join("sample.json").exists(),
     )?;
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
+    let manifest = serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
     let genesis_file = genesis_path(dir.path());
     let genesis = Genesis::load(&genesis_file)?;
     let member = node.client.unsigned().signed_by(RequestSigner {
         keyid: "member:sh-market".into(),
         key: keys::read_pem(&signing_key_path(dir.path(), "sh-market"))?,
     });
-    let readers: [&NodeClient; 2] = [&node.client, &member];
+    Ok(Sample {
+        _dir: dir,
+        node,
+        manifest,
+        genesis_file,
+        genesis,
+        member,
+    })
+}
+
+/// `good` documents and `each` copies tampered by a byte and `each` structurally, judged
+/// by `verify-cli COMMAND` and by `rust` (what a verified document shows, or `None`):
+/// every verdict and every showing must agree, every good one verify, and at least
+/// `each` tampered ones be refused. Prints the counts under `command`.
+fn cross_check(
+    s: &Sample,
+    good: &[String],
+    seed: u64,
+    each: usize,
+    command: &str,
+    rust: impl Fn(&str) -> Option<Value>,
+) -> Result<()> {
+    let mut rng = Rng(seed);
+    let mut cases: Vec<(String, String)> =
+        good.iter().map(|b| ("good".into(), b.clone())).collect();
+    for i in 0..each {
+        let b = &good[i % good.len()];
+        let other = &good[rng.below(good.len())];
+        cases.push((format!("byte #{i}"), byte_tampered(&mut rng, b)));
+        cases.push((
+            format!("structure #{i}"),
+            structurally_tampered(&mut rng, b, other),
+        ));
+    }
+    let work = tempfile::tempdir()?;
+    let cli = verify_cli(work.path())?;
+    let list = work.path().join("documents.jsonl");
+    std::fs::write(
+        &list,
+        cases
+            .iter()
+            .map(|(_, t)| format!("{t}\n"))
+            .collect::<String>(),
+    )?;
+    let ts: Vec<Value> = node_js(
+        &cli,
+        &[
+            command,
+            &s.genesis_file.display().to_string(),
+            &list.display().to_string(),
+        ],
+    )?
+    .lines()
+    .map(serde_json::from_str)
+    .collect::<Result<_, _>>()?;
+    ensure!(
+        ts.len() == cases.len(),
+        "{} verdicts for {} documents",
+        ts.len(),
+        cases.len()
+    );
+    let (mut refused, mut disagree) = (0, Vec::new());
+    for ((what, text), t) in cases.iter().zip(&ts) {
+        let r = rust(text);
+        let script = (t["verified"] == true).then(|| t["shows"].clone());
+        if r != script {
+            disagree.push(format!("{what}: Rust {r:?}\n  TypeScript {t}"));
+        }
+        if what == "good" {
+            ensure!(
+                r.is_some(),
+                "a {command} document from the devnet does not verify: {t}"
+            );
+        } else if r.is_none() {
+            refused += 1;
+        }
+    }
+    eprintln!(
+        "{command}: {} documents ({} from the devnet): {refused} tampered refused, {} disagreements",
+        cases.len(),
+        good.len(),
+        disagree.len()
+    );
+    ensure!(
+        disagree.is_empty(),
+        "verifiers differ:\n{}",
+        disagree.join("\n")
+    );
+    ensure!(refused >= each, "only {refused} tampered documents refused");
+    Ok(())
+}
+
+/// Every batch of the devnet's sample (a food chain with a transform, a drug chain with
+/// hidden quantities and a recall), traced every way, read by the public (amounts
+/// sealed) and by a member (amounts opened: the leaf and signature cover the sealed
+/// form), then tampered with: both verifiers reach the same verdict on every bundle, and
+/// on every one that verifies, show the same holders, amounts, transfers and recalls.
+#[test]
+fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
+    let s = sample()?;
+    let readers: [&NodeClient; 2] = [&s.node.client, &s.member];
     let mut good = Vec::new();
-    for batch in manifest["batches"].as_array().context("batches")? {
+    for batch in s.manifest["batches"].as_array().context("batches")? {
         let batch = batch.as_str().context("a batch name")?;
         for direction in [Direction::Upstream, Direction::Downstream, Direction::Both] {
             for reader in readers {
-                let mut light = LightClient::new(genesis.clone());
+                let mut light = LightClient::new(s.genesis.clone());
                 let (answer, pages) = fetch_provenance(reader, &mut light, batch, direction, None)?;
                 let bundle = ProvenanceBundle {
                     format: PROVENANCE_BUNDLE_FORMAT.into(),
@@ -627,7 +730,7 @@ fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
     }
     let openings = |text: &String| -> bool {
         let b: ProvenanceBundle = serde_json::from_str(text).expect("a bundle");
-        let max = genesis.policy.block_bytes_max as usize;
+        let max = s.genesis.policy.block_bytes_max as usize;
         (b.pages.iter().flat_map(|p| &p.records))
             .any(|e| EncodedRecord::decode(&e.record.0, max).is_ok_and(|r| r.has_openings()))
     };
@@ -635,77 +738,14 @@ fn the_browsers_verifier_reads_provenance_as_the_rust_one_does() -> Result<()> {
         good.iter().any(openings),
         "the member was given no amount opened: the ledger form goes untested"
     );
-    let mut rng = Rng(0x0bad_cafe_f00d);
-    let mut cases: Vec<(String, String)> =
-        good.iter().map(|b| ("good".into(), b.clone())).collect();
-    for i in 0..PROVENANCE_TAMPERED_EACH {
-        let b = &good[i % good.len()];
-        let other = &good[rng.below(good.len())];
-        cases.push((format!("byte #{i}"), byte_tampered(&mut rng, b)));
-        cases.push((
-            format!("structure #{i}"),
-            structurally_tampered(&mut rng, b, other),
-        ));
-    }
-    let work = tempfile::tempdir()?;
-    let cli = verify_cli(work.path())?;
-    let list = work.path().join("provenance.jsonl");
-    std::fs::write(
-        &list,
-        cases
-            .iter()
-            .map(|(_, t)| format!("{t}\n"))
-            .collect::<String>(),
-    )?;
-    let ts: Vec<Value> = node_js(
-        &cli,
-        &[
-            "provenance",
-            &genesis_file.display().to_string(),
-            &list.display().to_string(),
-        ],
-    )?
-    .lines()
-    .map(serde_json::from_str)
-    .collect::<Result<_, _>>()?;
-    ensure!(
-        ts.len() == cases.len(),
-        "{} verdicts for {} bundles",
-        ts.len(),
-        cases.len()
-    );
-    let (mut refused, mut disagree) = (0, Vec::new());
-    for ((what, text), t) in cases.iter().zip(&ts) {
-        let rust = rust_provenance(&genesis, text);
-        let script = (t["verified"] == true).then(|| t["shows"].clone());
-        if rust != script {
-            disagree.push(format!("{what}: Rust {rust:?}\n  TypeScript {t}"));
-        }
-        if what == "good" {
-            ensure!(
-                rust.is_some(),
-                "a bundle from the devnet does not verify: {t}"
-            );
-        } else if rust.is_none() {
-            refused += 1;
-        }
-    }
-    eprintln!(
-        "{} provenance bundles ({} from the devnet): {refused} tampered refused, {} disagreements",
-        cases.len(),
-        good.len(),
-        disagree.len()
-    );
-    ensure!(
-        disagree.is_empty(),
-        "verifiers differ:\n{}",
-        disagree.join("\n")
-    );
-    ensure!(
-        refused >= PROVENANCE_TAMPERED_EACH,
-        "only {refused} tampered bundles refused"
-    );
-    Ok(())
+    cross_check(
+        &s,
+        &good,
+        0x0bad_cafe_f00d,
+        PROVENANCE_TAMPERED_EACH,
+        "provenance",
+        |t| rust_provenance(&s.genesis, t),
+    )
 }
 
 /// What a verified credit report shows, as `verify-cli credit` prints it.
@@ -739,110 +779,42 @@ fn credit_shows(v: &xinlian_client::credit::VerifiedCredit) -> Value {
 #[test]
 fn the_browsers_verifier_reads_credit_reports_as_the_rust_one_does() -> Result<()> {
     use xinlian_client::credit::{CREDIT_REPORT_FORMAT, CreditReport};
-    let dir = tempfile::tempdir()?;
-    let node = xinlian_tests::start_devnet(BIN, dir.path())?;
-    wait_until(
-        std::time::Duration::from_secs(90),
-        "the sample data",
-        || dir.path().join("sample.json").exists(),
-    )?;
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sample.json"))?)?;
-    let genesis_file = genesis_path(dir.path());
-    let genesis = Genesis::load(&genesis_file)?;
-    let member = node.client.unsigned().signed_by(RequestSigner {
-        keyid: "member:sh-market".into(),
-        key: keys::read_pem(&signing_key_path(dir.path(), "sh-market"))?,
-    });
-    let mut light = LightClient::new(genesis.clone());
-    light.accept_changes(&member.roster_changes(1)?.changes)?;
+    let s = sample()?;
+    let mut light = LightClient::new(s.genesis.clone());
+    light.accept_changes(&s.member.roster_changes(1)?.changes)?;
     let mut good = Vec::new();
-    for e in manifest["enterprises"].as_array().context("enterprises")? {
+    let mut grades = std::collections::BTreeSet::new();
+    for e in s.manifest["enterprises"]
+        .as_array()
+        .context("enterprises")?
+    {
         let uscc = e["uscc"].as_str().context("a USCC")?;
-        let proof = member.credit(uscc)?;
+        let proof = s.member.credit(uscc)?;
         let report = CreditReport {
             format: CREDIT_REPORT_FORMAT.into(),
             chain: light.chain(),
             roster_changes: light.changes_until(proof.checkpoint.header.height + 1),
             proof,
         };
+        let verified = LightClient::verify_credit_report(s.genesis.clone(), &report)?;
+        grades.insert(verified.grade.grade);
         good.push(serde_json::to_string(&report)?);
     }
-    let mut rng = Rng(0x00c0_ffee_1234);
-    let mut cases: Vec<(String, String)> =
-        good.iter().map(|b| ("good".into(), b.clone())).collect();
-    for i in 0..CREDIT_TAMPERED_EACH {
-        let b = &good[i % good.len()];
-        let other = &good[rng.below(good.len())];
-        cases.push((format!("byte #{i}"), byte_tampered(&mut rng, b)));
-        cases.push((
-            format!("structure #{i}"),
-            structurally_tampered(&mut rng, b, other),
-        ));
-    }
-    let work = tempfile::tempdir()?;
-    let cli = verify_cli(work.path())?;
-    let list = work.path().join("credit.jsonl");
-    std::fs::write(
-        &list,
-        cases
-            .iter()
-            .map(|(_, t)| format!("{t}\n"))
-            .collect::<String>(),
-    )?;
-    let ts: Vec<Value> = node_js(
-        &cli,
-        &[
-            "credit",
-            &genesis_file.display().to_string(),
-            &list.display().to_string(),
-        ],
-    )?
-    .lines()
-    .map(serde_json::from_str)
-    .collect::<Result<_, _>>()?;
-    ensure!(
-        ts.len() == cases.len(),
-        "{} verdicts for {} reports",
-        ts.len(),
-        cases.len()
-    );
-    let (mut refused, mut disagree, mut grades) =
-        (0, Vec::new(), std::collections::BTreeSet::new());
-    for ((what, text), t) in cases.iter().zip(&ts) {
-        let rust = serde_json::from_str::<CreditReport>(text)
-            .ok()
-            .and_then(|r| LightClient::verify_credit_report(genesis.clone(), &r).ok())
-            .map(|v| credit_shows(&v));
-        let script = (t["verified"] == true).then(|| t["shows"].clone());
-        if rust != script {
-            disagree.push(format!("{what}: Rust {rust:?}\n  TypeScript {t}"));
-        }
-        if what == "good" {
-            let shown = rust.context("a report from the devnet does not verify")?;
-            grades.insert(shown["grade"].as_str().unwrap_or_default().to_string());
-        } else if rust.is_none() {
-            refused += 1;
-        }
-    }
-    eprintln!(
-        "{} credit reports ({} from the devnet, grades {grades:?}): {refused} tampered refused, {} disagreements",
-        cases.len(),
-        good.len(),
-        disagree.len()
-    );
-    ensure!(
-        disagree.is_empty(),
-        "verifiers differ:\n{}",
-        disagree.join("\n")
-    );
     ensure!(
         grades.len() >= 3,
         "the sample's grades are not varied: {grades:?}"
     );
-    ensure!(
-        refused >= CREDIT_TAMPERED_EACH,
-        "only {refused} tampered reports refused"
-    );
-    Ok(())
+    cross_check(
+        &s,
+        &good,
+        0x00c0_ffee_1234,
+        CREDIT_TAMPERED_EACH,
+        "credit",
+        |t| {
+            serde_json::from_str::<CreditReport>(t)
+                .ok()
+                .and_then(|r| LightClient::verify_credit_report(s.genesis.clone(), &r).ok())
+                .map(|v| credit_shows(&v))
+        },
+    )
 }

@@ -6,7 +6,7 @@
 
 import { fail, equal, Reader, taggedHash, toHex, Writer, VerifyError } from "./bytes.js";
 import type { Genesis, Grading } from "./genesis.js";
-import { type Json, arr, field, hex32, obj, str } from "./json.js";
+import { arr, field, hex32, obj, parseDocument, str } from "./json.js";
 import type { CreditBody, DecodedRecord } from "./record.js";
 import { type MapProof, verifyMapAbsent, verifyMapProof } from "./smt.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -70,13 +70,7 @@ export interface VerifiedCredit { height: number; headerHash: string; history: C
 // ---- reading ------------------------------------------------------------------------
 
 export function creditReportFromJson(text: string): CreditReport {
-  let v: Json;
-  try {
-    v = JSON.parse(text) as Json;
-  } catch (e) {
-    fail(`report: not JSON: ${(e as Error).message}`);
-  }
-  const o = obj(v, "report");
+  const o = obj(parseDocument(text, "report"), "report");
   const p = obj(field(o, "proof", "report"), "report.proof");
   const ip = obj(field(p, "index_proof", "proof"), "proof.index_proof");
   const leaf = field(ip, "leaf", "proof.index_proof");

@@ -7,6 +7,15 @@ import { fail, fromHex } from "./bytes.js";
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type Obj = { [k: string]: Json };
 
+/** A whole document (a bundle or report file) as JSON, or the reason it is not. */
+export function parseDocument(text: string, what: string): Json {
+  try {
+    return JSON.parse(text) as Json;
+  } catch (e) {
+    fail(`${what}: not JSON: ${(e as Error).message}`);
+  }
+}
+
 export function obj(v: Json | undefined, what: string): Obj {
   if (v === null || v === undefined || typeof v !== "object" || Array.isArray(v))
     fail(`${what}: expected an object`);

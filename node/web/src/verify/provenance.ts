@@ -6,7 +6,7 @@
 
 import { fail, toHex, VerifyError, equal } from "./bytes.js";
 import type { Genesis } from "./genesis.js";
-import { type Json, arr, field, hex32, obj, str, uint } from "./json.js";
+import { type Json, arr, field, hex32, obj, parseDocument, str, uint } from "./json.js";
 import { type DecodedRecord, decodeRecord } from "./record.js";
 import { preverify } from "./ed25519.js";
 import { type MapProof, verifyMapProof } from "./smt.js";
@@ -153,13 +153,7 @@ export function provenanceFromJson(v: Json | undefined, what: string): Provenanc
 }
 
 export function provenanceBundleFromJson(textJson: string): ProvenanceBundle {
-  let v: Json;
-  try {
-    v = JSON.parse(textJson) as Json;
-  } catch (e) {
-    fail(`bundle: not JSON: ${(e as Error).message}`);
-  }
-  const o = obj(v, "bundle");
+  const o = obj(parseDocument(textJson, "bundle"), "bundle");
   return {
     format: str(field(o, "format", "bundle"), "bundle.format"),
     chain: hex32(field(o, "chain", "bundle"), "bundle.chain"),

@@ -9,7 +9,7 @@ import {
   type Genesis, type Member, type Roster, type Validator, hasRole, roleName, rosterFromJson,
   rosterHash, rosterProblem, validatorSet, validatorSetHash,
 } from "./genesis.js";
-import { type Json, arr, field, hex32, hex64, obj, str, uint } from "./json.js";
+import { type Json, arr, field, hex32, hex64, obj, parseDocument, str, uint } from "./json.js";
 import { leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
 import { type DecodedRecord, custodyKeyMaySign, decodeRecord, memberRoleNeeded } from "./record.js";
 
@@ -175,13 +175,7 @@ export function rosterChangesFromJson(v: Json | undefined, what: string): Roster
 }
 
 export function bundleFromJson(textJson: string): Bundle {
-  let v: Json;
-  try {
-    v = JSON.parse(textJson) as Json;
-  } catch (e) {
-    fail(`bundle: not JSON: ${(e as Error).message}`);
-  }
-  const o = obj(v, "bundle");
+  const o = obj(parseDocument(textJson, "bundle"), "bundle");
   return {
     format: str(field(o, "format", "bundle"), "bundle.format"),
     chain: hex32(field(o, "chain", "bundle"), "bundle.chain"),
