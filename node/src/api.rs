@@ -167,6 +167,8 @@ pub struct ApiState {
     desk: mpsc::Sender<crate::private::DeskMsg>,
     /// Enciphers the cursors of readers who may not read every record (`subject_page`).
     cursors: Arc<CursorKey>,
+    /// `GET /v1/genesis`'s answer, written once: every page load asks for it.
+    genesis_toml: axum::body::Bytes,
 }
 
 /// Cursors handed to readers who may not read every record of an enterprise: the
@@ -266,6 +268,7 @@ pub fn router(
     access: access::AccessLog,
     desk: mpsc::Sender<crate::private::DeskMsg>,
 ) -> Router {
+    let genesis_toml = axum::body::Bytes::from(shared.genesis.to_toml());
     let state = ApiState {
         shared,
         heavy: limits::HeavyPool::new(limits.heavy_running_max, limits.heavy_waiting_max),
@@ -279,6 +282,7 @@ pub fn router(
         nonces: Arc::default(),
         desk,
         cursors: Arc::new(CursorKey::new()),
+        genesis_toml,
     };
     let who = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let metrics = state.shared.metrics.clone();
@@ -528,10 +532,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The genesis file, in the form `xinlian-genesis` writes it: reading it back gives the
 /// same canonical genesis, so the same chain id, as the consortium's own file.
-async fn genesis(State(s): State<Shared>) -> Response {
+async fn genesis(State(s): State<ApiState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
-        s.genesis.to_toml(),
+        s.genesis_toml.clone(),
     )
         .into_response()
 }
@@ -1585,16 +1589,20 @@ async fn block(
             format!("no finalized block at height {height}"),
         )
     };
-    let block = s.store.block(height)?.ok_or_else(not_found)?;
+    // Without record ids the header alone is read, not the block's records.
+    let (header, records) = match q.records.unwrap_or(true) {
+        true => {
+            let block = s.store.block(height)?.ok_or_else(not_found)?;
+            let ids = block.records.iter().map(SignedRecord::id).collect();
+            (block.header, ids)
+        }
+        false => (s.store.header(height)?.ok_or_else(not_found)?, Vec::new()),
+    };
     let certificate = s.store.certificate(height)?.ok_or_else(not_found)?;
-    let ids = q.records.unwrap_or(true);
     Ok(Json(BlockView {
-        hash: block.header.hash(),
-        records: match ids {
-            true => block.records.iter().map(SignedRecord::id).collect(),
-            false => Vec::new(),
-        },
-        header: block.header,
+        hash: header.hash(),
+        records,
+        header,
         certificate,
     }))
 }
@@ -2038,10 +2046,22 @@ async fn batch_label(
                         "this node has no api.public_url and the request names no usable Host",
                     )
                 })?;
+            // Plain http only on loopback, as for api.public_url: a printed label must
+            // not open a page anyone on the way could replace.
+            let loopback = ["127.0.0.1", "localhost", "[::1]"]
+                .iter()
+                .any(|h| host == *h || host.starts_with(&format!("{h}:")));
+            if !s.tls && !loopback {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "no_public_url",
+                    "this node serves plain http and has no api.public_url: set one (https) to print labels",
+                ));
+            }
             format!("{}://{host}", if s.tls { "https" } else { "http" })
         }
     };
-    let chain = s.genesis.hash().to_hex();
+    let chain = s.consortium().chain.to_hex();
     let url = crate::web::batch_page_url(&base, &name, &chain);
     let svg = crate::web::label_svg(&url, &name, &batch.product.name, &batch.lot, &chain);
     Ok((

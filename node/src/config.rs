@@ -366,7 +366,9 @@ fn public_url(u: &str) -> Result<String> {
     if host.is_empty()
         || u.len() > 512
         || u.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '#' | '?' | '"' | '<' | '>')
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '#' | '?' | '"' | '<' | '>' | '@' | '\\')
         })
     {
         bail!(
@@ -564,6 +566,10 @@ mod tests {
             ("[api]\npublic_url = \"https:///x\"\n", "api.public_url"),
             (
                 "[api]\npublic_url = \"http://x.example\"\n",
+                "api.public_url",
+            ),
+            (
+                "[api]\npublic_url = \"http://localhost:@evil.example\"\n",
                 "api.public_url",
             ),
             ("cache_mb = 1048577\n", "cache_mb"),

@@ -100,10 +100,11 @@ pub fn label_svg(page_url: &str, batch: &str, product: &str, lot: &str, chain: &
         .expect("a page address fits a QR code");
     let n = code.width();
     let colors = code.to_colors();
-    let mut modules = String::new();
+    let mut modules = String::with_capacity(colors.len() * 8);
     for (i, c) in colors.iter().enumerate() {
         if *c == qrcode::Color::Dark {
-            modules += &format!("M{} {}h1v1h-1z", i % n, i / n);
+            use std::fmt::Write as _;
+            let _ = write!(modules, "M{} {}h1v1h-1z", i % n, i / n);
         }
     }
     // Four modules of quiet zone around the code, as the standard asks.
